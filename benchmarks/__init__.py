@@ -1,0 +1,1 @@
+"""Latency, throughput and memory suites for engineers choosing bedside hardware and settings."""

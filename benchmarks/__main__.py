@@ -1,0 +1,14 @@
+"""`python -m benchmarks SUITE ...` / `benchmarks SUITE ...`: each suite prints figures and writes reports."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Benchmark suites (each prints figures and writes JSON, Markdown and PNG reports)."""
+
+
+if __name__ == "__main__":
+    main()

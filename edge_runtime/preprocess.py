@@ -1,0 +1,54 @@
+"""The one preprocessing function: scanner screen -> 224x224x3 uint8 B-mode tensor.
+
+The trainer, the calibration set and the bedside runtime all call :func:`preprocess_frame`, so a model
+never sees pixels prepared differently from the ones it was trained on. MinMax scaling and backbone
+normalisation are not here: they live inside the exported encoder, so the runtime feeds plain uint8.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge_runtime.profiles import ScannerProfile
+
+MODEL_SIZE = 224
+
+
+class PreprocessError(ValueError):
+    """A frame cannot be turned into a model input (wrong size for its profile, wrong dtype, blank)."""
+
+
+def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Any grey/RGB/RGBA uint8 array -> HxWx3 RGB uint8 (grey is replicated, alpha dropped)."""
+    if image.dtype != np.uint8:
+        raise PreprocessError(f"expected uint8 pixels, got {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise PreprocessError(f"expected a grey, RGB or RGBA image, got shape {image.shape}")
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    if image.shape[2] == 4:
+        return np.ascontiguousarray(image[:, :, :3])
+    return image
+
+
+def crop_bmode(frame: np.ndarray, profile: ScannerProfile) -> np.ndarray:
+    """Cut the B-mode region out of a full scanner screen, after checking the screen is the profile's."""
+    height, width = frame.shape[:2]
+    if (width, height) != profile.screen_size:
+        raise PreprocessError(
+            f"frame is {width}x{height} but scanner profile {profile.name!r} expects "
+            f"{profile.screen_width}x{profile.screen_height}"
+        )
+    x, y, w, h = profile.crop_box
+    return frame[y : y + h, x : x + w]
+
+
+def preprocess_frame(frame: np.ndarray, profile: ScannerProfile, size: int = MODEL_SIZE) -> np.ndarray:
+    """Crop with the profile's box, convert to 3-channel uint8 RGB, resize to size x size with INTER_AREA."""
+    rgb = to_rgb_uint8(np.asarray(frame))
+    bmode = crop_bmode(rgb, profile)
+    resized = cv2.resize(bmode, (size, size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(resized, dtype=np.uint8)

@@ -1,0 +1,38 @@
+"""Render one subject's view as a full scanner screen (and its truth mask), deterministically from a seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_runtime.profiles import ScannerProfile, default_profiles
+from phantom.bmode import simulate_view
+from phantom.screen import compose_screen, paste_mask
+from phantom.subject import VIEWS, Subject
+
+
+@dataclass
+class RenderedView:
+    screen: np.ndarray  # H x W x 3 RGB uint8, the whole scanner screen
+    mask: np.ndarray  # H x W uint8 truth labels (see phantom.anatomy)
+
+
+def view_rng(seed: int, subject: Subject, view: str, frame: int = 0) -> np.random.Generator:
+    """Independent stream per (cohort seed, subject, view, frame): same inputs, byte-identical output."""
+    return np.random.default_rng([seed, subject.index, VIEWS.index(view), frame])
+
+
+def profile_for(subject: Subject) -> ScannerProfile:
+    return default_profiles()[subject.imaging.profile]
+
+
+def render_view(subject: Subject, view: str, seed: int, frame: int = 0) -> RenderedView:
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+    profile = profile_for(subject)
+    rng = view_rng(seed, subject, view, frame)
+    bmode = simulate_view(subject, view, profile.crop_width, profile.crop_height, rng)
+    stamp = f"2026/01/{1 + subject.index % 28:02d} {8 + subject.index % 9:02d}:{(7 * subject.index) % 60:02d}"
+    screen = compose_screen(profile, bmode.pixels, subject, view, stamp)
+    return RenderedView(screen=screen, mask=paste_mask(profile, bmode.labels))
