@@ -10,5 +10,13 @@ def main() -> None:
     """Benchmark suites (each prints figures and writes JSON, Markdown and PNG reports)."""
 
 
+def _register() -> None:
+    from benchmarks.trainer_epoch import main as trainer_epoch
+
+    main.add_command(trainer_epoch, "trainer-epoch")
+
+
+_register()
+
 if __name__ == "__main__":
     main()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from trainer.config import TrainConfig
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,11 +42,167 @@ def validate(manifest: str, as_json: bool) -> None:
         click.echo(f"  fatty:      {summary['fatty_share']:.1%} (PDFF >= 5 %)   PDFF range {lo:.1f}-{hi:.1f} %")
 
 
+def protocol_options(fn):
+    """Options shared by train and ablate: the paper's protocol, each knob overridable."""
+    options = [
+        click.option(
+            "--weights", default="imagenet", show_default=True, help="imagenet | none | PATH to VGG19 no-top .h5"
+        ),
+        click.option("--augment", type=click.Choice(["paper", "light", "none"]), default="paper", show_default=True),
+        click.option("--epochs", type=click.IntRange(1), default=None, help="Default: 1000 classify, 500 regress."),
+        click.option("--pooling", type=click.Choice(["flatten", "avg"]), default="flatten", show_default=True),
+        click.option("--folds", "n_folds", type=click.IntRange(2, 20), default=5, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
+        click.option("--lr", "learning_rate", type=float, default=1e-4, show_default=True),
+        click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]), default="auto"),
+        click.option("--cache-dir", default=".cache/features", show_default=True, help="Frozen-feature cache."),
+        click.option("--bootstrap", type=click.IntRange(10), default=1000, show_default=True),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _config(**kw) -> TrainConfig:
+    from pathlib import Path
+
+    from trainer.config import TrainConfig
+
+    n_folds = kw.pop("n_folds")
+    weights = kw["weights"]
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise click.BadParameter(
+            f"weights file not found: {weights} (expected 'imagenet', 'none' or a path)", param_hint="--weights"
+        )
+    try:
+        return TrainConfig(folds=n_folds, **kw)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _print_summary(report: dict, label: str) -> None:
+    pooled, ci = report["pooled"], report["ci95"]
+    parts = []
+    for key in ("accuracy", "precision", "auc", "r2", "mae"):
+        if pooled.get(key) is not None:
+            interval = ci.get(key)
+            parts.append(f"{key} {pooled[key]:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""))
+    click.echo(f"{label}: " + ", ".join(parts))
+
+
+@main.command()
+@click.option("--manifest", type=click.Path(dir_okay=False), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--views", type=click.Choice(["clkl", "liver", "kidney_liver"]), default="clkl", show_default=True)
+@click.option("--task", type=click.Choice(["classify", "regress", "both"]), default="classify", show_default=True)
+@click.option("--finetune", default=None, help="Unfreeze the backbone: 'all' or from a block (block1..block5).")
+@click.option("--folds-file", type=click.Path(dir_okay=False), default=None, help="Reuse another run's folds.json.")
+@protocol_options
+def train(manifest: str, out_dir: str, folds_file: str | None, **kw) -> None:
+    """Cross-validate one configuration; writes config, folds, per-fold heads, predictions, report and plots."""
+    from pathlib import Path
+
+    from trainer.train import train_run
+
+    config = _config(**kw)
+    config.extra["manifest"] = str(Path(manifest).resolve())
+    cohort = _load(manifest)
+    report = _guard(lambda: train_run(cohort, config, Path(out_dir), Path(folds_file) if folds_file else None))
+    click.echo((Path(out_dir) / "report.md").read_text())
+    _print_summary(report, f"{config.views} {config.task}")
+    click.echo(f"run directory: {out_dir}")
+
+
+def _load(manifest: str):
+    from trainer.manifest import ManifestError
+    from trainer.train import load_labelled_cohort
+
+    try:
+        return load_labelled_cohort(manifest)
+    except (ManifestError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _guard(fn):
+    """Known, explainable failures become one clear message instead of a traceback."""
+    from trainer.backbone import WeightsError
+
+    try:
+        return fn()
+    except (WeightsError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _not_yet(name: str) -> None:
     raise click.ClickException(f"`trainer {name}` is not implemented yet")
 
 
-for _name in ("train", "ablate", "explain", "evaluate", "export"):
+@main.command()
+@click.option("--manifest", type=click.Path(dir_okay=False), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--task", type=click.Choice(["classify", "regress", "both"]), default="both", show_default=True)
+@click.option("--finetune", "finetune_from", default="block5", show_default=True, help="Fine-tuning row: all|blockN.")
+@click.option("--finetune-epochs", type=click.IntRange(1), default=None, help="Epochs of the fine-tuning row.")
+@click.option("--skip", multiple=True, help="Leave out a row (liver, kidney_liver, clkl, clkl_finetuned, ...).")
+@protocol_options
+def ablate(manifest: str, out_dir: str, finetune_from: str, finetune_epochs: int | None, skip: tuple[str, ...], **kw):
+    """The paper's comparison: liver vs kidney-liver vs CLKL, CLKL fine-tuned, CLKL without augmentation."""
+    from pathlib import Path
+
+    from trainer.ablate import ROWS, run_ablation
+
+    unknown = set(skip) - set(ROWS)
+    if unknown:
+        raise click.BadParameter(f"unknown row(s) {sorted(unknown)}; rows are {', '.join(ROWS)}", param_hint="--skip")
+    config = _config(**kw)
+    config.extra["manifest"] = str(Path(manifest).resolve())
+    cohort = _load(manifest)
+    _guard(lambda: run_ablation(cohort, config, Path(out_dir), skip, finetune_from, finetune_epochs))
+    click.echo((Path(out_dir) / "ablation.md").read_text())
+
+
+@main.command()
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, exists=True), required=True)
+@click.option("--subject", "subject_id", required=True)
+@click.option("--manifest", type=click.Path(dir_okay=False), default=None, help="Default: the run's manifest.")
+@click.option("--nsamples", type=click.IntRange(50), default=400, show_default=True, help="SHAP coalitions.")
+def explain(run_dir: str, subject_id: str, manifest: str | None, nsamples: int) -> None:
+    """Grad-CAM heatmaps and SHAP attributions over both views of one subject, as PNG overlays."""
+    from trainer.explain import explain_subject
+    from trainer.runs import RunError
+
+    try:
+        result = explain_subject(run_dir, subject_id, manifest, nsamples=nsamples)
+    except RunError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"subject {subject_id} (test subject of fold {result['fold']}, MRI-PDFF {result['pdff']})")
+    for name, info in result["outputs"].items():
+        share = ", ".join(f"{v} {s:+.3f}" for v, s in info["shap_per_view"].items())
+        click.echo(f"  {name} = {info['value']:.3f}; SHAP by view: {share}; overlay {info['png']}")
+
+
+@main.command()
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, exists=True), required=True)
+@click.option("--manifest", type=click.Path(dir_okay=False), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None)
+def evaluate(run_dir: str, manifest: str, out_dir: str | None) -> None:
+    """Apply a trained run to another cohort: metrics where PDFF exists, reader agreement where it does not."""
+    from pathlib import Path
+
+    from trainer.evaluate import evaluate_run
+    from trainer.manifest import ManifestError
+    from trainer.runs import RunError
+
+    try:
+        result = evaluate_run(run_dir, manifest, Path(out_dir) if out_dir else None)
+    except (RunError, ManifestError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({k: v for k, v in result.items() if k != "out_dir"}, indent=2))
+    click.echo(f"written to {result['out_dir']}")
+
+
+for _name in ("export",):
     main.command(name=_name, help=f"(not implemented yet) {_name}")(lambda _n=_name: _not_yet(_n))
 
 

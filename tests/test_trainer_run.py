@@ -1,0 +1,215 @@
+"""The trainer end to end on a tiny phantom cohort with the real VGG19 architecture (random weights)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_runtime.preprocess import preprocess_frame
+from edge_runtime.profiles import default_profiles
+from trainer.cli import main as trainer_cli
+from trainer.images import read_image
+from trainer.manifest import load_manifest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    cache = tmp_path_factory.mktemp("cache")
+    result = CliRunner().invoke(
+        trainer_cli,
+        [
+            "train",
+            "--manifest",
+            str(tiny_cohort / "manifest.csv"),
+            "--out",
+            str(out),
+            "--weights",
+            "none",
+            "--augment",
+            "light",
+            "--epochs",
+            "3",
+            "--folds",
+            "2",
+            "--task",
+            "both",
+            "--bootstrap",
+            "50",
+            "--cache-dir",
+            str(cache),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_run_directory_holds_every_artefact(run_dir: Path) -> None:
+    for name in (
+        "config.json",
+        "folds.json",
+        "predictions.csv",
+        "report.json",
+        "report.md",
+        "roc.png",
+        "confusion.png",
+        "pdff_scatter.png",
+        "bland_altman.png",
+        "loss.png",
+        "timings.json",
+        "fold0/head.h5",
+        "fold1/head.h5",
+        "fold0/history.json",
+    ):
+        assert (run_dir / name).is_file(), name
+    report = json.loads((run_dir / "report.json").read_text())
+    for key in ("accuracy", "precision", "recall", "specificity", "f1", "auc", "r2", "mae"):
+        assert key in report["pooled"]
+    assert "ci95" in report and len(report["per_fold"]) == 2
+    assert "| auc |" in (run_dir / "report.md").read_text()
+
+
+def test_no_subject_is_on_both_sides_and_each_is_predicted_once(run_dir: Path, tiny_cohort: Path) -> None:
+    folds = json.loads((run_dir / "folds.json").read_text())["folds"]
+    assert not set(folds[0]) & set(folds[1])
+    rows = list(csv.DictReader((run_dir / "predictions.csv").read_text().splitlines()))
+    ids = [r["subject_id"] for r in rows]
+    assert sorted(ids) == sorted(load_manifest(tiny_cohort / "manifest.csv").subjects)
+    for row in rows:
+        assert row["subject_id"] in folds[int(row["fold"])]
+        assert 0.0 <= float(row["p_fatty"]) <= 1.0
+        assert np.isfinite(float(row["pdff_pred"]))
+
+
+def test_trainer_tensors_are_the_shared_preprocessing(tiny_cohort: Path) -> None:
+    from trainer.dataset import load_cohort
+
+    manifest = load_manifest(tiny_cohort / "manifest.csv")
+    cohort = load_cohort(manifest, progress=False)
+    record = next(iter(manifest.subjects.values()))
+    entry = record.views["kidney_liver"]
+    expected = preprocess_frame(read_image(entry.path), default_profiles()[entry.scanner])
+    assert np.array_equal(cohort.image(record.subject_id, "kidney_liver"), expected)
+
+
+def test_feature_cache_is_reused_and_keyed_by_content(run_dir: Path, tiny_cohort: Path, tmp_path: Path) -> None:
+    from trainer.augment import LIGHT
+    from trainer.backbone import build_encoder, build_vgg19_base, weights_fingerprint
+    from trainer.features import FeatureCache
+
+    base = build_vgg19_base("none", 0)
+    encoder = build_encoder(base, "avg")
+    cache = FeatureCache(tmp_path, encoder, weights_fingerprint(base), "avg")
+    image = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    first = cache.features([image], LIGHT[:2])
+    assert cache.misses == 2 and first.shape == (1, 2, 512)
+    again = cache.features([image], LIGHT[:2])
+    assert cache.misses == 2 and cache.hits == 2
+    np.testing.assert_allclose(first, again)
+    changed = image.copy()
+    changed[0, 0] ^= 1
+    cache.features([changed], LIGHT[:1])
+    assert cache.misses == 3
+    # The same weights rebuilt from the same seed give the same fingerprint (so a later run reuses the cache).
+    assert weights_fingerprint(build_vgg19_base("none", 0)) == weights_fingerprint(base)
+
+
+def test_evaluate_reports_reader_agreement_for_unlabelled_subjects(
+    run_dir: Path, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    cohort = tmp_path / "reader"
+    shutil.copytree(tiny_cohort, cohort)
+    lines = (cohort / "manifest.csv").read_text().splitlines()
+    rows = [line.split(",") for line in lines[1:]]
+    header = lines[0] + ",reader_label"
+    body = [",".join([*r[:4], "", *r[5:], "fatty" if float(r[4]) >= 5 else "normal"]) for r in rows]
+    (cohort / "manifest.csv").write_text("\n".join([header, *body]) + "\n")
+    result = CliRunner().invoke(
+        trainer_cli,
+        [
+            "evaluate",
+            "--run",
+            str(run_dir),
+            "--manifest",
+            str(cohort / "manifest.csv"),
+            "--out",
+            str(tmp_path / "eval"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert "metrics" not in evaluation  # no PDFF in this cohort
+    agreement = evaluation["reader_agreement"]
+    assert agreement["n"] == 10 and np.sum(agreement["confusion_rows_reader_cols_model"]) == 10
+
+
+def test_explain_writes_gradcam_and_shap_overlays(run_dir: Path) -> None:
+    folds = json.loads((run_dir / "folds.json").read_text())["folds"]
+    subject = folds[1][0]
+    result = CliRunner().invoke(
+        trainer_cli, ["explain", "--run", str(run_dir), "--subject", subject, "--nsamples", "60"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "fold 1" in result.output
+    for name in ("p_fatty.png", "pdff.png", "explanation.json"):
+        assert (run_dir / "explanations" / subject / name).is_file()
+    missing = CliRunner().invoke(trainer_cli, ["explain", "--run", str(run_dir), "--subject", "NOPE"])
+    assert missing.exit_code == 1 and "NOPE" in missing.output
+
+
+def test_finetuning_trains_the_backbone_end_to_end(tiny_cohort: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        trainer_cli,
+        [
+            "train",
+            "--manifest",
+            str(tiny_cohort / "manifest.csv"),
+            "--out",
+            str(tmp_path / "ft"),
+            "--weights",
+            "none",
+            "--augment",
+            "none",
+            "--epochs",
+            "1",
+            "--folds",
+            "2",
+            "--finetune",
+            "block5",
+            "--pooling",
+            "avg",
+            "--bootstrap",
+            "20",
+            "--batch-size",
+            "8",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ft" / "fold0" / "model.weights.h5").is_file()
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["finetune"] == "block5"
+
+
+def test_bad_weights_path_is_a_clear_error(tiny_cohort: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        trainer_cli,
+        [
+            "train",
+            "--manifest",
+            str(tiny_cohort / "manifest.csv"),
+            "--out",
+            str(tmp_path / "x"),
+            "--weights",
+            str(tmp_path / "nope.h5"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "weights file not found" in result.output
+    assert "preprocessing" not in result.output  # refused before any work

@@ -1,0 +1,88 @@
+"""Trainer building blocks: folds, augmentation, metrics. No TensorFlow model is built here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.augment import IDENTITY, LIGHT, PAPER, Variant, apply_variant, variants
+from trainer.folds import load_folds, make_folds, save_folds, train_ids
+from trainer.metrics import bootstrap_ci, classification_metrics, regression_metrics
+
+
+def test_paper_augmentation_is_13_rotations_times_3_flips() -> None:
+    assert len(PAPER) == 39 and len({v.name for v in PAPER}) == 39
+    assert sorted({v.angle for v in PAPER}) == list(range(0, 181, 15))
+    assert PAPER[0] == IDENTITY and LIGHT[0] == IDENTITY and variants("none") == (IDENTITY,)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        variants("heavy")
+
+
+def test_variants_transform_the_image() -> None:
+    image = np.zeros((224, 224, 3), np.uint8)
+    image[10:30, 150:200] = 255  # a bar near the top right
+    assert np.array_equal(apply_variant(image, IDENTITY), image)
+    assert np.array_equal(apply_variant(image, Variant(0, "x")), image[:, ::-1])
+    assert np.array_equal(apply_variant(image, Variant(0, "y")), image[::-1])
+    rotated = apply_variant(image, Variant(180, "none"))
+    assert rotated[200:210, 30:70].mean() > 200  # the bar moved to the bottom left
+
+
+def _cohort(n: int, seed: int = 0) -> tuple[list[str], list[str], list[bool]]:
+    rng = np.random.default_rng(seed)
+    ids = [f"S{i:03d}" for i in range(n)]
+    vendors = ["PHILIPS" if i % 2 else "GE" for i in range(n)]
+    fatty = list(rng.random(n) < 0.43)
+    return ids, vendors, fatty
+
+
+def test_folds_are_subject_level_stratified_and_reusable(tmp_path: Path) -> None:
+    ids, vendors, fatty = _cohort(90)
+    folds = make_folds(ids, vendors, fatty, 5, seed=1)
+    assert sorted(s for f in folds for s in f) == sorted(ids)
+    for k, test in enumerate(folds):
+        assert not set(test) & set(train_ids(folds, k))
+        share_ge = np.mean([vendors[ids.index(s)] == "GE" for s in test])
+        share_fatty = np.mean([fatty[ids.index(s)] for s in test])
+        assert abs(share_ge - 0.5) < 0.12
+        assert abs(share_fatty - np.mean(fatty)) < 0.12
+    save_folds(tmp_path / "folds.json", folds)
+    assert load_folds(tmp_path / "folds.json", ids) == folds
+    with pytest.raises(ValueError, match="partition"):
+        load_folds(tmp_path / "folds.json", ids[:-1])
+
+
+def test_too_few_subjects_per_stratum_is_a_clear_error() -> None:
+    ids, vendors, fatty = _cohort(8)
+    with pytest.raises(ValueError, match="stratum"):
+        make_folds(ids, vendors, fatty, 5, seed=0)
+
+
+def test_classification_metrics_on_known_cases() -> None:
+    pdff = np.array([2.0, 3.0, 4.0, 6.0, 12.0, 20.0])
+    perfect = classification_metrics(pdff, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]))
+    assert perfect["accuracy"] == 1.0 and perfect["auc"] == 1.0 and perfect["specificity"] == 1.0
+    # One normal called fatty: specificity 2/3, precision 3/4, recall 1.
+    one_fp = classification_metrics(pdff, np.array([0.1, 0.6, 0.3, 0.7, 0.8, 0.9]))
+    assert one_fp["specificity"] == pytest.approx(2 / 3)
+    assert one_fp["precision"] == pytest.approx(3 / 4)
+    assert one_fp["recall"] == 1.0
+    assert classification_metrics(np.array([2.0, 3.0]), np.array([0.1, 0.9]))["auc"] is None
+
+
+def test_regression_metrics_and_bootstrap_interval() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(1, 30, 80)
+    predicted = truth + rng.normal(0, 3, 80)
+    metrics = regression_metrics(truth, predicted)
+    assert 0.8 < metrics["r2"] < 1.0 and metrics["mae"] < 4
+
+    def resampled(idx: np.ndarray) -> dict:
+        return regression_metrics(truth[idx], predicted[idx])
+
+    ci = bootstrap_ci(resampled, 80, 200, seed=0)
+    assert ci["r2"][0] < metrics["r2"] < ci["r2"][1]
+    json.dumps(ci)  # serialisable for report.json

@@ -1,0 +1,109 @@
+"""The image encoder: uint8 224x224x3 B-mode -> VGG19 convolutional features.
+
+The same Keras model extracts the training features and becomes ``encoder.tflite``, so the bedside sees
+exactly what the head was trained on. Scaling lives inside it:
+
+- MinMax: uint8 pixels span the fixed range 0..255 (on B-mode crops a fitted pixel range is always 0..255:
+  the sector background is black and speckle saturates), so the image MinMax is the constant map to [0, 1];
+  the fitted, per-fold MinMax of Kim et al. is applied to the features (see ``trainer.heads``), where it
+  also conditions the small head for plain SGD.
+- VGG normalisation: ImageNet VGG19 expects BGR with the ImageNet mean removed. The mean is one constant
+  offset layer; the channel order is folded into the first convolution's kernel (exact, padding included),
+  so the encoder takes RGB and the int8 graph has no channel shuffle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from trainer.tf_setup import keras, tf
+
+IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+VGG_BLOCKS = ("block1", "block2", "block3", "block4", "block5")
+FEATURE_SIZE = {"flatten": 7 * 7 * 512, "avg": 512}
+
+
+class WeightsError(ValueError):
+    """The requested backbone weights cannot be loaded (missing file, wrong shapes, no network)."""
+
+
+def build_vgg19_base(weights: str, seed: int, name: str = "vgg19") -> keras.Model:
+    """weights: 'imagenet' (Keras download, cached in ~/.keras), 'none' (random, seeded) or a local .h5 path."""
+    keras.utils.set_random_seed(seed)
+    if weights == "imagenet":
+        try:
+            base = keras.applications.VGG19(include_top=False, weights="imagenet", input_shape=(224, 224, 3))
+        except Exception as exc:  # the download is the only thing that fails here: say so plainly
+            raise WeightsError(
+                f"could not load ImageNet VGG19 weights ({exc}). Offline? Pass --weights PATH to a local "
+                "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+            ) from exc
+        _flip_first_kernel_to_rgb(base)
+    elif weights == "none":
+        base = keras.applications.VGG19(include_top=False, weights=None, input_shape=(224, 224, 3))
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"backbone weights file not found: {path} (expected 'imagenet', 'none' or a path)")
+        base = keras.applications.VGG19(include_top=False, weights=None, input_shape=(224, 224, 3))
+        try:
+            base.load_weights(str(path))
+        except Exception as exc:
+            raise WeightsError(f"{path}: not VGG19 no-top weights ({exc})") from exc
+        _flip_first_kernel_to_rgb(base)
+    base._name = name
+    return base
+
+
+def _flip_first_kernel_to_rgb(base: keras.Model) -> None:
+    """Caffe-trained VGG kernels expect BGR; reversing the first kernel's input channels makes them take RGB."""
+    conv = base.get_layer("block1_conv1")
+    kernel, bias = conv.get_weights()
+    conv.set_weights([kernel[:, :, ::-1, :].copy(), bias])
+
+
+def set_trainable(base: keras.Model, finetune: str | None) -> None:
+    """None: frozen (the paper's transfer learning). 'all': everything. 'blockN': blockN and deeper."""
+    if finetune is None:
+        base.trainable = False
+        return
+    if finetune != "all" and finetune not in VGG_BLOCKS:
+        raise ValueError(f"--finetune takes 'all' or one of {', '.join(VGG_BLOCKS)}, got {finetune!r}")
+    base.trainable = True
+    first = 0 if finetune == "all" else VGG_BLOCKS.index(finetune)
+    for layer in base.layers:
+        block = layer.name.split("_")[0]
+        layer.trainable = block in VGG_BLOCKS and VGG_BLOCKS.index(block) >= first
+
+
+def build_encoder(base: keras.Model, pooling: str, name: str = "encoder") -> keras.Model:
+    """uint8 image -> feature vector (flatten of the last pooling layer, or global average)."""
+    if pooling not in FEATURE_SIZE:
+        raise ValueError(f"pooling must be one of {', '.join(FEATURE_SIZE)}, got {pooling!r}")
+    image = keras.Input((224, 224, 3), dtype="uint8", name="image")
+    x = keras.layers.Rescaling(1.0, offset=[-m for m in IMAGENET_MEAN_RGB], name="vgg_normalise")(image)
+    x = base(x)
+    x = (
+        keras.layers.Flatten(name="features")(x)
+        if pooling == "flatten"
+        else keras.layers.GlobalAveragePooling2D(name="features")(x)
+    )
+    return keras.Model(image, x, name=name)
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """Identifies the exact backbone weights, so cached features are never reused across different weights."""
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def extract_features(encoder: keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Run the encoder under tf.function (the fastest float path) in batches."""
+    fn = tf.function(lambda x: encoder(x, training=False))
+    out = [fn(tf.constant(images[i : i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, encoder.output_shape[-1]), np.float32)

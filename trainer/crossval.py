@@ -1,0 +1,197 @@
+"""The cross-validation engine: subject-level folds, cached frozen features (or fine-tuning), one head per fold.
+
+Frozen backbone (the paper's default): features of every augmented variant come from the cache, so each
+fold trains only the small head, over all epochs, in seconds to minutes on a CPU. Fine-tuning bypasses
+the cache and trains the VGG19 branches on images.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from trainer.augment import IDENTITY, apply_variant, variants
+from trainer.backbone import build_encoder, build_vgg19_base, set_trainable, weights_fingerprint
+from trainer.config import TrainConfig
+from trainer.dataset import Cohort
+from trainer.features import FeatureCache
+from trainer.folds import load_folds, make_folds, save_folds, train_ids
+from trainer.heads import build_head, compile_head, fit_minmax
+from trainer.progress import EpochBar
+from trainer.tf_setup import choose_strategy, keras
+
+
+@dataclass
+class FoldOutcome:
+    fold: int
+    test_ids: list[str]
+    predictions: dict[str, np.ndarray]  # output name -> per test subject
+    history: dict[str, list[float]]
+    seconds: float
+
+
+def targets(cohort: Cohort, outputs: tuple[str, ...], fatty_threshold: float) -> dict[str, np.ndarray]:
+    pdff = cohort.pdff().astype(np.float32)
+    return {o: ((pdff >= fatty_threshold).astype(np.float32) if o == "p_fatty" else pdff) for o in outputs}
+
+
+def frozen_features(cohort: Cohort, config: TrainConfig, progress: bool) -> tuple[dict[str, np.ndarray], str]:
+    """(view -> array (subjects, variants, features)), backbone weights id. Variant 0 is the identity."""
+    base = build_vgg19_base(config.weights, config.seed)
+    set_trainable(base, None)
+    encoder = build_encoder(base, config.pooling)
+    weights_id = weights_fingerprint(base)
+    cache = FeatureCache(config.cache_dir, encoder, weights_id, config.pooling)
+    chosen = variants(config.augment)
+    assert chosen[0] == IDENTITY
+    feats = {
+        view: cache.features([cohort.image(s, view) for s in cohort.ids], chosen, desc=f"features {view}")
+        for view in config.view_names
+    }
+    if progress:
+        print(f"feature cache: {cache.hits} hits, {cache.misses} computed ({cache.root})")
+    return feats, weights_id
+
+
+def _predict(model: keras.Model, x: dict[str, np.ndarray], outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
+    raw = model.predict(x, batch_size=256, verbose=0)
+    raw = raw if isinstance(raw, list) else [raw]
+    return {o: np.asarray(r).reshape(-1) for o, r in zip(outputs, raw, strict=True)}
+
+
+def fit_head_on_features(
+    feats: dict[str, np.ndarray],
+    y: dict[str, np.ndarray],
+    rows: np.ndarray,
+    config: TrainConfig,
+    seed: int,
+    desc: str,
+    progress: bool,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Train one head on all augmented variants of the given subjects (variants of both views paired by index)."""
+    views = config.view_names
+    n_variants = next(iter(feats.values())).shape[1]
+    x_train = {f"features_{v}": feats[v][rows].reshape(len(rows) * n_variants, -1) for v in views}
+    y_train = {o: np.repeat(t[rows], n_variants) for o, t in y.items()}
+    minmax = fit_minmax(np.concatenate([x_train[f"features_{v}"] for v in views], axis=1))
+    keras.utils.set_random_seed(seed)
+    with choose_strategy(config.strategy).scope():
+        head = build_head(views, feats[views[0]].shape[2], config.outputs, minmax, seed)
+        compile_head(head, config.outputs, config.learning_rate, config.momentum)
+    history = head.fit(
+        x_train,
+        y_train,
+        epochs=config.n_epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[EpochBar(config.n_epochs, desc, progress)],
+    )
+    return head, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def _finetune_fold(
+    cohort: Cohort,
+    rows: np.ndarray,
+    test_rows: np.ndarray,
+    y: dict[str, np.ndarray],
+    config: TrainConfig,
+    seed: int,
+    progress: bool,
+) -> tuple[keras.Model, dict[str, np.ndarray], dict[str, list[float]]]:
+    """Two VGG19 branches (one per view) trained end to end on images; no cache (the backbone changes)."""
+    views = config.view_names
+    chosen = variants(config.augment)
+    keras.utils.set_random_seed(seed)
+    with choose_strategy(config.strategy).scope():
+        encoders = {}
+        for v in views:
+            base = build_vgg19_base(config.weights, config.seed, name=f"vgg19_{v}")
+            encoders[v] = build_encoder(base, config.pooling, name=f"encoder_{v}")
+        ids = np.asarray(cohort.ids)
+        x_train = {
+            f"image_{v}": np.stack([apply_variant(cohort.image(s, v), var) for s in ids[rows] for var in chosen])
+            for v in views
+        }
+        initial = np.concatenate([encoders[v].predict(x_train[f"image_{v}"], verbose=0) for v in views], axis=1)
+        head = build_head(views, initial.shape[1] // len(views), config.outputs, fit_minmax(initial), seed)
+        for v in views:
+            set_trainable(encoders[v].get_layer(f"vgg19_{v}"), config.finetune)
+        images = [keras.Input((224, 224, 3), dtype="uint8", name=f"image_{v}") for v in views]
+        outs = head(
+            [encoders[v](im) for v, im in zip(views, images, strict=True)]
+            if len(views) > 1
+            else encoders[views[0]](images[0])
+        )
+        outs = outs if isinstance(outs, list) else [outs]
+        # Re-expose the nested head's outputs under their own names so losses map by name.
+        named = [keras.layers.Activation("linear", name=o)(t) for o, t in zip(config.outputs, outs, strict=True)]
+        model = keras.Model(images, named, name="clkl_finetuned")
+        compile_head(model, config.outputs, config.learning_rate, config.momentum)
+    y_train = {o: np.repeat(t[rows], len(chosen)) for o, t in y.items()}
+    # The nested head names its outputs; map them onto the wrapper's output names.
+    y_fit = dict(zip(model.output_names, [y_train[o] for o in config.outputs], strict=True))
+    hist = model.fit(
+        x_train,
+        y_fit,
+        epochs=config.n_epochs,
+        batch_size=config.batch_size,
+        verbose=0,
+        callbacks=[EpochBar(config.n_epochs, "fine-tuning", progress)],
+    )
+    x_test = {f"image_{v}": np.stack([cohort.image(s, v) for s in ids[test_rows]]) for v in views}
+    preds = _predict(model, x_test, config.outputs)
+    return model, preds, {k: [float(x) for x in vals] for k, vals in hist.history.items()}
+
+
+def run_cross_validation(
+    cohort: Cohort, config: TrainConfig, out_dir: Path, folds_file: Path | None = None, progress: bool = True
+) -> tuple[list[FoldOutcome], dict]:
+    """Train and test every fold; writes config, folds, per-fold heads and histories into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.save(out_dir / "config.json")
+    ids = cohort.ids
+    pdff = cohort.pdff()
+    if folds_file is not None:
+        folds = load_folds(folds_file, ids)
+    else:
+        folds = make_folds(ids, cohort.vendors(), list(pdff >= config.fatty_threshold), config.folds, config.seed)
+    save_folds(out_dir / "folds.json", folds)
+    y = targets(cohort, config.outputs, config.fatty_threshold)
+    index = {s: i for i, s in enumerate(ids)}
+
+    timings: dict = {}
+    feats: dict[str, np.ndarray] = {}
+    if config.finetune is None:
+        started = time.perf_counter()
+        feats, weights_id = frozen_features(cohort, config, progress)
+        timings["features_s"] = time.perf_counter() - started
+        timings["weights_id"] = weights_id
+
+    outcomes = []
+    for k, test in enumerate(tqdm(folds, desc="folds", unit="fold", disable=not progress)):
+        started = time.perf_counter()
+        rows = np.array([index[s] for s in train_ids(folds, k)])
+        test_rows = np.array([index[s] for s in test])
+        assert not set(rows) & set(test_rows), "a subject is on both sides of a fold"
+        fold_dir = out_dir / f"fold{k}"
+        fold_dir.mkdir(exist_ok=True)
+        if config.finetune is None:
+            head, history = fit_head_on_features(
+                feats, y, rows, config, config.seed + k, f"fold {k + 1}/{len(folds)}", progress
+            )
+            x_test = {f"features_{v}": feats[v][test_rows, 0] for v in config.view_names}
+            preds = _predict(head, x_test, config.outputs)
+            head.save(fold_dir / "head.h5")
+        else:
+            model, preds, history = _finetune_fold(cohort, rows, test_rows, y, config, config.seed + k, progress)
+            model.save_weights(fold_dir / "model.weights.h5")
+        (fold_dir / "history.json").write_text(json.dumps(history))
+        outcomes.append(FoldOutcome(k, list(test), preds, history, time.perf_counter() - started))
+    timings["folds_s"] = [o.seconds for o in outcomes]
+    return outcomes, timings

@@ -1,0 +1,163 @@
+"""`trainer explain`: why did the model call this subject fatty? Grad-CAM and SHAP over both views.
+
+The subject is explained by the head of the fold where it was a *test* subject, so the explanation is of
+an unseen case, as at the bedside.
+
+- Grad-CAM: gradient of the output with respect to VGG19's last convolution (block5_conv4), per view.
+- SHAP (shap.KernelExplainer): Shapley values of the 7x7 spatial cells of each view's feature map (a cell
+  "absent" takes its training-fold mean), i.e. how much each image region and each view pushes p_fatty or
+  PDFF away from the training average. Cheap because only the head is re-evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from trainer.dataset import load_cohort
+from trainer.features import FeatureCache
+from trainer.folds import train_ids
+from trainer.manifest import load_manifest
+from trainer.runs import Run, RunError, load_frozen_encoder, open_run
+from trainer.tf_setup import keras, tf
+
+GRID = 7
+
+
+def _overlay(image: np.ndarray, heat: np.ndarray, title: str, signed: bool = False) -> np.ndarray:
+    heat = cv2.resize(heat.astype(np.float32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_CUBIC)
+    if signed:  # red: pushes the output up, blue: pushes it down
+        scale = max(float(np.abs(heat).max()), 1e-12)
+        colored = np.zeros((*heat.shape, 3), np.uint8)
+        colored[..., 0] = np.clip(heat / scale, 0, 1) * 255
+        colored[..., 2] = np.clip(-heat / scale, 0, 1) * 255
+    else:
+        norm = heat / max(float(heat.max()), 1e-12)
+        colored = cv2.applyColorMap((np.clip(norm, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+        colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
+    out = cv2.addWeighted(image, 0.55, colored, 0.45, 0)
+    out = cv2.resize(out, (448, 448), interpolation=cv2.INTER_CUBIC)
+    cv2.putText(out, title, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+    return out
+
+
+def grad_cam(run: Run, encoder: keras.Model, head: keras.Model, images: dict[str, np.ndarray], output: int):
+    """Per view: ReLU(sum_k alpha_k A_k) on block5_conv4, alpha = spatially averaged gradients."""
+    base = encoder.get_layer("vgg19")
+    conv = keras.Model(base.input, [base.get_layer("block5_conv4").output, base.output])
+    normalise = encoder.get_layer("vgg_normalise")
+    pool = encoder.get_layer("features")
+    with tf.GradientTape() as tape:
+        maps, feats = {}, []
+        for v in run.config.view_names:
+            x = normalise(tf.constant(images[v][None]))
+            maps[v], last = conv(x)
+            tape.watch(maps[v])
+            feats.append(pool(last))
+        out = head(feats if len(feats) > 1 else feats[0])
+        out = out[output] if isinstance(out, list) else out
+    grads = tape.gradient(out, list(maps.values()))
+    cams = {}
+    for (v, a), g in zip(maps.items(), grads, strict=True):
+        weights = tf.reduce_mean(g, axis=(1, 2))
+        cams[v] = tf.nn.relu(tf.reduce_sum(a * weights[:, None, None, :], axis=-1))[0].numpy()
+    return cams, float(np.asarray(out).reshape(-1)[0])
+
+
+def shap_cells(
+    run: Run,
+    head: keras.Model,
+    subject_feats: dict[str, np.ndarray],
+    mean_feats: dict[str, np.ndarray],
+    output: int,
+    nsamples: int,
+) -> dict[str, np.ndarray]:
+    """Shapley values of each view's 7x7 cells; with average pooling, one value per view."""
+    import shap
+
+    views = run.config.view_names
+    spatial = run.config.pooling == "flatten"
+    cells = GRID * GRID if spatial else 1
+
+    def assemble(mask_rows: np.ndarray) -> list[np.ndarray]:
+        batch = []
+        for i, v in enumerate(views):
+            present = mask_rows[:, i * cells : (i + 1) * cells]
+            if spatial:
+                keep = np.repeat(present.reshape(-1, GRID, GRID, 1), 512, axis=3).reshape(len(mask_rows), -1)
+            else:
+                keep = np.repeat(present, subject_feats[v].shape[0], axis=1)
+            batch.append(np.where(keep > 0.5, subject_feats[v][None], mean_feats[v][None]).astype(np.float32))
+        return batch
+
+    def model_fn(mask_rows: np.ndarray) -> np.ndarray:
+        out = head.predict(assemble(mask_rows) if len(views) > 1 else assemble(mask_rows)[0], verbose=0, batch_size=512)
+        out = out[output] if isinstance(out, list) else out
+        return np.asarray(out).reshape(-1)
+
+    explainer = shap.KernelExplainer(model_fn, np.zeros((1, cells * len(views))))
+    values = np.asarray(explainer.shap_values(np.ones((1, cells * len(views))), nsamples=nsamples, silent=True))
+    values = values.reshape(-1)[: cells * len(views)]
+    return {
+        v: values[i * cells : (i + 1) * cells].reshape(GRID, GRID) if spatial else values[i * cells : (i + 1) * cells]
+        for i, v in enumerate(views)
+    }
+
+
+def explain_subject(
+    run_dir: str | Path,
+    subject_id: str,
+    manifest: str | Path | None = None,
+    out_dir: Path | None = None,
+    nsamples: int = 400,
+) -> dict[str, Any]:
+    run = open_run(run_dir)
+    manifest = Path(manifest) if manifest else run.manifest
+    if manifest is None:
+        raise RunError("the run does not record its manifest; pass --manifest")
+    cohort = load_cohort(load_manifest(manifest), labelled_only=False, progress=False)
+    if subject_id not in cohort.ids:
+        raise RunError(f"subject {subject_id!r} is not in {manifest}")
+    fold = run.fold_of(subject_id)
+    encoder, weights_id = load_frozen_encoder(run)
+    head = keras.models.load_model(run.head_path(fold), compile=False)
+    outputs = run.config.outputs
+    images = {v: cohort.image(subject_id, v) for v in run.config.view_names}
+
+    cache = FeatureCache(run.config.cache_dir, encoder, weights_id, run.config.pooling)
+    from trainer.augment import IDENTITY
+
+    train = [s for s in train_ids(run.folds, fold) if s in cohort.ids]
+    mean_feats = {
+        v: cache.features([cohort.image(s, v) for s in train], [IDENTITY], desc=f"background {v}")[:, 0].mean(axis=0)
+        for v in run.config.view_names
+    }
+    subject_feats = {v: cache.features([images[v]], [IDENTITY])[0, 0] for v in run.config.view_names}
+
+    out_dir = out_dir or run.path / "explanations" / subject_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"subject_id": subject_id, "fold": fold, "outputs": {}}
+    record = next(s for s in cohort.subjects if s.subject_id == subject_id)
+    result["pdff"] = record.pdff
+    for index, name in enumerate(outputs):
+        cams, value = grad_cam(run, encoder, head, images, index)
+        shap_values = shap_cells(run, head, subject_feats, mean_feats, index, nsamples)
+        panels = []
+        for v in run.config.view_names:
+            panels.append(_overlay(images[v], cams[v], f"Grad-CAM {v} ({name})"))
+            if run.config.pooling == "flatten":
+                panels.append(_overlay(images[v], shap_values[v], f"SHAP {v} (red up, blue down)", signed=True))
+        sheet = np.hstack(panels)
+        path = out_dir / f"{name}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        result["outputs"][name] = {
+            "value": value,
+            "shap_per_view": {v: float(np.sum(shap_values[v])) for v in run.config.view_names},
+            "png": str(path),
+        }
+    (out_dir / "explanation.json").write_text(json.dumps(result, indent=2))
+    return result

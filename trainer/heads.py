@@ -1,0 +1,58 @@
+"""The head of Kim et al.: concatenated per-view features -> Dense(10) -> Dense(1).
+
+Per-feature MinMax scaling (fitted on the training fold) is the head's first layer, so it is saved with
+the model and travels into ``head.tflite``. The ``both`` task has two Dense(10) -> Dense(1) branches, one
+sigmoid (p_fatty) and one linear (pdff): one backbone pass then serves both answers at the bedside.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainer.tf_setup import keras
+
+
+def fit_minmax(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(min, range) per feature; constant features get range 1 so they map to 0 instead of NaN."""
+    lo = features.min(axis=0)
+    span = features.max(axis=0) - lo
+    span[span <= 1e-12] = 1.0
+    return lo.astype(np.float32), span.astype(np.float32)
+
+
+def _branch(x, units: int, seed: int, name: str, activation: str):
+    hidden = keras.layers.Dense(
+        units, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed), name=f"{name}_dense10"
+    )(x)
+    return keras.layers.Dense(
+        1, activation=activation, kernel_initializer=keras.initializers.GlorotUniform(seed + 1), name=name
+    )(hidden)
+
+
+def build_head(
+    views: tuple[str, ...],
+    feature_size: int,
+    outputs: tuple[str, ...],
+    minmax: tuple[np.ndarray, np.ndarray],
+    seed: int,
+) -> keras.Model:
+    inputs = [keras.Input((feature_size,), name=f"features_{v}") for v in views]
+    x = keras.layers.Concatenate(name="concat")(inputs) if len(inputs) > 1 else inputs[0]
+    lo, span = minmax
+    x = keras.layers.Normalization(mean=lo, variance=span**2, name="minmax")(x)
+    outs = []
+    for i, out in enumerate(outputs):
+        activation = "sigmoid" if out == "p_fatty" else "linear"
+        outs.append(_branch(x, 10, seed + 10 * i, out, activation))
+    return keras.Model(inputs, outs, name="head")
+
+
+def compile_head(model: keras.Model, outputs: tuple[str, ...], learning_rate: float, momentum: float) -> None:
+    """SGD with Nesterov momentum as in the paper; clipnorm only guards the linear PDFF output from blow-ups."""
+    losses = {o: ("binary_crossentropy" if o == "p_fatty" else "mse") for o in outputs}
+    metrics = {o: (["AUC"] if o == "p_fatty" else ["mae"]) for o in outputs}
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=True, clipnorm=5.0),
+        loss=losses,
+        metrics=metrics,
+    )

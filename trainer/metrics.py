@@ -1,0 +1,96 @@
+"""Metrics a clinician and a reviewer expect, with 95 % bootstrap intervals over subjects.
+
+Classification: accuracy, precision, recall (sensitivity), specificity, F1, ROC AUC, and AUC against the
+PDFF >= 10 % reference. Regression: R^2, MAE, Pearson, Spearman. Undefined values (e.g. AUC of a fold with
+one class) are None, never a made-up number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    mean_absolute_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+)
+
+CLASSIFICATION = ("accuracy", "precision", "recall", "specificity", "f1", "auc", "auc_pdff10")
+REGRESSION = ("r2", "mae", "pearson", "spearman")
+
+
+def _safe(fn: Callable[[], float]) -> float | None:
+    try:
+        value = float(fn())
+    except ValueError:
+        return None
+    return None if np.isnan(value) else value
+
+
+def classification_metrics(
+    pdff: np.ndarray, score: np.ndarray, threshold: float = 0.5, fatty_pdff: float = 5.0
+) -> dict[str, float | None]:
+    """score: p_fatty (or any score where higher means fattier); decision at `threshold`."""
+    truth = pdff >= fatty_pdff
+    decision = score >= threshold
+    both_classes = 0 < truth.sum() < len(truth)
+    tn, fp, _fn, _tp = confusion_matrix(truth, decision, labels=[False, True]).ravel()
+    severe = pdff >= 10.0
+    return {
+        "accuracy": float(accuracy_score(truth, decision)),
+        "precision": float(precision_score(truth, decision, zero_division=0)),
+        "recall": float(recall_score(truth, decision, zero_division=0)),
+        "specificity": float(tn / (tn + fp)) if (tn + fp) else None,
+        "f1": float(f1_score(truth, decision, zero_division=0)),
+        "auc": _safe(lambda: roc_auc_score(truth, score)) if both_classes else None,
+        "auc_pdff10": _safe(lambda: roc_auc_score(severe, score)) if 0 < severe.sum() < len(severe) else None,
+    }
+
+
+def regression_metrics(pdff: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+    varied = len(pdff) > 2 and np.std(predicted) > 0 and np.std(pdff) > 0
+    return {
+        "r2": _safe(lambda: r2_score(pdff, predicted)) if len(pdff) > 1 else None,
+        "mae": float(mean_absolute_error(pdff, predicted)),
+        "pearson": _safe(lambda: pearsonr(pdff, predicted).statistic) if varied else None,
+        "spearman": _safe(lambda: spearmanr(pdff, predicted).statistic) if varied else None,
+    }
+
+
+def confusion(pdff: np.ndarray, score: np.ndarray, threshold: float = 0.5, fatty_pdff: float = 5.0) -> list[list[int]]:
+    """[[TN, FP], [FN, TP]] with rows = truth (normal, fatty)."""
+    return confusion_matrix(pdff >= fatty_pdff, score >= threshold, labels=[False, True]).tolist()
+
+
+def bootstrap_ci(
+    metric: Callable[[np.ndarray], dict[str, float | None]], n_subjects: int, n_boot: int, seed: int
+) -> dict[str, list[float] | None]:
+    """Percentile 95 % intervals from resampling subjects with replacement; metric(indices) -> dict."""
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {}
+    for _ in range(n_boot):
+        for key, value in metric(rng.integers(0, n_subjects, n_subjects)).items():
+            if value is not None:
+                samples.setdefault(key, []).append(value)
+    return {
+        key: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) >= n_boot // 2 else None
+        for key, v in samples.items()
+    }
+
+
+def mean_sd(per_fold: list[dict[str, float | None]]) -> dict[str, list[float] | None]:
+    keys = {k for fold in per_fold for k in fold}
+    out: dict[str, list[float] | None] = {}
+    for key in sorted(keys):
+        values = [f[key] for f in per_fold if f.get(key) is not None]
+        out[key] = (
+            [float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0] if values else None
+        )
+    return out

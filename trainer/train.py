@@ -1,0 +1,37 @@
+"""`trainer train`: one configuration, cross-validated, reported."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from trainer.config import TrainConfig
+from trainer.dataset import Cohort, load_cohort
+from trainer.manifest import load_manifest
+
+
+def load_labelled_cohort(manifest_path: str | Path, progress: bool = True) -> Cohort:
+    manifest = load_manifest(manifest_path)
+    cohort = load_cohort(manifest, labelled_only=True, progress=progress)
+    if len(cohort.subjects) < 4:
+        raise ValueError(f"{manifest_path}: only {len(cohort.subjects)} labelled subjects; training needs more")
+    return cohort
+
+
+def train_run(
+    cohort: Cohort, config: TrainConfig, out_dir: Path, folds_file: Path | None = None, progress: bool = True
+) -> dict[str, Any]:
+    from trainer.crossval import run_cross_validation
+    from trainer.report import collect_predictions, write_report
+    from trainer.tf_setup import device_summary
+
+    started = time.perf_counter()
+    outcomes, timings = run_cross_validation(cohort, config, out_dir, folds_file, progress)
+    rows = collect_predictions(cohort, outcomes)
+    timings["total_s"] = time.perf_counter() - started
+    timings["device"] = device_summary()
+    report = write_report(out_dir, rows, config, {"timings": timings})
+    (out_dir / "timings.json").write_text(json.dumps(timings, indent=2))
+    return report
