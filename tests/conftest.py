@@ -29,3 +29,72 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cohort10")
     generate_cohort(out, 10, seed=3, with_masks=False, workers=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("feature-cache")
+
+
+@pytest.fixture(scope="session")
+def run_dir(tiny_cohort: Path, feature_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished CLKL run on the tiny cohort: real VGG19 architecture, random weights, a few epochs."""
+    from click.testing import CliRunner
+
+    from trainer.cli import main as trainer_cli
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = CliRunner().invoke(
+        trainer_cli,
+        [
+            "train",
+            "--manifest",
+            str(tiny_cohort / "manifest.csv"),
+            "--out",
+            str(out),
+            "--weights",
+            "none",
+            "--augment",
+            "light",
+            "--epochs",
+            "3",
+            "--folds",
+            "2",
+            "--task",
+            "both",
+            "--bootstrap",
+            "50",
+            "--cache-dir",
+            str(feature_cache),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`trainer export --int8` on the tiny run: the bundle CI loads at the bedside side."""
+    from click.testing import CliRunner
+
+    from trainer.cli import main as trainer_cli
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
+    result = CliRunner().invoke(
+        trainer_cli,
+        [
+            "export",
+            "--run",
+            str(run_dir),
+            "--out",
+            str(out),
+            "--int8",
+            "--samples",
+            "24",
+            "--version",
+            "0.1.0",
+            "--allow-fidelity-miss",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return out

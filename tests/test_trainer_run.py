@@ -20,38 +20,6 @@ from trainer.manifest import load_manifest
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def run_dir(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    cache = tmp_path_factory.mktemp("cache")
-    result = CliRunner().invoke(
-        trainer_cli,
-        [
-            "train",
-            "--manifest",
-            str(tiny_cohort / "manifest.csv"),
-            "--out",
-            str(out),
-            "--weights",
-            "none",
-            "--augment",
-            "light",
-            "--epochs",
-            "3",
-            "--folds",
-            "2",
-            "--task",
-            "both",
-            "--bootstrap",
-            "50",
-            "--cache-dir",
-            str(cache),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def test_run_directory_holds_every_artefact(run_dir: Path) -> None:
     for name in (
         "config.json",

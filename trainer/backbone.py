@@ -79,11 +79,15 @@ def set_trainable(base: keras.Model, finetune: str | None) -> None:
         layer.trainable = block in VGG_BLOCKS and VGG_BLOCKS.index(block) >= first
 
 
-def build_encoder(base: keras.Model, pooling: str, name: str = "encoder") -> keras.Model:
-    """uint8 image -> feature vector (flatten of the last pooling layer, or global average)."""
+def build_encoder(base: keras.Model, pooling: str, name: str = "encoder", input_dtype: str = "uint8") -> keras.Model:
+    """uint8 image -> feature vector (flatten of the last pooling layer, or global average).
+
+    input_dtype="float32" builds the same network (shared weights) for the int8 converter, which calibrates
+    on float pixel values 0..255 and then exposes a uint8 input.
+    """
     if pooling not in FEATURE_SIZE:
         raise ValueError(f"pooling must be one of {', '.join(FEATURE_SIZE)}, got {pooling!r}")
-    image = keras.Input((224, 224, 3), dtype="uint8", name="image")
+    image = keras.Input((224, 224, 3), dtype=input_dtype, name="image")
     x = keras.layers.Rescaling(1.0, offset=[-m for m in IMAGENET_MEAN_RGB], name="vgg_normalise")(image)
     x = base(x)
     x = (

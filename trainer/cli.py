@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -65,7 +66,6 @@ def protocol_options(fn):
 
 
 def _config(**kw) -> TrainConfig:
-    from pathlib import Path
 
     from trainer.config import TrainConfig
 
@@ -101,7 +101,6 @@ def _print_summary(report: dict, label: str) -> None:
 @protocol_options
 def train(manifest: str, out_dir: str, folds_file: str | None, **kw) -> None:
     """Cross-validate one configuration; writes config, folds, per-fold heads, predictions, report and plots."""
-    from pathlib import Path
 
     from trainer.train import train_run
 
@@ -134,10 +133,6 @@ def _guard(fn):
         raise click.ClickException(str(exc)) from None
 
 
-def _not_yet(name: str) -> None:
-    raise click.ClickException(f"`trainer {name}` is not implemented yet")
-
-
 @main.command()
 @click.option("--manifest", type=click.Path(dir_okay=False), required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
@@ -148,7 +143,6 @@ def _not_yet(name: str) -> None:
 @protocol_options
 def ablate(manifest: str, out_dir: str, finetune_from: str, finetune_epochs: int | None, skip: tuple[str, ...], **kw):
     """The paper's comparison: liver vs kidney-liver vs CLKL, CLKL fine-tuned, CLKL without augmentation."""
-    from pathlib import Path
 
     from trainer.ablate import ROWS, run_ablation
 
@@ -188,7 +182,6 @@ def explain(run_dir: str, subject_id: str, manifest: str | None, nsamples: int) 
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None)
 def evaluate(run_dir: str, manifest: str, out_dir: str | None) -> None:
     """Apply a trained run to another cohort: metrics where PDFF exists, reader agreement where it does not."""
-    from pathlib import Path
 
     from trainer.evaluate import evaluate_run
     from trainer.manifest import ManifestError
@@ -202,8 +195,51 @@ def evaluate(run_dir: str, manifest: str, out_dir: str | None) -> None:
     click.echo(f"written to {result['out_dir']}")
 
 
-for _name in ("export",):
-    main.command(name=_name, help=f"(not implemented yet) {_name}")(lambda _n=_name: _not_yet(_n))
+@main.command()
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, exists=True), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Bundle directory.")
+@click.option("--int8/--float", "int8", default=True, show_default=True, help="Full-integer encoder, or float.")
+@click.option(
+    "--calibration-subjects", "n_calibration", type=click.IntRange(1), default=None, help="Default: 12 % of subjects."
+)
+@click.option(
+    "--fidelity-subjects", "n_fidelity", type=click.IntRange(1), default=None, help="Default: 12 % of subjects."
+)
+@click.option(
+    "--samples",
+    "max_samples",
+    type=click.IntRange(8),
+    default=300,
+    show_default=True,
+    help="Representative-dataset size (calibration images and their augmented variants).",
+)
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Final head epochs (default: the run's).")
+@click.option("--version", default="1.0.0", show_default=True, help="Bundle version (semver).")
+@click.option("--name", default=None, help="Bundle name (default: the output folder's name).")
+@click.option("--debugger/--no-debugger", default=True, show_default=True, help="Per-layer quantization error.")
+@click.option("--allow-fidelity-miss", is_flag=True, help="Write the bundle and exit 0 even if bars are missed.")
+@click.option("--qat", is_flag=True, help="Quantization-aware training of the head (tfmot).")
+def export(run_dir: str, out_dir: str, qat: bool, **kw) -> None:
+    """Export a CLKL run as a verified bedside bundle (int8 encoder, float head, fidelity report)."""
+    from trainer.export import FidelityMiss, export_bundle
+    from trainer.runs import RunError
+
+    if qat:
+        raise click.ClickException(
+            "--qat is not available yet: the head ships as float32 (it keeps fidelity and costs <1 ms), so "
+            "quantization-aware training has nothing to act on; the int8 encoder uses post-training quantization"
+        )
+    try:
+        result = export_bundle(run_dir, out_dir, **kw)
+    except FidelityMiss as exc:
+        click.echo((Path(out_dir) / "fidelity.md").read_text(), err=True)
+        raise click.ClickException(
+            f"int8 bundle misses the fidelity bars: {exc} (see {out_dir}/fidelity.md; --allow-fidelity-miss to accept)"
+        ) from None
+    except (RunError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo((Path(out_dir) / "fidelity.md").read_text())
+    click.echo(f"bundle {result['bundle']} (sha {result['sha']}) written and verified in {result['seconds']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+"""TFLite conversion: full-integer int8 encoder from a representative dataset, float head.
+
+The encoder takes uint8 pixels (input scale 1, zero point 0: the converter sees float 0..255 during
+calibration) and returns int8 features; the runtime dequantizes them for the head. The head is a few
+hundred thousand multiply-adds, so it stays float: it keeps fidelity and costs well under a millisecond.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from trainer.tf_setup import keras, tf
+
+
+def float_input_encoder(encoder: keras.Model) -> keras.Model:
+    """The same encoder (shared weights) with a float32 input, as the int8 converter needs."""
+    from trainer.backbone import build_encoder
+
+    base = next(layer for layer in encoder.layers if layer.name.startswith("vgg19"))
+    pooling = "flatten" if isinstance(encoder.get_layer("features"), keras.layers.Flatten) else "avg"
+    return build_encoder(base, pooling, name=encoder.name + "_float_in", input_dtype="float32")
+
+
+def convert_encoder(encoder: keras.Model, samples: list[np.ndarray] | None, int8: bool) -> bytes:
+    model = float_input_encoder(encoder)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        if not samples:
+            raise ValueError("int8 conversion needs a representative dataset")
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            for image in samples:
+                yield [image[None].astype(np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def convert_head(head: keras.Model) -> bytes:
+    return tf.lite.TFLiteConverter.from_keras_model(head).convert()
+
+
+def quantization_debug(encoder: keras.Model, samples: list[np.ndarray], top: int = 8) -> list[dict]:
+    """TensorFlow Lite's quantization debugger: per-layer error of the int8 encoder, worst layers first."""
+    import csv
+    import io
+
+    model = float_input_encoder(encoder)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for image in samples:
+            yield [image[None].astype(np.float32)]
+
+    converter.representative_dataset = representative
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative)
+    debugger.run()
+    buffer = io.StringIO()
+    debugger.layer_statistics_dump(buffer)
+    rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))
+    for row in rows:
+        scale = float(row.get("scale") or 0) or 1.0
+        row["rmse_over_scale"] = float(row.get("mean_squared_error") or 0) ** 0.5 / scale
+    rows.sort(key=lambda r: r["rmse_over_scale"], reverse=True)
+    keep = ("op_name", "tensor_name", "num_elements", "scale", "zero_point", "mean_squared_error", "rmse_over_scale")
+    return [{k: r.get(k) for k in keep} for r in rows[:top]]

@@ -1,0 +1,81 @@
+"""Float vs int8 on held-out subjects: does quantization change what the clinician is told?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+# ARCHITECTURE.md performance bars for an int8 bundle against its float model.
+BARS = {"class_agreement_min": 0.98, "auc_drop_max": 0.01, "pdff_mad_max": 0.5, "encoder_size_ratio_max": 0.27}
+
+
+def compare(
+    pdff_truth: np.ndarray,
+    float_out: dict[str, np.ndarray],
+    quant_out: dict[str, np.ndarray],
+    threshold: float,
+    fatty_pdff: float,
+    encoder_bytes: int,
+    float_encoder_bytes: int,
+) -> dict[str, Any]:
+    truth = pdff_truth >= fatty_pdff
+    both = 0 < truth.sum() < len(truth)
+    auc_float = float(roc_auc_score(truth, float_out["p_fatty"])) if both else None
+    auc_quant = float(roc_auc_score(truth, quant_out["p_fatty"])) if both else None
+    pdff_diff = np.abs(float_out["pdff"] - quant_out["pdff"])
+    report: dict[str, Any] = {
+        "n_subjects": len(truth),
+        "class_agreement": float(np.mean((float_out["p_fatty"] >= threshold) == (quant_out["p_fatty"] >= threshold))),
+        "auc_float": auc_float,
+        "auc_int8": auc_quant,
+        "auc_drop": (auc_float - auc_quant) if both else None,
+        "p_fatty_max_abs_diff": float(np.max(np.abs(float_out["p_fatty"] - quant_out["p_fatty"]))),
+        "pdff_mean_abs_diff": float(pdff_diff.mean()),
+        "pdff_max_abs_diff": float(pdff_diff.max()),
+        "encoder_bytes": encoder_bytes,
+        "float_encoder_bytes": float_encoder_bytes,
+        "encoder_size_ratio": encoder_bytes / float_encoder_bytes,
+        "bars": BARS,
+    }
+    misses = []
+    if report["class_agreement"] < BARS["class_agreement_min"]:
+        misses.append(f"class agreement {report['class_agreement']:.3f} < {BARS['class_agreement_min']}")
+    if report["auc_drop"] is not None and report["auc_drop"] > BARS["auc_drop_max"]:
+        misses.append(f"AUC drop {report['auc_drop']:.4f} > {BARS['auc_drop_max']}")
+    if report["pdff_mean_abs_diff"] > BARS["pdff_mad_max"]:
+        misses.append(f"PDFF mean abs difference {report['pdff_mean_abs_diff']:.3f} > {BARS['pdff_mad_max']} pp")
+    if report["encoder_size_ratio"] > BARS["encoder_size_ratio_max"]:
+        misses.append(
+            f"encoder size {report['encoder_size_ratio']:.1%} of float > {BARS['encoder_size_ratio_max']:.0%}"
+        )
+    report["misses"] = misses
+    report["meets_bars"] = not misses
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+
+    keys = (
+        "n_subjects",
+        "class_agreement",
+        "auc_float",
+        "auc_int8",
+        "auc_drop",
+        "p_fatty_max_abs_diff",
+        "pdff_mean_abs_diff",
+        "pdff_max_abs_diff",
+        "encoder_size_ratio",
+    )
+    lines = ["# int8 vs float fidelity (held-out subjects)", "", "| measure | value |", "| --- | --- |"]
+    lines += [f"| {k} | {fmt(report.get(k))} |" for k in keys]
+    lines += ["", "Meets the bars." if report["meets_bars"] else "MISSES: " + "; ".join(report["misses"]), ""]
+    if report.get("debugger_top_layers"):
+        lines += ["Quantization debugger, worst layers (RMSE / scale):", ""]
+        lines += [
+            f"- {r['tensor_name']} ({r['op_name']}): {r['rmse_over_scale']:.3f}" for r in report["debugger_top_layers"]
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,117 @@
+"""`trainer export --int8` writes a bundle the bedside verifies; tampering is refused with a clear message."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.bundle import SCHEMA, BundleError, load_bundle
+
+pytestmark = pytest.mark.slow
+
+
+def test_bundle_json_describes_the_bundle(bundle_dir: Path) -> None:
+    meta = json.loads((bundle_dir / "bundle.json").read_text())
+    assert meta["schema"] == SCHEMA and meta["version"] == "0.1.0"
+    assert meta["views"] == ["liver", "kidney_liver"]
+    assert meta["input"] == {**meta["input"], "shape": [224, 224, 3], "dtype": "uint8", "resize": "area"}
+    assert meta["files"]["encoder"] == {"liver": "encoder.tflite", "kidney_liver": "encoder.tflite"}
+    assert meta["quantization"]["input"] == {"scale": 1.0, "zero_point": 0}  # raw pixels go straight in
+    assert meta["features"]["dtype"] == "int8"
+    assert set(meta["sha256"]) >= {"encoder.tflite", "head.tflite", "fidelity.json"}
+    assert len(meta["calibration"]["subject_id_sha256"]) == 64 and meta["calibration"]["subjects"] >= 1
+    assert "auc" in meta["cv_metrics"]["pooled"]
+    fidelity = json.loads((bundle_dir / "fidelity.json").read_text())
+    assert fidelity["encoder_size_ratio"] < 0.27
+    assert fidelity["debugger_top_layers"]
+
+
+def test_calibration_fidelity_and_training_subjects_are_disjoint(run_dir: Path) -> None:
+    from calibration.split import export_split
+
+    ids = [f"S{i}" for i in range(40)]
+    split = export_split(ids, ["GE", "PHILIPS"] * 20, [i % 3 == 0 for i in range(40)], 5, 5, seed=0)
+    assert len(split.calibration) == 5 and len(split.fidelity) == 5
+    assert not set(split.calibration) & set(split.fidelity)
+    assert not (set(split.calibration) | set(split.fidelity)) & set(split.train)
+
+
+def test_bedside_loading_does_not_import_tensorflow(bundle_dir: Path) -> None:
+    code = (
+        "import sys, numpy as np; from edge_runtime.bundle import load_bundle;"
+        f"b = load_bundle({str(bundle_dir)!r});"
+        "f = {v: b.encode(v, np.zeros((224, 224, 3), np.uint8)) for v in ('liver', 'kidney_liver')};"
+        "p, pdff = b.head(f); assert 0 <= p <= 1;"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; print(p, pdff)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_litert_and_tensorflow_interpreters_agree_within_one_step(bundle_dir: Path, tiny_cohort: Path) -> None:
+    from trainer.tf_setup import tf
+
+    bundle = load_bundle(bundle_dir)
+    image = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    ours = bundle.encoders["liver"]
+    ours.interpreter.set_tensor(ours.input_index, image[None])
+    ours.interpreter.invoke()
+    q_litert = ours.interpreter.get_tensor(ours.output_index).astype(np.int32)
+    tf_interp = tf.lite.Interpreter(model_path=str(bundle_dir / "encoder.tflite"))
+    tf_interp.allocate_tensors()
+    tf_interp.set_tensor(tf_interp.get_input_details()[0]["index"], image[None])
+    tf_interp.invoke()
+    q_tf = tf_interp.get_tensor(tf_interp.get_output_details()[0]["index"]).astype(np.int32)
+    assert np.max(np.abs(q_litert - q_tf)) <= 1
+
+
+def _copy(bundle_dir: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, dst)
+    return dst
+
+
+def test_one_flipped_byte_in_the_encoder_is_refused_naming_the_file(bundle_dir: Path, tmp_path: Path) -> None:
+    bundle = _copy(bundle_dir, tmp_path)
+    data = bytearray((bundle / "encoder.tflite").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (bundle / "encoder.tflite").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"encoder\.tflite: SHA-256 mismatch"):
+        load_bundle(bundle)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda b: (b / "head.tflite").unlink(), r"head\.tflite: file missing"),
+        (lambda b: (b / "fidelity.json").write_text("{}"), r"fidelity\.json: SHA-256 mismatch"),
+        (lambda b: _edit(b, schema="fatty-liver-edge/bundle@0"), "schema 'fatty-liver-edge/bundle@0'"),
+        (lambda b: _edit(b, input={"shape": [256, 256, 3], "dtype": "uint8"}), r"input shape \[256, 256, 3\]"),
+        (lambda b: _edit(b, features={"size": 512, "dtype": "int8"}), r"output shape \[1, 25088\].*\[1, 512\]"),
+        (lambda b: (b / "bundle.json").write_text("{not json"), "not valid JSON"),
+        (lambda b: (b / "bundle.json").unlink(), "no bundle.json"),
+    ],
+)
+def test_broken_bundles_are_refused_with_a_clear_message(bundle_dir: Path, tmp_path: Path, mutate, message) -> None:
+    bundle = _copy(bundle_dir, tmp_path)
+    mutate(bundle)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle)
+
+
+def _edit(bundle: Path, **changes) -> None:
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta.update(changes)
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+
+
+def test_bundle_outputs_track_the_float_model_on_a_real_frame(bundle_dir: Path, tiny_cohort: Path) -> None:
+    fidelity = json.loads((bundle_dir / "fidelity.json").read_text())
+    assert fidelity["n_subjects"] >= 1
+    assert fidelity["pdff_max_abs_diff"] < 5.0  # sane even for a 3-epoch random-weight model

@@ -1,0 +1,289 @@
+"""`trainer export`: the final model of a run, split into encoder + head, converted, verified, bundled.
+
+1. Hold out a calibration group and a fidelity group (calibration.split); train the final two-output head
+   (p_fatty and PDFF, so one backbone pass serves both) on everyone else.
+2. Convert the encoder to full-integer int8 with a representative dataset of the calibration subjects'
+   preprocessed images and their augmented variants; the head stays float.
+3. Compare float and int8 on the fidelity group; write fidelity.json/.md; fail on missed bars unless allowed.
+4. Write bundle.json with every file's SHA-256, then load the bundle the way the bedside does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from calibration.fidelity import compare, markdown
+from calibration.split import export_split, representative_images, subject_hash
+from edge_runtime.bundle import SCHEMA, VIEWS, load_bundle, sha256_file
+from edge_runtime.interpreter import make_interpreter
+from trainer.augment import variants
+from trainer.crossval import _finetune_fold, fit_head_on_features, frozen_features, targets
+from trainer.dataset import Cohort, load_cohort
+from trainer.manifest import load_manifest
+from trainer.runs import RunError, open_run
+
+SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+
+
+class FidelityMiss(RuntimeError):
+    """The int8 bundle misses the fidelity bars (the bundle is still written, for inspection)."""
+
+
+def _tflite_encode(model: bytes, images: list[np.ndarray]) -> np.ndarray:
+    """Run an encoder .tflite the way the bedside does (edge_runtime.bundle.EncoderModel)."""
+    from edge_runtime.bundle import EncoderModel, Quant
+
+    interp = make_interpreter(model)
+    i, o = interp.get_input_details()[0], interp.get_output_details()[0]
+    enc = EncoderModel(
+        "probe",
+        interp,
+        i["index"],
+        o["index"],
+        i["dtype"],
+        Quant(*i["quantization"]),
+        Quant(*o["quantization"]),
+        o["dtype"],
+    )
+    return np.stack([enc.encode(im) for im in images])
+
+
+def _head_outputs(head_bytes: bytes, keras_head, feats: dict[str, np.ndarray]) -> tuple[dict[str, int], dict]:
+    """Map TFLite head output tensors to names by matching a probe against the Keras head."""
+    interp = make_interpreter(head_bytes)
+    inputs = {d["name"]: d["index"] for d in interp.get_input_details()}
+    probe = {v: feats[v][:1] for v in VIEWS}
+    for name, index in inputs.items():
+        view = "kidney_liver" if "features_kidney_liver" in name else "liver"
+        interp.set_tensor(index, probe[view].astype(np.float32))
+    interp.invoke()
+    expected = keras_head.predict([probe[v] for v in VIEWS], verbose=0)
+    mapping = {}
+    for out_name, value in zip(("p_fatty", "pdff"), expected, strict=True):
+        diffs = {
+            d["index"]: float(np.abs(interp.get_tensor(d["index"]).reshape(-1)[0] - value.reshape(-1)[0]))
+            for d in interp.get_output_details()
+        }
+        mapping[out_name] = min(diffs, key=diffs.get)
+    if len(set(mapping.values())) != 2:
+        raise RuntimeError("could not tell the head's p_fatty and pdff outputs apart")
+    return mapping, {"inputs": list(inputs)}
+
+
+def _run_head(head_bytes: bytes, mapping: dict[str, int], feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    interp = make_interpreter(head_bytes)
+    inputs = {
+        ("kidney_liver" if "features_kidney_liver" in d["name"] else "liver"): d["index"]
+        for d in interp.get_input_details()
+    }
+    out = {"p_fatty": [], "pdff": []}
+    for i in range(len(feats["liver"])):
+        for view, index in inputs.items():
+            interp.set_tensor(index, feats[view][i : i + 1].astype(np.float32))
+        interp.invoke()
+        for name, index in mapping.items():
+            out[name].append(float(interp.get_tensor(index).reshape(-1)[0]))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _train_final(cohort: Cohort, config, train_rows: np.ndarray, fidelity_rows: np.ndarray, progress: bool):
+    """Returns (encoders by view, head, float outputs on the fidelity subjects)."""
+    from trainer.backbone import build_encoder, build_vgg19_base, set_trainable
+
+    y = targets(cohort, config.outputs, config.fatty_threshold)
+    ids = np.asarray(cohort.ids)
+    if config.finetune is None:
+        feats, _ = frozen_features(cohort, config, progress)
+        head, _ = fit_head_on_features(feats, y, train_rows, config, config.seed, "final head", progress)
+        base = build_vgg19_base(config.weights, config.seed)
+        set_trainable(base, None)
+        encoder = build_encoder(base, config.pooling)
+        encoders = dict.fromkeys(VIEWS, encoder)
+        x_fid = [feats[v][fidelity_rows, IDENTITY_INDEX] for v in VIEWS]
+        float_raw = head.predict(x_fid, verbose=0)
+    else:
+        model, _, _ = _finetune_fold(cohort, train_rows, fidelity_rows, y, config, config.seed, progress)
+        encoders = {v: model.get_layer(f"encoder_{v}") for v in VIEWS}
+        head = model.get_layer("head")
+        x_fid = [
+            encoders[v].predict(np.stack([cohort.image(s, v) for s in ids[fidelity_rows]]), verbose=0) for v in VIEWS
+        ]
+        float_raw = head.predict(x_fid, verbose=0)
+    float_out = {name: np.asarray(r).reshape(-1) for name, r in zip(("p_fatty", "pdff"), float_raw, strict=True)}
+    return encoders, head, float_out
+
+
+IDENTITY_INDEX = 0
+
+
+def export_bundle(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    int8: bool = True,
+    n_calibration: int | None = None,
+    n_fidelity: int | None = None,
+    version: str = "1.0.0",
+    name: str | None = None,
+    max_samples: int = 300,
+    epochs: int | None = None,
+    debugger: bool = True,
+    allow_fidelity_miss: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    if not SEMVER.match(version):
+        raise ValueError(f"version {version!r} is not semver (MAJOR.MINOR.PATCH)")
+    run = open_run(run_dir)
+    if run.config.views != "clkl":
+        raise RunError(f"{run.path} trained views={run.config.views!r}; a bedside bundle needs a CLKL run")
+    if run.manifest is None or not run.manifest.is_file():
+        raise RunError(f"{run.path}: its manifest {run.manifest} is not available")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cohort = load_cohort(load_manifest(run.manifest), labelled_only=True, progress=progress)
+    n = len(cohort.ids)
+    n_calibration = n_calibration if n_calibration is not None else max(2, round(0.12 * n))
+    n_fidelity = n_fidelity if n_fidelity is not None else max(2, round(0.12 * n))
+    pdff = cohort.pdff()
+    split = export_split(
+        cohort.ids,
+        cohort.vendors(),
+        list(pdff >= run.config.fatty_threshold),
+        n_calibration,
+        n_fidelity,
+        run.config.seed,
+    )
+    index = {s: i for i, s in enumerate(cohort.ids)}
+    train_rows = np.array([index[s] for s in split.train])
+    fid_rows = np.array([index[s] for s in split.fidelity])
+
+    config = dataclasses.replace(run.config, task="both", epochs=epochs or run.config.epochs)
+    encoders, head, float_out = _train_final(cohort, config, train_rows, fid_rows, progress)
+
+    # Representative dataset: calibration subjects' images (both views) and their augmented variants.
+    calib_images = [cohort.image(s, v) for s in split.calibration for v in VIEWS]
+    samples = representative_images(
+        calib_images,
+        variants(config.augment) if config.augment != "none" else variants("light"),
+        max_samples,
+        config.seed,
+    )
+    unique = {id(e): e for e in encoders.values()}
+    shared = len(unique) == 1
+    files_encoder: dict[str, str] = {}
+    encoder_blobs: dict[str, bytes] = {}
+    float_sizes = 0
+    int_sizes = 0
+    for view in VIEWS:
+        fname = "encoder.tflite" if shared else f"encoder_{view}.tflite"
+        files_encoder[view] = fname
+        if fname in encoder_blobs:
+            continue
+        from calibration.convert import convert_encoder
+
+        with tqdm(total=1, desc=f"converting {fname} ({'int8' if int8 else 'float'})", disable=not progress) as bar:
+            blob = convert_encoder(encoders[view], samples, int8)
+            bar.update(1)
+        float_blob = blob if not int8 else convert_encoder(encoders[view], None, False)
+        encoder_blobs[fname] = blob
+        float_sizes += len(float_blob)
+        int_sizes += len(blob)
+        (out / fname).write_bytes(blob)
+
+    from calibration.convert import convert_head
+
+    head_blob = convert_head(head)
+    (out / "head.tflite").write_bytes(head_blob)
+
+    # Fidelity: the bedside path (TFLite encoder + TFLite head) vs the float Keras model, on held-out subjects.
+    ids = np.asarray(cohort.ids)
+    quant_feats = {
+        v: _tflite_encode(encoder_blobs[files_encoder[v]], [cohort.image(s, v) for s in ids[fid_rows]]) for v in VIEWS
+    }
+    mapping, _ = _head_outputs(head_blob, head, quant_feats)
+    quant_out = _run_head(head_blob, mapping, quant_feats)
+    fidelity = compare(pdff[fid_rows], float_out, quant_out, 0.5, config.fatty_threshold, int_sizes, float_sizes)
+    fidelity["subjects"] = {
+        "train": len(split.train),
+        "calibration": len(split.calibration),
+        "fidelity": len(split.fidelity),
+    }
+    fidelity["head"] = "float32"
+    if int8 and debugger:
+        from calibration.convert import quantization_debug
+
+        first = next(iter(unique.values()))
+        fidelity["debugger_top_layers"] = quantization_debug(first, samples[: min(8, len(samples))])
+    (out / "fidelity.json").write_text(json.dumps(fidelity, indent=2, default=float))
+    (out / "fidelity.md").write_text(markdown(fidelity))
+
+    interp = make_interpreter(encoder_blobs[files_encoder["liver"]])
+    i_det, o_det = interp.get_input_details()[0], interp.get_output_details()[0]
+    report = json.loads((run.path / "report.json").read_text())
+    meta: dict[str, Any] = {
+        "schema": SCHEMA,
+        "name": name or out.name,
+        "version": version,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "views": list(VIEWS),
+        "input": {
+            "shape": [224, 224, 3],
+            "dtype": np.dtype(i_det["dtype"]).name,
+            "resize": "area",
+            "color": "rgb",
+            "preprocess": "edge_runtime.preprocess.preprocess_frame (scanner-profile crop, INTER_AREA)",
+        },
+        "features": {
+            "size": int(o_det["shape"][-1]),
+            "dtype": np.dtype(o_det["dtype"]).name,
+            "pooling": config.pooling,
+        },
+        "outputs": {
+            "p_fatty": {"threshold": 0.5, "meaning": f"probability that MRI-PDFF >= {config.fatty_threshold:g} %"},
+            "pdff": {"unit": "%", "meaning": "estimated MRI proton-density fat fraction"},
+        },
+        "head_outputs": mapping,
+        "files": {"encoder": files_encoder, "head": "head.tflite", "fidelity": "fidelity.json"},
+        "quantization": {
+            "encoder": "int8 full-integer post-training quantization" if int8 else "float32",
+            "input": {"scale": float(i_det["quantization"][0]), "zero_point": int(i_det["quantization"][1])},
+            "output": {"scale": float(o_det["quantization"][0]), "zero_point": int(o_det["quantization"][1])},
+            "head": "float32",
+            "representative_samples": len(samples) if int8 else 0,
+        },
+        "calibration": {
+            "subjects": len(split.calibration),
+            "subject_id_sha256": subject_hash(split.calibration),
+            "fidelity_subjects": len(split.fidelity),
+            "train_subjects": len(split.train),
+        },
+        "training": {
+            "run": str(run.path),
+            "weights": config.weights,
+            "weights_id": run.weights_id,
+            "finetune": config.finetune,
+            "augment": config.augment,
+            "epochs": config.n_epochs,
+        },
+        "cv_metrics": {"task": run.config.task, "pooled": report.get("pooled"), "ci95": report.get("ci95")},
+    }
+    listed = sorted({*encoder_blobs, "head.tflite", "fidelity.json", "fidelity.md"})
+    meta["sha256"] = {f: sha256_file(out / f) for f in listed}
+    (out / "bundle.json").write_text(json.dumps(meta, indent=2))
+
+    bundle = load_bundle(out)  # prove the bedside accepts it
+    check_image = cohort.image(split.fidelity[0], "liver")
+    np.testing.assert_allclose(bundle.encode("liver", check_image), quant_feats["liver"][0], rtol=0, atol=1e-6)
+    result = {"bundle": str(out), "sha": bundle.sha, "fidelity": fidelity, "seconds": time.perf_counter() - started}
+    if not fidelity["meets_bars"] and not allow_fidelity_miss:
+        raise FidelityMiss("; ".join(fidelity["misses"]))
+    return result
