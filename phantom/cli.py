@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
@@ -58,9 +59,68 @@ def cohort(n_subjects: int, seed: int, out_dir: str, prevalence: float, masks: b
 
 
 @main.command()
-def stream() -> None:
-    """Replay phantom screens over ZeroMQ as a live scanner (protocol v1)."""
-    raise click.ClickException("`phantom stream` is not implemented yet (see the edge runtime issue)")
+@click.option("--frames", "endpoint", default="tcp://127.0.0.1:5555", show_default=True, help="PUB bind endpoint.")
+@click.option("--fps", type=click.FloatRange(0.1, 1000), default=30, show_default=True)
+@click.option("--sessions", "n_sessions", type=click.IntRange(1, 1000), default=2, show_default=True)
+@click.option("--switch-every", type=click.FloatRange(0.1), default=5.0, show_default=True, help="Seconds per view.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--duration", type=click.FloatRange(0.1), default=None, help="Stop after this many seconds.")
+@click.option("--count", type=click.IntRange(1), default=None, help="Stop after this many frames.")
+@click.option("--encoding", type=click.Choice(["raw", "png", "jpeg"]), default="raw", show_default=True)
+@click.option(
+    "--server-key",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CURVE: this source's *.key_secret (enables Ironhouse with --allowed-clients).",
+)
+@click.option("--allowed-clients", type=click.Path(file_okay=False), default=None)
+def stream(
+    endpoint: str,
+    fps: float,
+    n_sessions: int,
+    switch_every: float,
+    seed: int,
+    duration: float | None,
+    count: int | None,
+    encoding: str,
+    server_key: str | None,
+    allowed_clients: str | None,
+) -> None:
+    """Replay phantom screens over ZeroMQ as a live scanner (protocol v1), switching views like a sonographer."""
+    import signal
+    import threading
+    from pathlib import Path
+
+    import zmq
+
+    from phantom.stream import PhantomStream, prepare_sessions
+
+    click.echo(f"rendering {n_sessions} session(s)...", err=True)
+    sessions = prepare_sessions(n_sessions, seed)
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.SNDHWM, 64)
+    sock.setsockopt(zmq.LINGER, 0)
+    auth = None
+    if server_key:
+        from edge_runtime.security import make_server
+
+        if not allowed_clients:
+            raise click.BadParameter("--server-key needs --allowed-clients", param_hint="--allowed-clients")
+        auth = make_server(ctx, sock, Path(server_key), Path(allowed_clients))
+    sock.bind(endpoint)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    time.sleep(0.3)  # let subscribers connect before the first frame
+    click.echo(f"streaming {', '.join(s.name for s in sessions)} at {fps:g} frames/s on {endpoint}", err=True)
+    started = time.perf_counter()
+    sent = PhantomStream(sessions, fps, switch_every, encoding).run(sock, duration, count, stop.is_set)
+    elapsed = time.perf_counter() - started
+    click.echo(f"sent {sent} frames in {elapsed:.1f} s ({sent / max(elapsed, 1e-9):.1f} frames/s)", err=True)
+    sock.close(linger=0)
+    if auth:
+        auth.stop()
 
 
 if __name__ == "__main__":

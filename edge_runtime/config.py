@@ -1,0 +1,79 @@
+"""Bedside configuration: a TOML file validated with pydantic; every key can be overridden by a flag.
+
+Unknown keys are errors (a typo must not silently fall back to a default at the bedside).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or invalid; the message lists every problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SecurityConfig(_Strict):
+    """CURVE (Ironhouse): the runtime's key pair, the frame source's public key, the allowed displays' keys."""
+
+    enabled: bool = False
+    secret_key: Path | None = Field(None, description="The runtime's own *.key_secret (from `edge-runtime keys`).")
+    frames_server_key: Path | None = Field(None, description="The frame source's public *.key.")
+    allowed_clients: Path | None = Field(None, description="Folder of display/logger public *.key files.")
+
+
+class ProfileConfig(_Strict):
+    vendor: str
+    screen: tuple[int, int]
+    crop: tuple[int, int, int, int]
+
+
+class RuntimeConfig(_Strict):
+    bundle: Path | None = None
+    frames: str = "tcp://127.0.0.1:5555"
+    results: str = "tcp://127.0.0.1:5556"
+    metrics_period_s: float = Field(5.0, gt=0)
+    heartbeat_period_s: float = Field(1.0, gt=0)
+    pairing_window_s: float = Field(300.0, gt=0)
+    session_ttl_s: float = Field(900.0, gt=0)
+    max_sessions: int = Field(256, ge=1)
+    threads: int = Field(2, ge=1, le=64)
+    receive_hwm: int = Field(8, ge=1)
+    audit_log: Path = Path("audit/results.jsonl")
+    audit_max_bytes: int = Field(50_000_000, ge=1024)
+    audit_backups: int = Field(5, ge=1)
+    prometheus_port: int = Field(0, ge=0, le=65535)
+    profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+
+    @field_validator("frames", "results")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError(f"{value!r} is not a ZeroMQ endpoint (e.g. tcp://127.0.0.1:5555, ipc:///run/x)")
+        return value
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RuntimeConfig:
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        data = data.get("runtime", data) if set(data) <= {"runtime"} else data
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+    try:
+        return RuntimeConfig(**data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path or 'configuration'}: {problems}") from None

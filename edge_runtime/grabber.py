@@ -1,0 +1,102 @@
+"""Frame grabber: the scanner's video output (capture card, video file or folder of screenshots) -> protocol v1.
+
+The video signal does not say which view is on screen, so the operator says it: a flag, or a key
+(``l`` liver, ``k`` kidney-liver; a footswitch can be mapped to those keys) typed on the grabber's terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import zmq
+
+from edge_runtime.protocol import VIEWS, FrameHeader, encode_frame
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+VIEW_KEYS = {"l": "liver", "k": "kidney_liver"}
+
+
+class SourceError(ValueError):
+    """The video source cannot be opened or read."""
+
+
+def frames_from(source: str) -> Iterator[np.ndarray]:
+    """RGB uint8 frames from a capture index ('0'), a video file, or a folder of screenshots (sorted)."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SourceError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for f in files:
+            bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise SourceError(f"{f}: not a readable image")
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return
+    capture = cv2.VideoCapture(int(source) if source.isdigit() else str(path))
+    if not capture.isOpened():
+        raise SourceError(f"cannot open video source {source!r} (capture index, video file or folder)")
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+
+
+class ViewSelector:
+    """The current view, changed by the operator's keys on stdin (one letter + Enter works on any terminal)."""
+
+    def __init__(self, initial: str):
+        if initial not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}")
+        self.view = initial
+
+    def listen(self, stream=sys.stdin) -> threading.Thread:
+        def loop() -> None:
+            for line in stream:
+                key = line.strip().lower()[:1]
+                if key in VIEW_KEYS:
+                    self.view = VIEW_KEYS[key]
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        return thread
+
+
+def grab(
+    source: str,
+    socket: zmq.Socket,
+    scanner: str,
+    session: str,
+    selector: ViewSelector,
+    fps: float | None,
+    encoding: str,
+    on_frame: Callable[[FrameHeader], None] | None = None,
+    loop: bool = False,
+) -> int:
+    sent = 0
+    while True:
+        start = time.perf_counter()
+        for image in frames_from(source):
+            header = FrameHeader(
+                1, sent, time.time(), session, scanner, selector.view, image.shape[1], image.shape[0], 3, encoding
+            )
+            socket.send_multipart(encode_frame(header, image), copy=False)
+            sent += 1
+            if on_frame:
+                on_frame(header)
+            if fps:
+                delay = start + sent / fps - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+        if not loop:
+            return sent

@@ -1,0 +1,151 @@
+"""Wire protocol v1 (ZeroMQ multipart, topic first). See ARCHITECTURE.md for the full contract.
+
+Frames: ``[b"frame", header_json, payload]`` from the scanner-side source (PUB bind) to the runtime (SUB).
+Results, metrics and heartbeats: ``[topic, json]`` from the runtime (PUB bind) to displays and loggers.
+
+Validation happens in the order that keeps a hostile or broken sender cheap: part count, header size,
+JSON, fields and types, limits (before the payload is looked at), payload length; decoding comes later in
+the worker. Every rejection has a reason name so it can be counted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+VERSION = 1
+TOPIC_FRAME = b"frame"
+TOPIC_RESULT = b"result"
+TOPIC_METRICS = b"metrics"
+TOPIC_HEARTBEAT = b"heartbeat"
+VIEWS = ("liver", "kidney_liver")
+ENCODINGS = ("raw", "png", "jpeg")
+MAX_HEADER_BYTES = 4096
+MAX_DIMENSION = 4096
+MIN_DIMENSION = 16
+SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class ProtocolError(ValueError):
+    """A message that breaks protocol v1. ``reason`` is the counter name (malformed frames by reason)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    v: int
+    seq: int
+    ts: float
+    session: str
+    scanner: str
+    view: str
+    width: int
+    height: int
+    channels: int
+    encoding: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "v": (int,),
+    "seq": (int,),
+    "ts": (int, float),
+    "session": (str,),
+    "scanner": (str,),
+    "view": (str,),
+    "width": (int,),
+    "height": (int,),
+    "channels": (int,),
+    "encoding": (str,),
+}
+
+
+def parse_header(raw: bytes, known_scanners: set[str] | None = None) -> FrameHeader:
+    if len(raw) > MAX_HEADER_BYTES:
+        raise ProtocolError("header_too_large", f"{len(raw)} bytes > {MAX_HEADER_BYTES}")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError("bad_json", str(exc)) from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_json", f"header is a {type(data).__name__}, not an object")
+    for name, types in _FIELDS.items():
+        if name not in data:
+            raise ProtocolError("missing_field", name)
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ProtocolError("bad_field_type", f"{name}={value!r}")
+    if data["v"] != VERSION:
+        raise ProtocolError("bad_version", f"v={data['v']}, this runtime speaks v{VERSION}")
+    if data["view"] not in VIEWS:
+        raise ProtocolError("unknown_view", repr(data["view"]))
+    if data["encoding"] not in ENCODINGS:
+        raise ProtocolError("bad_encoding", repr(data["encoding"]))
+    if not SESSION_PATTERN.match(data["session"]):
+        raise ProtocolError("bad_session", "session must be 1-64 of [A-Za-z0-9_.:-] (an exam id, never a name)")
+    if known_scanners is not None and data["scanner"] not in known_scanners:
+        raise ProtocolError("unknown_scanner", repr(data["scanner"]))
+    w, h, c = data["width"], data["height"], data["channels"]
+    if not (MIN_DIMENSION <= w <= MAX_DIMENSION and MIN_DIMENSION <= h <= MAX_DIMENSION) or c not in (1, 3):
+        raise ProtocolError("bad_dimensions", f"{w}x{h}x{c} (limits {MIN_DIMENSION}..{MAX_DIMENSION}, channels 1|3)")
+    if data["seq"] < 0 or not np.isfinite(data["ts"]):
+        raise ProtocolError("bad_field_type", "seq must be >= 0 and ts finite")
+    return FrameHeader(**{k: data[k] for k in _FIELDS})
+
+
+def check_payload(header: FrameHeader, payload_len: int) -> None:
+    """Raw payloads must be exactly w*h*c bytes; compressed ones non-empty and no larger than raw would be."""
+    expected = header.width * header.height * header.channels
+    if header.encoding == "raw":
+        if payload_len != expected:
+            raise ProtocolError(
+                "payload_size",
+                f"{payload_len} bytes, raw {header.width}x{header.height}x{header.channels} needs {expected}",
+            )
+    elif payload_len == 0 or payload_len > expected + 65536:
+        raise ProtocolError("payload_size", f"{payload_len} bytes for a {header.encoding} frame")
+
+
+def decode_payload(header: FrameHeader, payload: memoryview | bytes) -> np.ndarray:
+    """HxWx3 RGB (or HxWx1 grey) uint8; raises ProtocolError('decode_failed' / 'decoded_size')."""
+    if header.encoding == "raw":
+        return np.frombuffer(payload, dtype=np.uint8).reshape(header.height, header.width, header.channels)
+    buffer = np.frombuffer(payload, dtype=np.uint8)
+    flag = cv2.IMREAD_GRAYSCALE if header.channels == 1 else cv2.IMREAD_COLOR
+    image = cv2.imdecode(buffer, flag)
+    if image is None:
+        raise ProtocolError("decode_failed", f"{header.encoding} payload does not decode")
+    if image.shape[:2] != (header.height, header.width):
+        raise ProtocolError(
+            "decoded_size", f"decoded {image.shape[1]}x{image.shape[0]}, header says {header.width}x{header.height}"
+        )
+    return image[:, :, None] if header.channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def encode_frame(header: FrameHeader, image: np.ndarray) -> list[bytes | memoryview]:
+    """Build the multipart frame message (the phantom stream and the grabber use this)."""
+    if header.encoding == "raw":
+        payload: bytes | memoryview = memoryview(np.ascontiguousarray(image)).cast("B")
+    else:
+        bgr = image if image.ndim == 2 or image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        ext = ".png" if header.encoding == "png" else ".jpg"
+        ok, buf = cv2.imencode(ext, bgr)
+        if not ok:
+            raise ValueError(f"could not encode frame as {header.encoding}")
+        payload = buf.tobytes()
+    return [TOPIC_FRAME, header.to_json(), payload]
+
+
+def json_message(topic: bytes, body: dict[str, Any]) -> list[bytes]:
+    return [topic, json.dumps(body, separators=(",", ":")).encode()]

@@ -1,0 +1,116 @@
+"""Two pieces of bounded state: the newest unprocessed frame per (session, view), and per-session features.
+
+Latest-frame semantics (ZeroMQ CONFLATE does not work with multipart messages): a newer frame of the same
+(session, view) replaces the pending one, which is counted as dropped-stale. Sessions expire after a TTL
+and the number of sessions is capped (least recently seen goes first), so memory stays bounded under any
+input rate and any number of exams.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.protocol import FrameHeader
+
+
+@dataclass
+class PendingFrame:
+    header: FrameHeader
+    payload: Any  # a zmq.Frame / bytes; decoded only when the worker takes it
+    received: float  # time.time() at receipt
+
+
+class LatestFrames:
+    def __init__(self, max_keys: int):
+        self._frames: OrderedDict[tuple[str, str], PendingFrame] = OrderedDict()
+        self._cond = threading.Condition()
+        self.max_keys = max_keys
+        self._closed = False
+
+    def put(self, frame: PendingFrame) -> str | None:
+        """Store; returns the drop reason of the frame it displaced ('stale' or 'overflow'), if any."""
+        key = (frame.header.session, frame.header.view)
+        dropped = None
+        with self._cond:
+            if key in self._frames:
+                del self._frames[key]
+                dropped = "stale"
+            elif len(self._frames) >= self.max_keys:
+                self._frames.popitem(last=False)
+                dropped = "overflow"
+            self._frames[key] = frame  # newest at the end; the worker takes the oldest key first (fairness)
+            self._cond.notify()
+        return dropped
+
+    def take(self, timeout: float) -> PendingFrame | None:
+        with self._cond:
+            if not self._frames and not self._closed:
+                self._cond.wait(timeout)
+            if not self._frames:
+                return None
+            _, frame = self._frames.popitem(last=False)
+            return frame
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._frames)
+
+
+@dataclass
+class ViewFeatures:
+    features: np.ndarray
+    seq: int
+    ts: float
+
+
+@dataclass
+class Session:
+    views: dict[str, ViewFeatures] = field(default_factory=dict)
+    last_seen: float = 0.0
+
+
+class SessionStore:
+    def __init__(self, ttl_s: float, max_sessions: int, pairing_window_s: float):
+        self.ttl_s = ttl_s
+        self.max_sessions = max_sessions
+        self.pairing_window_s = pairing_window_s
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self.expired = 0
+
+    def update(self, session: str, view: str, features: ViewFeatures, now: float | None = None) -> dict | None:
+        """Store a view's features; returns both views' features when the session is paired within the window."""
+        now = time.time() if now is None else now
+        self.expire(now)
+        state = self._sessions.pop(session, None) or Session()
+        state.views[view] = features
+        state.last_seen = now
+        self._sessions[session] = state
+        while len(self._sessions) > self.max_sessions:
+            self._sessions.popitem(last=False)
+            self.expired += 1
+        other = "kidney_liver" if view == "liver" else "liver"
+        if other in state.views and abs(state.views[other].ts - features.ts) <= self.pairing_window_s:
+            return dict(state.views)
+        return None
+
+    def expire(self, now: float) -> None:
+        while self._sessions:
+            name, state = next(iter(self._sessions.items()))
+            if now - state.last_seen <= self.ttl_s:
+                break
+            del self._sessions[name]
+            self.expired += 1
+
+    def __len__(self) -> int:
+        return len(self._sessions)

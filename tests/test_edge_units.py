@@ -1,0 +1,136 @@
+"""Edge runtime building blocks: protocol validation, latest-frame store, session pairing, audit log, config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.audit import AuditLog, read_audit
+from edge_runtime.config import ConfigError, load_config
+from edge_runtime.protocol import FrameHeader, ProtocolError, check_payload, decode_payload, encode_frame, parse_header
+from edge_runtime.sessions import LatestFrames, PendingFrame, SessionStore, ViewFeatures
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _header(**changes) -> dict:
+    base = {
+        "v": 1,
+        "seq": 1,
+        "ts": 1.0,
+        "session": "exam-1",
+        "scanner": "phantom-ge",
+        "view": "liver",
+        "width": 1680,
+        "height": 1050,
+        "channels": 3,
+        "encoding": "raw",
+    }
+    base.update(changes)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"v": 2}, "bad_version"),
+        ({"view": "spleen"}, "unknown_view"),
+        ({"seq": "1"}, "bad_field_type"),
+        ({"ts": True}, "bad_field_type"),
+        ({"width": 100_000}, "bad_dimensions"),
+        ({"channels": 4}, "bad_dimensions"),
+        ({"encoding": "webp"}, "bad_encoding"),
+        ({"session": "Jane Doe"}, "bad_session"),
+        ({"scanner": "acme"}, "unknown_scanner"),
+    ],
+)
+def test_header_validation_names_the_reason(changes: dict, reason: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_header(json.dumps(_header(**changes)).encode(), {"phantom-ge"})
+    assert info.value.reason == reason
+
+
+def test_header_structure_errors() -> None:
+    for raw, reason in [
+        (b"{", "bad_json"),
+        (b"[1]", "bad_json"),
+        (b"x" * 5000, "header_too_large"),
+        (json.dumps({k: v for k, v in _header().items() if k != "ts"}).encode(), "missing_field"),
+    ]:
+        with pytest.raises(ProtocolError) as info:
+            parse_header(raw)
+        assert info.value.reason == reason
+
+
+def test_payload_checks_and_round_trip() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    for encoding in ("raw", "png"):
+        header = FrameHeader(1, 0, 0.0, "s", "x", "liver", 30, 20, 3, encoding)
+        parts = encode_frame(header, image)
+        check_payload(header, len(parts[2]))
+        assert np.array_equal(decode_payload(header, parts[2]), image)
+    raw = FrameHeader(1, 0, 0.0, "s", "x", "liver", 30, 20, 3, "raw")
+    with pytest.raises(ProtocolError, match="payload_size"):
+        check_payload(raw, 30 * 20 * 3 - 1)
+    png = FrameHeader(1, 0, 0.0, "s", "x", "liver", 30, 20, 3, "png")
+    with pytest.raises(ProtocolError, match="decode_failed"):
+        decode_payload(png, b"\x89PNG\r\n\x1a\n garbage")
+    wrong = FrameHeader(1, 0, 0.0, "s", "x", "liver", 31, 20, 3, "png")
+    with pytest.raises(ProtocolError, match="decoded_size"):
+        decode_payload(wrong, encode_frame(png, image)[2])
+
+
+def _pending(session: str, view: str, seq: int) -> PendingFrame:
+    return PendingFrame(FrameHeader(1, seq, 0.0, session, "x", view, 16, 16, 1, "raw"), b"", 0.0)
+
+
+def test_latest_frame_store_keeps_the_newest_and_counts_drops() -> None:
+    store = LatestFrames(max_keys=2)
+    assert store.put(_pending("a", "liver", 1)) is None
+    assert store.put(_pending("a", "liver", 2)) == "stale"
+    assert store.put(_pending("b", "liver", 3)) is None
+    assert store.put(_pending("c", "liver", 4)) == "overflow"  # bounded: the oldest key goes
+    assert len(store) == 2
+    taken = [store.take(0.01).header.seq for _ in range(2)]
+    assert taken == [3, 4] and store.take(0.01) is None
+
+
+def test_sessions_pair_within_the_window_and_stay_bounded() -> None:
+    store = SessionStore(ttl_s=100, max_sessions=3, pairing_window_s=10)
+    f = np.zeros(4, np.float32)
+    assert store.update("a", "liver", ViewFeatures(f, 1, ts=0.0), now=0.0) is None
+    paired = store.update("a", "kidney_liver", ViewFeatures(f, 2, ts=5.0), now=5.0)
+    assert paired is not None and paired["liver"].seq == 1 and paired["kidney_liver"].seq == 2
+    assert store.update("a", "liver", ViewFeatures(f, 3, ts=20.0), now=20.0) is None  # other view too old
+    for name in "bcde":
+        store.update(name, "liver", ViewFeatures(f, 0, ts=21.0), now=21.0)
+    assert len(store) == 3
+    store.expire(now=500.0)
+    assert len(store) == 0 and store.expired >= 5
+
+
+def test_audit_log_appends_flushes_and_rotates(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "results.jsonl", max_bytes=2048, backups=3)
+    for i in range(60):
+        log.append({"i": i, "pad": "x" * 40})
+    log.close()
+    assert (tmp_path / "results.jsonl.1").exists()
+    records = read_audit(tmp_path / "results.jsonl")
+    kept = [r["i"] for r in records]
+    assert kept == sorted(kept) and kept[-1] == 59  # oldest rotated away, order preserved, nothing torn
+
+
+def test_config_validation(tmp_path: Path) -> None:
+    example = load_config(ROOT / "deploy" / "edge.example.toml")
+    assert example.pairing_window_s == 300 and example.frames.startswith("tcp://")
+    (tmp_path / "typo.toml").write_text('[runtime]\nframes = "tcp://127.0.0.1:1"\npairing_windw_s = 3\n')
+    with pytest.raises(ConfigError, match="pairing_windw_s"):
+        load_config(tmp_path / "typo.toml")
+    (tmp_path / "bad.toml").write_text('[runtime]\nframes = "localhost"\nthreads = 0\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "bad.toml")
+    assert "frames" in str(info.value) and "threads" in str(info.value)
+    assert load_config(None, {"threads": 4, "results": None}).threads == 4  # flags override, None = not given
