@@ -7,8 +7,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+EDGE_VENV := .venv-edge
+EDGE_STAMP := $(EDGE_VENV)/.installed-edge
 
-.PHONY: demo test lint format clean
+.PHONY: demo test edge-check format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,12 +18,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $@
 
+# A second, bedside-like environment with only the [edge] extra: proves the runtime needs no TensorFlow.
+$(EDGE_STAMP): pyproject.toml
+	@test -x $(EDGE_VENV)/bin/python || $(PYTHON) -m venv $(EDGE_VENV)
+	$(EDGE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(EDGE_VENV)/bin/python -m pip install --quiet ".[edge]"
+	@touch $@
+
+edge-check: $(EDGE_STAMP)
+	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py
+
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(EDGE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py
 	$(BIN)/python -m pytest
 
 format: $(STAMP)
@@ -29,4 +42,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(EDGE_VENV) out .pytest_cache .ruff_cache

@@ -1,0 +1,121 @@
+"""Shared by the suites: timing statistics, machine description, and the JSON + Markdown + PNG reports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+
+def time_calls(fn: Callable[[], Any], invokes: int, warmup: int = 5, max_seconds: float | None = None) -> np.ndarray:
+    """Milliseconds per call, warm-up discarded; stops early (and says so by the count) at max_seconds."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    deadline = None if max_seconds is None else time.perf_counter() + max_seconds
+    for _ in range(invokes):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    return np.asarray(samples)
+
+
+def summarise(ms: np.ndarray) -> dict[str, float]:
+    """Mean, spread and percentiles; flatness = p90 - p10 and tail = p99.9 - p95, as flow benchmarks report."""
+    p = {q: float(np.percentile(ms, q)) for q in (10, 50, 90, 95, 99, 99.9)}
+    return {
+        "n": len(ms),
+        "mean": float(ms.mean()),
+        "std": float(ms.std()),
+        "p50": p[50],
+        "p90": p[90],
+        "p99": p[99],
+        "p99_9": p[99.9],
+        "max": float(ms.max()),
+        "flatness_p90_p10": p[90] - p[10],
+        "tail_p99_9_p95": p[99.9] - p[95],
+    }
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, SIMD flags that matter for int8 kernels, and library versions."""
+    cpu, flags = platform.processor() or platform.machine(), []
+    with contextlib.suppress(OSError):
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+        flag_line = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+        flags = sorted(f for f in flag_line if f.startswith(("avx", "fma", "sse4")) or "vnni" in f)
+    versions = {}
+    for dist in (
+        "numpy",
+        "ai-edge-litert",
+        "tflite-runtime",
+        "tensorflow",
+        "tf-keras",
+        "pyzmq",
+        "opencv-python-headless",
+    ):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "flags": flags,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": versions,
+    }
+
+
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def write_reports(out: Path, name: str, result: dict[str, Any], markdown: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=float))
+    (out / f"{name}.md").write_text(markdown)
+
+
+def cdf_plot(path: Path, series: dict[str, np.ndarray], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, ms in series.items():
+        xs = np.sort(ms)
+        ax.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=label)
+    ax.set(xscale="log", xlabel="latency (ms, log)", ylabel="fraction of calls", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bars_plot(path: Path, stages: dict[str, float], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    ax.barh(list(stages), list(stages.values()), color="#4c78a8")
+    ax.set(xlabel="p50 latency (ms)", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
