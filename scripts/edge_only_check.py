@@ -9,8 +9,14 @@ import sys
 from pathlib import Path
 
 assert importlib.util.find_spec("tensorflow") is None, "this check must run in an [edge]-only environment"
-for module in ("edge_runtime.server", "edge_runtime.cli", "edge_runtime.bundle", "edge_runtime.grabber",
-               "edge_runtime.watch", "phantom.stream"):
+for module in (
+    "edge_runtime.server",
+    "edge_runtime.cli",
+    "edge_runtime.bundle",
+    "edge_runtime.grabber",
+    "edge_runtime.watch",
+    "phantom.stream",
+):
     importlib.import_module(module)
 assert "tensorflow" not in sys.modules
 from edge_runtime.interpreter import INTERPRETER_NAME  # noqa: E402
@@ -18,5 +24,7 @@ from edge_runtime.interpreter import INTERPRETER_NAME  # noqa: E402
 assert INTERPRETER_NAME == "ai-edge-litert", INTERPRETER_NAME
 venv = Path(sys.executable).parent.parent
 size_mb = int(subprocess.run(["du", "-sm", str(venv)], capture_output=True, text=True).stdout.split()[0])
-print(f"[edge]-only environment OK: edge_runtime imports without TensorFlow ({INTERPRETER_NAME}); "
-      f"environment size {size_mb} MB")
+print(
+    f"[edge]-only environment OK: edge_runtime imports without TensorFlow ({INTERPRETER_NAME}); "
+    f"environment size {size_mb} MB"
+)
