@@ -38,6 +38,23 @@ def compare(
         "float_encoder_bytes": float_encoder_bytes,
         "encoder_size_ratio": encoder_bytes / float_encoder_bytes,
         "bars": BARS,
+        "per_subject": [
+            {
+                "pdff": float(t),
+                "p_float": float(pf),
+                "p_int8": float(pq),
+                "pdff_float": float(df),
+                "pdff_int8": float(dq),
+            }
+            for t, pf, pq, df, dq in zip(
+                pdff_truth,
+                float_out["p_fatty"],
+                quant_out["p_fatty"],
+                float_out["pdff"],
+                quant_out["pdff"],
+                strict=True,
+            )
+        ],
     }
     misses = []
     if report["class_agreement"] < BARS["class_agreement_min"]:

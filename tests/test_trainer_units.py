@@ -86,3 +86,17 @@ def test_regression_metrics_and_bootstrap_interval() -> None:
     ci = bootstrap_ci(resampled, 80, 200, seed=0)
     assert ci["r2"][0] < metrics["r2"] < ci["r2"][1]
     json.dumps(ci)  # serialisable for report.json
+
+
+def test_feature_minmax_floors_tiny_ranges_and_keeps_constant_features_finite() -> None:
+    from trainer.heads import fit_minmax
+
+    rng = np.random.default_rng(0)
+    features = np.column_stack([rng.uniform(0, 1, 50), rng.uniform(0, 1e-4, 50), np.zeros(50), rng.uniform(2, 3, 50)])
+    lo, span = fit_minmax(features)
+    assert np.allclose(lo, features.min(axis=0), atol=1e-6)
+    assert span[2] == 1.0  # constant: maps to 0
+    median = np.median([span[0], 1e-4, span[3]])
+    assert span[1] >= 0.1 * median - 1e-6  # a hair-thin range is not blown up
+    scaled = (features - lo) / span
+    assert np.isfinite(scaled).all() and scaled[:, 0].max() == pytest.approx(1.0, abs=1e-5)

@@ -12,11 +12,22 @@ import numpy as np
 from trainer.tf_setup import keras
 
 
-def fit_minmax(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(min, range) per feature; constant features get range 1 so they map to 0 instead of NaN."""
+SPAN_FLOOR = 0.1  # of the median span of the features that vary
+
+
+def fit_minmax(features: np.ndarray, span_floor: float = SPAN_FLOOR) -> tuple[np.ndarray, np.ndarray]:
+    """(min, range) per feature, fitted on the training fold.
+
+    Constant features get range 1 (they map to 0, not NaN). Features that barely vary are scaled by at least
+    ``span_floor`` x the median range: otherwise a feature that moved by a hair in training would be blown
+    up hundreds of times, and with it the int8 encoder's rounding noise at the bedside (it flipped 2 of 11
+    held-out calls before this floor; see docs/DESIGN.md).
+    """
     lo = features.min(axis=0)
     span = features.max(axis=0) - lo
-    span[span <= 1e-12] = 1.0
+    varying = span > 1e-12
+    floor = span_floor * float(np.median(span[varying])) if varying.any() else 0.0
+    span = np.where(varying, np.maximum(span, floor), 1.0)
     return lo.astype(np.float32), span.astype(np.float32)
 
 
