@@ -11,7 +11,6 @@ import numpy as np
 
 from trainer.tf_setup import keras
 
-
 SPAN_FLOOR = 0.1  # of the median span of the features that vary
 
 
