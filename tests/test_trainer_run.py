@@ -181,3 +181,42 @@ def test_bad_weights_path_is_a_clear_error(tiny_cohort: Path, tmp_path: Path) ->
     assert result.exit_code == 2
     assert "weights file not found" in result.output
     assert "preprocessing" not in result.output  # refused before any work
+
+
+def test_ablate_reports_every_row_on_the_same_folds(tiny_cohort: Path, feature_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "abl"
+    result = CliRunner().invoke(
+        trainer_cli,
+        [
+            "ablate",
+            "--manifest",
+            str(tiny_cohort / "manifest.csv"),
+            "--out",
+            str(out),
+            "--weights",
+            "none",
+            "--augment",
+            "light",
+            "--epochs",
+            "2",
+            "--folds",
+            "2",
+            "--bootstrap",
+            "20",
+            "--skip",
+            "clkl_finetuned",
+            "--cache-dir",
+            str(feature_cache),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table = (out / "ablation.md").read_text()
+    for row in ("| liver |", "| kidney_liver |", "| clkl |", "| clkl_no_augmentation |"):
+        assert row in table
+    assert (out / "ablation.png").is_file()
+    folds = {json.dumps(json.loads((out / r / "folds.json").read_text())) for r in ("liver", "kidney_liver", "clkl")}
+    assert len(folds) == 1
+    bad = CliRunner().invoke(
+        trainer_cli, ["ablate", "--manifest", str(tiny_cohort / "manifest.csv"), "--out", str(out), "--skip", "spleen"]
+    )
+    assert bad.exit_code == 2 and "spleen" in bad.output
