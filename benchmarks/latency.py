@@ -2,8 +2,8 @@
 
 Variants: Keras float predict, Keras float under tf.function (the fastest float path), float TFLite and int8
 TFLite in ai-edge-litert, and tflite-runtime when installed; TFLite variants at each thread count. The
-float variants use the bundle's architecture (VGG19 encoder, same pooling) with the same weights when the
-run's backbone can be rebuilt, else random ones (latency does not depend on weight values).
+float variants use the bundle's architecture (VGG19 encoder, same pooling) with random weights: latency does
+not depend on weight values, and the benchmark then needs neither the run nor a weights download.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ def _tflite_runner(model: bytes, threads: int, module: str = "ai_edge_litert"):
 
 
 def _float_encoder(meta: dict[str, Any]):
+    """The bundle's encoder architecture in float Keras, random weights (see the module docstring)."""
     from trainer.backbone import build_encoder, build_vgg19_base
 
-    weights = meta["training"]["weights"]
-    base = build_vgg19_base(weights if weights in ("none",) else "none", 0)
+    base = build_vgg19_base("none", 0)
     base.trainable = False
     return build_encoder(base, meta["features"]["pooling"])
 

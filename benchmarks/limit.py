@@ -29,24 +29,14 @@ def conv_macs(model) -> int:
 
 
 def big_conv_model(size: int, channels: int) -> bytes:
+    from calibration.convert import quantizing_converter
     from trainer.tf_setup import keras, tf
 
     inp = keras.Input((size, size, channels))
     out = keras.layers.Conv2D(channels, 3, padding="same", activation="relu")(inp)
-    model = keras.Model(inp, out)
     rng = np.random.default_rng(0)
-
-    def representative():
-        for _ in range(8):
-            yield [rng.random((1, size, size, channels), dtype=np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    samples = [rng.random((size, size, channels), dtype=np.float32) for _ in range(8)]
+    return quantizing_converter(keras.Model(inp, out), samples, tf.int8, tf.int8).convert()
 
 
 @click.command()

@@ -39,7 +39,7 @@ def main(subjects: int, augment: str, cached_epochs: int, out_dir: str) -> None:
         cohort = load_cohort(load_manifest(Path(tmp) / "manifest.csv"), progress=False)
         config = TrainConfig(weights="none", augment=augment, cache_dir=str(Path(tmp) / "cache"), task="classify")
         started = time.perf_counter()
-        feats, _ = frozen_features(cohort, config, progress=False)
+        feats, _, encoder = frozen_features(cohort, config, progress=False)
         extraction_s = time.perf_counter() - started
 
         views = config.view_names
@@ -55,12 +55,7 @@ def main(subjects: int, augment: str, cached_epochs: int, out_dir: str) -> None:
         head.fit(x, y, epochs=cached_epochs, batch_size=64, verbose=0)
         cached_epoch_s = (time.perf_counter() - started) / cached_epochs
 
-        # The same epoch without the cache: both frozen VGG19 branches run on every augmented image.
-        from trainer.backbone import build_encoder, build_vgg19_base
-
-        base = build_vgg19_base("none", 0)
-        base.trainable = False
-        encoder = build_encoder(base, "flatten")
+        # The same epoch without the cache: the same frozen VGG19 runs on every augmented image of both views.
         images = [keras.Input((224, 224, 3), dtype="uint8", name=f"image_{v}") for v in views]
         p_fatty = keras.layers.Activation("linear", name="p_fatty")(head([encoder(im) for im in images]))
         model = keras.Model(images, p_fatty)

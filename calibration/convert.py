@@ -23,23 +23,36 @@ def float_input_encoder(encoder: keras.Model) -> keras.Model:
     return build_encoder(base, pooling, name=encoder.name + "_float_in", input_dtype="float32")
 
 
+def quantizing_converter(
+    model: keras.Model, samples: list[np.ndarray] | None, input_type=None, output_type=None
+) -> tf.lite.TFLiteConverter:
+    """A converter calibrated on samples (arrays without the batch axis) for int8 post-training quantization.
+
+    With input/output types the graph is full-integer (int8 builtins only, integer input and output);
+    without them it is the plain optimised graph the quantization debugger expects.
+    """
+    if not samples:
+        raise ValueError("int8 conversion needs a representative dataset")
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for sample in samples:
+            yield [np.asarray(sample, dtype=np.float32)[None]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    if input_type is not None:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = input_type
+        converter.inference_output_type = output_type
+    return converter
+
+
 def convert_encoder(encoder: keras.Model, samples: list[np.ndarray] | None, int8: bool) -> bytes:
     model = float_input_encoder(encoder)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
-        if not samples:
-            raise ValueError("int8 conversion needs a representative dataset")
-
-        def representative() -> Iterator[list[np.ndarray]]:
-            for image in samples:
-                yield [image[None].astype(np.float32)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
+        return quantizing_converter(model, samples, tf.uint8, tf.int8).convert()
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
 def convert_head(head: keras.Model) -> bytes:
@@ -51,16 +64,10 @@ def quantization_debug(encoder: keras.Model, samples: list[np.ndarray], top: int
     import csv
     import io
 
-    model = float_input_encoder(encoder)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-
-    def representative() -> Iterator[list[np.ndarray]]:
-        for image in samples:
-            yield [image[None].astype(np.float32)]
-
-    converter.representative_dataset = representative
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative)
+    converter = quantizing_converter(float_input_encoder(encoder), samples)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=converter.representative_dataset
+    )
     debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)

@@ -37,8 +37,6 @@ def sha256_file(path: Path) -> str:
 
 def _verified_bytes(root: Path, name: str, expected: dict[str, str]) -> bytes:
     path = root / name
-    if name not in expected:
-        raise BundleError(f"{root}: bundle.json lists no SHA-256 for {name}")
     if not path.is_file():
         raise BundleError(f"{path}: file missing from the bundle")
     data = path.read_bytes()
@@ -74,6 +72,22 @@ class EncoderModel:
     input_quant: Quant
     output_quant: Quant
     output_dtype: type
+
+    @classmethod
+    def from_interpreter(cls, name: str, interpreter: Any) -> EncoderModel:
+        """Wrap a single-input, single-output encoder interpreter (shapes are checked by the caller)."""
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        in_q, out_q = inp["quantization"], out["quantization"]
+        return cls(
+            name,
+            interpreter,
+            inp["index"],
+            out["index"],
+            inp["dtype"],
+            Quant(float(in_q[0]), int(in_q[1])),
+            Quant(float(out_q[0]), int(out_q[1])),
+            out["dtype"],
+        )
 
     def encode(self, image: np.ndarray) -> np.ndarray:
         if image.shape != (224, 224, 3) or image.dtype != np.uint8:
@@ -139,6 +153,12 @@ def _tensor_by_name(details: list[dict], wanted: str, what: str, path: Path) -> 
     return matches[0]
 
 
+def head_input_indices(interpreter: Any, path: Path) -> dict[str, int]:
+    """View -> tensor index of the head's inputs (TFLite keeps the Keras input names features_<view>)."""
+    details = interpreter.get_input_details()
+    return {v: _tensor_by_name(details, f"features_{v}", "head input", path)["index"] for v in VIEWS}
+
+
 def _load_encoder(root: Path, name: str, data: bytes, spec: dict, num_threads: int | None) -> EncoderModel:
     path = root / name
     try:
@@ -166,17 +186,7 @@ def _load_encoder(root: Path, name: str, data: bytes, spec: dict, num_threads: i
         raise BundleError(
             f"{path}: output type {np.dtype(out['dtype']).name}, bundle.json declares {spec['features']['dtype']}"
         )
-    in_q, out_q = inp["quantization"], out["quantization"]
-    return EncoderModel(
-        name,
-        interpreter,
-        inp["index"],
-        out["index"],
-        inp["dtype"],
-        Quant(float(in_q[0]), int(in_q[1])),
-        Quant(float(out_q[0]), int(out_q[1])),
-        out["dtype"],
-    )
+    return EncoderModel.from_interpreter(name, interpreter)
 
 
 def load_bundle(path: str | Path, num_threads: int | None = None) -> Bundle:
@@ -204,24 +214,29 @@ def load_bundle(path: str | Path, num_threads: int | None = None) -> Bundle:
         raise BundleError(f"{meta_path}: views {list(views)}, this runtime serves {list(VIEWS)}")
     if meta["input"].get("shape") != [224, 224, 3]:
         raise BundleError(f"{meta_path}: input shape {meta['input'].get('shape')}, this runtime feeds [224, 224, 3]")
-    for name in hashes:  # every file, including fidelity.json, must be intact
-        _verified_bytes(root, name, hashes)
+    # Every file, fidelity.json included, is read and hashed once; the models are built from these bytes.
+    verified = {name: _verified_bytes(root, name, hashes) for name in hashes}
+
+    def model_bytes(name: str) -> bytes:
+        if name not in verified:
+            raise BundleError(f"{root}: bundle.json lists no SHA-256 for {name}")
+        return verified[name]
 
     encoders: dict[str, EncoderModel] = {}
     loaded: dict[str, EncoderModel] = {}
     for view in VIEWS:
         name = files["encoder"][view]
         if name not in loaded:
-            loaded[name] = _load_encoder(root, name, _verified_bytes(root, name, hashes), spec, num_threads)
+            loaded[name] = _load_encoder(root, name, model_bytes(name), spec, num_threads)
         encoders[view] = loaded[name]
 
     head_path = root / files["head"]
     try:
-        head = make_interpreter(_verified_bytes(root, files["head"], hashes), num_threads)
+        head = make_interpreter(model_bytes(files["head"]), num_threads)
     except ValueError as exc:
         raise BundleError(f"{head_path}: not a loadable TFLite model ({exc})") from exc
     in_details, out_details = head.get_input_details(), head.get_output_details()
-    head_inputs = {v: _tensor_by_name(in_details, f"features_{v}", "head input", head_path)["index"] for v in VIEWS}
+    head_inputs = head_input_indices(head, head_path)
     features = int(meta["features"]["size"])
     for d in in_details:
         if list(d["shape"]) != [1, features] or d["dtype"] != np.float32:

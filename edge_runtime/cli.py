@@ -37,7 +37,7 @@ def serve(bundle_path: str | None, config_path: str | None, verbose: bool, **ove
     from edge_runtime.config import ConfigError, load_config
     from edge_runtime.profiles import ProfileError, load_profiles
     from edge_runtime.security import KeyError_
-    from edge_runtime.server import EdgeServer, preprocess_probe
+    from edge_runtime.server import EdgeServer, warm_up
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -50,7 +50,7 @@ def serve(bundle_path: str | None, config_path: str | None, verbose: bool, **ove
             raise click.UsageError("no bundle: pass --bundle or set bundle in the config")
         bundle = load_bundle(config.bundle, num_threads=config.threads)
         profiles = load_profiles(extra={k: v.model_dump() for k, v in config.profiles.items()})
-        preprocess_probe(bundle)
+        warm_up(bundle)
         server = EdgeServer(config, bundle, profiles)
         server.serve_forever()
     except (BundleError, ConfigError, ProfileError, KeyError_) as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from phantom.subject import Subject
@@ -66,8 +67,6 @@ def _ellipse(x: np.ndarray, z: np.ndarray, cx: float, cz: float, a: float, b: fl
 
 def _smooth_noise(shape: tuple[int, int], rng: np.random.Generator, cells: int = 6) -> np.ndarray:
     """Low-frequency texture (~ +/-1) so parenchyma is not a perfectly uniform scatterer field."""
-    import cv2
-
     coarse = rng.standard_normal((cells, cells)).astype(np.float32)
     return cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
 

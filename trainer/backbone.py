@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.tf_setup import keras, tf
+from trainer.tf_setup import keras
 
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 VGG_BLOCKS = ("block1", "block2", "block3", "block4", "block5")
@@ -104,10 +104,3 @@ def weights_fingerprint(model: keras.Model) -> str:
     for w in model.get_weights():
         digest.update(np.ascontiguousarray(w).tobytes())
     return digest.hexdigest()[:16]
-
-
-def extract_features(encoder: keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Run the encoder under tf.function (the fastest float path) in batches."""
-    fn = tf.function(lambda x: encoder(x, training=False))
-    out = [fn(tf.constant(images[i : i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, encoder.output_shape[-1]), np.float32)

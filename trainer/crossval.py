@@ -40,8 +40,11 @@ def targets(cohort: Cohort, outputs: tuple[str, ...], fatty_threshold: float) ->
     return {o: ((pdff >= fatty_threshold).astype(np.float32) if o == "p_fatty" else pdff) for o in outputs}
 
 
-def frozen_features(cohort: Cohort, config: TrainConfig, progress: bool) -> tuple[dict[str, np.ndarray], str]:
-    """(view -> array (subjects, variants, features)), backbone weights id. Variant 0 is the identity."""
+def frozen_features(
+    cohort: Cohort, config: TrainConfig, progress: bool
+) -> tuple[dict[str, np.ndarray], str, keras.Model]:
+    """(view -> array (subjects, variants, features)), backbone weights id, and the frozen encoder that made
+    them (so callers reuse it instead of building VGG19 again). Variant 0 is the identity."""
     base = build_vgg19_base(config.weights, config.seed)
     set_trainable(base, None)
     encoder = build_encoder(base, config.pooling)
@@ -55,7 +58,7 @@ def frozen_features(cohort: Cohort, config: TrainConfig, progress: bool) -> tupl
     }
     if progress:
         print(f"feature cache: {cache.hits} hits, {cache.misses} computed ({cache.root})")
-    return feats, weights_id
+    return feats, weights_id, encoder
 
 
 def _predict(model: keras.Model, x: dict[str, np.ndarray], outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -169,7 +172,7 @@ def run_cross_validation(
     feats: dict[str, np.ndarray] = {}
     if config.finetune is None:
         started = time.perf_counter()
-        feats, weights_id = frozen_features(cohort, config, progress)
+        feats, weights_id, _ = frozen_features(cohort, config, progress)
         timings["features_s"] = time.perf_counter() - started
         timings["weights_id"] = weights_id
 

@@ -34,10 +34,6 @@ class Cohort:
     def vendors(self) -> list[str]:
         return [s.vendor for s in self.subjects]
 
-    def subset(self, ids: list[str]) -> Cohort:
-        wanted = set(ids)
-        return Cohort([s for s in self.subjects if s.subject_id in wanted], self.images)
-
 
 def load_cohort(
     manifest: Manifest,

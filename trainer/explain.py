@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from trainer.augment import IDENTITY
 from trainer.dataset import load_cohort
 from trainer.features import FeatureCache
 from trainer.folds import train_ids
@@ -129,8 +130,6 @@ def explain_subject(
     images = {v: cohort.image(subject_id, v) for v in run.config.view_names}
 
     cache = FeatureCache(run.config.cache_dir, encoder, weights_id, run.config.pooling)
-    from trainer.augment import IDENTITY
-
     train = [s for s in train_ids(run.folds, fold) if s in cohort.ids]
     mean_feats = {
         v: cache.features([cohort.image(s, v) for s in train], [IDENTITY], desc=f"background {v}")[:, 0].mean(axis=0)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from calibration.fidelity import compare, markdown
 from calibration.split import export_split, representative_images, subject_hash
-from edge_runtime.bundle import SCHEMA, VIEWS, load_bundle, sha256_file
+from edge_runtime.bundle import SCHEMA, VIEWS, EncoderModel, head_input_indices, load_bundle, sha256_file
 from edge_runtime.interpreter import make_interpreter
 from trainer.augment import variants
 from trainer.crossval import _finetune_fold, fit_head_on_features, frozen_features, targets
@@ -38,32 +38,10 @@ class FidelityMiss(RuntimeError):
     """The int8 bundle misses the fidelity bars (the bundle is still written, for inspection)."""
 
 
-def _tflite_encode(model: bytes, images: list[np.ndarray]) -> np.ndarray:
-    """Run an encoder .tflite the way the bedside does (edge_runtime.bundle.EncoderModel)."""
-    from edge_runtime.bundle import EncoderModel, Quant
-
-    interp = make_interpreter(model)
-    i, o = interp.get_input_details()[0], interp.get_output_details()[0]
-    enc = EncoderModel(
-        "probe",
-        interp,
-        i["index"],
-        o["index"],
-        i["dtype"],
-        Quant(*i["quantization"]),
-        Quant(*o["quantization"]),
-        o["dtype"],
-    )
-    return np.stack([enc.encode(im) for im in images])
-
-
-def _head_outputs(head_bytes: bytes, keras_head, feats: dict[str, np.ndarray]) -> tuple[dict[str, int], dict]:
+def _head_outputs(interp, inputs: dict[str, int], keras_head, feats: dict[str, np.ndarray]) -> dict[str, int]:
     """Map TFLite head output tensors to names by matching a probe against the Keras head."""
-    interp = make_interpreter(head_bytes)
-    inputs = {d["name"]: d["index"] for d in interp.get_input_details()}
     probe = {v: feats[v][:1] for v in VIEWS}
-    for name, index in inputs.items():
-        view = "kidney_liver" if "features_kidney_liver" in name else "liver"
+    for view, index in inputs.items():
         interp.set_tensor(index, probe[view].astype(np.float32))
     interp.invoke()
     expected = keras_head.predict([probe[v] for v in VIEWS], verbose=0)
@@ -76,15 +54,10 @@ def _head_outputs(head_bytes: bytes, keras_head, feats: dict[str, np.ndarray]) -
         mapping[out_name] = min(diffs, key=diffs.get)
     if len(set(mapping.values())) != 2:
         raise RuntimeError("could not tell the head's p_fatty and pdff outputs apart")
-    return mapping, {"inputs": list(inputs)}
+    return mapping
 
 
-def _run_head(head_bytes: bytes, mapping: dict[str, int], feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    interp = make_interpreter(head_bytes)
-    inputs = {
-        ("kidney_liver" if "features_kidney_liver" in d["name"] else "liver"): d["index"]
-        for d in interp.get_input_details()
-    }
+def _run_head(interp, inputs: dict[str, int], mapping: dict[str, int], feats: dict[str, np.ndarray]):
     out = {"p_fatty": [], "pdff": []}
     for i in range(len(feats["liver"])):
         for view, index in inputs.items():
@@ -97,18 +70,13 @@ def _run_head(head_bytes: bytes, mapping: dict[str, int], feats: dict[str, np.nd
 
 def _train_final(cohort: Cohort, config, train_rows: np.ndarray, fidelity_rows: np.ndarray, progress: bool):
     """Returns (encoders by view, head, float outputs on the fidelity subjects)."""
-    from trainer.backbone import build_encoder, build_vgg19_base, set_trainable
-
     y = targets(cohort, config.outputs, config.fatty_threshold)
     ids = np.asarray(cohort.ids)
     if config.finetune is None:
-        feats, _ = frozen_features(cohort, config, progress)
+        feats, _, encoder = frozen_features(cohort, config, progress)
         head, _ = fit_head_on_features(feats, y, train_rows, config, config.seed, "final head", progress)
-        base = build_vgg19_base(config.weights, config.seed)
-        set_trainable(base, None)
-        encoder = build_encoder(base, config.pooling)
         encoders = dict.fromkeys(VIEWS, encoder)
-        x_fid = [feats[v][fidelity_rows, IDENTITY_INDEX] for v in VIEWS]
+        x_fid = [feats[v][fidelity_rows, 0] for v in VIEWS]  # variant 0 is the un-augmented image
         float_raw = head.predict(x_fid, verbose=0)
     else:
         model, _, _ = _finetune_fold(cohort, train_rows, fidelity_rows, y, config, config.seed, progress)
@@ -120,9 +88,6 @@ def _train_final(cohort: Cohort, config, train_rows: np.ndarray, fidelity_rows: 
         float_raw = head.predict(x_fid, verbose=0)
     float_out = {name: np.asarray(r).reshape(-1) for name, r in zip(("p_fatty", "pdff"), float_raw, strict=True)}
     return encoders, head, float_out
-
-
-IDENTITY_INDEX = 0
 
 
 def export_bundle(
@@ -206,11 +171,15 @@ def export_bundle(
 
     # Fidelity: the bedside path (TFLite encoder + TFLite head) vs the float Keras model, on held-out subjects.
     ids = np.asarray(cohort.ids)
+    tflite_encoders = {f: EncoderModel.from_interpreter(f, make_interpreter(b)) for f, b in encoder_blobs.items()}
     quant_feats = {
-        v: _tflite_encode(encoder_blobs[files_encoder[v]], [cohort.image(s, v) for s in ids[fid_rows]]) for v in VIEWS
+        v: np.stack([tflite_encoders[files_encoder[v]].encode(cohort.image(s, v)) for s in ids[fid_rows]])
+        for v in VIEWS
     }
-    mapping, _ = _head_outputs(head_blob, head, quant_feats)
-    quant_out = _run_head(head_blob, mapping, quant_feats)
+    head_interp = make_interpreter(head_blob)
+    head_inputs = head_input_indices(head_interp, out / "head.tflite")
+    mapping = _head_outputs(head_interp, head_inputs, head, quant_feats)
+    quant_out = _run_head(head_interp, head_inputs, mapping, quant_feats)
     fidelity = compare(pdff[fid_rows], float_out, quant_out, 0.5, config.fatty_threshold, int_sizes, float_sizes)
     fidelity["subjects"] = {
         "train": len(split.train),
@@ -226,8 +195,7 @@ def export_bundle(
     (out / "fidelity.json").write_text(json.dumps(fidelity, indent=2, default=float))
     (out / "fidelity.md").write_text(markdown(fidelity))
 
-    interp = make_interpreter(encoder_blobs[files_encoder["liver"]])
-    i_det, o_det = interp.get_input_details()[0], interp.get_output_details()[0]
+    probe = tflite_encoders[files_encoder["liver"]]
     report = json.loads((run.path / "report.json").read_text())
     meta: dict[str, Any] = {
         "schema": SCHEMA,
@@ -237,14 +205,14 @@ def export_bundle(
         "views": list(VIEWS),
         "input": {
             "shape": [224, 224, 3],
-            "dtype": np.dtype(i_det["dtype"]).name,
+            "dtype": np.dtype(probe.input_dtype).name,
             "resize": "area",
             "color": "rgb",
             "preprocess": "edge_runtime.preprocess.preprocess_frame (scanner-profile crop, INTER_AREA)",
         },
         "features": {
-            "size": int(o_det["shape"][-1]),
-            "dtype": np.dtype(o_det["dtype"]).name,
+            "size": int(quant_feats["liver"].shape[1]),
+            "dtype": np.dtype(probe.output_dtype).name,
             "pooling": config.pooling,
         },
         "outputs": {
@@ -255,8 +223,8 @@ def export_bundle(
         "files": {"encoder": files_encoder, "head": "head.tflite", "fidelity": "fidelity.json"},
         "quantization": {
             "encoder": "int8 full-integer post-training quantization" if int8 else "float32",
-            "input": {"scale": float(i_det["quantization"][0]), "zero_point": int(i_det["quantization"][1])},
-            "output": {"scale": float(o_det["quantization"][0]), "zero_point": int(o_det["quantization"][1])},
+            "input": {"scale": probe.input_quant.scale, "zero_point": probe.input_quant.zero_point},
+            "output": {"scale": probe.output_quant.scale, "zero_point": probe.output_quant.zero_point},
             "head": "float32",
             "representative_samples": len(samples) if int8 else 0,
         },

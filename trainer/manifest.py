@@ -114,7 +114,6 @@ def load_manifest(
     path: str | Path,
     profiles: Mapping[str, ScannerProfile] | None = None,
     check_images: bool = True,
-    require_labels: bool = False,
 ) -> Manifest:
     """Parse and validate; raises ManifestError listing all problems, or returns the subjects."""
     path = Path(path)
@@ -155,8 +154,6 @@ def load_manifest(
         if profile is None:
             problems.append(f"{where}: unknown scanner profile {scanner!r} (known: {', '.join(sorted(profiles))})")
         pdff = _parse_pdff(row["pdff"], where, problems)
-        if require_labels and pdff is None and row["pdff"] == "":
-            problems.append(f"{where}: pdff is empty but this command needs labelled subjects")
         reader_text = row.get("reader_label", "").lower()
         reader = _READER_LABELS.get(reader_text) if reader_text else None
         if reader_text and reader is None:
