@@ -87,9 +87,23 @@ def markdown(report: dict[str, Any]) -> str:
         "pdff_max_abs_diff",
         "encoder_size_ratio",
     )
-    lines = ["# int8 vs float fidelity (held-out subjects)", "", "| measure | value |", "| --- | --- |"]
-    lines += [f"| {k} | {fmt(report.get(k))} |" for k in keys]
+    groups = report.get("groups") or {}
+    titles = {"held_out": "run's held-out subjects", "independent": "independent cohort"}
+    names = ["all held-out", *(titles.get(g, g) for g in groups)]
+    columns = [report, *groups.values()]
+    lines = ["# int8 vs float fidelity (held-out subjects)", ""]
+    lines += ["| measure | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    lines += [f"| {k} | " + " | ".join(fmt(c.get(k)) for c in columns) + " |" for k in keys]
     lines += ["", "Meets the bars." if report["meets_bars"] else "MISSES: " + "; ".join(report["misses"]), ""]
+    if report.get("head"):
+        lines += [f"Head: {report['head']}.", ""]
+    if report.get("bias_correction"):
+        bias = report["bias_correction"]
+        lines += [
+            f"Bias correction: int8 feature error measured on {bias['images']} calibration images "
+            f"(mean |bias| {bias['mean_abs_feature_bias']:.2e}) and removed in the head's MinMax layer.",
+            "",
+        ]
     if report.get("debugger_top_layers"):
         lines += ["Quantization debugger, worst layers (RMSE / scale):", ""]
         lines += [

@@ -30,6 +30,49 @@ def test_bundle_json_describes_the_bundle(bundle_dir: Path) -> None:
     fidelity = json.loads((bundle_dir / "fidelity.json").read_text())
     assert fidelity["encoder_size_ratio"] < 0.27
     assert fidelity["debugger_top_layers"]
+    # the int8 encoder's systematic error is measured on the calibration images and removed in the head
+    assert fidelity["bias_correction"]["images"] == meta["quantization"]["representative_samples"]
+    assert fidelity["bias_correction"]["mean_abs_feature_bias"] > 0
+    assert meta["quantization"]["head"] == fidelity["head"] and "bias-corrected" in fidelity["head"]
+
+
+def test_qat_export_judged_on_an_independent_cohort_too(run_dir: Path, tmp_path: Path) -> None:
+    """`--qat` fine-tunes the head on int8 features (tfmot) and the bundle still loads at the bedside;
+    `--fidelity-manifest` adds a second, independent cohort to the held-out fidelity subjects."""
+    from click.testing import CliRunner
+
+    from phantom.cohort import generate_cohort
+    from trainer.cli import main as trainer_cli
+
+    independent = tmp_path / "independent"
+    generate_cohort(independent, 4, seed=11, with_masks=False, workers=1)
+    out = tmp_path / "qat"
+    args = ["export", "--run", str(run_dir), "--out", str(out), "--samples", "16", "--no-debugger"]
+    args += ["--qat", "--qat-epochs", "2", "--qat-images", "12", "--allow-fidelity-miss"]
+    args += ["--fidelity-manifest", str(independent / "manifest.csv")]
+    result = CliRunner().invoke(trainer_cli, args)
+    assert result.exit_code == 0, result.output
+    fidelity = json.loads((out / "fidelity.json").read_text())
+    held_out = fidelity["groups"]["held_out"]["n_subjects"]
+    assert fidelity["groups"]["independent"]["n_subjects"] == 4
+    assert fidelity["n_subjects"] == held_out + 4 == len(fidelity["per_subject"])
+    assert fidelity["head"].startswith("quantization-aware fine-tuned on 12 int8 feature pairs")
+    assert "independent cohort" in (out / "fidelity.md").read_text()
+    bundle = load_bundle(out)
+    p_fatty, pdff = bundle.head({v: np.zeros(25088, np.float32) for v in ("liver", "kidney_liver")})
+    assert 0.0 <= p_fatty <= 1.0 and np.isfinite(pdff)
+
+
+def test_qat_needs_int8_and_says_so(run_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from trainer.cli import main as trainer_cli
+
+    result = CliRunner().invoke(
+        trainer_cli, ["export", "--run", str(run_dir), "--out", str(tmp_path), "--float", "--qat"]
+    )
+    assert result.exit_code != 0 and "--qat" in result.output and "--int8" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_calibration_fidelity_and_training_subjects_are_disjoint(run_dir: Path) -> None:

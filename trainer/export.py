@@ -3,8 +3,11 @@
 1. Hold out a calibration group and a fidelity group (calibration.split); train the final two-output head
    (p_fatty and PDFF, so one backbone pass serves both) on everyone else.
 2. Convert the encoder to full-integer int8 with a representative dataset of the calibration subjects'
-   preprocessed images and their augmented variants; the head stays float.
-3. Compare float and int8 on the fidelity group; write fidelity.json/.md; fail on missed bars unless allowed.
+   preprocessed images and their augmented variants. Measure the int8 encoder's systematic feature error on
+   those same images and remove it in the head (calibration.bias_correction); the head stays float, or with
+   --qat is fine-tuned on int8 features under fake-quantization and ships with int8 weights (calibration.qat).
+3. Compare float and int8 on the fidelity group (and on an independent cohort when given); write
+   fidelity.json/.md; fail on missed bars unless allowed.
 4. Write bundle.json with every file's SHA-256, then load the bundle the way the bedside does.
 """
 
@@ -25,7 +28,7 @@ from calibration.fidelity import compare, markdown
 from calibration.split import export_split, representative_images, subject_hash
 from edge_runtime.bundle import SCHEMA, VIEWS, EncoderModel, head_input_indices, load_bundle, sha256_file
 from edge_runtime.interpreter import make_interpreter
-from trainer.augment import variants
+from trainer.augment import apply_variant, variants
 from trainer.crossval import _finetune_fold, fit_head_on_features, frozen_features, targets
 from trainer.dataset import Cohort, load_cohort
 from trainer.manifest import load_manifest
@@ -69,7 +72,8 @@ def _run_head(interp, inputs: dict[str, int], mapping: dict[str, int], feats: di
 
 
 def _train_final(cohort: Cohort, config, train_rows: np.ndarray, fidelity_rows: np.ndarray, progress: bool):
-    """Returns (encoders by view, head, float outputs on the fidelity subjects)."""
+    """Returns (encoders by view, head, float outputs on the fidelity subjects, cached float features by view
+    (frozen backbone only, else None))."""
     y = targets(cohort, config.outputs, config.fatty_threshold)
     ids = np.asarray(cohort.ids)
     if config.finetune is None:
@@ -79,6 +83,7 @@ def _train_final(cohort: Cohort, config, train_rows: np.ndarray, fidelity_rows: 
         x_fid = [feats[v][fidelity_rows, 0] for v in VIEWS]  # variant 0 is the un-augmented image
         float_raw = head.predict(x_fid, verbose=0)
     else:
+        feats = None
         model, _, _ = _finetune_fold(cohort, train_rows, fidelity_rows, y, config, config.seed, progress)
         encoders = {v: model.get_layer(f"encoder_{v}") for v in VIEWS}
         head = model.get_layer("head")
@@ -86,8 +91,33 @@ def _train_final(cohort: Cohort, config, train_rows: np.ndarray, fidelity_rows: 
             encoders[v].predict(np.stack([cohort.image(s, v) for s in ids[fidelity_rows]]), verbose=0) for v in VIEWS
         ]
         float_raw = head.predict(x_fid, verbose=0)
-    float_out = {name: np.asarray(r).reshape(-1) for name, r in zip(("p_fatty", "pdff"), float_raw, strict=True)}
-    return encoders, head, float_out
+    return encoders, head, _named(float_raw), feats
+
+
+def _named(raw) -> dict[str, np.ndarray]:
+    return {name: np.asarray(r).reshape(-1) for name, r in zip(("p_fatty", "pdff"), raw, strict=True)}
+
+
+def _quant_features(encoder: EncoderModel, images) -> np.ndarray:
+    return np.stack([encoder.encode(image) for image in images])
+
+
+def _qat_training_set(
+    cohort: Cohort, config, feats: dict[str, np.ndarray], train_rows: np.ndarray, encoders, files, cap: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """int8 features of (training subject, augmented variant) pairs, and the float features of the same images."""
+    chosen = variants(config.augment)
+    pairs = [(r, k) for r in train_rows for k in range(len(chosen))]
+    if len(pairs) > cap:
+        keep = np.random.default_rng(config.seed).permutation(len(pairs))[:cap]
+        pairs = [pairs[i] for i in sorted(keep)]
+    ids = cohort.ids
+    quant, float_ = [], []
+    for view in VIEWS:
+        images = (apply_variant(cohort.image(ids[r], view), chosen[k]) for r, k in pairs)
+        quant.append(_quant_features(encoders[files[view]], tqdm(images, total=len(pairs), desc=f"int8 {view}")))
+        float_.append(np.stack([feats[view][r, k] for r, k in pairs]).astype(np.float32))
+    return quant, float_
 
 
 def export_bundle(
@@ -102,6 +132,10 @@ def export_bundle(
     epochs: int | None = None,
     debugger: bool = True,
     allow_fidelity_miss: bool = False,
+    qat: bool = False,
+    qat_epochs: int = 100,
+    qat_images: int = 400,
+    fidelity_manifest: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     started = time.perf_counter()
@@ -112,6 +146,13 @@ def export_bundle(
         raise RunError(f"{run.path} trained views={run.config.views!r}; a bedside bundle needs a CLKL run")
     if run.manifest is None or not run.manifest.is_file():
         raise RunError(f"{run.path}: its manifest {run.manifest} is not available")
+    if qat and not int8:
+        raise ValueError("--qat fine-tunes the head on int8 features; it needs --int8")
+    if qat and run.config.finetune is not None:
+        raise RunError(f"{run.path} is fine-tuned; --qat supports frozen-backbone runs (the paper's CLKL model)")
+    independent = None
+    if fidelity_manifest is not None:  # read it before the long part, so a bad path fails at once
+        independent = load_cohort(load_manifest(fidelity_manifest), labelled_only=True, progress=progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cohort = load_cohort(load_manifest(run.manifest), labelled_only=True, progress=progress)
@@ -132,7 +173,7 @@ def export_bundle(
     fid_rows = np.array([index[s] for s in split.fidelity])
 
     config = dataclasses.replace(run.config, task="both", epochs=epochs or run.config.epochs)
-    encoders, head, float_out = _train_final(cohort, config, train_rows, fid_rows, progress)
+    encoders, head, float_out, feats = _train_final(cohort, config, train_rows, fid_rows, progress)
 
     # Representative dataset: calibration subjects' images (both views) and their augmented variants.
     calib_images = [cohort.image(s, v) for s in split.calibration for v in VIEWS]
@@ -164,29 +205,99 @@ def export_bundle(
         int_sizes += len(blob)
         (out / fname).write_bytes(blob)
 
-    from calibration.convert import convert_head
-
-    head_blob = convert_head(head)
-    (out / "head.tflite").write_bytes(head_blob)
-
-    # Fidelity: the bedside path (TFLite encoder + TFLite head) vs the float Keras model, on held-out subjects.
     ids = np.asarray(cohort.ids)
     tflite_encoders = {f: EncoderModel.from_interpreter(f, make_interpreter(b)) for f, b in encoder_blobs.items()}
-    quant_feats = {
-        v: np.stack([tflite_encoders[files_encoder[v]].encode(cohort.image(s, v)) for s in ids[fid_rows]])
-        for v in VIEWS
-    }
+
+    # The head the bundle ships: bias-corrected for the int8 encoder, then optionally quantization-aware.
+    bundle_head = head
+    head_kind = "float32"
+    bias_report = None
+    if int8:
+        from calibration.bias_correction import feature_bias, shift_head_inputs
+
+        stacked = np.stack(samples)
+        bias = {}
+        for fname in encoder_blobs:
+            view = next(v for v in VIEWS if files_encoder[v] == fname)
+            float_feats = encoders[view].predict(stacked, batch_size=16, verbose=0)
+            bias[fname] = feature_bias(float_feats, _quant_features(tflite_encoders[fname], samples))
+        bundle_head = shift_head_inputs(head, [bias[files_encoder[v]] for v in VIEWS])
+        head_kind = "float32, bias-corrected for the int8 encoder"
+        bias_report = {
+            "images": len(samples),
+            "mean_abs_feature_bias": float(np.mean([np.abs(b).mean() for b in bias.values()])),
+        }
+    if qat:
+        from calibration.qat import convert_qat_head, quantization_aware_head
+
+        quant_train, float_train = _qat_training_set(
+            cohort, config, feats, train_rows, tflite_encoders, files_encoder, qat_images
+        )
+        teacher = head.predict(float_train, batch_size=256, verbose=0)
+        with tqdm(total=1, desc=f"quantization-aware head ({qat_epochs} epochs)", disable=not progress) as bar:
+            bundle_head = quantization_aware_head(
+                bundle_head,
+                quant_train,
+                teacher,
+                qat_epochs,
+                config.learning_rate,
+                config.momentum,
+                config.batch_size,
+                config.seed,
+            )
+            bar.update(1)
+        head_blob = convert_qat_head(bundle_head)
+        head_kind = (
+            f"quantization-aware fine-tuned on {len(quant_train[0])} int8 feature pairs; output layers int8, "
+            "the 50 176-input Dense(10) layers float32"
+        )
+    else:
+        from calibration.convert import convert_head
+
+        head_blob = convert_head(bundle_head)
+    (out / "head.tflite").write_bytes(head_blob)
     head_interp = make_interpreter(head_blob)
     head_inputs = head_input_indices(head_interp, out / "head.tflite")
-    mapping = _head_outputs(head_interp, head_inputs, head, quant_feats)
-    quant_out = _run_head(head_interp, head_inputs, mapping, quant_feats)
-    fidelity = compare(pdff[fid_rows], float_out, quant_out, 0.5, config.fatty_threshold, int_sizes, float_sizes)
+
+    # Fidelity: the bedside path (TFLite encoder + TFLite head) vs the float Keras model, on held-out subjects.
+    def bedside(images_by_view: dict[str, list[np.ndarray]]):
+        """(outputs, head output mapping, int8 features) of the bundle's TFLite path."""
+        q = {v: _quant_features(tflite_encoders[files_encoder[v]], images_by_view[v]) for v in VIEWS}
+        mapping = _head_outputs(head_interp, head_inputs, bundle_head, q)
+        return _run_head(head_interp, head_inputs, mapping, q), mapping, q
+
+    quant_out, mapping, quant_feats = bedside({v: [cohort.image(s, v) for s in ids[fid_rows]] for v in VIEWS})
+    sizes = (int_sizes, float_sizes)
+    groups = {"held_out": (pdff[fid_rows], float_out, quant_out)}
+    if independent is not None:
+        images = {v: [independent.image(s, v) for s in independent.ids] for v in VIEWS}
+        float_ind = _named(
+            head.predict([encoders[v].predict(np.stack(images[v]), batch_size=16, verbose=0) for v in VIEWS], verbose=0)
+        )
+        groups["independent"] = (independent.pdff(), float_ind, bedside(images)[0])
+    fidelity = compare(
+        np.concatenate([g[0] for g in groups.values()]),
+        {k: np.concatenate([g[1][k] for g in groups.values()]) for k in ("p_fatty", "pdff")},
+        {k: np.concatenate([g[2][k] for g in groups.values()]) for k in ("p_fatty", "pdff")},
+        0.5,
+        config.fatty_threshold,
+        *sizes,
+    )
+    if independent is not None:
+        fidelity["groups"] = {
+            name: {k: v for k, v in compare(*g, 0.5, config.fatty_threshold, *sizes).items() if k != "per_subject"}
+            for name, g in groups.items()
+        }
+        fidelity["independent_manifest"] = str(fidelity_manifest)
     fidelity["subjects"] = {
         "train": len(split.train),
         "calibration": len(split.calibration),
         "fidelity": len(split.fidelity),
+        "independent": len(independent.ids) if independent is not None else 0,
     }
-    fidelity["head"] = "float32"
+    fidelity["head"] = head_kind
+    if bias_report:
+        fidelity["bias_correction"] = bias_report
     if int8 and debugger:
         from calibration.convert import quantization_debug
 
@@ -225,7 +336,8 @@ def export_bundle(
             "encoder": "int8 full-integer post-training quantization" if int8 else "float32",
             "input": {"scale": probe.input_quant.scale, "zero_point": probe.input_quant.zero_point},
             "output": {"scale": probe.output_quant.scale, "zero_point": probe.output_quant.zero_point},
-            "head": "float32",
+            "head": head_kind,
+            "bias_correction": bias_report,
             "representative_samples": len(samples) if int8 else 0,
         },
         "calibration": {
