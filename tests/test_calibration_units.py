@@ -84,3 +84,14 @@ def test_quantization_aware_head_learns_the_int8_encoders_error() -> None:
     outputs = sorted(float(interp.get_tensor(d["index"]).reshape(-1)[0]) for d in interp.get_output_details())
     keras_out = sorted(float(o.reshape(-1)[0]) for o in student.predict([x[:1] for x in noisy], verbose=0))
     np.testing.assert_allclose(outputs, keras_out, atol=0.05 * max(1.0, abs(keras_out[-1])))
+
+    # PDFF is open-ended: far outside the training range the TFLite head must follow the float model, not clip.
+    far = [x[:1] * 100.0 for x in noisy]
+    for view, x in zip(VIEWS, far, strict=True):
+        interp.set_tensor(inputs[view], x)
+    interp.invoke()
+    tflite_far = sorted(float(interp.get_tensor(d["index"]).reshape(-1)[0]) for d in interp.get_output_details())
+    keras_far = student.predict(far, verbose=0)
+    pdff_far = float(keras_far[1].reshape(-1)[0])
+    assert abs(pdff_far) > 3 * np.abs(teacher[1]).max()  # really outside what training saw
+    assert min(abs(v - pdff_far) for v in tflite_far) < 1e-3 * abs(pdff_far)

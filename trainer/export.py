@@ -248,8 +248,8 @@ def export_bundle(
             bar.update(1)
         head_blob = convert_qat_head(bundle_head)
         head_kind = (
-            f"quantization-aware fine-tuned on {len(quant_train[0])} int8 feature pairs; output layers int8, "
-            "the 50 176-input Dense(10) layers float32"
+            f"quantization-aware fine-tuned on {len(quant_train[0])} int8 feature pairs; p_fatty output layer "
+            "int8, the PDFF branch and the 50 176-input Dense(10) layers float32"
         )
     else:
         from calibration.convert import convert_head
