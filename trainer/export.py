@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -206,7 +207,10 @@ def export_bundle(
         (out / fname).write_bytes(blob)
 
     ids = np.asarray(cohort.ids)
-    tflite_encoders = {f: EncoderModel.from_interpreter(f, make_interpreter(b)) for f, b in encoder_blobs.items()}
+    threads = os.cpu_count() or 1  # export owns the machine; int8 results do not depend on threads
+    tflite_encoders = {
+        f: EncoderModel.from_interpreter(f, make_interpreter(b, num_threads=threads)) for f, b in encoder_blobs.items()
+    }
 
     # The head the bundle ships: bias-corrected for the int8 encoder, then optionally quantization-aware.
     bundle_head = head
