@@ -27,16 +27,15 @@ def main(subjects: int, augment: str, cached_epochs: int, out_dir: str) -> None:
     from trainer.augment import apply_variant, variants
     from trainer.config import TrainConfig
     from trainer.crossval import frozen_features
-    from trainer.dataset import load_cohort
+    from trainer.dataset import read_cohort
     from trainer.heads import build_head, compile_head, fit_minmax
-    from trainer.manifest import load_manifest
     from trainer.tf_setup import keras, tf
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         generate_cohort(tmp, subjects, seed=1, with_masks=False)
-        cohort = load_cohort(load_manifest(Path(tmp) / "manifest.csv"), progress=False)
+        cohort = read_cohort(Path(tmp) / "manifest.csv", progress=False)
         config = TrainConfig(weights="none", augment=augment, cache_dir=str(Path(tmp) / "cache"), task="classify")
         started = time.perf_counter()
         feats, _, encoder = frozen_features(cohort, config, progress=False)

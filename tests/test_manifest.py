@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -72,3 +74,29 @@ def test_validate_does_not_import_tensorflow(tiny_cohort: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_read_cohort_decodes_each_screen_once_and_lists_image_problems_by_row(
+    tiny_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trainer.dataset as dataset
+    from trainer.dataset import read_cohort
+
+    reads: list[Path] = []
+    real_read = dataset.read_image
+    monkeypatch.setattr(dataset, "read_image", lambda path: reads.append(path) or real_read(path))
+    cohort = read_cohort(tiny_cohort / "manifest.csv", progress=False)
+    assert len(reads) == len(set(reads)) == 2 * len(cohort.ids)  # once per image, not once to validate + once to use
+
+    dst = tmp_path / "bad"
+    shutil.copytree(tiny_cohort, dst)
+    lines = (dst / "manifest.csv").read_text().splitlines()
+    first, second = lines[1].split(","), lines[2].split(",")
+    (dst / first[3]).write_bytes(b"\x89PNG broken")  # row 2: unreadable
+    cv2.imwrite(str(dst / second[3]), np.zeros((100, 120, 3), np.uint8))  # row 3: not the profile's screen size
+    with pytest.raises(ManifestError) as info:
+        read_cohort(dst / "manifest.csv", progress=False)
+    text = str(info.value)
+    assert "row 2 (" in text and "not a readable image" in text
+    assert "row 3 (" in text and "120x100" in text
+    assert len(info.value.problems) == 2

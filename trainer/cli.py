@@ -164,11 +164,12 @@ def ablate(manifest: str, out_dir: str, finetune_from: str, finetune_epochs: int
 def explain(run_dir: str, subject_id: str, manifest: str | None, nsamples: int) -> None:
     """Grad-CAM heatmaps and SHAP attributions over both views of one subject, as PNG overlays."""
     from trainer.explain import explain_subject
+    from trainer.manifest import ManifestError
     from trainer.runs import RunError
 
     try:
         result = explain_subject(run_dir, subject_id, manifest, nsamples=nsamples)
-    except RunError as exc:
+    except (RunError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"subject {subject_id} (test subject of fold {result['fold']}, MRI-PDFF {result['pdff']})")
     for name, info in result["outputs"].items():

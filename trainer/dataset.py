@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from edge_runtime.preprocess import preprocess_frame
+from edge_runtime.preprocess import PreprocessError, preprocess_frame
 from edge_runtime.profiles import ScannerProfile, default_profiles, get_profile
-from trainer.images import read_image
-from trainer.manifest import VIEWS, Manifest, SubjectRecord
+from trainer.images import ImageReadError, read_image
+from trainer.manifest import VIEWS, Manifest, ManifestError, SubjectRecord, load_manifest
 
 
 @dataclass
@@ -41,13 +42,34 @@ def load_cohort(
     labelled_only: bool = False,
     progress: bool = True,
 ) -> Cohort:
-    """Read and preprocess every image once (the expensive decode of full-HD screens happens here only)."""
+    """Read and preprocess every image once (the expensive decode of full-HD screens happens here only).
+
+    Unreadable images and screens that do not match their scanner profile are collected by manifest row and
+    raised together as one ManifestError, so a user fixes them in one pass.
+    """
     profiles = profiles or default_profiles()
     subjects = [s for s in manifest.subjects.values() if s.pdff is not None or not labelled_only]
     images: dict[tuple[str, str], np.ndarray] = {}
+    problems: list[str] = []
     jobs = [(s, v) for s in subjects for v in VIEWS]
     for subject, view in tqdm(jobs, desc="preprocessing images", unit="img", disable=not progress):
         entry = subject.views[view]
-        screen = read_image(entry.path)
-        images[(subject.subject_id, view)] = preprocess_frame(screen, get_profile(profiles, entry.scanner))
+        try:
+            screen = read_image(entry.path)
+            images[(subject.subject_id, view)] = preprocess_frame(screen, get_profile(profiles, entry.scanner))
+        except (ImageReadError, PreprocessError) as exc:
+            problems.append(f"row {entry.row} ({entry.path.name}): {exc}")
+    if problems:
+        raise ManifestError(manifest.path, problems)
     return Cohort(subjects, images)
+
+
+def read_cohort(
+    manifest_path: str | Path,
+    profiles: Mapping[str, ScannerProfile] | None = None,
+    labelled_only: bool = False,
+    progress: bool = True,
+) -> Cohort:
+    """Manifest -> cohort, decoding each full-HD screen once: the manifest's rows are validated without
+    reading images, and load_cohort reports image problems by row while it preprocesses."""
+    return load_cohort(load_manifest(manifest_path, profiles, check_images=False), profiles, labelled_only, progress)

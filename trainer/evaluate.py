@@ -15,16 +15,15 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from trainer.augment import IDENTITY
-from trainer.dataset import load_cohort
+from trainer.dataset import read_cohort
 from trainer.features import FeatureCache
-from trainer.manifest import load_manifest
 from trainer.report import score_rows, write_predictions
 from trainer.runs import load_frozen_encoder, load_heads, open_run
 
 
 def evaluate_run(run_dir: str | Path, manifest_path: str | Path, out_dir: Path | None = None) -> dict[str, Any]:
     run = open_run(run_dir)
-    cohort = load_cohort(load_manifest(manifest_path), labelled_only=False)
+    cohort = read_cohort(manifest_path, labelled_only=False)
     encoder, weights_id = load_frozen_encoder(run)
     cache = FeatureCache(run.config.cache_dir, encoder, weights_id, run.config.pooling)
     x = {

@@ -19,10 +19,9 @@ import cv2
 import numpy as np
 
 from trainer.augment import IDENTITY
-from trainer.dataset import load_cohort
+from trainer.dataset import read_cohort
 from trainer.features import FeatureCache
 from trainer.folds import train_ids
-from trainer.manifest import load_manifest
 from trainer.runs import Run, RunError, load_frozen_encoder, open_run
 from trainer.tf_setup import keras, tf
 
@@ -120,7 +119,7 @@ def explain_subject(
     manifest = Path(manifest) if manifest else run.manifest
     if manifest is None:
         raise RunError("the run does not record its manifest; pass --manifest")
-    cohort = load_cohort(load_manifest(manifest), labelled_only=False, progress=False)
+    cohort = read_cohort(manifest, labelled_only=False, progress=False)
     if subject_id not in cohort.ids:
         raise RunError(f"subject {subject_id!r} is not in {manifest}")
     fold = run.fold_of(subject_id)

@@ -31,8 +31,7 @@ from edge_runtime.bundle import SCHEMA, VIEWS, EncoderModel, head_input_indices,
 from edge_runtime.interpreter import make_interpreter
 from trainer.augment import apply_variant, variants
 from trainer.crossval import _finetune_fold, fit_head_on_features, frozen_features, targets
-from trainer.dataset import Cohort, load_cohort
-from trainer.manifest import load_manifest
+from trainer.dataset import Cohort, read_cohort
 from trainer.runs import RunError, open_run
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
@@ -153,10 +152,10 @@ def export_bundle(
         raise RunError(f"{run.path} is fine-tuned; --qat supports frozen-backbone runs (the paper's CLKL model)")
     independent = None
     if fidelity_manifest is not None:  # read it before the long part, so a bad path fails at once
-        independent = load_cohort(load_manifest(fidelity_manifest), labelled_only=True, progress=progress)
+        independent = read_cohort(fidelity_manifest, labelled_only=True, progress=progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cohort = load_cohort(load_manifest(run.manifest), labelled_only=True, progress=progress)
+    cohort = read_cohort(run.manifest, labelled_only=True, progress=progress)
     n = len(cohort.ids)
     n_calibration = n_calibration if n_calibration is not None else max(2, round(0.12 * n))
     n_fidelity = n_fidelity if n_fidelity is not None else max(2, round(0.12 * n))

@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import TrainConfig
-from trainer.dataset import Cohort, load_cohort
-from trainer.manifest import load_manifest
+from trainer.dataset import Cohort, read_cohort
 
 
 def load_labelled_cohort(manifest_path: str | Path, progress: bool = True) -> Cohort:
-    manifest = load_manifest(manifest_path)
-    cohort = load_cohort(manifest, labelled_only=True, progress=progress)
+    cohort = read_cohort(manifest_path, labelled_only=True, progress=progress)
     if len(cohort.subjects) < 4:
         raise ValueError(f"{manifest_path}: only {len(cohort.subjects)} labelled subjects; training needs more")
     return cohort
