@@ -222,7 +222,7 @@ def evaluate(run_dir: str, manifest: str, out_dir: str | None) -> None:
 @click.option(
     "--qat",
     is_flag=True,
-    help="Fine-tune the head on the int8 encoder's features with tfmot fake-quantization; ships an int8 head.",
+    help="Fine-tune the head on the int8 encoder's features under tfmot fake-quantization (p_fatty output in int8).",
 )
 @click.option("--qat-epochs", type=click.IntRange(1), default=100, show_default=True)
 @click.option(
