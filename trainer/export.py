@@ -5,7 +5,8 @@
 2. Convert the encoder to full-integer int8 with a representative dataset of the calibration subjects'
    preprocessed images and their augmented variants. Measure the int8 encoder's systematic feature error on
    those same images and remove it in the head (calibration.bias_correction); the head stays float, or with
-   --qat is fine-tuned on int8 features under fake-quantization and ships with int8 weights (calibration.qat).
+   --qat is fine-tuned on int8 features under fake-quantization and ships its p_fatty output layer in int8
+   (calibration.qat).
 3. Compare float and int8 on the fidelity group (and on an independent cohort when given); write
    fidelity.json/.md; fail on missed bars unless allowed.
 4. Write bundle.json with every file's SHA-256, then load the bundle the way the bedside does.
@@ -103,7 +104,14 @@ def _quant_features(encoder: EncoderModel, images) -> np.ndarray:
 
 
 def _qat_training_set(
-    cohort: Cohort, config, feats: dict[str, np.ndarray], train_rows: np.ndarray, encoders, files, cap: int
+    cohort: Cohort,
+    config,
+    feats: dict[str, np.ndarray],
+    train_rows: np.ndarray,
+    encoders,
+    files,
+    cap: int,
+    progress: bool,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """int8 features of (training subject, augmented variant) pairs, and the float features of the same images."""
     chosen = variants(config.augment)
@@ -115,7 +123,8 @@ def _qat_training_set(
     quant, float_ = [], []
     for view in VIEWS:
         images = (apply_variant(cohort.image(ids[r], view), chosen[k]) for r, k in pairs)
-        quant.append(_quant_features(encoders[files[view]], tqdm(images, total=len(pairs), desc=f"int8 {view}")))
+        images = tqdm(images, total=len(pairs), desc=f"int8 {view}", disable=not progress)
+        quant.append(_quant_features(encoders[files[view]], images))
         float_.append(np.stack([feats[view][r, k] for r, k in pairs]).astype(np.float32))
     return quant, float_
 
@@ -234,7 +243,7 @@ def export_bundle(
         from calibration.qat import convert_qat_head, quantization_aware_head
 
         quant_train, float_train = _qat_training_set(
-            cohort, config, feats, train_rows, tflite_encoders, files_encoder, qat_images
+            cohort, config, feats, train_rows, tflite_encoders, files_encoder, qat_images, progress
         )
         teacher = head.predict(float_train, batch_size=256, verbose=0)
         with tqdm(total=1, desc=f"quantization-aware head ({qat_epochs} epochs)", disable=not progress) as bar:
@@ -263,21 +272,20 @@ def export_bundle(
     head_inputs = head_input_indices(head_interp, out / "head.tflite")
 
     # Fidelity: the bedside path (TFLite encoder + TFLite head) vs the float Keras model, on held-out subjects.
-    def bedside(images_by_view: dict[str, list[np.ndarray]]):
-        """(outputs, head output mapping, int8 features) of the bundle's TFLite path."""
-        q = {v: _quant_features(tflite_encoders[files_encoder[v]], images_by_view[v]) for v in VIEWS}
-        mapping = _head_outputs(head_interp, head_inputs, bundle_head, q)
-        return _run_head(head_interp, head_inputs, mapping, q), mapping, q
+    def int8_features(images_by_view: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+        return {v: _quant_features(tflite_encoders[files_encoder[v]], images_by_view[v]) for v in VIEWS}
 
-    quant_out, mapping, quant_feats = bedside({v: [cohort.image(s, v) for s in ids[fid_rows]] for v in VIEWS})
+    quant_feats = int8_features({v: [cohort.image(s, v) for s in ids[fid_rows]] for v in VIEWS})
+    mapping = _head_outputs(head_interp, head_inputs, bundle_head, quant_feats)
     sizes = (int_sizes, float_sizes)
-    groups = {"held_out": (pdff[fid_rows], float_out, quant_out)}
+    groups = {"held_out": (pdff[fid_rows], float_out, _run_head(head_interp, head_inputs, mapping, quant_feats))}
     if independent is not None:
         images = {v: [independent.image(s, v) for s in independent.ids] for v in VIEWS}
         float_ind = _named(
             head.predict([encoders[v].predict(np.stack(images[v]), batch_size=16, verbose=0) for v in VIEWS], verbose=0)
         )
-        groups["independent"] = (independent.pdff(), float_ind, bedside(images)[0])
+        quant_ind = _run_head(head_interp, head_inputs, mapping, int8_features(images))
+        groups["independent"] = (independent.pdff(), float_ind, quant_ind)
     fidelity = compare(
         np.concatenate([g[0] for g in groups.values()]),
         {k: np.concatenate([g[1][k] for g in groups.values()]) for k in ("p_fatty", "pdff")},
