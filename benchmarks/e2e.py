@@ -27,6 +27,7 @@ from benchmarks.common import bars_plot, cdf_plot, machine, summarise, time_call
 from edge_runtime.bundle import load_bundle
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.profiles import default_profiles
+from edge_runtime.schema import INPUT_SHAPE, BundleMeta
 from edge_runtime.server import EdgeServer
 
 
@@ -36,16 +37,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _naive_two_view_ms(bundle_meta: dict[str, Any], calls: int = 15) -> float | None:
+def _naive_two_view_ms(bundle_meta: BundleMeta, calls: int = 15) -> float | None:
     """The naive design: a float two-view VGG19 forward pass (tf.function) for every frame."""
     try:
-        from benchmarks.latency import _float_encoder
-        from trainer.tf_setup import tf
+        from benchmarks.models import float_encoder
+        from clkl.tf_setup import tf
     except ImportError:
         return None
-    encoder = _float_encoder(bundle_meta)
+    encoder = float_encoder(bundle_meta)
     fn = tf.function(lambda x: encoder(x, training=False))
-    x = tf.constant(np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8))
+    x = tf.constant(np.random.default_rng(0).integers(0, 256, (2, *INPUT_SHAPE), dtype=np.uint8))
     return float(np.percentile(time_calls(lambda: fn(x).numpy(), calls, warmup=2), 50))
 
 
@@ -176,7 +177,7 @@ def main(
 ) -> None:
     """End-to-end latency of the runtime under a phantom stream (3 runs, or one soak)."""
     bundle = load_bundle(bundle_dir, num_threads=threads)
-    image = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, INPUT_SHAPE, dtype=np.uint8)
     raw = bundle.encoders["liver"]
     raw.interpreter.set_tensor(raw.input_index, image[None])
     invoke_p50 = float(np.percentile(time_calls(raw.interpreter.invoke, 100), 50))

@@ -17,29 +17,9 @@ import click
 import numpy as np
 
 from benchmarks.common import cdf_plot, machine, rss_mb, summarise, time_calls, write_reports
+from benchmarks.models import float_encoder, tflite_runner
 from edge_runtime.bundle import load_bundle
-
-
-def _tflite_runner(model: bytes, threads: int, module: str = "ai_edge_litert"):
-    if module == "ai_edge_litert":
-        from ai_edge_litert.interpreter import Interpreter
-    else:
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
-    interp = Interpreter(model_content=model, num_threads=threads)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    x = np.random.default_rng(0).integers(0, 256, inp["shape"]).astype(inp["dtype"])
-    interp.set_tensor(inp["index"], x)
-    return interp.invoke
-
-
-def _float_encoder(meta: dict[str, Any]):
-    """The bundle's encoder architecture in float Keras, random weights (see the module docstring)."""
-    from trainer.backbone import build_encoder, build_vgg19_base
-
-    base = build_vgg19_base("none", 0)
-    base.trainable = False
-    return build_encoder(base, meta["features"]["pooling"])
+from edge_runtime.schema import INPUT_SHAPE
 
 
 @click.command()
@@ -61,8 +41,8 @@ def main(bundle_dir: str, out_dir: str, invokes: int, thread_list: str, max_seco
     bundle = load_bundle(bundle_dir)
     meta = bundle.meta
     threads = [int(t) for t in thread_list.split(",") if t.strip()]
-    int8_model = (Path(bundle_dir) / meta["files"]["encoder"]["liver"]).read_bytes()
-    image = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    int8_model = (Path(bundle_dir) / meta.files.encoder["liver"]).read_bytes()
+    image = np.random.default_rng(0).integers(0, 256, (1, *INPUT_SHAPE), dtype=np.uint8)
     results: dict[str, dict[str, Any]] = {}
     series: dict[str, np.ndarray] = {}
     sizes = {"int8 tflite": len(int8_model)}
@@ -77,10 +57,10 @@ def main(bundle_dir: str, out_dir: str, invokes: int, thread_list: str, max_seco
         )
 
     if not no_tensorflow:
-        from trainer.tf_setup import tf
+        from clkl.tf_setup import tf
 
         rss0 = rss_mb()
-        encoder = _float_encoder(meta)
+        encoder = float_encoder(meta)
         record("keras float predict", lambda: encoder.predict(image, verbose=0), rss0)
         fn = tf.function(lambda x: encoder(x, training=False))
         x = tf.constant(image)
@@ -91,16 +71,16 @@ def main(bundle_dir: str, out_dir: str, invokes: int, thread_list: str, max_seco
         sizes["float tflite"] = len(float_model)
         for t in threads:
             rss0 = rss_mb()
-            record(f"float tflite litert {t}t", _tflite_runner(float_model, t), rss0)
+            record(f"float tflite litert {t}t", tflite_runner(float_model, t), rss0)
     for t in threads:
         rss0 = rss_mb()
-        record(f"int8 tflite litert {t}t", _tflite_runner(int8_model, t), rss0)
+        record(f"int8 tflite litert {t}t", tflite_runner(int8_model, t), rss0)
     try:
         import tflite_runtime  # noqa: F401
 
         for t in threads:
             rss0 = rss_mb()
-            record(f"int8 tflite-runtime {t}t", _tflite_runner(int8_model, t, "tflite_runtime"), rss0)
+            record(f"int8 tflite-runtime {t}t", tflite_runner(int8_model, t, "tflite_runtime"), rss0)
     except ImportError:
         results["tflite-runtime"] = {"skipped": "not installed (needs numpy<2; ai-edge-litert is the interpreter)"}
 

@@ -14,7 +14,7 @@ import click
 import numpy as np
 
 from benchmarks.common import machine, summarise, time_calls, write_reports
-from benchmarks.latency import _tflite_runner
+from benchmarks.models import float_encoder, tflite_runner
 from edge_runtime.bundle import load_bundle
 
 
@@ -30,7 +30,7 @@ def conv_macs(model) -> int:
 
 def big_conv_model(size: int, channels: int) -> bytes:
     from calibration.convert import quantizing_converter
-    from trainer.tf_setup import keras, tf
+    from clkl.tf_setup import keras, tf
 
     inp = keras.Input((size, size, channels))
     out = keras.layers.Conv2D(channels, 3, padding="same", activation="relu")(inp)
@@ -46,15 +46,14 @@ def big_conv_model(size: int, channels: int) -> bytes:
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 def main(bundle_dir: str, out_dir: str, invokes: int, threads: int) -> None:
     """int8 GMAC/s: one large convolution (the ceiling) vs the bundle's encoder."""
-    from benchmarks.latency import _float_encoder
 
     bundle = load_bundle(bundle_dir)
     size, channels = 56, 256
     conv_gmac = size * size * channels * channels * 9 / 1e9
-    conv_ms = summarise(time_calls(_tflite_runner(big_conv_model(size, channels), threads), invokes))
-    encoder_macs = conv_macs(_float_encoder(bundle.meta)) / 1e9
-    model = (Path(bundle_dir) / bundle.meta["files"]["encoder"]["liver"]).read_bytes()
-    enc_ms = summarise(time_calls(_tflite_runner(model, threads), invokes))
+    conv_ms = summarise(time_calls(tflite_runner(big_conv_model(size, channels), threads), invokes))
+    encoder_macs = conv_macs(float_encoder(bundle.meta)) / 1e9
+    model = (Path(bundle_dir) / bundle.meta.files.encoder["liver"]).read_bytes()
+    enc_ms = summarise(time_calls(tflite_runner(model, threads), invokes))
     ceiling = conv_gmac / (conv_ms["p50"] / 1000)
     achieved = encoder_macs / (enc_ms["p50"] / 1000)
     result = {

@@ -23,13 +23,14 @@ import numpy as np
 @click.option("--cached-epochs", type=click.IntRange(3), default=20, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/benchmarks/trainer_epoch")
 def main(subjects: int, augment: str, cached_epochs: int, out_dir: str) -> None:
+    from clkl.augment import apply_variant, variants
+    from clkl.head import build_head, compile_head, fit_minmax
+    from clkl.tf_setup import keras, tf
+    from edge_runtime.schema import INPUT_SHAPE
     from phantom.cohort import generate_cohort
-    from trainer.augment import apply_variant, variants
     from trainer.config import TrainConfig
     from trainer.crossval import frozen_features
     from trainer.dataset import read_cohort
-    from trainer.heads import build_head, compile_head, fit_minmax
-    from trainer.tf_setup import keras, tf
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,7 +56,7 @@ def main(subjects: int, augment: str, cached_epochs: int, out_dir: str) -> None:
         cached_epoch_s = (time.perf_counter() - started) / cached_epochs
 
         # The same epoch without the cache: the same frozen VGG19 runs on every augmented image of both views.
-        images = [keras.Input((224, 224, 3), dtype="uint8", name=f"image_{v}") for v in views]
+        images = [keras.Input(INPUT_SHAPE, dtype="uint8", name=f"image_{v}") for v in views]
         p_fatty = keras.layers.Activation("linear", name="p_fatty")(head([encoder(im) for im in images]))
         model = keras.Model(images, p_fatty)
         compile_head(model, ("p_fatty",), 1e-4, 0.9)

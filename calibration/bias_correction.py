@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from trainer.tf_setup import keras
+from clkl.tf_setup import keras
 
 
 def feature_bias(float_features: np.ndarray, int8_features: np.ndarray) -> np.ndarray:

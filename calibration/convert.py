@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from trainer.tf_setup import keras, tf
+from clkl.tf_setup import keras, tf
 
 
 def float_input_encoder(encoder: keras.Model) -> keras.Model:
     """The same encoder (shared weights) with a float32 input, as the int8 converter needs."""
-    from trainer.backbone import build_encoder
+    from clkl.encoder import build_encoder
 
     base = next(layer for layer in encoder.layers if layer.name.startswith("vgg19"))
     pooling = "flatten" if isinstance(encoder.get_layer("features"), keras.layers.Flatten) else "avg"
@@ -28,8 +28,15 @@ def quantizing_converter(
 ) -> tf.lite.TFLiteConverter:
     """A converter calibrated on samples (arrays without the batch axis) for int8 post-training quantization.
 
+
     With input/output types the graph is full-integer (int8 builtins only, integer input and output);
     without them it is the plain optimised graph the quantization debugger expects.
+
+    Args:
+        model: the float Keras model (float input).
+        samples: representative inputs without the batch axis.
+        input_type: the int8 graph's input type (None: the optimised graph the debugger expects).
+        output_type: the int8 graph's output type.
     """
     if not samples:
         raise ValueError("int8 conversion needs a representative dataset")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-# ARCHITECTURE.md performance bars for an int8 bundle against its float model.
+# docs/ARCHITECTURE.md performance bars for an int8 bundle against its float model.
 BARS = {"class_agreement_min": 0.98, "auc_drop_max": 0.01, "pdff_mad_max": 0.5, "encoder_size_ratio_max": 0.27}
 
 
@@ -20,6 +20,17 @@ def compare(
     encoder_bytes: int,
     float_encoder_bytes: int,
 ) -> dict[str, Any]:
+    """The fidelity report: agreement, AUC drop, PDFF differences, size ratio, per subject, and the bars missed.
+
+    Args:
+        pdff_truth: MRI-PDFF per subject.
+        float_out: the float model's p_fatty and pdff per subject.
+        quant_out: the bundle's p_fatty and pdff per subject.
+        threshold: p_fatty decision threshold.
+        fatty_pdff: PDFF (%) that defines fatty.
+        encoder_bytes: the bundle's encoder size.
+        float_encoder_bytes: the float encoder's size.
+    """
     truth = pdff_truth >= fatty_pdff
     both = 0 < truth.sum() < len(truth)
     auc_float = float(roc_auc_score(truth, float_out["p_fatty"])) if both else None

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from trainer.tf_setup import keras, tf
+from clkl.tf_setup import keras, tf
 
 
 def _tfmot():
@@ -40,7 +40,19 @@ def quantization_aware_head(
     seed: int,
 ) -> keras.Model:
     """Fine-tune a copy of ``head`` (classification layers fake-quantized) so that on int8 features it
-    reproduces the float model's outputs. Inputs follow the head's inputs; outputs follow the head's outputs."""
+
+    reproduces the float model's outputs. Inputs follow the head's inputs; outputs follow the head's outputs.
+
+    Args:
+        head: the (bias-corrected) float head.
+        int8_features: per view, int8 encoder features of the training images.
+        teacher_outputs: the float model's outputs on the same images (the targets).
+        epochs: fine-tuning epochs.
+        learning_rate: SGD learning rate (the paper's).
+        momentum: Nesterov momentum.
+        batch_size: batch size.
+        seed: shuffling seed.
+    """
     qat = _tfmot().quantization.keras
 
     def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:

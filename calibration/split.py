@@ -13,6 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from edge_runtime.errors import FattyLiverError
+
+
+class SplitError(FattyLiverError):
+    """The cohort cannot be split into disjoint training, calibration and fidelity groups."""
+
 
 @dataclass(frozen=True)
 class ExportSplit:
@@ -20,19 +26,24 @@ class ExportSplit:
     calibration: list[str]
     fidelity: list[str]
 
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "calibration": len(self.calibration), "fidelity": len(self.fidelity)}
+
     def check_disjoint(self) -> None:
-        groups = [set(self.train), set(self.calibration), set(self.fidelity)]
-        for i in range(3):
-            for j in range(i + 1, 3):
-                if groups[i] & groups[j]:
-                    raise AssertionError("export split groups overlap")
+        named = {"train": set(self.train), "calibration": set(self.calibration), "fidelity": set(self.fidelity)}
+        names = list(named)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                shared = named[a] & named[b]
+                if shared:
+                    raise SplitError(f"export groups {a} and {b} share subject(s) {sorted(shared)}")
 
 
 def _stratified_take(ids: list[str], strata: list[str], n: int, seed: int) -> tuple[list[str], list[str]]:
     if n <= 0:
         return [], list(ids)
     if n >= len(ids):
-        raise ValueError(f"cannot hold out {n} of {len(ids)} subjects")
+        raise SplitError(f"cannot hold out {n} of {len(ids)} subjects")
     counts = {s: strata.count(s) for s in set(strata)}
     stratify = strata if min(counts.values()) >= 2 and n >= len(counts) else None
     taken, rest = train_test_split(ids, train_size=n, stratify=stratify, random_state=seed)
@@ -42,12 +53,19 @@ def _stratified_take(ids: list[str], strata: list[str], n: int, seed: int) -> tu
 def export_split(
     ids: list[str], vendors: list[str], fatty: list[bool], n_calibration: int, n_fidelity: int, seed: int
 ) -> ExportSplit:
+    """Hold out a calibration and a fidelity group, each stratified by vendor x class; the rest trains.
+
+    Args:
+        ids, vendors, fatty: one entry per subject.
+        n_calibration, n_fidelity: group sizes.
+        seed: the split's random seed (the run's, so an export is reproducible).
+    """
     strata = [f"{v}|{int(f)}" for v, f in zip(vendors, fatty, strict=True)]
     calibration, rest = _stratified_take(ids, strata, n_calibration, seed)
     rest_strata = [strata[ids.index(s)] for s in rest]
     fidelity, train = _stratified_take(rest, rest_strata, n_fidelity, seed + 1)
     if len(train) < 4:
-        raise ValueError(f"only {len(train)} subjects left to train the exported model; hold out fewer")
+        raise SplitError(f"only {len(train)} subjects left to train the exported model; hold out fewer")
     split = ExportSplit(train, calibration, fidelity)
     split.check_disjoint()
     return split
@@ -58,8 +76,15 @@ def subject_hash(ids: list[str]) -> str:
 
 
 def representative_images(images: list[np.ndarray], variants, max_samples: int, seed: int) -> list[np.ndarray]:
-    """Calibration images plus their augmented variants, capped: int8 ranges must cover what the bedside sees."""
-    from trainer.augment import apply_variant
+    """Calibration images plus their augmented variants, capped: int8 ranges must cover what the bedside sees.
+
+    Args:
+        images: the calibration subjects' preprocessed images (both views).
+        variants: clkl.augment variants to add (the run's augmentation).
+        max_samples: cap on the representative dataset's size.
+        seed: which samples are kept when capping.
+    """
+    from clkl.augment import apply_variant
 
     samples = [apply_variant(im, v) for im in images for v in variants]
     if len(samples) > max_samples:

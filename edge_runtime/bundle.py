@@ -1,15 +1,15 @@
 """Model bundles: the unit that moves from the trainer to the bedside, verified before anything is served.
 
-A bundle directory holds ``bundle.json`` (schema ``fatty-liver-edge/bundle@1``), the encoder model(s), the
-head model and ``fidelity.json``. Loading checks the schema id, that every listed file exists and matches its
-SHA-256, and that the tensors' shapes and types are the ones ``bundle.json`` declares. Any mismatch is a
-:class:`BundleError` naming the file and the problem: a tampered or half-copied bundle never serves.
+A bundle directory holds ``bundle.json`` (:class:`edge_runtime.schema.BundleMeta`), the encoder model(s), the
+head model and ``fidelity.json``. Loading validates bundle.json against the contract, checks that every
+listed file exists and matches its SHA-256, and that the tensors' shapes and types are the ones bundle.json
+declares. Any mismatch is a :class:`BundleError` naming the file and the problem: a tampered or half-copied
+bundle never serves.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,14 +17,10 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.interpreter import make_interpreter
+from edge_runtime.schema import INPUT_SHAPE, VIEWS, BundleError, BundleMeta, FeatureSpec, InputSpec, ModelInfo
 
-SCHEMA = "fatty-liver-edge/bundle@1"
-VIEWS = ("liver", "kidney_liver")
+__all__ = ["Bundle", "BundleError", "EncoderModel", "head_input_indices", "load_bundle", "sha256_file"]
 _DTYPES = {"uint8": np.uint8, "int8": np.int8, "float32": np.float32}
-
-
-class BundleError(ValueError):
-    """The bundle cannot be trusted or used; the message names the file and the problem."""
 
 
 def sha256_file(path: Path) -> str:
@@ -35,16 +31,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verified_bytes(root: Path, name: str, expected: dict[str, str]) -> bytes:
+def _verified_bytes(root: Path, name: str, expected: str) -> bytes:
     path = root / name
     if not path.is_file():
         raise BundleError(f"{path}: file missing from the bundle")
     data = path.read_bytes()
     actual = hashlib.sha256(data).hexdigest()
-    if actual != expected[name]:
+    if actual != expected:
         raise BundleError(
-            f"{path}: SHA-256 mismatch (file changed or corrupted; expected {expected[name][:12]}..., "
-            f"got {actual[:12]}...)"
+            f"{path}: SHA-256 mismatch (file changed or corrupted; expected {expected[:12]}..., got {actual[:12]}...)"
         )
     return data
 
@@ -89,18 +84,19 @@ class EncoderModel:
             out["dtype"],
         )
 
-    def encode(self, image: np.ndarray) -> np.ndarray:
-        if image.shape != (224, 224, 3) or image.dtype != np.uint8:
-            raise ValueError(f"encoder input must be 224x224x3 uint8, got {image.shape} {image.dtype}")
+    def _input_tensor(self, image: np.ndarray) -> np.ndarray:
         if self.input_dtype == np.uint8 and self.input_quant.scale in (0.0, 1.0) and self.input_quant.zero_point == 0:
-            x = image[None]  # pixels are already the quantized input (scale 1, zero point 0)
-        elif self.input_dtype == np.float32:
-            x = image[None].astype(np.float32)
-        else:
-            info = np.iinfo(self.input_dtype)
-            q = np.round(image.astype(np.float32) / self.input_quant.scale) + self.input_quant.zero_point
-            x = np.clip(q, info.min, info.max).astype(self.input_dtype)[None]
-        self.interpreter.set_tensor(self.input_index, x)
+            return image[None]  # pixels are already the quantized input (scale 1, zero point 0)
+        if self.input_dtype == np.float32:
+            return image[None].astype(np.float32)
+        info = np.iinfo(self.input_dtype)
+        q = np.round(image.astype(np.float32) / self.input_quant.scale) + self.input_quant.zero_point
+        return np.clip(q, info.min, info.max).astype(self.input_dtype)[None]
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        if image.shape != INPUT_SHAPE or image.dtype != np.uint8:
+            raise ValueError(f"encoder input must be {INPUT_SHAPE} uint8, got {image.shape} {image.dtype}")
+        self.interpreter.set_tensor(self.input_index, self._input_tensor(image))
         self.interpreter.invoke()
         out = self.interpreter.get_tensor(self.output_index)[0]
         return self.output_quant.dequantize(out) if self.output_dtype != np.float32 else out.astype(np.float32)
@@ -109,28 +105,29 @@ class EncoderModel:
 @dataclass
 class Bundle:
     root: Path
-    meta: dict[str, Any]
+    meta: BundleMeta
     encoders: dict[str, EncoderModel]  # view -> encoder (the same object for both views when shared)
     head_interpreter: Any
+    sha: str  # first 16 hex digits of bundle.json's SHA-256, which pins every file's hash
     head_inputs: dict[str, int] = field(default_factory=dict)  # view -> tensor index
     head_outputs: dict[str, int] = field(default_factory=dict)  # output name -> tensor index
 
     @property
     def name(self) -> str:
-        return self.meta["name"]
+        return self.meta.name
 
     @property
     def version(self) -> str:
-        return self.meta["version"]
-
-    @property
-    def sha(self) -> str:
-        """Short id of the whole bundle: hash of bundle.json (which pins every file's hash)."""
-        return hashlib.sha256((self.root / "bundle.json").read_bytes()).hexdigest()[:16]
+        return self.meta.version
 
     @property
     def threshold(self) -> float:
-        return float(self.meta["outputs"]["p_fatty"]["threshold"])
+        return self.meta.outputs.p_fatty.threshold
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """How results and heartbeats name the model that made them."""
+        return ModelInfo(name=self.name, version=self.version, sha=self.sha)
 
     def encode(self, view: str, image: np.ndarray) -> np.ndarray:
         return self.encoders[view].encode(image)
@@ -159,34 +156,42 @@ def head_input_indices(interpreter: Any, path: Path) -> dict[str, int]:
     return {v: _tensor_by_name(details, f"features_{v}", "head input", path)["index"] for v in VIEWS}
 
 
-def _load_encoder(root: Path, name: str, data: bytes, spec: dict, num_threads: int | None) -> EncoderModel:
-    path = root / name
+def _interpreter(path: Path, data: bytes, num_threads: int | None) -> Any:
     try:
-        interpreter = make_interpreter(data, num_threads)
+        return make_interpreter(data, num_threads)
     except ValueError as exc:
         raise BundleError(f"{path}: not a loadable TFLite model ({exc})") from exc
+
+
+def _check_tensor(path: Path, what: str, detail: dict, shape: list[int], dtype: str) -> None:
+    actual = [int(d) for d in detail["shape"]]
+    if actual != shape:
+        raise BundleError(f"{path}: {what} shape {actual}, bundle.json declares {shape}")
+    if detail["dtype"] != _DTYPES[dtype]:
+        raise BundleError(f"{path}: {what} type {np.dtype(detail['dtype']).name}, bundle.json declares {dtype}")
+
+
+def _load_encoder(path: Path, data: bytes, spec: InputSpec, features: FeatureSpec, threads: int | None) -> EncoderModel:
+    interpreter = _interpreter(path, data, threads)
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise BundleError(f"{path}: an encoder has one input and one output, found {len(inputs)} and {len(outputs)}")
-    inp, out = inputs[0], outputs[0]
-    in_shape, out_shape = [int(d) for d in inp["shape"]], [int(d) for d in out["shape"]]
-    expected_shape = [1, *spec["input"]["shape"]]
-    if in_shape != expected_shape:
-        raise BundleError(f"{path}: input shape {in_shape}, bundle.json declares {expected_shape}")
-    declared_in = _DTYPES[spec["input"]["dtype"]]
-    if inp["dtype"] != declared_in:
-        raise BundleError(
-            f"{path}: input type {np.dtype(inp['dtype']).name}, bundle.json declares {spec['input']['dtype']}"
-        )
-    features = int(spec["features"]["size"])
-    if out_shape != [1, features]:
-        raise BundleError(f"{path}: output shape {out_shape}, bundle.json declares [1, {features}]")
-    declared_out = _DTYPES[spec["features"]["dtype"]]
-    if out["dtype"] != declared_out:
-        raise BundleError(
-            f"{path}: output type {np.dtype(out['dtype']).name}, bundle.json declares {spec['features']['dtype']}"
-        )
-    return EncoderModel.from_interpreter(name, interpreter)
+    _check_tensor(path, "input", inputs[0], [1, *spec.shape], spec.dtype)
+    _check_tensor(path, "output", outputs[0], [1, features.size], features.dtype)
+    return EncoderModel.from_interpreter(path.name, interpreter)
+
+
+def _load_head(path: Path, data: bytes, meta: BundleMeta, threads: int | None) -> tuple[Any, dict, dict]:
+    head = _interpreter(path, data, threads)
+    for detail in head.get_input_details():
+        _check_tensor(path, f"input {detail['name']}", detail, [1, meta.features.size], "float32")
+    inputs = head_input_indices(head, path)
+    present = {d["index"] for d in head.get_output_details()}
+    outputs = {"p_fatty": meta.head_outputs.p_fatty, "pdff": meta.head_outputs.pdff}
+    for name, index in outputs.items():
+        if index not in present:
+            raise BundleError(f"{path}: has no output tensor {index} for {name}")
+    return head, inputs, outputs
 
 
 def load_bundle(path: str | Path, num_threads: int | None = None) -> Bundle:
@@ -195,59 +200,18 @@ def load_bundle(path: str | Path, num_threads: int | None = None) -> Bundle:
     meta_path = root / "bundle.json"
     if not meta_path.is_file():
         raise BundleError(f"{root}: no bundle.json (is this a model bundle directory?)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{meta_path}: not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
-        found = meta.get("schema") if isinstance(meta, dict) else type(meta).__name__
-        raise BundleError(f"{meta_path}: schema {found!r} is not {SCHEMA!r}")
-    try:
-        files, hashes = meta["files"], meta["sha256"]
-        views = tuple(meta["views"])
-        spec = {"input": meta["input"], "features": meta["features"]}
-        outputs = meta["outputs"]
-        float(outputs["p_fatty"]["threshold"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{meta_path}: missing or malformed field {exc}") from exc
-    if views != VIEWS:
-        raise BundleError(f"{meta_path}: views {list(views)}, this runtime serves {list(VIEWS)}")
-    if meta["input"].get("shape") != [224, 224, 3]:
-        raise BundleError(f"{meta_path}: input shape {meta['input'].get('shape')}, this runtime feeds [224, 224, 3]")
+    raw = meta_path.read_bytes()  # read once: what is validated is what the bundle's sha names
+    meta = BundleMeta.from_json(raw, meta_path)
+    listed = {*meta.files.encoder.values(), meta.files.head, meta.files.fidelity}
+    unhashed = sorted(listed - set(meta.sha256))
+    if unhashed:
+        raise BundleError(f"{meta_path}: lists no SHA-256 for {', '.join(unhashed)}")
     # Every file, fidelity.json included, is read and hashed once; the models are built from these bytes.
-    verified = {name: _verified_bytes(root, name, hashes) for name in hashes}
-
-    def model_bytes(name: str) -> bytes:
-        if name not in verified:
-            raise BundleError(f"{root}: bundle.json lists no SHA-256 for {name}")
-        return verified[name]
-
-    encoders: dict[str, EncoderModel] = {}
+    verified = {name: _verified_bytes(root, name, digest) for name, digest in meta.sha256.items()}
     loaded: dict[str, EncoderModel] = {}
-    for view in VIEWS:
-        name = files["encoder"][view]
-        if name not in loaded:
-            loaded[name] = _load_encoder(root, name, model_bytes(name), spec, num_threads)
-        encoders[view] = loaded[name]
-
-    head_path = root / files["head"]
-    try:
-        head = make_interpreter(model_bytes(files["head"]), num_threads)
-    except ValueError as exc:
-        raise BundleError(f"{head_path}: not a loadable TFLite model ({exc})") from exc
-    in_details, out_details = head.get_input_details(), head.get_output_details()
-    head_inputs = head_input_indices(head, head_path)
-    features = int(meta["features"]["size"])
-    for d in in_details:
-        if list(d["shape"]) != [1, features] or d["dtype"] != np.float32:
-            raise BundleError(
-                f"{head_path}: input {d['name']} is {list(d['shape'])} {np.dtype(d['dtype']).name}, "
-                f"expected [1, {features}] float32"
-            )
-    head_outputs = {}
-    for name in ("p_fatty", "pdff"):
-        index = meta["head_outputs"][name]
-        if not any(d["index"] == index for d in out_details):
-            raise BundleError(f"{head_path}: has no output tensor {index} for {name}")
-        head_outputs[name] = index
-    return Bundle(root, meta, encoders, head, head_inputs, head_outputs)
+    for name in dict.fromkeys(meta.files.encoder.values()):
+        loaded[name] = _load_encoder(root / name, verified[name], meta.input, meta.features, num_threads)
+    encoders = {view: loaded[meta.files.encoder[view]] for view in VIEWS}
+    head, head_inputs, head_outputs = _load_head(root / meta.files.head, verified[meta.files.head], meta, num_threads)
+    sha = hashlib.sha256(raw).hexdigest()[:16]
+    return Bundle(root, meta, encoders, head, sha, head_inputs, head_outputs)

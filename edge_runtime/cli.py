@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.schema import VIEWS
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
@@ -33,10 +35,10 @@ def main() -> None:
 @click.option("-v", "--verbose", is_flag=True)
 def serve(bundle_path: str | None, config_path: str | None, verbose: bool, **overrides) -> None:
     """Verify the bundle, then serve: frames in, results/metrics/heartbeats out, every result audited."""
-    from edge_runtime.bundle import BundleError, load_bundle
-    from edge_runtime.config import ConfigError, load_config
-    from edge_runtime.profiles import ProfileError, load_profiles
-    from edge_runtime.security import KeyError_
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.config import load_config
+    from edge_runtime.errors import FattyLiverError
+    from edge_runtime.profiles import load_profiles
     from edge_runtime.server import EdgeServer, warm_up
 
     logging.basicConfig(
@@ -49,18 +51,30 @@ def serve(bundle_path: str | None, config_path: str | None, verbose: bool, **ove
         if config.bundle is None:
             raise click.UsageError("no bundle: pass --bundle or set bundle in the config")
         bundle = load_bundle(config.bundle, num_threads=config.threads)
+        _log_unvalidated_outputs(bundle)
         profiles = load_profiles(extra={k: v.model_dump() for k, v in config.profiles.items()})
         warm_up(bundle)
         server = EdgeServer(config, bundle, profiles)
         server.serve_forever()
-    except (BundleError, ConfigError, ProfileError, KeyError_) as exc:
+    except FattyLiverError as exc:
         raise click.ClickException(f"refusing to serve: {exc}") from None
-    stats = server.metrics()["counters"]
+    stats = server.metrics().counters
     click.echo(
         f"stopped cleanly: {stats.get('results_published', 0)} results, "
         f"{stats.get('frames_received', 0)} frames received",
         err=True,
     )
+
+
+def _log_unvalidated_outputs(bundle) -> None:
+    """A bundle output the run never cross-validated is served, but nobody should read it unaware."""
+    for name in bundle.meta.outputs.unvalidated():
+        logging.getLogger("edge_runtime").warning(
+            "bundle %s: output %s was NOT cross-validated by its training run (task %s); treat it as unvalidated",
+            bundle.name,
+            name,
+            bundle.meta.training.task,
+        )
 
 
 @main.command()
@@ -75,16 +89,25 @@ def watch(
     """Live results and latency percentiles in the terminal."""
     from edge_runtime.watch import watch as run_watch
 
-    results = run_watch(
-        endpoint,
-        click.echo,
-        count,
-        timeout,
-        Path(client_key) if client_key else None,
-        Path(server_key) if server_key else None,
-    )
+    results = run_watch(endpoint, click.echo, count, timeout, _client_keys(client_key, server_key))
     if count is not None and len(results) < count:
         raise click.ClickException(f"only {len(results)} of {count} results arrived before the timeout")
+
+
+def _client_keys(client_key: str | None, server_key: str | None):
+    from edge_runtime.transport import CurveClientKeys
+
+    if bool(client_key) != bool(server_key):
+        raise click.UsageError("CURVE needs both --client-key and --server-key")
+    return CurveClientKeys(Path(client_key), Path(server_key)) if client_key and server_key else None
+
+
+def _server_keys(server_key: str | None, allowed_clients: str | None):
+    from edge_runtime.transport import CurveServerKeys
+
+    if bool(server_key) != bool(allowed_clients):
+        raise click.UsageError("CURVE needs both --server-key and --allowed-clients")
+    return CurveServerKeys(Path(server_key), Path(allowed_clients)) if server_key and allowed_clients else None
 
 
 @main.command()
@@ -104,48 +127,42 @@ def keys(out_dir: str, names: tuple[str, ...]) -> None:
 @click.option("--source", required=True, help="Capture card index (0), a video file, or a folder of screenshots.")
 @click.option("--scanner", required=True, help="Scanner profile name of the screen layout.")
 @click.option("--session", required=True, help="Opaque exam id (never a name or MRN).")
-@click.option("--view", type=click.Choice(["liver", "kidney_liver"]), default="liver", show_default=True)
+@click.option("--view", type=click.Choice(VIEWS), default=VIEWS[0], show_default=True)
 @click.option("--view-keys/--no-view-keys", default=False, help="Read 'l'/'k' + Enter from stdin to switch views.")
 @click.option("--frames", "endpoint", default="tcp://127.0.0.1:5555", show_default=True, help="PUB bind endpoint.")
 @click.option("--fps", type=click.FloatRange(0, min_open=True), default=None, help="Cap the frame rate.")
 @click.option("--encoding", type=click.Choice(["raw", "png", "jpeg"]), default="raw", show_default=True)
 @click.option("--loop", is_flag=True, help="Replay a file or folder forever.")
-def grab(
-    source: str,
-    scanner: str,
-    session: str,
-    view: str,
-    view_keys: bool,
-    endpoint: str,
-    fps: float | None,
-    encoding: str,
-    loop: bool,
-) -> None:
+@click.option(
+    "--server-key",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CURVE: this grabber's *.key_secret (enables Ironhouse with --allowed-clients).",
+)
+@click.option("--allowed-clients", type=click.Path(file_okay=False), default=None, help="CURVE: runtime public keys.")
+def grab(source: str, view: str, view_keys: bool, endpoint: str, loop: bool, **kw) -> None:
     """Publish the scanner's video output as protocol-v1 frames."""
     import time
 
-    import zmq
-
-    from edge_runtime.grabber import SourceError, ViewSelector
+    from edge_runtime.errors import FattyLiverError
+    from edge_runtime.grabber import GrabTarget, ViewSelector
     from edge_runtime.grabber import grab as run_grab
-    from edge_runtime.protocol import SESSION_PATTERN
+    from edge_runtime.schema import SESSION_PATTERN
+    from edge_runtime.transport import FrameSender, publisher
 
-    if not SESSION_PATTERN.match(session):
+    if not SESSION_PATTERN.match(kw["session"]):
         raise click.BadParameter("1-64 of [A-Za-z0-9_.:-]; an exam id, never a name", param_hint="--session")
+    curve = _server_keys(kw.pop("server_key"), kw.pop("allowed_clients"))
     selector = ViewSelector(view)
     if view_keys:
         selector.listen()
         click.echo("view keys: l = liver, k = kidney_liver (then Enter)", err=True)
-    sock = zmq.Context.instance().socket(zmq.PUB)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.bind(endpoint)
-    time.sleep(0.3)
     try:
-        sent = run_grab(source, sock, scanner, session, selector, fps, encoding, loop=loop)
-    except SourceError as exc:
+        with publisher(endpoint, hwm=64, curve=curve) as sock:
+            time.sleep(0.3)  # let subscribers connect before the first frame
+            sent = run_grab(source, FrameSender(sock), GrabTarget(**kw), selector, loop=loop)
+    except FattyLiverError as exc:
         raise click.ClickException(str(exc)) from None
-    finally:
-        sock.close(linger=0)
     click.echo(f"sent {sent} frames", err=True)
 
 

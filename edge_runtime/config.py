@@ -9,10 +9,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge_runtime.errors import FattyLiverError
+from edge_runtime.schema import validation_problems
+from edge_runtime.transport import CurveClientKeys, CurveServerKeys
 
 
-class ConfigError(ValueError):
+class ConfigError(FattyLiverError):
     """The configuration file is unreadable or invalid; the message lists every problem."""
 
 
@@ -27,6 +31,26 @@ class SecurityConfig(_Strict):
     secret_key: Path | None = Field(None, description="The runtime's own *.key_secret (from `edge-runtime keys`).")
     frames_server_key: Path | None = Field(None, description="The frame source's public *.key.")
     allowed_clients: Path | None = Field(None, description="Folder of display/logger public *.key files.")
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> SecurityConfig:
+        if not self.enabled:
+            return self
+        missing = [k for k in ("secret_key", "frames_server_key", "allowed_clients") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"CURVE is enabled but {', '.join(missing)} is not set")
+        absent = [str(p) for p in (self.secret_key, self.frames_server_key, self.allowed_clients) if not p.exists()]
+        if absent:
+            raise ValueError(f"CURVE key file(s) not found: {', '.join(absent)}")
+        return self
+
+    def results_keys(self) -> CurveServerKeys | None:
+        """The runtime is the CURVE server of the results link (displays must be listed)."""
+        return CurveServerKeys(self.secret_key, self.allowed_clients) if self.enabled else None
+
+    def frames_keys(self) -> CurveClientKeys | None:
+        """The runtime is a CURVE client of the frame source."""
+        return CurveClientKeys(self.secret_key, self.frames_server_key) if self.enabled else None
 
 
 class ProfileConfig(_Strict):
@@ -75,5 +99,4 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     try:
         return RuntimeConfig(**data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path or 'configuration'}: {problems}") from None
+        raise ConfigError(f"{path or 'configuration'}: {validation_problems(exc)}") from None

@@ -10,19 +10,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import zmq
 
-from edge_runtime.protocol import VIEWS, FrameHeader, encode_frame
+from edge_runtime.errors import FattyLiverError
+from edge_runtime.schema import PROTOCOL_VERSION, VIEWS, FrameHeader
+from edge_runtime.transport import FrameSender
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 VIEW_KEYS = {"l": "liver", "k": "kidney_liver"}
 
 
-class SourceError(ValueError):
+class SourceError(FattyLiverError):
     """The video source cannot be opened or read."""
 
 
@@ -72,30 +74,49 @@ class ViewSelector:
         return thread
 
 
+@dataclass(frozen=True)
+class GrabTarget:
+    """Where grabbed frames go and how they are labelled on the wire."""
+
+    scanner: str  # scanner profile name of the screen layout
+    session: str  # opaque exam id
+    encoding: str = "raw"
+    fps: float | None = None  # cap; None sends as fast as the source delivers
+
+
 def grab(
     source: str,
-    socket: zmq.Socket,
-    scanner: str,
-    session: str,
+    sender: FrameSender,
+    target: GrabTarget,
     selector: ViewSelector,
-    fps: float | None,
-    encoding: str,
-    on_frame: Callable[[FrameHeader], None] | None = None,
     loop: bool = False,
+    on_frame: Callable[[FrameHeader], None] | None = None,
 ) -> int:
+    """Publish every frame of source as protocol-v1 frames; returns how many were sent.
+
+    Args:
+        source: capture index ('0'), video file or folder of screenshots.
+        sender: the bound frame publisher.
+        target: scanner profile, session, wire encoding and frame-rate cap.
+        selector: the view currently on screen (changed by the operator's keys).
+        loop: replay a file or folder forever.
+        on_frame: called with each header after sending (tests, progress).
+    """
     sent = 0
+    start = time.perf_counter()  # one schedule across loops, so a replay keeps the same rate
     while True:
-        start = time.perf_counter()
         for image in frames_from(source):
+            height, width = image.shape[:2]
+            view, now = selector.view, time.time()
             header = FrameHeader(
-                1, sent, time.time(), session, scanner, selector.view, image.shape[1], image.shape[0], 3, encoding
+                PROTOCOL_VERSION, sent, now, target.session, target.scanner, view, width, height, 3, target.encoding
             )
-            socket.send_multipart(encode_frame(header, image), copy=False)
+            sender.send(header, image)
             sent += 1
             if on_frame:
                 on_frame(header)
-            if fps:
-                delay = start + sent / fps - time.perf_counter()
+            if target.fps:
+                delay = start + sent / target.fps - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
         if not loop:

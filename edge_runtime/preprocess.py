@@ -1,8 +1,9 @@
 """The one preprocessing function: scanner screen -> 224x224x3 uint8 B-mode tensor.
 
 The trainer, the calibration set and the bedside runtime all call :func:`preprocess_frame`, so a model
-never sees pixels prepared differently from the ones it was trained on. MinMax scaling and backbone
-normalisation are not here: they live inside the exported encoder, so the runtime feeds plain uint8.
+never sees pixels prepared differently from the ones it was trained on. The output is plain uint8 RGB: the
+ImageNet mean subtraction lives inside the exported encoder, and the paper's MinMax scaling is applied to the
+encoder's features, per feature, in the head's first layer (see docs/DESIGN.md, "Feature MinMax").
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edge_runtime.errors import FattyLiverError
 from edge_runtime.profiles import ScannerProfile
+from edge_runtime.schema import MODEL_SIZE
 
-MODEL_SIZE = 224
 
-
-class PreprocessError(ValueError):
+class PreprocessError(FattyLiverError):
     """A frame cannot be turned into a model input (wrong size for its profile, wrong dtype, blank)."""
 
 

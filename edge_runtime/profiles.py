@@ -13,8 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.errors import FattyLiverError
 
-class ProfileError(ValueError):
+
+class ProfileError(FattyLiverError):
     """A scanner profile is unknown or malformed, or a frame does not fit it."""
 
 

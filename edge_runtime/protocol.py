@@ -1,4 +1,6 @@
-"""Wire protocol v1 (ZeroMQ multipart, topic first). See ARCHITECTURE.md for the full contract.
+"""Wire protocol v1: validating and coding ``frame`` messages. The contract itself (topics, FrameHeader,
+the result/metrics/heartbeat messages) is declared in :mod:`edge_runtime.schema`; docs/ARCHITECTURE.md
+describes it in full.
 
 Frames: ``[b"frame", header_json, payload]`` from the scanner-side source (PUB bind) to the runtime (SUB).
 Results, metrics and heartbeats: ``[topic, json]`` from the runtime (PUB bind) to displays and loggers.
@@ -10,28 +12,30 @@ the worker. Every rejection has a reason name so it can be counted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
-VERSION = 1
-TOPIC_FRAME = b"frame"
-TOPIC_RESULT = b"result"
-TOPIC_METRICS = b"metrics"
-TOPIC_HEARTBEAT = b"heartbeat"
-VIEWS = ("liver", "kidney_liver")
-ENCODINGS = ("raw", "png", "jpeg")
+from edge_runtime.errors import FattyLiverError
+from edge_runtime.schema import (
+    ENCODINGS,
+    PROTOCOL_VERSION,
+    SESSION_PATTERN,
+    TOPIC_FRAME,
+    VIEWS,
+    FrameHeader,
+    Message,
+    message_bytes,
+)
+
 MAX_HEADER_BYTES = 4096
 MAX_DIMENSION = 4096
 MIN_DIMENSION = 16
-SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
-class ProtocolError(ValueError):
+class ProtocolError(FattyLiverError):
     """A message that breaks protocol v1. ``reason`` is the counter name (malformed frames by reason)."""
 
     def __init__(self, reason: str, detail: str):
@@ -40,35 +44,9 @@ class ProtocolError(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True)
-class FrameHeader:
-    v: int
-    seq: int
-    ts: float
-    session: str
-    scanner: str
-    view: str
-    width: int
-    height: int
-    channels: int
-    encoding: str
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
-
-
-_FIELDS: dict[str, tuple[type, ...]] = {
-    "v": (int,),
-    "seq": (int,),
-    "ts": (int, float),
-    "session": (str,),
-    "scanner": (str,),
-    "view": (str,),
-    "width": (int,),
-    "height": (int,),
-    "channels": (int,),
-    "encoding": (str,),
-}
+# The header's fields and their JSON types, read off the FrameHeader contract (a float field accepts ints).
+_JSON_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,)}
+_FIELDS: dict[str, tuple[type, ...]] = {f.name: _JSON_TYPES[str(f.type)] for f in dataclasses.fields(FrameHeader)}
 
 
 def parse_header(raw: bytes, known_scanners: set[str] | None = None) -> FrameHeader:
@@ -86,8 +64,8 @@ def parse_header(raw: bytes, known_scanners: set[str] | None = None) -> FrameHea
         value = data[name]
         if isinstance(value, bool) or not isinstance(value, types):
             raise ProtocolError("bad_field_type", f"{name}={value!r}")
-    if data["v"] != VERSION:
-        raise ProtocolError("bad_version", f"v={data['v']}, this runtime speaks v{VERSION}")
+    if data["v"] != PROTOCOL_VERSION:
+        raise ProtocolError("bad_version", f"v={data['v']}, this runtime speaks v{PROTOCOL_VERSION}")
     if data["view"] not in VIEWS:
         raise ProtocolError("unknown_view", repr(data["view"]))
     if data["encoding"] not in ENCODINGS:
@@ -147,5 +125,6 @@ def encode_frame(header: FrameHeader, image: np.ndarray) -> list[bytes | memoryv
     return [TOPIC_FRAME, header.to_json(), payload]
 
 
-def json_message(topic: bytes, body: dict[str, Any]) -> list[bytes]:
-    return [topic, json.dumps(body, separators=(",", ":")).encode()]
+def message_parts(topic: bytes, message: Message) -> list[bytes]:
+    """The multipart form of a result, metrics or heartbeat message."""
+    return [topic, message_bytes(message)]

@@ -12,9 +12,11 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from edge_runtime.errors import FattyLiverError
 
-class KeyError_(ValueError):
-    """A key file is missing or unreadable."""
+
+class KeyFileError(FattyLiverError):
+    """A CURVE key file or the allowed-clients folder is missing or unreadable."""
 
 
 def create_keypair(out_dir: str | Path, name: str) -> tuple[Path, Path]:
@@ -27,13 +29,13 @@ def create_keypair(out_dir: str | Path, name: str) -> tuple[Path, Path]:
 
 def _load(path: Path, need_secret: bool) -> tuple[bytes, bytes | None]:
     if not Path(path).is_file():
-        raise KeyError_(f"CURVE key file not found: {path}")
+        raise KeyFileError(f"CURVE key file not found: {path}")
     try:
         public, secret = zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
-        raise KeyError_(f"{path}: not a CURVE certificate ({exc})") from exc
+        raise KeyFileError(f"{path}: not a CURVE certificate ({exc})") from exc
     if need_secret and not secret:
-        raise KeyError_(f"{path}: holds no secret key (use the *.key_secret file)")
+        raise KeyFileError(f"{path}: holds no secret key (use the *.key_secret file)")
     return public, secret
 
 
@@ -46,9 +48,16 @@ def make_client(socket: zmq.Socket, secret_file: Path, server_public_file: Path)
 
 
 def make_server(ctx: zmq.Context, socket: zmq.Socket, secret_file: Path, allowed_clients: Path) -> ThreadAuthenticator:
-    """Ironhouse: the socket encrypts, and the authenticator admits only keys found in allowed_clients/."""
+    """Ironhouse: the socket encrypts, and the authenticator admits only keys found in allowed_clients/.
+
+    Args:
+        ctx: the socket's ZeroMQ context (the authenticator runs in it).
+        socket: the binding socket to secure.
+        secret_file: its *.key_secret.
+        allowed_clients: folder of the public *.key files it admits.
+    """
     if not Path(allowed_clients).is_dir():
-        raise KeyError_(f"allowed client keys folder not found: {allowed_clients}")
+        raise KeyFileError(f"allowed client keys folder not found: {allowed_clients}")
     public, secret = _load(secret_file, need_secret=True)
     auth = ThreadAuthenticator(ctx)
     auth.start()

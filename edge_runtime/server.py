@@ -24,20 +24,22 @@ from edge_runtime.bundle import Bundle
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.preprocess import PreprocessError, preprocess_frame
 from edge_runtime.profiles import ScannerProfile
-from edge_runtime.protocol import (
+from edge_runtime.protocol import ProtocolError, check_payload, decode_payload, message_parts, parse_header
+from edge_runtime.schema import (
+    INPUT_SHAPE,
     TOPIC_FRAME,
     TOPIC_HEARTBEAT,
     TOPIC_METRICS,
     TOPIC_RESULT,
-    VERSION,
-    ProtocolError,
-    check_payload,
-    decode_payload,
-    json_message,
-    parse_header,
+    VIEWS,
+    FrameRef,
+    HeartbeatMessage,
+    MetricsMessage,
+    ResultMessage,
 )
 from edge_runtime.sessions import LatestFrames, PendingFrame, SessionStore, ViewFeatures
 from edge_runtime.stats import RuntimeStats
+from edge_runtime.transport import publisher, subscriber
 
 log = logging.getLogger("edge_runtime")
 BLANK_RANGE = 8  # a preprocessed frame whose pixels span fewer grey levels than this carries no image
@@ -66,40 +68,13 @@ class EdgeServer:
         self.audit = AuditLog(config.audit_log, config.audit_max_bytes, config.audit_backups)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._auth: list[Any] = []
         self._last_seq: dict[str, int] = {}
         self._last_log: dict[str, float] = {}
         self.started_at = time.time()
         self.prometheus = None
         self.results_endpoint = config.results
         self._ready = threading.Event()
-
-    # -- sockets -----------------------------------------------------------------------------------------------
-    def _frames_socket(self) -> zmq.Socket:
-        sub = self.ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.RCVHWM, self.config.receive_hwm)
-        sub.setsockopt(zmq.LINGER, 0)
-        sec = self.config.security
-        if sec.enabled:
-            from edge_runtime.security import make_client
-
-            make_client(sub, sec.secret_key, sec.frames_server_key)
-        sub.setsockopt(zmq.SUBSCRIBE, TOPIC_FRAME)
-        sub.connect(self.config.frames)
-        return sub
-
-    def _results_socket(self) -> zmq.Socket:
-        pub = self.ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.LINGER, 0)
-        pub.setsockopt(zmq.SNDHWM, 1000)
-        sec = self.config.security
-        if sec.enabled:
-            from edge_runtime.security import make_server
-
-            self._auth.append(make_server(self.ctx, pub, sec.secret_key, sec.allowed_clients))
-        pub.bind(self.config.results)
-        self.results_endpoint = pub.getsockopt(zmq.LAST_ENDPOINT).decode()
-        return pub
+        self._startup_failure: BaseException | None = None
 
     # -- receive stage -----------------------------------------------------------------------------------------
     def _log_reject(self, reason: str, detail: str) -> None:
@@ -110,26 +85,28 @@ class EdgeServer:
             self._last_log[reason] = now
             log.warning("rejected frame (%s): %s", reason, detail)
 
+    def _validated_header(self, parts: list[Any]):
+        """The frame's header once the message passes every check that needs no decoding."""
+        if len(parts) != 3:
+            raise ProtocolError("part_count", f"{len(parts)} parts, expected 3")
+        if _buffer(parts[0]) != TOPIC_FRAME:
+            raise ProtocolError("bad_topic", "topic is not 'frame'")
+        header = parse_header(_buffer(parts[1]).tobytes(), set(self.profiles))
+        profile = self.profiles[header.scanner]
+        if (header.width, header.height) != profile.screen_size:
+            raise ProtocolError(
+                "size_mismatch",
+                f"frame {header.width}x{header.height} but scanner profile "
+                f"{profile.name!r} is {profile.screen_width}x{profile.screen_height}",
+            )
+        check_payload(header, _buffer(parts[2]).nbytes)
+        return header
+
     def handle_message(self, parts: list[Any], received: float) -> None:
         """Validate one multipart message and keep it as the newest frame of its (session, view)."""
         self.stats.count("frames_received")
-        if len(parts) != 3:
-            self._log_reject("part_count", f"{len(parts)} parts, expected 3")
-            return
-        if _buffer(parts[0]) != TOPIC_FRAME:
-            self._log_reject("bad_topic", "topic is not 'frame'")
-            return
         try:
-            header = parse_header(_buffer(parts[1]).tobytes(), set(self.profiles))
-            profile = self.profiles[header.scanner]
-            if (header.width, header.height) != profile.screen_size:
-                raise ProtocolError(
-                    "size_mismatch",
-                    f"frame {header.width}x{header.height} but scanner profile "
-                    f"{profile.name!r} is {profile.screen_width}x{profile.screen_height}",
-                )
-            payload = parts[2]
-            check_payload(header, _buffer(payload).nbytes)
+            header = self._validated_header(parts)
         except ProtocolError as exc:
             self._log_reject(exc.reason, exc.detail)
             return
@@ -137,37 +114,41 @@ class EdgeServer:
         if last is not None and header.seq > last + 1:
             self.stats.count("frames_lost_in_transport", header.seq - last - 1)
         self._last_seq[header.session] = header.seq
-        dropped = self.frames.put(PendingFrame(header, payload, received))
+        dropped = self.frames.put(PendingFrame(header, parts[2], received))
         if dropped:
             self.stats.count(f"frames_dropped_{dropped}")
 
     def _receive_loop(self) -> None:
-        sub = self._frames_socket()
-        poller = zmq.Poller()
-        poller.register(sub, zmq.POLLIN)
-        self._ready.set()
+        curve = self.config.security.frames_keys()
         try:
-            while not self._stop.is_set():
-                if not poller.poll(100):
-                    continue
-                while True:  # drain everything queued, keeping only the newest per (session, view)
-                    try:
-                        parts = sub.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    self.handle_message(parts, time.time())
-        finally:
-            sub.close(linger=0)
+            with subscriber(
+                self.config.frames, [TOPIC_FRAME], hwm=self.config.receive_hwm, curve=curve, context=self.ctx
+            ) as sub:
+                self._ready.set()
+                while not self._stop.is_set():
+                    if sub.poll(100):
+                        self._drain(sub)
+        except Exception as exc:  # e.g. an unreachable endpoint: start() reports it
+            log.exception("receive stage stopped")
+            self._startup_failure = exc
+            self._ready.set()
+
+    def _drain(self, sub: zmq.Socket) -> None:
+        """Take everything queued, keeping only the newest frame per (session, view)."""
+        while True:
+            try:
+                parts = sub.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self.handle_message(parts, time.time())
 
     # -- inference stage ---------------------------------------------------------------------------------------
-    def process(self, frame: PendingFrame) -> dict[str, Any] | None:
-        """One new frame: decode, preprocess, encode its view; run the head when the session is paired."""
+    def _model_input(self, frame: PendingFrame) -> np.ndarray | None:
+        """Decode and preprocess; None (counted under its reason) when the frame carries no usable image."""
         header = frame.header
-        t0 = time.time()
-        self.stats.observe("queue", (t0 - frame.received) * 1000)
         try:
             image = decode_payload(header, _buffer(frame.payload))
-            t1 = time.time()
+            frame.stages["decode"] = time.time()
             tensor = preprocess_frame(image, self.profiles[header.scanner])
         except ProtocolError as exc:
             self._log_reject(exc.reason, exc.detail)
@@ -175,121 +156,136 @@ class EdgeServer:
         except PreprocessError as exc:
             self._log_reject("size_mismatch", str(exc))
             return None
-        t2 = time.time()
+        frame.stages["preprocess"] = time.time()
         if int(tensor.max()) - int(tensor.min()) < BLANK_RANGE:
             self._log_reject("blank", f"session {header.session} {header.view}: no image in the B-mode box")
             return None
-        features = self.bundle.encode(header.view, tensor)
-        t3 = time.time()
-        self.stats.count("frames_encoded")
-        stages = {
-            "queue": (t0 - frame.received) * 1000,
-            "decode": (t1 - t0) * 1000,
-            "preprocess": (t2 - t1) * 1000,
-            "encode": (t3 - t2) * 1000,
-        }
-        for stage in ("decode", "preprocess", "encode"):
-            self.stats.observe(stage, stages[stage])
-        paired = self.sessions.update(header.session, header.view, ViewFeatures(features, header.seq, header.ts), t3)
-        if paired is None:
-            return None
-        p_fatty, pdff = self.bundle.head({v: paired[v].features for v in ("liver", "kidney_liver")})
-        t4 = time.time()
-        stages["head"] = (t4 - t3) * 1000
-        self.stats.observe("head", stages["head"])
-        return {
-            "v": VERSION,
-            "session": header.session,
-            "trigger": header.view,
-            "frames": {v: {"seq": paired[v].seq, "ts": paired[v].ts} for v in ("liver", "kidney_liver")},
-            "p_fatty": round(p_fatty, 6),
-            "fatty": bool(p_fatty >= self.bundle.threshold),
-            "threshold": self.bundle.threshold,
-            "pdff": round(pdff, 4),
-            "model": {"name": self.bundle.name, "version": self.bundle.version, "sha": self.bundle.sha},
-            "latency_ms": {k: round(v, 3) for k, v in stages.items()},
-        }
+        return tensor
 
-    def _publish_result(self, pub: zmq.Socket, result: dict[str, Any]) -> None:
+    def process(self, frame: PendingFrame) -> ResultMessage | None:
+        """One new frame: decode, preprocess, encode its view; run the head when the session is paired."""
+        header = frame.header
+        frame.stages["queue"] = time.time()
+        self.stats.observe("queue", frame.stage_ms()["queue"])
+        tensor = self._model_input(frame)
+        if tensor is None:
+            return None
+        features = self.bundle.encode(header.view, tensor)
+        frame.stages["encode"] = time.time()
+        self.stats.count("frames_encoded")
+        paired = self.sessions.update(
+            header.session, header.view, ViewFeatures(features, header.seq, header.ts), frame.stages["encode"]
+        )
+        if paired is None:
+            stages = frame.stage_ms()
+            for stage in ("decode", "preprocess", "encode"):
+                self.stats.observe(stage, stages[stage])
+            return None
+        p_fatty, pdff = self.bundle.head({v: paired[v].features for v in VIEWS})
+        frame.stages["head"] = time.time()
+        return self._result(frame, paired, p_fatty, pdff)
+
+    def _result(self, frame: PendingFrame, paired: dict, p_fatty: float, pdff: float) -> ResultMessage:
+        stages = frame.stage_ms()
+        for stage in ("decode", "preprocess", "encode", "head"):
+            self.stats.observe(stage, stages[stage])
+        return ResultMessage(
+            session=frame.header.session,
+            trigger=frame.header.view,
+            frames={v: FrameRef(seq=paired[v].seq, ts=paired[v].ts) for v in VIEWS},
+            p_fatty=round(p_fatty, 6),
+            fatty=bool(p_fatty >= self.bundle.threshold),
+            threshold=self.bundle.threshold,
+            pdff=round(pdff, 4),
+            model=self.bundle.model_info,
+            latency_ms={k: round(v, 3) for k, v in stages.items()},
+        )
+
+    # -- publish stage -----------------------------------------------------------------------------------------
+    def _publish_result(self, pub: zmq.Socket, result: ResultMessage) -> None:
+        captured = result.frames[result.trigger].ts
         t = time.time()
-        result["latency_ms"]["end_to_end"] = round((t - result["frames"][result["trigger"]]["ts"]) * 1000, 3)
-        pub.send_multipart(json_message(TOPIC_RESULT, result))
+        result.latency_ms["end_to_end"] = round((t - captured) * 1000, 3)
+        pub.send_multipart(message_parts(TOPIC_RESULT, result))
         t_sent = time.time()
         self.stats.observe("publish", (t_sent - t) * 1000)
-        self.stats.observe("end_to_end", (t_sent - result["frames"][result["trigger"]]["ts"]) * 1000)
+        self.stats.observe("end_to_end", (t_sent - captured) * 1000)
         self.stats.count("results_published")
-        self.audit.append(result)
+        self.audit.append(result.model_dump(mode="json"))
 
-    def metrics(self) -> dict[str, Any]:
-        snap = self.stats.snapshot()
-        return {
-            "v": VERSION,
-            "ts": time.time(),
-            **snap,
-            "sessions": len(self.sessions),
-            "sessions_expired": self.sessions.expired,
-            "pending": len(self.frames),
-        }
+    def metrics(self) -> MetricsMessage:
+        return MetricsMessage(
+            ts=time.time(),
+            **self.stats.snapshot(),
+            sessions=len(self.sessions),
+            sessions_expired=self.sessions.expired,
+            pending=len(self.frames),
+        )
+
+    def heartbeat(self) -> HeartbeatMessage:
+        return HeartbeatMessage(
+            ts=time.time(),
+            uptime_s=round(time.time() - self.started_at, 1),
+            model=self.bundle.model_info,
+            sessions=len(self.sessions),
+            pending=len(self.frames),
+        )
+
+    def _infer_one(self, pub: zmq.Socket, timeout: float) -> None:
+        frame = self.frames.take(timeout=timeout)
+        if frame is None:
+            return
+        try:
+            result = self.process(frame)
+        except Exception:  # a bug must not take the bedside down: count it, log it, keep serving
+            log.exception("inference failed for session %s", frame.header.session)
+            self.stats.count("inference_errors")
+            return
+        if result is not None:
+            self._publish_result(pub, result)
 
     def _worker_loop(self) -> None:
-        pub = self._results_socket()
-        self._ready.set()
-        next_heartbeat = next_metrics = time.monotonic()
+        curve = self.config.security.results_keys()
         try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                if now >= next_heartbeat:
-                    pub.send_multipart(
-                        json_message(
-                            TOPIC_HEARTBEAT,
-                            {
-                                "v": VERSION,
-                                "ts": time.time(),
-                                "uptime_s": round(time.time() - self.started_at, 1),
-                                "model": {
-                                    "name": self.bundle.name,
-                                    "version": self.bundle.version,
-                                    "sha": self.bundle.sha,
-                                },
-                                "sessions": len(self.sessions),
-                                "pending": len(self.frames),
-                            },
-                        )
-                    )
-                    next_heartbeat = now + self.config.heartbeat_period_s
-                if now >= next_metrics:
-                    pub.send_multipart(json_message(TOPIC_METRICS, self.metrics()))
-                    next_metrics = now + self.config.metrics_period_s
-                frame = self.frames.take(timeout=max(0.0, min(next_heartbeat, next_metrics) - time.monotonic()))
-                if frame is None:
-                    continue
-                try:
-                    result = self.process(frame)
-                except Exception:  # a bug must not take the bedside down: count it, log it, keep serving
-                    log.exception("inference failed for session %s", frame.header.session)
-                    self.stats.count("inference_errors")
-                    continue
-                if result is not None:
-                    self._publish_result(pub, result)
+            with publisher(self.config.results, hwm=1000, curve=curve, context=self.ctx) as pub:
+                self.results_endpoint = pub.getsockopt(zmq.LAST_ENDPOINT).decode()
+                self._ready.set()
+                next_heartbeat = next_metrics = time.monotonic()
+                while not self._stop.is_set():
+                    now = time.monotonic()
+                    if now >= next_heartbeat:
+                        pub.send_multipart(message_parts(TOPIC_HEARTBEAT, self.heartbeat()))
+                        next_heartbeat = now + self.config.heartbeat_period_s
+                    if now >= next_metrics:
+                        pub.send_multipart(message_parts(TOPIC_METRICS, self.metrics()))
+                        next_metrics = now + self.config.metrics_period_s
+                    self._infer_one(pub, max(0.0, min(next_heartbeat, next_metrics) - time.monotonic()))
+        except Exception as exc:  # e.g. the results endpoint is taken: start() reports it
+            log.exception("results stage stopped")
+            self._startup_failure = exc
+            self._ready.set()
         finally:
-            pub.close(linger=0)
             self.audit.close()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
+    def _start_thread(self, target, name: str) -> threading.Thread:
+        self._ready.clear()
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._ready.wait(10)
+        if self._startup_failure is not None:
+            self.stop()
+            raise self._startup_failure
+        return thread
+
     def start(self) -> None:
         if self.config.prometheus_port:
             from edge_runtime.prometheus import PrometheusExporter
 
             self.prometheus = PrometheusExporter(self.config.prometheus_port)
             self.stats.add_listener(self.prometheus)
-        worker = threading.Thread(target=self._worker_loop, name="worker", daemon=True)
-        worker.start()
-        self._ready.wait(5)
-        self._ready.clear()
-        receiver = threading.Thread(target=self._receive_loop, name="receiver", daemon=True)
-        receiver.start()
-        self._ready.wait(5)
-        self._threads = [receiver, worker]
+        self._threads = [self._start_thread(self._worker_loop, "worker")]
+        self._threads.append(self._start_thread(self._receive_loop, "receiver"))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the inference in hand, flush the audit log, close sockets with linger 0."""
@@ -297,8 +293,6 @@ class EdgeServer:
         self.frames.close()
         for thread in self._threads:
             thread.join(timeout)
-        for auth in self._auth:
-            auth.stop()
         if self.prometheus:
             self.prometheus.close()
 
@@ -324,5 +318,4 @@ class EdgeServer:
 
 def warm_up(bundle: Bundle) -> np.ndarray:
     """Run the encoder once so the first real frame does not pay the interpreter's first-invoke costs."""
-    probe = np.zeros((224, 224, 3), np.uint8)
-    return bundle.encode("liver", probe)
+    return bundle.encode(VIEWS[0], np.zeros(INPUT_SHAPE, np.uint8))

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.protocol import FrameHeader
+from edge_runtime.schema import VIEWS, FrameHeader
 
 
 @dataclass
@@ -24,6 +24,15 @@ class PendingFrame:
     header: FrameHeader
     payload: Any  # a zmq.Frame / bytes; decoded only when the worker takes it
     received: float  # time.time() at receipt
+    stages: dict[str, float] = field(default_factory=dict)  # stage name -> time.time() when it finished, in order
+
+    def stage_ms(self) -> dict[str, float]:
+        """Milliseconds spent in each finished stage (queue = waiting for the worker, counted from receipt)."""
+        out, previous = {}, self.received
+        for stage, finished in self.stages.items():
+            out[stage] = (finished - previous) * 1000
+            previous = finished
+        return out
 
 
 class LatestFrames:
@@ -89,7 +98,14 @@ class SessionStore:
         self.expired = 0
 
     def update(self, session: str, view: str, features: ViewFeatures, now: float | None = None) -> dict | None:
-        """Store a view's features; returns both views' features when the session is paired within the window."""
+        """Store a view's features; returns both views' features when the session is paired within the window.
+
+        Args:
+            session: the exam id.
+            view: which view the features are of.
+            features: the view's features with its frame's seq and capture time.
+            now: the current time (tests pass it; default: time.time()).
+        """
         now = time.time() if now is None else now
         self.expire(now)
         state = self._sessions.pop(session, None) or Session()
@@ -99,7 +115,7 @@ class SessionStore:
         while len(self._sessions) > self.max_sessions:
             self._sessions.popitem(last=False)
             self.expired += 1
-        other = "kidney_liver" if view == "liver" else "liver"
+        other = next(v for v in VIEWS if v != view)
         if other in state.views and abs(state.views[other].ts - features.ts) <= self.pairing_window_s:
             return dict(state.views)
         return None

@@ -72,7 +72,14 @@ def _smooth_noise(shape: tuple[int, int], rng: np.random.Generator, cells: int =
 
 
 def body_wall(r: np.ndarray, subject: Subject, rng: np.random.Generator, maps: TissueMaps) -> np.ndarray:
-    """Skin, subcutaneous fat with septa, muscle; returns the depth (along the beam) where the liver starts."""
+    """Skin, subcutaneous fat with septa, muscle; returns the depth (along the beam) where the liver starts.
+
+    Args:
+        r: depth along each beam, cm.
+        subject: the subject (layer thicknesses).
+        rng: the image's random stream (septa).
+        maps: tissue maps, filled in place.
+    """
     skin = 0.15
     subq_end = skin + subject.subcutaneous_cm
     muscle_end = subq_end + subject.muscle_cm
@@ -135,7 +142,16 @@ def _vessels(
 def liver_view(
     r: np.ndarray, x: np.ndarray, z: np.ndarray, depth_cm: float, subject: Subject, rng: np.random.Generator
 ) -> TissueMaps:
-    """Right intercostal liver view: parenchyma with vessels, the diaphragm dome deep in the image."""
+    """Right intercostal liver view: parenchyma with vessels, the diaphragm dome deep in the image.
+
+    Args:
+        r: depth along each beam, cm.
+        x: lateral anatomy coordinate, cm.
+        z: depth anatomy coordinate, cm.
+        depth_cm: the preset's imaging depth.
+        subject: the subject (fat, biology).
+        rng: the image's random stream.
+    """
     maps = _empty(r.shape)
     liver_top = body_wall(r, subject, rng, maps)
     texture = _smooth_noise(r.shape, rng)
@@ -161,7 +177,16 @@ def liver_view(
 def kidney_liver_view(
     r: np.ndarray, x: np.ndarray, z: np.ndarray, depth_cm: float, subject: Subject, rng: np.random.Generator
 ) -> TissueMaps:
-    """Liver with the right kidney behind it: cortex, darker medullary pyramids, bright central sinus."""
+    """Liver with the right kidney behind it: cortex, darker medullary pyramids, bright central sinus.
+
+    Args:
+        r: depth along each beam, cm.
+        x: lateral anatomy coordinate, cm.
+        z: depth anatomy coordinate, cm.
+        depth_cm: the preset's imaging depth.
+        subject: the subject (fat, biology).
+        rng: the image's random stream.
+    """
     maps = _empty(r.shape)
     liver_top = body_wall(r, subject, rng, maps)
     texture = _smooth_noise(r.shape, rng)

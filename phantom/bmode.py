@@ -83,7 +83,15 @@ def _apply_psf(scatter: np.ndarray, depth: np.ndarray, imaging: VendorImaging, f
 def form_polar_image(
     maps: TissueMaps, depth: np.ndarray, subject: Subject, view_gain_db: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """Tissue maps -> normalised display level in [0, 1] on the polar grid."""
+    """Tissue maps -> normalised display level in [0, 1] on the polar grid.
+
+    Args:
+        maps: tissue maps on the polar grid.
+        depth: depth of each polar sample, cm.
+        subject: the subject (frequency, gain, TGC, dynamic range, vendor).
+        view_gain_db: the operator's gain change for this view.
+        rng: the image's random stream.
+    """
     imaging = subject.imaging
     f = subject.freq_mhz
     amplitude = np.power(10.0, maps.echo_db / 20.0).astype(np.float32)
@@ -118,13 +126,28 @@ def sector_geometry(imaging: VendorImaging, width: int, height: int) -> tuple[fl
 
 
 def depth_to_row(imaging: VendorImaging, width: int, height: int, depth_cm: float) -> int:
-    """Canvas row of a depth below the skin on the centre line (for the on-screen depth scale)."""
+    """Canvas row of a depth below the skin on the centre line (for the on-screen depth scale).
+
+    Args:
+        imaging: the vendor's imaging geometry.
+        width: canvas width, pixels.
+        height: canvas height, pixels.
+        depth_cm: depth below the skin on the centre line.
+    """
     scale, top = sector_geometry(imaging, width, height)
     return round((imaging.probe_radius_cm + depth_cm - top) * scale)
 
 
 def scan_convert(polar: np.ndarray, labels: np.ndarray, imaging: VendorImaging, width: int, height: int) -> BModeImage:
-    """Curvilinear sector on a width x height canvas: apex above the top edge, black outside the sector."""
+    """Curvilinear sector on a width x height canvas: apex above the top edge, black outside the sector.
+
+    Args:
+        polar: display levels on the polar grid.
+        labels: truth labels on the polar grid.
+        imaging: the vendor's sector geometry.
+        width: canvas width, pixels.
+        height: canvas height, pixels.
+    """
     radius, depth = imaging.probe_radius_cm, imaging.depth_cm
     half = np.deg2rad(imaging.half_angle_deg)
     scale, top = sector_geometry(imaging, width, height)
@@ -148,7 +171,15 @@ def scan_convert(polar: np.ndarray, labels: np.ndarray, imaging: VendorImaging, 
 
 
 def simulate_view(subject: Subject, view: str, width: int, height: int, rng: np.random.Generator) -> BModeImage:
-    """One B-mode image of one view of one subject, with its truth labels."""
+    """One B-mode image of one view of one subject, with its truth labels.
+
+    Args:
+        subject: the subject.
+        view: 'liver' or 'kidney_liver'.
+        width: B-mode box width, pixels.
+        height: B-mode box height, pixels.
+        rng: the image's random stream.
+    """
     imaging = subject.imaging
     depth, theta = _polar_grid(imaging)
     radial = imaging.probe_radius_cm + depth

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from phantom.subject import FATTY_THRESHOLD_PDFF
+from edge_runtime.schema import FATTY_PDFF
 
 
 def _parse_prevalence(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -48,7 +48,7 @@ def cohort(n_subjects: int, seed: int, out_dir: str, prevalence: float, masks: b
 
     with click.progressbar(length=2 * n_subjects, label="rendering views", file=sys.stderr) as bar:
         summary = generate_cohort(out_dir, n_subjects, seed, prevalence, masks, workers, bar.update)
-    fatty = sum(s.pdff >= FATTY_THRESHOLD_PDFF for s in summary.subjects)
+    fatty = sum(s.pdff >= FATTY_PDFF for s in summary.subjects)
     vendors = {v: sum(s.vendor == v for s in summary.subjects) for v in ("PHILIPS", "GE")}
     click.echo(
         f"{n_subjects} subjects ({fatty} fatty, {vendors['PHILIPS']} PHILIPS / {vendors['GE']} GE) "
@@ -91,36 +91,24 @@ def stream(
     import threading
     from pathlib import Path
 
-    import zmq
-
+    from edge_runtime.transport import CurveServerKeys, FrameSender, publisher
     from phantom.stream import PhantomStream, prepare_sessions
 
     click.echo(f"rendering {n_sessions} session(s)...", err=True)
     sessions = prepare_sessions(n_sessions, seed)
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.PUB)
-    sock.setsockopt(zmq.SNDHWM, 64)
-    sock.setsockopt(zmq.LINGER, 0)
-    auth = None
-    if server_key:
-        from edge_runtime.security import make_server
-
-        if not allowed_clients:
-            raise click.BadParameter("--server-key needs --allowed-clients", param_hint="--allowed-clients")
-        auth = make_server(ctx, sock, Path(server_key), Path(allowed_clients))
-    sock.bind(endpoint)
+    if bool(server_key) != bool(allowed_clients):
+        raise click.UsageError("CURVE needs both --server-key and --allowed-clients")
+    curve = CurveServerKeys(Path(server_key), Path(allowed_clients)) if server_key and allowed_clients else None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    time.sleep(0.3)  # let subscribers connect before the first frame
-    click.echo(f"streaming {', '.join(s.name for s in sessions)} at {fps:g} frames/s on {endpoint}", err=True)
-    started = time.perf_counter()
-    sent = PhantomStream(sessions, fps, switch_every, encoding).run(sock, duration, count, stop.is_set)
+    with publisher(endpoint, hwm=64, curve=curve) as sock:
+        time.sleep(0.3)  # let subscribers connect before the first frame
+        click.echo(f"streaming {', '.join(s.name for s in sessions)} at {fps:g} frames/s on {endpoint}", err=True)
+        started = time.perf_counter()
+        sent = PhantomStream(sessions, fps, switch_every, encoding).run(FrameSender(sock), duration, count, stop.is_set)
     elapsed = time.perf_counter() - started
     click.echo(f"sent {sent} frames in {elapsed:.1f} s ({sent / max(elapsed, 1e-9):.1f} frames/s)", err=True)
-    sock.close(linger=0)
-    if auth:
-        auth.stop()
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.schema import VIEWS
 from phantom.contact_sheet import build_contact_sheet
 from phantom.render import profile_for, render_view
-from phantom.subject import VIEWS, Subject, draw_cohort
+from phantom.subject import Subject, draw_cohort
 
 MANIFEST_COLUMNS = ("subject_id", "view", "scanner", "path", "pdff", "mask_path")
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
@@ -76,7 +77,17 @@ def generate_cohort(
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> CohortSummary:
-    """Render every subject's two views (in parallel; each image has its own seed, so order is irrelevant)."""
+    """Render every subject's two views (in parallel; each image has its own seed, so order is irrelevant).
+
+    Args:
+        out_dir: the cohort folder.
+        n_subjects: how many subjects.
+        seed: the cohort seed (same seed, byte-identical files).
+        prevalence: share of fatty subjects.
+        with_masks: also write truth label masks.
+        workers: rendering processes (default: all cores).
+        on_progress: called with 1 after each rendered view.
+    """
     start = time.perf_counter()
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 
 from edge_runtime.preprocess import crop_bmode
+from edge_runtime.schema import VIEWS
 from phantom.render import profile_for
-from phantom.subject import VIEWS, Subject
+from phantom.subject import Subject
 
 TILE = 300
 

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_runtime.profiles import ScannerProfile, default_profiles
+from edge_runtime.schema import VIEWS
 from phantom.bmode import simulate_view
 from phantom.screen import compose_screen, paste_mask
-from phantom.subject import VIEWS, Subject
+from phantom.subject import Subject
 
 
 @dataclass
@@ -19,7 +20,14 @@ class RenderedView:
 
 
 def view_rng(seed: int, subject: Subject, view: str, frame: int = 0) -> np.random.Generator:
-    """Independent stream per (cohort seed, subject, view, frame): same inputs, byte-identical output."""
+    """Independent stream per (cohort seed, subject, view, frame): same inputs, byte-identical output.
+
+    Args:
+        seed: the cohort seed.
+        subject: the subject (its index).
+        view: the view.
+        frame: the frame number (speckle realisation) of a live stream.
+    """
     return np.random.default_rng([seed, subject.index, VIEWS.index(view), frame])
 
 
@@ -28,6 +36,12 @@ def profile_for(subject: Subject) -> ScannerProfile:
 
 
 def render_view(subject: Subject, view: str, seed: int, frame: int = 0) -> RenderedView:
+    """Args:
+    subject: the subject.
+    view: 'liver' or 'kidney_liver'.
+    seed: the cohort seed.
+    frame: the speckle realisation (0 for cohorts).
+    """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
     profile = profile_for(subject)

@@ -91,7 +91,15 @@ def _ge_layout(img: np.ndarray, profile: ScannerProfile, subject: Subject, view:
 
 
 def compose_screen(profile: ScannerProfile, bmode: np.ndarray, subject: Subject, view: str, stamp: str) -> np.ndarray:
-    """Full RGB screen with the grey B-mode image pasted into the profile's crop box."""
+    """Full RGB screen with the grey B-mode image pasted into the profile's crop box.
+
+    Args:
+        profile: the screen layout and its B-mode box.
+        bmode: the grey B-mode image, the box's size.
+        subject: the subject (what the info panel shows).
+        view: the view (its caption).
+        stamp: date and time text.
+    """
     img = np.zeros((profile.screen_height, profile.screen_width, 3), dtype=np.uint8)
     layout = _philips_layout if subject.vendor == "PHILIPS" else _ge_layout
     layout(img, profile, subject, view, stamp)

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import zmq
 
-from edge_runtime.protocol import FrameHeader, encode_frame
+from edge_runtime.schema import PROTOCOL_VERSION, VIEWS, FrameHeader
+from edge_runtime.transport import FrameSender
 from phantom.render import profile_for, render_view
-from phantom.subject import VIEWS, Subject, draw_cohort
+from phantom.subject import Subject, draw_cohort
 
 BREATH_PERIOD_S = 4.0
 BREATH_AMPLITUDE_PX = 6
@@ -32,6 +32,14 @@ class StreamSession:
 
 
 def prepare_sessions(n_sessions: int, seed: int, realisations: int = 3, first_subject: int = 0) -> list[StreamSession]:
+    """Pre-render every session's screens, so streaming is only memory copies.
+
+    Args:
+        n_sessions: how many exams to stream.
+        seed: the cohort seed.
+        realisations: speckle realisations per view.
+        first_subject: index of the first subject used.
+    """
     subjects = draw_cohort(max(n_sessions + first_subject, 2), seed)[first_subject : first_subject + n_sessions]
     sessions = []
     for i, subject in enumerate(subjects):
@@ -41,7 +49,14 @@ def prepare_sessions(n_sessions: int, seed: int, realisations: int = 3, first_su
 
 
 def breathing_frame(screen: np.ndarray, crop: tuple[int, int, int, int], t: float, out: np.ndarray) -> np.ndarray:
-    """Copy the screen into out with the B-mode box shifted vertically by the breathing phase."""
+    """Copy the screen into out with the B-mode box shifted vertically by the breathing phase.
+
+    Args:
+        screen: the pre-rendered screen.
+        crop: the B-mode box that moves.
+        t: seconds since the stream started.
+        out: the buffer written into (a fresh one per frame).
+    """
     np.copyto(out, screen)
     shift = round(BREATH_AMPLITUDE_PX * math.sin(2 * math.pi * t / BREATH_PERIOD_S))
     if shift:
@@ -63,7 +78,7 @@ class PhantomStream:
         phase = int(t // self.switch_every) + session_index
         return VIEWS[phase % 2]
 
-    def frame(self, index: int, t: float) -> tuple[FrameHeader, list]:
+    def frame(self, index: int, t: float) -> tuple[FrameHeader, np.ndarray]:
         k = index % len(self.sessions)
         session = self.sessions[k]
         view = self.view_at(k, t)
@@ -72,29 +87,38 @@ class PhantomStream:
         profile = profile_for(session.subject)
         # A fresh buffer per frame: ZeroMQ sends without copying, so a buffer must not change after sending.
         image = breathing_frame(screen, profile.crop_box, t, np.empty_like(screen))
+        height, width = image.shape[:2]
         header = FrameHeader(
-            1, self.seq, time.time(), session.name, profile.name, view, image.shape[1], image.shape[0], 3, self.encoding
+            PROTOCOL_VERSION, self.seq, time.time(), session.name, profile.name, view, width, height, 3, self.encoding
         )
         self.seq += 1
-        return header, encode_frame(header, image)
+        return header, image
 
     def run(
         self,
-        socket: zmq.Socket,
+        sender: FrameSender,
         duration: float | None = None,
         count: int | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         on_frame: Callable[[FrameHeader], None] | None = None,
     ) -> int:
-        """Publish at a steady rate (absolute schedule: no drift); returns the number of frames sent."""
+        """Publish at a steady rate (absolute schedule: no drift); returns the number of frames sent.
+
+        Args:
+            sender: the bound frame publisher.
+            duration: stop after this many seconds.
+            count: stop after this many frames.
+            should_stop: polled before each frame (signal handlers set it).
+            on_frame: called with each header after sending.
+        """
         start = time.perf_counter()
         sent = 0
         while not should_stop():
             t = time.perf_counter() - start
             if (duration is not None and t >= duration) or (count is not None and sent >= count):
                 break
-            header, parts = self.frame(sent, t)
-            socket.send_multipart(parts, copy=False)
+            header, image = self.frame(sent, t)
+            sender.send(header, image)
             if on_frame:
                 on_frame(header)
             sent += 1

@@ -12,10 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.schema import FATTY_PDFF
 from phantom.vendors import VENDORS, VendorImaging
-
-VIEWS: tuple[str, str] = ("liver", "kidney_liver")
-FATTY_THRESHOLD_PDFF = 5.0
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class Subject:
 
     @property
     def fatty(self) -> bool:
-        return self.pdff >= FATTY_THRESHOLD_PDFF
+        return self.pdff >= FATTY_PDFF
 
     @property
     def imaging(self) -> VendorImaging:
@@ -58,7 +56,14 @@ def draw_pdff(n_subjects: int, n_fatty: int, rng: np.random.Generator) -> np.nda
 
 
 def draw_cohort(n_subjects: int, seed: int, prevalence: float = 39 / 90, id_prefix: str = "PH") -> list[Subject]:
-    """Subjects with known PDFF; vendors split evenly within the normal and the fatty group."""
+    """Subjects with known PDFF; vendors split evenly within the normal and the fatty group.
+
+    Args:
+        n_subjects: how many subjects.
+        seed: the cohort seed.
+        prevalence: share of fatty subjects.
+        id_prefix: subject ids are the prefix plus a 4-digit number.
+    """
     if n_subjects < 1:
         raise ValueError("a cohort needs at least one subject")
     if not 0.0 <= prevalence <= 1.0:
@@ -68,7 +73,7 @@ def draw_cohort(n_subjects: int, seed: int, prevalence: float = 39 / 90, id_pref
     pdff = draw_pdff(n_subjects, n_fatty, rng)
 
     vendor_of = np.empty(n_subjects, dtype=object)
-    for group in (pdff >= FATTY_THRESHOLD_PDFF, pdff < FATTY_THRESHOLD_PDFF):
+    for group in (pdff >= FATTY_PDFF, pdff < FATTY_PDFF):
         members = np.flatnonzero(group)
         names = np.array(["PHILIPS", "GE"] * (len(members) // 2 + 1))[: len(members)]
         vendor_of[members] = names[rng.permutation(len(members))]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,8 @@ import zmq
 from edge_runtime.bundle import load_bundle
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.profiles import default_profiles
-from edge_runtime.protocol import FrameHeader, encode_frame
+from edge_runtime.protocol import encode_frame
+from edge_runtime.schema import TOPIC_RESULT, FrameHeader, ResultMessage, parse_message
 from edge_runtime.server import EdgeServer
 from phantom.render import profile_for, render_view
 from phantom.subject import draw_cohort
@@ -77,13 +77,14 @@ class Display:
         for t in topics:
             self.sock.setsockopt(zmq.SUBSCRIBE, t)
         self.sock.connect(endpoint)
-        self.received: list[dict] = []
+        self.received: list[ResultMessage] = []
 
     def poll(self, timeout_ms: int = 100) -> None:
+        """Collect results, read through the declared contract (a malformed one fails the test)."""
         while self.sock.poll(timeout_ms):
             topic, body = self.sock.recv_multipart()
-            if topic == b"result":
-                self.received.append(json.loads(body))
+            if topic == TOPIC_RESULT:
+                self.received.append(parse_message(topic, body))
             timeout_ms = 0
 
     def close(self) -> None:

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.tf_setup import keras
+from clkl.tf_setup import keras
 
 FEATURES = 32
 VIEWS = ("liver", "kidney_liver")
 
 
 def _head(seed: int = 0) -> keras.Model:
-    from trainer.heads import build_head, fit_minmax
+    from clkl.head import build_head, fit_minmax
 
     rng = np.random.default_rng(seed)
     x = rng.random((64, 2 * FEATURES), dtype=np.float32)

@@ -13,7 +13,8 @@ import pytest
 import zmq
 from edge_helpers import Display, Source, phantom_screens, start_server, wait_for
 
-from edge_runtime.protocol import FrameHeader, encode_frame
+from edge_runtime.protocol import encode_frame
+from edge_runtime.schema import FrameHeader
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +109,7 @@ def test_fuzzed_messages_are_counted_and_every_good_frame_is_served(bundle_dir: 
                 source.send(item[1], item[2], scanner, liver if item[2] == "liver" else kidney)
             else:
                 source.send_parts(bad[item[1]])
-        assert wait_for(lambda: (display.poll(), len({r["session"] for r in display.received}) >= 6)[1], timeout=120)
+        assert wait_for(lambda: (display.poll(), len({r.session for r in display.received}) >= 6)[1], timeout=120)
         assert wait_for(
             lambda: sum(server.stats.rejected.values()) - sum(base.values()) >= sum(expected.values()), timeout=60
         )
@@ -119,7 +120,7 @@ def test_fuzzed_messages_are_counted_and_every_good_frame_is_served(bundle_dir: 
         ctx.destroy(linger=0)
     rejected = Counter(server.stats.rejected) - Counter(base)
     assert rejected == expected
-    assert {r["session"] for r in display.received} >= set(good_sessions)
+    assert {r.session for r in display.received} >= set(good_sessions)
     assert server.stats.counters.get("inference_errors", 0) == 0
 
 
@@ -190,4 +191,48 @@ def test_curve_ironhouse_admits_listed_displays_only(bundle_dir: Path, tmp_path:
         for sock in (listed, intruder, source):
             sock.close(linger=0)
         source_auth.stop()
+        ctx.destroy(linger=0)
+
+
+def test_grab_serves_frames_only_to_listed_runtimes_with_curve(tmp_path: Path) -> None:
+    """`edge-runtime grab` secures its frames like the phantom stream: CURVE server, listed keys only."""
+    import subprocess
+    import sys
+
+    from edge_runtime.security import create_keypair, make_client
+
+    keys = tmp_path / "keys"
+    for name in ("grabber", "runtime", "intruder"):
+        create_keypair(keys, name)
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "runtime.key").write_bytes((keys / "runtime.key").read_bytes())
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    scanner, screen = phantom_screens(1)[(0, "liver")]
+    cv2.imwrite(str(shots / "a.png"), cv2.cvtColor(screen, cv2.COLOR_RGB2BGR))
+    endpoint = "tcp://127.0.0.1:5687"
+    args = ["--source", str(shots), "--scanner", scanner, "--session", "exam-grab", "--frames", endpoint]
+    args += ["--loop", "--fps", "10", "--server-key", str(keys / "grabber.key_secret")]
+    args += ["--allowed-clients", str(allowed)]
+    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "grab", *args], stderr=subprocess.PIPE)
+    ctx = zmq.Context()
+    socks = {}
+    try:
+        for name in ("runtime", "intruder"):
+            sock = ctx.socket(zmq.SUB)
+            sock.setsockopt(zmq.LINGER, 0)
+            make_client(sock, keys / f"{name}.key_secret", keys / "grabber.key")
+            sock.setsockopt(zmq.SUBSCRIBE, b"frame")
+            sock.connect(endpoint)
+            socks[name] = sock
+        assert socks["runtime"].poll(30_000), "the listed runtime got no frame"
+        header = json.loads(socks["runtime"].recv_multipart()[1])
+        assert header["session"] == "exam-grab" and header["scanner"] == scanner
+        assert socks["intruder"].poll(1500) == 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        for sock in socks.values():
+            sock.close(linger=0)
         ctx.destroy(linger=0)

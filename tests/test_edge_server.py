@@ -48,11 +48,11 @@ def test_results_for_every_session_with_the_right_seqs_and_no_loss(bundle_dir: P
             expected[session] = (seq_l, seq_k)
         assert wait_for(lambda: (display.poll(), len(display.received) >= 2)[1])
         for result in display.received:
-            seq_l, seq_k = expected[result["session"]]
-            assert result["frames"]["liver"]["seq"] == seq_l and result["frames"]["kidney_liver"]["seq"] == seq_k
-            assert 0.0 <= result["p_fatty"] <= 1.0 and result["fatty"] == (result["p_fatty"] >= result["threshold"])
-            assert set(result["latency_ms"]) >= {"queue", "decode", "preprocess", "encode", "head", "end_to_end"}
-            assert result["model"]["sha"] == server.bundle.sha
+            seq_l, seq_k = expected[result.session]
+            assert result.frames["liver"].seq == seq_l and result.frames["kidney_liver"].seq == seq_k
+            assert 0.0 <= result.p_fatty <= 1.0 and result.fatty == (result.p_fatty >= result.threshold)
+            assert set(result.latency_ms) >= {"queue", "decode", "preprocess", "encode", "head", "end_to_end"}
+            assert result.model.sha == server.bundle.sha
 
         # The display goes down: results keep landing in the audit log.
         display.close()

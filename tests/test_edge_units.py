@@ -10,7 +10,8 @@ import pytest
 
 from edge_runtime.audit import AuditLog, read_audit
 from edge_runtime.config import ConfigError, load_config
-from edge_runtime.protocol import FrameHeader, ProtocolError, check_payload, decode_payload, encode_frame, parse_header
+from edge_runtime.protocol import ProtocolError, check_payload, decode_payload, encode_frame, parse_header
+from edge_runtime.schema import FrameHeader
 from edge_runtime.sessions import LatestFrames, PendingFrame, SessionStore, ViewFeatures
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,17 +1,40 @@
-"""The dependency direction of ARCHITECTURE.md, checked on the source: the bedside never pulls in training."""
+"""The architecture's rules, checked on the source (docs/ARCHITECTURE.md, "Layout and import rules").
+
+Imports flow one way: trainer -> calibration -> clkl -> edge_runtime, and phantom -> edge_runtime. The bedside
+(edge_runtime) never pulls in training, the phantom or TensorFlow. Contracts are declared once, functions fit
+on a screen, and wide public functions document their arguments.
+"""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN_AT_BEDSIDE = {"tensorflow", "tf_keras", "keras", "trainer", "calibration", "phantom", "sklearn", "shap"}
+PACKAGES = ("edge_runtime", "clkl", "calibration", "trainer", "phantom", "benchmarks")
+TENSORFLOW = {"tensorflow", "tf_keras", "keras", "tensorflow_model_optimization"}
+# What each package may NOT import (anything of this project not listed is allowed).
+FORBIDDEN = {
+    "edge_runtime": {"clkl", "calibration", "trainer", "phantom", "sklearn", "shap", *TENSORFLOW},
+    "clkl": {"calibration", "trainer", "phantom"},
+    "calibration": {"trainer", "phantom"},
+    "trainer": {"benchmarks"},
+    "phantom": {"clkl", "calibration", "trainer", "benchmarks", "sklearn", *TENSORFLOW},
+}
+MAX_FUNCTION_LINES = 80
+LINE_LIMITED = ("trainer", "calibration", "edge_runtime", "clkl")
+
+
+def _sources(*packages: str) -> list[Path]:
+    return [p for package in packages for p in sorted((ROOT / package).rglob("*.py"))]
 
 
 def _imported_roots(package: str) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
-    for path in (ROOT / package).rglob("*.py"):
+    for path in _sources(package):
         for node in ast.walk(ast.parse(path.read_text())):
             names: list[str] = []
             if isinstance(node, ast.Import):
@@ -23,11 +46,64 @@ def _imported_roots(package: str) -> dict[str, set[str]]:
     return found
 
 
-def test_edge_runtime_imports_nothing_from_training() -> None:
-    offenders = {k: v for k, v in _imported_roots("edge_runtime").items() if k in FORBIDDEN_AT_BEDSIDE}
-    assert not offenders, f"edge_runtime imports {offenders}"
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_imports_flow_one_way(package: str) -> None:
+    offenders = {k: sorted(v) for k, v in _imported_roots(package).items() if k in FORBIDDEN[package]}
+    assert not offenders, f"{package} imports {offenders} (see docs/ARCHITECTURE.md, import rules)"
 
 
-def test_phantom_uses_only_numpy_opencv_and_the_edge_protocol() -> None:
-    imports = _imported_roots("phantom")
-    assert not {"tensorflow", "trainer", "calibration", "sklearn"} & set(imports)
+def test_benchmarks_use_only_public_helpers() -> None:
+    private = []
+    for path in _sources("benchmarks", "scripts"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                private += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert not private, private
+
+
+def _functions(*packages: str):
+    for path in _sources(*packages):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                yield path, node
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    long = [
+        f"{p.relative_to(ROOT)}:{n.name} ({n.end_lineno - n.lineno + 1} lines)"
+        for p, n in _functions(*LINE_LIMITED)
+        if n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, long
+
+
+def test_views_and_model_size_are_defined_once() -> None:
+    """Only edge_runtime/schema.py assigns VIEWS or MODEL_SIZE, and no code spells out the 224 input size."""
+    definition = re.compile(r"^\s*(VIEWS|MODEL_SIZE|INPUT_SHAPE)\s*(:[^=]*)?=", re.M)
+    size_literal = re.compile(r"\b224\b")
+    schema = ROOT / "edge_runtime" / "schema.py"
+    defined, literals = [], []
+    for path in _sources(*PACKAGES) + sorted((ROOT / "scripts").glob("*.py")):
+        text = path.read_text()
+        if path != schema:
+            defined += [f"{path.relative_to(ROOT)}: {m.group(0).strip()}" for m in definition.finditer(text)]
+            code = [line.split("#")[0] for line in text.splitlines()]
+            literals += [f"{path.relative_to(ROOT)}:{i + 1}" for i, c in enumerate(code) if size_literal.search(c)]
+    literals = [hit for hit in literals if not hit.startswith("phantom/vendors.py")]  # 224 scan lines, not pixels
+    assert not defined, defined
+    assert not literals, f"the model input size spelled out instead of imported: {literals}"
+
+
+def test_wide_public_functions_document_their_arguments() -> None:
+    """Public functions with four or more parameters say what each is (an Args: section)."""
+    missing = []
+    for path, node in _functions("trainer", "calibration", "edge_runtime", "clkl", "phantom"):
+        params = [a for a in node.args.args + node.args.kwonlyargs if a.arg not in ("self", "cls")]
+        if node.name.startswith("_") or len(params) < 4:
+            continue
+        decorated_command = any("command" in ast.unparse(d) or "option" in ast.unparse(d) for d in node.decorator_list)
+        if decorated_command:  # click commands document their options in --help
+            continue
+        if "Args:" not in (ast.get_docstring(node) or ""):
+            missing.append(f"{path.relative_to(ROOT)}:{node.name}")
+    assert not missing, missing

@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 from scipy.stats import spearmanr
 
+from edge_runtime.schema import FATTY_PDFF
 from phantom.anatomy import CORTEX, LIVER
 from phantom.bmode import simulate_view
-from phantom.subject import FATTY_THRESHOLD_PDFF, draw_cohort, draw_pdff
+from phantom.subject import draw_cohort, draw_pdff
 
 
 def _grey(path: Path) -> np.ndarray:
@@ -86,7 +87,7 @@ def test_higher_frequency_gives_finer_speckle() -> None:
 
 def test_pdff_distribution_matches_the_paper_cohort() -> None:
     pdff = draw_pdff(20000, 8667, np.random.default_rng(0))
-    normal, fatty = pdff[pdff < FATTY_THRESHOLD_PDFF], pdff[pdff >= FATTY_THRESHOLD_PDFF]
+    normal, fatty = pdff[pdff < FATTY_PDFF], pdff[pdff >= FATTY_PDFF]
     assert len(fatty) == 8667
     assert abs(normal.mean() - 3.0) < 0.1 and abs(normal.std() - 0.9) < 0.15
     assert abs(fatty.mean() - 11.8) < 0.4
@@ -96,8 +97,8 @@ def test_pdff_distribution_matches_the_paper_cohort() -> None:
 def test_default_cohort_prevalence_and_vendor_split(cohort90: Path) -> None:
     truth = json.loads((cohort90 / "truth.json").read_text())
     subjects = truth["subjects"]
-    fatty = [s for s in subjects if s["pdff"] >= FATTY_THRESHOLD_PDFF]
+    fatty = [s for s in subjects if s["pdff"] >= FATTY_PDFF]
     assert len(fatty) == 39
-    for group in (fatty, [s for s in subjects if s["pdff"] < FATTY_THRESHOLD_PDFF]):
+    for group in (fatty, [s for s in subjects if s["pdff"] < FATTY_PDFF]):
         philips = sum(s["vendor"] == "PHILIPS" for s in group)
         assert abs(philips - (len(group) - philips)) <= 1

@@ -69,8 +69,8 @@ def test_trainer_tensors_are_the_shared_preprocessing(tiny_cohort: Path) -> None
 
 
 def test_feature_cache_is_reused_and_keyed_by_content(run_dir: Path, tiny_cohort: Path, tmp_path: Path) -> None:
-    from trainer.augment import LIGHT
-    from trainer.backbone import build_encoder, build_vgg19_base, weights_fingerprint
+    from clkl.augment import LIGHT
+    from clkl.encoder import build_encoder, build_vgg19_base, weights_fingerprint
     from trainer.features import FeatureCache
 
     base = build_vgg19_base("none", 0)

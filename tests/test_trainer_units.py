@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.augment import IDENTITY, LIGHT, PAPER, Variant, apply_variant, variants
-from trainer.folds import load_folds, make_folds, save_folds, train_ids
+from clkl.augment import IDENTITY, LIGHT, PAPER, Variant, apply_variant, variants
+from trainer.folds import FoldError, load_folds, make_folds, save_folds, train_ids
 from trainer.metrics import bootstrap_ci, classification_metrics, regression_metrics
 
 
@@ -51,13 +51,13 @@ def test_folds_are_subject_level_stratified_and_reusable(tmp_path: Path) -> None
         assert abs(share_fatty - np.mean(fatty)) < 0.12
     save_folds(tmp_path / "folds.json", folds)
     assert load_folds(tmp_path / "folds.json", ids) == folds
-    with pytest.raises(ValueError, match="partition"):
+    with pytest.raises(FoldError, match="partition"):
         load_folds(tmp_path / "folds.json", ids[:-1])
 
 
 def test_too_few_subjects_per_stratum_is_a_clear_error() -> None:
     ids, vendors, fatty = _cohort(8)
-    with pytest.raises(ValueError, match="stratum"):
+    with pytest.raises(FoldError, match="stratum"):
         make_folds(ids, vendors, fatty, 5, seed=0)
 
 
@@ -89,7 +89,7 @@ def test_regression_metrics_and_bootstrap_interval() -> None:
 
 
 def test_feature_minmax_floors_tiny_ranges_and_keeps_constant_features_finite() -> None:
-    from trainer.heads import fit_minmax
+    from clkl.head import fit_minmax
 
     rng = np.random.default_rng(0)
     features = np.column_stack([rng.uniform(0, 1, 50), rng.uniform(0, 1e-4, 50), np.zeros(50), rng.uniform(2, 3, 50)])

@@ -1,47 +1,75 @@
-"""Run configuration: the paper's protocol as defaults, every knob overridable, saved with every run."""
+"""Run configuration: the paper's protocol as defaults, every knob overridable, validated, saved with every run.
+
+This is the single source of the training defaults and choices: ``trainer train`` and ``trainer ablate`` build
+their options from these fields (default, allowed values and help text), so a default changes in one place.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-VIEW_SETS = {"clkl": ("liver", "kidney_liver"), "liver": ("liver",), "kidney_liver": ("kidney_liver",)}
-TASKS = ("classify", "regress", "both")
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from clkl.minmax import SPAN_FLOOR
+from edge_runtime.errors import FattyLiverError
+from edge_runtime.schema import FATTY_PDFF, View, validation_problems
+
+VIEW_SETS: dict[str, tuple[View, ...]] = {
+    "clkl": ("liver", "kidney_liver"),
+    "liver": ("liver",),
+    "kidney_liver": ("kidney_liver",),
+}
 PAPER_EPOCHS = {"classify": 1000, "regress": 500, "both": 1000}
+FINETUNE_CHOICES = ("all", "block1", "block2", "block3", "block4", "block5")
 
 
-@dataclass
-class TrainConfig:
-    views: str = "clkl"
-    task: str = "classify"
-    weights: str = "imagenet"
-    augment: str = "paper"
-    epochs: int | None = None  # None: the paper's 1000 (classify, both) or 500 (regress)
-    finetune: str | None = None  # None = frozen backbone; "all" or "blockN"
-    pooling: str = "flatten"
-    folds: int = 5
+class ConfigError(FattyLiverError):
+    """A training configuration that cannot run; the message names every bad field."""
+
+
+class TrainConfig(BaseModel):
+    """One cross-validated configuration (Kim et al. 2021 defaults)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    views: Literal["clkl", "liver", "kidney_liver"] = Field("clkl", description="Which views feed the model.")
+    task: Literal["classify", "regress", "both"] = Field(
+        "classify", description="classify: PDFF >= threshold (sigmoid); regress: PDFF (linear); both: two outputs."
+    )
+    weights: str = Field("imagenet", description="imagenet | none | PATH to VGG19 no-top .h5")
+    augment: Literal["paper", "light", "none"] = Field(
+        "paper", description="paper: 39 rotation/flip variants; light: 4; none: the image only."
+    )
+    epochs: int | None = Field(None, ge=1, description="Default: 1000 classify, 500 regress, 1000 both.")
+    finetune: str | None = Field(None, description="Unfreeze the backbone: 'all' or from a block (block1..block5).")
+    pooling: Literal["flatten", "avg"] = Field("flatten", description="How the last VGG19 feature map is flattened.")
+    folds: int = Field(5, ge=2, le=20, description="Subject-level cross-validation folds.")
     seed: int = 0
-    batch_size: int = 64
-    learning_rate: float = 1e-4
-    momentum: float = 0.9
-    strategy: str = "auto"
-    cache_dir: str = ".cache/features"
-    fatty_threshold: float = 5.0
-    bootstrap: int = 1000
-    extra: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD with Nesterov momentum, as in the paper.")
+    strategy: Literal["auto", "default", "mirrored", "multiworker"] = Field(
+        "auto", description="tf.distribute strategy; auto mirrors across GPUs when there are several."
+    )
+    cache_dir: str = Field(".cache/features", description="Frozen-feature cache.")
+    fatty_threshold: float = Field(FATTY_PDFF, gt=0, lt=100, description="MRI-PDFF (%) that defines fatty.")
+    minmax_floor: float = Field(
+        SPAN_FLOOR, ge=0, lt=1, description="Feature MinMax range floor, share of the median range (0 = paper)."
+    )
+    bootstrap: int = Field(1000, ge=10, description="Bootstrap resamples for the 95 % CIs.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Provenance: the manifest path, etc.")
 
-    def __post_init__(self) -> None:
-        if self.views not in VIEW_SETS:
-            raise ValueError(f"views must be one of {', '.join(VIEW_SETS)}, got {self.views!r}")
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if self.folds < 2:
-            raise ValueError("cross-validation needs at least 2 folds")
+    @field_validator("finetune")
+    @classmethod
+    def _known_depth(cls, value: str | None) -> str | None:
+        if value is not None and value not in FINETUNE_CHOICES:
+            raise ValueError(f"finetune takes 'all' or one of block1..block5, got {value!r}")
+        return value
 
     @property
-    def view_names(self) -> tuple[str, ...]:
+    def view_names(self) -> tuple[View, ...]:
         return VIEW_SETS[self.views]
 
     @property
@@ -52,9 +80,30 @@ class TrainConfig:
     def outputs(self) -> tuple[str, ...]:
         return {"classify": ("p_fatty",), "regress": ("pdff",), "both": ("p_fatty", "pdff")}[self.task]
 
+    @property
+    def threshold_text(self) -> str:
+        return f"PDFF >= {self.fatty_threshold:g} %"
+
+    def with_changes(self, **changes: Any) -> TrainConfig:
+        """A validated copy with some fields changed (ablation rows, the export's final head)."""
+        return build_config(**{**self.model_dump(), **changes})
+
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        path.write_text(self.model_dump_json(indent=2))
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
-        return cls(**json.loads(path.read_text()))
+        try:
+            return cls.model_validate(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+
+
+def build_config(**fields: Any) -> TrainConfig:
+    """TrainConfig from keyword fields; a ConfigError lists every bad field at once."""
+    try:
+        return TrainConfig(**fields)
+    except ValidationError as exc:
+        raise ConfigError(f"training configuration: {validation_problems(exc)}") from None

@@ -15,15 +15,16 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from trainer.augment import IDENTITY, apply_variant, variants
-from trainer.backbone import build_encoder, build_vgg19_base, set_trainable, weights_fingerprint
+from clkl.augment import apply_variant, variants
+from clkl.encoder import build_encoder, build_vgg19_base, set_trainable, weights_fingerprint
+from clkl.head import build_head, compile_head, fit_minmax
+from clkl.tf_setup import choose_strategy, keras
+from edge_runtime.schema import INPUT_SHAPE
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort
 from trainer.features import FeatureCache
-from trainer.folds import load_folds, make_folds, save_folds, train_ids
-from trainer.heads import build_head, compile_head, fit_minmax
+from trainer.folds import FoldError, load_folds, make_folds, save_folds, train_ids
 from trainer.progress import EpochBar
-from trainer.tf_setup import choose_strategy, keras
 
 
 @dataclass
@@ -40,25 +41,49 @@ def targets(cohort: Cohort, outputs: tuple[str, ...], fatty_threshold: float) ->
     return {o: ((pdff >= fatty_threshold).astype(np.float32) if o == "p_fatty" else pdff) for o in outputs}
 
 
-def frozen_features(
-    cohort: Cohort, config: TrainConfig, progress: bool
-) -> tuple[dict[str, np.ndarray], str, keras.Model]:
-    """(view -> array (subjects, variants, features)), backbone weights id, and the frozen encoder that made
-    them (so callers reuse it instead of building VGG19 again). Variant 0 is the identity."""
+@dataclass
+class FrozenEncoder:
+    """The frozen VGG19 encoder of a configuration and the fingerprint of its weights."""
+
+    model: keras.Model
+    weights_id: str
+
+
+def frozen_encoder(config: TrainConfig) -> FrozenEncoder:
     base = build_vgg19_base(config.weights, config.seed)
     set_trainable(base, None)
-    encoder = build_encoder(base, config.pooling)
-    weights_id = weights_fingerprint(base)
-    cache = FeatureCache(config.cache_dir, encoder, weights_id, config.pooling)
+    return FrozenEncoder(build_encoder(base, config.pooling), weights_fingerprint(base))
+
+
+def cached_features(
+    cohort: Cohort, config: TrainConfig, encoder: FrozenEncoder, progress: bool
+) -> dict[str, np.ndarray]:
+    """View -> array (subjects, variants, features) of every augmented variant; variant 0 is the identity.
+
+    Args:
+        cohort: the subjects whose images are encoded.
+        config: augmentation, views, cache directory and pooling.
+        encoder: the frozen encoder and its weights fingerprint (part of the cache key).
+        progress: print the cache's hit count.
+    """
+    cache = FeatureCache(config.cache_dir, encoder.model, encoder.weights_id, config.pooling)
     chosen = variants(config.augment)
-    assert chosen[0] == IDENTITY
     feats = {
         view: cache.features([cohort.image(s, view) for s in cohort.ids], chosen, desc=f"features {view}")
         for view in config.view_names
     }
     if progress:
         print(f"feature cache: {cache.hits} hits, {cache.misses} computed ({cache.root})")
-    return feats, weights_id, encoder
+    return feats
+
+
+def frozen_features(
+    cohort: Cohort, config: TrainConfig, progress: bool
+) -> tuple[dict[str, np.ndarray], str, keras.Model]:
+    """(view -> features of every variant), backbone weights id, and the frozen encoder that made them (so
+    callers reuse it instead of building VGG19 again)."""
+    encoder = frozen_encoder(config)
+    return cached_features(cohort, config, encoder, progress), encoder.weights_id, encoder.model
 
 
 def _predict(model: keras.Model, x: dict[str, np.ndarray], outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -76,12 +101,22 @@ def fit_head_on_features(
     desc: str,
     progress: bool,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Train one head on all augmented variants of the given subjects (variants of both views paired by index)."""
+    """Train one head on all augmented variants of the given subjects (variants of both views paired by index).
+
+    Args:
+        feats: view -> (subjects, variants, features) cached features.
+        y: output name -> one target per subject.
+        rows: the training subjects' row indices (test subjects never reach the MinMax fit).
+        config: the protocol (epochs, batch size, SGD settings, MinMax floor, outputs).
+        seed: the head's initialisation and shuffling seed.
+        desc: progress bar label.
+        progress: show the epoch bar.
+    """
     views = config.view_names
     n_variants = next(iter(feats.values())).shape[1]
     x_train = {f"features_{v}": feats[v][rows].reshape(len(rows) * n_variants, -1) for v in views}
     y_train = {o: np.repeat(t[rows], n_variants) for o, t in y.items()}
-    minmax = fit_minmax(np.concatenate([x_train[f"features_{v}"] for v in views], axis=1))
+    minmax = fit_minmax(np.concatenate([x_train[f"features_{v}"] for v in views], axis=1), config.minmax_floor)
     keras.utils.set_random_seed(seed)
     with choose_strategy(config.strategy).scope():
         head = build_head(views, feats[views[0]].shape[2], config.outputs, minmax, seed)
@@ -98,7 +133,22 @@ def fit_head_on_features(
     return head, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
-def _finetune_fold(
+def predict_rows(head: keras.Model, feats: dict[str, np.ndarray], rows: np.ndarray, config: TrainConfig):
+    """Outputs for the given subjects from their un-augmented image only (variant 0): test folds never see an
+
+    augmented variant, as in the paper.
+
+    Args:
+        head: a trained head.
+        feats: view -> (subjects, variants, features).
+        rows: the subjects to predict.
+        config: which views and outputs.
+    """
+    x = {f"features_{v}": feats[v][rows, 0] for v in config.view_names}
+    return _predict(head, x, config.outputs)
+
+
+def finetune_fold(
     cohort: Cohort,
     rows: np.ndarray,
     test_rows: np.ndarray,
@@ -107,7 +157,17 @@ def _finetune_fold(
     seed: int,
     progress: bool,
 ) -> tuple[keras.Model, dict[str, np.ndarray], dict[str, list[float]]]:
-    """Two VGG19 branches (one per view) trained end to end on images; no cache (the backbone changes)."""
+    """Two VGG19 branches (one per view) trained end to end on images; no cache (the backbone changes).
+
+    Args:
+        cohort: the preprocessed images.
+        rows: training subjects' row indices.
+        test_rows: test subjects' row indices (predicted from their un-augmented images).
+        y: output name -> one target per subject.
+        config: the protocol, including the fine-tuning depth.
+        seed: initialisation and shuffling seed.
+        progress: show the epoch bar.
+    """
     views = config.view_names
     chosen = variants(config.augment)
     keras.utils.set_random_seed(seed)
@@ -122,10 +182,11 @@ def _finetune_fold(
             for v in views
         }
         initial = np.concatenate([encoders[v].predict(x_train[f"image_{v}"], verbose=0) for v in views], axis=1)
-        head = build_head(views, initial.shape[1] // len(views), config.outputs, fit_minmax(initial), seed)
+        minmax = fit_minmax(initial, config.minmax_floor)
+        head = build_head(views, initial.shape[1] // len(views), config.outputs, minmax, seed)
         for v in views:
             set_trainable(encoders[v].get_layer(f"vgg19_{v}"), config.finetune)
-        images = [keras.Input((224, 224, 3), dtype="uint8", name=f"image_{v}") for v in views]
+        images = [keras.Input(INPUT_SHAPE, dtype="uint8", name=f"image_{v}") for v in views]
         outs = head(
             [encoders[v](im) for v, im in zip(views, images, strict=True)]
             if len(views) > 1
@@ -155,7 +216,15 @@ def _finetune_fold(
 def run_cross_validation(
     cohort: Cohort, config: TrainConfig, out_dir: Path, folds_file: Path | None = None, progress: bool = True
 ) -> tuple[list[FoldOutcome], dict]:
-    """Train and test every fold; writes config, folds, per-fold heads and histories into out_dir."""
+    """Train and test every fold; writes config, folds, per-fold heads and histories into out_dir.
+
+    Args:
+        cohort: the labelled cohort.
+        config: the configuration to cross-validate.
+        out_dir: the run directory.
+        folds_file: reuse these folds (another run's folds.json) instead of drawing new ones.
+        progress: show progress bars.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     config.save(out_dir / "config.json")
     ids = cohort.ids
@@ -181,18 +250,18 @@ def run_cross_validation(
         started = time.perf_counter()
         rows = np.array([index[s] for s in train_ids(folds, k)])
         test_rows = np.array([index[s] for s in test])
-        assert not set(rows) & set(test_rows), "a subject is on both sides of a fold"
+        if set(rows) & set(test_rows):
+            raise FoldError(f"fold {k}: a subject is on both sides of the fold")
         fold_dir = out_dir / f"fold{k}"
         fold_dir.mkdir(exist_ok=True)
         if config.finetune is None:
             head, history = fit_head_on_features(
                 feats, y, rows, config, config.seed + k, f"fold {k + 1}/{len(folds)}", progress
             )
-            x_test = {f"features_{v}": feats[v][test_rows, 0] for v in config.view_names}
-            preds = _predict(head, x_test, config.outputs)
+            preds = predict_rows(head, feats, test_rows, config)
             head.save(fold_dir / "head.h5")
         else:
-            model, preds, history = _finetune_fold(cohort, rows, test_rows, y, config, config.seed + k, progress)
+            model, preds, history = finetune_fold(cohort, rows, test_rows, y, config, config.seed + k, progress)
             model.save_weights(fold_dir / "model.weights.h5")
         (fold_dir / "history.json").write_text(json.dumps(history))
         outcomes.append(FoldOutcome(k, list(test), preds, history, time.perf_counter() - started))

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from edge_runtime.preprocess import PreprocessError, preprocess_frame
-from edge_runtime.profiles import ScannerProfile, default_profiles, get_profile
-from trainer.images import ImageReadError, read_image
-from trainer.manifest import VIEWS, Manifest, ManifestError, SubjectRecord, load_manifest
+from edge_runtime.profiles import ProfileError, ScannerProfile, default_profiles, get_profile
+from edge_runtime.schema import VIEWS
+from trainer.images import ImageReadError, image_digest, read_image
+from trainer.manifest import Manifest, ManifestError, SubjectRecord, duplicate_image_problems, load_manifest
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Cohort:
 
     subjects: list[SubjectRecord]
     images: dict[tuple[str, str], np.ndarray]  # (subject_id, view) -> tensor
+    digests: dict[tuple[str, str], str] = field(default_factory=dict)  # (subject_id, view) -> screen content id
 
     @property
     def ids(self) -> list[str]:
@@ -44,24 +46,35 @@ def load_cohort(
 ) -> Cohort:
     """Read and preprocess every image once (the expensive decode of full-HD screens happens here only).
 
-    Unreadable images and screens that do not match their scanner profile are collected by manifest row and
-    raised together as one ManifestError, so a user fixes them in one pass.
+
+    Unreadable images, screens that do not match their scanner profile and the same picture under two rows
+    are collected by manifest row and raised together as one ManifestError, so a user fixes them in one pass.
+
+    Args:
+        manifest: a parsed manifest.
+        profiles: scanner profiles by name (default: the shipped ones).
+        labelled_only: keep only subjects with a PDFF.
+        progress: show a progress bar.
     """
     profiles = profiles or default_profiles()
     subjects = [s for s in manifest.subjects.values() if s.pdff is not None or not labelled_only]
     images: dict[tuple[str, str], np.ndarray] = {}
+    digests: dict[tuple[str, str], str] = {}
     problems: list[str] = []
     jobs = [(s, v) for s in subjects for v in VIEWS]
     for subject, view in tqdm(jobs, desc="preprocessing images", unit="img", disable=not progress):
         entry = subject.views[view]
         try:
             screen = read_image(entry.path)
+            digests[(subject.subject_id, view)] = image_digest(screen)
             images[(subject.subject_id, view)] = preprocess_frame(screen, get_profile(profiles, entry.scanner))
-        except (ImageReadError, PreprocessError) as exc:
+        except (ImageReadError, PreprocessError, ProfileError) as exc:
             problems.append(f"row {entry.row} ({entry.path.name}): {exc}")
+    rows = {(s.subject_id, v): s.views[v].row for s in subjects for v in VIEWS}
+    problems += duplicate_image_problems(digests, rows)
     if problems:
         raise ManifestError(manifest.path, problems)
-    return Cohort(subjects, images)
+    return Cohort(subjects, images, digests)
 
 
 def read_cohort(
@@ -71,5 +84,13 @@ def read_cohort(
     progress: bool = True,
 ) -> Cohort:
     """Manifest -> cohort, decoding each full-HD screen once: the manifest's rows are validated without
-    reading images, and load_cohort reports image problems by row while it preprocesses."""
+
+    reading images, and load_cohort reports image problems by row while it preprocesses.
+
+    Args:
+        manifest_path: manifest.csv.
+        profiles: scanner profiles by name (default: the shipped ones).
+        labelled_only: keep only subjects with a PDFF.
+        progress: show a progress bar.
+    """
     return load_cohort(load_manifest(manifest_path, profiles, check_images=False), profiles, labelled_only, progress)

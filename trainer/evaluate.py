@@ -1,8 +1,11 @@
 """`trainer evaluate`: apply a trained run to another cohort (another vendor, another site, unlabelled exams).
 
-The prediction for each subject is the mean over the run's fold heads (an ensemble of the cross-validated
-models). Where MRI-PDFF exists the usual metrics are reported; where only a radiologist's call exists,
-agreement with the reader (confusion matrix and Cohen's kappa).
+A subject the run never saw is scored by the mean over the run's fold heads (an ensemble of the
+cross-validated models). A subject the run *did* see (the same subject id, or the same image under another
+id) is scored only by the fold head that held it out, so its score is still an out-of-sample one and the
+evaluation is not flattered by training subjects; ``scored_by`` says which was used, per subject and in total.
+Where MRI-PDFF exists the usual metrics are reported; where only a radiologist's call exists, agreement with
+the reader (confusion matrix and Cohen's kappa).
 """
 
 from __future__ import annotations
@@ -14,16 +17,32 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
-from trainer.augment import IDENTITY
-from trainer.dataset import read_cohort
+from clkl.augment import IDENTITY
+from edge_runtime.schema import P_FATTY_THRESHOLD
+from trainer.dataset import Cohort, read_cohort
 from trainer.features import FeatureCache
 from trainer.report import score_rows, write_predictions
-from trainer.runs import load_frozen_encoder, load_heads, open_run
+from trainer.runs import Run, load_frozen_encoder, load_heads, open_run
+
+ENSEMBLE = -1  # "fold" of a subject the run never saw
 
 
-def evaluate_run(run_dir: str | Path, manifest_path: str | Path, out_dir: Path | None = None) -> dict[str, Any]:
-    run = open_run(run_dir)
-    cohort = read_cohort(manifest_path, labelled_only=False)
+def held_out_fold(run: Run, cohort: Cohort) -> list[int]:
+    """Per cohort subject: the fold that held it out when the run saw it (by id or by image), else ENSEMBLE."""
+    fold_of_subject = {s: k for k, test in enumerate(run.folds) for s in test}
+    fold_of_image = {d: fold_of_subject[s] for (s, _), d in run.digests.items() if s in fold_of_subject}
+    folds = []
+    for subject in cohort.ids:
+        fold = fold_of_subject.get(subject, ENSEMBLE)
+        for key in ((subject, v) for v in run.config.view_names):
+            if fold == ENSEMBLE and cohort.digests.get(key) in fold_of_image:
+                fold = fold_of_image[cohort.digests[key]]
+        folds.append(fold)
+    return folds
+
+
+def _fold_predictions(run: Run, cohort: Cohort) -> list[dict[str, np.ndarray]]:
+    """Every fold head's outputs for every cohort subject (un-augmented images)."""
     encoder, weights_id = load_frozen_encoder(run)
     cache = FeatureCache(run.config.cache_dir, encoder, weights_id, run.config.pooling)
     x = {
@@ -32,46 +51,63 @@ def evaluate_run(run_dir: str | Path, manifest_path: str | Path, out_dir: Path |
         ]
         for v in run.config.view_names
     }
-    outputs = run.config.outputs
     per_head = []
     for head in load_heads(run):
         raw = head.predict(x, verbose=0)
         raw = raw if isinstance(raw, list) else [raw]
-        per_head.append({o: np.asarray(r).reshape(-1) for o, r in zip(outputs, raw, strict=True)})
-    mean = {o: np.mean([p[o] for p in per_head], axis=0) for o in outputs}
+        per_head.append({o: np.asarray(r).reshape(-1) for o, r in zip(run.config.outputs, raw, strict=True)})
+    return per_head
 
-    rows: list[dict[str, Any]] = []
-    for i, s in enumerate(cohort.subjects):
-        row: dict[str, Any] = {
-            "subject_id": s.subject_id,
-            "vendor": s.vendor,
-            "pdff": s.pdff,
-            "reader_label": s.reader_label,
-        }
-        for o in outputs:
-            row[o if o == "p_fatty" else "pdff_pred"] = float(mean[o][i])
+
+def _reader_agreement(rows: list[dict[str, Any]], fatty_threshold: float) -> dict[str, Any]:
+    model_call = [
+        int((r["p_fatty"] >= P_FATTY_THRESHOLD) if "p_fatty" in r else (r["pdff_pred"] >= fatty_threshold))
+        for r in rows
+    ]
+    reader = [r["reader_label"] for r in rows]
+    return {
+        "n": len(rows),
+        "confusion_rows_reader_cols_model": confusion_matrix(reader, model_call, labels=[0, 1]).tolist(),
+        "agreement": float(np.mean(np.array(reader) == np.array(model_call))),
+        "cohen_kappa": float(cohen_kappa_score(reader, model_call, labels=[0, 1]))
+        if len(set(reader) | set(model_call)) > 1
+        else None,
+    }
+
+
+def _rows(run: Run, cohort: Cohort) -> list[dict[str, Any]]:
+    per_head = _fold_predictions(run, cohort)
+    folds = held_out_fold(run, cohort)
+    rows = []
+    for i, (s, fold) in enumerate(zip(cohort.subjects, folds, strict=True)):
+        row: dict[str, Any] = {"subject_id": s.subject_id, "vendor": s.vendor, "pdff": s.pdff}
+        row["reader_label"] = s.reader_label
+        for o in run.config.outputs:
+            value = np.mean([p[o][i] for p in per_head]) if fold == ENSEMBLE else per_head[fold][o][i]
+            row[o if o == "p_fatty" else "pdff_pred"] = float(value)
+        row["scored_by"] = f"ensemble of {len(per_head)} folds" if fold == ENSEMBLE else f"fold {fold} (held out)"
         rows.append(row)
+    return rows
 
-    result: dict[str, Any] = {"run": str(run.path), "manifest": str(manifest_path), "n_subjects": len(rows)}
+
+def evaluate_run(run_dir: str | Path, manifest_path: str | Path, out_dir: Path | None = None) -> dict[str, Any]:
+    run = open_run(run_dir)
+    cohort = read_cohort(manifest_path, labelled_only=False)
+    rows = _rows(run, cohort)
+    held_out = sum(r["scored_by"].endswith("(held out)") for r in rows)
+    result: dict[str, Any] = {
+        "run": str(run.path),
+        "manifest": str(manifest_path),
+        "n_subjects": len(rows),
+        "scored_by": {"held_out_fold": held_out, "fold_ensemble": len(rows) - held_out},
+    }
     labelled = [r for r in rows if r["pdff"] is not None]
     if labelled:
         result["metrics"] = score_rows(labelled, run.config.fatty_threshold)
         result["n_labelled"] = len(labelled)
     with_reader = [r for r in rows if r["reader_label"] is not None]
     if with_reader:
-        model_call = [
-            int((r["p_fatty"] >= 0.5) if "p_fatty" in r else (r["pdff_pred"] >= run.config.fatty_threshold))
-            for r in with_reader
-        ]
-        reader = [r["reader_label"] for r in with_reader]
-        result["reader_agreement"] = {
-            "n": len(with_reader),
-            "confusion_rows_reader_cols_model": confusion_matrix(reader, model_call, labels=[0, 1]).tolist(),
-            "agreement": float(np.mean(np.array(reader) == np.array(model_call))),
-            "cohen_kappa": float(cohen_kappa_score(reader, model_call, labels=[0, 1]))
-            if len(set(reader) | set(model_call)) > 1
-            else None,
-        }
+        result["reader_agreement"] = _reader_agreement(with_reader, run.config.fatty_threshold)
     out_dir = out_dir or run.path / "evaluations" / Path(manifest_path).parent.name
     out_dir.mkdir(parents=True, exist_ok=True)
     write_predictions(out_dir / "predictions.csv", rows)

@@ -3,7 +3,8 @@
 The subject is explained by the head of the fold where it was a *test* subject, so the explanation is of
 an unseen case, as at the bedside.
 
-- Grad-CAM: gradient of the output with respect to VGG19's last convolution (block5_conv4), per view.
+- Grad-CAM: gradient of the output with respect to VGG19's last convolution (block5_conv4), per view. Both
+  views' heatmaps share one scale (the larger maximum), so the overlay shows which view mattered.
 - SHAP (shap.KernelExplainer): Shapley values of the 7x7 spatial cells of each view's feature map (a cell
   "absent" takes its training-fold mean), i.e. how much each image region and each view pushes p_fatty or
   PDFF away from the training average. Cheap because only the head is re-evaluated.
@@ -12,31 +13,33 @@ an unseen case, as at the bedside.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from trainer.augment import IDENTITY
+from clkl.augment import IDENTITY
+from clkl.tf_setup import keras, tf
 from trainer.dataset import read_cohort
 from trainer.features import FeatureCache
 from trainer.folds import train_ids
 from trainer.runs import Run, RunError, load_frozen_encoder, open_run
-from trainer.tf_setup import keras, tf
 
 GRID = 7
 
 
-def _overlay(image: np.ndarray, heat: np.ndarray, title: str, signed: bool = False) -> np.ndarray:
+def _overlay(image: np.ndarray, heat: np.ndarray, title: str, scale: float, signed: bool = False) -> np.ndarray:
+    """The heatmap over the image; scale is the value shown at full colour (shared by the views compared)."""
     heat = cv2.resize(heat.astype(np.float32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_CUBIC)
+    scale = max(scale, 1e-12)
     if signed:  # red: pushes the output up, blue: pushes it down
-        scale = max(float(np.abs(heat).max()), 1e-12)
         colored = np.zeros((*heat.shape, 3), np.uint8)
         colored[..., 0] = np.clip(heat / scale, 0, 1) * 255
         colored[..., 2] = np.clip(-heat / scale, 0, 1) * 255
     else:
-        norm = heat / max(float(heat.max()), 1e-12)
+        norm = heat / scale
         colored = cv2.applyColorMap((np.clip(norm, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
         colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
     out = cv2.addWeighted(image, 0.55, colored, 0.45, 0)
@@ -46,18 +49,30 @@ def _overlay(image: np.ndarray, heat: np.ndarray, title: str, signed: bool = Fal
 
 
 def grad_cam(run: Run, encoder: keras.Model, head: keras.Model, images: dict[str, np.ndarray], output: int):
-    """Per view: ReLU(sum_k alpha_k A_k) on block5_conv4, alpha = spatially averaged gradients."""
+    """Per view: ReLU(sum_k alpha_k A_k) on block5_conv4, alpha = spatially averaged gradients.
+
+
+    The tape watches block5_conv4's output itself, before it feeds the last pooling layer, and nothing else
+    (no variables), so the gradient is exactly d output / d feature map, whatever the weights' trainability.
+
+    Args:
+        run: the run (views, outputs).
+        encoder: the run's frozen encoder.
+        head: the fold head that held the subject out.
+        images: view -> preprocessed image.
+        output: index of the explained output.
+    """
     base = encoder.get_layer("vgg19")
-    conv = keras.Model(base.input, [base.get_layer("block5_conv4").output, base.output])
+    to_last_conv = keras.Model(base.input, base.get_layer("block5_conv4").output)
+    last_pool = base.get_layer("block5_pool")
     normalise = encoder.get_layer("vgg_normalise")
     pool = encoder.get_layer("features")
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
         maps, feats = {}, []
         for v in run.config.view_names:
-            x = normalise(tf.constant(images[v][None]))
-            maps[v], last = conv(x)
+            maps[v] = to_last_conv(normalise(tf.constant(images[v][None])))
             tape.watch(maps[v])
-            feats.append(pool(last))
+            feats.append(pool(last_pool(maps[v])))
         out = head(feats if len(feats) > 1 else feats[0])
         out = out[output] if isinstance(out, list) else out
     grads = tape.gradient(out, list(maps.values()))
@@ -76,7 +91,16 @@ def shap_cells(
     output: int,
     nsamples: int,
 ) -> dict[str, np.ndarray]:
-    """Shapley values of each view's 7x7 cells; with average pooling, one value per view."""
+    """Shapley values of each view's 7x7 cells; with average pooling, one value per view.
+
+    Args:
+        run: the run (views, pooling).
+        head: the fold head that held the subject out.
+        subject_feats: view -> the subject's features.
+        mean_feats: view -> the training fold's mean features (an 'absent' cell takes this value).
+        output: index of the explained output.
+        nsamples: KernelExplainer coalitions.
+    """
     import shap
 
     views = run.config.view_names
@@ -108,6 +132,39 @@ def shap_cells(
     }
 
 
+@dataclass
+class SubjectExplainer:
+    """Everything needed to explain one subject with the fold head that held it out."""
+
+    run: Run
+    encoder: keras.Model
+    head: keras.Model
+    images: dict[str, np.ndarray]  # view -> preprocessed image
+    subject_feats: dict[str, np.ndarray]
+    mean_feats: dict[str, np.ndarray]  # SHAP background: the training fold's mean features
+    nsamples: int
+
+    def output(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """One output's overlay sheet (Grad-CAM, and SHAP with flatten pooling) and its figures."""
+        views, name = self.run.config.view_names, self.run.config.outputs[index]
+        cams, value = grad_cam(self.run, self.encoder, self.head, self.images, index)
+        shap_values = shap_cells(self.run, self.head, self.subject_feats, self.mean_feats, index, self.nsamples)
+        cam_scale = max(float(cams[v].max()) for v in views)
+        shap_scale = max(float(np.abs(shap_values[v]).max()) for v in views)
+        panels = []
+        for v in views:
+            panels.append(_overlay(self.images[v], cams[v], f"Grad-CAM {v} ({name})", cam_scale))
+            if self.run.config.pooling == "flatten":
+                title = f"SHAP {v} (red up, blue down)"
+                panels.append(_overlay(self.images[v], shap_values[v], title, shap_scale, signed=True))
+        figures = {
+            "value": value,
+            "shap_per_view": {v: float(np.sum(shap_values[v])) for v in views},
+            "gradcam": {"peak": {v: float(cams[v].max()) for v in views}, "scale": cam_scale},
+        }
+        return np.hstack(panels), figures
+
+
 def explain_subject(
     run_dir: str | Path,
     subject_id: str,
@@ -115,6 +172,15 @@ def explain_subject(
     out_dir: Path | None = None,
     nsamples: int = 400,
 ) -> dict[str, Any]:
+    """Overlays and figures for every output of one subject, explained by the fold that held it out.
+
+    Args:
+        run_dir: a finished frozen-backbone run.
+        subject_id: the subject to explain.
+        manifest: where its images are (default: the run's manifest).
+        out_dir: default: <run>/explanations/<subject>.
+        nsamples: SHAP coalitions per output.
+    """
     run = open_run(run_dir)
     manifest = Path(manifest) if manifest else run.manifest
     if manifest is None:
@@ -125,9 +191,7 @@ def explain_subject(
     fold = run.fold_of(subject_id)
     encoder, weights_id = load_frozen_encoder(run)
     head = keras.models.load_model(run.head_path(fold), compile=False)
-    outputs = run.config.outputs
     images = {v: cohort.image(subject_id, v) for v in run.config.view_names}
-
     cache = FeatureCache(run.config.cache_dir, encoder, weights_id, run.config.pooling)
     train = [s for s in train_ids(run.folds, fold) if s in cohort.ids]
     mean_feats = {
@@ -136,26 +200,15 @@ def explain_subject(
     }
     subject_feats = {v: cache.features([images[v]], [IDENTITY])[0, 0] for v in run.config.view_names}
 
+    explainer = SubjectExplainer(run, encoder, head, images, subject_feats, mean_feats, nsamples)
     out_dir = out_dir or run.path / "explanations" / subject_id
     out_dir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"subject_id": subject_id, "fold": fold, "outputs": {}}
     record = next(s for s in cohort.subjects if s.subject_id == subject_id)
-    result["pdff"] = record.pdff
-    for index, name in enumerate(outputs):
-        cams, value = grad_cam(run, encoder, head, images, index)
-        shap_values = shap_cells(run, head, subject_feats, mean_feats, index, nsamples)
-        panels = []
-        for v in run.config.view_names:
-            panels.append(_overlay(images[v], cams[v], f"Grad-CAM {v} ({name})"))
-            if run.config.pooling == "flatten":
-                panels.append(_overlay(images[v], shap_values[v], f"SHAP {v} (red up, blue down)", signed=True))
-        sheet = np.hstack(panels)
+    result: dict[str, Any] = {"subject_id": subject_id, "fold": fold, "pdff": record.pdff, "outputs": {}}
+    for index, name in enumerate(run.config.outputs):
+        sheet, figures = explainer.output(index)
         path = out_dir / f"{name}.png"
         cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-        result["outputs"][name] = {
-            "value": value,
-            "shap_per_view": {v: float(np.sum(shap_values[v])) for v in run.config.view_names},
-            "png": str(path),
-        }
+        result["outputs"][name] = {**figures, "png": str(path)}
     (out_dir / "explanation.json").write_text(json.dumps(result, indent=2))
     return result

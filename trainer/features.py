@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from trainer.augment import Variant, apply_variant
+from clkl.augment import Variant, apply_variant
 
 
 def image_key(image: np.ndarray) -> str:
@@ -35,7 +35,7 @@ class FeatureCache:
         return self.root / key[:2] / f"{key}_{variant.name}.npy"
 
     def _encode(self, batch: np.ndarray) -> np.ndarray:
-        from trainer.tf_setup import tf
+        from clkl.tf_setup import tf
 
         if self._fn is None:
             self._fn = tf.function(lambda x: self.encoder(x, training=False), reduce_retracing=True)

@@ -13,14 +13,28 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from edge_runtime.errors import FattyLiverError
+
+
+class FoldError(FattyLiverError):
+    """Folds that cannot be made or do not partition the cohort's subjects."""
+
 
 def make_folds(ids: list[str], vendors: list[str], fatty: list[bool], n_folds: int, seed: int) -> list[list[str]]:
-    """Returns the test subjects of each fold."""
+    """Returns the test subjects of each fold.
+
+    Args:
+        ids: subject ids.
+        vendors: one vendor per subject.
+        fatty: one class per subject.
+        n_folds: number of folds.
+        seed: shuffling seed.
+    """
     strata = [f"{v}|{int(f)}" for v, f in zip(vendors, fatty, strict=True)]
     smallest = min(Counter(strata).values())
     if smallest < n_folds:
         # StratifiedKFold would warn and leave some folds without a stratum; say what to do instead.
-        raise ValueError(
+        raise FoldError(
             f"{n_folds}-fold stratification needs at least {n_folds} subjects per vendor x class stratum; "
             f"the smallest has {smallest} ({dict(Counter(strata))}). Use fewer folds or more subjects."
         )
@@ -37,7 +51,7 @@ def load_folds(path: Path, ids: list[str]) -> list[list[str]]:
     folds = json.loads(Path(path).read_text())["folds"]
     flat = [s for f in folds for s in f]
     if sorted(flat) != sorted(ids) or len(flat) != len(set(flat)):
-        raise ValueError(f"{path}: folds do not partition this manifest's subjects exactly once each")
+        raise FoldError(f"{path}: folds do not partition this manifest's subjects exactly once each")
     return folds
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edge_runtime.errors import FattyLiverError
+
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 DICOM_SUFFIXES = {".dcm", ".dicom", ""}
 
 
-class ImageReadError(ValueError):
+class ImageReadError(FattyLiverError):
     """A file is missing, not an image, or an image this product cannot use."""
 
 
@@ -57,6 +60,14 @@ def _read_dicom(path: Path) -> np.ndarray:
     if pixels.ndim == 2:
         return np.repeat(pixels[:, :, None], 3, axis=2)
     return np.ascontiguousarray(pixels[:, :, :3])
+
+
+def image_digest(pixels: np.ndarray) -> str:
+    """Content id of a decoded image (its pixels and shape, not its file): the same picture exported twice,
+    or copied under another name, has one digest."""
+    digest = hashlib.sha256(str(pixels.shape).encode())
+    digest.update(np.ascontiguousarray(pixels).tobytes())
+    return digest.hexdigest()[:24]
 
 
 def read_image(path: str | Path) -> np.ndarray:

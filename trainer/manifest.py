@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.errors import FattyLiverError
 from edge_runtime.profiles import ScannerProfile, default_profiles
-from trainer.images import ImageReadError, read_image
+from edge_runtime.schema import FATTY_PDFF, VIEWS
+from trainer.images import ImageReadError, image_digest, read_image
 
-VIEWS = ("liver", "kidney_liver")
 REQUIRED_COLUMNS = ("subject_id", "view", "scanner", "path", "pdff")
-FATTY_THRESHOLD_PDFF = 5.0
 _READER_LABELS = {"1": 1, "fatty": 1, "yes": 1, "0": 0, "normal": 0, "no": 0}
 
 
-class ManifestError(ValueError):
+class ManifestError(FattyLiverError):
     """Every problem found in a manifest, each with its row number."""
 
     def __init__(self, path: Path, problems: list[str]):
@@ -53,7 +53,7 @@ class SubjectRecord:
 
     @property
     def fatty(self) -> bool | None:
-        return None if self.pdff is None else self.pdff >= FATTY_THRESHOLD_PDFF
+        return None if self.pdff is None else self.pdff >= FATTY_PDFF
 
 
 @dataclass
@@ -78,7 +78,8 @@ class Manifest:
             "labelled": len(labelled),
             "unlabelled": len(subs) - len(labelled),
             "with_reader_label": sum(s.reader_label is not None for s in subs),
-            "fatty_share": (sum(p >= FATTY_THRESHOLD_PDFF for p in pdffs) / len(pdffs)) if pdffs else None,
+            "fatty_share": (sum(p >= FATTY_PDFF for p in pdffs) / len(pdffs)) if pdffs else None,
+            "fatty_rule": f"PDFF >= {FATTY_PDFF:g} %",
             "pdff_range": [min(pdffs), max(pdffs)] if pdffs else None,
         }
 
@@ -97,17 +98,132 @@ def _parse_pdff(text: str, where: str, problems: list[str]) -> float | None:
     return value
 
 
-def _check_image(path: Path, profile: ScannerProfile | None, where: str, problems: list[str]) -> None:
+def _check_image(path: Path, profile: ScannerProfile | None, where: str, problems: list[str]) -> str | None:
+    """Decode one image, check its size against its profile; returns its content digest when readable."""
     try:
         image = read_image(path)
     except ImageReadError as exc:
         problems.append(f"{where}: {exc}")
-        return
+        return None
     if profile is not None and (image.shape[1], image.shape[0]) != profile.screen_size:
         problems.append(
             f"{where}: image {path.name} is {image.shape[1]}x{image.shape[0]} but scanner profile "
             f"{profile.name!r} expects {profile.screen_width}x{profile.screen_height}"
         )
+    return image_digest(image)
+
+
+def duplicate_image_problems(digests: Mapping[tuple[str, str], str], rows: Mapping[tuple[str, str], int]) -> list[str]:
+    """Rows whose image is the same picture as an earlier row's, naming both rows.
+
+    One picture under two subjects would land on both sides of a cross-validation fold (and score itself);
+    under two views of one subject it would pair a view with itself.
+
+    Args:
+        digests: (subject_id, view) -> image content digest.
+        rows: (subject_id, view) -> manifest row number.
+    """
+    first: dict[str, tuple[str, str]] = {}
+    problems = []
+    for key in sorted(digests, key=lambda k: rows[k]):
+        digest = digests[key]
+        if digest not in first:
+            first[digest] = key
+            continue
+        (sid, view), (first_sid, first_view) = key, first[digest]
+        whose = "the same subject" if sid == first_sid else f"subject {first_sid}"
+        problems.append(
+            f"row {rows[key]} (subject {sid}, {view}): the same image as row {rows[first[digest]]} "
+            f"({whose}, {first_view})"
+        )
+    return problems
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    """The CSV's rows with stripped values; a ManifestError when it is missing, unreadable or lacks columns."""
+    if not path.is_file():
+        raise ManifestError(path, ["manifest file not found"])
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ManifestError(path, [f"cannot read as CSV: {exc}"]) from exc
+    if not rows:
+        raise ManifestError(path, ["no rows (expected a header and one row per image)"])
+    columns = list(rows[0].keys())
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise ManifestError(path, [f"missing column(s): {', '.join(missing)}; have: {', '.join(map(str, columns))}"])
+    return [{k: (v or "").strip() for k, v in raw.items() if k is not None} for raw in rows]
+
+
+class _ManifestReader:
+    """Reads rows one by one into subjects, collecting every problem with its row number."""
+
+    def __init__(self, path: Path, profiles: Mapping[str, ScannerProfile], check_images: bool):
+        self.path, self.profiles, self.check_images = path, profiles, check_images
+        self.subjects: dict[str, SubjectRecord] = {}
+        self.rows: dict[tuple[str, str], int] = {}
+        self.digests: dict[tuple[str, str], str] = {}
+        self.problems: list[str] = []
+
+    def add(self, i: int, row: dict[str, str]) -> None:
+        where = f"row {i}"
+        sid, view, scanner = row["subject_id"], row["view"], row["scanner"]
+        if not sid:
+            self.problems.append(f"{where}: empty subject_id")
+            return
+        if view not in VIEWS:
+            self.problems.append(f"{where}: view {view!r} is not one of {', '.join(VIEWS)}")
+            return
+        if (sid, view) in self.rows:
+            self.problems.append(f"{where}: duplicate of row {self.rows[(sid, view)]} (subject {sid}, {view})")
+            return
+        self.rows[(sid, view)] = i
+        profile = self.profiles.get(scanner)
+        if profile is None:
+            known = ", ".join(sorted(self.profiles))
+            self.problems.append(f"{where}: unknown scanner profile {scanner!r} (known: {known})")
+        record = self._record(where, row, profile)
+        if not row["path"]:
+            self.problems.append(f"{where}: empty path")
+            return
+        image_path = self.path.parent / row["path"]
+        if self.check_images:
+            digest = _check_image(image_path, profile, where, self.problems)
+            if digest is not None:
+                self.digests[(sid, view)] = digest
+        mask = self.path.parent / row["mask_path"] if row.get("mask_path") else None
+        record.views[view] = ImageEntry(i, image_path, scanner, mask)
+
+    def _record(self, where: str, row: dict[str, str], profile: ScannerProfile | None) -> SubjectRecord:
+        """The row's subject, created on its first row; later rows must agree on scanner and PDFF."""
+        sid, scanner = row["subject_id"], row["scanner"]
+        pdff = _parse_pdff(row["pdff"], where, self.problems)
+        reader_text = row.get("reader_label", "").lower()
+        reader = _READER_LABELS.get(reader_text) if reader_text else None
+        if reader_text and reader is None:
+            self.problems.append(f"{where}: reader_label {row['reader_label']!r} is not fatty/normal/1/0")
+        record = self.subjects.get(sid)
+        if record is None:
+            record = SubjectRecord(sid, scanner, profile.vendor if profile else "?", pdff, reader)
+            self.subjects[sid] = record
+            return record
+        if record.scanner != scanner:
+            self.problems.append(f"{where}: subject {sid} was scanned on {record.scanner!r} in another row")
+        if record.pdff != pdff:
+            self.problems.append(f"{where}: subject {sid} has pdff {pdff} here but {record.pdff} in another row")
+        return record
+
+    def finish(self) -> Manifest:
+        for sid, record in self.subjects.items():
+            self.problems += [
+                f"subject {sid}: no usable {v} row (both views are needed)" for v in VIEWS if v not in record.views
+            ]
+        self.problems += duplicate_image_problems(self.digests, self.rows)
+        if self.problems:
+            raise ManifestError(self.path, self.problems)
+        return Manifest(path=self.path, subjects=self.subjects)
 
 
 def load_manifest(
@@ -115,72 +231,14 @@ def load_manifest(
     profiles: Mapping[str, ScannerProfile] | None = None,
     check_images: bool = True,
 ) -> Manifest:
-    """Parse and validate; raises ManifestError listing all problems, or returns the subjects."""
+    """Parse and validate; raises ManifestError listing all problems, or returns the subjects.
+
+    With check_images every image is decoded once: unreadable files, screens of the wrong size for their
+    profile and the same picture under two rows are reported too (``trainer validate``). Without, rows are
+    checked without reading images, and the loader that decodes them reports image problems (read_cohort).
+    """
     path = Path(path)
-    profiles = profiles if profiles is not None else default_profiles()
-    if not path.is_file():
-        raise ManifestError(path, ["manifest file not found"])
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-            columns = rows[0].keys() if rows else []
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ManifestError(path, [f"cannot read as CSV: {exc}"]) from exc
-    if not rows:
-        raise ManifestError(path, ["no rows (expected a header and one row per image)"])
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise ManifestError(path, [f"missing column(s): {', '.join(missing)}; have: {', '.join(columns)}"])
-
-    problems: list[str] = []
-    subjects: dict[str, SubjectRecord] = {}
-    seen: dict[tuple[str, str], int] = {}
-    base = path.parent
-    for i, raw in enumerate(rows, start=2):
-        where = f"row {i}"
-        row = {k: (v or "").strip() for k, v in raw.items() if k is not None}
-        sid, view, scanner = row["subject_id"], row["view"], row["scanner"]
-        if not sid:
-            problems.append(f"{where}: empty subject_id")
-            continue
-        if view not in VIEWS:
-            problems.append(f"{where}: view {view!r} is not one of {', '.join(VIEWS)}")
-            continue
-        if (sid, view) in seen:
-            problems.append(f"{where}: duplicate of row {seen[(sid, view)]} (subject {sid}, view {view})")
-            continue
-        seen[(sid, view)] = i
-        profile = profiles.get(scanner)
-        if profile is None:
-            problems.append(f"{where}: unknown scanner profile {scanner!r} (known: {', '.join(sorted(profiles))})")
-        pdff = _parse_pdff(row["pdff"], where, problems)
-        reader_text = row.get("reader_label", "").lower()
-        reader = _READER_LABELS.get(reader_text) if reader_text else None
-        if reader_text and reader is None:
-            problems.append(f"{where}: reader_label {row['reader_label']!r} is not fatty/normal/1/0")
-        image_path = base / row["path"] if row["path"] else None
-        if image_path is None:
-            problems.append(f"{where}: empty path")
-        elif check_images:
-            _check_image(image_path, profile, where, problems)
-        mask = base / row["mask_path"] if row.get("mask_path") else None
-
-        record = subjects.get(sid)
-        if record is None:
-            record = SubjectRecord(sid, scanner, profile.vendor if profile else "?", pdff, reader)
-            subjects[sid] = record
-        else:
-            if record.scanner != scanner:
-                problems.append(f"{where}: subject {sid} was scanned on {record.scanner!r} in another row")
-            if record.pdff != pdff:
-                problems.append(f"{where}: subject {sid} has pdff {pdff} here but {record.pdff} in another row")
-        if image_path is not None:
-            record.views[view] = ImageEntry(i, image_path, scanner, mask)
-
-    for sid, record in subjects.items():
-        for view in VIEWS:
-            if view not in record.views:
-                problems.append(f"subject {sid}: no usable {view} row (both views are needed)")
-    if problems:
-        raise ManifestError(path, problems)
-    return Manifest(path=path, subjects=subjects)
+    reader = _ManifestReader(path, profiles if profiles is not None else default_profiles(), check_images)
+    for i, row in enumerate(_read_rows(path), start=2):
+        reader.add(i, row)
+    return reader.finish()

@@ -22,6 +22,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from edge_runtime.schema import FATTY_PDFF, P_FATTY_THRESHOLD
+
 CLASSIFICATION = ("accuracy", "precision", "recall", "specificity", "f1", "auc", "auc_pdff10")
 REGRESSION = ("r2", "mae", "pearson", "spearman")
 
@@ -35,9 +37,16 @@ def _safe(fn: Callable[[], float]) -> float | None:
 
 
 def classification_metrics(
-    pdff: np.ndarray, score: np.ndarray, threshold: float = 0.5, fatty_pdff: float = 5.0
+    pdff: np.ndarray, score: np.ndarray, threshold: float = P_FATTY_THRESHOLD, fatty_pdff: float = FATTY_PDFF
 ) -> dict[str, float | None]:
-    """score: p_fatty (or any score where higher means fattier); decision at `threshold`."""
+    """score: p_fatty (or any score where higher means fattier); decision at `threshold`.
+
+    Args:
+        pdff: MRI-PDFF per subject (the reference standard).
+        score: the model's score per subject (higher means fattier).
+        threshold: score at or above which the call is fatty.
+        fatty_pdff: PDFF at or above which a subject is fatty.
+    """
     truth = pdff >= fatty_pdff
     decision = score >= threshold
     both_classes = 0 < truth.sum() < len(truth)
@@ -64,15 +73,31 @@ def regression_metrics(pdff: np.ndarray, predicted: np.ndarray) -> dict[str, flo
     }
 
 
-def confusion(pdff: np.ndarray, score: np.ndarray, threshold: float = 0.5, fatty_pdff: float = 5.0) -> list[list[int]]:
-    """[[TN, FP], [FN, TP]] with rows = truth (normal, fatty)."""
+def confusion(
+    pdff: np.ndarray, score: np.ndarray, threshold: float = P_FATTY_THRESHOLD, fatty_pdff: float = FATTY_PDFF
+) -> list[list[int]]:
+    """[[TN, FP], [FN, TP]] with rows = truth (normal, fatty).
+
+    Args:
+        pdff: MRI-PDFF per subject.
+        score: the model's score per subject.
+        threshold: score at or above which the call is fatty.
+        fatty_pdff: PDFF at or above which a subject is fatty.
+    """
     return confusion_matrix(pdff >= fatty_pdff, score >= threshold, labels=[False, True]).tolist()
 
 
 def bootstrap_ci(
     metric: Callable[[np.ndarray], dict[str, float | None]], n_subjects: int, n_boot: int, seed: int
 ) -> dict[str, list[float] | None]:
-    """Percentile 95 % intervals from resampling subjects with replacement; metric(indices) -> dict."""
+    """Percentile 95 % intervals from resampling subjects with replacement; metric(indices) -> dict.
+
+    Args:
+        metric: resampled subject indices -> metrics.
+        n_subjects: how many subjects to resample from.
+        n_boot: number of resamples.
+        seed: resampling seed.
+    """
     rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {}
     for _ in range(n_boot):

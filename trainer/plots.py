@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from edge_runtime.schema import P_FATTY_THRESHOLD
 from trainer.config import TrainConfig
 
 
@@ -22,6 +23,14 @@ def _save(fig, path: Path) -> None:
 
 
 def roc_plot(path: Path, pdff: np.ndarray, score: np.ndarray, threshold: float) -> None:
+    """ROC curves against PDFF >= threshold and PDFF >= 10 %.
+
+    Args:
+        path: PNG to write.
+        pdff: MRI-PDFF per subject.
+        score: the model's score per subject.
+        threshold: PDFF (%) that defines fatty.
+    """
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     for cut, style in ((threshold, "-"), (10.0, "--")):
         truth = pdff >= cut
@@ -87,7 +96,7 @@ def run_plots(out_dir: Path, arrays: dict[str, np.ndarray], config: TrainConfig)
 
     pdff = arrays["pdff"]
     score = arrays.get("p_fatty", arrays.get("pdff_pred"))
-    cut = 0.5 if "p_fatty" in arrays else config.fatty_threshold
+    cut = P_FATTY_THRESHOLD if "p_fatty" in arrays else config.fatty_threshold
     roc_plot(out_dir / "roc.png", pdff, score, config.fatty_threshold)
     confusion_plot(out_dir / "confusion.png", confusion(pdff, score, cut, config.fatty_threshold))
     if "pdff_pred" in arrays:

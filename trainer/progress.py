@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tqdm.auto import tqdm
 
-from trainer.tf_setup import keras
+from clkl.tf_setup import keras
 
 
 class EpochBar(keras.callbacks.Callback):

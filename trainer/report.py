@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.schema import P_FATTY_THRESHOLD
 from trainer.config import TrainConfig
 from trainer.crossval import FoldOutcome
 from trainer.dataset import Cohort
@@ -21,6 +22,7 @@ from trainer.metrics import (
     mean_sd,
     regression_metrics,
 )
+from trainer.paper import comparison_table, paper_line
 
 
 def collect_predictions(cohort: Cohort, outcomes: list[FoldOutcome]) -> list[dict[str, Any]]:
@@ -61,7 +63,7 @@ def score_rows(rows: list[dict[str, Any]], fatty_threshold: float) -> dict[str, 
     a = _arrays(rows)
     metrics: dict[str, float | None] = {}
     if "p_fatty" in a:
-        metrics.update(classification_metrics(a["pdff"], a["p_fatty"], 0.5, fatty_threshold))
+        metrics.update(classification_metrics(a["pdff"], a["p_fatty"], P_FATTY_THRESHOLD, fatty_threshold))
     elif "pdff_pred" in a:
         metrics.update(classification_metrics(a["pdff"], a["pdff_pred"], fatty_threshold, fatty_threshold))
     if "pdff_pred" in a:
@@ -80,7 +82,7 @@ def summarise(rows: list[dict[str, Any]], config: TrainConfig) -> dict[str, Any]
     ci = bootstrap_ci(resampled, len(rows), config.bootstrap, config.seed)
     a = _arrays(rows)
     score = a.get("p_fatty", a.get("pdff_pred"))
-    cut = 0.5 if "p_fatty" in a else config.fatty_threshold
+    cut = P_FATTY_THRESHOLD if "p_fatty" in a else config.fatty_threshold
     return {
         "n_subjects": len(rows),
         "pooled": pooled,
@@ -113,7 +115,7 @@ def markdown(summary: dict[str, Any], config: TrainConfig, title: str) -> str:
         f"pooling {config.pooling}, {config.folds}-fold subject-level CV, seed {config.seed}; "
         f"{summary['n_subjects']} subjects.",
         "",
-        "| metric | pooled | 95 % CI (bootstrap over subjects) | folds mean +/- SD |",
+        "| metric | pooled over all subjects | 95 % CI (bootstrap over subjects) | mean over folds +/- SD |",
         "| --- | --- | --- | --- |",
     ]
     for key in (*CLASSIFICATION, *REGRESSION):
@@ -128,7 +130,7 @@ def markdown(summary: dict[str, Any], config: TrainConfig, title: str) -> str:
     (tn, fp), (fn, tp) = summary["confusion"]
     lines += [
         "",
-        "Confusion matrix (rows: truth, PDFF >= 5 % = fatty):",
+        f"Confusion matrix (rows: truth, {config.threshold_text} = fatty):",
         "",
         "| | predicted normal | predicted fatty |",
         "| --- | --- | --- |",
@@ -141,18 +143,33 @@ def markdown(summary: dict[str, Any], config: TrainConfig, title: str) -> str:
             for v, m in summary["by_vendor"].items()
         ),
         "",
-        "Paper (Kim et al. 2021, CLKL, real patients): accuracy 80.1 %, precision 86.2 %, AUC 0.87, R^2 0.633.",
+        "## Comparison with the paper",
+        "",
+        "Pooled: every subject predicted once, by the fold that held it out, scored together. Mean over folds: "
+        "each fold scored on its own test subjects, then averaged (how the paper reports its AUC).",
+        "",
+        *comparison_table(summary),
+        "",
+        paper_line(),
         "",
     ]
     return "\n".join(lines)
 
 
 def write_report(out_dir: Path, rows: list[dict[str, Any]], config: TrainConfig, extra: dict[str, Any]) -> dict:
+    """predictions.csv, report.json/.md and the plots; returns report.json's content.
+
+    Args:
+        out_dir: the run directory.
+        rows: one prediction row per subject.
+        config: the run's configuration.
+        extra: added to report.json (timings).
+    """
     from trainer import plots
 
     write_predictions(out_dir / "predictions.csv", rows)
     summary = summarise(rows, config)
-    report = {"config": config.__dict__, **summary, **extra}
+    report = {"config": config.model_dump(), **summary, **extra}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     (out_dir / "report.md").write_text(markdown(summary, config, f"Cross-validation report: {out_dir.name}"))
     plots.run_plots(out_dir, _arrays(rows), config)

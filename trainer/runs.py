@@ -6,10 +6,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_runtime.errors import FattyLiverError
 from trainer.config import TrainConfig
 
+COHORT_FILE = "cohort.json"  # the run's subjects and the content digest of each image it trained on
 
-class RunError(ValueError):
+
+class RunError(FattyLiverError):
     """A run directory is missing, incomplete, or not usable for the requested command."""
 
 
@@ -20,6 +23,7 @@ class Run:
     folds: list[list[str]]
     weights_id: str | None
     manifest: Path | None
+    digests: dict[tuple[str, str], str]  # (subject_id, view) -> image digest; empty for runs that predate it
 
     def head_path(self, fold: int) -> Path:
         return self.path / f"fold{fold}" / "head.h5"
@@ -40,28 +44,45 @@ def open_run(path: str | Path) -> Run:
     folds = json.loads((path / "folds.json").read_text())["folds"]
     timings = json.loads((path / "timings.json").read_text()) if (path / "timings.json").is_file() else {}
     manifest = config.extra.get("manifest")
-    return Run(path, config, folds, timings.get("weights_id"), Path(manifest) if manifest else None)
+    digests = {}
+    if (path / COHORT_FILE).is_file():
+        recorded = json.loads((path / COHORT_FILE).read_text())["digests"]
+        digests = {(s, v): d for s, views in recorded.items() for v, d in views.items()}
+    return Run(path, config, folds, timings.get("weights_id"), Path(manifest) if manifest else None, digests)
+
+
+def save_cohort_digests(path: Path, digests: dict[tuple[str, str], str]) -> None:
+    """Record which images the run saw, so evaluate recognises them even under another subject id."""
+    by_subject: dict[str, dict[str, str]] = {}
+    for (subject, view), digest in digests.items():
+        by_subject.setdefault(subject, {})[view] = digest
+    (path / COHORT_FILE).write_text(json.dumps({"digests": by_subject}, indent=1))
+
+
+def check_backbone(run: Run, fingerprint: str) -> None:
+    """Refuse a backbone whose weights differ from the ones the run was trained (and validated) with."""
+    if run.weights_id and fingerprint != run.weights_id:
+        raise RunError(
+            f"backbone weights differ from the ones {run.path} was trained with "
+            f"({fingerprint} now vs {run.weights_id} in the run); was the weights file changed?"
+        )
 
 
 def load_frozen_encoder(run: Run):
     """Rebuild the run's encoder and prove it is the same backbone (weights fingerprint) before using it."""
-    from trainer.backbone import build_encoder, build_vgg19_base, weights_fingerprint
+    from clkl.encoder import build_encoder, build_vgg19_base, weights_fingerprint
 
     if run.config.finetune is not None:
         raise RunError(f"{run.path} fine-tuned its backbone; this command supports frozen-backbone runs")
     base = build_vgg19_base(run.config.weights, run.config.seed)
     base.trainable = False
     fingerprint = weights_fingerprint(base)
-    if run.weights_id and fingerprint != run.weights_id:
-        raise RunError(
-            f"backbone weights differ from the ones {run.path} was trained with "
-            f"({fingerprint} vs {run.weights_id}); was the weights file changed?"
-        )
+    check_backbone(run, fingerprint)
     return build_encoder(base, run.config.pooling), fingerprint
 
 
 def load_heads(run: Run) -> list:
-    from trainer.tf_setup import keras
+    from clkl.tf_setup import keras
 
     heads = []
     for k in range(len(run.folds)):

@@ -9,25 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.tf_setup import keras
+from clkl.minmax import SPAN_FLOOR, fit_minmax
+from clkl.tf_setup import keras
 
-SPAN_FLOOR = 0.1  # of the median span of the features that vary
-
-
-def fit_minmax(features: np.ndarray, span_floor: float = SPAN_FLOOR) -> tuple[np.ndarray, np.ndarray]:
-    """(min, range) per feature, fitted on the training fold.
-
-    Constant features get range 1 (they map to 0, not NaN). Features that barely vary are scaled by at least
-    ``span_floor`` x the median range: otherwise a feature that moved by a hair in training would be blown
-    up hundreds of times, and with it the int8 encoder's rounding noise at the bedside (it flipped 2 of 11
-    held-out calls before this floor; see docs/DESIGN.md).
-    """
-    lo = features.min(axis=0)
-    span = features.max(axis=0) - lo
-    varying = span > 1e-12
-    floor = span_floor * float(np.median(span[varying])) if varying.any() else 0.0
-    span = np.where(varying, np.maximum(span, floor), 1.0)
-    return lo.astype(np.float32), span.astype(np.float32)
+__all__ = ["SPAN_FLOOR", "build_head", "compile_head", "fit_minmax"]
 
 
 def _branch(x, units: int, seed: int, name: str, activation: str):
@@ -46,6 +31,13 @@ def build_head(
     minmax: tuple[np.ndarray, np.ndarray],
     seed: int,
 ) -> keras.Model:
+    """Args:
+    views: the views whose features are concatenated, in order.
+    feature_size: features per view.
+    outputs: 'p_fatty' (sigmoid) and/or 'pdff' (linear), one Dense(10) -> Dense(1) branch each.
+    minmax: (min, range) per concatenated feature, fitted on the training fold.
+    seed: initialiser seed.
+    """
     inputs = [keras.Input((feature_size,), name=f"features_{v}") for v in views]
     x = keras.layers.Concatenate(name="concat")(inputs) if len(inputs) > 1 else inputs[0]
     lo, span = minmax
@@ -58,7 +50,14 @@ def build_head(
 
 
 def compile_head(model: keras.Model, outputs: tuple[str, ...], learning_rate: float, momentum: float) -> None:
-    """SGD with Nesterov momentum as in the paper; clipnorm only guards the linear PDFF output from blow-ups."""
+    """SGD with Nesterov momentum as in the paper; clipnorm only guards the linear PDFF output from blow-ups.
+
+    Args:
+        model: the head (or a fine-tuning model ending in it).
+        outputs: output names (binary cross-entropy for p_fatty, MSE for pdff).
+        learning_rate: SGD learning rate.
+        momentum: Nesterov momentum.
+    """
     losses = {o: ("binary_crossentropy" if o == "p_fatty" else "mse") for o in outputs}
     metrics = {o: (["AUC"] if o == "p_fatty" else ["mae"]) for o in outputs}
     model.compile(

@@ -1,15 +1,14 @@
-"""The image encoder: uint8 224x224x3 B-mode -> VGG19 convolutional features.
+"""The image encoder: uint8 B-mode crop (INPUT_SHAPE) -> VGG19 convolutional features.
 
 The same Keras model extracts the training features and becomes ``encoder.tflite``, so the bedside sees
-exactly what the head was trained on. Scaling lives inside it:
+exactly what the head was trained on. The only scaling inside it is VGG's own: ImageNet VGG19 expects BGR
+pixels on 0..255 with the ImageNet mean removed. The mean is one constant offset layer; the channel order is
+folded into the first convolution's kernel (exact, padding included), so the encoder takes RGB and the int8
+graph has no channel shuffle.
 
-- MinMax: uint8 pixels span the fixed range 0..255 (on B-mode crops a fitted pixel range is always 0..255:
-  the sector background is black and speckle saturates), so the image MinMax is the constant map to [0, 1];
-  the fitted, per-fold MinMax of Kim et al. is applied to the features (see ``trainer.heads``), where it
-  also conditions the small head for plain SGD.
-- VGG normalisation: ImageNet VGG19 expects BGR with the ImageNet mean removed. The mean is one constant
-  offset layer; the channel order is folded into the first convolution's kernel (exact, padding included),
-  so the encoder takes RGB and the int8 graph has no channel shuffle.
+There is no pixel MinMax here. ImageNet weights expect 0..255, and on a B-mode crop a fitted pixel range is
+0..255 anyway (black sector background, saturated speckle). The paper's MinMax step is applied to the
+features, per feature, fitted on the training fold, as the head's first layer (:mod:`clkl.head`).
 """
 
 from __future__ import annotations
@@ -19,14 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.tf_setup import keras
+from clkl.tf_setup import keras
+from edge_runtime.errors import FattyLiverError
+from edge_runtime.schema import INPUT_SHAPE
 
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 VGG_BLOCKS = ("block1", "block2", "block3", "block4", "block5")
 FEATURE_SIZE = {"flatten": 7 * 7 * 512, "avg": 512}
 
 
-class WeightsError(ValueError):
+class WeightsError(FattyLiverError):
     """The requested backbone weights cannot be loaded (missing file, wrong shapes, no network)."""
 
 
@@ -35,7 +36,7 @@ def build_vgg19_base(weights: str, seed: int, name: str = "vgg19") -> keras.Mode
     keras.utils.set_random_seed(seed)
     if weights == "imagenet":
         try:
-            base = keras.applications.VGG19(include_top=False, weights="imagenet", input_shape=(224, 224, 3))
+            base = keras.applications.VGG19(include_top=False, weights="imagenet", input_shape=INPUT_SHAPE)
         except Exception as exc:  # the download is the only thing that fails here: say so plainly
             raise WeightsError(
                 f"could not load ImageNet VGG19 weights ({exc}). Offline? Pass --weights PATH to a local "
@@ -43,12 +44,12 @@ def build_vgg19_base(weights: str, seed: int, name: str = "vgg19") -> keras.Mode
             ) from exc
         _flip_first_kernel_to_rgb(base)
     elif weights == "none":
-        base = keras.applications.VGG19(include_top=False, weights=None, input_shape=(224, 224, 3))
+        base = keras.applications.VGG19(include_top=False, weights=None, input_shape=INPUT_SHAPE)
     else:
         path = Path(weights)
         if not path.is_file():
             raise WeightsError(f"backbone weights file not found: {path} (expected 'imagenet', 'none' or a path)")
-        base = keras.applications.VGG19(include_top=False, weights=None, input_shape=(224, 224, 3))
+        base = keras.applications.VGG19(include_top=False, weights=None, input_shape=INPUT_SHAPE)
         try:
             base.load_weights(str(path))
         except Exception as exc:
@@ -82,12 +83,19 @@ def set_trainable(base: keras.Model, finetune: str | None) -> None:
 def build_encoder(base: keras.Model, pooling: str, name: str = "encoder", input_dtype: str = "uint8") -> keras.Model:
     """uint8 image -> feature vector (flatten of the last pooling layer, or global average).
 
+
     input_dtype="float32" builds the same network (shared weights) for the int8 converter, which calibrates
     on float pixel values 0..255 and then exposes a uint8 input.
+
+    Args:
+        base: the VGG19 convolutional base.
+        pooling: 'flatten' (the paper's, 25 088 features) or 'avg' (512).
+        name: the Keras model's name.
+        input_dtype: 'uint8' (training, bedside) or 'float32' (the int8 converter's calibration input).
     """
     if pooling not in FEATURE_SIZE:
         raise ValueError(f"pooling must be one of {', '.join(FEATURE_SIZE)}, got {pooling!r}")
-    image = keras.Input((224, 224, 3), dtype=input_dtype, name="image")
+    image = keras.Input(INPUT_SHAPE, dtype=input_dtype, name="image")
     x = keras.layers.Rescaling(1.0, offset=[-m for m in IMAGENET_MEAN_RGB], name="vgg_normalise")(image)
     x = base(x)
     x = (

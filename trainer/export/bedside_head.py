@@ -1,0 +1,159 @@
+"""Export step 4: the head the bundle ships, corrected for the int8 encoder, converted to TFLite.
+
+With an int8 encoder the float head is first bias-corrected (the int8 encoder's systematic feature error,
+measured on the calibration images, is removed in the head's MinMax layer); with ``--qat`` it is then
+fine-tuned under fake-quantization on int8 features. TFLite renames outputs, so the converted head's output
+tensors are matched to ``p_fatty`` and ``pdff`` by probing them against the Keras head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from calibration.bias_correction import feature_bias, shift_head_inputs
+from calibration.convert import convert_head
+from calibration.qat import convert_qat_head, quantization_aware_head
+from clkl.augment import apply_variant, variants
+from clkl.tf_setup import keras
+from edge_runtime.bundle import head_input_indices
+from edge_runtime.interpreter import make_interpreter
+from edge_runtime.schema import VIEWS, BiasCorrection, ExportSettings
+from trainer.dataset import Cohort
+from trainer.export.conversion import ConvertedEncoders
+from trainer.export.final_model import FinalModel
+
+OUTPUTS = ("p_fatty", "pdff")
+
+
+class ExportError(RuntimeError):
+    """Export produced something inconsistent (a bug, not bad input): stop before writing a bundle."""
+
+
+@dataclass
+class BedsideHead:
+    blob: bytes
+    kind: str  # what the head is, in words, for bundle.json and fidelity.md
+    bias: BiasCorrection | None
+    interpreter: Any
+    inputs: dict[str, int]  # view -> input tensor index
+    outputs: dict[str, int]  # output name -> tensor index
+
+    def run(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """p_fatty and pdff for every row of the features, through the TFLite head."""
+        out: dict[str, list[float]] = {name: [] for name in OUTPUTS}
+        for i in range(len(features[VIEWS[0]])):
+            for view, index in self.inputs.items():
+                self.interpreter.set_tensor(index, features[view][i : i + 1].astype(np.float32))
+            self.interpreter.invoke()
+            for name, index in self.outputs.items():
+                out[name].append(float(self.interpreter.get_tensor(index).reshape(-1)[0]))
+        return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _bias_corrected(final: FinalModel, encoders: ConvertedEncoders) -> tuple[keras.Model, BiasCorrection]:
+    stacked = np.stack(encoders.samples)
+    bias = {}
+    for view, name in encoders.files.items():
+        if name not in bias:
+            float_features = final.encoders[view].predict(stacked, batch_size=16, verbose=0)
+            bias[name] = feature_bias(float_features, encoders.encode(view, encoders.samples))
+    head = shift_head_inputs(final.head, [bias[encoders.files[v]] for v in VIEWS])
+    mean_bias = float(np.mean([np.abs(b).mean() for b in bias.values()]))
+    return head, BiasCorrection(images=len(encoders.samples), mean_abs_feature_bias=mean_bias)
+
+
+def _qat_pairs(cohort: Cohort, final: FinalModel, train_ids: list[str], cap: int) -> list[tuple[str, int]]:
+    """(training subject, augmentation variant) pairs for --qat, at most cap of them."""
+    pairs = [(s, k) for s in train_ids for k in range(len(variants(final.config.augment)))]
+    if len(pairs) > cap:
+        keep = np.random.default_rng(final.config.seed).permutation(len(pairs))[:cap]
+        pairs = [pairs[i] for i in sorted(keep)]
+    return pairs
+
+
+def _quantization_aware(
+    head: keras.Model, cohort: Cohort, final: FinalModel, encoders: ConvertedEncoders, train_ids: list[str], settings
+) -> tuple[keras.Model, int]:
+    """Fine-tune the corrected head on int8 features, distilling the float model's outputs on the same images;
+    returns the head and how many (subject, variant) images it was fine-tuned on."""
+    chosen = variants(final.config.augment)
+    pairs = _qat_pairs(cohort, final, train_ids, settings.qat_images)
+    index = {s: i for i, s in enumerate(cohort.ids)}
+    int8_features = [
+        encoders.encode(v, [apply_variant(cohort.image(s, v), chosen[k]) for s, k in pairs]) for v in VIEWS
+    ]
+    float_features = [np.stack([final.features[v][index[s], k] for s, k in pairs]) for v in VIEWS]
+    teacher = final.head.predict(float_features, batch_size=256, verbose=0)
+    config = final.config
+    tuned = quantization_aware_head(
+        head,
+        int8_features,
+        teacher,
+        settings.qat_epochs,
+        config.learning_rate,
+        config.momentum,
+        config.batch_size,
+        config.seed,
+    )
+    return tuned, len(pairs)
+
+
+def _output_mapping(interpreter: Any, inputs: dict[str, int], keras_head: keras.Model, probe: dict) -> dict[str, int]:
+    """Match the TFLite head's output tensors to names by running one probe through both heads."""
+    for view, index in inputs.items():
+        interpreter.set_tensor(index, probe[view][:1].astype(np.float32))
+    interpreter.invoke()
+    expected = keras_head.predict([probe[v][:1] for v in VIEWS], verbose=0)
+    mapping = {}
+    for name, value in zip(OUTPUTS, expected, strict=True):
+        diffs = {
+            d["index"]: float(np.abs(interpreter.get_tensor(d["index"]).reshape(-1)[0] - value.reshape(-1)[0]))
+            for d in interpreter.get_output_details()
+        }
+        mapping[name] = min(diffs, key=diffs.get)
+    if len(set(mapping.values())) != len(OUTPUTS):
+        raise ExportError("could not tell the head's p_fatty and pdff outputs apart")
+    return mapping
+
+
+def bedside_head(
+    cohort: Cohort,
+    final: FinalModel,
+    encoders: ConvertedEncoders,
+    train_ids: list[str],
+    settings: ExportSettings,
+    progress: bool,
+) -> BedsideHead:
+    """The shipped head: float, bias-corrected for an int8 encoder, optionally quantization-aware.
+
+    Args:
+        cohort: the run's preprocessed images (QAT encodes training images in int8).
+        final: the float model being exported.
+        encoders: the converted encoders (bias and QAT features come from them).
+        train_ids: the export's training subjects.
+        settings: int8 and --qat settings.
+        progress: show progress bars.
+    """
+    head, kind, bias = final.head, "float32", None
+    if settings.int8:
+        head, bias = _bias_corrected(final, encoders)
+        kind = "float32, bias-corrected for the int8 encoder"
+    if settings.qat:
+        desc = f"quantization-aware head ({settings.qat_epochs} epochs)"
+        with tqdm(total=1, desc=desc, disable=not progress) as bar:
+            head, n_pairs = _quantization_aware(head, cohort, final, encoders, train_ids, settings)
+            bar.update(1)
+        kind = (
+            f"quantization-aware fine-tuned on {n_pairs} int8 feature pairs; p_fatty output layer int8, "
+            "the PDFF branch and the wide Dense(10) layers float32"
+        )
+    blob = convert_qat_head(head) if settings.qat else convert_head(head)
+    interpreter = make_interpreter(blob)
+    inputs = head_input_indices(interpreter, Path("head.tflite"))
+    probe = encoders.encode_views({v: [cohort.image(cohort.ids[0], v)] for v in VIEWS})
+    return BedsideHead(blob, kind, bias, interpreter, inputs, _output_mapping(interpreter, inputs, head, probe))

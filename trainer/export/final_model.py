@@ -1,0 +1,117 @@
+"""Export steps 1-2: check the run can be exported, hold out calibration and fidelity subjects, and train the
+final two-output head on everyone else, exactly as the run was validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration.split import ExportSplit, export_split
+from clkl.tf_setup import keras
+from edge_runtime.schema import VIEWS, ExportSettings
+from trainer.config import TrainConfig
+from trainer.crossval import (
+    cached_features,
+    finetune_fold,
+    fit_head_on_features,
+    frozen_encoder,
+    predict_rows,
+    targets,
+)
+from trainer.dataset import Cohort
+from trainer.runs import Run, RunError, check_backbone
+
+MIN_HOLDOUT = 2  # subjects in each of the calibration and fidelity groups, at least
+
+
+def exportable(run: Run, settings: ExportSettings) -> Run:
+    """The run, once it is known to make a bedside bundle; RunError says why not."""
+    if run.config.views != "clkl":
+        raise RunError(f"{run.path} trained views={run.config.views!r}; a bedside bundle needs a CLKL run")
+    if run.manifest is None or not run.manifest.is_file():
+        raise RunError(f"{run.path}: its manifest {run.manifest} is not available")
+    if settings.qat and run.config.finetune is not None:
+        raise RunError(f"{run.path} is fine-tuned; --qat supports frozen-backbone runs (the paper's CLKL model)")
+    return run
+
+
+def validated_outputs(task: str) -> dict[str, bool]:
+    """Which bundle outputs the run's cross-validation actually validated (the bundle always has both)."""
+    return {"p_fatty": task in ("classify", "both"), "pdff": task in ("regress", "both")}
+
+
+def final_config(run: Run, settings: ExportSettings) -> TrainConfig:
+    """The final head: both outputs (one backbone pass serves both at the bedside), trained for the epochs the
+    run validated (the paper's 500 for a regress run, not the 1000 of a two-output run) unless overridden."""
+    return run.config.with_changes(task="both", epochs=settings.epochs or run.config.n_epochs)
+
+
+def hold_out(cohort: Cohort, run: Run, settings: ExportSettings) -> ExportSplit:
+    n = len(cohort.ids)
+    default = max(MIN_HOLDOUT, round(settings.holdout_share * n))
+    fatty = list(cohort.pdff() >= run.config.fatty_threshold)
+    return export_split(
+        cohort.ids,
+        cohort.vendors(),
+        fatty,
+        settings.calibration_subjects or default,
+        settings.fidelity_subjects or default,
+        run.config.seed,
+    )
+
+
+@dataclass
+class FinalModel:
+    """The float model the bundle is made from, and its answers on the held-out fidelity subjects."""
+
+    config: TrainConfig
+    encoders: dict[str, keras.Model]  # view -> float encoder (one shared object for a frozen backbone)
+    head: keras.Model
+    features: dict[str, np.ndarray] | None  # cached float features (frozen backbone), for --qat
+    fidelity_outputs: dict[str, np.ndarray]  # float p_fatty and pdff of the fidelity subjects
+
+    def head_outputs(self, features: list[np.ndarray]) -> dict[str, np.ndarray]:
+        raw = self.head.predict(features, batch_size=256, verbose=0)
+        return {name: np.asarray(r).reshape(-1) for name, r in zip(("p_fatty", "pdff"), raw, strict=True)}
+
+
+def train_final_model(
+    cohort: Cohort, run: Run, split: ExportSplit, settings: ExportSettings, progress: bool
+) -> FinalModel:
+    """Train the exported head on the training group; refuses a backbone that is not the run's.
+
+    Args:
+        cohort: the run's labelled subjects, preprocessed.
+        run: the cross-validated run being exported.
+        split: the training, calibration and fidelity groups.
+        settings: the export settings (final epochs).
+        progress: show progress bars.
+    """
+    config = final_config(run, settings)
+    index = {s: i for i, s in enumerate(cohort.ids)}
+    train_rows = np.array([index[s] for s in split.train])
+    fidelity_rows = np.array([index[s] for s in split.fidelity])
+    y = targets(cohort, config.outputs, config.fatty_threshold)
+    if config.finetune is not None:
+        return _finetuned_final(cohort, config, train_rows, fidelity_rows, y, progress)
+    encoder = frozen_encoder(config)
+    check_backbone(run, encoder.weights_id)  # before the long extraction
+    feats = cached_features(cohort, config, encoder, progress)
+    head, _ = fit_head_on_features(feats, y, train_rows, config, config.seed, "final head", progress)
+    fidelity_outputs = predict_rows(head, feats, fidelity_rows, config)
+    return FinalModel(config, dict.fromkeys(VIEWS, encoder.model), head, feats, fidelity_outputs)
+
+
+def _finetuned_final(
+    cohort: Cohort,
+    config: TrainConfig,
+    train_rows: np.ndarray,
+    fidelity_rows: np.ndarray,
+    y: dict[str, np.ndarray],
+    progress: bool,
+) -> FinalModel:
+    """A fine-tuned run exports one encoder per view (each VGG19 branch was trained)."""
+    model, predictions, _ = finetune_fold(cohort, train_rows, fidelity_rows, y, config, config.seed, progress)
+    encoders = {v: model.get_layer(f"encoder_{v}") for v in VIEWS}
+    return FinalModel(config, encoders, model.get_layer("head"), None, predictions)

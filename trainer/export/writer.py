@@ -1,0 +1,181 @@
+"""Export steps 6-7: write the bundle through its declared contract, then load it the way the bedside does.
+
+The run keeps a record of every export (``exports/<bundle name>.json``): the subjects of each group, in the
+order fidelity.json lists them, and the settings. The bundle itself carries only a hash of who calibrated it,
+never subject ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibration.fidelity import markdown
+from calibration.split import ExportSplit, subject_hash
+from edge_runtime.bundle import Bundle, load_bundle, sha256_file
+from edge_runtime.schema import (
+    BundleFiles,
+    BundleMeta,
+    CalibrationInfo,
+    ClassOutput,
+    CvMetrics,
+    ExportSettings,
+    FeatureSpec,
+    HeadOutputs,
+    InputSpec,
+    Outputs,
+    PdffOutput,
+    Quantization,
+    QuantParams,
+    TrainingInfo,
+)
+from trainer.export.bedside_head import BedsideHead, ExportError
+from trainer.export.conversion import ConvertedEncoders
+from trainer.export.final_model import FinalModel, validated_outputs
+from trainer.runs import Run
+
+FIDELITY_FILES = ("fidelity.json", "fidelity.md")
+
+
+def _quantization(encoders: ConvertedEncoders, head: BedsideHead, settings: ExportSettings) -> Quantization:
+    probe = next(iter(encoders.runners.values()))
+    return Quantization(
+        encoder="int8 full-integer post-training quantization" if settings.int8 else "float32",
+        input=QuantParams(scale=probe.input_quant.scale, zero_point=probe.input_quant.zero_point),
+        output=QuantParams(scale=probe.output_quant.scale, zero_point=probe.output_quant.zero_point),
+        head=head.kind,
+        bias_correction=head.bias,
+        representative_samples=len(encoders.samples) if settings.int8 else 0,
+    )
+
+
+def _outputs(run: Run, settings: ExportSettings) -> Outputs:
+    validated = validated_outputs(run.config.task)
+    return Outputs(
+        p_fatty=ClassOutput(
+            threshold=settings.decision_threshold,
+            meaning=f"probability that MRI-{run.config.threshold_text}",
+            validated=validated["p_fatty"],
+        ),
+        pdff=PdffOutput(meaning="estimated MRI proton-density fat fraction", validated=validated["pdff"]),
+    )
+
+
+def describe_bundle(
+    run: Run, final: FinalModel, encoders: ConvertedEncoders, head: BedsideHead, split: ExportSplit, settings, out: Path
+) -> BundleMeta:
+    """bundle.json's content (without the file hashes, which are added once the files are written).
+
+    Args:
+        run: the cross-validated run (its task decides which outputs are validated; its metrics are copied).
+        final: the exported float model (pooling, epochs, weights).
+        encoders: the converted encoders (files, tensor types, quantization parameters).
+        head: the shipped head (output tensor indices, kind, bias correction).
+        split: who trained, calibrated and judged the bundle (counts and hashes only).
+        settings: the export settings, recorded whole.
+        out: the bundle directory (its name is the default bundle name).
+    """
+    probe = next(iter(encoders.runners.values()))
+    report = json.loads((run.path / "report.json").read_text())
+    return BundleMeta(
+        name=settings.name or out.name,
+        version=settings.version,
+        created=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        input=InputSpec(dtype=np.dtype(probe.input_dtype).name),
+        features=FeatureSpec(
+            size=int(probe.interpreter.get_output_details()[0]["shape"][-1]),
+            dtype=np.dtype(probe.output_dtype).name,
+            pooling=final.config.pooling,
+        ),
+        outputs=_outputs(run, settings),
+        head_outputs=HeadOutputs(**head.outputs),
+        files=BundleFiles(encoder=encoders.files, head="head.tflite", fidelity=FIDELITY_FILES[0]),
+        quantization=_quantization(encoders, head, settings),
+        calibration=CalibrationInfo(
+            subjects=len(split.calibration),
+            subject_id_sha256=subject_hash(split.calibration),
+            fidelity_subjects=len(split.fidelity),
+            train_subjects=len(split.train),
+            train_subject_id_sha256=subject_hash(split.train),
+        ),
+        training=TrainingInfo(
+            run=str(run.path),
+            weights=final.config.weights,
+            weights_id=run.weights_id,
+            finetune=final.config.finetune,
+            augment=final.config.augment,
+            epochs=final.config.n_epochs,
+            task=run.config.task,
+        ),
+        cv_metrics=CvMetrics(
+            task=run.config.task,
+            pooled=report.get("pooled"),
+            ci95=report.get("ci95"),
+            fold_mean_sd=report.get("fold_mean_sd"),
+        ),
+        export=settings,
+        sha256={},
+    )
+
+
+def write_bundle(
+    out: Path, meta: BundleMeta, encoders: ConvertedEncoders, head: BedsideHead, fidelity: dict[str, Any]
+) -> None:
+    """Every model and report file, then bundle.json with the SHA-256 of each (bundle.json is the root of trust).
+
+    Args:
+        out: the bundle directory.
+        meta: bundle.json's content; its sha256 map is filled in here.
+        encoders: the encoder file(s).
+        head: the head file.
+        fidelity: the fidelity report (JSON and Markdown).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    for name, blob in encoders.blobs.items():
+        (out / name).write_bytes(blob)
+    (out / meta.files.head).write_bytes(head.blob)
+    (out / FIDELITY_FILES[0]).write_text(json.dumps(fidelity, indent=2, default=float))
+    (out / FIDELITY_FILES[1]).write_text(markdown(fidelity))
+    listed = sorted({*encoders.blobs, meta.files.head, *FIDELITY_FILES})
+    meta.sha256 = {name: sha256_file(out / name) for name in listed}
+    meta.write(out / "bundle.json")
+
+
+def verify_bundle(out: Path, encoders: ConvertedEncoders, check_image: np.ndarray) -> Bundle:
+    """Load the bundle as the bedside does and prove it computes exactly the features export judged."""
+    bundle = load_bundle(out)
+    for view in bundle.encoders:
+        bedside = bundle.encode(view, check_image)
+        exported = encoders.encode(view, [check_image])[0]
+        worst = float(np.max(np.abs(bedside - exported)))
+        if worst > 1e-6:
+            raise ExportError(f"{out}: the bedside's {view} features differ from export's by up to {worst:g}")
+    return bundle
+
+
+def record_export(run: Run, bundle: Bundle, split: ExportSplit, fidelity_ids: list[str], settings) -> Path:
+    """exports/<name>.json in the run: which subjects trained, calibrated and judged this bundle.
+
+    Args:
+        run: the exported run (the record lands in its exports/ folder).
+        bundle: the verified bundle.
+        split: who trained, calibrated and judged it.
+        fidelity_ids: subject ids in the order of fidelity.json's per_subject list.
+        settings: the export settings.
+    """
+    record = {
+        "bundle": str(bundle.root),
+        "sha": bundle.sha,
+        "created": bundle.meta.created.isoformat(),
+        "settings": settings.model_dump(mode="json"),
+        "split": {"train": split.train, "calibration": split.calibration, "fidelity": split.fidelity},
+        "fidelity_per_subject_ids": fidelity_ids,
+    }
+    path = run.path / "exports" / f"{bundle.name}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    return path
