@@ -12,14 +12,18 @@ def main() -> None:
 
 def _register() -> None:
     from benchmarks.e2e import main as e2e
+    from benchmarks.head_loop import main as head_loop
     from benchmarks.latency import main as latency
     from benchmarks.limit import main as limit
     from benchmarks.trainer_epoch import main as trainer_epoch
+    from benchmarks.trainer_protocol import main as trainer_protocol
 
     main.add_command(e2e, "e2e")
+    main.add_command(head_loop, "head-loop")
     main.add_command(latency, "latency")
     main.add_command(limit, "limit")
     main.add_command(trainer_epoch, "trainer-epoch")
+    main.add_command(trainer_protocol, "trainer-protocol")
 
 
 _register()

@@ -29,8 +29,9 @@ def main(subjects: int, augment: str, cached_epochs: int, out_dir: str) -> None:
     from edge_runtime.schema import INPUT_SHAPE
     from phantom.cohort import generate_cohort
     from trainer.config import TrainConfig
-    from trainer.crossval import frozen_features
     from trainer.dataset import read_cohort
+    from trainer.extraction import extract, frozen_encoder
+    from trainer.features import FloatEncoder
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -39,7 +40,9 @@ def main(subjects: int, augment: str, cached_epochs: int, out_dir: str) -> None:
         cohort = read_cohort(Path(tmp) / "manifest.csv", progress=False)
         config = TrainConfig(weights="none", augment=augment, cache_dir=str(Path(tmp) / "cache"), task="classify")
         started = time.perf_counter()
-        feats, _, encoder = frozen_features(cohort, config, progress=False)
+        frozen = frozen_encoder(config)
+        feats = extract(cohort, config, FloatEncoder(frozen.model, frozen.weights_id, config.pooling), False)
+        encoder = frozen.model
         extraction_s = time.perf_counter() - started
 
         views = config.view_names

@@ -75,6 +75,21 @@ def subject_hash(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
+def representative_dataset(images: list[np.ndarray], augment: str, max_samples: int, seed: int) -> list[np.ndarray]:
+    """The int8 representative dataset: calibration images with the run's augmentation variants (the light
+    set when the run has none: the bedside sees rotated and mirrored anatomy too).
+
+    Args:
+        images: the calibration subjects' preprocessed images (both views).
+        augment: the run's augmentation name (none, light or paper).
+        max_samples: cap on the representative dataset's size.
+        seed: which samples are kept when capping.
+    """
+    from clkl.augment import variants
+
+    return representative_images(images, variants(augment if augment != "none" else "light"), max_samples, seed)
+
+
 def representative_images(images: list[np.ndarray], variants, max_samples: int, seed: int) -> list[np.ndarray]:
     """Calibration images plus their augmented variants, capped: int8 ranges must cover what the bedside sees.
 

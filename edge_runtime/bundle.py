@@ -93,13 +93,20 @@ class EncoderModel:
         q = np.round(image.astype(np.float32) / self.input_quant.scale) + self.input_quant.zero_point
         return np.clip(q, info.min, info.max).astype(self.input_dtype)[None]
 
-    def encode(self, image: np.ndarray) -> np.ndarray:
+    def codes(self, image: np.ndarray) -> np.ndarray:
+        """The encoder's raw output for one image (int8 codes for an int8 encoder; a copy, safe to keep)."""
         if image.shape != INPUT_SHAPE or image.dtype != np.uint8:
             raise ValueError(f"encoder input must be {INPUT_SHAPE} uint8, got {image.shape} {image.dtype}")
         self.interpreter.set_tensor(self.input_index, self._input_tensor(image))
         self.interpreter.invoke()
-        out = self.interpreter.get_tensor(self.output_index)[0]
-        return self.output_quant.dequantize(out) if self.output_dtype != np.float32 else out.astype(np.float32)
+        return self.interpreter.get_tensor(self.output_index)[0].copy()
+
+    def features(self, codes: np.ndarray) -> np.ndarray:
+        """float32 features from raw outputs: the one dequantization the bedside and the trainer share."""
+        return self.output_quant.dequantize(codes) if self.output_dtype != np.float32 else codes.astype(np.float32)
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        return self.features(self.codes(image))
 
 
 @dataclass

@@ -29,6 +29,8 @@ MODEL_SIZE = 224  # VGG19's input side, in pixels
 INPUT_SHAPE = (MODEL_SIZE, MODEL_SIZE, 3)  # what preprocess_frame returns and every encoder takes (uint8 RGB)
 FATTY_PDFF = 5.0  # MRI-PDFF (%) at and above which a liver is fatty (the paper's reference standard)
 P_FATTY_THRESHOLD = 0.5  # default decision threshold on the model's p_fatty
+HOLDOUT_SHARE = 0.12  # share of a run's subjects in each of its calibration and fidelity groups
+REPRESENTATIVE_SAMPLES = 300  # images (and augmented variants) an int8 encoder is calibrated on
 
 # -- wire protocol v1 (ZeroMQ multipart, topic first) ---------------------------------------------------------------
 PROTOCOL_VERSION = 1
@@ -188,6 +190,9 @@ class TrainingInfo(_Contract):
     augment: str
     epochs: int = Field(gt=0, description="Epochs the exported head trained for (the run's validated protocol).")
     task: Literal["classify", "regress", "both"] | None = Field(None, description="What the run cross-validated.")
+    features: Literal["float", "int8"] | None = Field(
+        None, description="What the head trained on: the float encoder's features, or the shipped int8 encoder's."
+    )
 
 
 class CvMetrics(_Contract):
@@ -203,8 +208,15 @@ class ExportSettings(_Contract):
     int8: bool = Field(True, description="Full-integer int8 encoder (--float ships the float32 encoder).")
     calibration_subjects: int | None = Field(None, ge=1, description="Default: holdout_share of the subjects.")
     fidelity_subjects: int | None = Field(None, ge=1, description="Default: holdout_share of the subjects.")
-    holdout_share: float = Field(0.12, gt=0, lt=0.5, description="Share held out for each of the two groups.")
-    representative_samples: int = Field(300, ge=8, description="Calibration images and their augmented variants.")
+    holdout_share: float = Field(
+        HOLDOUT_SHARE,
+        gt=0,
+        lt=0.5,
+        description="Share held out for each of the two groups (runs that predate split.json).",
+    )
+    representative_samples: int = Field(
+        REPRESENTATIVE_SAMPLES, ge=8, description="Calibration images and their augmented variants."
+    )
     epochs: int | None = Field(None, ge=1, description="Final head epochs; default: the run's validated epochs.")
     version: str = Field("1.0.0", pattern=SEMVER_PATTERN, description="Bundle version, semver.")
     name: str | None = Field(None, description="Bundle name; default: the output folder's name.")

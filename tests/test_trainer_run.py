@@ -71,11 +71,11 @@ def test_trainer_tensors_are_the_shared_preprocessing(tiny_cohort: Path) -> None
 def test_feature_cache_is_reused_and_keyed_by_content(run_dir: Path, tiny_cohort: Path, tmp_path: Path) -> None:
     from clkl.augment import LIGHT
     from clkl.encoder import build_encoder, build_vgg19_base, weights_fingerprint
-    from trainer.features import FeatureCache
+    from trainer.features import FeatureCache, FloatEncoder
 
     base = build_vgg19_base("none", 0)
     encoder = build_encoder(base, "avg")
-    cache = FeatureCache(tmp_path, encoder, weights_fingerprint(base), "avg")
+    cache = FeatureCache(tmp_path, FloatEncoder(encoder, weights_fingerprint(base), "avg"))
     image = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
     first = cache.features([image], LIGHT[:2])
     assert cache.misses == 2 and first.shape == (1, 2, 512)

@@ -36,6 +36,17 @@ def row_label(name: str, config: TrainConfig) -> str:
     return f"{name} ({depth})"
 
 
+def _shared_extraction(cohort: Cohort, clkl: TrainConfig, out_dir: Path, rows: list[str], progress: bool):
+    """One extraction (both views, every variant) that every frozen-backbone row reads its features from."""
+    from trainer.extraction import run_extraction
+    from trainer.holdout import export_groups
+
+    if all(name == "clkl_finetuned" for name in rows):
+        return None
+    split = export_groups(cohort, clkl.fatty_threshold, clkl.seed, clkl.holdout_share)
+    return run_extraction(cohort, clkl, out_dir, split, progress)
+
+
 def run_ablation(
     cohort: Cohort,
     base: TrainConfig,
@@ -58,15 +69,16 @@ def run_ablation(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     configs = ablation_configs(base, finetune, finetune_epochs)
+    rows = [name for name in ROWS if name not in skip]
+    shared = _shared_extraction(cohort, configs["clkl"], out_dir, rows, progress)
     results: dict[str, Any] = {}
     folds_file: Path | None = None
-    for name in ROWS:
-        if name in skip:
-            continue
+    for name in rows:
         if progress:
             print(f"\n=== ablation row: {name} ===", flush=True)
         run_dir = out_dir / name
-        report = train_run(cohort, configs[name], run_dir, folds_file, progress)
+        extraction = shared if configs[name].finetune is None else None
+        report = train_run(cohort, configs[name], run_dir, folds_file, progress, extraction)
         folds_file = folds_file or run_dir / "folds.json"  # every later row reuses the first row's folds
         results[name] = {"config": configs[name].model_dump(), **report}
     table = ablation_markdown(results)

@@ -98,6 +98,10 @@ PROTOCOL_FIELDS = (
     "cache_dir",
     "bootstrap",
     "minmax_floor",
+    "features",
+    "int8_samples",
+    "holdout_share",
+    "head_loop",
 )
 
 

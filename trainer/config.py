@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from clkl.minmax import SPAN_FLOOR
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.schema import FATTY_PDFF, View, validation_problems
+from edge_runtime.schema import FATTY_PDFF, HOLDOUT_SHARE, REPRESENTATIVE_SAMPLES, View, validation_problems
 
 VIEW_SETS: dict[str, tuple[View, ...]] = {
     "clkl": ("liver", "kidney_liver"),
@@ -59,6 +59,24 @@ class TrainConfig(BaseModel):
         SPAN_FLOOR, ge=0, lt=1, description="Feature MinMax range floor, share of the median range (0 = paper)."
     )
     bootstrap: int = Field(1000, ge=10, description="Bootstrap resamples for the 95 % CIs.")
+    features: Literal["float", "int8"] = Field(
+        "float",
+        description="float: the Keras VGG19's features (the paper's); int8: the bundle's int8 encoder's, calibrated "
+        "first on the run's calibration group.",
+    )
+    int8_samples: int = Field(
+        REPRESENTATIVE_SAMPLES, ge=8, description="--features int8: images the int8 encoder is calibrated on."
+    )
+    holdout_share: float = Field(
+        HOLDOUT_SHARE,
+        gt=0,
+        lt=0.5,
+        description="Share of subjects in each of the calibration and fidelity groups.",
+    )
+    head_loop: Literal["kernel", "keras"] = Field(
+        "kernel",
+        description="How the frozen-backbone head trains: kernel (the same SGD in kernel form, fast) or keras (fit).",
+    )
     extra: dict[str, Any] = Field(default_factory=dict, description="Provenance: the manifest path, etc.")
 
     @field_validator("finetune")

@@ -16,14 +16,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from clkl.augment import apply_variant, variants
-from clkl.encoder import build_encoder, build_vgg19_base, set_trainable, weights_fingerprint
+from clkl.encoder import build_encoder, build_vgg19_base, set_trainable
 from clkl.head import build_head, compile_head, fit_minmax
 from clkl.tf_setup import choose_strategy, keras
 from edge_runtime.schema import INPUT_SHAPE
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort
-from trainer.features import FeatureCache
 from trainer.folds import FoldError, load_folds, make_folds, save_folds, train_ids
+from trainer.kernel_sgd import SgdSettings, train_head
 from trainer.progress import EpochBar
 
 
@@ -39,51 +39,6 @@ class FoldOutcome:
 def targets(cohort: Cohort, outputs: tuple[str, ...], fatty_threshold: float) -> dict[str, np.ndarray]:
     pdff = cohort.pdff().astype(np.float32)
     return {o: ((pdff >= fatty_threshold).astype(np.float32) if o == "p_fatty" else pdff) for o in outputs}
-
-
-@dataclass
-class FrozenEncoder:
-    """The frozen VGG19 encoder of a configuration and the fingerprint of its weights."""
-
-    model: keras.Model
-    weights_id: str
-
-
-def frozen_encoder(config: TrainConfig) -> FrozenEncoder:
-    base = build_vgg19_base(config.weights, config.seed)
-    set_trainable(base, None)
-    return FrozenEncoder(build_encoder(base, config.pooling), weights_fingerprint(base))
-
-
-def cached_features(
-    cohort: Cohort, config: TrainConfig, encoder: FrozenEncoder, progress: bool
-) -> dict[str, np.ndarray]:
-    """View -> array (subjects, variants, features) of every augmented variant; variant 0 is the identity.
-
-    Args:
-        cohort: the subjects whose images are encoded.
-        config: augmentation, views, cache directory and pooling.
-        encoder: the frozen encoder and its weights fingerprint (part of the cache key).
-        progress: print the cache's hit count.
-    """
-    cache = FeatureCache(config.cache_dir, encoder.model, encoder.weights_id, config.pooling)
-    chosen = variants(config.augment)
-    feats = {
-        view: cache.features([cohort.image(s, view) for s in cohort.ids], chosen, desc=f"features {view}")
-        for view in config.view_names
-    }
-    if progress:
-        print(f"feature cache: {cache.hits} hits, {cache.misses} computed ({cache.root})")
-    return feats
-
-
-def frozen_features(
-    cohort: Cohort, config: TrainConfig, progress: bool
-) -> tuple[dict[str, np.ndarray], str, keras.Model]:
-    """(view -> features of every variant), backbone weights id, and the frozen encoder that made them (so
-    callers reuse it instead of building VGG19 again)."""
-    encoder = frozen_encoder(config)
-    return cached_features(cohort, config, encoder, progress), encoder.weights_id, encoder.model
 
 
 def _predict(model: keras.Model, x: dict[str, np.ndarray], outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -114,21 +69,27 @@ def fit_head_on_features(
     """
     views = config.view_names
     n_variants = next(iter(feats.values())).shape[1]
-    x_train = {f"features_{v}": feats[v][rows].reshape(len(rows) * n_variants, -1) for v in views}
+    x_train = np.concatenate([feats[v][rows].reshape(len(rows) * n_variants, -1) for v in views], axis=1)
     y_train = {o: np.repeat(t[rows], n_variants) for o, t in y.items()}
-    minmax = fit_minmax(np.concatenate([x_train[f"features_{v}"] for v in views], axis=1), config.minmax_floor)
     keras.utils.set_random_seed(seed)
     with choose_strategy(config.strategy).scope():
-        head = build_head(views, feats[views[0]].shape[2], config.outputs, minmax, seed)
+        head = build_head(
+            views, feats[views[0]].shape[2], config.outputs, fit_minmax(x_train, config.minmax_floor), seed
+        )
         compile_head(head, config.outputs, config.learning_rate, config.momentum)
+    if config.head_loop == "kernel":
+        sgd = SgdSettings(config.n_epochs, config.batch_size, config.learning_rate, config.momentum, seed)
+        return head, train_head(head, x_train, y_train, sgd, desc, progress)
+    x_by_view = dict(zip((f"features_{v}" for v in views), np.split(x_train, len(views), axis=1), strict=True))
+    bar = EpochBar(config.n_epochs, desc, progress)
     history = head.fit(
-        x_train,
+        x_by_view,
         y_train,
         epochs=config.n_epochs,
         batch_size=config.batch_size,
         shuffle=True,
         verbose=0,
-        callbacks=[EpochBar(config.n_epochs, desc, progress)],
+        callbacks=[bar],
     )
     return head, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
@@ -214,14 +175,20 @@ def finetune_fold(
 
 
 def run_cross_validation(
-    cohort: Cohort, config: TrainConfig, out_dir: Path, folds_file: Path | None = None, progress: bool = True
-) -> tuple[list[FoldOutcome], dict]:
+    cohort: Cohort,
+    config: TrainConfig,
+    out_dir: Path,
+    features: dict[str, np.ndarray] | None,
+    folds_file: Path | None = None,
+    progress: bool = True,
+) -> list[FoldOutcome]:
     """Train and test every fold; writes config, folds, per-fold heads and histories into out_dir.
 
     Args:
         cohort: the labelled cohort.
         config: the configuration to cross-validate.
         out_dir: the run directory.
+        features: view -> (subjects, variants, features) for a frozen backbone; None when fine-tuning.
         folds_file: reuse these folds (another run's folds.json) instead of drawing new ones.
         progress: show progress bars.
     """
@@ -237,14 +204,6 @@ def run_cross_validation(
     y = targets(cohort, config.outputs, config.fatty_threshold)
     index = {s: i for i, s in enumerate(ids)}
 
-    timings: dict = {}
-    feats: dict[str, np.ndarray] = {}
-    if config.finetune is None:
-        started = time.perf_counter()
-        feats, weights_id, _ = frozen_features(cohort, config, progress)
-        timings["features_s"] = time.perf_counter() - started
-        timings["weights_id"] = weights_id
-
     outcomes = []
     for k, test in enumerate(tqdm(folds, desc="folds", unit="fold", disable=not progress)):
         started = time.perf_counter()
@@ -256,14 +215,13 @@ def run_cross_validation(
         fold_dir.mkdir(exist_ok=True)
         if config.finetune is None:
             head, history = fit_head_on_features(
-                feats, y, rows, config, config.seed + k, f"fold {k + 1}/{len(folds)}", progress
+                features, y, rows, config, config.seed + k, f"fold {k + 1}/{len(folds)}", progress
             )
-            preds = predict_rows(head, feats, test_rows, config)
+            preds = predict_rows(head, features, test_rows, config)
             head.save(fold_dir / "head.h5")
         else:
             model, preds, history = finetune_fold(cohort, rows, test_rows, y, config, config.seed + k, progress)
             model.save_weights(fold_dir / "model.weights.h5")
         (fold_dir / "history.json").write_text(json.dumps(history))
         outcomes.append(FoldOutcome(k, list(test), preds, history, time.perf_counter() - started))
-    timings["folds_s"] = [o.seconds for o in outcomes]
-    return outcomes, timings
+    return outcomes

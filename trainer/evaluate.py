@@ -20,9 +20,10 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix
 from clkl.augment import IDENTITY
 from edge_runtime.schema import P_FATTY_THRESHOLD
 from trainer.dataset import Cohort, read_cohort
+from trainer.extraction import run_encoders
 from trainer.features import FeatureCache
 from trainer.report import score_rows, write_predictions
-from trainer.runs import Run, load_frozen_encoder, load_heads, open_run
+from trainer.runs import Run, load_heads, open_run
 
 ENSEMBLE = -1  # "fold" of a subject the run never saw
 
@@ -43,8 +44,7 @@ def held_out_fold(run: Run, cohort: Cohort) -> list[int]:
 
 def _fold_predictions(run: Run, cohort: Cohort) -> list[dict[str, np.ndarray]]:
     """Every fold head's outputs for every cohort subject (un-augmented images)."""
-    encoder, weights_id = load_frozen_encoder(run)
-    cache = FeatureCache(run.config.cache_dir, encoder, weights_id, run.config.pooling)
+    cache = FeatureCache(run.config.cache_dir, run_encoders(run).features)
     x = {
         f"features_{v}": cache.features([cohort.image(s, v) for s in cohort.ids], [IDENTITY], desc=f"features {v}")[
             :, 0

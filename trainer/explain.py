@@ -23,9 +23,10 @@ import numpy as np
 from clkl.augment import IDENTITY
 from clkl.tf_setup import keras, tf
 from trainer.dataset import read_cohort
+from trainer.extraction import run_encoders
 from trainer.features import FeatureCache
 from trainer.folds import train_ids
-from trainer.runs import Run, RunError, load_frozen_encoder, open_run
+from trainer.runs import Run, RunError, open_run
 
 GRID = 7
 
@@ -189,10 +190,11 @@ def explain_subject(
     if subject_id not in cohort.ids:
         raise RunError(f"subject {subject_id!r} is not in {manifest}")
     fold = run.fold_of(subject_id)
-    encoder, weights_id = load_frozen_encoder(run)
+    encoders = run_encoders(run)  # Grad-CAM needs the float network; SHAP uses the features the head saw
+    encoder = encoders.frozen.model
     head = keras.models.load_model(run.head_path(fold), compile=False)
     images = {v: cohort.image(subject_id, v) for v in run.config.view_names}
-    cache = FeatureCache(run.config.cache_dir, encoder, weights_id, run.config.pooling)
+    cache = FeatureCache(run.config.cache_dir, encoders.features)
     train = [s for s in train_ids(run.folds, fold) if s in cohort.ids]
     mean_feats = {
         v: cache.features([cohort.image(s, v) for s in train], [IDENTITY], desc=f"background {v}")[:, 0].mean(axis=0)

@@ -24,6 +24,7 @@ class Run:
     weights_id: str | None
     manifest: Path | None
     digests: dict[tuple[str, str], str]  # (subject_id, view) -> image digest; empty for runs that predate it
+    int8_sha256: str | None = None  # --features int8: SHA-256 of the run's encoder_int8.tflite
 
     def head_path(self, fold: int) -> Path:
         return self.path / f"fold{fold}" / "head.h5"
@@ -48,7 +49,10 @@ def open_run(path: str | Path) -> Run:
     if (path / COHORT_FILE).is_file():
         recorded = json.loads((path / COHORT_FILE).read_text())["digests"]
         digests = {(s, v): d for s, views in recorded.items() for v, d in views.items()}
-    return Run(path, config, folds, timings.get("weights_id"), Path(manifest) if manifest else None, digests)
+    manifest_path = Path(manifest) if manifest else None
+    return Run(
+        path, config, folds, timings.get("weights_id"), manifest_path, digests, timings.get("int8_encoder_sha256")
+    )
 
 
 def save_cohort_digests(path: Path, digests: dict[tuple[str, str], str]) -> None:
@@ -66,19 +70,6 @@ def check_backbone(run: Run, fingerprint: str) -> None:
             f"backbone weights differ from the ones {run.path} was trained with "
             f"({fingerprint} now vs {run.weights_id} in the run); was the weights file changed?"
         )
-
-
-def load_frozen_encoder(run: Run):
-    """Rebuild the run's encoder and prove it is the same backbone (weights fingerprint) before using it."""
-    from clkl.encoder import build_encoder, build_vgg19_base, weights_fingerprint
-
-    if run.config.finetune is not None:
-        raise RunError(f"{run.path} fine-tuned its backbone; this command supports frozen-backbone runs")
-    base = build_vgg19_base(run.config.weights, run.config.seed)
-    base.trainable = False
-    fingerprint = weights_fingerprint(base)
-    check_backbone(run, fingerprint)
-    return build_encoder(base, run.config.pooling), fingerprint
 
 
 def load_heads(run: Run) -> list:

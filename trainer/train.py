@@ -1,16 +1,24 @@
-"""`trainer train`: one configuration, cross-validated, reported."""
+"""`trainer train`: one configuration, cross-validated, reported.
+
+A run is: the export groups (``split.json``, decided now so an int8 encoder can be calibrated on them), the
+features (cached; shared when an ablation passes them in), the folds, one head per fold, and the report.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort, read_cohort
+from trainer.holdout import export_groups, save_split
 from trainer.manifest import ManifestError
 from trainer.runs import save_cohort_digests
+
+if TYPE_CHECKING:
+    from trainer.extraction import Extraction
 
 
 def load_labelled_cohort(manifest_path: str | Path, progress: bool = True) -> Cohort:
@@ -22,9 +30,14 @@ def load_labelled_cohort(manifest_path: str | Path, progress: bool = True) -> Co
 
 
 def train_run(
-    cohort: Cohort, config: TrainConfig, out_dir: Path, folds_file: Path | None = None, progress: bool = True
+    cohort: Cohort,
+    config: TrainConfig,
+    out_dir: Path,
+    folds_file: Path | None = None,
+    progress: bool = True,
+    extraction: Extraction | None = None,
 ) -> dict[str, Any]:
-    """Cross-validate, record the cohort's image digests, write the report; returns report.json's content.
+    """Cross-validate, record what the run saw, write the report; returns report.json's content.
 
     Args:
         cohort: the labelled cohort.
@@ -32,14 +45,26 @@ def train_run(
         out_dir: the run directory.
         folds_file: reuse another run's folds.json.
         progress: show progress bars.
+        extraction: features already extracted for this cohort (ablation rows share one extraction).
     """
     from clkl.tf_setup import device_summary
     from trainer.crossval import run_cross_validation
+    from trainer.extraction import run_extraction
     from trainer.report import collect_predictions, write_report
 
     started = time.perf_counter()
-    outcomes, timings = run_cross_validation(cohort, config, out_dir, folds_file, progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    split = export_groups(cohort, config.fatty_threshold, config.seed, config.holdout_share)
+    save_split(out_dir, split)
     save_cohort_digests(out_dir, cohort.digests)
+    timings: dict[str, Any] = {"features": config.features}
+    features = None
+    if config.finetune is None:
+        extraction = extraction or run_extraction(cohort, config, out_dir, split, progress)
+        features = extraction.for_config(config)
+        timings.update(extraction.timings, **extraction.record(out_dir))
+    outcomes = run_cross_validation(cohort, config, out_dir, features, folds_file, progress)
+    timings["folds_s"] = [o.seconds for o in outcomes]
     rows = collect_predictions(cohort, outcomes)
     timings["total_s"] = time.perf_counter() - started
     timings["device"] = device_summary()

@@ -140,7 +140,9 @@ def bedside_head(
         progress: show progress bars.
     """
     head, kind, bias = final.head, "float32", None
-    if settings.int8:
+    if final.int8_encoder is not None:
+        kind = "float32, trained on the int8 encoder's own features (--features int8)"
+    elif settings.int8:
         head, bias = _bias_corrected(final, encoders)
         kind = "float32, bias-corrected for the int8 encoder"
     if settings.qat:

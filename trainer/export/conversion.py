@@ -14,8 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calibration.convert import convert_encoder
-from calibration.split import ExportSplit, representative_images
-from clkl.augment import variants
+from calibration.split import ExportSplit, representative_dataset
 from edge_runtime.bundle import EncoderModel
 from edge_runtime.interpreter import make_interpreter
 from edge_runtime.schema import VIEWS, ExportSettings
@@ -45,17 +44,30 @@ class ConvertedEncoders:
 
 
 def calibration_samples(cohort: Cohort, final: FinalModel, split: ExportSplit, settings: ExportSettings):
-    """The representative dataset: calibration subjects' images (both views) and their augmented variants.
+    """The representative dataset: calibration subjects' images (both views) and their augmented variants
+    (for an int8-feature run, the very set its encoder was calibrated on at train time).
 
     Args:
         cohort: the run's preprocessed images.
-        final: the exported model (its augmentation and seed).
+        final: the exported model (its augmentation, seed, and whether its encoder is already int8).
         split: whose images calibrate.
         settings: the representative dataset's size.
     """
     images = [cohort.image(s, v) for s in split.calibration for v in VIEWS]
-    augment = final.config.augment if final.config.augment != "none" else "light"
-    return representative_images(images, variants(augment), settings.representative_samples, final.config.seed)
+    size = final.config.int8_samples if final.int8_encoder is not None else settings.representative_samples
+    return representative_dataset(images, final.config.augment, size, final.config.seed)
+
+
+def _runners(blobs: dict[str, bytes]) -> dict[str, EncoderModel]:
+    threads = os.cpu_count() or 1  # export owns the machine; int8 results do not depend on threads
+    return {n: EncoderModel.from_interpreter(n, make_interpreter(b, num_threads=threads)) for n, b in blobs.items()}
+
+
+def _run_int8_encoder(final: FinalModel, samples: list[np.ndarray]) -> ConvertedEncoders:
+    """An int8-feature run ships the encoder it was trained with, byte for byte (no second calibration)."""
+    blobs = {"encoder.tflite": final.int8_encoder.model_bytes}
+    bytes_float = len(convert_encoder(final.encoders[VIEWS[0]], None, False))
+    return ConvertedEncoders(dict.fromkeys(VIEWS, "encoder.tflite"), blobs, _runners(blobs), bytes_float, samples)
 
 
 def convert_encoders(
@@ -71,6 +83,8 @@ def convert_encoders(
         progress: show progress bars.
     """
     samples = calibration_samples(cohort, final, split, settings)
+    if final.int8_encoder is not None:
+        return _run_int8_encoder(final, samples)
     shared = len({id(e) for e in final.encoders.values()}) == 1
     files = {v: "encoder.tflite" if shared else f"encoder_{v}.tflite" for v in VIEWS}
     blobs: dict[str, bytes] = {}
@@ -84,6 +98,4 @@ def convert_encoders(
             bar.update(1)
         float_blob = convert_encoder(final.encoders[view], None, False) if settings.int8 else blobs[name]
         bytes_float += len(float_blob)
-    threads = os.cpu_count() or 1  # export owns the machine; int8 results do not depend on threads
-    runners = {n: EncoderModel.from_interpreter(n, make_interpreter(b, num_threads=threads)) for n, b in blobs.items()}
-    return ConvertedEncoders(files, blobs, runners, bytes_float, samples)
+    return ConvertedEncoders(files, blobs, _runners(blobs), bytes_float, samples)

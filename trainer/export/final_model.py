@@ -7,22 +7,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.split import ExportSplit, export_split
+from calibration.split import ExportSplit
 from clkl.tf_setup import keras
 from edge_runtime.schema import VIEWS, ExportSettings
 from trainer.config import TrainConfig
-from trainer.crossval import (
-    cached_features,
-    finetune_fold,
-    fit_head_on_features,
-    frozen_encoder,
-    predict_rows,
-    targets,
-)
+from trainer.crossval import finetune_fold, fit_head_on_features, predict_rows, targets
 from trainer.dataset import Cohort
-from trainer.runs import Run, RunError, check_backbone
-
-MIN_HOLDOUT = 2  # subjects in each of the calibration and fidelity groups, at least
+from trainer.extraction import extract, run_encoders
+from trainer.features import FeatureEncoder, Int8Encoder
+from trainer.holdout import export_groups, load_split
+from trainer.runs import Run, RunError
 
 
 def exportable(run: Run, settings: ExportSettings) -> Run:
@@ -33,6 +27,11 @@ def exportable(run: Run, settings: ExportSettings) -> Run:
         raise RunError(f"{run.path}: its manifest {run.manifest} is not available")
     if settings.qat and run.config.finetune is not None:
         raise RunError(f"{run.path} is fine-tuned; --qat supports frozen-backbone runs (the paper's CLKL model)")
+    if run.config.features == "int8" and (settings.qat or not settings.int8):
+        raise RunError(
+            f"{run.path} trained its head on the int8 encoder's features: it exports that int8 encoder as is "
+            "(no --qat, no --float)"
+        )
     return run
 
 
@@ -48,17 +47,15 @@ def final_config(run: Run, settings: ExportSettings) -> TrainConfig:
 
 
 def hold_out(cohort: Cohort, run: Run, settings: ExportSettings) -> ExportSplit:
-    n = len(cohort.ids)
-    default = max(MIN_HOLDOUT, round(settings.holdout_share * n))
-    fatty = list(cohort.pdff() >= run.config.fatty_threshold)
-    return export_split(
-        cohort.ids,
-        cohort.vendors(),
-        fatty,
-        settings.calibration_subjects or default,
-        settings.fidelity_subjects or default,
-        run.config.seed,
-    )
+    """The groups the run recorded when it was trained (split.json); explicit sizes, or a run that predates
+    split.json, draw them now. An int8-feature run must keep its own: its encoder was calibrated on them."""
+    explicit = (settings.calibration_subjects, settings.fidelity_subjects)
+    recorded = load_split(run.path)
+    if recorded is not None and run.config.features == "int8" and explicit != (None, None):
+        raise RunError(f"{run.path}: an int8-feature run exports with the groups its encoder was calibrated on")
+    if recorded is not None and explicit == (None, None):
+        return recorded
+    return export_groups(cohort, run.config.fatty_threshold, run.config.seed, settings.holdout_share, explicit)
 
 
 @dataclass
@@ -68,12 +65,24 @@ class FinalModel:
     config: TrainConfig
     encoders: dict[str, keras.Model]  # view -> float encoder (one shared object for a frozen backbone)
     head: keras.Model
-    features: dict[str, np.ndarray] | None  # cached float features (frozen backbone), for --qat
-    fidelity_outputs: dict[str, np.ndarray]  # float p_fatty and pdff of the fidelity subjects
+    features: dict[str, np.ndarray] | None  # the head's cached training features (frozen backbone), for --qat
+    fidelity_outputs: dict[str, np.ndarray]  # the reference model's p_fatty and pdff of the fidelity subjects
+    feature_encoder: FeatureEncoder | None = None  # where the head's features come from (frozen backbone)
+
+    @property
+    def int8_encoder(self) -> Int8Encoder | None:
+        """The run's own int8 encoder (--features int8): the bundle ships it as is."""
+        return self.feature_encoder if isinstance(self.feature_encoder, Int8Encoder) else None
 
     def head_outputs(self, features: list[np.ndarray]) -> dict[str, np.ndarray]:
         raw = self.head.predict(features, batch_size=256, verbose=0)
         return {name: np.asarray(r).reshape(-1) for name, r in zip(("p_fatty", "pdff"), raw, strict=True)}
+
+    def reference_features(self, view: str, images: np.ndarray) -> np.ndarray:
+        """The features the reference model sees: the float encoder's, or the run's int8 encoder's."""
+        if self.int8_encoder is not None:
+            return self.int8_encoder.features(self.int8_encoder.encode(images))
+        return self.encoders[view].predict(images, batch_size=16, verbose=0)
 
 
 def train_final_model(
@@ -95,12 +104,12 @@ def train_final_model(
     y = targets(cohort, config.outputs, config.fatty_threshold)
     if config.finetune is not None:
         return _finetuned_final(cohort, config, train_rows, fidelity_rows, y, progress)
-    encoder = frozen_encoder(config)
-    check_backbone(run, encoder.weights_id)  # before the long extraction
-    feats = cached_features(cohort, config, encoder, progress)
+    encoders = run_encoders(run)  # refuses a backbone (or int8 encoder) that is not the run's, before extracting
+    feats = extract(cohort, config, encoders.features, progress)
     head, _ = fit_head_on_features(feats, y, train_rows, config, config.seed, "final head", progress)
     fidelity_outputs = predict_rows(head, feats, fidelity_rows, config)
-    return FinalModel(config, dict.fromkeys(VIEWS, encoder.model), head, feats, fidelity_outputs)
+    float_encoders = dict.fromkeys(VIEWS, encoders.frozen.model)
+    return FinalModel(config, float_encoders, head, feats, fidelity_outputs, encoders.features)
 
 
 def _finetuned_final(

@@ -59,7 +59,7 @@ def independent_group(
     head: the shipped head.
     """
     images = {v: [independent.image(s, v) for s in independent.ids] for v in VIEWS}
-    float_features = [final.encoders[v].predict(np.stack(images[v]), batch_size=16, verbose=0) for v in VIEWS]
+    float_features = [final.reference_features(v, np.stack(images[v])) for v in VIEWS]
     bundle_out = head.run(encoders.encode_views(images))
     return FidelityGroup(list(independent.ids), independent.pdff(), final.head_outputs(float_features), bundle_out)
 

@@ -41,10 +41,18 @@ from trainer.runs import Run
 FIDELITY_FILES = ("fidelity.json", "fidelity.md")
 
 
+def _encoder_kind(settings: ExportSettings, head: BedsideHead) -> str:
+    if not settings.int8:
+        return "float32"
+    if "--features int8" in head.kind:
+        return "int8 full-integer post-training quantization, calibrated when the run was trained"
+    return "int8 full-integer post-training quantization"
+
+
 def _quantization(encoders: ConvertedEncoders, head: BedsideHead, settings: ExportSettings) -> Quantization:
     probe = next(iter(encoders.runners.values()))
     return Quantization(
-        encoder="int8 full-integer post-training quantization" if settings.int8 else "float32",
+        encoder=_encoder_kind(settings, head),
         input=QuantParams(scale=probe.input_quant.scale, zero_point=probe.input_quant.zero_point),
         output=QuantParams(scale=probe.output_quant.scale, zero_point=probe.output_quant.zero_point),
         head=head.kind,
@@ -110,6 +118,7 @@ def describe_bundle(
             augment=final.config.augment,
             epochs=final.config.n_epochs,
             task=run.config.task,
+            features=run.config.features,
         ),
         cv_metrics=CvMetrics(
             task=run.config.task,
