@@ -12,6 +12,7 @@ def main() -> None:
 
 def _register() -> None:
     from benchmarks.e2e import main as e2e
+    from benchmarks.exam_stream import main as exam_stream
     from benchmarks.head_loop import main as head_loop
     from benchmarks.latency import main as latency
     from benchmarks.limit import main as limit
@@ -19,6 +20,7 @@ def _register() -> None:
     from benchmarks.trainer_protocol import main as trainer_protocol
 
     main.add_command(e2e, "e2e")
+    main.add_command(exam_stream, "exam-stream")
     main.add_command(head_loop, "head-loop")
     main.add_command(latency, "latency")
     main.add_command(limit, "limit")

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -77,6 +78,13 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "versions": versions,
     }
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (the benchmark binds it next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def rss_mb() -> float:

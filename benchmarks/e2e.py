@@ -9,7 +9,6 @@ the encoder's raw invoke p50 measured in the same run; vs the naive float two-vi
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,18 +22,12 @@ import numpy as np
 import psutil
 import zmq
 
-from benchmarks.common import bars_plot, cdf_plot, machine, summarise, time_calls, write_reports
+from benchmarks.common import bars_plot, cdf_plot, free_port, machine, summarise, time_calls, write_reports
 from edge_runtime.bundle import load_bundle
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.profiles import default_profiles
 from edge_runtime.schema import INPUT_SHAPE, BundleMeta
 from edge_runtime.server import EdgeServer
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _naive_two_view_ms(bundle_meta: BundleMeta, calls: int = 15) -> float | None:
@@ -60,7 +53,7 @@ def one_run(
     switch_every: float,
     encoding: str,
 ) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         config = RuntimeConfig(
             bundle=Path(bundle_dir),

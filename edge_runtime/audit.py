@@ -1,4 +1,5 @@
-"""Append-only JSON-lines audit log of every result: a display that is down loses nothing.
+"""Append-only JSON-lines audit log of every result and every session's final exam: a display that is down
+loses nothing.
 
 Each line is flushed (and fsync'ed) as it is written; files rotate by size (results.jsonl -> .1 -> .2 ...).
 """
@@ -59,3 +60,13 @@ def read_audit(path: str | Path) -> list[dict[str, Any]]:
         if f.exists():
             records += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
     return records
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """The per-pair result records (the log also holds one final exam record per ended session)."""
+    return [r for r in read_audit(path) if "record" not in r]
+
+
+def read_final_exams(path: str | Path) -> list[dict[str, Any]]:
+    """The final exam records (schema.ExamRecord), one per session that ended by TTL, capacity or shutdown."""
+    return [r for r in read_audit(path) if r.get("record") == "exam_final"]

@@ -75,6 +75,13 @@ def _log_unvalidated_outputs(bundle) -> None:
             name,
             bundle.meta.training.task,
         )
+    exam = bundle.meta.exam
+    if exam is None or exam.p_fatty is None:
+        logging.getLogger("edge_runtime").warning(
+            "bundle %s has no p_fatty calibrator (it predates exam calibration): exam answers use the raw p_fatty "
+            "and say calibrated=false",
+            bundle.name,
+        )
 
 
 @main.command()

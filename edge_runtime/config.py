@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge_runtime.errors import FattyLiverError
+from edge_runtime.exam import ExamPolicy
 from edge_runtime.schema import validation_problems
 from edge_runtime.transport import CurveClientKeys, CurveServerKeys
 
@@ -76,6 +77,7 @@ class RuntimeConfig(_Strict):
     prometheus_port: int = Field(0, ge=0, le=65535)
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    exam: ExamPolicy = Field(default_factory=ExamPolicy)
 
     @field_validator("frames", "results")
     @classmethod

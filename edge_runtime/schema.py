@@ -202,6 +202,47 @@ class CvMetrics(_Contract):
     fold_mean_sd: dict[str, list[float] | None] | None = None
 
 
+class PlattCalibrator(_Contract):
+    """Logistic recalibration of p_fatty, fitted on the run's out-of-fold predictions (one per subject)."""
+
+    kind: Literal["platt"] = "platt"
+    inputs: list[Literal["logit_p_fatty", "pdff"]] = Field(
+        description="Design columns: logit of the raw p_fatty, and the PDFF estimate (%) for two-output models."
+    )
+    coef: list[float]
+    intercept: float
+    subjects: int = Field(ge=2, description="Out-of-fold predictions it was fitted on.")
+    ece_before: float | None = Field(None, description="Expected calibration error of the raw p_fatty (10 bins).")
+    ece_after: float | None = Field(None, description="ECE after calibration, cross-fitted over the CV folds.")
+
+    @model_validator(mode="after")
+    def _one_coef_per_input(self) -> PlattCalibrator:
+        if len(self.coef) != len(self.inputs):
+            raise ValueError(f"{len(self.coef)} coefficients for {len(self.inputs)} inputs")
+        return self
+
+
+class PdffInterval(_Contract):
+    """Split-conformal interval for PDFF from out-of-fold residuals, symmetric in log(1 + PDFF)."""
+
+    coverage: float = Field(gt=0, lt=1, description="Nominal coverage, e.g. 0.9.")
+    space: Literal["log1p"] = "log1p"
+    halfwidth: float = Field(ge=0, description="Half-width in log1p(PDFF %) units.")
+    subjects: int = Field(ge=2)
+    cv_coverage: float | None = Field(None, description="Cross-fitted coverage on the run's own subjects.")
+
+
+class ExamCalibration(_Contract):
+    """What turns per-pair outputs into a calibrated exam answer (docs/DESIGN.md, 'The exam-level answer')."""
+
+    p_fatty: PlattCalibrator | None = None
+    pdff_interval: PdffInterval | None = None
+    fatty_pdff: float = Field(FATTY_PDFF, gt=0, description="The PDFF line (%) the call and PDFF are checked against.")
+    discordance: dict[str, float] = Field(
+        default_factory=dict, description="CV shares of subjects whose call and PDFF disagree about the line."
+    )
+
+
 class ExportSettings(_Contract):
     """Every knob of ``trainer export``, recorded in the bundle so anyone can redo it."""
 
@@ -256,6 +297,9 @@ class BundleMeta(_Contract):
     training: TrainingInfo
     cv_metrics: CvMetrics
     export: ExportSettings | None = Field(None, description="How the bundle was exported; None in older bundles.")
+    exam: ExamCalibration | None = Field(
+        None, description="Calibrator and PDFF interval; None in older bundles (the exam then uses raw p_fatty)."
+    )
     sha256: dict[str, str] = Field(description="SHA-256 of every file in the bundle except bundle.json itself.")
 
     @field_validator("views")
@@ -296,6 +340,25 @@ class FrameRef(Message):
     ts: float
 
 
+ExamCall = Literal["fatty", "normal", "indeterminate"]
+
+
+class ExamEstimate(Message):
+    """The session's exam so far: recent pairs combined, with intervals, behind a hysteresis."""
+
+    call: ExamCall | None = Field(description="None until enough pairs agree for long enough (see reason).")
+    reason: str | None = Field(None, description="Why there is no call, why it is indeterminate, or what it holds.")
+    p_fatty: float | None = Field(None, ge=0, le=1, description="Calibrated when `calibrated` is true.")
+    p_fatty_interval: tuple[float, float] | None = Field(None, description="90 % interval from the pairs' spread.")
+    pdff: float | None = Field(None, description="Trimmed mean of the pairs' PDFF estimates, %.")
+    pdff_interval: tuple[float, float] | None = Field(None, description="90 % interval: CV error and pairs' spread.")
+    n_pairs: int = Field(0, ge=0)
+    stable_since: float | None = Field(None, description="Frame time (unix s) since which the call has held.")
+    calibrated: bool = Field(description="False: the bundle has no calibrator and p_fatty is the raw output.")
+    discordant: bool = Field(False, description="The call and the PDFF point estimate sit on opposite sides of 5 %.")
+    views_seen: list[View] = Field(default_factory=list)
+
+
 class ResultMessage(Message):
     """One paired inference: both views' frames, the call, the PDFF estimate and where the time went."""
 
@@ -309,6 +372,7 @@ class ResultMessage(Message):
     pdff: float = Field(description="Estimated MRI-PDFF, %.")
     model: ModelInfo
     latency_ms: dict[str, float] = Field(description="queue, decode, preprocess, encode, head, end_to_end.")
+    exam: ExamEstimate | None = Field(None, description="The session's exam-level answer after this pair.")
 
     @property
     def end_to_end_ms(self) -> float:
@@ -333,6 +397,19 @@ class HeartbeatMessage(Message):
     model: ModelInfo
     sessions: int
     pending: int
+    calibrated: bool | None = Field(None, description="Whether the bundle carries a p_fatty calibrator.")
+    exams: dict[str, ExamEstimate] = Field(default_factory=dict, description="Active session -> its exam now.")
+
+
+class ExamRecord(Message):
+    """The audit log's last word on a session, written when it ends (TTL or the session cap)."""
+
+    record: Literal["exam_final"] = "exam_final"
+    session: str
+    ended: float = Field(description="Unix seconds when the runtime closed the session.")
+    why: Literal["ttl", "capacity", "shutdown"]
+    exam: ExamEstimate
+    model: ModelInfo
 
 
 class MessageError(FattyLiverError):

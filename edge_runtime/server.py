@@ -22,6 +22,7 @@ import zmq
 from edge_runtime.audit import AuditLog
 from edge_runtime.bundle import Bundle
 from edge_runtime.config import RuntimeConfig
+from edge_runtime.exam import ExamModel, ExamTracker
 from edge_runtime.preprocess import PreprocessError, preprocess_frame
 from edge_runtime.profiles import ScannerProfile
 from edge_runtime.protocol import ProtocolError, check_payload, decode_payload, message_parts, parse_header
@@ -32,6 +33,8 @@ from edge_runtime.schema import (
     TOPIC_METRICS,
     TOPIC_RESULT,
     VIEWS,
+    ExamEstimate,
+    ExamRecord,
     FrameRef,
     HeartbeatMessage,
     MetricsMessage,
@@ -64,7 +67,13 @@ class EdgeServer:
         self.ctx = context or zmq.Context.instance()
         self.stats = RuntimeStats()
         self.frames = LatestFrames(max_keys=2 * config.max_sessions)
-        self.sessions = SessionStore(config.session_ttl_s, config.max_sessions, config.pairing_window_s)
+        self.exam_model = ExamModel.from_bundle(bundle.meta.exam, bundle.threshold)
+        self.sessions = SessionStore(
+            config.session_ttl_s,
+            config.max_sessions,
+            config.pairing_window_s,
+            lambda: ExamTracker(config.exam, self.exam_model),
+        )
         self.audit = AuditLog(config.audit_log, config.audit_max_bytes, config.audit_backups)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -183,9 +192,13 @@ class EdgeServer:
             return None
         p_fatty, pdff = self.bundle.head({v: paired[v].features for v in VIEWS})
         frame.stages["head"] = time.time()
-        return self._result(frame, paired, p_fatty, pdff)
+        exam = self.sessions.get(header.session).exam.add(header.ts, p_fatty, pdff)
+        return self._result(frame, paired, (p_fatty, pdff), exam)
 
-    def _result(self, frame: PendingFrame, paired: dict, p_fatty: float, pdff: float) -> ResultMessage:
+    def _result(
+        self, frame: PendingFrame, paired: dict, outputs: tuple[float, float], exam: ExamEstimate
+    ) -> ResultMessage:
+        p_fatty, pdff = outputs
         stages = frame.stage_ms()
         for stage in ("decode", "preprocess", "encode", "head"):
             self.stats.observe(stage, stages[stage])
@@ -199,6 +212,7 @@ class EdgeServer:
             pdff=round(pdff, 4),
             model=self.bundle.model_info,
             latency_ms={k: round(v, 3) for k, v in stages.items()},
+            exam=exam,
         )
 
     # -- publish stage -----------------------------------------------------------------------------------------
@@ -229,7 +243,22 @@ class EdgeServer:
             model=self.bundle.model_info,
             sessions=len(self.sessions),
             pending=len(self.frames),
+            calibrated=self.exam_model.calibrated,
+            exams={name: session.exam.status() for name, session in self.sessions.active()},
         )
+
+    def record_ended_exams(self, shutdown: bool = False) -> int:
+        """Write each ended session's final exam to the audit log (all active ones too at shutdown)."""
+        self.sessions.expire(time.time())
+        ended = self.sessions.take_ended()
+        if shutdown:
+            ended += [(name, session, "shutdown") for name, session in self.sessions.active()]
+        for name, session, why in ended:
+            record = ExamRecord(
+                session=name, ended=time.time(), why=why, exam=session.exam.status(), model=self.bundle.model_info
+            )
+            self.audit.append(record.model_dump(mode="json"))
+        return len(ended)
 
     def _infer_one(self, pub: zmq.Socket, timeout: float) -> None:
         frame = self.frames.take(timeout=timeout)
@@ -254,6 +283,7 @@ class EdgeServer:
                 while not self._stop.is_set():
                     now = time.monotonic()
                     if now >= next_heartbeat:
+                        self.record_ended_exams()
                         pub.send_multipart(message_parts(TOPIC_HEARTBEAT, self.heartbeat()))
                         next_heartbeat = now + self.config.heartbeat_period_s
                     if now >= next_metrics:
@@ -265,6 +295,7 @@ class EdgeServer:
             self._startup_failure = exc
             self._ready.set()
         finally:
+            self.record_ended_exams(shutdown=True)
             self.audit.close()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------

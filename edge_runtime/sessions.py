@@ -11,11 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from edge_runtime.exam import ExamTracker
 from edge_runtime.schema import VIEWS, FrameHeader
 
 
@@ -85,17 +87,20 @@ class ViewFeatures:
 
 @dataclass
 class Session:
+    exam: ExamTracker
     views: dict[str, ViewFeatures] = field(default_factory=dict)
     last_seen: float = 0.0
 
 
 class SessionStore:
-    def __init__(self, ttl_s: float, max_sessions: int, pairing_window_s: float):
+    def __init__(self, ttl_s: float, max_sessions: int, pairing_window_s: float, new_exam: Callable[[], ExamTracker]):
         self.ttl_s = ttl_s
         self.max_sessions = max_sessions
         self.pairing_window_s = pairing_window_s
+        self.new_exam = new_exam
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self.expired = 0
+        self.ended: list[tuple[str, Session, str]] = []  # (name, session, why) not yet recorded as final exams
 
     def update(self, session: str, view: str, features: ViewFeatures, now: float | None = None) -> dict | None:
         """Store a view's features; returns both views' features when the session is paired within the window.
@@ -108,12 +113,13 @@ class SessionStore:
         """
         now = time.time() if now is None else now
         self.expire(now)
-        state = self._sessions.pop(session, None) or Session()
+        state = self._sessions.pop(session, None) or Session(self.new_exam())
         state.views[view] = features
+        state.exam.saw(view)
         state.last_seen = now
         self._sessions[session] = state
         while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
+            self.ended.append((*self._sessions.popitem(last=False), "capacity"))
             self.expired += 1
         other = next(v for v in VIEWS if v != view)
         if other in state.views and abs(state.views[other].ts - features.ts) <= self.pairing_window_s:
@@ -125,8 +131,19 @@ class SessionStore:
             name, state = next(iter(self._sessions.items()))
             if now - state.last_seen <= self.ttl_s:
                 break
-            del self._sessions[name]
+            self.ended.append((name, self._sessions.pop(name), "ttl"))
             self.expired += 1
+
+    def take_ended(self) -> list[tuple[str, Session, str]]:
+        """Sessions that ended (TTL or cap) since the last call; the server writes their final exam records."""
+        ended, self.ended = self.ended, []
+        return ended
+
+    def get(self, session: str) -> Session | None:
+        return self._sessions.get(session)
+
+    def active(self) -> list[tuple[str, Session]]:
+        return list(self._sessions.items())
 
     def __len__(self) -> int:
         return len(self._sessions)

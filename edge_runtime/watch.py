@@ -9,6 +9,7 @@ from edge_runtime.schema import (
     TOPIC_HEARTBEAT,
     TOPIC_METRICS,
     TOPIC_RESULT,
+    ExamEstimate,
     HeartbeatMessage,
     MetricsMessage,
     ResultMessage,
@@ -18,13 +19,29 @@ from edge_runtime.transport import CurveClientKeys, MessageHub, subscriber
 HEARTBEAT_SILENCE_S = 5.0
 
 
-def format_result(r: ResultMessage) -> str:
-    call = "FATTY " if r.fatty else "normal"
-    lat = r.latency_ms
+def format_exam(exam: ExamEstimate | None, now: float) -> str:
+    """The exam call as the bedside should read it: call, intervals, how long it has held; or why there is none."""
+    if exam is None:
+        return "exam n/a (runtime predates exam answers)"
+    if exam.call is None or exam.p_fatty is None:
+        return f"exam --            ({exam.reason})"
+    p_lo, p_hi = exam.p_fatty_interval or (exam.p_fatty, exam.p_fatty)
+    f_lo, f_hi = exam.pdff_interval or (exam.pdff, exam.pdff)
+    held = f"stable {now - exam.stable_since:4.0f} s" if exam.stable_since is not None else "settling"
+    flags = ("" if exam.calibrated else " uncalibrated") + (" DISCORDANT" if exam.discordant else "")
     return (
-        f"{r.session:<18} {call}  p={r.p_fatty:.2f}  PDFF {r.pdff:5.1f} %   "
-        f"seq L{r.frames['liver'].seq}/K{r.frames['kidney_liver'].seq}   "
-        f"e2e {lat.get('end_to_end', float('nan')):6.1f} ms (encode {lat.get('encode', float('nan')):.1f})"
+        f"exam {exam.call.upper():<13} p={exam.p_fatty:.2f} [{p_lo:.2f}-{p_hi:.2f}]  "
+        f"PDFF {exam.pdff:4.1f} % [{f_lo:.1f}-{f_hi:.1f}]  {exam.n_pairs:2d} pairs, {held}{flags}"
+    )
+
+
+def format_result(r: ResultMessage) -> str:
+    """Exam first (what a clinician reads), then the latest pair and its latency in a quieter tail."""
+    lat = r.latency_ms
+    trigger = r.frames[r.trigger].ts
+    return (
+        f"{r.session:<18} {format_exam(r.exam, trigger)}   | pair p={r.p_fatty:.2f} PDFF {r.pdff:4.1f} %  "
+        f"e2e {lat.get('end_to_end', float('nan')):5.1f} ms"
     )
 
 

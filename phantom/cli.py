@@ -74,6 +74,12 @@ def cohort(n_subjects: int, seed: int, out_dir: str, prevalence: float, masks: b
     help="CURVE: this source's *.key_secret (enables Ironhouse with --allowed-clients).",
 )
 @click.option("--allowed-clients", type=click.Path(file_okay=False), default=None)
+@click.option(
+    "--truth-log",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write each session's subject and true PDFF here (JSON), to score exam answers against.",
+)
 def stream(
     endpoint: str,
     fps: float,
@@ -85,6 +91,7 @@ def stream(
     encoding: str,
     server_key: str | None,
     allowed_clients: str | None,
+    truth_log: str | None,
 ) -> None:
     """Replay phantom screens over ZeroMQ as a live scanner (protocol v1), switching views like a sonographer."""
     import signal
@@ -92,10 +99,12 @@ def stream(
     from pathlib import Path
 
     from edge_runtime.transport import CurveServerKeys, FrameSender, publisher
-    from phantom.stream import PhantomStream, prepare_sessions
+    from phantom.stream import PhantomStream, prepare_sessions, write_truth
 
     click.echo(f"rendering {n_sessions} session(s)...", err=True)
     sessions = prepare_sessions(n_sessions, seed)
+    if truth_log:
+        write_truth(Path(truth_log), sessions)
     if bool(server_key) != bool(allowed_clients):
         raise click.UsageError("CURVE needs both --server-key and --allowed-clients")
     curve = CurveServerKeys(Path(server_key), Path(allowed_clients)) if server_key and allowed_clients else None

@@ -8,10 +8,12 @@ expensive work is done before streaming, so 60 frames/s of 1080p screens is only
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -46,6 +48,21 @@ def prepare_sessions(n_sessions: int, seed: int, realisations: int = 3, first_su
         screens = {v: [render_view(subject, v, seed, frame=k).screen for k in range(realisations)] for v in VIEWS}
         sessions.append(StreamSession(f"exam-{seed:04d}-{i + 1:03d}", subject, screens))
     return sessions
+
+
+def write_truth(path: Path, sessions: list[StreamSession]) -> None:
+    """Session -> the phantom's truth (subject, vendor, PDFF, fatty): what exam answers are scored against."""
+    truth = {
+        s.name: {
+            "subject_id": s.subject.subject_id,
+            "vendor": s.subject.vendor,
+            "pdff": s.subject.pdff,
+            "fatty": s.subject.fatty,
+        }
+        for s in sessions
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(truth, indent=2))
 
 
 def breathing_frame(screen: np.ndarray, crop: tuple[int, int, int, int], t: float, out: np.ndarray) -> np.ndarray:

@@ -37,6 +37,16 @@ def phantom_screens(n_subjects: int = 2, seed: int = 9) -> dict[tuple[int, str],
     return out
 
 
+def send_until_encoded(server, source: Source, session: str, view: str, scanner: str, image: np.ndarray) -> int:
+    """Send one frame (again if the SUB was not connected yet) until the worker has encoded it; returns its seq."""
+    before = server.stats.counters["frames_encoded"]
+    for _ in range(20):
+        header = source.send(session, view, scanner, image)
+        if wait_for(lambda: server.stats.counters["frames_encoded"] > before, timeout=3):
+            return header.seq
+    raise AssertionError(f"frame of {session}/{view} was never encoded")
+
+
 class Source:
     """A frame source bound on a free loopback port (PUB), like the grabber or the phantom stream."""
 

@@ -13,6 +13,9 @@ from edge_runtime.schema import (
     TOPIC_RESULT,
     BundleError,
     BundleMeta,
+    ExamCalibration,
+    ExamEstimate,
+    ExamRecord,
     ExportSettings,
     FrameHeader,
     HeartbeatMessage,
@@ -113,8 +116,12 @@ def _result(**extra) -> bytes:
 
 
 def test_messages_keep_fields_a_newer_runtime_adds_and_refuse_broken_ones() -> None:
-    result = parse_message(TOPIC_RESULT, _result(exam={"call": "fatty"}))
-    assert isinstance(result, ResultMessage) and result.model_extra == {"exam": {"call": "fatty"}}
+    result = parse_message(TOPIC_RESULT, _result(thumbnails={"liver": "..."}))
+    assert isinstance(result, ResultMessage) and result.model_extra == {"thumbnails": {"liver": "..."}}
+    older = parse_message(TOPIC_RESULT, _result())  # a runtime that predates the exam object
+    assert older.exam is None
+    with pytest.raises(MessageError, match=r"exam\.calibrated"):
+        parse_message(TOPIC_RESULT, _result(exam={"call": "fatty"}))
     with pytest.raises(MessageError, match="p_fatty"):
         parse_message(TOPIC_RESULT, _result(p_fatty=3.0))
     with pytest.raises(MessageError, match="heartbeat"):
@@ -132,6 +139,9 @@ def test_architecture_document_names_every_contract_field() -> None:
         "result": list(ResultMessage.model_fields),
         "metrics": list(MetricsMessage.model_fields),
         "heartbeat": list(HeartbeatMessage.model_fields),
+        "exam": list(ExamEstimate.model_fields),
+        "exam record": list(ExamRecord.model_fields),
+        "exam calibration": list(ExamCalibration.model_fields),
     }
     missing = {
         where: [f for f in names if f"`{f}" not in text and f" {f}" not in text] for where, names in fields.items()

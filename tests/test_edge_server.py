@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from edge_helpers import Display, Source, phantom_screens, start_server, wait_for
+from edge_helpers import Display, Source, phantom_screens, send_until_encoded, start_server, wait_for
 
-from edge_runtime.audit import read_audit
+from edge_runtime.audit import read_final_exams, read_results
 
 pytestmark = pytest.mark.slow
 
@@ -20,16 +20,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def screens():
     return phantom_screens(3)
-
-
-def _send_until_encoded(server, source: Source, session: str, view: str, scanner: str, image: np.ndarray) -> int:
-    """Send one frame (again if the SUB was not connected yet) until the worker has encoded it; returns its seq."""
-    before = server.stats.counters["frames_encoded"]
-    for _ in range(20):
-        header = source.send(session, view, scanner, image)
-        if wait_for(lambda: server.stats.counters["frames_encoded"] > before, timeout=3):
-            return header.seq
-    raise AssertionError(f"frame of {session}/{view} was never encoded")
 
 
 def test_results_for_every_session_with_the_right_seqs_and_no_loss(bundle_dir: Path, tmp_path: Path, screens) -> None:
@@ -43,8 +33,8 @@ def test_results_for_every_session_with_the_right_seqs_and_no_loss(bundle_dir: P
         for i, session in enumerate(["exam-a", "exam-b"]):
             scanner, liver = screens[(i, "liver")]
             _, kidney = screens[(i, "kidney_liver")]
-            seq_l = _send_until_encoded(server, source, session, "liver", scanner, liver)
-            seq_k = _send_until_encoded(server, source, session, "kidney_liver", scanner, kidney)
+            seq_l = send_until_encoded(server, source, session, "liver", scanner, liver)
+            seq_k = send_until_encoded(server, source, session, "kidney_liver", scanner, kidney)
             expected[session] = (seq_l, seq_k)
         assert wait_for(lambda: (display.poll(), len(display.received) >= 2)[1])
         for result in display.received:
@@ -53,26 +43,31 @@ def test_results_for_every_session_with_the_right_seqs_and_no_loss(bundle_dir: P
             assert 0.0 <= result.p_fatty <= 1.0 and result.fatty == (result.p_fatty >= result.threshold)
             assert set(result.latency_ms) >= {"queue", "decode", "preprocess", "encode", "head", "end_to_end"}
             assert result.model.sha == server.bundle.sha
+            assert result.exam is not None and result.exam.n_pairs == 1 and result.exam.call is None
+            assert result.exam.reason.startswith("collecting") and result.exam.calibrated
 
         # The display goes down: results keep landing in the audit log.
         display.close()
         scanner, liver = screens[(2, "liver")]
         _, kidney = screens[(2, "kidney_liver")]
-        _send_until_encoded(server, source, "exam-c", "liver", scanner, liver)
-        _send_until_encoded(server, source, "exam-c", "kidney_liver", scanner, kidney)
+        send_until_encoded(server, source, "exam-c", "liver", scanner, liver)
+        send_until_encoded(server, source, "exam-c", "kidney_liver", scanner, kidney)
         # The frame source restarts on the same endpoint: the runtime reconnects by itself.
         source.close()
         source = Source(ctx, source.endpoint)
         time.sleep(0.5)
-        _send_until_encoded(server, source, "exam-a", "liver", screens[(0, "liver")][0], screens[(0, "liver")][1])
+        send_until_encoded(server, source, "exam-a", "liver", screens[(0, "liver")][0], screens[(0, "liver")][1])
         assert wait_for(lambda: server.stats.counters["results_published"] >= 4)
     finally:
         server.stop()
         source.close()
         ctx.destroy(linger=0)
-    audit = read_audit(tmp_path / "audit" / "results.jsonl")
+    audit = read_results(tmp_path / "audit" / "results.jsonl")
     assert [r["session"] for r in audit].count("exam-c") == 1
     assert {r["session"] for r in audit} == {"exam-a", "exam-b", "exam-c"} and len(audit) == 4
+    finals = {r["session"]: r for r in read_final_exams(tmp_path / "audit" / "results.jsonl")}
+    assert set(finals) == {"exam-a", "exam-b", "exam-c"}  # shutdown closes every exam in the log
+    assert finals["exam-a"]["why"] == "shutdown" and finals["exam-a"]["exam"]["n_pairs"] == 2
 
 
 def test_serve_refuses_a_tampered_bundle(bundle_dir: Path, tmp_path: Path) -> None:
@@ -126,3 +121,33 @@ def test_serve_stops_cleanly_on_sigterm(bundle_dir: Path, tmp_path: Path) -> Non
         ctx.destroy(linger=0)
     assert proc.returncode == 0, err
     assert "stopped cleanly" in err
+
+
+def test_an_older_bundle_without_a_calibrator_serves_raw_exams_and_says_so(bundle_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.config import RuntimeConfig
+    from edge_runtime.profiles import default_profiles
+    from edge_runtime.server import EdgeServer
+    from edge_runtime.sessions import ViewFeatures
+
+    older = tmp_path / "older"
+    shutil.copytree(bundle_dir, older)
+    meta = json.loads((older / "bundle.json").read_text())
+    assert meta.pop("exam")["p_fatty"] is not None  # the fresh bundle carries a calibrator
+    (older / "bundle.json").write_text(json.dumps(meta))
+    config = RuntimeConfig(bundle=older, audit_log=tmp_path / "audit.jsonl", session_ttl_s=0.05)
+    server = EdgeServer(config, load_bundle(older), default_profiles(), context=zmq.Context())
+    assert server.heartbeat().calibrated is False
+
+    # A session that only ever showed the liver view: no call, a reason, and a final record when it expires.
+    server.sessions.update("one-view", "liver", ViewFeatures(np.zeros(4, np.float32), 1, time.time()))
+    beat = server.heartbeat().exams["one-view"]
+    assert beat.call is None and "kidney_liver" in beat.reason and not beat.calibrated
+    time.sleep(0.1)
+    assert server.record_ended_exams() == 1
+    server.audit.close()
+    (final,) = read_final_exams(tmp_path / "audit.jsonl")
+    assert final["why"] == "ttl" and final["exam"]["call"] is None and "kidney_liver" in final["exam"]["reason"]

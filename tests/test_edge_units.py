@@ -10,6 +10,7 @@ import pytest
 
 from edge_runtime.audit import AuditLog, read_audit
 from edge_runtime.config import ConfigError, load_config
+from edge_runtime.exam import ExamModel, ExamPolicy, ExamTracker
 from edge_runtime.protocol import ProtocolError, check_payload, decode_payload, encode_frame, parse_header
 from edge_runtime.schema import FrameHeader
 from edge_runtime.sessions import LatestFrames, PendingFrame, SessionStore, ViewFeatures
@@ -100,7 +101,9 @@ def test_latest_frame_store_keeps_the_newest_and_counts_drops() -> None:
 
 
 def test_sessions_pair_within_the_window_and_stay_bounded() -> None:
-    store = SessionStore(ttl_s=100, max_sessions=3, pairing_window_s=10)
+    store = SessionStore(
+        ttl_s=100, max_sessions=3, pairing_window_s=10, new_exam=lambda: ExamTracker(ExamPolicy(), ExamModel(0.5))
+    )
     f = np.zeros(4, np.float32)
     assert store.update("a", "liver", ViewFeatures(f, 1, ts=0.0), now=0.0) is None
     paired = store.update("a", "kidney_liver", ViewFeatures(f, 2, ts=5.0), now=5.0)
@@ -111,6 +114,8 @@ def test_sessions_pair_within_the_window_and_stay_bounded() -> None:
     assert len(store) == 3
     store.expire(now=500.0)
     assert len(store) == 0 and store.expired >= 5
+    ended = store.take_ended()
+    assert {why for _, _, why in ended} == {"capacity", "ttl"} and store.take_ended() == []
 
 
 def test_audit_log_appends_flushes_and_rotates(tmp_path: Path) -> None:
@@ -127,6 +132,10 @@ def test_audit_log_appends_flushes_and_rotates(tmp_path: Path) -> None:
 def test_config_validation(tmp_path: Path) -> None:
     example = load_config(ROOT / "deploy" / "edge.example.toml")
     assert example.pairing_window_s == 300 and example.frames.startswith("tcp://")
+    assert example.exam.hold_updates == 5 and example.exam.window_pairs == 30
+    (tmp_path / "exam.toml").write_text("[runtime.exam]\ntrim = 0.6\n")
+    with pytest.raises(ConfigError, match=r"exam\.trim"):
+        load_config(tmp_path / "exam.toml")
     (tmp_path / "typo.toml").write_text('[runtime]\nframes = "tcp://127.0.0.1:1"\npairing_windw_s = 3\n')
     with pytest.raises(ConfigError, match="pairing_windw_s"):
         load_config(tmp_path / "typo.toml")

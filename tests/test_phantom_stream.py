@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from edge_runtime.protocol import check_payload, decode_payload, parse_header
 from phantom.stream import PhantomStream, prepare_sessions
 
 
-def test_stream_cli_sends_valid_frames_that_switch_views() -> None:
+def test_stream_cli_sends_valid_frames_that_switch_views(tmp_path) -> None:
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"frame")
@@ -35,6 +36,8 @@ def test_stream_cli_sends_valid_frames_that_switch_views() -> None:
             "0.2",
             "--count",
             "40",
+            "--truth-log",
+            str(tmp_path / "truth.json"),
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -58,6 +61,9 @@ def test_stream_cli_sends_valid_frames_that_switch_views() -> None:
     assert {(h.session, h.view) for h in headers} == {
         (s, v) for s in {h.session for h in headers} for v in ("liver", "kidney_liver")
     }
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert set(truth) == {h.session for h in headers}  # every streamed exam can be scored against its truth
+    assert all(t["fatty"] == (t["pdff"] >= 5.0) for t in truth.values())
 
 
 def test_frames_change_with_breathing_and_speckle() -> None:

@@ -37,7 +37,7 @@ def train_run(
     progress: bool = True,
     extraction: Extraction | None = None,
 ) -> dict[str, Any]:
-    """Cross-validate, record what the run saw, write the report; returns report.json's content.
+    """Cross-validate, record what the run saw, write the report and the exam calibration; returns report.json.
 
     Args:
         cohort: the labelled cohort.
@@ -49,6 +49,7 @@ def train_run(
     """
     from clkl.tf_setup import device_summary
     from trainer.crossval import run_cross_validation
+    from trainer.exam_calibration import calibrate_run
     from trainer.extraction import run_extraction
     from trainer.report import collect_predictions, write_report
 
@@ -69,5 +70,6 @@ def train_run(
     timings["total_s"] = time.perf_counter() - started
     timings["device"] = device_summary()
     report = write_report(out_dir, rows, config, {"timings": timings})
+    calibrate_run(out_dir, rows, config)
     (out_dir / "timings.json").write_text(json.dumps(timings, indent=2))
     return report

@@ -33,6 +33,7 @@ from edge_runtime.schema import (
     QuantParams,
     TrainingInfo,
 )
+from trainer.exam_calibration import load_exam_calibration
 from trainer.export.bedside_head import BedsideHead, ExportError
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.final_model import FinalModel, validated_outputs
@@ -127,6 +128,7 @@ def describe_bundle(
             fold_mean_sd=report.get("fold_mean_sd"),
         ),
         export=settings,
+        exam=load_exam_calibration(run.path),
         sha256={},
     )
 

@@ -1,0 +1,205 @@
+"""Exam calibration from a run's out-of-fold predictions: a p_fatty calibrator and a PDFF interval.
+
+Each subject in a cross-validated run has one prediction from the fold model that never saw it, so these are
+honest stand-ins for bedside outputs. From them the run learns:
+- a Platt calibrator (logistic regression on logit(p_fatty), plus the PDFF estimate when the run has both
+  outputs, so the calibrated call listens to both and they contradict each other less often);
+- a split-conformal 90 % interval for PDFF in log(1 + PDFF) space (errors grow with the fat fraction);
+- how often the call and the PDFF disagree about the 5 % line, before and after.
+Every "after" figure is cross-fitted: fitted on the other folds, scored on the fold held out.
+The bedside applies the calibrator with edge_runtime.exam, the same code that scores it here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from edge_runtime.exam import calibrated_logit, calibrator_inputs, log1p_interval, sigmoid
+from edge_runtime.schema import ExamCalibration, PdffInterval, PlattCalibrator
+from trainer.config import TrainConfig
+
+CALIBRATION_FILE = "exam_calibration.json"
+COVERAGE = 0.9
+ECE_BINS = 10
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE over equal-width bins: the mean |observed rate - mean p| weighted by each bin's share of subjects."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.mean() * abs(y[inside].mean() - p[inside].mean())
+    return float(total)
+
+
+def chance_ece(p: np.ndarray, draws: int = 200, seed: int = 0) -> float:
+    """The ECE a perfectly calibrated predictor with these probabilities scores by chance at this sample size:
+    outcomes drawn from p itself. An observed ECE near this figure is as good as the cohort can show."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([expected_calibration_error((rng.random(len(p)) < p).astype(float), p) for _ in range(draws)]))
+
+
+def fit_platt(p_fatty: np.ndarray, pdff: np.ndarray, y: np.ndarray, inputs: list[str]) -> PlattCalibrator:
+    """Logistic regression of the truth on the calibrator's inputs (weakly regularised: C = 100).
+
+    Args:
+        p_fatty: raw out-of-fold p_fatty per subject.
+        pdff: out-of-fold PDFF estimate per subject (ignored unless "pdff" is an input).
+        y: 1 for fatty subjects, 0 otherwise.
+        inputs: the design columns (see edge_runtime.exam.calibrator_inputs).
+    """
+    x = calibrator_inputs(p_fatty, pdff, inputs)
+    model = LogisticRegression(C=100.0, max_iter=1000).fit(x, y)
+    return PlattCalibrator(
+        inputs=inputs, coef=[float(c) for c in model.coef_[0]], intercept=float(model.intercept_[0]), subjects=len(y)
+    )
+
+
+def conformal_halfwidth(truth: np.ndarray, predicted: np.ndarray, coverage: float) -> float:
+    """Split-conformal half-width in log1p space: the ceil((n+1) coverage)-th smallest absolute residual."""
+    residuals = np.sort(np.abs(np.log1p(np.maximum(truth, 0)) - np.log1p(np.maximum(predicted, 0))))
+    rank = min(math.ceil((len(residuals) + 1) * coverage), len(residuals))
+    return float(residuals[rank - 1])
+
+
+def _cross_fitted(a: dict[str, np.ndarray], inputs: list[str] | None, coverage: float | None) -> dict[str, np.ndarray]:
+    """Per subject, calibrated p and PDFF interval from calibrators fitted on the other folds only."""
+    out = {"p": np.full(len(a["y"]), np.nan), "lo": np.full(len(a["y"]), np.nan), "hi": np.full(len(a["y"]), np.nan)}
+    for fold in np.unique(a["fold"]):
+        test, train = a["fold"] == fold, a["fold"] != fold
+        if inputs is not None and len(np.unique(a["y"][train])) == 2:
+            platt = fit_platt(a["p_fatty"][train], a["pdff_pred"][train], a["y"][train], inputs)
+            out["p"][test] = sigmoid(calibrated_logit(platt, a["p_fatty"][test], a["pdff_pred"][test]))
+        if coverage is not None:
+            width = conformal_halfwidth(a["pdff"][train], a["pdff_pred"][train], coverage)
+            bounds = np.array([log1p_interval(v, width) for v in a["pdff_pred"][test]])
+            out["lo"][test], out["hi"][test] = bounds[:, 0], bounds[:, 1]
+    return out
+
+
+def _arrays(rows: list[dict[str, Any]], fatty_pdff: float) -> dict[str, np.ndarray]:
+    a = {key: np.array([r[key] for r in rows], dtype=np.float64) for key in ("pdff", "fold")}
+    for key in ("p_fatty", "pdff_pred"):
+        if key in rows[0]:
+            a[key] = np.array([r[key] for r in rows], dtype=np.float64)
+    a["y"] = (a["pdff"] >= fatty_pdff).astype(np.float64)
+    return a
+
+
+def _discordance(call_fatty: np.ndarray, a: dict[str, np.ndarray], fatty_pdff: float, bounds=None) -> float:
+    """Share of subjects whose call and PDFF estimate sit on opposite sides of the line (beyond its interval
+    when bounds are given)."""
+    if bounds is None:
+        return float(np.mean(call_fatty != (a["pdff_pred"] >= fatty_pdff)))
+    lo, hi = bounds
+    return float(np.mean((call_fatty & (hi < fatty_pdff)) | (~call_fatty & (lo >= fatty_pdff))))
+
+
+def _accuracy(call_fatty: np.ndarray, a: dict[str, np.ndarray]) -> float:
+    return float(np.mean(call_fatty == (a["y"] > 0.5)))
+
+
+def measure(rows: list[dict[str, Any]], config: TrainConfig) -> tuple[ExamCalibration, dict[str, Any]]:
+    """Fit the exam calibration on every subject, and measure it cross-fitted; returns (calibration, figures).
+
+    Args:
+        rows: the run's out-of-fold predictions, one per subject.
+        config: the run's configuration (its PDFF line).
+    """
+    line = config.fatty_threshold
+    a = _arrays(rows, line)
+    both = "p_fatty" in a and "pdff_pred" in a
+    inputs = (["logit_p_fatty", "pdff"] if both else ["logit_p_fatty"]) if "p_fatty" in a else None
+    if "pdff_pred" not in a:
+        a["pdff_pred"] = np.zeros_like(a["pdff"])
+    crossed = _cross_fitted(a, inputs, COVERAGE if "pdff_pred" in rows[0] else None)
+    figures: dict[str, Any] = {"subjects": len(rows), "fatty_pdff": line}
+    platt = interval = None
+    if inputs is not None and len(np.unique(a["y"])) == 2:
+        platt = fit_platt(a["p_fatty"], a["pdff_pred"], a["y"], inputs)
+        platt.ece_before = expected_calibration_error(a["y"], a["p_fatty"])
+        platt.ece_after = expected_calibration_error(a["y"], crossed["p"])
+        figures.update(_call_figures(a, crossed, line, both))
+        figures["ece_chance"] = chance_ece(crossed["p"])
+    if "pdff_pred" in rows[0]:
+        inside = (crossed["lo"] <= a["pdff"]) & (a["pdff"] <= crossed["hi"])
+        interval = PdffInterval(
+            coverage=COVERAGE,
+            halfwidth=conformal_halfwidth(a["pdff"], a["pdff_pred"], COVERAGE),
+            subjects=len(rows),
+            cv_coverage=float(inside.mean()),
+        )
+    calibration = ExamCalibration(
+        p_fatty=platt, pdff_interval=interval, fatty_pdff=line, discordance=figures.get("discordance", {})
+    )
+    return calibration, figures
+
+
+def _call_figures(a: dict[str, np.ndarray], crossed: dict[str, np.ndarray], line: float, both: bool) -> dict:
+    """Accuracy and call/PDFF discordance of the raw call, the calibrated call and the PDFF-only call."""
+    raw, calibrated = a["p_fatty"] >= 0.5, crossed["p"] >= 0.5
+    figures: dict[str, Any] = {
+        "accuracy": {"raw_p_fatty": _accuracy(raw, a), "calibrated_p_fatty": _accuracy(calibrated, a)},
+        "probabilities": {"y": a["y"].tolist(), "raw": a["p_fatty"].tolist(), "calibrated": crossed["p"].tolist()},
+    }
+    if both:
+        figures["accuracy"]["pdff_alone"] = _accuracy(a["pdff_pred"] >= line, a)
+        figures["discordance"] = {
+            "raw_call_vs_pdff": _discordance(raw, a, line),
+            "calibrated_call_vs_pdff": _discordance(calibrated, a, line),
+            "calibrated_call_vs_pdff_interval": _discordance(calibrated, a, line, (crossed["lo"], crossed["hi"])),
+        }
+    return figures
+
+
+def calibrate_run(out_dir: Path, rows: list[dict[str, Any]], config: TrainConfig) -> ExamCalibration:
+    """Write exam_calibration.json (read by export), its Markdown and the reliability diagram into the run."""
+    from trainer.plots import reliability_plot
+
+    calibration, figures = measure(rows, config)
+    record = {"calibration": calibration.model_dump(mode="json"), "figures": figures}
+    (out_dir / CALIBRATION_FILE).write_text(json.dumps(record, indent=2))
+    (out_dir / "exam_calibration.md").write_text(markdown(calibration, figures))
+    if "probabilities" in figures:
+        reliability_plot(out_dir / "reliability.png", figures["probabilities"], ECE_BINS)
+    return calibration
+
+
+def load_exam_calibration(run_dir: Path) -> ExamCalibration | None:
+    """The run's exam calibration; None for runs that predate it."""
+    path = run_dir / CALIBRATION_FILE
+    if not path.exists():
+        return None
+    return ExamCalibration.model_validate(json.loads(path.read_text())["calibration"])
+
+
+def markdown(calibration: ExamCalibration, figures: dict[str, Any]) -> str:
+    lines = ["# Exam calibration (out-of-fold predictions, cross-fitted)", ""]
+    platt = calibration.p_fatty
+    if platt is not None:
+        lines += [
+            f"- p_fatty calibrator: Platt on {', '.join(platt.inputs)}; {platt.subjects} subjects.",
+            f"- expected calibration error ({ECE_BINS} bins): raw {platt.ece_before:.3f}, "
+            f"calibrated (cross-fitted) {platt.ece_after:.3f}; a perfectly calibrated predictor scores "
+            f"{figures['ece_chance']:.3f} by chance at this size. Diagram: `reliability.png`.",
+        ]
+        acc = figures["accuracy"]
+        lines.append("- accuracy: " + ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in acc.items()))
+    for key, share in calibration.discordance.items():
+        lines.append(f"- discordance, {key.replace('_', ' ')}: {share:.1%} of subjects")
+    interval = calibration.pdff_interval
+    if interval is not None:
+        lines.append(
+            f"- PDFF {interval.coverage:.0%} interval: half-width {interval.halfwidth:.3f} in log(1+PDFF); "
+            f"cross-fitted coverage {interval.cv_coverage:.1%} of {interval.subjects} subjects."
+        )
+    return "\n".join([*lines, ""])
