@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine (see README):
-#   make demo   - create .venv, then run the end-to-end demo on embedded defaults
-#   make test   - create/update .venv, then lint (ruff) and run the test suite (pytest)
+#   make demo   - create .venv (and install Chromium), then run the end-to-end demo on embedded defaults
+#   make test   - create/update .venv, install Chromium, then lint (ruff) and run the test suite (pytest)
 # .ci/run calls `make test`.
 
 PYTHON ?= python3
@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-dev
 EDGE_VENV := .venv-edge
 EDGE_STAMP := $(EDGE_VENV)/.installed-edge
 
-.PHONY: demo test edge-check format clean
+.PHONY: demo test edge-check browser format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,17 @@ $(EDGE_STAMP): pyproject.toml
 edge-check: $(EDGE_STAMP)
 	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py
 
-demo: $(STAMP)
+# Debian's chromium + chromium-driver: the display's browser tests and the demo's screenshots of the page.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || \
+	    { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }; }
+
+demo: $(STAMP) browser
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP) $(EDGE_STAMP)
+test: $(STAMP) $(EDGE_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py

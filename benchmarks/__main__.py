@@ -11,6 +11,7 @@ def main() -> None:
 
 
 def _register() -> None:
+    from benchmarks.display_load import main as display_load
     from benchmarks.e2e import main as e2e
     from benchmarks.exam_stream import main as exam_stream
     from benchmarks.head_loop import main as head_loop
@@ -19,6 +20,7 @@ def _register() -> None:
     from benchmarks.trainer_epoch import main as trainer_epoch
     from benchmarks.trainer_protocol import main as trainer_protocol
 
+    main.add_command(display_load, "display-load")
     main.add_command(e2e, "e2e")
     main.add_command(exam_stream, "exam-stream")
     main.add_command(head_loop, "head-loop")

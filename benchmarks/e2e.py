@@ -52,16 +52,18 @@ def one_run(
     sessions: int,
     switch_every: float,
     encoding: str,
+    runtime: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """One fresh server and stream; runtime overrides RuntimeConfig keys (e.g. results, thumbnails)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
+        settings = {"results": "tcp://127.0.0.1:*", "metrics_period_s": 5.0, **(runtime or {})}
         config = RuntimeConfig(
             bundle=Path(bundle_dir),
             frames=f"tcp://127.0.0.1:{port}",
-            results="tcp://127.0.0.1:*",
             audit_log=Path(tmp) / "audit.jsonl",
             threads=threads,
-            metrics_period_s=5.0,
+            **settings,
         )
         server = EdgeServer(config, load_bundle(bundle_dir, num_threads=threads), default_profiles(), zmq.Context())
         server.start()

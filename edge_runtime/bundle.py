@@ -136,6 +136,16 @@ class Bundle:
         """How results and heartbeats name the model that made them."""
         return ModelInfo(name=self.name, version=self.version, sha=self.sha)
 
+    @property
+    def validation(self) -> str:
+        """One line on what the model was validated on, for the display's banner."""
+        training, pooled = self.meta.training, self.meta.cv_metrics.pooled or {}
+        if training.cohort is None:
+            return "not recorded in this bundle"
+        figures = [f"{k.upper()} {pooled[k]:.2f}" for k in ("auc", "r2") if pooled.get(k) is not None]
+        where = f"{training.cohort} cohort" + (f" of {training.subjects} subjects" if training.subjects else "")
+        return f"{where}, cross-validated" + (f": {', '.join(figures)}" if figures else "")
+
     def encode(self, view: str, image: np.ndarray) -> np.ndarray:
         return self.encoders[view].encode(image)
 

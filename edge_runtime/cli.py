@@ -1,4 +1,5 @@
-"""`edge-runtime` command: serve the bundle at the bedside, grab scanner video, watch results, make keys."""
+"""`edge-runtime` command: serve the bundle at the bedside, grab scanner video, watch results, show the bedside
+page, make keys."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ def main() -> None:
 @click.option("--pairing-window", "pairing_window_s", type=click.FloatRange(0, min_open=True), default=None)
 @click.option("--metrics-period", "metrics_period_s", type=click.FloatRange(0, min_open=True), default=None)
 @click.option("--prometheus-port", type=click.IntRange(0, 65535), default=None)
+@click.option(
+    "--thumbnails/--no-thumbnails", default=None, help="Publish the view crops behind results (for the display)."
+)
 @click.option("-v", "--verbose", is_flag=True)
 def serve(bundle_path: str | None, config_path: str | None, verbose: bool, **overrides) -> None:
     """Verify the bundle, then serve: frames in, results/metrics/heartbeats out, every result audited."""
@@ -99,6 +103,30 @@ def watch(
     results = run_watch(endpoint, click.echo, count, timeout, _client_keys(client_key, server_key))
     if count is not None and len(results) < count:
         raise click.ClickException(f"only {len(results)} of {count} results arrived before the timeout")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True), default=None, help="edge.toml")
+@click.option("--results", default=None, help="The runtime's results endpoint (default: the config's).")
+@click.option("--listen", default=None, help="HOST:PORT for the page [default: 127.0.0.1:8080].")
+@click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None, help="Access token.")
+@click.option("--client-key", type=click.Path(dir_okay=False), default=None, help="CURVE: this display's *.key_secret")
+@click.option("--server-key", type=click.Path(dir_okay=False), default=None, help="CURVE: the runtime's public *.key")
+def display(config_path: str | None, results: str | None, listen: str | None, token_file: str | None, **keys) -> None:
+    """Serve the bedside page: live exams, thumbnails, PDFF trend and box health, in a browser."""
+    from edge_runtime.config import load_config
+    from edge_runtime.display.service import run_display
+    from edge_runtime.errors import FattyLiverError
+
+    try:
+        config = load_config(config_path)
+        settings = config.display.model_copy(
+            update={k: v for k, v in {"listen": listen, "token_file": token_file}.items() if v is not None}
+        )
+        endpoint = results or settings.results or config.results
+        run_display(endpoint, settings, _client_keys(keys["client_key"], keys["server_key"]), click.echo)
+    except FattyLiverError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _client_keys(client_key: str | None, server_key: str | None):

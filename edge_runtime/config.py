@@ -60,6 +60,14 @@ class ProfileConfig(_Strict):
     crop: tuple[int, int, int, int]
 
 
+class DisplayConfig(_Strict):
+    """`edge-runtime display` settings ([runtime.display]); its flags override them."""
+
+    results: str | None = Field(None, description="The runtime's results endpoint; default: runtime.results.")
+    listen: str = Field("127.0.0.1:8080", description="HOST:PORT the page is served on; beyond localhost a token.")
+    token_file: Path | None = Field(None, description="File holding the access token (default: a fresh one).")
+
+
 class RuntimeConfig(_Strict):
     bundle: Path | None = None
     frames: str = "tcp://127.0.0.1:5555"
@@ -78,6 +86,9 @@ class RuntimeConfig(_Strict):
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     exam: ExamPolicy = Field(default_factory=ExamPolicy)
+    thumbnails: bool = Field(False, description="Publish the view crops behind each result (for the display).")
+    thumbnail_period_s: float = Field(1.0, gt=0, description="At most one pair of thumbnails per session per this.")
+    display: DisplayConfig = Field(default_factory=DisplayConfig)
 
     @field_validator("frames", "results")
     @classmethod

@@ -38,6 +38,8 @@ TOPIC_FRAME = b"frame"
 TOPIC_RESULT = b"result"
 TOPIC_METRICS = b"metrics"
 TOPIC_HEARTBEAT = b"heartbeat"
+TOPIC_THUMBNAIL = b"thumbnail"  # optional (serve --thumbnails): what the model saw, for a display
+MAX_THUMBNAIL_BYTES = 20_000  # one thumbnail's JPEG, at most
 ENCODINGS = ("raw", "png", "jpeg")
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # an opaque exam id, never a name or MRN
 
@@ -193,6 +195,10 @@ class TrainingInfo(_Contract):
     features: Literal["float", "int8"] | None = Field(
         None, description="What the head trained on: the float encoder's features, or the shipped int8 encoder's."
     )
+    cohort: Literal["phantom", "clinical"] | None = Field(
+        None, description="What the model was trained and cross-validated on: phantom screens or clinical images."
+    )
+    subjects: int | None = Field(None, ge=1, description="Subjects in the cross-validated run.")
 
 
 class CvMetrics(_Contract):
@@ -398,6 +404,7 @@ class HeartbeatMessage(Message):
     sessions: int
     pending: int
     calibrated: bool | None = Field(None, description="Whether the bundle carries a p_fatty calibrator.")
+    validation: str | None = Field(None, description="What the model was validated on, for the display's banner.")
     exams: dict[str, ExamEstimate] = Field(default_factory=dict, description="Active session -> its exam now.")
 
 
@@ -412,6 +419,24 @@ class ExamRecord(Message):
     model: ModelInfo
 
 
+class ThumbnailMessage(Message):
+    """A preprocessed view crop that produced a result, as a small JPEG (off by default; rate-limited)."""
+
+    v: int = PROTOCOL_VERSION
+    session: str
+    view: View
+    seq: int = Field(description="The frame the crop came from (matches the result's frames[view].seq).")
+    ts: float
+    jpeg: str = Field(description=f"Base64 JPEG of the {MODEL_SIZE}x{MODEL_SIZE} model input, <= 20 kB.")
+
+    @field_validator("jpeg")
+    @classmethod
+    def _bounded(cls, jpeg: str) -> str:
+        if len(jpeg) * 3 // 4 > MAX_THUMBNAIL_BYTES + 2:
+            raise ValueError(f"thumbnail of about {len(jpeg) * 3 // 4} bytes, the limit is {MAX_THUMBNAIL_BYTES}")
+        return jpeg
+
+
 class MessageError(FattyLiverError):
     """A runtime message that does not follow protocol v1 (a display skips it and counts it)."""
 
@@ -420,6 +445,7 @@ MESSAGES: dict[bytes, type[Message]] = {
     TOPIC_RESULT: ResultMessage,
     TOPIC_METRICS: MetricsMessage,
     TOPIC_HEARTBEAT: HeartbeatMessage,
+    TOPIC_THUMBNAIL: ThumbnailMessage,
 }
 
 

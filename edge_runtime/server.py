@@ -32,6 +32,7 @@ from edge_runtime.schema import (
     TOPIC_HEARTBEAT,
     TOPIC_METRICS,
     TOPIC_RESULT,
+    TOPIC_THUMBNAIL,
     VIEWS,
     ExamEstimate,
     ExamRecord,
@@ -39,9 +40,11 @@ from edge_runtime.schema import (
     HeartbeatMessage,
     MetricsMessage,
     ResultMessage,
+    ThumbnailMessage,
 )
 from edge_runtime.sessions import LatestFrames, PendingFrame, SessionStore, ViewFeatures
 from edge_runtime.stats import RuntimeStats
+from edge_runtime.thumbnails import thumbnail_jpeg, thumbnail_message
 from edge_runtime.transport import publisher, subscriber
 
 log = logging.getLogger("edge_runtime")
@@ -84,6 +87,7 @@ class EdgeServer:
         self.results_endpoint = config.results
         self._ready = threading.Event()
         self._startup_failure: BaseException | None = None
+        self._outbox: list[ThumbnailMessage] = []  # sent right after the result that produced them
 
     # -- receive stage -----------------------------------------------------------------------------------------
     def _log_reject(self, reason: str, detail: str) -> None:
@@ -171,6 +175,18 @@ class EdgeServer:
             return None
         return tensor
 
+    def _thumbnails(self, session: str, paired: dict, now: float) -> list[ThumbnailMessage]:
+        """The pair's view crops, when thumbnails are on and this session's period has passed."""
+        state = self.sessions.get(session)
+        if not self.config.thumbnails or state is None or now - state.thumbnails_sent < self.config.thumbnail_period_s:
+            return []
+        state.thumbnails_sent = now
+        return [
+            thumbnail_message(session, view, paired[view].seq, paired[view].ts, paired[view].thumbnail)
+            for view in VIEWS
+            if paired[view].thumbnail is not None
+        ]
+
     def process(self, frame: PendingFrame) -> ResultMessage | None:
         """One new frame: decode, preprocess, encode its view; run the head when the session is paired."""
         header = frame.header
@@ -182,8 +198,12 @@ class EdgeServer:
         features = self.bundle.encode(header.view, tensor)
         frame.stages["encode"] = time.time()
         self.stats.count("frames_encoded")
+        thumbnail = thumbnail_jpeg(tensor) if self.config.thumbnails else None
         paired = self.sessions.update(
-            header.session, header.view, ViewFeatures(features, header.seq, header.ts), frame.stages["encode"]
+            header.session,
+            header.view,
+            ViewFeatures(features, header.seq, header.ts, thumbnail),
+            frame.stages["encode"],
         )
         if paired is None:
             stages = frame.stage_ms()
@@ -193,6 +213,7 @@ class EdgeServer:
         p_fatty, pdff = self.bundle.head({v: paired[v].features for v in VIEWS})
         frame.stages["head"] = time.time()
         exam = self.sessions.get(header.session).exam.add(header.ts, p_fatty, pdff)
+        self._outbox += self._thumbnails(header.session, paired, frame.stages["head"])
         return self._result(frame, paired, (p_fatty, pdff), exam)
 
     def _result(
@@ -244,6 +265,7 @@ class EdgeServer:
             sessions=len(self.sessions),
             pending=len(self.frames),
             calibrated=self.exam_model.calibrated,
+            validation=self.bundle.validation,
             exams={name: session.exam.status() for name, session in self.sessions.active()},
         )
 
@@ -272,6 +294,9 @@ class EdgeServer:
             return
         if result is not None:
             self._publish_result(pub, result)
+        for thumbnail in self._outbox:
+            pub.send_multipart(message_parts(TOPIC_THUMBNAIL, thumbnail))
+        self._outbox.clear()
 
     def _worker_loop(self) -> None:
         curve = self.config.security.results_keys()

@@ -83,6 +83,7 @@ class ViewFeatures:
     features: np.ndarray
     seq: int
     ts: float
+    thumbnail: bytes | None = None  # JPEG of the model input, kept only when the runtime sends thumbnails
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Session:
     exam: ExamTracker
     views: dict[str, ViewFeatures] = field(default_factory=dict)
     last_seen: float = 0.0
+    thumbnails_sent: float = 0.0  # when this session's thumbnails last went out
 
 
 class SessionStore:

@@ -30,6 +30,7 @@ EPOCHS = os.environ.get("DEMO_EPOCHS")  # default: the paper's (1000 for the two
 WEIGHTS = os.environ.get("DEMO_WEIGHTS", "none")
 SEED = 2021
 FRAMES, RESULTS = "tcp://127.0.0.1:5755", "tcp://127.0.0.1:5756"
+PAGE = "127.0.0.1:8765"  # the bedside page (edge-runtime display), open it in a browser during the demo
 BIN = Path(sys.executable).parent
 
 
@@ -45,6 +46,49 @@ def step(title: str, *cmd: str) -> float:
     took = time.perf_counter() - started
     print(f"    done in {took:.1f} s", flush=True)
     return took
+
+
+def wait_until_served(url: str, timeout: float = 15.0) -> None:
+    """The display process takes a moment to import and bind; wait for its page before looking at it."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+
+
+class PageCamera:
+    """Screenshots of the bedside page in a headless Chromium (when installed): no sessions, live, stale."""
+
+    def __init__(self, url: str, out: Path):
+        from edge_runtime.display.browser import BrowserMissing, headless_chromium
+
+        self.url, self.out, self.browser = url, out, None
+        print(f"    bedside page: {url} (open it in a browser while the exam runs)", flush=True)
+        try:
+            self.browser = headless_chromium()
+        except BrowserMissing as exc:
+            print(f"    no screenshots of the page: {exc}", flush=True)
+
+    def shot(self, state: str, after_s: float = 0.0) -> None:
+        if self.browser is None:
+            return
+        time.sleep(after_s)
+        if self.browser.current_url != self.url:
+            wait_until_served(self.url)
+            self.browser.get(self.url)
+            time.sleep(1.5)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.browser.save_screenshot(str(self.out / f"{state}.png"))
+        print(f"    screenshot of the page ({state}): {self.out / f'{state}.png'}", flush=True)
+
+    def close(self) -> None:
+        if self.browser is not None:
+            self.browser.quit()
 
 
 def live(bundle: Path) -> dict:
@@ -65,8 +109,12 @@ def live(bundle: Path) -> dict:
             str(audit),
             "--metrics-period",
             "5",
+            "--thumbnails",
         ]
     )
+    display = subprocess.Popen([str(BIN / "edge-runtime"), "display", "--results", RESULTS, "--listen", PAGE])
+    camera = PageCamera(f"http://{PAGE}/", OUT / "display")
+    camera.shot("no-sessions", after_s=3.0)
     stream = subprocess.Popen(
         [
             str(BIN / "phantom"),
@@ -91,11 +139,16 @@ def live(bundle: Path) -> dict:
         subprocess.run(
             [str(BIN / "edge-runtime"), "watch", "--results", RESULTS, "--count", "90", "--timeout", "60"], check=False
         )
+        camera.shot("live")
     finally:
         stream.send_signal(signal.SIGINT)
         stream.wait(15)
         serve.send_signal(signal.SIGTERM)
         serve.wait(20)
+        camera.shot("stale", after_s=4.0)
+        camera.close()
+        display.send_signal(signal.SIGTERM)
+        display.wait(15)
     print(f"    runtime exited with code {serve.returncode} (0 = clean shutdown)", flush=True)
     records = [ResultMessage.model_validate(r) for r in read_results(audit)] if audit.exists() else []
     e2e = np.array([r.latency_ms["end_to_end"] for r in records]) if records else np.zeros(1)

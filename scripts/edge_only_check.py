@@ -15,6 +15,7 @@ for module in (
     "edge_runtime.bundle",
     "edge_runtime.grabber",
     "edge_runtime.watch",
+    "edge_runtime.display.service",
     "phantom.stream",
 ):
     importlib.import_module(module)

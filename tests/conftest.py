@@ -98,3 +98,13 @@ def bundle_dir(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A real headless Chromium driven by Selenium (`make test` installs Debian's chromium and chromium-driver)."""
+    from edge_runtime.display.browser import headless_chromium
+
+    chrome = headless_chromium()
+    yield chrome
+    chrome.quit()

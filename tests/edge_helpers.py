@@ -102,10 +102,10 @@ class Display:
 
 
 def start_server(bundle_dir: Path, frames: str, tmp_path: Path, **overrides) -> EdgeServer:
+    overrides.setdefault("results", "tcp://127.0.0.1:*")
     config = RuntimeConfig(
         bundle=bundle_dir,
         frames=frames,
-        results="tcp://127.0.0.1:*",
         audit_log=tmp_path / "audit" / "results.jsonl",
         metrics_period_s=0.5,
         **overrides,

@@ -22,6 +22,7 @@ from edge_runtime.schema import (
     MessageError,
     MetricsMessage,
     ResultMessage,
+    ThumbnailMessage,
     parse_message,
 )
 
@@ -142,6 +143,7 @@ def test_architecture_document_names_every_contract_field() -> None:
         "exam": list(ExamEstimate.model_fields),
         "exam record": list(ExamRecord.model_fields),
         "exam calibration": list(ExamCalibration.model_fields),
+        "thumbnail": list(ThumbnailMessage.model_fields),
     }
     missing = {
         where: [f for f in names if f"`{f}" not in text and f" {f}" not in text] for where, names in fields.items()

@@ -133,6 +133,7 @@ def test_config_validation(tmp_path: Path) -> None:
     example = load_config(ROOT / "deploy" / "edge.example.toml")
     assert example.pairing_window_s == 300 and example.frames.startswith("tcp://")
     assert example.exam.hold_updates == 5 and example.exam.window_pairs == 30
+    assert example.display.listen == "127.0.0.1:8080" and example.thumbnails is False
     (tmp_path / "exam.toml").write_text("[runtime.exam]\ntrim = 0.6\n")
     with pytest.raises(ConfigError, match=r"exam\.trim"):
         load_config(tmp_path / "exam.toml")

@@ -15,6 +15,8 @@ from edge_runtime.schema import VIEWS
 from trainer.images import ImageReadError, image_digest, read_image
 from trainer.manifest import Manifest, ManifestError, SubjectRecord, duplicate_image_problems, load_manifest
 
+PHANTOM_PROFILE_PREFIX = "phantom-"  # the phantom's screen layouts (phantom-philips, phantom-ge)
+
 
 @dataclass
 class Cohort:
@@ -36,6 +38,12 @@ class Cohort:
 
     def vendors(self) -> list[str]:
         return [s.vendor for s in self.subjects]
+
+    @property
+    def kind(self) -> str:
+        """'phantom' when every image came from a phantom scanner profile, else 'clinical'."""
+        scanners = {e.scanner for s in self.subjects for e in s.views.values()}
+        return "phantom" if all(name.startswith(PHANTOM_PROFILE_PREFIX) for name in scanners) else "clinical"
 
 
 def load_cohort(

@@ -118,9 +118,9 @@ def reliability_plot(path: Path, probabilities: dict[str, list[float]], bins: in
         mean_p = [p[which == b].mean() for b in used]
         rate = [y[which == b].mean() for b in used]
         sizes = [12 * (which == b).sum() for b in used]
-        ax.plot(mean_p, rate, color=colour, lw=1)
-        ax.scatter(mean_p, rate, s=sizes, color=colour, alpha=0.7, label=f"{key} p_fatty")
+        ax.plot(mean_p, rate, color=colour, lw=1, marker="o", ms=4, label=f"{key} p_fatty")
+        ax.scatter(mean_p, rate, s=sizes, color=colour, alpha=0.35)
     ax.set(xlabel="mean predicted p_fatty", ylabel="observed share fatty", xlim=(0, 1), ylim=(0, 1))
     ax.set_title("Reliability (out-of-fold)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")
     _save(fig, path)

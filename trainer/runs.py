@@ -25,6 +25,7 @@ class Run:
     manifest: Path | None
     digests: dict[tuple[str, str], str]  # (subject_id, view) -> image digest; empty for runs that predate it
     int8_sha256: str | None = None  # --features int8: SHA-256 of the run's encoder_int8.tflite
+    cohort_kind: str | None = None  # "phantom" or "clinical"; None for runs that predate it
 
     def head_path(self, fold: int) -> Path:
         return self.path / f"fold{fold}" / "head.h5"
@@ -45,22 +46,24 @@ def open_run(path: str | Path) -> Run:
     folds = json.loads((path / "folds.json").read_text())["folds"]
     timings = json.loads((path / "timings.json").read_text()) if (path / "timings.json").is_file() else {}
     manifest = config.extra.get("manifest")
-    digests = {}
+    digests, kind = {}, None
     if (path / COHORT_FILE).is_file():
-        recorded = json.loads((path / COHORT_FILE).read_text())["digests"]
-        digests = {(s, v): d for s, views in recorded.items() for v, d in views.items()}
+        recorded = json.loads((path / COHORT_FILE).read_text())
+        digests = {(s, v): d for s, views in recorded["digests"].items() for v, d in views.items()}
+        kind = recorded.get("kind")
     manifest_path = Path(manifest) if manifest else None
     return Run(
-        path, config, folds, timings.get("weights_id"), manifest_path, digests, timings.get("int8_encoder_sha256")
+        path, config, folds, timings.get("weights_id"), manifest_path, digests, timings.get("int8_encoder_sha256"), kind
     )
 
 
-def save_cohort_digests(path: Path, digests: dict[tuple[str, str], str]) -> None:
-    """Record which images the run saw, so evaluate recognises them even under another subject id."""
+def save_cohort_digests(path: Path, digests: dict[tuple[str, str], str], kind: str) -> None:
+    """Record which images the run saw (so evaluate recognises them even under another subject id) and
+    whether they were phantom screens or clinical images (the bedside display's banner says which)."""
     by_subject: dict[str, dict[str, str]] = {}
     for (subject, view), digest in digests.items():
         by_subject.setdefault(subject, {})[view] = digest
-    (path / COHORT_FILE).write_text(json.dumps({"digests": by_subject}, indent=1))
+    (path / COHORT_FILE).write_text(json.dumps({"kind": kind, "digests": by_subject}, indent=1))
 
 
 def check_backbone(run: Run, fingerprint: str) -> None:

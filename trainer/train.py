@@ -57,7 +57,7 @@ def train_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     split = export_groups(cohort, config.fatty_threshold, config.seed, config.holdout_share)
     save_split(out_dir, split)
-    save_cohort_digests(out_dir, cohort.digests)
+    save_cohort_digests(out_dir, cohort.digests, cohort.kind)
     timings: dict[str, Any] = {"features": config.features}
     features = None
     if config.finetune is None:

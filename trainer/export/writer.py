@@ -120,6 +120,8 @@ def describe_bundle(
             epochs=final.config.n_epochs,
             task=run.config.task,
             features=run.config.features,
+            cohort=run.cohort_kind,
+            subjects=sum(len(fold) for fold in run.folds),
         ),
         cv_metrics=CvMetrics(
             task=run.config.task,

@@ -1,0 +1,128 @@
+// The bedside page: one EventSource, one render function, one staleness clock. No build step, no libraries.
+"use strict";
+
+const STALE_AFTER_S = 2.5; // heartbeats come every second; three missed ones is a dead runtime
+const FATTY_PDFF = 5;
+const token = new URLSearchParams(location.search).get("token");
+const withToken = (url) => (token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url);
+let last = null; // the latest snapshot
+let receivedAt = 0; // when it arrived (seconds, page clock)
+
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const fmt = (x, digits) => (x === null || x === undefined ? "n/a" : Number(x).toFixed(digits));
+const nowS = () => Date.now() / 1000;
+
+function callBlock(result) {
+  const exam = result.exam;
+  if (exam && exam.call) {
+    const [plo, phi] = exam.p_fatty_interval || [exam.p_fatty, exam.p_fatty];
+    const [flo, fhi] = exam.pdff_interval || [exam.pdff, exam.pdff];
+    const held = exam.stable_since ? `stable ${Math.max(0, result.frames[result.trigger].ts - exam.stable_since).toFixed(0)} s` : "";
+    return {
+      cls: exam.call, label: exam.call.toUpperCase(),
+      numbers: `PDFF ${fmt(exam.pdff, 1)} % [${fmt(flo, 1)}-${fmt(fhi, 1)}] &middot; p ${fmt(exam.p_fatty, 2)} [${fmt(plo, 2)}-${fmt(phi, 2)}]`,
+      reason: `${exam.n_pairs} pairs, ${held}${exam.reason ? " &middot; " + esc(exam.reason) : ""}`,
+      flags: (exam.discordant ? '<span class="discordant">DISCORDANT: PDFF and call disagree</span> ' : "") + (exam.calibrated ? "" : "uncalibrated p_fatty"),
+    };
+  }
+  const pair = result.fatty ? "fatty" : "normal"; // no exam answer yet: show the latest pair, marked as such
+  return {
+    cls: "waiting", label: `pair: ${pair}`,
+    numbers: `PDFF ${fmt(result.pdff, 1)} % &middot; p ${fmt(result.p_fatty, 2)} (one pair)`,
+    reason: exam ? esc(exam.reason || "") : "",
+    flags: "",
+  };
+}
+
+function trendSvg(trend) {
+  const w = 480, h = 120, pad = 4; // about a card's size on a 1920-wide monitor
+  if (!trend.length) return `<svg class="trend" viewBox="0 0 ${w} ${h}"></svg>`;
+  const values = trend.flatMap((p) => [p.pdff, ...(p.exam_interval || [])]).filter((v) => v !== null);
+  const top = Math.max(10, ...values) * 1.1;
+  const t0 = trend[0].ts, t1 = Math.max(trend[trend.length - 1].ts, t0 + 1);
+  const x = (t) => pad + ((t - t0) / (t1 - t0)) * (w - 2 * pad);
+  const y = (v) => h - pad - (v / top) * (h - 2 * pad);
+  const line = (key) => trend.filter((p) => p[key] !== null).map((p) => `${x(p.ts).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ");
+  const banded = trend.filter((p) => p.exam_interval);
+  const band = banded.map((p) => `${x(p.ts).toFixed(1)},${y(p.exam_interval[1]).toFixed(1)}`)
+    .concat(banded.slice().reverse().map((p) => `${x(p.ts).toFixed(1)},${y(p.exam_interval[0]).toFixed(1)}`)).join(" ");
+  const dots = trend.map((p) => `<circle cx="${x(p.ts).toFixed(1)}" cy="${y(p.pdff).toFixed(1)}" r="1.6" fill="#7d8794"/>`).join("");
+  return `<svg class="trend" viewBox="0 0 ${w} ${h}" role="img" aria-label="PDFF trend">
+    <line x1="0" x2="${w}" y1="${y(FATTY_PDFF)}" y2="${y(FATTY_PDFF)}" stroke="#ff4d4d" stroke-dasharray="4 3"/>
+    <text x="${w - 4}" y="${y(FATTY_PDFF) - 3}" fill="#ff8080" font-size="11" text-anchor="end">5 %</text>
+    <polygon points="${band}" fill="#5cc8ff" fill-opacity="0.15"/>
+    <text x="4" y="12" fill="#a8b0bb" font-size="11">PDFF ${top.toFixed(0)} %</text>
+    ${dots}<polyline points="${line("exam_pdff")}" fill="none" stroke="#f2f4f7" stroke-width="2.5"/></svg>`;
+}
+
+function card(s) {
+  const r = s.result;
+  if (!r) return "";
+  const c = callBlock(r);
+  const thumbs = ["liver", "kidney_liver"].map((v) => s.thumbnails[v]
+    ? `<figure><img alt="${v} crop" src="${withToken(s.thumbnails[v])}"><figcaption>${v.replace("_", "-")}</figcaption></figure>` : "").join("");
+  const lat = ["decode", "preprocess", "encode", "head", "end_to_end"].filter((k) => k in r.latency_ms)
+    .map((k) => `${k.replaceAll("_", " ")} ${fmt(r.latency_ms[k], 0)} ms`).join(" &middot; ");
+  return `<section class="card" data-session="${esc(s.session)}">
+    <h2>${esc(s.session)}</h2>
+    <div class="call ${c.cls}" data-call="${c.cls}">${c.label}</div>
+    <div class="numbers">${c.numbers}</div>
+    <div class="reason">${c.reason}</div>
+    <div class="flags">${c.flags}</div>
+    <div class="thumbs">${thumbs}</div>
+    ${trendSvg(s.trend)}
+    <div class="latency">${lat}</div></section>`;
+}
+
+function health(snap) {
+  const hb = snap.heartbeat, m = snap.metrics;
+  if (hb) {
+    document.getElementById("model").textContent = `model ${hb.model.name} ${hb.model.version} (sha ${hb.model.sha})`;
+    document.getElementById("uptime").textContent = `uptime ${Math.round(hb.uptime_s)} s, ${hb.sessions} sessions`;
+    if (hb.validation) document.getElementById("validation").textContent = `Validation cohort: ${hb.validation}`;
+  }
+  if (m) {
+    const c = m.counters;
+    document.getElementById("frames").textContent =
+      `frames in ${c.frames_received || 0}, encoded ${c.frames_encoded || 0}, dropped ${c.frames_dropped_stale || 0}`;
+    const rej = Object.entries(m.rejected).map(([k, v]) => `${k} ${v}`).join(", ");
+    document.getElementById("rejected").textContent = `rejected: ${rej || "none"}`;
+  }
+}
+
+function render(snap) {
+  const main = document.getElementById("sessions");
+  const cards = snap.sessions.map(card).join("");
+  main.innerHTML = cards || '<p class="empty" id="empty">No active exams. Waiting for the scanner...</p>';
+  health(snap);
+  tick();
+}
+
+function tick() {
+  // Staleness from the page's own clock, so it shows even when the display's event stream is gone too.
+  const age = last && last.heartbeat_age_s !== null ? last.heartbeat_age_s + (nowS() - receivedAt) : null;
+  const stale = age === null || age > STALE_AFTER_S;
+  document.body.classList.toggle("stale", stale);
+  document.getElementById("stale").hidden = !stale;
+  document.getElementById("stale-why").textContent =
+    age === null ? "no heartbeat from the runtime yet" : `no heartbeat from the runtime for ${age.toFixed(0)} s`;
+  document.getElementById("heartbeat").textContent = age === null ? "heartbeat: none" : `heartbeat ${age.toFixed(1)} s ago`;
+}
+
+function connect() {
+  const source = new EventSource(withToken("events"));
+  source.addEventListener("state", (e) => {
+    try {
+      last = JSON.parse(e.data);
+      receivedAt = nowS();
+      render(last);
+    } catch (err) {
+      console.warn("skipped a malformed update", err);
+    }
+  });
+  // EventSource reconnects by itself after an error; the staleness clock keeps running meanwhile.
+}
+
+setInterval(tick, 250);
+connect();
+tick();

@@ -1,0 +1,109 @@
+"""The bedside page in a real headless Chromium, while phantom frames flow through `serve`.
+
+The README's test command installs Debian's chromium and chromium-driver, so this runs in CI. Checked: each
+session's call, PDFF and thumbnails appear; the page updates within 1 s of a new result; it says STALE within
+3 s of stopping the runtime; it recovers when the runtime restarts, and after the browser reloads.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+from edge_helpers import Source, phantom_screens, send_until_encoded, start_server, wait_for
+from selenium.webdriver.common.by import By
+
+from edge_runtime.display.service import DisplayServer, Listen
+
+pytestmark = pytest.mark.slow
+
+
+CARDS_JS = """
+return Array.from(document.querySelectorAll('.card')).map((card) => ({
+  session: card.dataset.session,
+  call: card.querySelector('.call').innerText,
+  numbers: card.querySelector('.numbers').innerText,
+  reason: card.querySelector('.reason').innerText,
+  thumbs_loaded: Array.from(card.querySelectorAll('.thumbs img'))
+    .filter((i) => i.complete && i.naturalWidth > 0).length,
+}));
+"""
+
+
+def _cards(browser) -> dict[str, dict]:
+    """Every card's text, read in one script call (the page re-renders while Selenium looks)."""
+    return {card["session"]: card for card in browser.execute_script(CARDS_JS)}
+
+
+def _stale(browser) -> bool:
+    return browser.find_element(By.ID, "stale").is_displayed()
+
+
+def _exam(server, source, screens, session: str, subject: int, pairs: int) -> None:
+    for _ in range(pairs):
+        for view in ("liver", "kidney_liver"):
+            scanner, image = screens[(subject, view)]
+            send_until_encoded(server, source, session, view, scanner, image)
+
+
+def test_the_page_follows_live_exams_goes_stale_and_recovers(bundle_dir: Path, tmp_path: Path, browser) -> None:
+    screens = phantom_screens(2)
+    ctx = zmq.Context()
+    source = Source(ctx)
+    server = start_server(bundle_dir, source.endpoint, tmp_path, thumbnails=True)
+    display = DisplayServer(server.results_endpoint, Listen("127.0.0.1", 0), token=None).start()
+    try:
+        browser.get(display.url)
+        assert wait_for(lambda: not _stale(browser), timeout=5), "a live runtime must not look stale"
+        assert "No active exams" in browser.find_element(By.ID, "sessions").text
+        browser.save_screenshot(str(tmp_path / "no-sessions.png"))
+
+        _exam(server, source, screens, "exam-a", 0, 7)
+        _exam(server, source, screens, "exam-b", 1, 7)
+        assert wait_for(lambda: set(_cards(browser)) == {"exam-a", "exam-b"}, timeout=5)
+        cards = _cards(browser)
+        for card in cards.values():
+            assert card["call"] in ("FATTY", "NORMAL", "INDETERMINATE", "PAIR: FATTY", "PAIR: NORMAL"), card
+            assert "PDFF" in card["numbers"] and "%" in card["numbers"]
+        assert wait_for(lambda: all(c["thumbs_loaded"] == 2 for c in _cards(browser).values()), timeout=5)
+
+        before = _cards(browser)["exam-a"]["reason"]
+        published = server.stats.counters["results_published"]
+        _exam(server, source, screens, "exam-a", 0, 1)
+        assert wait_for(lambda: server.stats.counters["results_published"] > published, timeout=5)
+        landed = time.monotonic()
+        assert wait_for(lambda: _cards(browser)["exam-a"]["reason"] != before, timeout=3, step=0.02)
+        assert time.monotonic() - landed <= 1.0, "the page must show a new result within 1 s"
+        browser.save_screenshot(str(tmp_path / "live.png"))
+
+        server.stop()
+        stopped = time.monotonic()
+        assert wait_for(lambda: _stale(browser), timeout=4, step=0.05)
+        assert time.monotonic() - stopped <= 3.0, "the page must say STALE within 3 s of losing the runtime"
+        browser.save_screenshot(str(tmp_path / "stale.png"))
+
+        server = start_server(bundle_dir, source.endpoint, tmp_path, results=server.results_endpoint)
+        assert wait_for(lambda: not _stale(browser), timeout=10), "the page recovers when the runtime restarts"
+        browser.refresh()  # a browser reconnecting mid-stream gets the exams back
+        assert wait_for(lambda: {"exam-a", "exam-b"} <= set(_cards(browser)), timeout=5)
+    finally:
+        display.stop()
+        server.stop()
+        source.close()
+        ctx.destroy(linger=0)
+
+
+def test_beyond_localhost_the_browser_gets_401_without_the_token(browser) -> None:
+    display = DisplayServer("tcp://127.0.0.1:5999", Listen("0.0.0.0", 0), token="a-long-enough-test-token").start()
+    try:
+        port = display.server.servers[0].sockets[0].getsockname()[1]
+        browser.delete_all_cookies()
+        browser.get(f"http://127.0.0.1:{port}/")
+        assert "401" in browser.find_element(By.TAG_NAME, "body").text
+        browser.get(f"http://127.0.0.1:{port}/?token=a-long-enough-test-token")
+        assert wait_for(lambda: "Research use, not a medical device" in browser.find_element(By.ID, "banner").text)
+        assert browser.execute_script("return getComputedStyle(document.body).backgroundColor") != "rgba(0, 0, 0, 0)"
+    finally:
+        display.stop()
