@@ -5,7 +5,8 @@ A clinician reads an exam, not a frame. Per session the runtime keeps the recent
 and of PDFF), puts an interval on each, and makes a three-way call: ``fatty``, ``normal`` or
 ``indeterminate`` when the p_fatty interval straddles the threshold or the PDFF interval lies wholly on the
 other side of the 5 % line (the two outputs contradict each other beyond their uncertainty). A new call is
-shown only after it has been the candidate for ``hold_updates`` consecutive pairs (hysteresis), so the display
+shown only after it has been the candidate for ``hold_updates`` consecutive pairs and for at least ``hold_s``
+seconds of frame time (hysteresis: pairs arrive 15 times a second in a busy exam), so the display
 does not flicker when one pair lands near the line. docs/DESIGN.md, "The exam-level answer", has the numbers
 behind each choice. Numpy only: this runs at the bedside.
 """
@@ -35,6 +36,7 @@ class ExamPolicy(BaseModel):
     trim: float = Field(0.2, ge=0, lt=0.5, description="Share trimmed from each end before averaging.")
     min_pairs: int = Field(5, ge=1, description="Pairs needed before any exam call.")
     hold_updates: int = Field(5, ge=1, description="Consecutive updates a new call must hold before it is shown.")
+    hold_s: float = Field(2.0, ge=0, description="...and for at least this long (frame time), whatever the rate.")
 
 
 def logit(p: np.ndarray | float) -> np.ndarray:
@@ -147,6 +149,7 @@ class ExamTracker:
     stable_since: float | None = None
     pending: str | None = None
     streak: int = 0
+    pending_since: float = 0.0
     last: ExamEstimate | None = None
 
     def saw(self, view: str) -> None:
@@ -171,13 +174,16 @@ class ExamTracker:
         return self.last
 
     def _hold(self, call: str, ts: float) -> None:
-        """Hysteresis: a call replaces the shown one only after hold_updates consecutive updates."""
+        """Hysteresis: a call replaces the shown one only after hold_updates consecutive updates over hold_s."""
         if call == self.shown:
             self.pending, self.streak = None, 0
             return
-        self.streak = self.streak + 1 if call == self.pending else 1
+        if call != self.pending:
+            self.streak, self.pending_since = 0, ts
+        self.streak += 1
         self.pending = call
-        if self.streak >= self.policy.hold_updates:
+        held = ts - self.pending_since >= self.policy.hold_s
+        if self.streak >= self.policy.hold_updates and held:
             self.shown, self.stable_since, self.pending, self.streak = call, ts, None, 0
 
     def _estimate(self, c: Combined, reason: str | None) -> ExamEstimate:

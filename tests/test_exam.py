@@ -121,3 +121,15 @@ def test_conformal_halfwidth_is_the_finite_sample_quantile() -> None:
     truth = np.zeros(9)
     predicted = np.expm1(np.arange(1, 10) / 10)  # residuals 0.1 .. 0.9 in log1p space
     assert conformal_halfwidth(truth, predicted, 0.8) == pytest.approx(0.8)  # ceil(10 * 0.8) = 8th smallest
+
+
+def test_at_fifteen_pairs_a_second_a_new_call_still_waits_hold_s() -> None:
+    """In a busy exam five updates take a third of a second; the call must also hold for hold_s of frame time."""
+    policy = ExamPolicy(min_pairs=3, hold_updates=5, hold_s=2.0, window_pairs=3, trim=0.0)
+    tracker = ExamTracker(policy, UNCALIBRATED)
+    rate, estimates = 15.0, []
+    for i in range(60):
+        estimates.append(tracker.add(i / rate, float(sigmoid(3.0)), 9.0))
+    first = next(i for i, e in enumerate(estimates) if e.call is not None)
+    assert estimates[first].call == "fatty"
+    assert (first - (policy.min_pairs - 1)) / rate >= policy.hold_s  # not after 5 updates (0.33 s)
