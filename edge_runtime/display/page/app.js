@@ -28,7 +28,7 @@ function callBlock(result) {
   const pair = result.fatty ? "fatty" : "normal"; // no exam answer yet: show the latest pair, marked as such
   return {
     cls: "waiting", label: `pair: ${pair}`,
-    numbers: `PDFF ${fmt(result.pdff, 1)} % &middot; p ${fmt(result.p_fatty, 2)} (one pair)`,
+    numbers: `PDFF ${fmt(Math.max(0, result.pdff), 1)} % &middot; p ${fmt(result.p_fatty, 2)} (one pair)`,
     reason: exam ? esc(exam.reason || "") : "",
     flags: "",
   };
