@@ -12,6 +12,13 @@ import click
 from edge_runtime.schema import VIEWS
 
 
+def profiles_option(help_text: str):
+    """--profiles FILE, as serve and grab take it."""
+    return click.option(
+        "--profiles", "profiles_file", type=click.Path(dir_okay=False, exists=True), default=None, help=help_text
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Bedside fatty-liver inference over ZeroMQ (no TensorFlow)."""
@@ -36,6 +43,13 @@ def main() -> None:
 @click.option(
     "--thumbnails/--no-thumbnails", default=None, help="Publish the view crops behind results (for the display)."
 )
+@profiles_option("Scanner profiles file (JSON or TOML), added to the shipped ones and the bundle's.")
+@click.option(
+    "--allow-unseen-scanners",
+    is_flag=True,
+    default=None,
+    help="Serve frames from scanner profiles the bundle was not trained on (refused by default).",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def serve(bundle_path: str | None, config_path: str | None, verbose: bool, **overrides) -> None:
     """Verify the bundle, then serve: frames in, results/metrics/heartbeats out, every result audited."""
@@ -56,7 +70,9 @@ def serve(bundle_path: str | None, config_path: str | None, verbose: bool, **ove
             raise click.UsageError("no bundle: pass --bundle or set bundle in the config")
         bundle = load_bundle(config.bundle, num_threads=config.threads)
         _log_unvalidated_outputs(bundle)
-        profiles = load_profiles(extra={k: v.model_dump() for k, v in config.profiles.items()})
+        trained = {k: v.model_dump() for k, v in (bundle.meta.scanners or {}).items()}
+        inline = {k: v.model_dump() for k, v in config.profiles.items()}
+        profiles = load_profiles(config.profiles_file, extra={**trained, **inline})
         warm_up(bundle)
         server = EdgeServer(config, bundle, profiles)
         server.serve_forever()
@@ -161,6 +177,7 @@ def keys(out_dir: str, names: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--source", required=True, help="Capture card index (0), a video file, or a folder of screenshots.")
 @click.option("--scanner", required=True, help="Scanner profile name of the screen layout.")
+@profiles_option("Scanner profiles file (JSON or TOML) that defines --scanner, if it is not a shipped one.")
 @click.option("--session", required=True, help="Opaque exam id (never a name or MRN).")
 @click.option("--view", type=click.Choice(VIEWS), default=VIEWS[0], show_default=True)
 @click.option("--view-keys/--no-view-keys", default=False, help="Read 'l'/'k' + Enter from stdin to switch views.")
@@ -182,9 +199,14 @@ def grab(source: str, view: str, view_keys: bool, endpoint: str, loop: bool, **k
     from edge_runtime.errors import FattyLiverError
     from edge_runtime.grabber import GrabTarget, ViewSelector
     from edge_runtime.grabber import grab as run_grab
+    from edge_runtime.profiles import get_profile, load_profiles
     from edge_runtime.schema import SESSION_PATTERN
     from edge_runtime.transport import FrameSender, publisher
 
+    try:
+        get_profile(load_profiles(kw.pop("profiles_file")), kw["scanner"])
+    except FattyLiverError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scanner") from None
     if not SESSION_PATTERN.match(kw["session"]):
         raise click.BadParameter("1-64 of [A-Za-z0-9_.:-]; an exam id, never a name", param_hint="--session")
     curve = _server_keys(kw.pop("server_key"), kw.pop("allowed_clients"))

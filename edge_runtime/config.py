@@ -84,6 +84,10 @@ class RuntimeConfig(_Strict):
     audit_backups: int = Field(5, ge=1)
     prometheus_port: int = Field(0, ge=0, le=65535)
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+    profiles_file: Path | None = Field(None, description="A scanner profiles file (JSON or TOML) to add.")
+    allow_unseen_scanners: bool = Field(
+        False, description="Serve frames from scanner profiles the bundle was not trained on (counted, not refused)."
+    )
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     exam: ExamPolicy = Field(default_factory=ExamPolicy)
     thumbnails: bool = Field(False, description="Publish the view crops behind each result (for the display).")

@@ -38,12 +38,11 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
 def crop_bmode(frame: np.ndarray, profile: ScannerProfile) -> np.ndarray:
     """Cut the B-mode region out of a full scanner screen, after checking the screen is the profile's."""
     height, width = frame.shape[:2]
-    if (width, height) != profile.screen_size:
+    if not profile.fits(width, height):
         raise PreprocessError(
-            f"frame is {width}x{height} but scanner profile {profile.name!r} expects "
-            f"{profile.screen_width}x{profile.screen_height}"
+            f"frame is {width}x{height} but scanner profile {profile.name!r} expects {profile.expected_size()}"
         )
-    x, y, w, h = profile.crop_box
+    x, y, w, h = profile.box_for(width, height)
     return frame[y : y + h, x : x + w]
 
 

@@ -7,6 +7,7 @@ B-mode region, and that region differs by vendor, model and preset, so it is dat
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -20,6 +21,9 @@ class ProfileError(FattyLiverError):
     """A scanner profile is unknown or malformed, or a frame does not fit it."""
 
 
+FULL_FRAME = "full-frame"  # crop value of a profile for images that already are the B-mode region
+
+
 @dataclass(frozen=True)
 class ScannerProfile:
     name: str
@@ -30,6 +34,7 @@ class ScannerProfile:
     crop_y: int
     crop_width: int
     crop_height: int
+    full_frame: bool = False  # images already cropped to the B-mode region: any size, the crop is all of it
 
     @property
     def screen_size(self) -> tuple[int, int]:
@@ -39,8 +44,23 @@ class ScannerProfile:
     def crop_box(self) -> tuple[int, int, int, int]:
         return self.crop_x, self.crop_y, self.crop_width, self.crop_height
 
+    def fits(self, width: int, height: int) -> bool:
+        """Whether an image of this size is one of this profile's screens (any size for a full-frame one)."""
+        return self.full_frame or (width, height) == self.screen_size
+
+    def box_for(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The B-mode box on an image of this size."""
+        return (0, 0, width, height) if self.full_frame else self.crop_box
+
+    def expected_size(self) -> str:
+        return "any size (full-frame)" if self.full_frame else f"{self.screen_width}x{self.screen_height}"
+
     @classmethod
     def from_mapping(cls, name: str, data: Mapping[str, Any]) -> ScannerProfile:
+        if isinstance(data, Mapping) and data.get("crop") == FULL_FRAME:
+            if "vendor" not in data:
+                raise ProfileError(f"scanner profile {name!r} needs 'vendor'")
+            return cls(name, str(data["vendor"]), 0, 0, 0, 0, 0, 0, full_frame=True)
         try:
             screen_w, screen_h = (int(v) for v in data["screen"])
             x, y, w, h = (int(v) for v in data["crop"])
@@ -70,6 +90,8 @@ class ScannerProfile:
             )
 
     def to_mapping(self) -> dict[str, Any]:
+        if self.full_frame:
+            return {"vendor": self.vendor, "crop": FULL_FRAME}
         return {
             "vendor": self.vendor,
             "screen": [self.screen_width, self.screen_height],
@@ -87,18 +109,46 @@ def default_profiles() -> dict[str, ScannerProfile]:
     return _parse(json.loads(text))
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ProfileError(f"scanner profile(s) {', '.join(map(repr, twice))} defined twice")
+    return dict(pairs)
+
+
+def read_profiles_file(path: str | Path) -> dict[str, ScannerProfile]:
+    """A profiles file (JSON, or TOML by its suffix): {name: {vendor, screen, crop}}, optionally under a
+    top-level "profiles" key. Every problem is a ProfileError naming the file and the profile."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text, object_pairs_hook=_refuse_duplicates)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError, ProfileError) as exc:
+        raise ProfileError(f"{path}: cannot read scanner profiles: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("profiles"), dict):
+        data = data["profiles"]
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: expected a mapping of profile name -> {{vendor, screen, crop}}")
+    try:
+        return _parse(data)
+    except ProfileError as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+
+
 def load_profiles(path: str | Path | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, ScannerProfile]:
-    """Defaults, then a JSON file of profiles, then inline ones (e.g. from edge.toml); later names win."""
+    """Shipped profiles, then a profiles file, then inline ones (edge.toml); a later definition of a name wins."""
     profiles = default_profiles()
     if path is not None:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ProfileError(f"cannot read scanner profiles from {path}: {exc}") from exc
-        profiles.update(_parse(data))
+        profiles.update(read_profiles_file(path))
     if extra:
         profiles.update(_parse(extra))
     return profiles
+
+
+def profiles_mapping(profiles: Mapping[str, ScannerProfile]) -> dict[str, dict[str, Any]]:
+    """Name -> {vendor, screen, crop}: the form profile files, runs and bundles record."""
+    return {name: profile.to_mapping() for name, profile in sorted(profiles.items())}
 
 
 def get_profile(profiles: Mapping[str, ScannerProfile], name: str) -> ScannerProfile:

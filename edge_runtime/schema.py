@@ -249,6 +249,16 @@ class ExamCalibration(_Contract):
     )
 
 
+class ScannerSpec(_Contract):
+    """A scanner profile as runs and bundles record it: where the B-mode image sits on that screen."""
+
+    vendor: str
+    screen: tuple[int, int] | None = Field(None, description="Screen width, height in pixels (none: full-frame).")
+    crop: tuple[int, int, int, int] | Literal["full-frame"] = Field(
+        description="B-mode box x, y, width, height on that screen, or full-frame for already cropped images."
+    )
+
+
 class ExportSettings(_Contract):
     """Every knob of ``trainer export``, recorded in the bundle so anyone can redo it."""
 
@@ -305,6 +315,9 @@ class BundleMeta(_Contract):
     export: ExportSettings | None = Field(None, description="How the bundle was exported; None in older bundles.")
     exam: ExamCalibration | None = Field(
         None, description="Calibrator and PDFF interval; None in older bundles (the exam then uses raw p_fatty)."
+    )
+    scanners: dict[str, ScannerSpec] | None = Field(
+        None, description="The scanner profiles the model was trained on; frames from others are refused."
     )
     sha256: dict[str, str] = Field(description="SHA-256 of every file in the bundle except bundle.json itself.")
 

@@ -106,14 +106,29 @@ class EdgeServer:
             raise ProtocolError("bad_topic", "topic is not 'frame'")
         header = parse_header(_buffer(parts[1]).tobytes(), set(self.profiles))
         profile = self.profiles[header.scanner]
-        if (header.width, header.height) != profile.screen_size:
+        if not profile.fits(header.width, header.height):
             raise ProtocolError(
                 "size_mismatch",
-                f"frame {header.width}x{header.height} but scanner profile "
-                f"{profile.name!r} is {profile.screen_width}x{profile.screen_height}",
+                f"frame {header.width}x{header.height} but scanner profile {profile.name!r} is "
+                f"{profile.expected_size()}",
             )
+        self._check_seen(header.scanner)
         check_payload(header, _buffer(parts[2]).nbytes)
         return header
+
+    def _check_seen(self, scanner: str) -> None:
+        """A scanner layout the model never trained on is refused, unless the site allows it (then counted)."""
+        trained = self.bundle.meta.scanners
+        if trained is None or scanner in trained:
+            return
+        if self.config.allow_unseen_scanners:
+            self.stats.count("frames_unseen_scanner")
+            return
+        raise ProtocolError(
+            "unseen_scanner",
+            f"scanner {scanner!r} is not one bundle {self.bundle.name!r} was trained on "
+            f"({', '.join(sorted(trained))}); set allow_unseen_scanners to serve it anyway",
+        )
 
     def handle_message(self, parts: list[Any], received: float) -> None:
         """Validate one multipart message and keep it as the newest frame of its (session, view)."""

@@ -58,15 +58,20 @@ def main() -> None:
     """Train, evaluate and export fatty-liver models (Kim et al. 2021 CLKL protocol)."""
 
 
+PROFILES_HELP = "Scanner profiles file (JSON or TOML) for scanners beyond the shipped ones."
+
+
 @main.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def validate(manifest: str, as_json: bool) -> None:
+@click.option("--profiles", type=click.Path(dir_okay=False, exists=True), default=None, help=PROFILES_HELP)
+def validate(manifest: str, as_json: bool, profiles: str | None) -> None:
     """Check a manifest and every image it names; list all problems (exit 1) or summarise (exit 0)."""
+    from edge_runtime.profiles import load_profiles
     from trainer.manifest import ManifestError, load_manifest
 
     try:
-        loaded = load_manifest(manifest)
+        loaded = load_manifest(manifest, guarded(lambda: load_profiles(profiles)))
     except ManifestError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(1) from None
@@ -102,6 +107,7 @@ PROTOCOL_FIELDS = (
     "int8_samples",
     "holdout_share",
     "head_loop",
+    "profiles",
 )
 
 
@@ -134,10 +140,10 @@ def _print_summary(report: dict, label: str) -> None:
     click.echo(f"{label} (pooled over all subjects): " + ", ".join(parts))
 
 
-def _labelled_cohort(manifest: str):
+def _labelled_cohort(manifest: str, profiles: str | None):
     from trainer.train import load_labelled_cohort
 
-    return guarded(lambda: load_labelled_cohort(manifest))
+    return guarded(lambda: load_labelled_cohort(manifest, profiles=profiles))
 
 
 @main.command()
@@ -153,7 +159,7 @@ def train(manifest: str, out_dir: str, folds_file: str | None, **fields) -> None
     from trainer.train import train_run
 
     config = _config(**fields, extra={"manifest": str(Path(manifest).resolve())})
-    cohort = _labelled_cohort(manifest)
+    cohort = _labelled_cohort(manifest, config.profiles)
     report = guarded(lambda: train_run(cohort, config, Path(out_dir), Path(folds_file) if folds_file else None))
     click.echo((Path(out_dir) / "report.md").read_text())
     _print_summary(report, f"{config.views} {config.task}")
@@ -176,7 +182,7 @@ def ablate(manifest: str, out_dir: str, finetune_from: str, finetune_epochs: int
     if unknown:
         raise click.BadParameter(f"unknown row(s) {sorted(unknown)}; rows are {', '.join(ROWS)}", param_hint="--skip")
     config = _config(**kw, extra={"manifest": str(Path(manifest).resolve())})
-    cohort = _labelled_cohort(manifest)
+    cohort = _labelled_cohort(manifest, config.profiles)
     guarded(lambda: run_ablation(cohort, config, Path(out_dir), skip, finetune_from, finetune_epochs))
     click.echo((Path(out_dir) / "ablation.md").read_text())
 
@@ -201,13 +207,14 @@ def explain(run_dir: str, subject_id: str, manifest: str | None, nsamples: int) 
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, exists=True), required=True)
 @click.option("--manifest", type=click.Path(dir_okay=False), required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None)
-def evaluate(run_dir: str, manifest: str, out_dir: str | None) -> None:
+@click.option("--profiles", type=click.Path(dir_okay=False, exists=True), default=None, help=PROFILES_HELP)
+def evaluate(run_dir: str, manifest: str, out_dir: str | None, profiles: str | None) -> None:
     """Apply a trained run to another cohort: metrics where PDFF exists, reader agreement where it does not.
 
     Subjects the run trained on are scored only by the fold model that held them out (see `scored_by`)."""
     from trainer.evaluate import evaluate_run
 
-    result = guarded(lambda: evaluate_run(run_dir, manifest, Path(out_dir) if out_dir else None))
+    result = guarded(lambda: evaluate_run(run_dir, manifest, Path(out_dir) if out_dir else None, profiles))
     click.echo(json.dumps({k: v for k, v in result.items() if k != "out_dir"}, indent=2))
     click.echo(f"written to {result['out_dir']}")
 

@@ -73,6 +73,9 @@ class TrainConfig(BaseModel):
         lt=0.5,
         description="Share of subjects in each of the calibration and fidelity groups.",
     )
+    profiles: str | None = Field(
+        None, description="Scanner profiles file (JSON or TOML) for the manifest's scanners, added to the shipped ones."
+    )
     head_loop: Literal["kernel", "keras"] = Field(
         "kernel",
         description="How the frozen-backbone head trains: kernel (the same SGD in kernel form, fast) or keras (fit).",

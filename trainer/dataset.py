@@ -25,6 +25,7 @@ class Cohort:
     subjects: list[SubjectRecord]
     images: dict[tuple[str, str], np.ndarray]  # (subject_id, view) -> tensor
     digests: dict[tuple[str, str], str] = field(default_factory=dict)  # (subject_id, view) -> screen content id
+    profiles: dict[str, ScannerProfile] = field(default_factory=dict)  # the scanner profiles its images use
 
     @property
     def ids(self) -> list[str]:
@@ -82,7 +83,8 @@ def load_cohort(
     problems += duplicate_image_problems(digests, rows)
     if problems:
         raise ManifestError(manifest.path, problems)
-    return Cohort(subjects, images, digests)
+    used = {e.scanner for s in subjects for e in s.views.values()}
+    return Cohort(subjects, images, digests, {name: profiles[name] for name in sorted(used)})
 
 
 def read_cohort(

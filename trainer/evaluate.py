@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from clkl.augment import IDENTITY
+from edge_runtime.profiles import read_profiles_file
 from edge_runtime.schema import P_FATTY_THRESHOLD
 from trainer.dataset import Cohort, read_cohort
 from trainer.extraction import run_encoders
@@ -90,9 +91,20 @@ def _rows(run: Run, cohort: Cohort) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate_run(run_dir: str | Path, manifest_path: str | Path, out_dir: Path | None = None) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path, manifest_path: str | Path, out_dir: Path | None = None, profiles: str | None = None
+) -> dict[str, Any]:
+    """Score a run on another cohort, read with the run's scanner profiles plus an optional profiles file.
+
+    Args:
+        run_dir: the trained run.
+        manifest_path: the cohort to score.
+        out_dir: where the predictions and report go (default: <run>/evaluations/...).
+        profiles: a profiles file for that cohort's scanners.
+    """
     run = open_run(run_dir)
-    cohort = read_cohort(manifest_path, labelled_only=False)
+    known = run.profiles | (read_profiles_file(profiles) if profiles else {})
+    cohort = read_cohort(manifest_path, known, labelled_only=False)
     rows = _rows(run, cohort)
     held_out = sum(r["scored_by"].endswith("(held out)") for r in rows)
     result: dict[str, Any] = {

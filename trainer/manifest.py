@@ -105,10 +105,10 @@ def _check_image(path: Path, profile: ScannerProfile | None, where: str, problem
     except ImageReadError as exc:
         problems.append(f"{where}: {exc}")
         return None
-    if profile is not None and (image.shape[1], image.shape[0]) != profile.screen_size:
+    if profile is not None and not profile.fits(image.shape[1], image.shape[0]):
         problems.append(
             f"{where}: image {path.name} is {image.shape[1]}x{image.shape[0]} but scanner profile "
-            f"{profile.name!r} expects {profile.screen_width}x{profile.screen_height}"
+            f"{profile.name!r} expects {profile.expected_size()}"
         )
     return image_digest(image)
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_runtime.errors import FattyLiverError
+from edge_runtime.profiles import ScannerProfile, load_profiles, profiles_mapping
 from trainer.config import TrainConfig
 
+PROFILES_FILE = "profiles.json"  # the scanner profiles the run's images were cropped with
 COHORT_FILE = "cohort.json"  # the run's subjects and the content digest of each image it trained on
 
 
@@ -26,6 +28,18 @@ class Run:
     digests: dict[tuple[str, str], str]  # (subject_id, view) -> image digest; empty for runs that predate it
     int8_sha256: str | None = None  # --features int8: SHA-256 of the run's encoder_int8.tflite
     cohort_kind: str | None = None  # "phantom" or "clinical"; None for runs that predate it
+
+    @property
+    def profiles(self) -> dict[str, ScannerProfile]:
+        """The shipped profiles plus the ones the run was trained with (older runs: the shipped ones)."""
+        recorded = self.path / PROFILES_FILE
+        return load_profiles(recorded if recorded.is_file() else None)
+
+    @property
+    def scanners(self) -> dict[str, dict] | None:
+        """The profiles of the scanners the run trained on, as recorded; None for runs that predate it."""
+        recorded = self.path / PROFILES_FILE
+        return json.loads(recorded.read_text()) if recorded.is_file() else None
 
     def head_path(self, fold: int) -> Path:
         return self.path / f"fold{fold}" / "head.h5"
@@ -64,6 +78,11 @@ def save_cohort_digests(path: Path, digests: dict[tuple[str, str], str], kind: s
     for (subject, view), digest in digests.items():
         by_subject.setdefault(subject, {})[view] = digest
     (path / COHORT_FILE).write_text(json.dumps({"kind": kind, "digests": by_subject}, indent=1))
+
+
+def save_profiles(path: Path, profiles: dict[str, ScannerProfile]) -> None:
+    """Record the scanner profiles the run's images were cropped with (export copies them into the bundle)."""
+    (path / PROFILES_FILE).write_text(json.dumps(profiles_mapping(profiles), indent=1))
 
 
 def check_backbone(run: Run, fingerprint: str) -> None:

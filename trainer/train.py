@@ -11,18 +11,20 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_runtime.profiles import load_profiles
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort, read_cohort
 from trainer.holdout import export_groups, save_split
 from trainer.manifest import ManifestError
-from trainer.runs import save_cohort_digests
+from trainer.runs import save_cohort_digests, save_profiles
 
 if TYPE_CHECKING:
     from trainer.extraction import Extraction
 
 
-def load_labelled_cohort(manifest_path: str | Path, progress: bool = True) -> Cohort:
-    cohort = read_cohort(manifest_path, labelled_only=True, progress=progress)
+def load_labelled_cohort(manifest_path: str | Path, progress: bool = True, profiles: str | None = None) -> Cohort:
+    """The manifest's labelled subjects, read with the shipped scanner profiles plus a profiles file."""
+    cohort = read_cohort(manifest_path, load_profiles(profiles), labelled_only=True, progress=progress)
     if len(cohort.subjects) < 4:
         found = f"only {len(cohort.subjects)} labelled subjects; training needs at least 4"
         raise ManifestError(Path(manifest_path), [found])
@@ -58,6 +60,7 @@ def train_run(
     split = export_groups(cohort, config.fatty_threshold, config.seed, config.holdout_share)
     save_split(out_dir, split)
     save_cohort_digests(out_dir, cohort.digests, cohort.kind)
+    save_profiles(out_dir, cohort.profiles)
     timings: dict[str, Any] = {"features": config.features}
     features = None
     if config.finetune is None:

@@ -131,6 +131,7 @@ def describe_bundle(
         ),
         export=settings,
         exam=load_exam_calibration(run.path),
+        scanners=run.scanners,
         sha256={},
     )
 

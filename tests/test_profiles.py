@@ -1,0 +1,117 @@
+"""Bring your own scanner, part 1: one profiles file for every command, recorded in the run and the bundle,
+and the bedside refuses frames from a scanner the model never trained on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import zmq
+from click.testing import CliRunner
+
+from edge_runtime.profiles import ProfileError, read_profiles_file
+from trainer.cli import main as trainer_cli
+
+SITE = {"site-epiq": {"vendor": "PHILIPS", "screen": [1920, 1080], "crop": [490, 160, 940, 680]}}
+
+
+def test_profiles_files_in_json_or_toml_with_errors_that_name_the_file_and_the_profile(tmp_path: Path) -> None:
+    (tmp_path / "site.json").write_text(json.dumps(SITE))
+    (tmp_path / "site.toml").write_text(
+        '[profiles.site-epiq]\nvendor = "PHILIPS"\nscreen = [1920, 1080]\ncrop = [490, 160, 940, 680]\n'
+    )
+    assert read_profiles_file(tmp_path / "site.json") == read_profiles_file(tmp_path / "site.toml")
+    (tmp_path / "twice.json").write_text(
+        '{"a": {"vendor": "GE", "screen": [800, 600], "crop": [0, 0, 100, 100]},'
+        ' "a": {"vendor": "GE", "screen": [800, 600], "crop": [0, 0, 100, 100]}}'
+    )
+    with pytest.raises(ProfileError, match=r"twice\.json.*'a' defined twice"):
+        read_profiles_file(tmp_path / "twice.json")
+    outside = {"wide": {"vendor": "GE", "screen": [800, 600], "crop": [700, 0, 200, 100]}}
+    (tmp_path / "outside.json").write_text(json.dumps(outside))
+    with pytest.raises(ProfileError, match=r"outside\.json.*'wide'.*outside the 800x600 screen"):
+        read_profiles_file(tmp_path / "outside.json")
+    (tmp_path / "broken.toml").write_text("[profiles\n")
+    with pytest.raises(ProfileError, match=r"broken\.toml"):
+        read_profiles_file(tmp_path / "broken.toml")
+
+
+def _site_cohort(tiny_cohort: Path, tmp_path: Path) -> Path:
+    """The tiny cohort as a site would export it: its PHILIPS rows name the site's own scanner profile."""
+    cohort = tmp_path / "site-cohort"
+    shutil.copytree(tiny_cohort, cohort)
+    rows = list(csv.DictReader((cohort / "manifest.csv").open()))
+    for row in rows:
+        row["scanner"] = "site-epiq" if row["scanner"] == "phantom-philips" else row["scanner"]
+    with (cohort / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    (tmp_path / "site.json").write_text(json.dumps(SITE))
+    return cohort
+
+
+@pytest.mark.slow
+def test_a_site_scanner_trains_with_profiles_and_the_run_records_them(
+    tiny_cohort: Path, feature_cache: Path, tmp_path: Path
+) -> None:
+    cohort, profiles = _site_cohort(tiny_cohort, tmp_path), tmp_path / "site.json"
+    refused = CliRunner().invoke(trainer_cli, ["validate", str(cohort / "manifest.csv")])
+    assert refused.exit_code == 1 and "unknown scanner profile 'site-epiq'" in refused.output
+    ok = CliRunner().invoke(trainer_cli, ["validate", str(cohort / "manifest.csv"), "--profiles", str(profiles)])
+    assert ok.exit_code == 0, ok.output
+    args = ["train", "--manifest", str(cohort / "manifest.csv"), "--out", str(tmp_path / "run"), "--weights", "none"]
+    args += ["--augment", "light", "--epochs", "2", "--folds", "2", "--task", "both", "--bootstrap", "20"]
+    args += ["--cache-dir", str(feature_cache), "--profiles", str(profiles)]
+    result = CliRunner().invoke(trainer_cli, args)
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((tmp_path / "run" / "profiles.json").read_text())
+    assert recorded["site-epiq"] == SITE["site-epiq"] and set(recorded) == {"site-epiq", "phantom-ge"}
+    assert json.loads((tmp_path / "run" / "cohort.json").read_text())["kind"] == "clinical"
+
+
+def test_the_bundle_lists_its_scanners_and_serve_refuses_an_unseen_one(bundle_dir: Path, tmp_path: Path) -> None:
+    from edge_helpers import phantom_screens
+
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.config import RuntimeConfig
+    from edge_runtime.profiles import load_profiles
+    from edge_runtime.protocol import encode_frame
+    from edge_runtime.schema import FrameHeader
+    from edge_runtime.server import EdgeServer
+
+    bundle = load_bundle(bundle_dir)
+    assert set(bundle.meta.scanners) == {"phantom-philips", "phantom-ge"}
+    _, screen = phantom_screens(1)[(0, "liver")]
+    header = FrameHeader(1, 0, 1.0, "exam-1", "ward-x", "liver", screen.shape[1], screen.shape[0], 3, "raw")
+    profiles = load_profiles(extra={"ward-x": SITE["site-epiq"] | {"screen": [screen.shape[1], screen.shape[0]]}})
+    for allow, expected in ((False, {"unseen_scanner": 1}), (True, {})):
+        config = RuntimeConfig(audit_log=tmp_path / f"audit-{allow}.jsonl", allow_unseen_scanners=allow)
+        server = EdgeServer(config, bundle, profiles, context=zmq.Context())
+        server.handle_message(encode_frame(header, screen), 1.0)
+        assert server.stats.snapshot()["rejected"] == expected
+        assert len(server.frames) == (1 if allow else 0)
+        server.audit.close()
+
+
+def test_images_already_cropped_give_the_same_tensors_as_the_screens_they_came_from(tiny_cohort: Path) -> None:
+    import numpy as np
+
+    from edge_runtime.preprocess import PreprocessError, preprocess_frame
+    from edge_runtime.profiles import default_profiles
+    from trainer.images import read_image
+
+    profiles = default_profiles()
+    for row in list(csv.DictReader((tiny_cohort / "manifest.csv").open()))[:4]:
+        screen, profile = read_image(tiny_cohort / row["path"]), profiles[row["scanner"]]
+        x, y, w, h = profile.crop_box
+        cropped = np.ascontiguousarray(screen[y : y + h, x : x + w])  # what a site that crops for us sends
+        np.testing.assert_array_equal(
+            preprocess_frame(cropped, profiles["full-frame"]), preprocess_frame(screen, profile)
+        )
+        with pytest.raises(PreprocessError, match=f"expects {profile.screen_width}x{profile.screen_height}"):
+            preprocess_frame(cropped, profile)  # a screen profile still checks the screen's size
+    assert profiles["full-frame"].to_mapping() == {"vendor": "unspecified", "crop": "full-frame"}
