@@ -22,6 +22,7 @@ class ProfileError(FattyLiverError):
 
 
 FULL_FRAME = "full-frame"  # crop value of a profile for images that already are the B-mode region
+DICOM_REGION = "dicom-region"  # crop value: the DICOM file's own ultrasound region says where the image is
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ScannerProfile:
     crop_width: int
     crop_height: int
     full_frame: bool = False  # images already cropped to the B-mode region: any size, the crop is all of it
+    dicom_region: bool = False  # DICOM files cropped by their own region sequence when read (then full-frame)
 
     @property
     def screen_size(self) -> tuple[int, int]:
@@ -46,21 +48,24 @@ class ScannerProfile:
 
     def fits(self, width: int, height: int) -> bool:
         """Whether an image of this size is one of this profile's screens (any size for a full-frame one)."""
-        return self.full_frame or (width, height) == self.screen_size
+        return self.full_frame or self.dicom_region or (width, height) == self.screen_size
 
     def box_for(self, width: int, height: int) -> tuple[int, int, int, int]:
         """The B-mode box on an image of this size."""
-        return (0, 0, width, height) if self.full_frame else self.crop_box
+        return (0, 0, width, height) if self.full_frame or self.dicom_region else self.crop_box
 
     def expected_size(self) -> str:
-        return "any size (full-frame)" if self.full_frame else f"{self.screen_width}x{self.screen_height}"
+        if self.full_frame or self.dicom_region:
+            return "any size (full-frame)"
+        return f"{self.screen_width}x{self.screen_height}"
 
     @classmethod
     def from_mapping(cls, name: str, data: Mapping[str, Any]) -> ScannerProfile:
-        if isinstance(data, Mapping) and data.get("crop") == FULL_FRAME:
+        if isinstance(data, Mapping) and data.get("crop") in (FULL_FRAME, DICOM_REGION):
             if "vendor" not in data:
                 raise ProfileError(f"scanner profile {name!r} needs 'vendor'")
-            return cls(name, str(data["vendor"]), 0, 0, 0, 0, 0, 0, full_frame=True)
+            kind = {"full_frame": True} if data["crop"] == FULL_FRAME else {"dicom_region": True}
+            return cls(name, str(data["vendor"]), 0, 0, 0, 0, 0, 0, **kind)
         try:
             screen_w, screen_h = (int(v) for v in data["screen"])
             x, y, w, h = (int(v) for v in data["crop"])
@@ -90,8 +95,8 @@ class ScannerProfile:
             )
 
     def to_mapping(self) -> dict[str, Any]:
-        if self.full_frame:
-            return {"vendor": self.vendor, "crop": FULL_FRAME}
+        if self.full_frame or self.dicom_region:
+            return {"vendor": self.vendor, "crop": FULL_FRAME if self.full_frame else DICOM_REGION}
         return {
             "vendor": self.vendor,
             "screen": [self.screen_width, self.screen_height],

@@ -254,8 +254,9 @@ class ScannerSpec(_Contract):
 
     vendor: str
     screen: tuple[int, int] | None = Field(None, description="Screen width, height in pixels (none: full-frame).")
-    crop: tuple[int, int, int, int] | Literal["full-frame"] = Field(
-        description="B-mode box x, y, width, height on that screen, or full-frame for already cropped images."
+    crop: tuple[int, int, int, int] | Literal["full-frame", "dicom-region"] = Field(
+        description="B-mode box x, y, width, height on that screen; full-frame (already cropped images) or "
+        "dicom-region (each DICOM file's own ultrasound region)."
     )
 
 

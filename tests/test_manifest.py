@@ -83,8 +83,10 @@ def test_read_cohort_decodes_each_screen_once_and_lists_image_problems_by_row(
     from trainer.dataset import read_cohort
 
     reads: list[Path] = []
-    real_read = dataset.read_image
-    monkeypatch.setattr(dataset, "read_image", lambda path: reads.append(path) or real_read(path))
+    real_read = dataset.read_for_profile
+    monkeypatch.setattr(
+        dataset, "read_for_profile", lambda path, profile: reads.append(path) or real_read(path, profile)
+    )
     cohort = read_cohort(tiny_cohort / "manifest.csv", progress=False)
     assert len(reads) == len(set(reads)) == 2 * len(cohort.ids)  # once per image, not once to validate + once to use
 

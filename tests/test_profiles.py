@@ -115,3 +115,62 @@ def test_images_already_cropped_give_the_same_tensors_as_the_screens_they_came_f
         with pytest.raises(PreprocessError, match=f"expects {profile.screen_width}x{profile.screen_height}"):
             preprocess_frame(cropped, profile)  # a screen profile still checks the screen's size
     assert profiles["full-frame"].to_mapping() == {"vendor": "unspecified", "crop": "full-frame"}
+
+
+def _ultrasound_dicom(path: Path, screen, regions: list[tuple[int, int, int, int, int, int]]) -> Path:
+    """A DICOM ultrasound file of an RGB screen with the given regions (x0, y0, x1, y1, spatial format, data type)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, UltrasoundImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = *screen.shape[:2], 3, "RGB"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation, ds.PlanarConfiguration = 8, 8, 7, 0, 0
+    ds.PixelData = screen.tobytes()
+    items = []
+    for x0, y0, x1, y1, spatial, data_type in regions:
+        item = Dataset()
+        item.RegionLocationMinX0, item.RegionLocationMinY0, item.RegionLocationMaxX1, item.RegionLocationMaxY1 = (
+            x0,
+            y0,
+            x1,
+            y1,
+        )
+        item.RegionSpatialFormat, item.RegionDataType = spatial, data_type
+        items.append(item)
+    if items:
+        ds.SequenceOfUltrasoundRegions = items
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_dicom_files_are_cropped_by_their_own_ultrasound_region(tiny_cohort: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from edge_runtime.preprocess import preprocess_frame
+    from edge_runtime.profiles import default_profiles
+    from trainer.images import ImageReadError, read_for_profile, read_image
+
+    profiles = default_profiles()
+    row = next(csv.DictReader((tiny_cohort / "manifest.csv").open()))
+    screen, profile = read_image(tiny_cohort / row["path"]), profiles[row["scanner"]]
+    x, y, w, h = profile.crop_box
+    tissue = (x, y, x + w - 1, y + h - 1, 1, 1)
+    colour_bar = (10, 10, 40, 300, 0, 0)
+    good = _ultrasound_dicom(tmp_path / "good.dcm", screen, [colour_bar, tissue])
+    via_region = preprocess_frame(read_for_profile(good, profiles["dicom-region"]), profiles["dicom-region"])
+    np.testing.assert_array_equal(via_region, preprocess_frame(screen, profile))  # same tensor as the screen grab
+
+    cases = {
+        "none.dcm": ([], "no Sequence of Ultrasound Regions"),
+        "two.dcm": ([tissue, (0, 0, 99, 99, 1, 1)], "2 2-D tissue regions"),
+        "outside.dcm": ([(x, y, screen.shape[1] + 5, y + h - 1, 1, 1)], "lies outside the"),
+    }
+    for name, (regions, message) in cases.items():
+        path = _ultrasound_dicom(tmp_path / name, screen, regions)
+        with pytest.raises(ImageReadError, match=message) as info:
+            read_for_profile(path, profiles["dicom-region"])
+        assert name in str(info.value)

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from edge_runtime.preprocess import PreprocessError, preprocess_frame
 from edge_runtime.profiles import ProfileError, ScannerProfile, default_profiles, get_profile
 from edge_runtime.schema import VIEWS
-from trainer.images import ImageReadError, image_digest, read_image
+from trainer.images import ImageReadError, image_digest, read_for_profile
 from trainer.manifest import Manifest, ManifestError, SubjectRecord, duplicate_image_problems, load_manifest
 
 PHANTOM_PROFILE_PREFIX = "phantom-"  # the phantom's screen layouts (phantom-philips, phantom-ge)
@@ -74,9 +74,10 @@ def load_cohort(
     for subject, view in tqdm(jobs, desc="preprocessing images", unit="img", disable=not progress):
         entry = subject.views[view]
         try:
-            screen = read_image(entry.path)
+            profile = get_profile(profiles, entry.scanner)
+            screen = read_for_profile(entry.path, profile)
             digests[(subject.subject_id, view)] = image_digest(screen)
-            images[(subject.subject_id, view)] = preprocess_frame(screen, get_profile(profiles, entry.scanner))
+            images[(subject.subject_id, view)] = preprocess_frame(screen, profile)
         except (ImageReadError, PreprocessError, ProfileError) as exc:
             problems.append(f"row {entry.row} ({entry.path.name}): {exc}")
     rows = {(s.subject_id, v): s.views[v].row for s in subjects for v in VIEWS}

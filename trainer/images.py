@@ -42,15 +42,18 @@ def _read_raster(path: Path) -> np.ndarray:
     return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
 
 
-def _read_dicom(path: Path) -> np.ndarray:
+def _dicom_dataset(path: Path):
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(str(path))
-        pixels = ds.pixel_array  # pydicom converts YBR colour spaces to RGB
+        return ds, ds.pixel_array  # pydicom converts YBR colour spaces to RGB
     except (InvalidDicomError, AttributeError, ValueError, RuntimeError, OSError) as exc:
         raise ImageReadError(f"{path}: not a readable DICOM image ({exc})") from exc
+
+
+def _dicom_rgb(ds, pixels: np.ndarray) -> np.ndarray:
     samples = int(getattr(ds, "SamplesPerPixel", 1))
     if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
         pixels = pixels[0]  # a cine loop: the first frame is the stored still
@@ -62,12 +65,62 @@ def _read_dicom(path: Path) -> np.ndarray:
     return np.ascontiguousarray(pixels[:, :, :3])
 
 
+def _read_dicom(path: Path) -> np.ndarray:
+    return _dicom_rgb(*_dicom_dataset(path))
+
+
+def tissue_region(ds, path: Path, width: int, height: int) -> tuple[int, int, int, int]:
+    """The one 2-D tissue region (RegionSpatialFormat 1, RegionDataType 1) of the Sequence of Ultrasound
+    Regions (0018,6011), as x0, y0, x1, y1 inclusive; every other case is an error naming the file.
+
+    Args:
+        ds: the pydicom dataset.
+        path: the file, for error messages.
+        width: the pixel array's width.
+        height: the pixel array's height.
+    """
+    regions = list(getattr(ds, "SequenceOfUltrasoundRegions", None) or [])
+    if not regions:
+        raise ImageReadError(f"{path}: no Sequence of Ultrasound Regions (0018,6011); use a screen profile")
+    tissue = [r for r in regions if getattr(r, "RegionSpatialFormat", 0) == 1 and getattr(r, "RegionDataType", 0) == 1]
+    if len(tissue) != 1:
+        found = [(getattr(r, "RegionSpatialFormat", None), getattr(r, "RegionDataType", None)) for r in regions]
+        raise ImageReadError(
+            f"{path}: {len(tissue)} 2-D tissue regions among {len(regions)} ultrasound regions "
+            f"(spatial format, data type: {found}); a dicom-region profile needs exactly one"
+        )
+    r = tissue[0]
+    box = tuple(
+        int(v) for v in (r.RegionLocationMinX0, r.RegionLocationMinY0, r.RegionLocationMaxX1, r.RegionLocationMaxY1)
+    )
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 < x1 < width and 0 <= y0 < y1 < height):
+        raise ImageReadError(f"{path}: tissue region {box} lies outside the {width}x{height} pixel array")
+    return box
+
+
+def read_dicom_region(path: str | Path) -> np.ndarray:
+    """The 2-D tissue image of a DICOM ultrasound file, cut out where the file's own region sequence says."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: file not found")
+    ds, pixels = _dicom_dataset(path)
+    rgb = _dicom_rgb(ds, pixels)
+    x0, y0, x1, y1 = tissue_region(ds, path, rgb.shape[1], rgb.shape[0])
+    return np.ascontiguousarray(rgb[y0 : y1 + 1, x0 : x1 + 1])
+
+
 def image_digest(pixels: np.ndarray) -> str:
     """Content id of a decoded image (its pixels and shape, not its file): the same picture exported twice,
     or copied under another name, has one digest."""
     digest = hashlib.sha256(str(pixels.shape).encode())
     digest.update(np.ascontiguousarray(pixels).tobytes())
     return digest.hexdigest()[:24]
+
+
+def read_for_profile(path: str | Path, profile) -> np.ndarray:
+    """The image a profile crops from: the whole file, or (dicom-region profiles) the file's tissue region."""
+    return read_dicom_region(path) if getattr(profile, "dicom_region", False) else read_image(path)
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.profiles import ScannerProfile, default_profiles
 from edge_runtime.schema import FATTY_PDFF, VIEWS
-from trainer.images import ImageReadError, image_digest, read_image
+from trainer.images import ImageReadError, image_digest, read_for_profile
 
 REQUIRED_COLUMNS = ("subject_id", "view", "scanner", "path", "pdff")
 _READER_LABELS = {"1": 1, "fatty": 1, "yes": 1, "0": 0, "normal": 0, "no": 0}
@@ -101,7 +101,7 @@ def _parse_pdff(text: str, where: str, problems: list[str]) -> float | None:
 def _check_image(path: Path, profile: ScannerProfile | None, where: str, problems: list[str]) -> str | None:
     """Decode one image, check its size against its profile; returns its content digest when readable."""
     try:
-        image = read_image(path)
+        image = read_for_profile(path, profile)
     except ImageReadError as exc:
         problems.append(f"{where}: {exc}")
         return None
