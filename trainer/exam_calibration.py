@@ -29,16 +29,21 @@ COVERAGE = 0.9
 ECE_BINS = 10
 
 
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
-    """ECE over equal-width bins: the mean |observed rate - mean p| weighted by each bin's share of subjects."""
+def reliability_bins(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> list[tuple[int, float, float]]:
+    """Equal-width bins of p that hold subjects: (subjects, mean predicted p, observed share fatty) each.
+    The ECE and the reliability diagram both read these, so the figure shows what the number measures."""
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            total += inside.mean() * abs(y[inside].mean() - p[inside].mean())
-    return float(total)
+    return [
+        (int((which == b).sum()), float(p[which == b].mean()), float(y[which == b].mean()))
+        for b in range(bins)
+        if (which == b).any()
+    ]
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE over equal-width bins: the mean |observed rate - mean p| weighted by each bin's share of subjects."""
+    return float(sum(count * abs(rate - mean_p) for count, mean_p, rate in reliability_bins(y, p, bins)) / len(p))
 
 
 def chance_ece(p: np.ndarray, draws: int = 200, seed: int = 0) -> float:

@@ -107,17 +107,14 @@ def run_plots(out_dir: Path, arrays: dict[str, np.ndarray], config: TrainConfig)
 
 def reliability_plot(path: Path, probabilities: dict[str, list[float]], bins: int) -> None:
     """Observed fatty rate against mean predicted p_fatty per bin, raw and calibrated; dot area = subjects."""
+    from trainer.exam_calibration import reliability_bins
+
     y = np.asarray(probabilities["y"])
-    edges = np.linspace(0, 1, bins + 1)
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfectly calibrated")
     for key, colour in (("raw", "tab:red"), ("calibrated", "tab:blue")):
-        p = np.asarray(probabilities[key])
-        which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-        used = [b for b in range(bins) if (which == b).any()]
-        mean_p = [p[which == b].mean() for b in used]
-        rate = [y[which == b].mean() for b in used]
-        sizes = [12 * (which == b).sum() for b in used]
+        counts, mean_p, rate = zip(*reliability_bins(y, np.asarray(probabilities[key]), bins), strict=True)
+        sizes = [12 * count for count in counts]
         ax.plot(mean_p, rate, color=colour, lw=1, marker="o", ms=4, label=f"{key} p_fatty")
         ax.scatter(mean_p, rate, s=sizes, color=colour, alpha=0.35)
     ax.set(xlabel="mean predicted p_fatty", ylabel="observed share fatty", xlim=(0, 1), ylim=(0, 1))
