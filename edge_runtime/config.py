@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.exam import ExamPolicy
-from edge_runtime.schema import validation_problems
+from edge_runtime.schema import ScannerSpec, validation_problems
 from edge_runtime.transport import CurveClientKeys, CurveServerKeys
 
 
@@ -54,12 +54,6 @@ class SecurityConfig(_Strict):
         return CurveClientKeys(self.secret_key, self.frames_server_key) if self.enabled else None
 
 
-class ProfileConfig(_Strict):
-    vendor: str
-    screen: tuple[int, int]
-    crop: tuple[int, int, int, int]
-
-
 class DisplayConfig(_Strict):
     """`edge-runtime display` settings ([runtime.display]); its flags override them."""
 
@@ -83,7 +77,7 @@ class RuntimeConfig(_Strict):
     audit_max_bytes: int = Field(50_000_000, ge=1024)
     audit_backups: int = Field(5, ge=1)
     prometheus_port: int = Field(0, ge=0, le=65535)
-    profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+    profiles: dict[str, ScannerSpec] = Field(default_factory=dict, description="Inline scanner profiles.")
     profiles_file: Path | None = Field(None, description="A scanner profiles file (JSON or TOML) to add.")
     allow_unseen_scanners: bool = Field(
         False, description="Serve frames from scanner profiles the bundle was not trained on (counted, not refused)."

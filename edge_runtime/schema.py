@@ -259,6 +259,12 @@ class ScannerSpec(_Contract):
         "dicom-region (each DICOM file's own ultrasound region)."
     )
 
+    @model_validator(mode="after")
+    def _screen_with_a_box(self) -> ScannerSpec:
+        if isinstance(self.crop, tuple) and self.screen is None:
+            raise ValueError("a crop box needs the screen size it sits on")
+        return self
+
 
 class ExportSettings(_Contract):
     """Every knob of ``trainer export``, recorded in the bundle so anyone can redo it."""
