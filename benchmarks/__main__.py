@@ -17,6 +17,7 @@ def _register() -> None:
     from benchmarks.head_loop import main as head_loop
     from benchmarks.latency import main as latency
     from benchmarks.limit import main as limit
+    from benchmarks.profile_detect import main as profile_detect
     from benchmarks.trainer_epoch import main as trainer_epoch
     from benchmarks.trainer_protocol import main as trainer_protocol
 
@@ -26,6 +27,7 @@ def _register() -> None:
     main.add_command(head_loop, "head-loop")
     main.add_command(latency, "latency")
     main.add_command(limit, "limit")
+    main.add_command(profile_detect, "profile-detect")
     main.add_command(trainer_epoch, "trainer-epoch")
     main.add_command(trainer_protocol, "trainer-protocol")
 

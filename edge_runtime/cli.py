@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.profile_cli import profile
 from edge_runtime.schema import VIEWS
 
 
@@ -222,6 +223,8 @@ def grab(source: str, view: str, view_keys: bool, endpoint: str, loop: bool, **k
         raise click.ClickException(str(exc)) from None
     click.echo(f"sent {sent} frames", err=True)
 
+
+main.add_command(profile)
 
 if __name__ == "__main__":
     main()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 
 import click
 
 from edge_runtime.schema import FATTY_PDFF
+from phantom.formats import FORMATS
+from phantom.layouts import CLASSIC_LAYOUTS, LAYOUTS
 
 
 def _parse_prevalence(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -42,19 +45,55 @@ def main() -> None:
 )
 @click.option("--masks/--no-masks", default=True, show_default=True, help="Write truth label masks.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes (default: all cores).")
-def cohort(n_subjects: int, seed: int, out_dir: str, prevalence: float, masks: bool, workers: int | None) -> None:
-    """Write a cohort: scanner-screen PNGs of both views, manifest.csv, truth.json and a contact sheet."""
-    from phantom.cohort import generate_cohort
+@click.option(
+    "--layout",
+    "layouts",
+    type=click.Choice(list(LAYOUTS)),
+    multiple=True,
+    help="Screen layout (repeat to mix; each vendor's subjects take its chosen layouts in turn). "
+    "Default: the two classic layouts.",
+)
+@click.option("--layouts", "layout_set", type=click.Choice(["classic", "all"]), default=None, help="A set of layouts.")
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(list(FORMATS)),
+    multiple=True,
+    help="screen: console-screen PNG; dicom: DICOM with a US Region Sequence; cropped: B-mode-only PNG. "
+    "Repeat to mix (subjects take them in turn). Default: screen.",
+)
+@click.option("--cine-frames", type=click.IntRange(1, 60), default=1, show_default=True, help="Frames per DICOM.")
+def cohort(
+    n_subjects: int,
+    seed: int,
+    out_dir: str,
+    prevalence: float,
+    masks: bool,
+    workers: int | None,
+    layouts: tuple[str, ...],
+    layout_set: str | None,
+    formats: tuple[str, ...],
+    cine_frames: int,
+) -> None:
+    """Write a cohort: images of both views, manifest.csv, profiles.json, truth.json and a contact sheet."""
+    from phantom.cohort import CohortForm, generate_cohort
 
-    with click.progressbar(length=2 * n_subjects, label="rendering views", file=sys.stderr) as bar:
-        summary = generate_cohort(out_dir, n_subjects, seed, prevalence, masks, workers, bar.update)
+    chosen = tuple(LAYOUTS) if layout_set == "all" else (*layouts, *(CLASSIC_LAYOUTS if layout_set else ()))
+    form = CohortForm(tuple(dict.fromkeys(chosen)) or CLASSIC_LAYOUTS, formats or ("screen",), cine_frames)
+    try:
+        form.check()
+        with click.progressbar(length=2 * n_subjects, label="rendering views", file=sys.stderr) as bar:
+            summary = generate_cohort(out_dir, n_subjects, seed, prevalence, masks, workers, bar.update, form)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     fatty = sum(s.pdff >= FATTY_PDFF for s in summary.subjects)
-    vendors = {v: sum(s.vendor == v for s in summary.subjects) for v in ("PHILIPS", "GE")}
-    click.echo(
-        f"{n_subjects} subjects ({fatty} fatty, {vendors['PHILIPS']} PHILIPS / {vendors['GE']} GE) "
-        f"in {summary.seconds:.1f} s"
-    )
+    by = {key: Counter(getattr(s, key) for s in summary.subjects) for key in ("vendor", "screen_layout")}
+    click.echo(f"{n_subjects} subjects ({fatty} fatty) in {summary.seconds:.1f} s")
+    click.echo("vendors:       " + ", ".join(f"{n} {v}" for v, n in by["vendor"].items()))
+    click.echo("layouts:       " + ", ".join(f"{n} {v}" for v, n in by["screen_layout"].items()))
+    click.echo(f"formats:       {', '.join(form.formats)}")
     click.echo(f"manifest:      {summary.manifest}")
+    click.echo(f"profiles:      {summary.out_dir / 'profiles.json'} (pass to trainer with --profiles)")
     click.echo(f"contact sheet: {summary.contact_sheet}")
 
 

@@ -1,7 +1,9 @@
-"""Write a phantom cohort to disk: scanner-screen PNGs, truth masks, manifest.csv, truth.json, contact sheet.
+"""Write a phantom cohort to disk: images (screen PNGs, DICOM files or cropped PNGs), truth masks,
+manifest.csv, profiles.json, truth.json and a contact sheet.
 
-The manifest has the same columns users give for real data (see trainer.manifest), so every downstream
-path (validate, train, export, serve) runs on the phantom exactly as on hospital images.
+The manifest has the same columns users give for real data (see trainer.manifest), and profiles.json holds
+every scanner profile the manifest names, so every downstream path (validate, train, export, serve) runs on
+the phantom exactly as on hospital images: ``trainer train --manifest M --profiles profiles.json``.
 """
 
 from __future__ import annotations
@@ -10,21 +12,22 @@ import csv
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge_runtime.schema import VIEWS
 from phantom.contact_sheet import build_contact_sheet
-from phantom.render import profile_for, render_view
+from phantom.formats import FORMATS, ViewFiles, profile_entry, profile_name, write_rgb_png, write_view
+from phantom.layouts import CLASSIC_LAYOUTS, assign_layouts, get_layout, layouts_by_vendor
+from phantom.render import render_view
 from phantom.subject import Subject, draw_cohort
 
-MANIFEST_COLUMNS = ("subject_id", "view", "scanner", "path", "pdff", "mask_path")
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+MANIFEST_COLUMNS = ("subject_id", "view", "scanner", "path", "pdff")
 
 
 @dataclass
@@ -42,30 +45,87 @@ class CohortSummary:
         return self.out_dir / "contact_sheet.png"
 
 
-def image_name(subject: Subject, view: str) -> str:
-    return f"{subject.subject_id}_{view}.png"
+def image_stem(subject: Subject, view: str) -> str:
+    return f"{subject.subject_id}_{view}"
 
 
-def write_rgb_png(path: Path, rgb: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS):
-        raise OSError(f"could not write {path}")
+@dataclass(frozen=True)
+class CohortForm:
+    """How the cohort is written: which screen layouts, which file forms, how many cine frames per DICOM."""
+
+    layouts: tuple[str, ...] = CLASSIC_LAYOUTS
+    formats: tuple[str, ...] = ("screen",)
+    cine_frames: int = 1
+
+    def plan_formats(self, subjects: Sequence[Subject]) -> dict[int, str]:
+        """Subject index -> file form; each layout's subjects take the forms in turn, so every layout
+        appears in every form once it has as many subjects as there are forms."""
+        turns: Counter[str] = Counter()
+        plan = {}
+        for s in subjects:
+            plan[s.index] = self.formats[turns[s.screen_layout] % len(self.formats)]
+            turns[s.screen_layout] += 1
+        return plan
+
+    def frame_of(self, subject: Subject) -> int | None:
+        """The cine frame the manifest picks (None: single-frame files, no frame column)."""
+        return subject.index % self.cine_frames if self.cine_frames > 1 else None
+
+    def check(self) -> None:
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown or not self.formats:
+            raise ValueError(f"unknown format(s) {unknown}; expected some of {', '.join(FORMATS)}")
+        if self.cine_frames < 1:
+            raise ValueError("cine_frames must be at least 1")
+        layouts_by_vendor(self.layouts)  # names every unknown layout
 
 
-def _render_and_write(job: tuple[Subject, str, int, str, bool]) -> None:
-    subject, view, seed, out_dir, with_masks = job
-    rendered = render_view(subject, view, seed)
-    write_rgb_png(Path(out_dir) / "images" / image_name(subject, view), rendered.screen)
-    if with_masks:
-        cv2.imwrite(str(Path(out_dir) / "masks" / image_name(subject, view)), rendered.mask, PNG_PARAMS)
+Job = tuple[Subject, str, int, str, bool, str, int]
 
 
-def _run_jobs(jobs: list[tuple[Subject, str, int, str, bool]], workers: int) -> Iterator[None]:
+def _render_and_write(job: Job) -> ViewFiles:
+    subject, view, seed, out_dir, with_masks, fmt, cine_frames = job
+    frames = cine_frames if fmt == "dicom" else 1
+    rendered = [render_view(subject, view, seed, frame=k) for k in range(frames)]
+    mask = rendered[0].mask if with_masks else None
+    layout = get_layout(subject.screen_layout)
+    return write_view(Path(out_dir), image_stem(subject, view), layout, fmt, [r.screen for r in rendered], mask)
+
+
+def _run_jobs(jobs: list[Job], workers: int) -> Iterator[ViewFiles]:
     if workers <= 1:
-        for job in jobs:
-            yield _render_and_write(job)
+        yield from map(_render_and_write, jobs)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         yield from pool.map(_render_and_write, jobs, chunksize=2)
+
+
+def _write_manifest(
+    out: Path, subjects: Sequence[Subject], files: dict, formats: dict[int, str], form: CohortForm, masks: bool
+) -> None:
+    columns = [*MANIFEST_COLUMNS, *(["frame"] if form.cine_frames > 1 else []), *(["mask_path"] if masks else [])]
+    with open(out / "manifest.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for s in subjects:
+            fmt = formats[s.index]
+            for v in VIEWS:
+                row = {"subject_id": s.subject_id, "view": v, "path": files[(s.index, v)].image}
+                row |= {"scanner": profile_name(get_layout(s.screen_layout), fmt), "pdff": f"{s.pdff:.2f}"}
+                if "frame" in columns:
+                    row["frame"] = form.frame_of(s) if fmt == "dicom" else 0
+                if masks:
+                    row["mask_path"] = files[(s.index, v)].mask
+                writer.writerow(row)
+
+
+def _write_profiles(out: Path, subjects: Sequence[Subject], formats: dict[int, str]) -> None:
+    """Every profile the manifest names, in the profiles-file form trainer and serve read."""
+    entries = {}
+    for s in subjects:
+        layout = get_layout(s.screen_layout)
+        entries[profile_name(layout, formats[s.index])] = profile_entry(layout, formats[s.index])
+    (out / "profiles.json").write_text(json.dumps(dict(sorted(entries.items())), indent=1) + "\n")
 
 
 def generate_cohort(
@@ -76,6 +136,7 @@ def generate_cohort(
     with_masks: bool = True,
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    form: CohortForm = CohortForm(),
 ) -> CohortSummary:
     """Render every subject's two views (in parallel; each image has its own seed, so order is irrelevant).
 
@@ -87,38 +148,39 @@ def generate_cohort(
         with_masks: also write truth label masks.
         workers: rendering processes (default: all cores).
         on_progress: called with 1 after each rendered view.
+        form: screen layouts, file forms and cine length (default: the two classic screens as PNG).
     """
     start = time.perf_counter()
+    form.check()
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     if with_masks:
         (out / "masks").mkdir(exist_ok=True)
-    subjects = draw_cohort(n_subjects, seed, prevalence)
-    jobs = [(s, v, seed, str(out), with_masks) for s in subjects for v in VIEWS]
-    for _ in _run_jobs(jobs, workers if workers is not None else (os.cpu_count() or 1)):
+    vendors = tuple(layouts_by_vendor(form.layouts))
+    subjects = assign_layouts(draw_cohort(n_subjects, seed, prevalence, vendors=vendors), form.layouts)
+    formats = form.plan_formats(subjects)
+    jobs = [(s, v, seed, str(out), with_masks, formats[s.index], form.cine_frames) for s in subjects for v in VIEWS]
+    files = {}
+    for (subject, view, *_), written in zip(jobs, _run_jobs(jobs, workers or os.cpu_count() or 1), strict=True):
+        files[(subject.index, view)] = written
         if on_progress:
             on_progress(1)
-
-    with open(out / "manifest.csv", "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(MANIFEST_COLUMNS if with_masks else MANIFEST_COLUMNS[:-1])
-        for s in subjects:
-            for v in VIEWS:
-                row = [s.subject_id, v, profile_for(s).name, f"images/{image_name(s, v)}", f"{s.pdff:.2f}"]
-                writer.writerow([*row, f"masks/{image_name(s, v)}"] if with_masks else row)
-
+    _write_manifest(out, subjects, files, formats, form, with_masks)
+    _write_profiles(out, subjects, formats)
     truth = {
         "generator": "fatty-liver-edge phantom",
         "seed": seed,
         "n_subjects": n_subjects,
         "prevalence": prevalence,
+        "layouts": list(form.layouts),
+        "formats": list(form.formats),
         "subjects": [s.to_dict() for s in subjects],
     }
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
 
-    def load(subject: Subject, view: str) -> np.ndarray:
-        bgr = cv2.imread(str(out / "images" / image_name(subject, view)), cv2.IMREAD_COLOR)
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    def load_bmode(subject: Subject, view: str) -> np.ndarray:
+        x, y, w, h = get_layout(subject.screen_layout).profile.crop_box
+        return render_view(subject, view, seed).screen[y : y + h, x : x + w]
 
-    write_rgb_png(out / "contact_sheet.png", build_contact_sheet(subjects, load))
+    write_rgb_png(out / "contact_sheet.png", build_contact_sheet(subjects, load_bmode))
     return CohortSummary(out_dir=out, subjects=subjects, seconds=time.perf_counter() - start)

@@ -7,9 +7,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from edge_runtime.preprocess import crop_bmode
 from edge_runtime.schema import VIEWS
-from phantom.render import profile_for
 from phantom.subject import Subject
 
 TILE = 300
@@ -27,13 +25,13 @@ def pick_examples(subjects: Sequence[Subject]) -> list[Subject]:
     return picked
 
 
-def build_contact_sheet(subjects: Sequence[Subject], load_screen: Callable[[Subject, str], np.ndarray]) -> np.ndarray:
+def build_contact_sheet(subjects: Sequence[Subject], load_bmode: Callable[[Subject, str], np.ndarray]) -> np.ndarray:
     """Rows: the picked subjects; columns: liver view, kidney-liver view (B-mode crop, as the model sees it)."""
     rows = []
     for subject in pick_examples(subjects):
         tiles = []
         for view in VIEWS:
-            bmode = crop_bmode(load_screen(subject, view), profile_for(subject))
+            bmode = load_bmode(subject, view)
             tile = cv2.resize(bmode, (TILE, TILE), interpolation=cv2.INTER_AREA)
             tiles.append(tile)
         label = np.full((TILE, 260, 3), 24, np.uint8)

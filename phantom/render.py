@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_runtime.profiles import ScannerProfile, default_profiles
+from edge_runtime.profiles import ScannerProfile
 from edge_runtime.schema import VIEWS
 from phantom.bmode import simulate_view
+from phantom.layouts import get_layout
 from phantom.screen import compose_screen, paste_mask
 from phantom.subject import Subject
 
@@ -32,7 +33,8 @@ def view_rng(seed: int, subject: Subject, view: str, frame: int = 0) -> np.rando
 
 
 def profile_for(subject: Subject) -> ScannerProfile:
-    return default_profiles()[subject.imaging.profile]
+    """The scanner profile of the subject's screen layout."""
+    return get_layout(subject.screen_layout).profile
 
 
 def render_view(subject: Subject, view: str, seed: int, frame: int = 0) -> RenderedView:
@@ -44,9 +46,11 @@ def render_view(subject: Subject, view: str, seed: int, frame: int = 0) -> Rende
     """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
-    profile = profile_for(subject)
+    layout = get_layout(subject.screen_layout)
+    profile = layout.profile
     rng = view_rng(seed, subject, view, frame)
     bmode = simulate_view(subject, view, profile.crop_width, profile.crop_height, rng)
     stamp = f"2026/01/{1 + subject.index % 28:02d} {8 + subject.index % 9:02d}:{(7 * subject.index) % 60:02d}"
-    screen = compose_screen(profile, bmode.pixels, subject, view, stamp)
+    clutter_rng = np.random.default_rng([seed, subject.index, VIEWS.index(view), frame, 0xC1A7])
+    screen = compose_screen(layout, bmode.pixels, subject, view, stamp, clutter_rng)
     return RenderedView(screen=screen, mask=paste_mask(profile, bmode.labels))

@@ -31,6 +31,11 @@ class Subject:
     probe_angle_deg: float
     liver_echo_offset_db: float  # biological variation of parenchymal backscatter unrelated to fat
     cortex_echo_offset_db: float  # biological variation of renal cortex echogenicity
+    layout: str = ""  # screen layout (phantom.layouts); empty: the vendor's classic layout
+
+    @property
+    def screen_layout(self) -> str:
+        return self.layout or self.imaging.profile
 
     @property
     def fatty(self) -> bool:
@@ -55,7 +60,13 @@ def draw_pdff(n_subjects: int, n_fatty: int, rng: np.random.Generator) -> np.nda
     return pdff[rng.permutation(n_subjects)]
 
 
-def draw_cohort(n_subjects: int, seed: int, prevalence: float = 39 / 90, id_prefix: str = "PH") -> list[Subject]:
+def draw_cohort(
+    n_subjects: int,
+    seed: int,
+    prevalence: float = 39 / 90,
+    id_prefix: str = "PH",
+    vendors: tuple[str, ...] = ("PHILIPS", "GE"),
+) -> list[Subject]:
     """Subjects with known PDFF; vendors split evenly within the normal and the fatty group.
 
     Args:
@@ -63,6 +74,7 @@ def draw_cohort(n_subjects: int, seed: int, prevalence: float = 39 / 90, id_pref
         seed: the cohort seed.
         prevalence: share of fatty subjects.
         id_prefix: subject ids are the prefix plus a 4-digit number.
+        vendors: the vendors to split subjects between (the default two keep old cohorts byte-identical).
     """
     if n_subjects < 1:
         raise ValueError("a cohort needs at least one subject")
@@ -75,7 +87,7 @@ def draw_cohort(n_subjects: int, seed: int, prevalence: float = 39 / 90, id_pref
     vendor_of = np.empty(n_subjects, dtype=object)
     for group in (pdff >= FATTY_PDFF, pdff < FATTY_PDFF):
         members = np.flatnonzero(group)
-        names = np.array(["PHILIPS", "GE"] * (len(members) // 2 + 1))[: len(members)]
+        names = np.array(list(vendors) * (len(members) // len(vendors) + 1))[: len(members)]
         vendor_of[members] = names[rng.permutation(len(members))]
 
     subjects = []

@@ -85,7 +85,9 @@ def test_read_cohort_decodes_each_screen_once_and_lists_image_problems_by_row(
     reads: list[Path] = []
     real_read = dataset.read_for_profile
     monkeypatch.setattr(
-        dataset, "read_for_profile", lambda path, profile: reads.append(path) or real_read(path, profile)
+        dataset,
+        "read_for_profile",
+        lambda path, profile, frame=0: reads.append(path) or real_read(path, profile, frame),
     )
     cohort = read_cohort(tiny_cohort / "manifest.csv", progress=False)
     assert len(reads) == len(set(reads)) == 2 * len(cohort.ids)  # once per image, not once to validate + once to use

@@ -28,7 +28,7 @@ def test_same_seed_gives_byte_identical_cohort(tmp_path: Path) -> None:
     generate_cohort(tmp_path / "b", 3, seed=42, workers=2)
     generate_cohort(tmp_path / "c", 3, seed=43, workers=1)
     a, b, c = _digest(tmp_path / "a"), _digest(tmp_path / "b"), _digest(tmp_path / "c")
-    assert len(a) == 3 * 2 * 2 + 3  # images + masks + manifest, truth, contact sheet
+    assert len(a) == 3 * 2 * 2 + 4  # images + masks + manifest, profiles, truth, contact sheet
     assert a == b
     assert a["images/PH0001_liver.png"] != c["images/PH0001_liver.png"]
 

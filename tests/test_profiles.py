@@ -119,32 +119,9 @@ def test_images_already_cropped_give_the_same_tensors_as_the_screens_they_came_f
 
 def _ultrasound_dicom(path: Path, screen, regions: list[tuple[int, int, int, int, int, int]]) -> Path:
     """A DICOM ultrasound file of an RGB screen with the given regions (x0, y0, x1, y1, spatial format, data type)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
+    from phantom.dicom import UltrasoundRegion, write_ultrasound_dicom
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, UltrasoundImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = *screen.shape[:2], 3, "RGB"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation, ds.PlanarConfiguration = 8, 8, 7, 0, 0
-    ds.PixelData = screen.tobytes()
-    items = []
-    for x0, y0, x1, y1, spatial, data_type in regions:
-        item = Dataset()
-        item.RegionLocationMinX0, item.RegionLocationMinY0, item.RegionLocationMaxX1, item.RegionLocationMaxY1 = (
-            x0,
-            y0,
-            x1,
-            y1,
-        )
-        item.RegionSpatialFormat, item.RegionDataType = spatial, data_type
-        items.append(item)
-    if items:
-        ds.SequenceOfUltrasoundRegions = items
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_ultrasound_dicom(path, screen, [UltrasoundRegion(*r) for r in regions])
 
 
 def test_dicom_files_are_cropped_by_their_own_ultrasound_region(tiny_cohort: Path, tmp_path: Path) -> None:

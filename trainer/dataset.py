@@ -75,7 +75,7 @@ def load_cohort(
         entry = subject.views[view]
         try:
             profile = get_profile(profiles, entry.scanner)
-            screen = read_for_profile(entry.path, profile)
+            screen = read_for_profile(entry.path, profile, entry.frame)
             digests[(subject.subject_id, view)] = image_digest(screen)
             images[(subject.subject_id, view)] = preprocess_frame(screen, profile)
         except (ImageReadError, PreprocessError, ProfileError) as exc:

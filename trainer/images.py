@@ -53,10 +53,14 @@ def _dicom_dataset(path: Path):
         raise ImageReadError(f"{path}: not a readable DICOM image ({exc})") from exc
 
 
-def _dicom_rgb(ds, pixels: np.ndarray) -> np.ndarray:
+def _dicom_rgb(ds, pixels: np.ndarray, path: Path, frame: int = 0) -> np.ndarray:
+    """One frame of the file as RGB uint8; a cine loop's frame is chosen by the manifest (default: the first)."""
     samples = int(getattr(ds, "SamplesPerPixel", 1))
-    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-        pixels = pixels[0]  # a cine loop: the first frame is the stored still
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if not 0 <= frame < frames:
+        raise ImageReadError(f"{path}: frame {frame} asked for, but the file holds {frames} frame(s) (0..{frames - 1})")
+    if frames > 1:
+        pixels = pixels[frame]
     if samples == 1 and getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
         pixels = pixels.max() - pixels
     pixels = _to_uint8(np.asarray(pixels))
@@ -65,8 +69,8 @@ def _dicom_rgb(ds, pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels[:, :, :3])
 
 
-def _read_dicom(path: Path) -> np.ndarray:
-    return _dicom_rgb(*_dicom_dataset(path))
+def _read_dicom(path: Path, frame: int = 0) -> np.ndarray:
+    return _dicom_rgb(*_dicom_dataset(path), path, frame)
 
 
 def tissue_region(ds, path: Path, width: int, height: int) -> tuple[int, int, int, int]:
@@ -99,13 +103,18 @@ def tissue_region(ds, path: Path, width: int, height: int) -> tuple[int, int, in
     return box
 
 
-def read_dicom_region(path: str | Path) -> np.ndarray:
-    """The 2-D tissue image of a DICOM ultrasound file, cut out where the file's own region sequence says."""
+def read_dicom_region(path: str | Path, frame: int = 0) -> np.ndarray:
+    """The 2-D tissue image of a DICOM ultrasound file, cut out where the file's own region sequence says.
+
+    Args:
+        path: the DICOM file.
+        frame: which frame of a cine loop (the manifest's optional frame column).
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file not found")
     ds, pixels = _dicom_dataset(path)
-    rgb = _dicom_rgb(ds, pixels)
+    rgb = _dicom_rgb(ds, pixels, path, frame)
     x0, y0, x1, y1 = tissue_region(ds, path, rgb.shape[1], rgb.shape[0])
     return np.ascontiguousarray(rgb[y0 : y1 + 1, x0 : x1 + 1])
 
@@ -118,19 +127,29 @@ def image_digest(pixels: np.ndarray) -> str:
     return digest.hexdigest()[:24]
 
 
-def read_for_profile(path: str | Path, profile) -> np.ndarray:
-    """The image a profile crops from: the whole file, or (dicom-region profiles) the file's tissue region."""
-    return read_dicom_region(path) if getattr(profile, "dicom_region", False) else read_image(path)
+def read_for_profile(path: str | Path, profile, frame: int = 0) -> np.ndarray:
+    """The image a profile crops from: the whole file, or (dicom-region profiles) the file's tissue region.
+
+    Args:
+        path: the image file.
+        profile: its scanner profile (None: read the whole file).
+        frame: which frame of a cine DICOM loop.
+    """
+    if getattr(profile, "dicom_region", False):
+        return read_dicom_region(path, frame)
+    return read_image(path, frame)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """H x W x 3 RGB uint8, whatever the source format."""
+def read_image(path: str | Path, frame: int = 0) -> np.ndarray:
+    """H x W x 3 RGB uint8, whatever the source format; frame picks one frame of a cine DICOM loop."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file not found")
     suffix = path.suffix.lower()
     if suffix in RASTER_SUFFIXES:
+        if frame != 0:
+            raise ImageReadError(f"{path}: frame {frame} asked for, but a {suffix} file holds one image")
         return _read_raster(path)
     if suffix in DICOM_SUFFIXES:
-        return _read_dicom(path)
+        return _read_dicom(path, frame)
     raise ImageReadError(f"{path}: unsupported image type {suffix!r} (PNG, JPEG, BMP, TIFF or DICOM)")

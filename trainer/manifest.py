@@ -1,9 +1,10 @@
 """manifest.csv: the one way images enter training and evaluation.
 
 Columns: subject_id, view (liver|kidney_liver), scanner (a profile name), path (relative to the manifest),
-pdff (% or empty when unlabelled); optional reader_label (a radiologist's call: fatty/normal or 1/0) and
-mask_path. Loading checks everything first and reports every problem with its row number at once, so a
-user fixes a 400-row spreadsheet in one pass instead of one traceback at a time.
+pdff (% or empty when unlabelled); optional reader_label (a radiologist's call: fatty/normal or 1/0),
+frame (which frame of a cine DICOM loop; default 0) and mask_path. Loading checks everything first and
+reports every problem with its row number at once, so a user fixes a 400-row spreadsheet in one pass instead
+of one traceback at a time.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class ImageEntry:
     path: Path
     scanner: str
     mask_path: Path | None = None
+    frame: int = 0  # which frame of a cine DICOM loop (optional manifest column)
 
 
 @dataclass
@@ -98,10 +100,19 @@ def _parse_pdff(text: str, where: str, problems: list[str]) -> float | None:
     return value
 
 
-def _check_image(path: Path, profile: ScannerProfile | None, where: str, problems: list[str]) -> str | None:
+def _parse_frame(text: str, where: str, problems: list[str]) -> int:
+    if text == "":
+        return 0
+    if not text.isdigit():
+        problems.append(f"{where}: frame {text!r} is not a frame number (0, 1, 2, ...)")
+        return 0
+    return int(text)
+
+
+def _check_image(path: Path, profile: ScannerProfile | None, frame: int, where: str, problems: list[str]) -> str | None:
     """Decode one image, check its size against its profile; returns its content digest when readable."""
     try:
-        image = read_for_profile(path, profile)
+        image = read_for_profile(path, profile, frame)
     except ImageReadError as exc:
         problems.append(f"{where}: {exc}")
         return None
@@ -189,12 +200,13 @@ class _ManifestReader:
             self.problems.append(f"{where}: empty path")
             return
         image_path = self.path.parent / row["path"]
+        frame = _parse_frame(row.get("frame", ""), where, self.problems)
         if self.check_images:
-            digest = _check_image(image_path, profile, where, self.problems)
+            digest = _check_image(image_path, profile, frame, where, self.problems)
             if digest is not None:
                 self.digests[(sid, view)] = digest
         mask = self.path.parent / row["mask_path"] if row.get("mask_path") else None
-        record.views[view] = ImageEntry(i, image_path, scanner, mask)
+        record.views[view] = ImageEntry(i, image_path, scanner, mask, frame)
 
     def _record(self, where: str, row: dict[str, str], profile: ScannerProfile | None) -> SubjectRecord:
         """The row's subject, created on its first row; later rows must agree on scanner and PDFF."""
@@ -221,6 +233,10 @@ class _ManifestReader:
                 f"subject {sid}: no usable {v} row (both views are needed)" for v in VIEWS if v not in record.views
             ]
         self.problems += duplicate_image_problems(self.digests, self.rows)
+        if any("unknown scanner profile" in p for p in self.problems):
+            beside = self.path.parent / "profiles.json"
+            hint = f" ({beside} sits beside this manifest)" if beside.is_file() else ""
+            self.problems.append(f"scanners beyond the shipped profiles need --profiles FILE{hint}")
         if self.problems:
             raise ManifestError(self.path, self.problems)
         return Manifest(path=self.path, subjects=self.subjects)

@@ -1,0 +1,175 @@
+"""The phantom's scanner screen layouts: where the B-mode box sits and what clutter surrounds it.
+
+Real sites own many consoles: SXGA carts, XGA portables, UXGA and widescreen monitors, each with its own
+colour bar, grey bar, TGC curve, depth ruler, thumbnail and body marker, and calipers or text burned into the
+image on frozen frames. The phantom renders the same subject on any of these layouts so that every path
+(scanner onboarding, training on mixed sites, serving) has a twin with known truth.
+
+The two classic layouts (``phantom-philips``, ``phantom-ge``) are the shipped profiles and keep their own
+drawing in ``phantom.screen``; the others are declared here, geometry and clutter together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from edge_runtime.profiles import ScannerProfile, default_profiles
+from phantom.subject import Subject
+
+Colour = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ClutterStyle:
+    """What a console draws around (and sometimes into) its B-mode box, in screen pixels."""
+
+    background: Colour
+    header: Colour  # top banner colour
+    text: Colour
+    accent: Colour  # TGC curve, caption
+    brand: str
+    info_xy: tuple[int, int]  # top-left of the acquisition-parameter panel
+    ruler_side: str  # "left" or "right" of the box
+    tgc_x: int
+    grey_bar: tuple[int, int, int] | None  # x, y, height
+    colour_bar: tuple[int, int, int] | None  # x, y, height
+    thumbnail: tuple[int, int, int] | None  # x, y, width (height follows the box's aspect)
+    body_marker_xy: tuple[int, int]
+    caliper_share: float  # share of frames frozen with calipers and measurement text in the image
+
+
+@dataclass(frozen=True)
+class ScreenLayout:
+    name: str
+    vendor: str  # whose imaging physics the layout's subjects get (phantom.vendors)
+    profile: ScannerProfile
+    style: ClutterStyle | None  # None: a classic layout drawn by phantom.screen
+
+
+def _profile(name: str, vendor: str, screen: tuple[int, int], crop: tuple[int, int, int, int]) -> ScannerProfile:
+    return ScannerProfile.from_mapping(name, {"vendor": vendor, "screen": list(screen), "crop": list(crop)})
+
+
+def _declared() -> list[ScreenLayout]:
+    # Crop boxes follow each vendor's sector aspect (width / height ~1.40 PHILIPS, ~1.29 GE), as consoles do.
+    shipped = default_profiles()
+    return [
+        ScreenLayout("phantom-philips", "PHILIPS", shipped["phantom-philips"], None),
+        ScreenLayout("phantom-ge", "GE", shipped["phantom-ge"], None),
+        ScreenLayout(
+            "phantom-philips-1280x1024",
+            "PHILIPS",
+            _profile("phantom-philips-1280x1024", "PHILIPS", (1280, 1024), (300, 200, 700, 502)),
+            ClutterStyle(
+                background=(12, 14, 20),
+                header=(30, 40, 70),
+                text=(210, 215, 225),
+                accent=(120, 200, 255),
+                brand="PHANTOM iU  C5-2  Liver",
+                info_xy=(30, 240),
+                ruler_side="right",
+                tgc_x=1150,
+                grey_bar=(1080, 560, 200),
+                colour_bar=(1230, 200, 240),
+                thumbnail=(1040, 820, 180),
+                body_marker_xy=(60, 900),
+                caliper_share=0.3,
+            ),
+        ),
+        ScreenLayout(
+            "phantom-ge-1024x768",
+            "GE",
+            _profile("phantom-ge-1024x768", "GE", (1024, 768), (200, 120, 620, 482)),
+            ClutterStyle(
+                background=(0, 0, 0),
+                header=(0, 0, 0),
+                text=(255, 255, 0),
+                accent=(0, 255, 0),
+                brand="PHANTOM e  4C-RS  ABD",
+                info_xy=(850, 150),
+                ruler_side="left",
+                tgc_x=960,
+                grey_bar=(20, 400, 160),
+                colour_bar=None,
+                thumbnail=(20, 620, 130),
+                body_marker_xy=(860, 560),
+                caliper_share=0.3,
+            ),
+        ),
+        ScreenLayout(
+            "phantom-philips-1600x1200",
+            "PHILIPS",
+            _profile("phantom-philips-1600x1200", "PHILIPS", (1600, 1200), (330, 230, 960, 688)),
+            ClutterStyle(
+                background=(24, 24, 28),
+                header=(50, 50, 60),
+                text=(230, 230, 230),
+                accent=(255, 200, 80),
+                brand="PHANTOM CX  C6-2  Abdomen Pen",
+                info_xy=(30, 260),
+                ruler_side="right",
+                tgc_x=1480,
+                grey_bar=(1400, 300, 256),
+                colour_bar=(1440, 620, 256),
+                thumbnail=(30, 980, 200),
+                body_marker_xy=(40, 760),
+                caliper_share=0.3,
+            ),
+        ),
+        ScreenLayout(
+            "phantom-ge-1366x768",
+            "GE",
+            _profile("phantom-ge-1366x768", "GE", (1366, 768), (300, 110, 740, 575)),
+            ClutterStyle(
+                background=(6, 10, 16),
+                header=(20, 28, 40),
+                text=(255, 255, 255),
+                accent=(0, 220, 255),
+                brand="PHANTOM LOGIQ  C1-5  Abd",
+                info_xy=(1080, 130),
+                ruler_side="left",
+                tgc_x=1300,
+                grey_bar=(1090, 460, 180),
+                colour_bar=(1130, 460, 180),
+                thumbnail=(30, 560, 150),
+                body_marker_xy=(40, 180),
+                caliper_share=0.3,
+            ),
+        ),
+    ]
+
+
+LAYOUTS: dict[str, ScreenLayout] = {layout.name: layout for layout in _declared()}
+CLASSIC_LAYOUTS = ("phantom-philips", "phantom-ge")  # one per vendor: the phantom's default
+
+
+def get_layout(name: str) -> ScreenLayout:
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise ValueError(f"unknown screen layout {name!r} (known: {', '.join(LAYOUTS)})") from None
+
+
+def layouts_by_vendor(names: list[str] | tuple[str, ...]) -> dict[str, list[ScreenLayout]]:
+    """Vendor -> the chosen layouts of that vendor, in the order given."""
+    out: dict[str, list[ScreenLayout]] = {}
+    for name in names:
+        layout = get_layout(name)
+        out.setdefault(layout.vendor, []).append(layout)
+    return out
+
+
+def assign_layouts(subjects: list[Subject], names: list[str] | tuple[str, ...]) -> list[Subject]:
+    """Each subject on one of its vendor's chosen layouts, taking them in turn, so a mixed cohort spreads
+    every vendor's subjects evenly over that vendor's consoles."""
+    chosen = layouts_by_vendor(names)
+    missing = sorted({s.vendor for s in subjects} - set(chosen))
+    if missing:
+        raise ValueError(f"no layout chosen for vendor(s) {', '.join(missing)}")
+    seen: dict[str, int] = {}
+    out = []
+    for subject in subjects:
+        turn = seen.get(subject.vendor, 0)
+        seen[subject.vendor] = turn + 1
+        out.append(replace(subject, layout=chosen[subject.vendor][turn % len(chosen[subject.vendor])].name))
+    return out
