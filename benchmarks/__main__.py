@@ -14,6 +14,7 @@ def _register() -> None:
     from benchmarks.display_load import main as display_load
     from benchmarks.e2e import main as e2e
     from benchmarks.exam_stream import main as exam_stream
+    from benchmarks.gate import main as gate
     from benchmarks.head_loop import main as head_loop
     from benchmarks.latency import main as latency
     from benchmarks.limit import main as limit
@@ -24,6 +25,7 @@ def _register() -> None:
     main.add_command(display_load, "display-load")
     main.add_command(e2e, "e2e")
     main.add_command(exam_stream, "exam-stream")
+    main.add_command(gate, "gate")
     main.add_command(head_loop, "head-loop")
     main.add_command(latency, "latency")
     main.add_command(limit, "limit")

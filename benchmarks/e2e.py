@@ -28,6 +28,7 @@ from edge_runtime.config import RuntimeConfig
 from edge_runtime.profiles import default_profiles
 from edge_runtime.schema import INPUT_SHAPE, BundleMeta
 from edge_runtime.server import EdgeServer
+from edge_runtime.stats import STAGES
 
 
 def _naive_two_view_ms(bundle_meta: BundleMeta, calls: int = 15) -> float | None:
@@ -223,10 +224,7 @@ def main(
             f"{r['summary']['e2e_p50_over_invoke_p50']:.2f} | {r['summary']['p99_over_p50']:.2f} | "
             f"{growth:+.1%} |"
         )
-    stages = {
-        s: outs[-1]["latency_ms"][s].get("p50", 0.0)
-        for s in ("queue", "decode", "preprocess", "encode", "head", "publish", "end_to_end")
-    }
+    stages = {s: outs[-1]["latency_ms"][s].get("p50", 0.0) for s in STAGES}
     report = {
         "suite": "e2e",
         "machine": machine(),

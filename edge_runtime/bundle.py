@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.gate import Gate
 from edge_runtime.interpreter import make_interpreter
 from edge_runtime.schema import INPUT_SHAPE, VIEWS, BundleError, BundleMeta, FeatureSpec, InputSpec, ModelInfo
 
@@ -118,6 +119,7 @@ class Bundle:
     sha: str  # first 16 hex digits of bundle.json's SHA-256, which pins every file's hash
     head_inputs: dict[str, int] = field(default_factory=dict)  # view -> tensor index
     head_outputs: dict[str, int] = field(default_factory=dict)  # output name -> tensor index
+    gate: Gate | None = None  # view head and guard (bundle.json's view_gate / guard say which it holds)
 
     @property
     def name(self) -> str:
@@ -220,6 +222,7 @@ def load_bundle(path: str | Path, num_threads: int | None = None) -> Bundle:
     raw = meta_path.read_bytes()  # read once: what is validated is what the bundle's sha names
     meta = BundleMeta.from_json(raw, meta_path)
     listed = {*meta.files.encoder.values(), meta.files.head, meta.files.fidelity}
+    listed |= {meta.files.gate} if meta.files.gate else set()
     unhashed = sorted(listed - set(meta.sha256))
     if unhashed:
         raise BundleError(f"{meta_path}: lists no SHA-256 for {', '.join(unhashed)}")
@@ -231,4 +234,18 @@ def load_bundle(path: str | Path, num_threads: int | None = None) -> Bundle:
     encoders = {view: loaded[meta.files.encoder[view]] for view in VIEWS}
     head, head_inputs, head_outputs = _load_head(root / meta.files.head, verified[meta.files.head], meta, num_threads)
     sha = hashlib.sha256(raw).hexdigest()[:16]
-    return Bundle(root, meta, encoders, head, sha, head_inputs, head_outputs)
+    gate = _load_gate(meta, verified, meta_path)
+    return Bundle(root, meta, encoders, head, sha, head_inputs, head_outputs, gate)
+
+
+def _load_gate(meta: BundleMeta, verified: dict[str, bytes], meta_path: Path) -> Gate | None:
+    """The view gate and guard bundle.json declares, from gate.npz; None when it declares neither."""
+    declared = meta.view_gate is not None or meta.guard is not None
+    if not declared:
+        return None
+    if meta.files.gate is None:
+        raise BundleError(f"{meta_path}: declares a view gate or guard but lists no gate file")
+    if meta.view_gate is not None and len(set(meta.files.encoder.values())) != 1:
+        raise BundleError(f"{meta_path}: a view gate needs one encoder shared by both views")
+    name, size = meta.files.gate, meta.features.size
+    return Gate.from_bytes(verified[name], name, size, meta.view_gate is not None, meta.guard is not None)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.profile_cli import profile
-from edge_runtime.schema import VIEWS
+from edge_runtime.schema import AUTO_VIEW, VIEWS
 
 
 def profiles_option(help_text: str):
@@ -180,8 +180,14 @@ def keys(out_dir: str, names: tuple[str, ...]) -> None:
 @click.option("--scanner", required=True, help="Scanner profile name of the screen layout.")
 @profiles_option("Scanner profiles file (JSON or TOML) that defines --scanner, if it is not a shipped one.")
 @click.option("--session", required=True, help="Opaque exam id (never a name or MRN).")
-@click.option("--view", type=click.Choice(VIEWS), default=VIEWS[0], show_default=True)
-@click.option("--view-keys/--no-view-keys", default=False, help="Read 'l'/'k' + Enter from stdin to switch views.")
+@click.option(
+    "--view",
+    type=click.Choice([AUTO_VIEW, *VIEWS]),
+    default=AUTO_VIEW,
+    show_default=True,
+    help="auto: the bundle's view gate decides what each frame shows (no operator key).",
+)
+@click.option("--view-keys/--no-view-keys", default=False, help="Override from stdin: 'l', 'k' or 'a' (auto) + Enter.")
 @click.option("--frames", "endpoint", default="tcp://127.0.0.1:5555", show_default=True, help="PUB bind endpoint.")
 @click.option("--fps", type=click.FloatRange(0, min_open=True), default=None, help="Cap the frame rate.")
 @click.option("--encoding", type=click.Choice(["raw", "png", "jpeg"]), default="raw", show_default=True)
@@ -214,7 +220,7 @@ def grab(source: str, view: str, view_keys: bool, endpoint: str, loop: bool, **k
     selector = ViewSelector(view)
     if view_keys:
         selector.listen()
-        click.echo("view keys: l = liver, k = kidney_liver (then Enter)", err=True)
+        click.echo("view keys: l = liver, k = kidney_liver, a = auto (then Enter)", err=True)
     try:
         with publisher(endpoint, hwm=64, curve=curve) as sock:
             time.sleep(0.3)  # let subscribers connect before the first frame

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -81,6 +81,14 @@ class RuntimeConfig(_Strict):
     profiles_file: Path | None = Field(None, description="A scanner profiles file (JSON or TOML) to add.")
     allow_unseen_scanners: bool = Field(
         False, description="Serve frames from scanner profiles the bundle was not trained on (counted, not refused)."
+    )
+    view_authority: Literal["model", "header"] = Field(
+        "model",
+        description="When a frame names its view and the bundle's view gate confidently disagrees: whose view "
+        "is used (the mismatch is counted either way). With 'header', named frames skip the gate.",
+    )
+    out_of_distribution: Literal["mark", "withhold"] = Field(
+        "mark", description="A result built on a frame beyond the bundle's guard: published marked, or withheld."
     )
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     exam: ExamPolicy = Field(default_factory=ExamPolicy)

@@ -80,11 +80,15 @@ def log1p_interval(center: float, halfwidth: float) -> tuple[float, float]:
     return (max(math.expm1(mid - halfwidth), 0.0), math.expm1(mid + halfwidth))
 
 
+OUTSIDE_TRAINING = "outside the model's training distribution"
+
+
 @dataclass
 class Pair:
     ts: float  # capture time of the newer frame
     logit: float  # calibrated logit of p_fatty
     pdff: float
+    outside: bool = False  # a frame of the pair lies outside the training distribution (the bundle's guard)
 
 
 @dataclass
@@ -155,15 +159,28 @@ class ExamTracker:
     def saw(self, view: str) -> None:
         self.views_seen.add(view)
 
-    def add(self, ts: float, p_fatty: float, pdff: float) -> ExamEstimate:
-        """One new pair: slide the window, recombine, apply hysteresis; returns the exam as it now stands."""
-        self.pairs.append(Pair(ts, float(self.model.logit(p_fatty, pdff)), pdff))
+    def add(self, ts: float, p_fatty: float, pdff: float, outside: bool = False) -> ExamEstimate:
+        """One new pair: slide the window, recombine, apply hysteresis; returns the exam as it now stands.
+
+        Args:
+            ts: capture time of the pair's newer frame.
+            p_fatty: the head's raw probability.
+            pdff: the head's PDFF estimate, %.
+            outside: the guard flagged a frame of the pair; such pairs never enter the combination, and while
+                they are the majority of the window the exam gives no call.
+        """
+        self.pairs.append(Pair(ts, float(self.model.logit(p_fatty, pdff)), pdff, outside))
         while len(self.pairs) > self.policy.window_pairs or ts - self.pairs[0].ts > self.policy.window_s:
             self.pairs.popleft()
-        if len(self.pairs) < self.policy.min_pairs:
-            self.last = self.waiting(f"collecting: {len(self.pairs)} of {self.policy.min_pairs} pairs")
+        usable = [p for p in self.pairs if not p.outside]
+        if 2 * (len(self.pairs) - len(usable)) > len(self.pairs):
+            flagged = len(self.pairs) - len(usable)
+            self.last = self.waiting(f"{OUTSIDE_TRAINING}: {flagged} of {len(self.pairs)} recent pairs")
             return self.last
-        combined = combine(list(self.pairs), self.policy, self.model.pdff_halfwidth)
+        if len(usable) < self.policy.min_pairs:
+            self.last = self.waiting(f"collecting: {len(usable)} of {self.policy.min_pairs} pairs")
+            return self.last
+        combined = combine(usable, self.policy, self.model.pdff_halfwidth)
         call, reason = candidate_call(combined, self.model.threshold, self.model.fatty_pdff)
         self._hold(call, ts)
         if self.shown is None:

@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.schema import PROTOCOL_VERSION, VIEWS, FrameHeader
+from edge_runtime.schema import AUTO_VIEW, PROTOCOL_VERSION, VIEWS, FrameHeader
 from edge_runtime.transport import FrameSender
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-VIEW_KEYS = {"l": "liver", "k": "kidney_liver"}
+VIEW_KEYS = {"l": "liver", "k": "kidney_liver", "a": AUTO_VIEW}  # a: back to the view gate
 
 
 class SourceError(FattyLiverError):
@@ -58,8 +58,8 @@ class ViewSelector:
     """The current view, changed by the operator's keys on stdin (one letter + Enter works on any terminal)."""
 
     def __init__(self, initial: str):
-        if initial not in VIEWS:
-            raise ValueError(f"view must be one of {', '.join(VIEWS)}")
+        if initial not in (*VIEWS, AUTO_VIEW):
+            raise ValueError(f"view must be one of {', '.join((*VIEWS, AUTO_VIEW))}")
         self.view = initial
 
     def listen(self, stream=sys.stdin) -> threading.Thread:

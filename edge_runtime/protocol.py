@@ -20,6 +20,7 @@ import numpy as np
 
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.schema import (
+    AUTO_VIEW,
     ENCODINGS,
     PROTOCOL_VERSION,
     SESSION_PATTERN,
@@ -66,8 +67,8 @@ def parse_header(raw: bytes, known_scanners: set[str] | None = None) -> FrameHea
             raise ProtocolError("bad_field_type", f"{name}={value!r}")
     if data["v"] != PROTOCOL_VERSION:
         raise ProtocolError("bad_version", f"v={data['v']}, this runtime speaks v{PROTOCOL_VERSION}")
-    if data["view"] not in VIEWS:
-        raise ProtocolError("unknown_view", repr(data["view"]))
+    if data["view"] not in VIEWS and data["view"] != AUTO_VIEW:
+        raise ProtocolError("unknown_view", f"{data['view']!r} (expected {', '.join(VIEWS)} or {AUTO_VIEW})")
     if data["encoding"] not in ENCODINGS:
         raise ProtocolError("bad_encoding", repr(data["encoding"]))
     if not SESSION_PATTERN.match(data["session"]):

@@ -25,6 +25,9 @@ from edge_runtime.errors import FattyLiverError
 # -- what the model sees --------------------------------------------------------------------------------------------
 View = Literal["liver", "kidney_liver"]
 VIEWS: tuple[View, View] = ("liver", "kidney_liver")  # right intercostal liver view, liver with right renal cortex
+OTHER_VIEW = "other"  # a manifest row showing neither view (air, other organs, Doppler, menus): never paired
+VIEW_CLASSES = (*VIEWS, OTHER_VIEW)  # what a bundle's view gate tells apart, in its output order
+AUTO_VIEW = "auto"  # a frame header's view when the source does not know it: the bundle's view gate decides
 MODEL_SIZE = 224  # VGG19's input side, in pixels
 INPUT_SHAPE = (MODEL_SIZE, MODEL_SIZE, 3)  # what preprocess_frame returns and every encoder takes (uint8 RGB)
 FATTY_PDFF = 5.0  # MRI-PDFF (%) at and above which a liver is fatty (the paper's reference standard)
@@ -58,7 +61,7 @@ class FrameHeader:
     ts: float  # capture time, unix seconds
     session: str
     scanner: str  # a scanner profile name
-    view: str  # one of VIEWS
+    view: str  # one of VIEWS, or AUTO_VIEW (the bundle's view gate decides)
     width: int
     height: int
     channels: int  # 1 (grey) or 3 (RGB)
@@ -147,6 +150,7 @@ class BundleFiles(_Contract):
     encoder: dict[View, str] = Field(description="One file shared by both views (frozen backbone) or one per view.")
     head: str
     fidelity: str
+    gate: str | None = Field(None, description="View gate and feature guard arrays (npz); None in older bundles.")
 
     @field_validator("encoder")
     @classmethod
@@ -302,6 +306,40 @@ class ExportSettings(_Contract):
         return self
 
 
+class ViewGateSpec(_Contract):
+    """The view head: which of VIEW_CLASSES a frame shows, from the shared encoder's features."""
+
+    classes: tuple[str, str, str] = VIEW_CLASSES
+    confidence_floor: float = Field(ge=0, le=1, description="Frames below it are not paired (gate_rejected).")
+    cv_confusion: list[list[int]] = Field(description="Subject-level CV: rows true class, columns predicted.")
+    cv_recall: dict[str, float] = Field(description="Per class, share of its frames predicted as it (CV).")
+    cv_other_admitted: float = Field(ge=0, le=1, description="Share of other frames paired at the floor (CV).")
+    frames: dict[str, int] = Field(description="Training frames per class.")
+    meets_bar: bool = Field(
+        description="CV view recall >= 99 % and other admitted <= 1 %. When false the gate still sorts 'auto' "
+        "frames, but a frame that names its view keeps it (view_authority acts as 'header')."
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, classes: tuple[str, ...]) -> tuple[str, ...]:
+        if tuple(classes) != VIEW_CLASSES:
+            raise ValueError(f"view classes {list(classes)}, this runtime knows {list(VIEW_CLASSES)}")
+        return classes
+
+
+class GuardSpec(_Contract):
+    """The out-of-distribution guard: how far a frame's features lie from the training features of its view."""
+
+    method: str = Field(description="How the score is computed (PCA Mahalanobis distance plus residual).")
+    components: int = Field(ge=1)
+    false_alarm_target: float = Field(gt=0, lt=1, description="Share of in-distribution frames flagged, by design.")
+    thresholds: dict[View, float] = Field(description="Per view, the score above which a frame is flagged.")
+    held_out_false_alarm: float | None = Field(
+        None, ge=0, le=1, description="Share of the fidelity subjects' frames flagged (never used to fit it)."
+    )
+
+
 class BundleMeta(_Contract):
     """bundle.json: what the bedside needs to verify, load and describe a model; its hash is the bundle's id."""
 
@@ -326,6 +364,8 @@ class BundleMeta(_Contract):
     scanners: dict[str, ScannerSpec] | None = Field(
         None, description="The scanner profiles the model was trained on; frames from others are refused."
     )
+    view_gate: ViewGateSpec | None = Field(None, description="None: frames must name their view (no 'auto').")
+    guard: GuardSpec | None = Field(None, description="None: no out-of-distribution check.")
     sha256: dict[str, str] = Field(description="SHA-256 of every file in the bundle except bundle.json itself.")
 
     @field_validator("views")
@@ -364,6 +404,8 @@ class ModelInfo(Message):
 class FrameRef(Message):
     seq: int
     ts: float
+    view_confidence: float | None = Field(None, description="The view gate's confidence in this view; None: no gate.")
+    out_of_distribution: bool | None = Field(None, description="Beyond the guard's threshold; None: no guard.")
 
 
 ExamCall = Literal["fatty", "normal", "indeterminate"]
@@ -397,8 +439,11 @@ class ResultMessage(Message):
     threshold: float
     pdff: float = Field(description="Estimated MRI-PDFF, %.")
     model: ModelInfo
-    latency_ms: dict[str, float] = Field(description="queue, decode, preprocess, encode, head, end_to_end.")
+    latency_ms: dict[str, float] = Field(description="queue, decode, preprocess, encode, gate, head, end_to_end.")
     exam: ExamEstimate | None = Field(None, description="The session's exam-level answer after this pair.")
+    out_of_distribution: bool | None = Field(
+        None, description="A paired frame lies outside the training distribution; None: the bundle has no guard."
+    )
 
     @property
     def end_to_end_ms(self) -> float:

@@ -23,10 +23,12 @@ from edge_runtime.audit import AuditLog
 from edge_runtime.bundle import Bundle
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.exam import ExamModel, ExamTracker
+from edge_runtime.gate import COLOUR_SHARE_MAX, colour_share
 from edge_runtime.preprocess import PreprocessError, preprocess_frame
 from edge_runtime.profiles import ScannerProfile
 from edge_runtime.protocol import ProtocolError, check_payload, decode_payload, message_parts, parse_header
 from edge_runtime.schema import (
+    AUTO_VIEW,
     INPUT_SHAPE,
     TOPIC_FRAME,
     TOPIC_HEARTBEAT,
@@ -93,10 +95,13 @@ class EdgeServer:
     def _log_reject(self, reason: str, detail: str) -> None:
         """Count every rejection; log each reason at most once per metrics period (no log floods)."""
         self.stats.reject(reason)
+        self._log_once(reason, detail, "rejected frame")
+
+    def _log_once(self, reason: str, detail: str, what: str = "frame") -> None:
         now = time.monotonic()
         if now - self._last_log.get(reason, -1e9) >= self.config.metrics_period_s:
             self._last_log[reason] = now
-            log.warning("rejected frame (%s): %s", reason, detail)
+            log.warning("%s (%s): %s", what, reason, detail)
 
     def _validated_header(self, parts: list[Any]):
         """The frame's header once the message passes every check that needs no decoding."""
@@ -113,6 +118,12 @@ class EdgeServer:
                 f"{profile.expected_size()}",
             )
         self._check_seen(header.scanner)
+        if header.view == AUTO_VIEW and (self.bundle.gate is None or self.bundle.gate.view_head is None):
+            raise ProtocolError(
+                "no_view_model",
+                f"session {header.session} sent view 'auto' but bundle {self.bundle.name!r} has no view gate; "
+                "send liver or kidney_liver",
+            )
         check_payload(header, _buffer(parts[2]).nbytes)
         return header
 
@@ -210,38 +221,95 @@ class EdgeServer:
         tensor = self._model_input(frame)
         if tensor is None:
             return None
-        features = self.bundle.encode(header.view, tensor)
+        features = self.bundle.encode(header.view if header.view in VIEWS else VIEWS[0], tensor)
         frame.stages["encode"] = time.time()
         self.stats.count("frames_encoded")
-        thumbnail = thumbnail_jpeg(tensor) if self.config.thumbnails else None
-        paired = self.sessions.update(
-            header.session,
-            header.view,
-            ViewFeatures(features, header.seq, header.ts, thumbnail),
-            frame.stages["encode"],
-        )
+        routed = self._route(header, tensor, features)
+        frame.stages["gate"] = time.time()
+        paired = None
+        if routed is not None:
+            view, confidence = routed
+            thumbnail = thumbnail_jpeg(tensor) if self.config.thumbnails else None
+            kept = ViewFeatures(features, header.seq, header.ts, thumbnail, confidence, self._outside(view, features))
+            paired = self.sessions.update(header.session, view, kept, frame.stages["gate"])
         if paired is None:
             stages = frame.stage_ms()
-            for stage in ("decode", "preprocess", "encode"):
+            for stage in ("decode", "preprocess", "encode", "gate"):
                 self.stats.observe(stage, stages[stage])
             return None
         p_fatty, pdff = self.bundle.head({v: paired[v].features for v in VIEWS})
         frame.stages["head"] = time.time()
-        exam = self.sessions.get(header.session).exam.add(header.ts, p_fatty, pdff)
+        outside = any(paired[v].outside for v in VIEWS)
+        exam = self.sessions.get(header.session).exam.add(header.ts, p_fatty, pdff, outside)
+        if outside and self.config.out_of_distribution == "withhold":
+            self.stats.count("results_withheld_out_of_distribution")
+            return None
         self._outbox += self._thumbnails(header.session, paired, frame.stages["head"])
-        return self._result(frame, paired, (p_fatty, pdff), exam)
+        return self._result(frame, view, paired, (p_fatty, pdff), exam)
+
+    def _route(self, header, tensor: np.ndarray, features: np.ndarray) -> tuple[str, float | None] | None:
+        """The view a frame is paired under, with the gate's confidence; None when the gate keeps it out.
+
+        A named view is used as sent unless the gate confidently says otherwise (counted view_mismatch; with
+        view_authority = "header", or a gate below its bar, the header wins). An 'auto' frame needs a confident
+        liver or kidney_liver prediction. A grey-scale check comes first: colour in the box (Doppler, overlays)
+        is not a view. Frames kept out are counted gate_rejected_<predicted, or colour>.
+        """
+        head = self.bundle.gate.view_head if self.bundle.gate else None
+        if head is None:
+            return header.view, None
+        if colour_share(tensor) > COLOUR_SHARE_MAX:  # B-mode is grey: colour flow or an overlay is not a view
+            self.stats.count("gate_rejected")
+            self.stats.count("gate_rejected_colour")
+            return None
+        named = header.view in VIEWS
+        if named and (self.config.view_authority == "header" or not self.bundle.meta.view_gate.meets_bar):
+            return header.view, None
+        predicted, confidence = head.classify(features)
+        confident = confidence >= self.bundle.meta.view_gate.confidence_floor
+        if named and confident and predicted != header.view:
+            self.stats.count("view_mismatch")
+            self._log_once("view_mismatch", f"session {header.session}: header says {header.view}, gate {predicted}")
+        if named and not (confident and predicted != header.view):
+            return header.view, confidence if predicted == header.view else None
+        if predicted in VIEWS and confident:
+            return predicted, confidence
+        self.stats.count("gate_rejected")
+        self.stats.count(f"gate_rejected_{predicted}")
+        return None
+
+    def _outside(self, view: str, features: np.ndarray) -> bool | None:
+        """Whether the guard flags these features (counted); None when the bundle has no guard."""
+        guards = self.bundle.gate.guards if self.bundle.gate else None
+        if not guards:
+            return None
+        outside = guards[view].score(features) > self.bundle.meta.guard.thresholds[view]
+        if outside:
+            self.stats.count("frames_out_of_distribution")
+        return bool(outside)
 
     def _result(
-        self, frame: PendingFrame, paired: dict, outputs: tuple[float, float], exam: ExamEstimate
+        self, frame: PendingFrame, view: str, paired: dict, outputs: tuple[float, float], exam: ExamEstimate
     ) -> ResultMessage:
         p_fatty, pdff = outputs
         stages = frame.stage_ms()
-        for stage in ("decode", "preprocess", "encode", "head"):
+        for stage in ("decode", "preprocess", "encode", "gate", "head"):
             self.stats.observe(stage, stages[stage])
+        refs = {
+            v: FrameRef(
+                seq=paired[v].seq,
+                ts=paired[v].ts,
+                view_confidence=None if paired[v].view_confidence is None else round(paired[v].view_confidence, 4),
+                out_of_distribution=paired[v].outside,
+            )
+            for v in VIEWS
+        }
+        guarded = all(paired[v].outside is not None for v in VIEWS)
         return ResultMessage(
             session=frame.header.session,
-            trigger=frame.header.view,
-            frames={v: FrameRef(seq=paired[v].seq, ts=paired[v].ts) for v in VIEWS},
+            trigger=view,
+            frames=refs,
+            out_of_distribution=any(paired[v].outside for v in VIEWS) if guarded else None,
             p_fatty=round(p_fatty, 6),
             fatty=bool(p_fatty >= self.bundle.threshold),
             threshold=self.bundle.threshold,

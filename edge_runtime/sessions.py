@@ -84,6 +84,8 @@ class ViewFeatures:
     seq: int
     ts: float
     thumbnail: bytes | None = None  # JPEG of the model input, kept only when the runtime sends thumbnails
+    view_confidence: float | None = None  # the view gate's confidence in the view these features are filed under
+    outside: bool | None = None  # beyond the bundle's guard threshold (None: the bundle has no guard)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-STAGES = ("queue", "decode", "preprocess", "encode", "head", "publish", "end_to_end")
+STAGES = ("queue", "decode", "preprocess", "encode", "gate", "head", "publish", "end_to_end")
 PERCENTILES = (50, 90, 99, 99.9)
 
 

@@ -65,7 +65,7 @@ def _ellipse(x: np.ndarray, z: np.ndarray, cx: float, cz: float, a: float, b: fl
     return np.sqrt((u / a) ** 2 + (v / b) ** 2)
 
 
-def _smooth_noise(shape: tuple[int, int], rng: np.random.Generator, cells: int = 6) -> np.ndarray:
+def smooth_noise(shape: tuple[int, int], rng: np.random.Generator, cells: int = 6) -> np.ndarray:
     """Low-frequency texture (~ +/-1) so parenchyma is not a perfectly uniform scatterer field."""
     coarse = rng.standard_normal((cells, cells)).astype(np.float32)
     return cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
@@ -152,9 +152,9 @@ def liver_view(
         subject: the subject (fat, biology).
         rng: the image's random stream.
     """
-    maps = _empty(r.shape)
+    maps = empty_maps(r.shape)
     liver_top = body_wall(r, subject, rng, maps)
-    texture = _smooth_noise(r.shape, rng)
+    texture = smooth_noise(r.shape, rng)
 
     dome_depth = rng.uniform(0.72, 0.86) * depth_cm
     dome = dome_depth + 0.03 * (x - rng.uniform(-2, 2)) ** 2
@@ -187,9 +187,9 @@ def kidney_liver_view(
         subject: the subject (fat, biology).
         rng: the image's random stream.
     """
-    maps = _empty(r.shape)
+    maps = empty_maps(r.shape)
     liver_top = body_wall(r, subject, rng, maps)
-    texture = _smooth_noise(r.shape, rng)
+    texture = smooth_noise(r.shape, rng)
 
     kx, kz = rng.uniform(0.0, 2.5), rng.uniform(0.5, 0.6) * depth_cm
     ka, kb = rng.uniform(4.6, 5.6), rng.uniform(2.3, 2.8)
@@ -236,7 +236,7 @@ def kidney_liver_view(
     return maps
 
 
-def _empty(shape: tuple[int, ...]) -> TissueMaps:
+def empty_maps(shape: tuple[int, ...]) -> TissueMaps:
     return TissueMaps(
         echo_db=np.full(shape, -10.0, dtype=np.float32),
         attenuation=np.full(shape, 0.7, dtype=np.float32),

@@ -8,6 +8,7 @@ a dynamic range -> vendor grey map -> scan conversion to the curvilinear sector.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -170,15 +171,18 @@ def scan_convert(polar: np.ndarray, labels: np.ndarray, imaging: VendorImaging, 
     return BModeImage(pixels=grey, labels=lab)
 
 
-def simulate_view(subject: Subject, view: str, width: int, height: int, rng: np.random.Generator) -> BModeImage:
+def simulate_view(
+    subject: Subject, view: str, width: int, height: int, rng: np.random.Generator, builder: Callable | None = None
+) -> BModeImage:
     """One B-mode image of one view of one subject, with its truth labels.
 
     Args:
         subject: the subject.
-        view: 'liver' or 'kidney_liver'.
+        view: 'liver' or 'kidney_liver' (or a name for ``builder``'s picture).
         width: B-mode box width, pixels.
         height: B-mode box height, pixels.
         rng: the image's random stream.
+        builder: the tissue maps to image (default: the standard view's; phantom.other_views has others).
     """
     imaging = subject.imaging
     depth, theta = _polar_grid(imaging)
@@ -188,7 +192,7 @@ def simulate_view(subject: Subject, view: str, width: int, height: int, rng: np.
     angle = np.deg2rad(subject.probe_angle_deg + (rng.uniform(-4, 4)))
     x_anat = x_probe * np.cos(angle) - z_probe * np.sin(angle)
     z_anat = x_probe * np.sin(angle) + z_probe * np.cos(angle)
-    maps = VIEW_BUILDERS[view](depth, x_anat, z_anat, imaging.depth_cm, subject, rng)
+    maps = (builder or VIEW_BUILDERS[view])(depth, x_anat, z_anat, imaging.depth_cm, subject, rng)
     view_gain_db = float(rng.normal(0.0, 1.5))  # the operator touches the gain between views
     polar = form_polar_image(maps, depth, subject, view_gain_db, rng)
     return scan_convert(polar, maps.labels, imaging, width, height)

@@ -8,7 +8,7 @@ from collections import Counter
 
 import click
 
-from edge_runtime.schema import FATTY_PDFF
+from edge_runtime.schema import FATTY_PDFF, VIEWS
 from phantom.formats import FORMATS
 from phantom.layouts import CLASSIC_LAYOUTS, LAYOUTS
 
@@ -63,6 +63,21 @@ def main() -> None:
     "Repeat to mix (subjects take them in turn). Default: screen.",
 )
 @click.option("--cine-frames", type=click.IntRange(1, 60), default=1, show_default=True, help="Frames per DICOM.")
+@click.option(
+    "--other-frames",
+    type=click.IntRange(0, 40),
+    default=0,
+    show_default=True,
+    help="Rows per subject with view=other: air, other organs, Doppler, menu, partial contact.",
+)
+@click.option(
+    "--appearance",
+    type=click.Choice(["standard", "shifted"]),
+    default="standard",
+    show_default=True,
+    help="shifted: finer speckle, narrow dynamic range, a bright grey map and gain far out of range "
+    "(a cohort the model never saw, for the out-of-distribution guard).",
+)
 def cohort(
     n_subjects: int,
     seed: int,
@@ -74,15 +89,18 @@ def cohort(
     layout_set: str | None,
     formats: tuple[str, ...],
     cine_frames: int,
+    other_frames: int,
+    appearance: str,
 ) -> None:
     """Write a cohort: images of both views, manifest.csv, profiles.json, truth.json and a contact sheet."""
     from phantom.cohort import CohortForm, generate_cohort
 
     chosen = tuple(LAYOUTS) if layout_set == "all" else (*layouts, *(CLASSIC_LAYOUTS if layout_set else ()))
-    form = CohortForm(tuple(dict.fromkeys(chosen)) or CLASSIC_LAYOUTS, formats or ("screen",), cine_frames)
+    layouts_used = tuple(dict.fromkeys(chosen)) or CLASSIC_LAYOUTS
+    form = CohortForm(layouts_used, formats or ("screen",), cine_frames, other_frames, appearance)
     try:
         form.check()
-        with click.progressbar(length=2 * n_subjects, label="rendering views", file=sys.stderr) as bar:
+        with click.progressbar(length=(2 + other_frames) * n_subjects, label="rendering", file=sys.stderr) as bar:
             summary = generate_cohort(out_dir, n_subjects, seed, prevalence, masks, workers, bar.update, form)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -119,6 +137,20 @@ def cohort(
     default=None,
     help="Write each session's subject and true PDFF here (JSON), to score exam answers against.",
 )
+@click.option(
+    "--script",
+    type=click.Choice(["alternate", "exam"]),
+    default="alternate",
+    show_default=True,
+    help="alternate: switch views every --switch-every s; exam: liver, kidney, probe lifted, gallbladder, back.",
+)
+@click.option("--auto-views", is_flag=True, help="Send view 'auto' (the bundle's view gate decides), not the key.")
+@click.option(
+    "--frame-log",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write one JSON line per frame: seq, session, what the screen shows, the header's view.",
+)
 def stream(
     endpoint: str,
     fps: float,
@@ -131,17 +163,23 @@ def stream(
     server_key: str | None,
     allowed_clients: str | None,
     truth_log: str | None,
+    script: str,
+    auto_views: bool,
+    frame_log: str | None,
 ) -> None:
     """Replay phantom screens over ZeroMQ as a live scanner (protocol v1), switching views like a sonographer."""
+    import json
     import signal
     import threading
     from pathlib import Path
 
     from edge_runtime.transport import CurveServerKeys, FrameSender, publisher
-    from phantom.stream import PhantomStream, prepare_sessions, write_truth
+    from phantom.stream import EXAM_SCRIPT, PhantomStream, prepare_sessions, write_truth
 
     click.echo(f"rendering {n_sessions} session(s)...", err=True)
-    sessions = prepare_sessions(n_sessions, seed)
+    exam = EXAM_SCRIPT if script == "exam" else None
+    shots = tuple(dict.fromkeys(shot for shot, _ in exam)) if exam else VIEWS
+    sessions = prepare_sessions(n_sessions, seed, shots=shots)
     if truth_log:
         write_truth(Path(truth_log), sessions)
     if bool(server_key) != bool(allowed_clients):
@@ -154,7 +192,14 @@ def stream(
         time.sleep(0.3)  # let subscribers connect before the first frame
         click.echo(f"streaming {', '.join(s.name for s in sessions)} at {fps:g} frames/s on {endpoint}", err=True)
         started = time.perf_counter()
-        sent = PhantomStream(sessions, fps, switch_every, encoding).run(FrameSender(sock), duration, count, stop.is_set)
+        phantom = PhantomStream(sessions, fps, switch_every, encoding, exam, auto_views)
+        log = open(frame_log, "w") if frame_log else None  # noqa: SIM115 - closed below, after the stream
+        on_frame = (lambda _: log.write(json.dumps(phantom.last_truth) + "\n")) if log else None
+        try:
+            sent = phantom.run(FrameSender(sock), duration, count, stop.is_set, on_frame)
+        finally:
+            if log:
+                log.close()
     elapsed = time.perf_counter() - started
     click.echo(f"sent {sent} frames in {elapsed:.1f} s ({sent / max(elapsed, 1e-9):.1f} frames/s)", err=True)
 

@@ -16,7 +16,15 @@ from phantom.layouts import ClutterStyle
 from phantom.subject import Subject
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-VIEW_CAPTION = {"liver": "RT LOBE INTERCOSTAL", "kidney_liver": "RT KIDNEY / LIVER"}
+VIEW_CAPTION = {
+    "liver": "RT LOBE INTERCOSTAL",
+    "kidney_liver": "RT KIDNEY / LIVER",
+    "spleen": "LT INTERCOSTAL",
+    "gallbladder": "GB LONG",
+    "bowel_gas": "RLQ",
+    "doppler": "RT LOBE  CFM",
+    "partial_contact": "RT LOBE INTERCOSTAL",
+}  # captions sit outside the box: the model never sees them
 Colour = tuple[int, int, int]
 
 
@@ -161,4 +169,4 @@ def draw_styled(
     if style.colour_bar:
         _colour_bar(img, *style.colour_bar)
     _body_marker(img, *style.body_marker_xy, style.text)
-    text(img, VIEW_CAPTION[view], (style.body_marker_xy[0], style.body_marker_xy[1] + 110), 0.6, style.accent)
+    text(img, VIEW_CAPTION.get(view, ""), (style.body_marker_xy[0], style.body_marker_xy[1] + 110), 0.6, style.accent)

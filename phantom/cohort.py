@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.schema import VIEWS
+from edge_runtime.schema import OTHER_VIEW, VIEWS
 from phantom.contact_sheet import build_contact_sheet
 from phantom.formats import FORMATS, ViewFiles, profile_entry, profile_name, write_rgb_png, write_view
 from phantom.layouts import CLASSIC_LAYOUTS, assign_layouts, get_layout, layouts_by_vendor
-from phantom.render import render_view
+from phantom.other_views import OTHER_KINDS
+from phantom.render import APPEARANCES, render_other, render_view
 from phantom.subject import Subject, draw_cohort
 
 MANIFEST_COLUMNS = ("subject_id", "view", "scanner", "path", "pdff")
@@ -56,6 +57,14 @@ class CohortForm:
     layouts: tuple[str, ...] = CLASSIC_LAYOUTS
     formats: tuple[str, ...] = ("screen",)
     cine_frames: int = 1
+    other_frames: int = 0  # rows per subject showing neither view (phantom.other_views), view = "other"
+    appearance: str = "standard"  # or "shifted": imaged unlike anything in training (phantom.render.shifted)
+
+    def shots(self, subject: Subject) -> list[str]:
+        """What to render for a subject: its two views, then ``other:KIND:K`` for each other frame."""
+        first = subject.index * self.other_frames  # kinds rotate over the cohort, so every kind appears
+        kinds = [OTHER_KINDS[(first + k) % len(OTHER_KINDS)] for k in range(self.other_frames)]
+        return [*VIEWS, *(f"{OTHER_VIEW}:{kind}:{k}" for k, kind in enumerate(kinds))]
 
     def plan_formats(self, subjects: Sequence[Subject]) -> dict[int, str]:
         """Subject index -> file form; each layout's subjects take the forms in turn, so every layout
@@ -78,18 +87,26 @@ class CohortForm:
         if self.cine_frames < 1:
             raise ValueError("cine_frames must be at least 1")
         layouts_by_vendor(self.layouts)  # names every unknown layout
+        if self.appearance not in APPEARANCES:
+            raise ValueError(f"unknown appearance {self.appearance!r}; expected one of {', '.join(APPEARANCES)}")
 
 
-Job = tuple[Subject, str, int, str, bool, str, int]
+Job = tuple[Subject, str, int, str, bool, str, int, str]
 
 
 def _render_and_write(job: Job) -> ViewFiles:
-    subject, view, seed, out_dir, with_masks, fmt, cine_frames = job
-    frames = cine_frames if fmt == "dicom" else 1
-    rendered = [render_view(subject, view, seed, frame=k) for k in range(frames)]
+    subject, shot, seed, out_dir, with_masks, fmt, cine_frames, appearance = job
+    if shot in VIEWS:
+        frames = cine_frames if fmt == "dicom" else 1
+        rendered = [render_view(subject, shot, seed, frame=k, appearance=appearance) for k in range(frames)]
+        stem = image_stem(subject, shot)
+    else:
+        _, kind, k = shot.split(":")
+        rendered = [render_other(subject, kind, seed, frame=int(k))]
+        stem = f"{subject.subject_id}_{OTHER_VIEW}{k}_{kind}"
     mask = rendered[0].mask if with_masks else None
     layout = get_layout(subject.screen_layout)
-    return write_view(Path(out_dir), image_stem(subject, view), layout, fmt, [r.screen for r in rendered], mask)
+    return write_view(Path(out_dir), stem, layout, fmt, [r.screen for r in rendered], mask)
 
 
 def _run_jobs(jobs: list[Job], workers: int) -> Iterator[ViewFiles]:
@@ -109,13 +126,14 @@ def _write_manifest(
         writer.writeheader()
         for s in subjects:
             fmt = formats[s.index]
-            for v in VIEWS:
-                row = {"subject_id": s.subject_id, "view": v, "path": files[(s.index, v)].image}
+            for shot in form.shots(s):
+                view = shot if shot in VIEWS else OTHER_VIEW
+                row = {"subject_id": s.subject_id, "view": view, "path": files[(s.index, shot)].image}
                 row |= {"scanner": profile_name(get_layout(s.screen_layout), fmt), "pdff": f"{s.pdff:.2f}"}
                 if "frame" in columns:
-                    row["frame"] = form.frame_of(s) if fmt == "dicom" else 0
+                    row["frame"] = form.frame_of(s) if fmt == "dicom" and view in VIEWS else 0
                 if masks:
-                    row["mask_path"] = files[(s.index, v)].mask
+                    row["mask_path"] = files[(s.index, shot)].mask
                 writer.writerow(row)
 
 
@@ -159,10 +177,14 @@ def generate_cohort(
     vendors = tuple(layouts_by_vendor(form.layouts))
     subjects = assign_layouts(draw_cohort(n_subjects, seed, prevalence, vendors=vendors), form.layouts)
     formats = form.plan_formats(subjects)
-    jobs = [(s, v, seed, str(out), with_masks, formats[s.index], form.cine_frames) for s in subjects for v in VIEWS]
+    jobs = [
+        (s, shot, seed, str(out), with_masks, formats[s.index], form.cine_frames, form.appearance)
+        for s in subjects
+        for shot in form.shots(s)
+    ]
     files = {}
-    for (subject, view, *_), written in zip(jobs, _run_jobs(jobs, workers or os.cpu_count() or 1), strict=True):
-        files[(subject.index, view)] = written
+    for (subject, shot, *_), written in zip(jobs, _run_jobs(jobs, workers or os.cpu_count() or 1), strict=True):
+        files[(subject.index, shot)] = written
         if on_progress:
             on_progress(1)
     _write_manifest(out, subjects, files, formats, form, with_masks)
@@ -174,8 +196,13 @@ def generate_cohort(
         "prevalence": prevalence,
         "layouts": list(form.layouts),
         "formats": list(form.formats),
+        "appearance": form.appearance,
         "subjects": [s.to_dict() for s in subjects],
     }
+    if form.other_frames:
+        truth["other_frames"] = {
+            files[(s.index, shot)].image: shot.split(":")[1] for s in subjects for shot in form.shots(s)[len(VIEWS) :]
+        }
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
 
     def load_bmode(subject: Subject, view: str) -> np.ndarray:

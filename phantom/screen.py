@@ -33,7 +33,7 @@ def _philips_layout(img: np.ndarray, profile: ScannerProfile, subject: Subject, 
     ]
     for i, line in enumerate(info):
         text(img, line, (60, 200 + 42 * i), 0.8, (200, 210, 230))
-    text(img, VIEW_CAPTION[view], (60, 980), 0.9, (240, 220, 120))
+    text(img, VIEW_CAPTION.get(view, ""), (60, 980), 0.9, (240, 220, 120))
     x, _, w, _ = profile.crop_box
     depth_scale(img, profile, subject, x + w + 10, (220, 220, 220))
     tgc_curve(img, profile, subject, 1620, (120, 200, 255))
@@ -56,14 +56,19 @@ def _ge_layout(img: np.ndarray, profile: ScannerProfile, subject: Subject, view:
     ]
     for i, line in enumerate(info):
         text(img, line, (1330, 200 + 40 * i), 0.75, (255, 255, 255))
-    text(img, VIEW_CAPTION[view], (1290, 980), 0.8, (0, 255, 255))
+    text(img, VIEW_CAPTION.get(view, ""), (1290, 980), 0.8, (0, 255, 255))
     x, _, _, _ = profile.crop_box
     depth_scale(img, profile, subject, x - 60, (255, 255, 0))
     tgc_curve(img, profile, subject, 1540, (0, 255, 0))
 
 
 def compose_screen(
-    layout: ScreenLayout, bmode: np.ndarray, subject: Subject, view: str, stamp: str, rng: np.random.Generator
+    layout: ScreenLayout,
+    bmode: np.ndarray,
+    subject: Subject,
+    view: str,
+    stamp: str,
+    rng: np.random.Generator | None,
 ) -> np.ndarray:
     """Full RGB screen with the grey B-mode image pasted into the layout's box, plus its clutter.
 
@@ -73,7 +78,8 @@ def compose_screen(
         subject: the subject (what the info panel shows).
         view: the view (its caption).
         stamp: date and time text.
-        rng: the clutter's random stream (calipers on some frames), apart from the image's.
+        rng: the clutter's random stream (calipers on some frames), apart from the image's; None: no
+            calipers.
     """
     profile = layout.profile
     img = np.zeros((profile.screen_height, profile.screen_width, 3), dtype=np.uint8)
@@ -88,7 +94,7 @@ def compose_screen(
     if layout.style is not None:
         if layout.style.thumbnail:
             thumbnail(img, bmode, *layout.style.thumbnail)
-        if rng.random() < layout.style.caliper_share:
+        if rng is not None and rng.random() < layout.style.caliper_share:
             calipers(img, profile, rng)
     return img
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.schema import PROTOCOL_VERSION, VIEWS, FrameHeader
+from edge_runtime.schema import AUTO_VIEW, PROTOCOL_VERSION, VIEWS, FrameHeader
 from edge_runtime.transport import FrameSender
-from phantom.render import profile_for, render_view
+from phantom.render import profile_for, render_other, render_view
 from phantom.subject import Subject, draw_cohort
 
 BREATH_PERIOD_S = 4.0
@@ -33,21 +33,51 @@ class StreamSession:
     screens: dict[str, list[np.ndarray]]  # view -> speckle realisations
 
 
-def prepare_sessions(n_sessions: int, seed: int, realisations: int = 3, first_subject: int = 0) -> list[StreamSession]:
+# A whole exam as a sonographer scans it (shot, seconds): liver, sweep to the kidney, lift the probe, look at
+# the gallbladder, come back. Shots that are not views are phantom.other_views kinds.
+EXAM_SCRIPT: tuple[tuple[str, float], ...] = (
+    ("liver", 6.0),
+    ("kidney_liver", 6.0),
+    ("air", 2.0),
+    ("gallbladder", 3.0),
+    ("liver", 4.0),
+    ("partial_contact", 1.5),
+    ("kidney_liver", 4.0),
+)
+
+
+def prepare_sessions(
+    n_sessions: int, seed: int, realisations: int = 3, first_subject: int = 0, shots: tuple[str, ...] = VIEWS
+) -> list[StreamSession]:
     """Pre-render every session's screens, so streaming is only memory copies.
 
     Args:
         n_sessions: how many exams to stream.
         seed: the cohort seed.
-        realisations: speckle realisations per view.
+        realisations: speckle realisations per shot.
         first_subject: index of the first subject used.
+        shots: the views, plus any other-frame kinds a script shows.
     """
     subjects = draw_cohort(max(n_sessions + first_subject, 2), seed)[first_subject : first_subject + n_sessions]
     sessions = []
     for i, subject in enumerate(subjects):
-        screens = {v: [render_view(subject, v, seed, frame=k).screen for k in range(realisations)] for v in VIEWS}
+        screens = {shot: [_render(subject, shot, seed, k) for k in range(realisations)] for shot in shots}
         sessions.append(StreamSession(f"exam-{seed:04d}-{i + 1:03d}", subject, screens))
     return sessions
+
+
+def _render(subject: Subject, shot: str, seed: int, frame: int) -> np.ndarray:
+    return (render_view if shot in VIEWS else render_other)(subject, shot, seed, frame=frame).screen
+
+
+def script_shot(script: tuple[tuple[str, float], ...], t: float) -> str:
+    """What the script shows t seconds in (it repeats)."""
+    t = t % sum(seconds for _, seconds in script)
+    for shot, seconds in script:
+        if t < seconds:
+            return shot
+        t -= seconds
+    return script[-1][0]
 
 
 def write_truth(path: Path, sessions: list[StreamSession]) -> None:
@@ -83,23 +113,52 @@ def breathing_frame(screen: np.ndarray, crop: tuple[int, int, int, int], t: floa
 
 
 class PhantomStream:
-    def __init__(self, sessions: list[StreamSession], fps: float, switch_every: float, encoding: str = "raw"):
+    def __init__(
+        self,
+        sessions: list[StreamSession],
+        fps: float,
+        switch_every: float,
+        encoding: str = "raw",
+        script: tuple[tuple[str, float], ...] | None = None,
+        auto: bool = False,
+    ):
+        """Args:
+        sessions: the pre-rendered exams, streamed round-robin.
+        fps: frames per second over all sessions.
+        switch_every: seconds per view when there is no script.
+        encoding: raw, png or jpeg.
+        script: an exam script (EXAM_SCRIPT) instead of alternating views; sessions start staggered.
+        auto: send view 'auto' (the bedside's view gate decides) instead of the operator's view key.
+        """
         self.sessions = sessions
         self.fps = fps
         self.switch_every = switch_every
         self.encoding = encoding
+        self.script = script
+        self.auto = auto
         self.seq = 0
+        self.last_truth: dict = {}  # the latest frame's seq, session, what the screen shows, the header's view
+        self._named = [VIEWS[k % 2] for k in range(len(sessions))]  # the operator's key, per session
 
     def view_at(self, session_index: int, t: float) -> str:
-        """Sessions start on alternating views so every view is seen early; each switches every switch_every s."""
+        """What the screen shows: the script's shot, or (no script) alternating views, staggered by session."""
+        if self.script is not None:
+            return script_shot(self.script, t + 5.0 * session_index)
         phase = int(t // self.switch_every) + session_index
         return VIEWS[phase % 2]
+
+    def header_view(self, session_index: int, shot: str) -> str:
+        """'auto', or the operator's key: the last view shown (still pressed while the probe is in air)."""
+        if shot in VIEWS:
+            self._named[session_index] = shot
+        return AUTO_VIEW if self.auto else self._named[session_index]
 
     def frame(self, index: int, t: float) -> tuple[FrameHeader, np.ndarray]:
         k = index % len(self.sessions)
         session = self.sessions[k]
-        view = self.view_at(k, t)
-        realisations = session.screens[view]
+        shot = self.view_at(k, t)
+        view = self.header_view(k, shot)
+        realisations = session.screens[shot]
         screen = realisations[(index // len(self.sessions)) % len(realisations)]
         profile = profile_for(session.subject)
         # A fresh buffer per frame: ZeroMQ sends without copying, so a buffer must not change after sending.
@@ -108,6 +167,7 @@ class PhantomStream:
         header = FrameHeader(
             PROTOCOL_VERSION, self.seq, time.time(), session.name, profile.name, view, width, height, 3, self.encoding
         )
+        self.last_truth = {"seq": self.seq, "session": session.name, "shows": shot, "header_view": view}
         self.seq += 1
         return header, image
 

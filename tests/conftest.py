@@ -23,11 +23,12 @@ def cohort90(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Ten subjects: enough for both vendors and both classes, fast enough for every test that needs files."""
-    from phantom.cohort import generate_cohort
+    """Ten subjects with two view=other rows each: enough for both vendors, both classes and a view gate, fast
+    enough for every test that needs files."""
+    from phantom.cohort import CohortForm, generate_cohort
 
     out = tmp_path_factory.mktemp("cohort10")
-    generate_cohort(out, 10, seed=3, with_masks=False, workers=2)
+    generate_cohort(out, 10, seed=3, with_masks=False, workers=2, form=CohortForm(other_frames=2))
     return out
 
 

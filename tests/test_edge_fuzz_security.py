@@ -229,6 +229,7 @@ def test_grab_serves_frames_only_to_listed_runtimes_with_curve(tmp_path: Path) -
         assert socks["runtime"].poll(30_000), "the listed runtime got no frame"
         header = json.loads(socks["runtime"].recv_multipart()[1])
         assert header["session"] == "exam-grab" and header["scanner"] == scanner
+        assert header["view"] == "auto"  # no operator key: the bundle's view gate decides
         assert socks["intruder"].poll(1500) == 0
     finally:
         proc.terminate()

@@ -23,7 +23,8 @@ def test_phantom_manifest_loads_with_both_views(tiny_cohort: Path) -> None:
         assert set(record.views) == {"liver", "kidney_liver"}
         assert record.vendor in {"PHILIPS", "GE"}
     summary = manifest.summary()
-    assert summary["labelled"] == 10 and summary["images"] == 20
+    assert summary["labelled"] == 10 and summary["images"] == 20 + 20  # two views and two view=other rows each
+    assert summary["views"] == {"liver": 10, "kidney_liver": 10, "other": 20}
 
 
 def _broken_copy(src: Path, dst: Path) -> Path:
@@ -90,7 +91,8 @@ def test_read_cohort_decodes_each_screen_once_and_lists_image_problems_by_row(
         lambda path, profile, frame=0: reads.append(path) or real_read(path, profile, frame),
     )
     cohort = read_cohort(tiny_cohort / "manifest.csv", progress=False)
-    assert len(reads) == len(set(reads)) == 2 * len(cohort.ids)  # once per image, not once to validate + once to use
+    images = 2 * len(cohort.ids) + sum(len(o) for o in cohort.others.values())
+    assert len(reads) == len(set(reads)) == images  # once per image, not once to validate + once to use
 
     dst = tmp_path / "bad"
     shutil.copytree(tiny_cohort, dst)

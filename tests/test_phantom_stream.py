@@ -71,3 +71,25 @@ def test_frames_change_with_breathing_and_speckle() -> None:
     _, first = stream.frame(0, 0.0)
     _, second = stream.frame(1, 1.0)
     assert first.shape == second.shape and not np.array_equal(first, second)
+
+
+def test_a_scripted_exam_logs_what_each_frame_shows_and_sends_auto_or_the_operators_key() -> None:
+    from phantom.stream import EXAM_SCRIPT, script_shot
+
+    shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
+    sessions = prepare_sessions(1, seed=4, realisations=1, shots=shots)
+    times = np.arange(0.0, 26.5, 0.5)
+    for auto in (True, False):
+        stream = PhantomStream(sessions, fps=30, switch_every=100, script=EXAM_SCRIPT, auto=auto)
+        log = []
+        for i, t in enumerate(times):
+            header, _ = stream.frame(i, float(t))
+            log.append(stream.last_truth)
+            assert log[-1]["seq"] == header.seq and log[-1]["header_view"] == header.view
+        assert [e["shows"] for e in log] == [script_shot(EXAM_SCRIPT, float(t)) for t in times]
+        assert {e["shows"] for e in log} == set(shots)  # the whole script: views, air, gallbladder, partial contact
+        if auto:
+            assert {e["header_view"] for e in log} == {"auto"}
+        else:  # the operator's key stays on the last view while the probe is lifted
+            air = [e for e in log if e["shows"] == "air"]
+            assert air and {e["header_view"] for e in air} == {"kidney_liver"}

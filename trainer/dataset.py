@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from edge_runtime.preprocess import PreprocessError, preprocess_frame
 from edge_runtime.profiles import ProfileError, ScannerProfile, default_profiles, get_profile
-from edge_runtime.schema import VIEWS
+from edge_runtime.schema import OTHER_VIEW, VIEWS
 from trainer.images import ImageReadError, image_digest, read_for_profile
 from trainer.manifest import Manifest, ManifestError, SubjectRecord, duplicate_image_problems, load_manifest
 
@@ -26,6 +26,7 @@ class Cohort:
     images: dict[tuple[str, str], np.ndarray]  # (subject_id, view) -> tensor
     digests: dict[tuple[str, str], str] = field(default_factory=dict)  # (subject_id, view) -> screen content id
     profiles: dict[str, ScannerProfile] = field(default_factory=dict)  # the scanner profiles its images use
+    others: dict[str, list[np.ndarray]] = field(default_factory=dict)  # subject -> its view=other tensors
 
     @property
     def ids(self) -> list[str]:
@@ -70,22 +71,25 @@ def load_cohort(
     images: dict[tuple[str, str], np.ndarray] = {}
     digests: dict[tuple[str, str], str] = {}
     problems: list[str] = []
-    jobs = [(s, v) for s in subjects for v in VIEWS]
-    for subject, view in tqdm(jobs, desc="preprocessing images", unit="img", disable=not progress):
-        entry = subject.views[view]
+    jobs = [(s, v, s.views[v]) for s in subjects for v in VIEWS]
+    jobs += [(s, f"{OTHER_VIEW}@{e.row}", e) for s in subjects for e in s.others]
+    rows = {(s.subject_id, key): entry.row for s, key, entry in jobs}
+    for subject, key, entry in tqdm(jobs, desc="preprocessing images", unit="img", disable=not progress):
         try:
             profile = get_profile(profiles, entry.scanner)
             screen = read_for_profile(entry.path, profile, entry.frame)
-            digests[(subject.subject_id, view)] = image_digest(screen)
-            images[(subject.subject_id, view)] = preprocess_frame(screen, profile)
+            digests[(subject.subject_id, key)] = image_digest(screen)
+            images[(subject.subject_id, key)] = preprocess_frame(screen, profile)
         except (ImageReadError, PreprocessError, ProfileError) as exc:
             problems.append(f"row {entry.row} ({entry.path.name}): {exc}")
-    rows = {(s.subject_id, v): s.views[v].row for s in subjects for v in VIEWS}
     problems += duplicate_image_problems(digests, rows)
     if problems:
         raise ManifestError(manifest.path, problems)
+    others = {s.subject_id: [images.pop((s.subject_id, f"{OTHER_VIEW}@{e.row}")) for e in s.others] for s in subjects}
+    view_digests = {k: d for k, d in digests.items() if k[1] in VIEWS}
     used = {e.scanner for s in subjects for e in s.views.values()}
-    return Cohort(subjects, images, digests, {name: profiles[name] for name in sorted(used)})
+    chosen = {name: profiles[name] for name in sorted(used)}
+    return Cohort(subjects, images, view_digests, chosen, {sid: o for sid, o in others.items() if o})
 
 
 def read_cohort(

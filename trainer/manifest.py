@@ -1,10 +1,10 @@
 """manifest.csv: the one way images enter training and evaluation.
 
-Columns: subject_id, view (liver|kidney_liver), scanner (a profile name), path (relative to the manifest),
-pdff (% or empty when unlabelled); optional reader_label (a radiologist's call: fatty/normal or 1/0),
-frame (which frame of a cine DICOM loop; default 0) and mask_path. Loading checks everything first and
-reports every problem with its row number at once, so a user fixes a 400-row spreadsheet in one pass instead
-of one traceback at a time.
+Columns: subject_id, view (liver|kidney_liver, or other for a frame showing neither: never paired), scanner
+(a profile name), path (relative to the manifest), pdff (% or empty when unlabelled); optional reader_label
+(a radiologist's call: fatty/normal or 1/0), frame (which frame of a cine DICOM loop; default 0) and
+mask_path. Loading checks everything first and reports every problem with its row number at once, so a user
+fixes a 400-row spreadsheet in one pass instead of one traceback at a time.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.profiles import ScannerProfile, default_profiles
-from edge_runtime.schema import FATTY_PDFF, VIEWS
+from edge_runtime.schema import FATTY_PDFF, OTHER_VIEW, VIEWS
 from trainer.images import ImageReadError, image_digest, read_for_profile
 
 REQUIRED_COLUMNS = ("subject_id", "view", "scanner", "path", "pdff")
@@ -52,6 +52,7 @@ class SubjectRecord:
     pdff: float | None
     reader_label: int | None
     views: dict[str, ImageEntry] = field(default_factory=dict)
+    others: list[ImageEntry] = field(default_factory=list)  # view=other rows: never paired, for a view gate
 
     @property
     def fatty(self) -> bool | None:
@@ -73,8 +74,8 @@ class Manifest:
         pdffs = [s.pdff for s in labelled if s.pdff is not None]
         return {
             "subjects": len(subs),
-            "images": sum(len(s.views) for s in subs),
-            "views": dict(Counter(v for s in subs for v in s.views)),
+            "images": sum(len(s.views) + len(s.others) for s in subs),
+            "views": dict(Counter(v for s in subs for v in s.views)) | {OTHER_VIEW: sum(len(s.others) for s in subs)},
             "vendors": dict(Counter(s.vendor for s in subs)),
             "scanners": dict(Counter(s.scanner for s in subs)),
             "labelled": len(labelled),
@@ -184,13 +185,14 @@ class _ManifestReader:
         if not sid:
             self.problems.append(f"{where}: empty subject_id")
             return
-        if view not in VIEWS:
-            self.problems.append(f"{where}: view {view!r} is not one of {', '.join(VIEWS)}")
+        if view not in (*VIEWS, OTHER_VIEW):
+            self.problems.append(f"{where}: view {view!r} is not one of {', '.join((*VIEWS, OTHER_VIEW))}")
             return
-        if (sid, view) in self.rows:
-            self.problems.append(f"{where}: duplicate of row {self.rows[(sid, view)]} (subject {sid}, {view})")
+        key = (sid, view if view != OTHER_VIEW else f"{OTHER_VIEW}@{i}")  # any number of other rows
+        if key in self.rows:
+            self.problems.append(f"{where}: duplicate of row {self.rows[key]} (subject {sid}, {view})")
             return
-        self.rows[(sid, view)] = i
+        self.rows[key] = i
         profile = self.profiles.get(scanner)
         if profile is None:
             known = ", ".join(sorted(self.profiles))
@@ -204,9 +206,13 @@ class _ManifestReader:
         if self.check_images:
             digest = _check_image(image_path, profile, frame, where, self.problems)
             if digest is not None:
-                self.digests[(sid, view)] = digest
+                self.digests[key] = digest
         mask = self.path.parent / row["mask_path"] if row.get("mask_path") else None
-        record.views[view] = ImageEntry(i, image_path, scanner, mask, frame)
+        entry = ImageEntry(i, image_path, scanner, mask, frame)
+        if view == OTHER_VIEW:
+            record.others.append(entry)
+        else:
+            record.views[view] = entry
 
     def _record(self, where: str, row: dict[str, str], profile: ScannerProfile | None) -> SubjectRecord:
         """The row's subject, created on its first row; later rows must agree on scanner and PDFF."""

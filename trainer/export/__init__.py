@@ -6,7 +6,8 @@ The whole flow is :func:`export_bundle`, one step per line; each step lives in i
 2. convert the encoder to int8, calibrated on the calibration subjects' images (``conversion``);
 3. correct the head for the int8 encoder, optionally fine-tune it quantization-aware (``bedside_head``);
 4. judge the bedside path against the float model on held-out subjects (``judge``);
-5. write bundle.json through the declared contract, load the bundle as the bedside does (``writer``).
+5. fit the view gate and the out-of-distribution guard on the bundle encoder's features (``gate``);
+6. write bundle.json through the declared contract, load the bundle as the bedside does (``writer``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from trainer.dataset import read_cohort
 from trainer.export.bedside_head import bedside_head
 from trainer.export.conversion import convert_encoders
 from trainer.export.final_model import exportable, hold_out, train_final_model
+from trainer.export.gate import fit_gate
 from trainer.export.judge import held_out_group, independent_group, judge_fidelity
 from trainer.export.writer import describe_bundle, record_export, verify_bundle, write_bundle
 from trainer.runs import open_run
@@ -67,8 +69,11 @@ def export_bundle(
         groups["independent"] = independent_group(independent, final, encoders, head)
     fidelity = judge_fidelity(groups, final, encoders, head, settings)
     fidelity["subjects"] = {**split.sizes(), "independent": len(independent.ids) if independent else 0}
+    gate = fit_gate(cohort, encoders, split)
+    fidelity["gate"] = gate.report
     meta = describe_bundle(run, final, encoders, head, split, settings, out)
-    write_bundle(out, meta, encoders, head, fidelity)
+    meta.view_gate, meta.guard = gate.view_gate, gate.guard
+    write_bundle(out, meta, encoders, head, fidelity, gate.gate)
     bundle = verify_bundle(out, encoders, cohort.image(split.fidelity[0], "liver"))
     record = record_export(run, bundle, split, [s for g in groups.values() for s in g.subject_ids], settings)
     if not fidelity["meets_bars"] and not settings.allow_fidelity_miss:

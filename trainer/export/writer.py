@@ -17,6 +17,7 @@ import numpy as np
 from calibration.fidelity import markdown
 from calibration.split import ExportSplit, subject_hash
 from edge_runtime.bundle import Bundle, load_bundle, sha256_file
+from edge_runtime.gate import GATE_FILE, Gate
 from edge_runtime.schema import (
     BundleFiles,
     BundleMeta,
@@ -137,7 +138,12 @@ def describe_bundle(
 
 
 def write_bundle(
-    out: Path, meta: BundleMeta, encoders: ConvertedEncoders, head: BedsideHead, fidelity: dict[str, Any]
+    out: Path,
+    meta: BundleMeta,
+    encoders: ConvertedEncoders,
+    head: BedsideHead,
+    fidelity: dict[str, Any],
+    gate: Gate | None = None,
 ) -> None:
     """Every model and report file, then bundle.json with the SHA-256 of each (bundle.json is the root of trust).
 
@@ -147,16 +153,42 @@ def write_bundle(
         encoders: the encoder file(s).
         head: the head file.
         fidelity: the fidelity report (JSON and Markdown).
+        gate: the view gate and guard arrays, when export fitted them.
     """
     out.mkdir(parents=True, exist_ok=True)
     for name, blob in encoders.blobs.items():
         (out / name).write_bytes(blob)
     (out / meta.files.head).write_bytes(head.blob)
     (out / FIDELITY_FILES[0]).write_text(json.dumps(fidelity, indent=2, default=float))
-    (out / FIDELITY_FILES[1]).write_text(markdown(fidelity))
-    listed = sorted({*encoders.blobs, meta.files.head, *FIDELITY_FILES})
+    (out / FIDELITY_FILES[1]).write_text(markdown(fidelity) + gate_markdown(meta))
+    gate_files = []
+    if gate is not None and (meta.view_gate or meta.guard):
+        meta.files.gate = GATE_FILE
+        (out / GATE_FILE).write_bytes(gate.to_bytes())
+        gate_files.append(GATE_FILE)
+    listed = sorted({*encoders.blobs, meta.files.head, *FIDELITY_FILES, *gate_files})
     meta.sha256 = {name: sha256_file(out / name) for name in listed}
     meta.write(out / "bundle.json")
+
+
+def gate_markdown(meta: BundleMeta) -> str:
+    """The view gate's cross-validated confusion and the guard's false alarms, for fidelity.md."""
+    lines = []
+    if meta.view_gate is not None:
+        gate = meta.view_gate
+        admitted = f"{100 * gate.cv_other_admitted:.1f} %"
+        lines += ["", "## View gate (subject-level CV on the bundle encoder's features)", ""]
+        lines += [f"Confidence floor {gate.confidence_floor:.2f}; other frames admitted into pairing: {admitted}.", ""]
+        lines += ["| true \\ predicted | " + " | ".join(gate.classes) + " |", "| --- | --- | --- | --- |"]
+        for name, row in zip(gate.classes, gate.cv_confusion, strict=True):
+            lines.append(f"| {name} | " + " | ".join(str(n) for n in row) + " |")
+    if meta.guard is not None:
+        far = meta.guard.held_out_false_alarm
+        measured = f"{100 * far:.1f} %" if far is not None else "not measured (no fidelity subjects)"
+        lines += ["", "## Out-of-distribution guard", ""]
+        target = f"{100 * meta.guard.false_alarm_target:.0f} %"
+        lines.append(f"Target false alarms {target}; on the fidelity subjects {measured}.")
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def verify_bundle(out: Path, encoders: ConvertedEncoders, check_image: np.ndarray) -> Bundle:

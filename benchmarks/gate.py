@@ -1,0 +1,189 @@
+"""`benchmarks gate`: the bundle's view gate and out-of-distribution guard on phantom cohorts it never saw.
+
+Three cohorts are rendered with a seed the bundle was not trained on:
+- independent: the training layouts, standard appearance, with view=other frames of every kind;
+- new layout (optional): a screen layout outside the training set, cropped by its own profile;
+- shifted: the same subjects imaged unlike anything in training (finer speckle, narrow dynamic range, a bright
+  grey map, gain far out of range).
+
+Every frame goes through the bedside's own path (preprocess_frame, the bundle's encoder, the colour check,
+the view head, the guard). Reported: the view confusion matrix at the bundle's floor, other frames admitted,
+the guard's flag rate on the independent and the shifted cohort and the AUC of its score between them, and
+the gate's added time per frame (view head + guard).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import zmq
+
+from benchmarks.common import machine, summarise, time_calls, write_reports
+from edge_runtime.bundle import Bundle, load_bundle
+from edge_runtime.config import RuntimeConfig
+from edge_runtime.gate import COLOUR_SHARE_MAX, colour_share
+from edge_runtime.profiles import default_profiles, load_profiles
+from edge_runtime.schema import OTHER_VIEW, VIEWS
+from edge_runtime.server import EdgeServer
+from edge_runtime.sessions import PendingFrame
+from phantom.cohort import CohortForm, generate_cohort
+from phantom.stream import EXAM_SCRIPT, PhantomStream, prepare_sessions
+from trainer.dataset import Cohort, read_cohort
+
+ROUTES = (*VIEWS, "rejected")
+
+
+def _frames(cohort: Cohort) -> list[tuple[str, np.ndarray]]:
+    """(true class, model input) of every frame of a cohort."""
+    out = [(v, cohort.image(s, v)) for s in cohort.ids for v in VIEWS]
+    return out + [(OTHER_VIEW, image) for s in cohort.ids for image in cohort.others.get(s, [])]
+
+
+def route(bundle: Bundle, tensor: np.ndarray, features: np.ndarray) -> str:
+    """Where the bedside files an 'auto' frame: a view, or rejected."""
+    if colour_share(tensor) > COLOUR_SHARE_MAX:
+        return "rejected"
+    predicted, confidence = bundle.gate.view_head.classify(features)
+    floor = bundle.meta.view_gate.confidence_floor
+    return predicted if predicted in VIEWS and confidence >= floor else "rejected"
+
+
+def score_cohort(bundle: Bundle, cohort: Cohort) -> dict[str, Any]:
+    """Confusion (true class x route) and guard scores per true view."""
+    confusion = {c: dict.fromkeys(ROUTES, 0) for c in (*VIEWS, OTHER_VIEW)}
+    scores: dict[str, list[float]] = {v: [] for v in VIEWS}
+    flagged: list[bool] = []
+    for truth, tensor in _frames(cohort):
+        features = bundle.encode(VIEWS[0], tensor)
+        if bundle.gate.view_head is not None:
+            confusion[truth][route(bundle, tensor, features)] += 1
+        if truth in VIEWS and bundle.gate.guards:
+            score = bundle.gate.guards[truth].score(features)
+            scores[truth].append(score)
+            flagged.append(score > bundle.meta.guard.thresholds[truth])
+    views = sum(confusion[v][v] for v in VIEWS), sum(sum(confusion[v].values()) for v in VIEWS)
+    others = confusion[OTHER_VIEW]
+    return {
+        "confusion": confusion,
+        "view_accuracy": views[0] / max(views[1], 1),
+        "other_admitted": (others["liver"] + others["kidney_liver"]) / max(sum(others.values()), 1),
+        "flagged": float(np.mean(flagged)) if flagged else None,
+        "scores": scores,
+    }
+
+
+def _auc(negatives: list[float], positives: list[float]) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score([0] * len(negatives) + [1] * len(positives), negatives + positives))
+
+
+def _cohort(out: Path, subjects: int, seed: int, form: CohortForm) -> Cohort:
+    generate_cohort(out, subjects, seed, with_masks=False, form=form)
+    return read_cohort(out / "manifest.csv", load_profiles(out / "profiles.json"), progress=False)
+
+
+def _latency(bundle: Bundle, cohort: Cohort) -> dict[str, float]:
+    features = bundle.encode(VIEWS[0], cohort.image(cohort.ids[0], VIEWS[0]))
+    guards = bundle.gate.guards or {}
+
+    def gate_once() -> None:
+        if bundle.gate.view_head is not None:
+            bundle.gate.view_head.classify(features)
+        for guard in guards.values():
+            guard.score(features)
+
+    return summarise(time_calls(gate_once, 2000, warmup=50))
+
+
+def scripted_exams(bundle_dir: str, sessions: int, seed: int, fps: float = 2.0) -> dict[str, Any]:
+    """Whole phantom exams (liver, kidney, probe lifted, gallbladder, partial contact, back) sent with view
+    'auto' through the server's own processing, every result checked against what its frames showed.
+
+    Args:
+        bundle_dir: the bundle.
+        sessions: exams, interleaved.
+        seed: the phantom seed (not a training seed).
+        fps: frames per second per exam, on a simulated clock (the bedside processes about this many).
+    """
+    audit = Path(tempfile.mkdtemp()) / "audit.jsonl"
+    server = EdgeServer(RuntimeConfig(audit_log=audit), load_bundle(bundle_dir), default_profiles(), zmq.Context())
+    shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
+    stream = PhantomStream(prepare_sessions(sessions, seed, 2, shots=shots), fps, 1.0, script=EXAM_SCRIPT, auto=True)
+    shows: dict[int, str] = {}
+    results, correct = 0, 0
+    length = sum(seconds for _, seconds in EXAM_SCRIPT)
+    for i in range(int(length * fps * sessions)):
+        header, image = stream.frame(i, i / (fps * sessions))
+        shows[header.seq] = stream.last_truth["shows"]
+        result = server.process(PendingFrame(header, image.tobytes(), time.time()))
+        if result is not None:
+            results += 1
+            correct += all(shows[result.frames[v].seq] == v for v in VIEWS)
+    server.audit.close()
+    counters = server.stats.snapshot()["counters"]
+    gated = {k: v for k, v in counters.items() if k.startswith("gate_rejected")}
+    return {"frames": len(shows), "results": results, "correct_pairs": correct, "gate_rejected": gated}
+
+
+def markdown(r: dict[str, Any]) -> str:
+    flags = " ".join(r["machine"]["flags"])
+    lines = [f"# View gate and guard: bundle {r['bundle']}", "", f"CPU: {r['machine']['cpu']} ({flags}).", ""]
+    for name, c in r["cohorts"].items():
+        lines += [f"## {name} ({c['subjects']} subjects, seed {r['seed']})", ""]
+        if c["view_accuracy"] is not None:
+            lines += [f"View accuracy {100 * c['view_accuracy']:.1f} %, other frames admitted "
+                      f"{100 * c['other_admitted']:.1f} %.", "", "| true \\ routed | " + " | ".join(ROUTES) + " |",
+                      "| --- | --- | --- | --- |"]  # fmt: skip
+            lines += [f"| {t} | " + " | ".join(str(row[k]) for k in ROUTES) + " |" for t, row in c["confusion"].items()]
+        if c["flagged"] is not None:
+            lines += ["", f"Guard flags {100 * c['flagged']:.1f} % of view frames."]
+        lines.append("")
+    if r.get("guard_auc") is not None:
+        lines.append(f"Guard score AUC, independent vs shifted: {r['guard_auc']:.3f}.")
+    lines.append(f"Gate time per frame (view head + both guards): p50 {r['gate_ms']['p50'] * 1000:.0f} us.")
+    if r.get("exams"):
+        e = r["exams"]
+        lines += ["", f"Scripted exams with view 'auto': {e['frames']} frames, {e['results']} results, "
+                  f"{e['correct_pairs']} from correct pairs; kept out by the gate: {e['gate_rejected']}."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False), required=True)
+@click.option("--subjects", type=click.IntRange(4, 400), default=40, show_default=True)
+@click.option("--seed", type=int, default=4242, show_default=True, help="A seed the bundle never trained on.")
+@click.option("--other-frames", type=click.IntRange(0, 20), default=7, show_default=True)
+@click.option("--new-layout", default=None, help="Also score a screen layout outside the training set.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/benchmarks/gate")
+def main(bundle_dir: str, subjects: int, seed: int, other_frames: int, new_layout: str | None, out_dir: str) -> None:
+    """View confusion, other frames admitted, guard flag rates and AUC, gate latency; writes gate.*."""
+    bundle = load_bundle(bundle_dir)
+    if bundle.gate is None:
+        raise click.ClickException(f"{bundle_dir} has no view gate or guard (exported before they existed?)")
+    layouts = tuple(sorted({n for n, s in (bundle.meta.scanners or {}).items() if s.screen}))
+    forms = {"independent": CohortForm(layouts or CohortForm().layouts, other_frames=other_frames)}
+    forms["shifted"] = CohortForm(forms["independent"].layouts, appearance="shifted")
+    if new_layout:
+        forms[f"new layout {new_layout}"] = CohortForm((new_layout,), other_frames=other_frames)
+    result: dict[str, Any] = {"bundle": bundle_dir, "seed": seed, "machine": machine(), "cohorts": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, form in forms.items():
+            cohort = _cohort(Path(tmp) / name.replace(" ", "_"), subjects, seed, form)
+            scored = score_cohort(bundle, cohort)
+            result["cohorts"][name] = {"subjects": subjects, **scored}
+            if bundle.gate.view_head is None:
+                result["cohorts"][name]["view_accuracy"] = None
+            click.echo(f"{name}: scored", err=True)
+        result["gate_ms"] = _latency(bundle, cohort)
+    if bundle.gate.view_head is not None:
+        result["exams"] = scripted_exams(bundle_dir, 4, seed)
+    scores = {k: [x for v in c.pop("scores").values() for x in v] for k, c in result["cohorts"].items()}
+    result["guard_auc"] = _auc(scores["independent"], scores["shifted"]) if scores["independent"] else None
+    write_reports(Path(out_dir), "gate", result, markdown(result))
+    click.echo(markdown(result))

@@ -1,0 +1,140 @@
+"""The view gate and the out-of-distribution guard: two small linear models on the encoder's features.
+
+The encoder already computes VGG19 features for every frame, so deciding what a frame shows (liver,
+kidney-liver or something else) and whether it looks like anything the model was trained on costs two
+matrix products, microseconds next to the encoder's hundreds of milliseconds.
+
+- :class:`ViewHead`: standardised features -> softmax over ``VIEW_CLASSES``. Frames whose predicted view is
+  ``other``, or whose confidence is below the bundle's floor, are never paired.
+- :class:`ViewGuard`: per view, a PCA summary of the training features. The score adds the Mahalanobis
+  distance inside the principal subspace (per component) to the residual outside it (relative to training);
+  both are about 1 for a training-like frame. Above the view's threshold the frame is out of distribution.
+
+The arrays travel in one ``gate.npz`` (hashed in bundle.json like every file); the floor and thresholds live in
+bundle.json itself (:class:`edge_runtime.schema.ViewGateSpec`, :class:`edge_runtime.schema.GuardSpec`).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_runtime.schema import VIEW_CLASSES, VIEWS, BundleError
+
+GATE_FILE = "gate.npz"
+COLOUR_CHROMA = 60  # max - min over RGB above this is a coloured pixel (colour flow, a menu, an overlay)
+COLOUR_SHARE_MAX = 0.003  # more coloured pixels than this share of the model input: not a B-mode view
+
+
+def colour_share(tensor: np.ndarray) -> float:
+    """Share of the model input's pixels that are clearly coloured; calipers stay well below the limit."""
+    chroma = tensor.max(axis=2).astype(np.int16) - tensor.min(axis=2)
+    return float(np.mean(chroma > COLOUR_CHROMA))
+
+
+def _standardise(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return (np.asarray(features, np.float32) - mean) / scale
+
+
+@dataclass(frozen=True)
+class ViewHead:
+    mean: np.ndarray  # (F,)
+    scale: np.ndarray  # (F,)
+    weights: np.ndarray  # (F, len(VIEW_CLASSES))
+    bias: np.ndarray  # (len(VIEW_CLASSES),)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Softmax over VIEW_CLASSES for one (F,) or many (N, F) feature vectors."""
+        logits = _standardise(features, self.mean, self.scale) @ self.weights + self.bias
+        logits = logits - logits.max(axis=-1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=-1, keepdims=True)
+
+    def classify(self, features: np.ndarray) -> tuple[str, float]:
+        """(predicted class, its probability) for one frame."""
+        p = self.probabilities(features)
+        k = int(np.argmax(p))
+        return VIEW_CLASSES[k], float(p[k])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"view_mean": self.mean, "view_scale": self.scale, "view_weights": self.weights, "view_bias": self.bias}
+
+
+@dataclass(frozen=True)
+class ViewGuard:
+    mean: np.ndarray  # (F,)
+    scale: np.ndarray  # (F,)
+    components: np.ndarray  # (k, F), orthonormal rows
+    variances: np.ndarray  # (k,), training variance along each component
+    residual: float  # mean squared residual outside the subspace, on training frames
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Out-of-distribution score of one (F,) or many (N, F) feature vectors (about 1 when training-like)."""
+        z = _standardise(np.atleast_2d(features), self.mean, self.scale)
+        t = z @ self.components.T
+        inside = np.mean(t * t / self.variances, axis=1)
+        outside = np.maximum(np.sum(z * z, axis=1) - np.sum(t * t, axis=1), 0.0) / self.residual
+        return inside + outside
+
+    def score(self, features: np.ndarray) -> float:
+        return float(self.scores(features)[0])
+
+    def arrays(self, view: str) -> dict[str, np.ndarray]:
+        names = ("mean", "scale", "components", "variances", "residual")
+        values = (self.mean, self.scale, self.components, self.variances, np.float32(self.residual))
+        return {f"guard_{view}_{n}": np.asarray(v, np.float32) for n, v in zip(names, values, strict=True)}
+
+
+@dataclass(frozen=True)
+class Gate:
+    view_head: ViewHead | None
+    guards: dict[str, ViewGuard] | None  # view -> guard
+
+    def to_bytes(self) -> bytes:
+        arrays = self.view_head.arrays() if self.view_head else {}
+        for view, guard in (self.guards or {}).items():
+            arrays |= guard.arrays(view)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str, features: int, with_head: bool, with_guard: bool) -> Gate:
+        """Read gate.npz; a BundleError naming the file when an array is missing or the wrong shape.
+
+        Args:
+            data: the file's verified bytes.
+            name: the file, for messages.
+            features: the encoder's feature size.
+            with_head: bundle.json declares a view gate.
+            with_guard: bundle.json declares a guard.
+        """
+        try:
+            arrays = dict(np.load(io.BytesIO(data), allow_pickle=False))
+        except (ValueError, OSError) as exc:
+            raise BundleError(f"{name}: not a readable npz file ({exc})") from exc
+        try:
+            head = ViewHead(*(arrays[f"view_{n}"] for n in ("mean", "scale", "weights", "bias"))) if with_head else None
+            guards = {v: _guard(arrays, v) for v in VIEWS} if with_guard else None
+        except KeyError as exc:
+            raise BundleError(f"{name}: array {exc} missing") from None
+        _check_shapes(name, features, head, guards)
+        return cls(head, guards)
+
+
+def _guard(arrays: dict[str, np.ndarray], view: str) -> ViewGuard:
+    get = {n: arrays[f"guard_{view}_{n}"] for n in ("mean", "scale", "components", "variances", "residual")}
+    return ViewGuard(get["mean"], get["scale"], get["components"], get["variances"], float(get["residual"]))
+
+
+def _check_shapes(name: str, features: int, head: ViewHead | None, guards: dict[str, ViewGuard] | None) -> None:
+    problems = []
+    if head is not None and head.weights.shape != (features, len(VIEW_CLASSES)):
+        problems.append(f"view weights {head.weights.shape}, expected {(features, len(VIEW_CLASSES))}")
+    for view, guard in (guards or {}).items():
+        if guard.components.ndim != 2 or guard.components.shape[1] != features or guard.mean.shape != (features,):
+            problems.append(f"{view} guard components {guard.components.shape} for {features} features")
+    if problems:
+        raise BundleError(f"{name}: {'; '.join(problems)}")

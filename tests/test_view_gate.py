@@ -1,0 +1,164 @@
+"""The bedside's view gate and out-of-distribution guard: routing of named and 'auto' frames, the counters,
+the refusal of 'auto' without a gate, marked or withheld results, and the exam that says when it is outside
+its training distribution."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from edge_runtime.bundle import load_bundle
+from edge_runtime.config import RuntimeConfig
+from edge_runtime.errors import FattyLiverError
+from edge_runtime.exam import OUTSIDE_TRAINING, ExamModel, ExamPolicy, ExamTracker
+from edge_runtime.gate import COLOUR_SHARE_MAX, Gate, ViewGuard, ViewHead, colour_share
+from edge_runtime.preprocess import preprocess_frame
+from edge_runtime.profiles import default_profiles
+from edge_runtime.protocol import encode_frame
+from edge_runtime.schema import AUTO_VIEW, VIEW_CLASSES, FrameHeader, GuardSpec, ViewGateSpec
+from edge_runtime.server import EdgeServer
+from edge_runtime.sessions import PendingFrame
+from phantom.render import profile_for, render_other, render_view
+from phantom.subject import draw_cohort
+
+
+def _constant_head(features: int, favourite: str) -> ViewHead:
+    """A view head that always predicts one class with probability ~0.99, whatever the frame."""
+    bias = np.zeros(len(VIEW_CLASSES), np.float32)
+    bias[VIEW_CLASSES.index(favourite)] = 6.0
+    ones = np.ones(features, np.float32)
+    return ViewHead(0 * ones, ones, np.zeros((features, len(VIEW_CLASSES)), np.float32), bias)
+
+
+def _spec(meets_bar: bool = True) -> ViewGateSpec:
+    return ViewGateSpec(
+        confidence_floor=0.9,
+        cv_confusion=[[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+        cv_recall=dict.fromkeys(VIEW_CLASSES, 1.0),
+        cv_other_admitted=0.0,
+        frames=dict.fromkeys(VIEW_CLASSES, 1),
+        meets_bar=meets_bar,
+    )
+
+
+def _server(bundle_dir: Path, tmp_path: Path, favourite: str | None, **config) -> EdgeServer:
+    bundle = copy.copy(load_bundle(bundle_dir))
+    bundle.meta = bundle.meta.model_copy()
+    if favourite is None:
+        bundle.meta.view_gate, bundle.gate = None, None
+    else:
+        bundle.meta.view_gate = _spec(config.pop("meets_bar", True))
+        bundle.gate = Gate(_constant_head(bundle.meta.features.size, favourite), None)
+        bundle.meta.guard = None
+    settings = RuntimeConfig(audit_log=tmp_path / "audit.jsonl", **config)
+    return EdgeServer(settings, bundle, default_profiles(), context=zmq.Context())
+
+
+def _frame(view: str, seq: int, image: np.ndarray, scanner: str) -> PendingFrame:
+    header = FrameHeader(1, seq, 100.0 + seq, "exam-1", scanner, view, image.shape[1], image.shape[0], 3, "raw")
+    return PendingFrame(header, np.ascontiguousarray(image).tobytes(), 100.0 + seq)
+
+
+@pytest.fixture(scope="module")
+def screens() -> dict[str, tuple[str, np.ndarray]]:
+    s = draw_cohort(1, 17)[0]
+    shots = {v: render_view(s, v, 17).screen for v in ("liver", "kidney_liver")}
+    shots |= {k: render_other(s, k, 17).screen for k in ("doppler", "air")}
+    return {k: (profile_for(s).name, v) for k, v in shots.items()}
+
+
+def test_auto_frames_are_routed_by_the_gate_and_others_are_counted(bundle_dir: Path, tmp_path: Path, screens) -> None:
+    liver = _server(bundle_dir, tmp_path, "liver")
+    scanner, image = screens["kidney_liver"]
+    assert liver.process(_frame(AUTO_VIEW, 1, image, scanner)) is None  # filed as liver: no pair yet
+    assert liver.sessions.get("exam-1").views.keys() == {"liver"}
+    other = _server(bundle_dir, tmp_path, "other")
+    assert other.process(_frame(AUTO_VIEW, 1, image, scanner)) is None
+    counters = other.stats.snapshot()["counters"]
+    assert counters["gate_rejected"] == 1 and counters["gate_rejected_other"] == 1
+    assert other.sessions.get("exam-1") is None  # never paired, no session opened
+
+
+def test_a_confident_gate_overrules_a_named_view_unless_the_header_has_authority(
+    bundle_dir: Path, tmp_path: Path, screens
+) -> None:
+    scanner, image = screens["kidney_liver"]
+    model = _server(bundle_dir, tmp_path, "liver")
+    model.process(_frame("kidney_liver", 1, image, scanner))
+    assert model.stats.snapshot()["counters"]["view_mismatch"] == 1
+    assert model.sessions.get("exam-1").views.keys() == {"liver"}
+    for config in ({"view_authority": "header"}, {"meets_bar": False}):
+        header = _server(bundle_dir, tmp_path, "liver", **config)
+        header.process(_frame("kidney_liver", 1, image, scanner))
+        assert header.sessions.get("exam-1").views.keys() == {"kidney_liver"}, config
+
+
+def test_colour_in_the_box_is_not_a_view(bundle_dir: Path, tmp_path: Path, screens) -> None:
+    profiles = default_profiles()
+    scanner, doppler = screens["doppler"]
+    assert colour_share(preprocess_frame(doppler, profiles[scanner])) > COLOUR_SHARE_MAX
+    assert colour_share(preprocess_frame(screens["liver"][1], profiles[scanner])) == 0.0
+    server = _server(bundle_dir, tmp_path, "liver")
+    assert server.process(_frame("liver", 1, doppler, scanner)) is None
+    assert server.stats.snapshot()["counters"]["gate_rejected_colour"] == 1
+
+
+def test_auto_without_a_view_gate_is_refused_by_reason(bundle_dir: Path, tmp_path: Path, screens) -> None:
+    server = _server(bundle_dir, tmp_path, None)
+    scanner, image = screens["liver"]
+    header = FrameHeader(1, 1, 1.0, "exam-1", scanner, AUTO_VIEW, image.shape[1], image.shape[0], 3, "raw")
+    server.handle_message(encode_frame(header, image), 1.0)
+    assert server.stats.snapshot()["rejected"] == {"no_view_model": 1} and len(server.frames) == 0
+
+
+def _guarded_server(bundle_dir: Path, tmp_path: Path, threshold: float, action: str) -> EdgeServer:
+    server = _server(bundle_dir, tmp_path, None, out_of_distribution=action)
+    size = server.bundle.meta.features.size
+    guard = ViewGuard(np.zeros(size, np.float32), np.ones(size, np.float32), np.eye(1, size, dtype=np.float32),
+                      np.ones(1, np.float32), 1.0)  # fmt: skip
+    server.bundle.gate = Gate(None, {"liver": guard, "kidney_liver": guard})
+    server.bundle.meta.guard = GuardSpec(
+        method="test", components=1, false_alarm_target=0.02, thresholds={"liver": threshold, "kidney_liver": threshold}
+    )
+    return server
+
+
+@pytest.mark.parametrize("action", ["mark", "withhold"])
+def test_results_beyond_the_guard_are_marked_or_withheld(bundle_dir: Path, tmp_path: Path, screens, action) -> None:
+    for threshold, outside in ((1e30, False), (0.0, True)):
+        server = _guarded_server(bundle_dir, tmp_path, threshold, action)
+        server.process(_frame("liver", 1, screens["liver"][1], screens["liver"][0]))
+        result = server.process(_frame("kidney_liver", 2, screens["kidney_liver"][1], screens["kidney_liver"][0]))
+        counters = server.stats.snapshot()["counters"]
+        assert counters.get("frames_out_of_distribution", 0) == (2 if outside else 0)
+        if outside and action == "withhold":
+            assert result is None and counters["results_withheld_out_of_distribution"] == 1
+            continue
+        assert result.out_of_distribution is outside
+        assert result.frames["liver"].out_of_distribution is outside
+
+
+def test_the_exam_says_when_most_pairs_are_outside_the_training_distribution() -> None:
+    tracker = ExamTracker(ExamPolicy(min_pairs=3), ExamModel(0.5))
+    for i in range(6):
+        estimate = tracker.add(float(i), 0.9, 12.0, outside=i >= 2)
+    assert estimate.call is None and estimate.reason.startswith(OUTSIDE_TRAINING)
+    assert "4 of 6" in estimate.reason
+
+
+def test_gate_arrays_round_trip_and_a_wrong_shape_names_the_file() -> None:
+    head = _constant_head(8, "kidney_liver")
+    guard = ViewGuard(*(np.ones(8, np.float32), np.ones(8, np.float32)), np.eye(2, 8, dtype=np.float32),
+                      np.ones(2, np.float32), 2.0)  # fmt: skip
+    gate = Gate(head, {"liver": guard, "kidney_liver": guard})
+    back = Gate.from_bytes(gate.to_bytes(), "gate.npz", 8, True, True)
+    assert back.view_head.classify(np.zeros(8))[0] == "kidney_liver"
+    assert back.guards["liver"].score(np.ones(8)) == pytest.approx(guard.score(np.ones(8)))
+    with pytest.raises(FattyLiverError, match=r"gate\.npz: view weights \(8, 3\), expected \(16, 3\)"):
+        Gate.from_bytes(gate.to_bytes(), "gate.npz", 16, True, False)
+    with pytest.raises(FattyLiverError, match=r"gate\.npz: not a readable npz"):
+        Gate.from_bytes(b"tampered", "gate.npz", 8, True, True)

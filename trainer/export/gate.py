@@ -1,0 +1,161 @@
+"""Export step: fit the bundle's view gate and out-of-distribution guard on the bundle's own encoder features.
+
+Both are fitted on what the bedside will compute (the exported, possibly int8, encoder's features), so no
+float-to-int8 gap sits between how they were fitted and how they are used.
+
+- View gate: logistic regression over ``VIEW_CLASSES`` on standardised features of the train and calibration
+  subjects' views and their ``view=other`` rows; subject-level cross-validation gives the confusion matrix and
+  picks the confidence floor (the lowest that admits at most 1 % of other frames into pairing).
+- Guard: per view, a PCA summary of the same subjects' features. The threshold is the (1 - target) quantile
+  of out-of-fold scores (each subject scored by a summary fitted without it), so it is set on subjects the
+  summary never saw; the fidelity subjects, never used here, report the false-alarm rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
+from sklearn.preprocessing import StandardScaler
+
+from calibration.split import ExportSplit
+from edge_runtime.gate import COLOUR_SHARE_MAX, Gate, ViewGuard, ViewHead, colour_share
+from edge_runtime.schema import OTHER_VIEW, VIEW_CLASSES, VIEWS, GuardSpec, ViewGateSpec
+from trainer.dataset import Cohort
+from trainer.export.conversion import ConvertedEncoders
+from trainer.export.guard import out_of_fold_scores, summarise, threshold
+
+GUARD_FALSE_ALARMS = 0.02  # share of training-like frames the guard flags, by design
+OTHER_ADMITTED_MAX = 0.01  # the view gate's floor admits at most this share of other frames (CV)
+VIEW_RECALL_BAR = 0.99  # each view's CV recall for the gate to overrule a frame's named view
+FLOORS = np.round(np.arange(0.5, 0.995, 0.01), 2)
+GUARD_METHOD = "PCA of standardised features: Mahalanobis distance per component + residual / training residual"
+
+
+@dataclass
+class GateFit:
+    gate: Gate | None
+    view_gate: ViewGateSpec | None
+    guard: GuardSpec | None
+    report: dict[str, Any]
+
+
+def _frames(cohort: Cohort, encoders: ConvertedEncoders, ids: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Features, class index and subject of every view and other frame of these subjects that reaches the head
+    at the bedside (frames with colour in the box are turned away before it, so it need not learn them)."""
+    images, labels, groups = [], [], []
+    for sid in ids:
+        shots = [(k, cohort.image(sid, v)) for k, v in enumerate(VIEWS)]
+        shots += [(VIEW_CLASSES.index(OTHER_VIEW), image) for image in cohort.others.get(sid, [])]
+        for label, image in shots:
+            if colour_share(image) <= COLOUR_SHARE_MAX:
+                images.append(image)
+                labels.append(label)
+                groups.append(sid)
+    return encoders.encode(VIEWS[0], images), np.array(labels), groups
+
+
+def _logistic(features: np.ndarray, labels: np.ndarray) -> tuple[StandardScaler, LogisticRegression]:
+    scaler = StandardScaler().fit(features)
+    model = LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced").fit(scaler.transform(features), labels)
+    return scaler, model
+
+
+def _cv_probabilities(features: np.ndarray, labels: np.ndarray, groups: list[str]) -> np.ndarray:
+    folds = GroupKFold(n_splits=min(5, len(set(groups))))
+    probs = np.zeros((len(labels), len(VIEW_CLASSES)))
+    for fit, held in folds.split(features, labels, groups):
+        scaler, model = _logistic(features[fit], labels[fit])
+        probs[np.ix_(held, model.classes_)] = model.predict_proba(scaler.transform(features[held]))
+    return probs
+
+
+def _floor(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The lowest confidence floor that keeps other frames out of pairing (CV), at most 0.99."""
+    other = labels == VIEW_CLASSES.index(OTHER_VIEW)
+    admitted = [float(np.mean((probs[other].argmax(1) < len(VIEWS)) & (probs[other].max(1) >= f))) for f in FLOORS]
+    fine = [f for f, share in zip(FLOORS, admitted, strict=True) if share <= OTHER_ADMITTED_MAX]
+    return float(fine[0]) if fine else float(FLOORS[-1])
+
+
+def fit_view_gate(features: np.ndarray, labels: np.ndarray, groups: list[str]) -> tuple[ViewHead, ViewGateSpec]:
+    """Cross-validate by subject, choose the floor, then fit on every frame.
+
+    Args:
+        features: (N, F) encoder features.
+        labels: (N,) index into VIEW_CLASSES.
+        groups: each frame's subject.
+    """
+    probs = _cv_probabilities(features, labels, groups)
+    floor = _floor(probs, labels)
+    predicted = probs.argmax(1)
+    confusion = [[int(np.sum((labels == t) & (predicted == p))) for p in range(3)] for t in range(3)]
+    other = labels == VIEW_CLASSES.index(OTHER_VIEW)
+    admitted = float(np.mean((predicted[other] < len(VIEWS)) & (probs[other].max(1) >= floor)))
+    recall = {c: float(np.mean(predicted[labels == k] == k)) for k, c in enumerate(VIEW_CLASSES)}
+    scaler, model = _logistic(features, labels)
+    head = ViewHead(
+        scaler.mean_.astype(np.float32),
+        scaler.scale_.astype(np.float32),
+        model.coef_.T.astype(np.float32),
+        model.intercept_.astype(np.float32),
+    )
+    counts = {c: int(np.sum(labels == k)) for k, c in enumerate(VIEW_CLASSES)}
+    meets = min(recall[v] for v in VIEWS) >= VIEW_RECALL_BAR and admitted <= OTHER_ADMITTED_MAX
+    spec = ViewGateSpec(
+        confidence_floor=floor,
+        cv_confusion=confusion,
+        cv_recall=recall,
+        cv_other_admitted=admitted,
+        frames=counts,
+        meets_bar=meets,
+    )
+    return head, spec
+
+
+def _guard(
+    cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit
+) -> tuple[dict[str, ViewGuard], GuardSpec, dict[str, Any]]:
+    fitted = split.train + split.calibration
+    guards, thresholds, flagged = {}, {}, []
+    for view in VIEWS:
+        features = encoders.encode(view, [cohort.image(s, view) for s in fitted])
+        thresholds[view] = threshold(out_of_fold_scores(features, fitted), GUARD_FALSE_ALARMS)
+        guards[view] = summarise(features)
+        if split.fidelity:
+            held = encoders.encode(view, [cohort.image(s, view) for s in split.fidelity])
+            flagged += list(guards[view].scores(held) > thresholds[view])
+    spec = GuardSpec(
+        method=GUARD_METHOD,
+        components=int(guards[VIEWS[0]].components.shape[0]),
+        false_alarm_target=GUARD_FALSE_ALARMS,
+        thresholds=thresholds,
+        held_out_false_alarm=float(np.mean(flagged)) if flagged else None,
+    )
+    return guards, spec, {"fitted_subjects": len(fitted), "fidelity_frames": len(flagged)}
+
+
+def fit_gate(cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit) -> GateFit:
+    """The bundle's gate: a view head when the cohort has other rows on enough subjects, and always a guard.
+
+    Args:
+        cohort: the run's preprocessed images, with its view=other rows.
+        encoders: the exported encoder(s); the gate works on their features.
+        split: train and calibration subjects fit it, fidelity subjects judge it.
+    """
+    report: dict[str, Any] = {}
+    if len(set(encoders.files.values())) != 1:
+        return GateFit(None, None, None, {"skipped": "one encoder per view: no shared features to gate on"})
+    guards, guard_spec, report["guard"] = _guard(cohort, encoders, split)
+    fitted = split.train + split.calibration
+    with_others = [s for s in fitted if cohort.others.get(s)]
+    head, view_spec = None, None
+    if len(with_others) >= 2:
+        features, labels, groups = _frames(cohort, encoders, fitted)
+        head, view_spec = fit_view_gate(features, labels, groups)
+    else:
+        report["view_gate"] = f"not fitted: {len(with_others)} subject(s) have view=other rows (2 needed)"
+    return GateFit(Gate(head, guards), view_spec, guard_spec, report)
