@@ -66,9 +66,10 @@ def main() -> None:
 @click.option(
     "--other-frames",
     type=click.IntRange(0, 40),
-    default=0,
+    default=4,
     show_default=True,
-    help="Rows per subject with view=other: air, other organs, Doppler, menu, partial contact.",
+    help="Rows per subject with view=other (air, other organs, Doppler, menu, partial contact): what the "
+    "bundle's view gate learns from. 0 turns them off.",
 )
 @click.option(
     "--appearance",

@@ -57,7 +57,8 @@ class CohortForm:
     layouts: tuple[str, ...] = CLASSIC_LAYOUTS
     formats: tuple[str, ...] = ("screen",)
     cine_frames: int = 1
-    other_frames: int = 0  # rows per subject showing neither view (phantom.other_views), view = "other"
+    other_frames: int = 0  # rows per subject showing neither view (phantom.other_views), view = "other"; the
+    # command line writes 4 by default (so a default export has a view gate), the API none (tests opt in)
     appearance: str = "standard"  # or "shifted": imaged unlike anything in training (phantom.render.shifted)
 
     def shots(self, subject: Subject) -> list[str]:

@@ -56,8 +56,9 @@ def test_cli_writes_manifest_and_contact_sheet(tmp_path: Path) -> None:
     result = CliRunner().invoke(phantom_cli, ["cohort", "--subjects", "4", "--seed", "1", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "4 subjects" in result.output
-    header = (tmp_path / "manifest.csv").read_text().splitlines()[0]
-    assert header.split(",")[:5] == ["subject_id", "view", "scanner", "path", "pdff"]
+    lines = (tmp_path / "manifest.csv").read_text().splitlines()
+    assert lines[0].split(",")[:5] == ["subject_id", "view", "scanner", "path", "pdff"]
+    assert sum(line.split(",")[1] == "other" for line in lines[1:]) == 4 * 4  # what a default view gate learns from
     sheet = cv2.imread(str(tmp_path / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[0] > 600 and sheet.shape[1] > 600
     assert np.std(sheet) > 20
