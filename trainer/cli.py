@@ -208,14 +208,29 @@ def explain(run_dir: str, subject_id: str, manifest: str | None, nsamples: int) 
 @click.option("--manifest", type=click.Path(dir_okay=False), required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None)
 @click.option("--profiles", type=click.Path(dir_okay=False, exists=True), default=None, help=PROFILES_HELP)
-def evaluate(run_dir: str, manifest: str, out_dir: str | None, profiles: str | None) -> None:
+@click.option(
+    "--bundle",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="A bundle exported from the run: report the share of the cohort its out-of-distribution guard flags.",
+)
+def evaluate(run_dir: str, manifest: str, out_dir: str | None, profiles: str | None, bundle: str | None) -> None:
     """Apply a trained run to another cohort: metrics where PDFF exists, reader agreement where it does not.
 
     Subjects the run trained on are scored only by the fold model that held them out (see `scored_by`)."""
     from trainer.evaluate import evaluate_run
 
-    result = guarded(lambda: evaluate_run(run_dir, manifest, Path(out_dir) if out_dir else None, profiles))
+    out = Path(out_dir) if out_dir else None
+    result = guarded(lambda: evaluate_run(run_dir, manifest, out, profiles, bundle))
     click.echo(json.dumps({k: v for k, v in result.items() if k != "out_dir"}, indent=2))
+    guard = result.get("guard")
+    if guard and guard["shifted"]:
+        click.echo(
+            f"WARNING: the bundle's guard flags {100 * guard['flagged_share']:.0f} % of this cohort (designed for "
+            f"{100 * guard['false_alarm_target']:.0f} %): its images differ from training; do not trust the metrics "
+            "above without checking why.",
+            err=True,
+        )
     click.echo(f"written to {result['out_dir']}")
 
 

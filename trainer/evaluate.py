@@ -23,6 +23,7 @@ from edge_runtime.schema import P_FATTY_THRESHOLD
 from trainer.dataset import Cohort, read_cohort
 from trainer.extraction import run_encoders
 from trainer.features import FeatureCache
+from trainer.guard_report import guard_report
 from trainer.report import score_rows, write_predictions
 from trainer.runs import Run, load_heads, open_run
 
@@ -92,7 +93,11 @@ def _rows(run: Run, cohort: Cohort) -> list[dict[str, Any]]:
 
 
 def evaluate_run(
-    run_dir: str | Path, manifest_path: str | Path, out_dir: Path | None = None, profiles: str | None = None
+    run_dir: str | Path,
+    manifest_path: str | Path,
+    out_dir: Path | None = None,
+    profiles: str | None = None,
+    bundle: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score a run on another cohort, read with the run's scanner profiles plus an optional profiles file.
 
@@ -101,6 +106,7 @@ def evaluate_run(
         manifest_path: the cohort to score.
         out_dir: where the predictions and report go (default: <run>/evaluations/...).
         profiles: a profiles file for that cohort's scanners.
+        bundle: a bundle exported from the run: its guard reports how much of the cohort it flags.
     """
     run = open_run(run_dir)
     known = run.profiles | (read_profiles_file(profiles) if profiles else {})
@@ -117,6 +123,8 @@ def evaluate_run(
     if labelled:
         result["metrics"] = score_rows(labelled, run.config.fatty_threshold)
         result["n_labelled"] = len(labelled)
+    if bundle is not None:
+        result["guard"] = guard_report(bundle, cohort)
     with_reader = [r for r in rows if r["reader_label"] is not None]
     if with_reader:
         result["reader_agreement"] = _reader_agreement(with_reader, run.config.fatty_threshold)
