@@ -26,7 +26,7 @@ import zmq
 from benchmarks.common import machine, summarise, time_calls, write_reports
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.config import RuntimeConfig
-from edge_runtime.gate import COLOUR_SHARE_MAX, colour_share
+from edge_runtime.gate import has_colour
 from edge_runtime.profiles import default_profiles, load_profiles
 from edge_runtime.schema import OTHER_VIEW, VIEWS
 from edge_runtime.server import EdgeServer
@@ -46,7 +46,7 @@ def _frames(cohort: Cohort) -> list[tuple[str, np.ndarray]]:
 
 def route(bundle: Bundle, tensor: np.ndarray, features: np.ndarray) -> str:
     """Where the bedside files an 'auto' frame: a view, or rejected."""
-    if colour_share(tensor) > COLOUR_SHARE_MAX:
+    if has_colour(tensor):
         return "rejected"
     predicted, confidence = bundle.gate.view_head.classify(features)
     floor = bundle.meta.view_gate.confidence_floor
@@ -63,9 +63,9 @@ def score_cohort(bundle: Bundle, cohort: Cohort) -> dict[str, Any]:
         if bundle.gate.view_head is not None:
             confusion[truth][route(bundle, tensor, features)] += 1
         if truth in VIEWS and bundle.gate.guards:
-            score = bundle.gate.guards[truth].score(features)
-            scores[truth].append(score)
-            flagged.append(score > bundle.meta.guard.thresholds[truth])
+            guard = bundle.gate.guards[truth]
+            scores[truth].append(guard.score(features))
+            flagged.append(scores[truth][-1] > guard.threshold)
     views = sum(confusion[v][v] for v in VIEWS), sum(sum(confusion[v].values()) for v in VIEWS)
     others = confusion[OTHER_VIEW]
     return {

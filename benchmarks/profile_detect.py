@@ -41,7 +41,7 @@ def run_layout(layout: str, grabs: int, seed: int, jpeg: int | None) -> tuple[di
     for subject in subjects:
         screen = _grab(layout, subject, seed, jpeg)
         start = time.perf_counter()
-        box = detect_box(screen).box
+        box = detect_box(screen)
         times.append((time.perf_counter() - start) * 1000)
         scores.append(iou(box, truth))
         if scores[-1] < worst[0]:

@@ -34,6 +34,11 @@ def colour_share(tensor: np.ndarray) -> float:
     return float(np.mean(chroma > COLOUR_CHROMA))
 
 
+def has_colour(tensor: np.ndarray) -> bool:
+    """Whether a model input carries colour (colour flow, a menu, an overlay): then it is not a B-mode view."""
+    return colour_share(tensor) > COLOUR_SHARE_MAX
+
+
 def _standardise(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return (np.asarray(features, np.float32) - mean) / scale
 
@@ -69,6 +74,7 @@ class ViewGuard:
     components: np.ndarray  # (k, F), orthonormal rows
     variances: np.ndarray  # (k,), training variance along each component
     residual: float  # mean squared residual outside the subspace, on training frames
+    threshold: float = float("inf")  # score above which a frame is out of distribution (from bundle.json)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Out-of-distribution score of one (F,) or many (N, F) feature vectors (about 1 when training-like)."""
@@ -80,6 +86,10 @@ class ViewGuard:
 
     def score(self, features: np.ndarray) -> float:
         return float(self.scores(features)[0])
+
+    def outside(self, features: np.ndarray) -> bool:
+        """Whether one frame's features lie beyond the threshold."""
+        return self.score(features) > self.threshold
 
     def arrays(self, view: str) -> dict[str, np.ndarray]:
         names = ("mean", "scale", "components", "variances", "residual")
@@ -101,7 +111,9 @@ class Gate:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str, features: int, with_head: bool, with_guard: bool) -> Gate:
+    def from_bytes(
+        cls, data: bytes, name: str, features: int, with_head: bool, thresholds: dict[str, float] | None
+    ) -> Gate:
         """Read gate.npz; a BundleError naming the file when an array is missing or the wrong shape.
 
         Args:
@@ -109,7 +121,7 @@ class Gate:
             name: the file, for messages.
             features: the encoder's feature size.
             with_head: bundle.json declares a view gate.
-            with_guard: bundle.json declares a guard.
+            thresholds: the guard's per-view thresholds from bundle.json; None when it declares no guard.
         """
         try:
             arrays = dict(np.load(io.BytesIO(data), allow_pickle=False))
@@ -117,16 +129,17 @@ class Gate:
             raise BundleError(f"{name}: not a readable npz file ({exc})") from exc
         try:
             head = ViewHead(*(arrays[f"view_{n}"] for n in ("mean", "scale", "weights", "bias"))) if with_head else None
-            guards = {v: _guard(arrays, v) for v in VIEWS} if with_guard else None
+            guards = {v: _guard(arrays, v, thresholds[v]) for v in VIEWS} if thresholds is not None else None
         except KeyError as exc:
             raise BundleError(f"{name}: array {exc} missing") from None
         _check_shapes(name, features, head, guards)
         return cls(head, guards)
 
 
-def _guard(arrays: dict[str, np.ndarray], view: str) -> ViewGuard:
+def _guard(arrays: dict[str, np.ndarray], view: str, threshold: float) -> ViewGuard:
     get = {n: arrays[f"guard_{view}_{n}"] for n in ("mean", "scale", "components", "variances", "residual")}
-    return ViewGuard(get["mean"], get["scale"], get["components"], get["variances"], float(get["residual"]))
+    residual = float(get["residual"])
+    return ViewGuard(get["mean"], get["scale"], get["components"], get["variances"], residual, threshold)
 
 
 def _check_shapes(name: str, features: int, head: ViewHead | None, guards: dict[str, ViewGuard] | None) -> None:

@@ -47,7 +47,7 @@ def detect(screens: tuple[str, ...], name: str, vendor: str, out: str | None, ov
 
     Check the overlay PNG before using the profile: the green box must frame the whole image and nothing else.
     """
-    from edge_runtime.profile_detect import draw_overlay, iou, onboard, read_grab
+    from edge_runtime.profile_detect import draw_overlay, iou, onboard
     from edge_runtime.profiles import ScannerProfile
 
     try:
@@ -60,7 +60,7 @@ def detect(screens: tuple[str, ...], name: str, vendor: str, out: str | None, ov
         click.echo(f"{path}: box {box} (IoU with the combined box {iou(box, found.box):.3f})", err=True)
     click.echo(json.dumps({name: found.profile_mapping()}, indent=1))
     overlay_path = Path(overlay) if overlay else (Path(out).parent if out else Path(".")) / f"{name}-overlay.png"
-    _write_picture(overlay_path, draw_overlay(read_grab(screens[0]), found.box, f"{name}: {found.box}"))
+    _write_picture(overlay_path, draw_overlay(found.first_grab, found.box, f"{name}: {found.box}"))
     click.echo(f"overlay: {overlay_path} (check the box frames the image)", err=True)
     if out:
         existing[name] = found.profile_mapping()

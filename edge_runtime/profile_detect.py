@@ -9,7 +9,7 @@ Several grabs of one console must agree, or the command says where they do not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -24,12 +24,6 @@ TEXTURE_STD = 3.0  # grey levels: >= 95 % of sector pixels vary more than this w
 STROKE = 15  # opening kernel: removes strokes and ticks thinner than this (text, ruler, TGC curve)
 MIN_AREA_SHARE = 0.03  # a box smaller than this share of the screen is not the image
 AGREEMENT_IOU = 0.97  # grabs of one console must give boxes at least this similar
-
-
-@dataclass(frozen=True)
-class Detection:
-    box: Box
-    texture_share: float  # share of the box that is speckle-textured (a sector fills ~60-90 %)
 
 
 def iou(a: Box, b: Box) -> float:
@@ -62,7 +56,7 @@ def _largest_region(mask: np.ndarray) -> tuple[np.ndarray, int] | None:
     return (labels == best).astype(np.uint8), int(stats[best, cv2.CC_STAT_AREA])
 
 
-def detect_box(rgb: np.ndarray) -> Detection:
+def detect_box(rgb: np.ndarray) -> Box:
     """The B-mode box of one screen grab (H x W x 3 RGB uint8); a ProfileError when there is none."""
     if rgb.ndim != 3 or rgb.shape[2] < 3 or rgb.dtype != np.uint8:
         raise ProfileError(f"expected an RGB uint8 screen grab, got shape {rgb.shape} and {rgb.dtype}")
@@ -80,10 +74,9 @@ def detect_box(rgb: np.ndarray) -> Detection:
     x0, y0 = int(xs.min()) + inset, int(ys.min()) + inset
     x1, y1 = int(xs.max()) - inset, int(ys.max()) - inset
     box = (x0, y0, x1 - x0 + 1, y1 - y0 + 1)
-    share = float(mask[y0 : y1 + 1, x0 : x1 + 1].mean())
     if box[2] * box[3] >= 0.95 * width * height:
         raise ProfileError("the speckle fills the whole image: it is already cropped (use the full-frame profile)")
-    return Detection(box, share)
+    return box
 
 
 def agree(boxes: list[Box], names: list[str]) -> Box:
@@ -128,6 +121,7 @@ class Onboarding:
     screen: tuple[int, int]
     box: Box
     per_grab: list[tuple[str, Box]]
+    first_grab: np.ndarray = field(repr=False, compare=False)  # what the overlay is drawn on (decoded once)
 
     def profile_mapping(self) -> dict[str, object]:
         return {"vendor": self.vendor, "screen": list(self.screen), "crop": list(self.box)}
@@ -143,8 +137,8 @@ def onboard(paths: list[str], name: str, vendor: str) -> Onboarding:
     per_grab = []
     for path, grab in grabs:
         try:
-            per_grab.append((path, detect_box(grab).box))
+            per_grab.append((path, detect_box(grab)))
         except ProfileError as exc:
             raise ProfileError(f"{path}: {exc}") from None
     box = agree([b for _, b in per_grab], [p for p, _ in per_grab])
-    return Onboarding(name, vendor, sizes.pop(), box, per_grab)
+    return Onboarding(name, vendor, sizes.pop(), box, per_grab, grabs[0][1])

@@ -23,7 +23,7 @@ from edge_runtime.audit import AuditLog
 from edge_runtime.bundle import Bundle
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.exam import ExamModel, ExamTracker
-from edge_runtime.gate import COLOUR_SHARE_MAX, colour_share
+from edge_runtime.gate import has_colour
 from edge_runtime.preprocess import PreprocessError, preprocess_frame
 from edge_runtime.profiles import ScannerProfile
 from edge_runtime.protocol import ProtocolError, check_payload, decode_payload, message_parts, parse_header
@@ -258,7 +258,7 @@ class EdgeServer:
         head = self.bundle.gate.view_head if self.bundle.gate else None
         if head is None:
             return header.view, None
-        if colour_share(tensor) > COLOUR_SHARE_MAX:  # B-mode is grey: colour flow or an overlay is not a view
+        if has_colour(tensor):  # B-mode is grey: colour flow or an overlay is not a view
             self.stats.count("gate_rejected")
             self.stats.count("gate_rejected_colour")
             return None
@@ -283,7 +283,7 @@ class EdgeServer:
         guards = self.bundle.gate.guards if self.bundle.gate else None
         if not guards:
             return None
-        outside = guards[view].score(features) > self.bundle.meta.guard.thresholds[view]
+        outside = guards[view].outside(features)
         if outside:
             self.stats.count("frames_out_of_distribution")
         return bool(outside)

@@ -46,101 +46,111 @@ class ScreenLayout:
     style: ClutterStyle | None  # None: a classic layout drawn by phantom.screen
 
 
-def _profile(name: str, vendor: str, screen: tuple[int, int], crop: tuple[int, int, int, int]) -> ScannerProfile:
-    return ScannerProfile.from_mapping(name, {"vendor": vendor, "screen": list(screen), "crop": list(crop)})
+def _styled(
+    name: str, vendor: str, screen: tuple[int, int], crop: tuple[int, int, int, int], style: ClutterStyle
+) -> ScreenLayout:
+    """A declared layout: its profile (checked like any profile) and its clutter."""
+    mapping = {"vendor": vendor, "screen": list(screen), "crop": list(crop)}
+    return ScreenLayout(name, vendor, ScannerProfile.from_mapping(name, mapping), style)
 
 
-def _declared() -> list[ScreenLayout]:
-    # Crop boxes follow each vendor's sector aspect (width / height ~1.40 PHILIPS, ~1.29 GE), as consoles do.
+def _classic() -> tuple[ScreenLayout, ...]:
+    """The two shipped layouts: their geometry is the shipped profiles', their drawing phantom.screen's."""
     shipped = default_profiles()
-    return [
-        ScreenLayout("phantom-philips", "PHILIPS", shipped["phantom-philips"], None),
-        ScreenLayout("phantom-ge", "GE", shipped["phantom-ge"], None),
-        ScreenLayout(
-            "phantom-philips-1280x1024",
-            "PHILIPS",
-            _profile("phantom-philips-1280x1024", "PHILIPS", (1280, 1024), (300, 200, 700, 502)),
-            ClutterStyle(
-                background=(12, 14, 20),
-                header=(30, 40, 70),
-                text=(210, 215, 225),
-                accent=(120, 200, 255),
-                brand="PHANTOM iU  C5-2  Liver",
-                info_xy=(30, 240),
-                ruler_side="right",
-                tgc_x=1150,
-                grey_bar=(1080, 560, 200),
-                colour_bar=(1230, 200, 240),
-                thumbnail=(1040, 820, 180),
-                body_marker_xy=(60, 900),
-                caliper_share=0.3,
-            ),
-        ),
-        ScreenLayout(
-            "phantom-ge-1024x768",
-            "GE",
-            _profile("phantom-ge-1024x768", "GE", (1024, 768), (200, 120, 620, 482)),
-            ClutterStyle(
-                background=(0, 0, 0),
-                header=(0, 0, 0),
-                text=(255, 255, 0),
-                accent=(0, 255, 0),
-                brand="PHANTOM e  4C-RS  ABD",
-                info_xy=(850, 150),
-                ruler_side="left",
-                tgc_x=960,
-                grey_bar=(20, 400, 160),
-                colour_bar=None,
-                thumbnail=(20, 620, 130),
-                body_marker_xy=(860, 560),
-                caliper_share=0.3,
-            ),
-        ),
-        ScreenLayout(
-            "phantom-philips-1600x1200",
-            "PHILIPS",
-            _profile("phantom-philips-1600x1200", "PHILIPS", (1600, 1200), (330, 230, 960, 688)),
-            ClutterStyle(
-                background=(24, 24, 28),
-                header=(50, 50, 60),
-                text=(230, 230, 230),
-                accent=(255, 200, 80),
-                brand="PHANTOM CX  C6-2  Abdomen Pen",
-                info_xy=(30, 260),
-                ruler_side="right",
-                tgc_x=1480,
-                grey_bar=(1400, 300, 256),
-                colour_bar=(1440, 620, 256),
-                thumbnail=(30, 980, 200),
-                body_marker_xy=(40, 760),
-                caliper_share=0.3,
-            ),
-        ),
-        ScreenLayout(
-            "phantom-ge-1366x768",
-            "GE",
-            _profile("phantom-ge-1366x768", "GE", (1366, 768), (300, 110, 740, 575)),
-            ClutterStyle(
-                background=(6, 10, 16),
-                header=(20, 28, 40),
-                text=(255, 255, 255),
-                accent=(0, 220, 255),
-                brand="PHANTOM LOGIQ  C1-5  Abd",
-                info_xy=(1080, 130),
-                ruler_side="left",
-                tgc_x=1300,
-                grey_bar=(1090, 460, 180),
-                colour_bar=(1130, 460, 180),
-                thumbnail=(30, 560, 150),
-                body_marker_xy=(40, 180),
-                caliper_share=0.3,
-            ),
-        ),
-    ]
+    return tuple(ScreenLayout(name, shipped[name].vendor, shipped[name], None) for name in CLASSIC_LAYOUTS)
 
 
-LAYOUTS: dict[str, ScreenLayout] = {layout.name: layout for layout in _declared()}
 CLASSIC_LAYOUTS = ("phantom-philips", "phantom-ge")  # one per vendor: the phantom's default
+# Crop boxes follow each vendor's sector aspect (width / height ~1.40 PHILIPS, ~1.29 GE), as consoles do.
+STYLED_LAYOUTS: tuple[ScreenLayout, ...] = (
+    _styled(
+        "phantom-philips-1280x1024",
+        "PHILIPS",
+        (1280, 1024),
+        (300, 200, 700, 502),
+        ClutterStyle(
+            background=(12, 14, 20),
+            header=(30, 40, 70),
+            text=(210, 215, 225),
+            accent=(120, 200, 255),
+            brand="PHANTOM iU  C5-2  Liver",
+            info_xy=(30, 240),
+            ruler_side="right",
+            tgc_x=1150,
+            grey_bar=(1080, 560, 200),
+            colour_bar=(1230, 200, 240),
+            thumbnail=(1040, 820, 180),
+            body_marker_xy=(60, 900),
+            caliper_share=0.3,
+        ),
+    ),
+    _styled(
+        "phantom-ge-1024x768",
+        "GE",
+        (1024, 768),
+        (200, 120, 620, 482),
+        ClutterStyle(
+            background=(0, 0, 0),
+            header=(0, 0, 0),
+            text=(255, 255, 0),
+            accent=(0, 255, 0),
+            brand="PHANTOM e  4C-RS  ABD",
+            info_xy=(850, 150),
+            ruler_side="left",
+            tgc_x=960,
+            grey_bar=(20, 400, 160),
+            colour_bar=None,
+            thumbnail=(20, 620, 130),
+            body_marker_xy=(860, 560),
+            caliper_share=0.3,
+        ),
+    ),
+    _styled(
+        "phantom-philips-1600x1200",
+        "PHILIPS",
+        (1600, 1200),
+        (330, 230, 960, 688),
+        ClutterStyle(
+            background=(24, 24, 28),
+            header=(50, 50, 60),
+            text=(230, 230, 230),
+            accent=(255, 200, 80),
+            brand="PHANTOM CX  C6-2  Abdomen Pen",
+            info_xy=(30, 260),
+            ruler_side="right",
+            tgc_x=1480,
+            grey_bar=(1400, 300, 256),
+            colour_bar=(1440, 620, 256),
+            thumbnail=(30, 980, 200),
+            body_marker_xy=(40, 760),
+            caliper_share=0.3,
+        ),
+    ),
+    _styled(
+        "phantom-ge-1366x768",
+        "GE",
+        (1366, 768),
+        (300, 110, 740, 575),
+        ClutterStyle(
+            background=(6, 10, 16),
+            header=(20, 28, 40),
+            text=(255, 255, 255),
+            accent=(0, 220, 255),
+            brand="PHANTOM LOGIQ  C1-5  Abd",
+            info_xy=(1080, 130),
+            ruler_side="left",
+            tgc_x=1300,
+            grey_bar=(1090, 460, 180),
+            colour_bar=(1130, 460, 180),
+            thumbnail=(30, 560, 150),
+            body_marker_xy=(40, 180),
+            caliper_share=0.3,
+        ),
+    ),
+)
+
+
+LAYOUTS: dict[str, ScreenLayout] = {layout.name: layout for layout in (*_classic(), *STYLED_LAYOUTS)}
 
 
 def get_layout(name: str) -> ScreenLayout:

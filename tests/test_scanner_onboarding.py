@@ -91,7 +91,7 @@ def test_profile_detect_finds_the_box_on_every_layout(layout: str) -> None:
     """20 grabs per layout, different subjects, views, speckle and PDFF; some frozen with calipers and text."""
     truth = LAYOUTS[layout].profile.crop_box
     grabs = _grabs(layout, 20, seed=31)
-    scores = [iou(detect_box(g).box, truth) for g in grabs]
+    scores = [iou(detect_box(g), truth) for g in grabs]
     assert min(scores) >= 0.97, (layout, min(scores))
     if LAYOUTS[layout].style is not None:
         assert sum(_has_calipers(g, truth) for g in grabs) >= 2  # the bar includes burned-in calipers

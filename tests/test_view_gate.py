@@ -120,7 +120,7 @@ def _guarded_server(bundle_dir: Path, tmp_path: Path, threshold: float, action: 
     server = _server(bundle_dir, tmp_path, None, out_of_distribution=action)
     size = server.bundle.meta.features.size
     guard = ViewGuard(np.zeros(size, np.float32), np.ones(size, np.float32), np.eye(1, size, dtype=np.float32),
-                      np.ones(1, np.float32), 1.0)  # fmt: skip
+                      np.ones(1, np.float32), 1.0, threshold)  # fmt: skip
     server.bundle.gate = Gate(None, {"liver": guard, "kidney_liver": guard})
     server.bundle.meta.guard = GuardSpec(
         method="test", components=1, false_alarm_target=0.02, thresholds={"liver": threshold, "kidney_liver": threshold}
@@ -156,13 +156,14 @@ def test_gate_arrays_round_trip_and_a_wrong_shape_names_the_file() -> None:
     guard = ViewGuard(*(np.ones(8, np.float32), np.ones(8, np.float32)), np.eye(2, 8, dtype=np.float32),
                       np.ones(2, np.float32), 2.0)  # fmt: skip
     gate = Gate(head, {"liver": guard, "kidney_liver": guard})
-    back = Gate.from_bytes(gate.to_bytes(), "gate.npz", 8, True, True)
+    back = Gate.from_bytes(gate.to_bytes(), "gate.npz", 8, True, {"liver": 3.0, "kidney_liver": 3.0})
     assert back.view_head.classify(np.zeros(8))[0] == "kidney_liver"
     assert back.guards["liver"].score(np.ones(8)) == pytest.approx(guard.score(np.ones(8)))
+    assert back.guards["liver"].threshold == 3.0  # from bundle.json, not the npz
     with pytest.raises(FattyLiverError, match=r"gate\.npz: view weights \(8, 3\), expected \(16, 3\)"):
-        Gate.from_bytes(gate.to_bytes(), "gate.npz", 16, True, False)
+        Gate.from_bytes(gate.to_bytes(), "gate.npz", 16, True, None)
     with pytest.raises(FattyLiverError, match=r"gate\.npz: not a readable npz"):
-        Gate.from_bytes(b"tampered", "gate.npz", 8, True, True)
+        Gate.from_bytes(b"tampered", "gate.npz", 8, True, None)
 
 
 def test_evaluate_reports_how_much_of_a_cohort_the_guard_flags(run_dir: Path, bundle_dir: Path, tmp_path: Path) -> None:

@@ -23,9 +23,8 @@ def guard_report(bundle_dir: str | Path, cohort: Cohort) -> dict[str, Any]:
         raise FattyLiverError(f"{bundle_dir}: the bundle has no out-of-distribution guard (exported before guards?)")
     per_view = {}
     for view in VIEWS:
-        guard, limit = bundle.gate.guards[view], bundle.meta.guard.thresholds[view]
-        scores = [guard.score(bundle.encode(view, cohort.image(s, view))) for s in cohort.ids]
-        per_view[view] = float(np.mean(np.array(scores) > limit))
+        guard = bundle.gate.guards[view]
+        per_view[view] = float(np.mean([guard.outside(bundle.encode(view, cohort.image(s, view))) for s in cohort.ids]))
     share = float(np.mean(list(per_view.values())))
     target = bundle.meta.guard.false_alarm_target
     return {

@@ -13,7 +13,7 @@ float-to-int8 gap sits between how they were fitted and how they are used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
 from calibration.split import ExportSplit
-from edge_runtime.gate import COLOUR_SHARE_MAX, Gate, ViewGuard, ViewHead, colour_share
+from edge_runtime.gate import Gate, ViewGuard, ViewHead, has_colour
 from edge_runtime.schema import OTHER_VIEW, VIEW_CLASSES, VIEWS, GuardSpec, ViewGateSpec
 from trainer.dataset import Cohort
 from trainer.export.conversion import ConvertedEncoders
@@ -43,19 +43,29 @@ class GateFit:
     report: dict[str, Any]
 
 
-def _frames(cohort: Cohort, encoders: ConvertedEncoders, ids: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _frames(
+    cohort: Cohort, encoders: ConvertedEncoders, ids: list[str], views: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Features, class index and subject of every view and other frame of these subjects that reaches the head
-    at the bedside (frames with colour in the box are turned away before it, so it need not learn them)."""
-    images, labels, groups = [], [], []
-    for sid in ids:
-        shots = [(k, cohort.image(sid, v)) for k, v in enumerate(VIEWS)]
-        shots += [(VIEW_CLASSES.index(OTHER_VIEW), image) for image in cohort.others.get(sid, [])]
-        for label, image in shots:
-            if colour_share(image) <= COLOUR_SHARE_MAX:
-                images.append(image)
-                labels.append(label)
-                groups.append(sid)
-    return encoders.encode(VIEWS[0], images), np.array(labels), groups
+    at the bedside (frames with colour in the box are turned away before it, so it need not learn them).
+
+    Args:
+        cohort: the preprocessed images, with the view=other rows.
+        encoders: the bundle's encoder (only the other frames still need encoding).
+        ids: the subjects, in the order of the rows of ``views``.
+        views: view -> (subjects, F) features already computed for the guard.
+    """
+    kept = {sid: [image for image in cohort.others.get(sid, []) if not has_colour(image)] for sid in ids}
+    others = [image for sid in ids for image in kept[sid]]
+    other_features = iter(encoders.encode(VIEWS[0], others) if others else [])
+    rows, labels, groups = [], [], []
+    for i, sid in enumerate(ids):  # per subject: its views, then its other frames
+        shots = [(k, views[v][i]) for k, v in enumerate(VIEWS) if not has_colour(cohort.image(sid, v))]
+        shots += [(VIEW_CLASSES.index(OTHER_VIEW), next(other_features)) for _ in kept[sid]]
+        rows += [features for _, features in shots]
+        labels += [label for label, _ in shots]
+        groups += [sid] * len(shots)
+    return np.stack(rows), np.array(labels), groups
 
 
 def _logistic(features: np.ndarray, labels: np.ndarray) -> tuple[StandardScaler, LogisticRegression]:
@@ -117,22 +127,21 @@ def fit_view_gate(features: np.ndarray, labels: np.ndarray, groups: list[str]) -
 
 
 def _guard(
-    cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit
+    encoders: ConvertedEncoders, cohort: Cohort, split: ExportSplit, views: dict[str, np.ndarray]
 ) -> tuple[dict[str, ViewGuard], GuardSpec, dict[str, Any]]:
     fitted = split.train + split.calibration
-    guards, thresholds, flagged = {}, {}, []
+    guards, flagged = {}, []
     for view in VIEWS:
-        features = encoders.encode(view, [cohort.image(s, view) for s in fitted])
-        thresholds[view] = threshold(out_of_fold_scores(features, fitted), GUARD_FALSE_ALARMS)
-        guards[view] = summarise(features)
+        limit = threshold(out_of_fold_scores(views[view], fitted), GUARD_FALSE_ALARMS)
+        guards[view] = replace(summarise(views[view]), threshold=limit)
         if split.fidelity:
             held = encoders.encode(view, [cohort.image(s, view) for s in split.fidelity])
-            flagged += list(guards[view].scores(held) > thresholds[view])
+            flagged += list(guards[view].scores(held) > limit)
     spec = GuardSpec(
         method=GUARD_METHOD,
         components=int(guards[VIEWS[0]].components.shape[0]),
         false_alarm_target=GUARD_FALSE_ALARMS,
-        thresholds=thresholds,
+        thresholds={view: guard.threshold for view, guard in guards.items()},
         held_out_false_alarm=float(np.mean(flagged)) if flagged else None,
     )
     return guards, spec, {"fitted_subjects": len(fitted), "fidelity_frames": len(flagged)}
@@ -149,12 +158,13 @@ def fit_gate(cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit) ->
     report: dict[str, Any] = {}
     if len(set(encoders.files.values())) != 1:
         return GateFit(None, None, None, {"skipped": "one encoder per view: no shared features to gate on"})
-    guards, guard_spec, report["guard"] = _guard(cohort, encoders, split)
     fitted = split.train + split.calibration
+    views = {view: encoders.encode(view, [cohort.image(s, view) for s in fitted]) for view in VIEWS}  # once, for both
+    guards, guard_spec, report["guard"] = _guard(encoders, cohort, split, views)
     with_others = [s for s in fitted if cohort.others.get(s)]
     head, view_spec = None, None
     if len(with_others) >= 2:
-        features, labels, groups = _frames(cohort, encoders, fitted)
+        features, labels, groups = _frames(cohort, encoders, fitted, views)
         head, view_spec = fit_view_gate(features, labels, groups)
     else:
         report["view_gate"] = f"not fitted: {len(with_others)} subject(s) have view=other rows (2 needed)"
