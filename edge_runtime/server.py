@@ -250,10 +250,11 @@ class EdgeServer:
     def _route(self, header, tensor: np.ndarray, features: np.ndarray) -> tuple[str, float | None] | None:
         """The view a frame is paired under, with the gate's confidence; None when the gate keeps it out.
 
-        A named view is used as sent unless the gate confidently says otherwise (counted view_mismatch; with
-        view_authority = "header", or a gate below its bar, the header wins). An 'auto' frame needs a confident
-        liver or kidney_liver prediction. A grey-scale check comes first: colour in the box (Doppler, overlays)
-        is not a view. Frames kept out are counted gate_rejected_<predicted, or colour>.
+        A named view is used as sent unless the gate confidently says otherwise; the disagreement is counted
+        view_mismatch whoever wins (with view_authority = "header", or a gate below its bar, the header does).
+        An 'auto' frame needs a confident liver or kidney_liver prediction. A grey-scale check comes first:
+        colour in the box (Doppler, overlays) is not a view. Frames kept out are counted
+        gate_rejected_<predicted, or colour>.
         """
         head = self.bundle.gate.view_head if self.bundle.gate else None
         if head is None:
@@ -262,15 +263,15 @@ class EdgeServer:
             self.stats.count("gate_rejected")
             self.stats.count("gate_rejected_colour")
             return None
-        named = header.view in VIEWS
-        if named and (self.config.view_authority == "header" or not self.bundle.meta.view_gate.meets_bar):
-            return header.view, None
         predicted, confidence = head.classify(features)
         confident = confidence >= self.bundle.meta.view_gate.confidence_floor
-        if named and confident and predicted != header.view:
+        named = header.view in VIEWS
+        disagrees = named and confident and predicted != header.view
+        if disagrees:
             self.stats.count("view_mismatch")
             self._log_once("view_mismatch", f"session {header.session}: header says {header.view}, gate {predicted}")
-        if named and not (confident and predicted != header.view):
+        header_wins = self.config.view_authority == "header" or not self.bundle.meta.view_gate.meets_bar
+        if named and (header_wins or not disagrees):
             return header.view, confidence if predicted == header.view else None
         if predicted in VIEWS and confident:
             return predicted, confidence

@@ -96,6 +96,7 @@ def test_a_confident_gate_overrules_a_named_view_unless_the_header_has_authority
         header = _server(bundle_dir, tmp_path, "liver", **config)
         header.process(_frame("kidney_liver", 1, image, scanner))
         assert header.sessions.get("exam-1").views.keys() == {"kidney_liver"}, config
+        assert header.stats.snapshot()["counters"]["view_mismatch"] == 1, config  # counted whoever wins
 
 
 def test_colour_in_the_box_is_not_a_view(bundle_dir: Path, tmp_path: Path, screens) -> None:
