@@ -26,7 +26,6 @@ import zmq
 from benchmarks.common import machine, summarise, time_calls, write_reports
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.config import RuntimeConfig
-from edge_runtime.gate import has_colour
 from edge_runtime.profiles import default_profiles, load_profiles
 from edge_runtime.schema import OTHER_VIEW, VIEWS
 from edge_runtime.server import EdgeServer
@@ -46,9 +45,7 @@ def _frames(cohort: Cohort) -> list[tuple[str, np.ndarray]]:
 
 def route(bundle: Bundle, tensor: np.ndarray, features: np.ndarray) -> str:
     """Where the bedside files an 'auto' frame: a view, or rejected."""
-    if has_colour(tensor):
-        return "rejected"
-    predicted, confidence = bundle.gate.view_head.classify(features)
+    predicted, confidence = bundle.gate.sort(tensor, features)
     floor = bundle.meta.view_gate.confidence_floor
     return predicted if predicted in VIEWS and confidence >= floor else "rejected"
 

@@ -26,6 +26,7 @@ from edge_runtime.schema import VIEW_CLASSES, VIEWS, BundleError
 GATE_FILE = "gate.npz"
 COLOUR_CHROMA = 60  # max - min over RGB above this is a coloured pixel (colour flow, a menu, an overlay)
 COLOUR_SHARE_MAX = 0.003  # more coloured pixels than this share of the model input: not a B-mode view
+COLOUR = "colour"  # what Gate.sort calls a frame with colour in the box
 
 
 def colour_share(tensor: np.ndarray) -> float:
@@ -101,6 +102,12 @@ class ViewGuard:
 class Gate:
     view_head: ViewHead | None
     guards: dict[str, ViewGuard] | None  # view -> guard
+
+    def sort(self, tensor: np.ndarray, features: np.ndarray) -> tuple[str, float]:
+        """What a frame shows: COLOUR (turned away before the head), or the view head's class and probability."""
+        if has_colour(tensor):
+            return COLOUR, 1.0
+        return self.view_head.classify(features)
 
     def to_bytes(self) -> bytes:
         arrays = self.view_head.arrays() if self.view_head else {}

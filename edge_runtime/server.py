@@ -23,7 +23,7 @@ from edge_runtime.audit import AuditLog
 from edge_runtime.bundle import Bundle
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.exam import ExamModel, ExamTracker
-from edge_runtime.gate import has_colour
+from edge_runtime.gate import COLOUR
 from edge_runtime.preprocess import PreprocessError, preprocess_frame
 from edge_runtime.profiles import ScannerProfile
 from edge_runtime.protocol import ProtocolError, check_payload, decode_payload, message_parts, parse_header
@@ -259,11 +259,11 @@ class EdgeServer:
         head = self.bundle.gate.view_head if self.bundle.gate else None
         if head is None:
             return header.view, None
-        if has_colour(tensor):  # B-mode is grey: colour flow or an overlay is not a view
+        predicted, confidence = self.bundle.gate.sort(tensor, features)
+        if predicted == COLOUR:  # B-mode is grey: colour flow or an overlay is not a view, whatever is named
             self.stats.count("gate_rejected")
-            self.stats.count("gate_rejected_colour")
+            self.stats.count(f"gate_rejected_{COLOUR}")
             return None
-        predicted, confidence = head.classify(features)
         confident = confidence >= self.bundle.meta.view_gate.confidence_floor
         named = header.view in VIEWS
         disagrees = named and confident and predicted != header.view
