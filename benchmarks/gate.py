@@ -80,9 +80,10 @@ def _auc(negatives: list[float], positives: list[float]) -> float:
     return float(roc_auc_score([0] * len(negatives) + [1] * len(positives), negatives + positives))
 
 
-def _cohort(out: Path, subjects: int, seed: int, form: CohortForm) -> Cohort:
+def _cohort(out: Path, subjects: int, seed: int, form: CohortForm, harmonisation: str) -> Cohort:
     generate_cohort(out, subjects, seed, with_masks=False, form=form)
-    return read_cohort(out / "manifest.csv", load_profiles(out / "profiles.json"), progress=False)
+    profiles = load_profiles(out / "profiles.json")
+    return read_cohort(out / "manifest.csv", profiles, progress=False, harmonisation=harmonisation)
 
 
 def _latency(bundle: Bundle, cohort: Cohort) -> dict[str, float]:
@@ -171,7 +172,7 @@ def main(bundle_dir: str, subjects: int, seed: int, other_frames: int, new_layou
     result: dict[str, Any] = {"bundle": bundle_dir, "seed": seed, "machine": machine(), "cohorts": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, form in forms.items():
-            cohort = _cohort(Path(tmp) / name.replace(" ", "_"), subjects, seed, form)
+            cohort = _cohort(Path(tmp) / name.replace(" ", "_"), subjects, seed, form, bundle.harmonisation)
             scored = score_cohort(bundle, cohort)
             result["cohorts"][name] = {"subjects": subjects, **scored}
             if bundle.gate.view_head is None:

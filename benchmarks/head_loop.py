@@ -22,8 +22,8 @@ def train_both(manifest: str, out: Path, task: str, augment: str, epochs: int | 
     from trainer.config import TrainConfig
     from trainer.train import load_labelled_cohort, train_run
 
-    cohort = load_labelled_cohort(manifest)
     base = TrainConfig(weights="none", task=task, augment=augment, epochs=epochs, cache_dir=cache)
+    cohort = load_labelled_cohort(manifest, harmonisation=base.harmonisation)
     runs = out / "keras", out / "kernel"
     train_run(cohort, base.with_changes(head_loop="keras"), runs[0])
     train_run(cohort, base.with_changes(head_loop="kernel"), runs[1], runs[0] / "folds.json")

@@ -37,8 +37,8 @@ def main(subjects: int, augment: str, cached_epochs: int, out_dir: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         generate_cohort(tmp, subjects, seed=1, with_masks=False)
-        cohort = read_cohort(Path(tmp) / "manifest.csv", progress=False)
         config = TrainConfig(weights="none", augment=augment, cache_dir=str(Path(tmp) / "cache"), task="classify")
+        cohort = read_cohort(Path(tmp) / "manifest.csv", progress=False, harmonisation=config.harmonisation)
         started = time.perf_counter()
         frozen = frozen_encoder(config)
         feats = extract(cohort, config, FloatEncoder(frozen.model, frozen.weights_id, config.pooling), False)

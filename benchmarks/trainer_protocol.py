@@ -164,7 +164,8 @@ def main(subjects: int, seed: int, augment: str, kinds: str, folds: int, fresh_c
     out = Path(out_dir)
     started = time.perf_counter()
     generate_cohort(out / "cohort", subjects, seed)
-    cohort = read_cohort(out / "cohort" / "manifest.csv", labelled_only=True)
+    harmonisation = TrainConfig().harmonisation
+    cohort = read_cohort(out / "cohort" / "manifest.csv", labelled_only=True, harmonisation=harmonisation)
     prepared_s = time.perf_counter() - started
     rows = round((1 - 1 / folds) * subjects) * (39 if augment == "paper" else 4 if augment == "light" else 1)
     bound_epoch_s = naive_epoch_seconds(rows, 2 * 25088)

@@ -75,19 +75,23 @@ def subject_hash(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
-def representative_dataset(images: list[np.ndarray], augment: str, max_samples: int, seed: int) -> list[np.ndarray]:
+def representative_dataset(
+    images: list[np.ndarray], augment: str, max_samples: int, seed: int, appearance: tuple[str, ...] = ()
+) -> list[np.ndarray]:
     """The int8 representative dataset: calibration images with the run's augmentation variants (the light
-    set when the run has none: the bedside sees rotated and mirrored anatomy too).
+    set when the run has none: the bedside sees rotated and mirrored anatomy too) and appearance looks.
 
     Args:
         images: the calibration subjects' preprocessed images (both views).
         augment: the run's augmentation name (none, light or paper).
         max_samples: cap on the representative dataset's size.
         seed: which samples are kept when capping.
+        appearance: the run's appearance families (clkl.appearance): their looks widen the int8 ranges too.
     """
     from clkl.augment import variants
 
-    return representative_images(images, variants(augment if augment != "none" else "light"), max_samples, seed)
+    chosen = variants(augment if augment != "none" else "light", appearance)
+    return representative_images(images, chosen, max_samples, seed)
 
 
 def representative_images(images: list[np.ndarray], variants, max_samples: int, seed: int) -> list[np.ndarray]:

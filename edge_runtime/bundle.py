@@ -134,6 +134,11 @@ class Bundle:
         return self.meta.outputs.p_fatty.threshold
 
     @property
+    def harmonisation(self) -> str:
+        """The last step of preprocess_frame this model was trained with ('none' for bundles older than it)."""
+        return self.meta.input.harmonisation or "none"
+
+    @property
     def model_info(self) -> ModelInfo:
         """How results and heartbeats name the model that made them."""
         return ModelInfo(name=self.name, version=self.version, sha=self.sha)

@@ -13,7 +13,7 @@ import numpy as np
 
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.profiles import ScannerProfile
-from edge_runtime.schema import MODEL_SIZE
+from edge_runtime.schema import HARMONISATIONS, MODEL_SIZE
 
 
 class PreprocessError(FattyLiverError):
@@ -46,9 +46,42 @@ def crop_bmode(frame: np.ndarray, profile: ScannerProfile) -> np.ndarray:
     return frame[y : y + h, x : x + w]
 
 
-def preprocess_frame(frame: np.ndarray, profile: ScannerProfile, size: int = MODEL_SIZE) -> np.ndarray:
-    """Crop with the profile's box, convert to 3-channel uint8 RGB, resize to size x size with INTER_AREA."""
+def preprocess_frame(
+    frame: np.ndarray, profile: ScannerProfile, size: int = MODEL_SIZE, harmonisation: str = "none"
+) -> np.ndarray:
+    """Crop with the profile's box, convert to 3-channel uint8 RGB, resize to size x size with INTER_AREA, then
+    apply the model's scanner harmonisation (see :func:`harmonise`).
+
+    Args:
+        frame: the scanner screen (or a cropped image for a full-frame profile), grey, RGB or RGBA uint8.
+        profile: the scanner profile whose box is cropped.
+        size: the model input's side.
+        harmonisation: the model's (TrainConfig.harmonisation; at the bedside the bundle's input.harmonisation).
+    """
     rgb = to_rgb_uint8(np.asarray(frame))
     bmode = crop_bmode(rgb, profile)
     resized = cv2.resize(bmode, (size, size), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(resized, dtype=np.uint8)
+    return harmonise(np.ascontiguousarray(resized, dtype=np.uint8), harmonisation)
+
+
+SECTOR_MEDIAN_GREY = 96.0  # where "sector_median" puts the median echo of every image
+
+
+def harmonise(image: np.ndarray, method: str) -> np.ndarray:
+    """Scanner harmonisation of a preprocessed tensor, keeping relative contrast.
+
+    'sector_median' scales every grey level inside the sector by one factor, so the sector's median echo lands on
+    SECTOR_MEDIAN_GREY: overall gain and display brightness go, while ratios of grey levels (the hepatorenal index
+    is one) stay. Pixels outside the sector (exactly black) stay black.
+    """
+    if method == "none":
+        return image
+    if method != "sector_median":
+        raise PreprocessError(f"unknown harmonisation {method!r}; expected one of {', '.join(HARMONISATIONS)}")
+    grey = image.max(axis=2)
+    inside = grey[grey > 0]
+    if inside.size == 0:
+        return image
+    factor = SECTOR_MEDIAN_GREY / max(float(np.median(inside)), 1.0)
+    scaled = np.clip(image.astype(np.float32) * factor + 0.5, 0, 255).astype(np.uint8)
+    return np.where(grey[..., None] > 0, np.maximum(scaled, 1), 0).astype(np.uint8)

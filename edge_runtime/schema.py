@@ -33,6 +33,8 @@ INPUT_SHAPE = (MODEL_SIZE, MODEL_SIZE, 3)  # what preprocess_frame returns and e
 FATTY_PDFF = 5.0  # MRI-PDFF (%) at and above which a liver is fatty (the paper's reference standard)
 P_FATTY_THRESHOLD = 0.5  # default decision threshold on the model's p_fatty
 HOLDOUT_SHARE = 0.12  # share of a run's subjects in each of its calibration and fidelity groups
+HARMONISATIONS = ("none", "sector_median")  # scanner harmonisation steps preprocess_frame knows (the last step)
+Harmonisation = Literal["none", "sector_median"]
 REPRESENTATIVE_SAMPLES = 300  # images (and augmented variants) an int8 encoder is calibrated on
 
 # -- wire protocol v1 (ZeroMQ multipart, topic first) ---------------------------------------------------------------
@@ -104,6 +106,9 @@ class InputSpec(_Contract):
     resize: Literal["area"] = Field("area", description="OpenCV INTER_AREA, in preprocess_frame.")
     color: Literal["rgb"] = "rgb"
     preprocess: str = "edge_runtime.preprocess.preprocess_frame (scanner-profile crop, INTER_AREA)"
+    harmonisation: Harmonisation | None = Field(
+        None, description="preprocess_frame's last step (None: a bundle older than the field, i.e. 'none')."
+    )
 
     @field_validator("shape")
     @classmethod
@@ -194,6 +199,9 @@ class TrainingInfo(_Contract):
     weights_id: str | None
     finetune: str | None
     augment: str
+    appearance: str | None = Field(
+        None, description="Appearance augmentation families the head trained with ('none', 'all' or a list)."
+    )
     epochs: int = Field(gt=0, description="Epochs the exported head trained for (the run's validated protocol).")
     task: Literal["classify", "regress", "both"] | None = Field(None, description="What the run cross-validated.")
     features: Literal["float", "int8"] | None = Field(

@@ -188,7 +188,7 @@ class EdgeServer:
         try:
             image = decode_payload(header, _buffer(frame.payload))
             frame.stages["decode"] = time.time()
-            tensor = preprocess_frame(image, self.profiles[header.scanner])
+            tensor = preprocess_frame(image, self.profiles[header.scanner], harmonisation=self.bundle.harmonisation)
         except ProtocolError as exc:
             self._log_reject(exc.reason, exc.detail)
             return None

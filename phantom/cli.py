@@ -10,7 +10,7 @@ import click
 
 from edge_runtime.schema import FATTY_PDFF, VIEWS
 from phantom.formats import FORMATS
-from phantom.layouts import CLASSIC_LAYOUTS, LAYOUTS
+from phantom.layouts import CLASSIC_LAYOUTS, LAYOUT_SETS, LAYOUTS
 
 
 def _parse_prevalence(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -53,7 +53,14 @@ def main() -> None:
     help="Screen layout (repeat to mix; each vendor's subjects take its chosen layouts in turn). "
     "Default: the two classic layouts.",
 )
-@click.option("--layouts", "layout_set", type=click.Choice(["classic", "all"]), default=None, help="A set of layouts.")
+@click.option(
+    "--layouts",
+    "layout_set",
+    type=click.Choice(list(LAYOUT_SETS)),
+    default=None,
+    help="A set of layouts: classic (PHILIPS + GE), three-vendor (classic + the CANON-like third vendor, for "
+    "trainer transfer), all.",
+)
 @click.option(
     "--format",
     "formats",
@@ -96,7 +103,7 @@ def cohort(
     """Write a cohort: images of both views, manifest.csv, profiles.json, truth.json and a contact sheet."""
     from phantom.cohort import CohortForm, generate_cohort
 
-    chosen = tuple(LAYOUTS) if layout_set == "all" else (*layouts, *(CLASSIC_LAYOUTS if layout_set else ()))
+    chosen = (*layouts, *LAYOUT_SETS.get(layout_set, ()))
     layouts_used = tuple(dict.fromkeys(chosen)) or CLASSIC_LAYOUTS
     form = CohortForm(layouts_used, formats or ("screen",), cine_frames, other_frames, appearance)
     try:

@@ -1,4 +1,4 @@
-"""A contact sheet a person can look at: normal vs fatty, both views, both vendors, with PDFF."""
+"""A contact sheet a person can look at: normal vs fatty, both views, every vendor, with PDFF."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from edge_runtime.schema import VIEWS
 from phantom.subject import Subject
+from phantom.vendors import VENDORS
 
 TILE = 300
 
@@ -16,8 +17,9 @@ TILE = 300
 def pick_examples(subjects: Sequence[Subject]) -> list[Subject]:
     """Per vendor, the most typical normal and the most typical fatty subject (closest to the group median)."""
     picked = []
+    vendors = [v for v in VENDORS if any(s.vendor == v for s in subjects)]
     for fatty in (False, True):
-        for vendor in ("PHILIPS", "GE"):
+        for vendor in vendors:
             group = [s for s in subjects if s.fatty == fatty and s.vendor == vendor]
             if group:
                 median = float(np.median([s.pdff for s in group]))

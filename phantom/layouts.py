@@ -150,7 +150,43 @@ STYLED_LAYOUTS: tuple[ScreenLayout, ...] = (
 )
 
 
-LAYOUTS: dict[str, ScreenLayout] = {layout.name: layout for layout in (*_classic(), *STYLED_LAYOUTS)}
+# The third vendor's console (phantom.vendors.CANON): its own screen size, colours and clutter, so a model
+# trained on the first two vendors meets a new layout as well as a new rendering.
+THIRD_VENDOR_LAYOUTS: tuple[ScreenLayout, ...] = (
+    _styled(
+        "phantom-canon-1280x800",
+        "CANON",
+        (1280, 800),
+        (260, 130, 760, 525),
+        ClutterStyle(
+            background=(8, 8, 8),
+            header=(40, 20, 20),
+            text=(235, 235, 200),
+            accent=(255, 140, 60),
+            brand="PHANTOM Aplio  PVI-475BX  Abd",
+            info_xy=(1060, 150),
+            ruler_side="right",
+            tgc_x=1220,
+            grey_bar=(30, 420, 200),
+            colour_bar=None,
+            thumbnail=(1060, 600, 160),
+            body_marker_xy=(40, 180),
+            caliper_share=0.3,
+        ),
+    ),
+)
+
+
+LAYOUTS: dict[str, ScreenLayout] = {
+    layout.name: layout for layout in (*_classic(), *STYLED_LAYOUTS, *THIRD_VENDOR_LAYOUTS)
+}
+
+
+LAYOUT_SETS: dict[str, tuple[str, ...]] = {
+    "classic": CLASSIC_LAYOUTS,
+    "three-vendor": (*CLASSIC_LAYOUTS, *(layout.name for layout in THIRD_VENDOR_LAYOUTS)),
+    "all": tuple(LAYOUTS),
+}
 
 
 def get_layout(name: str) -> ScreenLayout:

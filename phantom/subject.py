@@ -24,7 +24,7 @@ class Subject:
     vendor: str
     freq_mhz: float
     gain_db: float  # operator gain around the preset
-    tgc_compensation: float  # share of the nominal attenuation the operator's TGC undoes (0.6..1.1)
+    tgc_compensation: float  # share of the nominal attenuation the operator's TGC undoes (the vendor's range)
     dynamic_range_db: float
     subcutaneous_cm: float
     muscle_cm: float
@@ -100,8 +100,8 @@ def draw_cohort(
                 pdff=round(float(pdff[i]), 2),
                 vendor=imaging.name,
                 freq_mhz=float(rng.uniform(*imaging.freq_mhz)),
-                gain_db=float(rng.normal(0.0, 6.0)),
-                tgc_compensation=float(rng.uniform(0.6, 1.1)),
+                gain_db=float(rng.normal(imaging.gain_offset_db, 6.0)),
+                tgc_compensation=float(rng.uniform(*imaging.tgc_range)),
                 dynamic_range_db=float(rng.uniform(*imaging.dynamic_range_db)),
                 # Subjects with more liver fat tend to carry more subcutaneous fat: a realistic confounder.
                 subcutaneous_cm=float(rng.uniform(0.8, 2.4) + 0.03 * pdff[i]),

@@ -1,8 +1,14 @@
-"""Vendor imaging profiles of the phantom scanners (PHILIPS-like and GE-like).
+"""Vendor imaging profiles of the phantom scanners (PHILIPS-like, GE-like and a third, CANON-like).
 
 They differ where real scanners differ and where a model could latch onto the vendor instead of the fat:
-centre frequency (speckle size), sector geometry and depth, dynamic range, grey map, and screen layout.
-The screen layout names match the default scanner profiles in ``edge_runtime/profiles``.
+centre frequency (speckle size), sector geometry and depth, dynamic range, grey map, the operators' gain and
+TGC habits, and screen layout. The classic screen layout names match the default scanner profiles in
+``edge_runtime/profiles``.
+
+The third vendor's parameters lie outside the range of the first two on every axis (higher frequency, so
+finer speckle; narrower dynamic range; a brighter grey map with flattened mid-tones; less gain and a steadier
+TGC habit),
+so "train on two vendors, test on the third" is a real transfer test (``trainer transfer``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ class VendorImaging:
     dynamic_range_db: tuple[float, float]
     gamma: float  # grey map: display = level ** gamma
     s_curve: float  # 0 = linear grey map, >0 adds contrast around mid-grey
+    gain_offset_db: float = 0.0  # where this site's operators centre the gain (per-subject sd stays 6 dB)
+    tgc_range: tuple[float, float] = (0.6, 1.1)  # share of the nominal attenuation their TGC undoes
     n_depth: int = 480  # polar samples along a scan line
     n_lines: int = 224  # scan lines across the sector
 
@@ -61,4 +69,19 @@ GE = VendorImaging(
     s_curve=0.35,
 )
 
-VENDORS: dict[str, VendorImaging] = {v.name: v for v in (PHILIPS, GE)}
+CANON = VendorImaging(
+    name="CANON",
+    profile="phantom-canon-1280x800",
+    probe="PVI-475BX",
+    freq_mhz=(4.8, 6.0),
+    depth_cm=15.0,
+    probe_radius_cm=4.0,
+    half_angle_deg=37.0,
+    dynamic_range_db=(44.0, 52.0),
+    gamma=0.8,
+    s_curve=-0.2,
+    gain_offset_db=-3.0,  # the narrow dynamic range makes everything bright, so these operators run less gain
+    tgc_range=(0.8, 1.1),
+)
+
+VENDORS: dict[str, VendorImaging] = {v.name: v for v in (PHILIPS, GE, CANON)}

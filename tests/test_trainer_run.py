@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge_runtime.preprocess import preprocess_frame
+from edge_runtime.preprocess import harmonise, preprocess_frame
 from edge_runtime.profiles import default_profiles
+from edge_runtime.schema import HARMONISATIONS
 from trainer.cli import main as trainer_cli
 from trainer.images import read_image
 from trainer.manifest import load_manifest
@@ -61,11 +62,15 @@ def test_trainer_tensors_are_the_shared_preprocessing(tiny_cohort: Path) -> None
     from trainer.dataset import load_cohort
 
     manifest = load_manifest(tiny_cohort / "manifest.csv")
-    cohort = load_cohort(manifest, progress=False)
     record = next(iter(manifest.subjects.values()))
     entry = record.views["kidney_liver"]
-    expected = preprocess_frame(read_image(entry.path), default_profiles()[entry.scanner])
-    assert np.array_equal(cohort.image(record.subject_id, "kidney_liver"), expected)
+    for harmonisation in HARMONISATIONS:  # the trainer's cohort and the bedside's frames, for every setting
+        cohort = load_cohort(manifest, progress=False, harmonisation=harmonisation)
+        screen = read_image(entry.path)
+        expected = preprocess_frame(screen, default_profiles()[entry.scanner], harmonisation=harmonisation)
+        assert np.array_equal(cohort.image(record.subject_id, "kidney_liver"), expected)
+    plain = preprocess_frame(screen, default_profiles()[entry.scanner])
+    assert not np.array_equal(plain, expected) and np.array_equal(harmonise(plain, HARMONISATIONS[-1]), expected)
 
 
 def test_feature_cache_is_reused_and_keyed_by_content(run_dir: Path, tiny_cohort: Path, tmp_path: Path) -> None:

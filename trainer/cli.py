@@ -93,6 +93,7 @@ def validate(manifest: str, as_json: bool, profiles: str | None) -> None:
 PROTOCOL_FIELDS = (
     "weights",
     "augment",
+    "appearance",
     "epochs",
     "pooling",
     "folds",
@@ -140,10 +141,10 @@ def _print_summary(report: dict, label: str) -> None:
     click.echo(f"{label} (pooled over all subjects): " + ", ".join(parts))
 
 
-def _labelled_cohort(manifest: str, profiles: str | None):
+def _labelled_cohort(manifest: str, config: TrainConfig):
     from trainer.train import load_labelled_cohort
 
-    return guarded(lambda: load_labelled_cohort(manifest, profiles=profiles))
+    return guarded(lambda: load_labelled_cohort(manifest, profiles=config.profiles, harmonisation=config.harmonisation))
 
 
 @main.command()
@@ -159,7 +160,7 @@ def train(manifest: str, out_dir: str, folds_file: str | None, **fields) -> None
     from trainer.train import train_run
 
     config = _config(**fields, extra={"manifest": str(Path(manifest).resolve())})
-    cohort = _labelled_cohort(manifest, config.profiles)
+    cohort = _labelled_cohort(manifest, config)
     report = guarded(lambda: train_run(cohort, config, Path(out_dir), Path(folds_file) if folds_file else None))
     click.echo((Path(out_dir) / "report.md").read_text())
     _print_summary(report, f"{config.views} {config.task}")
@@ -182,9 +183,32 @@ def ablate(manifest: str, out_dir: str, finetune_from: str, finetune_epochs: int
     if unknown:
         raise click.BadParameter(f"unknown row(s) {sorted(unknown)}; rows are {', '.join(ROWS)}", param_hint="--skip")
     config = _config(**kw, extra={"manifest": str(Path(manifest).resolve())})
-    cohort = _labelled_cohort(manifest, config.profiles)
+    cohort = _labelled_cohort(manifest, config)
     guarded(lambda: run_ablation(cohort, config, Path(out_dir), skip, finetune_from, finetune_epochs))
     click.echo((Path(out_dir) / "ablation.md").read_text())
+
+
+@main.command()
+@click.option("--manifest", type=click.Path(dir_okay=False), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@setting(TrainConfig, "views")
+@setting(TrainConfig, "task")
+@click.option(
+    "--study/--no-study",
+    default=False,
+    show_default=True,
+    help="Also compare no appearance augmentation, each family alone and all families on the same rows.",
+)
+@protocol_options
+def transfer(manifest: str, out_dir: str, study: bool, **fields) -> None:
+    """Across scanners: train on some vendors, test on one never seen (every pair; leave-one-vendor-out)."""
+    from trainer.transfer import run_transfer
+
+    config = _config(**fields, extra={"manifest": str(Path(manifest).resolve())})
+    cohort = _labelled_cohort(manifest, config)
+    guarded(lambda: run_transfer(cohort, config, Path(out_dir), study))
+    click.echo((Path(out_dir) / "transfer.md").read_text())
+    click.echo(f"plot: {Path(out_dir) / 'transfer.png'}")
 
 
 @main.command()

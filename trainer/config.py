@@ -12,9 +12,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from clkl.appearance import FAMILIES, look_names
+from clkl.augment import Variant, variants
 from clkl.minmax import SPAN_FLOOR
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.schema import FATTY_PDFF, HOLDOUT_SHARE, REPRESENTATIVE_SAMPLES, View, validation_problems
+from edge_runtime.schema import (
+    FATTY_PDFF,
+    HOLDOUT_SHARE,
+    REPRESENTATIVE_SAMPLES,
+    Harmonisation,
+    View,
+    validation_problems,
+)
 
 VIEW_SETS: dict[str, tuple[View, ...]] = {
     "clkl": ("liver", "kidney_liver"),
@@ -23,6 +32,15 @@ VIEW_SETS: dict[str, tuple[View, ...]] = {
 }
 PAPER_EPOCHS = {"classify": 1000, "regress": 500, "both": 1000}
 FINETUNE_CHOICES = ("all", "block1", "block2", "block3", "block4", "block5")
+
+
+def appearance_families(value: str) -> tuple[str, ...]:
+    """'none' -> (), 'all' -> every family, 'gain,tgc' -> ('gain', 'tgc'); an unknown family is a ValueError."""
+    if value in ("", "none"):
+        return ()
+    families = tuple(FAMILIES) if value == "all" else tuple(dict.fromkeys(f.strip() for f in value.split(",")))
+    look_names(families)
+    return families
 
 
 class ConfigError(FattyLiverError):
@@ -41,6 +59,16 @@ class TrainConfig(BaseModel):
     weights: str = Field("imagenet", description="imagenet | none | PATH to VGG19 no-top .h5")
     augment: Literal["paper", "light", "none"] = Field(
         "paper", description="paper: 39 rotation/flip variants; light: 4; none: the image only."
+    )
+    appearance: str = Field(
+        "none",
+        description="Appearance augmentation families (clkl.appearance), comma-separated, 'all' or 'none': "
+        "looks of scanners and operators (gain, tgc, grey_map, dynamic_range, speckle, noise, zoom, jpeg).",
+    )
+    harmonisation: Harmonisation = Field(
+        "none",
+        description="Scanner harmonisation, preprocess_frame's last step (the bundle records it, so the bedside "
+        "does the same): sector_median scales grey levels so the sector's median echo sits at one level.",
     )
     epochs: int | None = Field(None, ge=1, description="Default: 1000 classify, 500 regress, 1000 both.")
     finetune: str | None = Field(None, description="Unfreeze the backbone: 'all' or from a block (block1..block5).")
@@ -88,6 +116,21 @@ class TrainConfig(BaseModel):
         if value is not None and value not in FINETUNE_CHOICES:
             raise ValueError(f"finetune takes 'all' or one of block1..block5, got {value!r}")
         return value
+
+    @field_validator("appearance")
+    @classmethod
+    def _known_families(cls, value: str) -> str:
+        appearance_families(value)  # raises, naming the unknown family
+        return value
+
+    @property
+    def appearance_families(self) -> tuple[str, ...]:
+        return appearance_families(self.appearance)
+
+    @property
+    def variant_set(self) -> tuple[Variant, ...]:
+        """Every training variant: the geometric set of `augment`, then one per appearance look."""
+        return variants(self.augment, self.appearance_families)
 
     @property
     def view_names(self) -> tuple[View, ...]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from clkl.augment import apply_variant, variants
+from clkl.augment import apply_variant
 from clkl.encoder import build_encoder, build_vgg19_base, set_trainable
 from clkl.head import build_head, compile_head, fit_minmax
 from clkl.tf_setup import choose_strategy, keras
@@ -130,7 +130,7 @@ def finetune_fold(
         progress: show the epoch bar.
     """
     views = config.view_names
-    chosen = variants(config.augment)
+    chosen = config.variant_set
     keras.utils.set_random_seed(seed)
     with choose_strategy(config.strategy).scope():
         encoders = {}

@@ -27,6 +27,7 @@ class Cohort:
     digests: dict[tuple[str, str], str] = field(default_factory=dict)  # (subject_id, view) -> screen content id
     profiles: dict[str, ScannerProfile] = field(default_factory=dict)  # the scanner profiles its images use
     others: dict[str, list[np.ndarray]] = field(default_factory=dict)  # subject -> its view=other tensors
+    harmonisation: str = "none"  # preprocess_frame's last step for every tensor here (TrainConfig.harmonisation)
 
     @property
     def ids(self) -> list[str]:
@@ -53,6 +54,7 @@ def load_cohort(
     profiles: Mapping[str, ScannerProfile] | None = None,
     labelled_only: bool = False,
     progress: bool = True,
+    harmonisation: str = "none",
 ) -> Cohort:
     """Read and preprocess every image once (the expensive decode of full-HD screens happens here only).
 
@@ -65,6 +67,7 @@ def load_cohort(
         profiles: scanner profiles by name (default: the shipped ones).
         labelled_only: keep only subjects with a PDFF.
         progress: show a progress bar.
+        harmonisation: preprocess_frame's harmonisation step (the run's TrainConfig.harmonisation).
     """
     profiles = profiles or default_profiles()
     subjects = [s for s in manifest.subjects.values() if s.pdff is not None or not labelled_only]
@@ -79,7 +82,7 @@ def load_cohort(
             profile = get_profile(profiles, entry.scanner)
             screen = read_for_profile(entry.path, profile, entry.frame)
             digests[(subject.subject_id, key)] = image_digest(screen)
-            images[(subject.subject_id, key)] = preprocess_frame(screen, profile)
+            images[(subject.subject_id, key)] = preprocess_frame(screen, profile, harmonisation=harmonisation)
         except (ImageReadError, PreprocessError, ProfileError) as exc:
             problems.append(f"row {entry.row} ({entry.path.name}): {exc}")
     problems += duplicate_image_problems(digests, rows)
@@ -89,7 +92,8 @@ def load_cohort(
     view_digests = {k: d for k, d in digests.items() if k[1] in VIEWS}
     used = {e.scanner for s in subjects for e in s.views.values()}
     chosen = {name: profiles[name] for name in sorted(used)}
-    return Cohort(subjects, images, view_digests, chosen, {sid: o for sid, o in others.items() if o})
+    kept_others = {sid: o for sid, o in others.items() if o}
+    return Cohort(subjects, images, view_digests, chosen, kept_others, harmonisation)
 
 
 def read_cohort(
@@ -97,6 +101,7 @@ def read_cohort(
     profiles: Mapping[str, ScannerProfile] | None = None,
     labelled_only: bool = False,
     progress: bool = True,
+    harmonisation: str = "none",
 ) -> Cohort:
     """Manifest -> cohort, decoding each full-HD screen once: the manifest's rows are validated without
 
@@ -107,5 +112,7 @@ def read_cohort(
         profiles: scanner profiles by name (default: the shipped ones).
         labelled_only: keep only subjects with a PDFF.
         progress: show a progress bar.
+        harmonisation: preprocess_frame's harmonisation step (the run's TrainConfig.harmonisation).
     """
-    return load_cohort(load_manifest(manifest_path, profiles, check_images=False), profiles, labelled_only, progress)
+    manifest = load_manifest(manifest_path, profiles, check_images=False)
+    return load_cohort(manifest, profiles, labelled_only, progress, harmonisation)

@@ -110,7 +110,7 @@ def evaluate_run(
     """
     run = open_run(run_dir)
     known = run.profiles | (read_profiles_file(profiles) if profiles else {})
-    cohort = read_cohort(manifest_path, known, labelled_only=False)
+    cohort = read_cohort(manifest_path, known, labelled_only=False, harmonisation=run.config.harmonisation)
     rows = _rows(run, cohort)
     held_out = sum(r["scored_by"].endswith("(held out)") for r in rows)
     result: dict[str, Any] = {

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.split import ExportSplit
-from clkl.augment import Variant, variants
+from clkl.augment import Variant
 from clkl.encoder import build_encoder, build_vgg19_base, set_trainable, weights_fingerprint
 from clkl.tf_setup import keras
 from trainer.config import TrainConfig
@@ -50,7 +50,7 @@ class Extraction:
 
     def for_config(self, config: TrainConfig) -> dict[str, np.ndarray]:
         """The views and augmentation variants a configuration trains on (ablation rows share one extraction)."""
-        wanted = variants(config.augment)
+        wanted = config.variant_set
         missing = [v.name for v in wanted if v not in self.variants]
         if missing or any(v not in self.features for v in config.view_names):
             raise RunError(f"shared features lack {config.views} / {missing}: extract for the widest row first")
@@ -77,7 +77,7 @@ def extract(cohort: Cohort, config: TrainConfig, encoder: FeatureEncoder, progre
         progress: print cache hits and misses.
     """
     cache = FeatureCache(config.cache_dir, encoder)
-    chosen = variants(config.augment)
+    chosen = config.variant_set
     feats = {
         view: cache.features([cohort.image(s, view) for s in cohort.ids], chosen, desc=f"features {view}")
         for view in config.view_names
@@ -109,7 +109,7 @@ def run_extraction(
     started = time.perf_counter()
     feats = extract(cohort, config, encoder, progress)
     timings["features_s"] = time.perf_counter() - started
-    return Extraction(feats, variants(config.augment), encoder, frozen.weights_id, timings)
+    return Extraction(feats, config.variant_set, encoder, frozen.weights_id, timings)
 
 
 @dataclass

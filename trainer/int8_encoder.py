@@ -37,7 +37,9 @@ def calibrate_int8_encoder(
         progress: show progress.
     """
     images = [cohort.image(s, v) for s in split.calibration for v in VIEWS]
-    samples = representative_dataset(images, config.augment, config.int8_samples, config.seed)
+    samples = representative_dataset(
+        images, config.augment, config.int8_samples, config.seed, config.appearance_families
+    )
     with tqdm(total=1, desc=f"calibrating the int8 encoder ({len(samples)} images)", disable=not progress) as bar:
         blob = convert_encoder(float_encoder, samples, int8=True)
         bar.update(1)

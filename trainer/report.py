@@ -111,7 +111,9 @@ def markdown(summary: dict[str, Any], config: TrainConfig, title: str) -> str:
         f"# {title}",
         "",
         f"views **{config.views}**, task **{config.task}**, weights `{config.weights}`, augment `{config.augment}`, "
-        f"epochs {config.n_epochs}, {'fine-tuned ' + str(config.finetune) if config.finetune else 'frozen backbone'}, "
+        f"appearance `{config.appearance}` ({len(config.variant_set)} variants per image, each one backbone "
+        f"pass), harmonisation `{config.harmonisation}`, epochs {config.n_epochs}, "
+        f"{'fine-tuned ' + str(config.finetune) if config.finetune else 'frozen backbone'}, "
         f"pooling {config.pooling}, {config.folds}-fold subject-level CV, seed {config.seed}; "
         f"{summary['n_subjects']} subjects.",
         "",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_runtime.profiles import load_profiles
-from trainer.config import TrainConfig
+from trainer.config import ConfigError, TrainConfig
 from trainer.dataset import Cohort, read_cohort
 from trainer.holdout import export_groups, save_split
 from trainer.manifest import ManifestError
@@ -22,13 +22,34 @@ if TYPE_CHECKING:
     from trainer.extraction import Extraction
 
 
-def load_labelled_cohort(manifest_path: str | Path, progress: bool = True, profiles: str | None = None) -> Cohort:
-    """The manifest's labelled subjects, read with the shipped scanner profiles plus a profiles file."""
-    cohort = read_cohort(manifest_path, load_profiles(profiles), labelled_only=True, progress=progress)
+def load_labelled_cohort(
+    manifest_path: str | Path, progress: bool = True, profiles: str | None = None, harmonisation: str = "none"
+) -> Cohort:
+    """The manifest's labelled subjects, read with the shipped scanner profiles plus a profiles file, through
+    preprocess_frame with the run's harmonisation.
+
+    Args:
+        manifest_path: manifest.csv.
+        progress: show a progress bar.
+        profiles: a scanner profiles file for scanners beyond the shipped ones.
+        harmonisation: the run's TrainConfig.harmonisation.
+    """
+    known = load_profiles(profiles)
+    cohort = read_cohort(manifest_path, known, labelled_only=True, progress=progress, harmonisation=harmonisation)
     if len(cohort.subjects) < 4:
         found = f"only {len(cohort.subjects)} labelled subjects; training needs at least 4"
         raise ManifestError(Path(manifest_path), [found])
     return cohort
+
+
+def require_harmonisation(cohort: Cohort, config: TrainConfig) -> None:
+    """A cohort preprocessed with another harmonisation than the run's would train a model the bedside cannot
+    reproduce: refuse it by name."""
+    if cohort.harmonisation != config.harmonisation:
+        raise ConfigError(
+            f"the cohort was preprocessed with harmonisation {cohort.harmonisation!r} but the run asks for "
+            f"{config.harmonisation!r}; read it with load_labelled_cohort(..., harmonisation=config.harmonisation)"
+        )
 
 
 def train_run(
@@ -56,6 +77,7 @@ def train_run(
     from trainer.report import collect_predictions, write_report
 
     started = time.perf_counter()
+    require_harmonisation(cohort, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     split = export_groups(cohort, config.fatty_threshold, config.seed, config.holdout_share)
     save_split(out_dir, split)

@@ -58,8 +58,13 @@ def export_bundle(
     started, out = time.perf_counter(), Path(out_dir)
     run = exportable(open_run(run_dir), settings)
     profiles = run.profiles
-    independent = read_cohort(settings.fidelity_manifest, profiles, True) if settings.fidelity_manifest else None
-    cohort = read_cohort(run.manifest, profiles, labelled_only=True, progress=progress)
+    harmonisation = run.config.harmonisation
+    independent = (
+        read_cohort(settings.fidelity_manifest, profiles, True, harmonisation=harmonisation)
+        if settings.fidelity_manifest
+        else None
+    )
+    cohort = read_cohort(run.manifest, profiles, labelled_only=True, progress=progress, harmonisation=harmonisation)
     split = hold_out(cohort, run, settings)
     final = train_final_model(cohort, run, split, settings, progress)
     encoders = convert_encoders(cohort, final, split, settings, progress)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from calibration.bias_correction import feature_bias, shift_head_inputs
 from calibration.convert import convert_head
 from calibration.qat import convert_qat_head, quantization_aware_head
-from clkl.augment import apply_variant, variants
+from clkl.augment import apply_variant
 from clkl.tf_setup import keras
 from edge_runtime.bundle import head_input_indices
 from edge_runtime.interpreter import make_interpreter
@@ -69,7 +69,7 @@ def _bias_corrected(final: FinalModel, encoders: ConvertedEncoders) -> tuple[ker
 
 def _qat_pairs(cohort: Cohort, final: FinalModel, train_ids: list[str], cap: int) -> list[tuple[str, int]]:
     """(training subject, augmentation variant) pairs for --qat, at most cap of them."""
-    pairs = [(s, k) for s in train_ids for k in range(len(variants(final.config.augment)))]
+    pairs = [(s, k) for s in train_ids for k in range(len(final.config.variant_set))]
     if len(pairs) > cap:
         keep = np.random.default_rng(final.config.seed).permutation(len(pairs))[:cap]
         pairs = [pairs[i] for i in sorted(keep)]
@@ -81,7 +81,7 @@ def _quantization_aware(
 ) -> tuple[keras.Model, int]:
     """Fine-tune the corrected head on int8 features, distilling the float model's outputs on the same images;
     returns the head and how many (subject, variant) images it was fine-tuned on."""
-    chosen = variants(final.config.augment)
+    chosen = final.config.variant_set
     pairs = _qat_pairs(cohort, final, train_ids, settings.qat_images)
     index = {s: i for i, s in enumerate(cohort.ids)}
     int8_features = [

@@ -55,7 +55,9 @@ def calibration_samples(cohort: Cohort, final: FinalModel, split: ExportSplit, s
     """
     images = [cohort.image(s, v) for s in split.calibration for v in VIEWS]
     size = final.config.int8_samples if final.int8_encoder is not None else settings.representative_samples
-    return representative_dataset(images, final.config.augment, size, final.config.seed)
+    return representative_dataset(
+        images, final.config.augment, size, final.config.seed, final.config.appearance_families
+    )
 
 
 def _runners(blobs: dict[str, bytes]) -> dict[str, EncoderModel]:

@@ -95,7 +95,7 @@ def describe_bundle(
         name=settings.name or out.name,
         version=settings.version,
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
-        input=InputSpec(dtype=np.dtype(probe.input_dtype).name),
+        input=InputSpec(dtype=np.dtype(probe.input_dtype).name, harmonisation=final.config.harmonisation),
         features=FeatureSpec(
             size=int(probe.interpreter.get_output_details()[0]["shape"][-1]),
             dtype=np.dtype(probe.output_dtype).name,
@@ -118,6 +118,7 @@ def describe_bundle(
             weights_id=run.weights_id,
             finetune=final.config.finetune,
             augment=final.config.augment,
+            appearance=final.config.appearance,
             epochs=final.config.n_epochs,
             task=run.config.task,
             features=run.config.features,
