@@ -28,6 +28,8 @@ OUT = Path(os.environ.get("DEMO_OUT", "out/demo"))
 SUBJECTS = int(os.environ.get("DEMO_SUBJECTS", "48"))
 EPOCHS = os.environ.get("DEMO_EPOCHS")  # default: the paper's (1000 for the two-output head)
 WEIGHTS = os.environ.get("DEMO_WEIGHTS", "none")
+# A third of the default looks: extraction is the demo's cost (docs/DESIGN.md, "Across scanners").
+DEMO_APPEARANCE = os.environ.get("DEMO_APPEARANCE", "gain,tgc,dynamic_range")
 SEED = 2021
 FRAMES, RESULTS = "tcp://127.0.0.1:5755", "tcp://127.0.0.1:5756"
 PAGE = "127.0.0.1:8765"  # the bedside page (edge-runtime display), open it in a browser during the demo
@@ -214,7 +216,8 @@ def main() -> int:
         str(cohort),
     )
     step(
-        "2/4 CLKL training: frozen VGG19, light augmentation, 5-fold subject-level cross-validation",
+        "2/4 CLKL training: frozen VGG19, light augmentation plus the three appearance families that carried "
+        "over best between scanners, sector-median harmonisation, 5-fold subject-level cross-validation",
         str(BIN / "trainer"),
         "train",
         "--manifest",
@@ -225,6 +228,8 @@ def main() -> int:
         WEIGHTS,
         "--augment",
         "light",
+        "--appearance",
+        DEMO_APPEARANCE,
         *(["--epochs", EPOCHS] if EPOCHS else []),
         "--task",
         "both",

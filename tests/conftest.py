@@ -57,6 +57,8 @@ def run_dir(tiny_cohort: Path, feature_cache: Path, tmp_path_factory: pytest.Tem
             "none",
             "--augment",
             "light",
+            "--appearance",
+            "gain",
             "--epochs",
             "3",
             "--folds",

@@ -151,3 +151,37 @@ def test_an_older_bundle_without_a_calibrator_serves_raw_exams_and_says_so(bundl
     server.audit.close()
     (final,) = read_final_exams(tmp_path / "audit.jsonl")
     assert final["why"] == "ttl" and final["exam"]["call"] is None and "kidney_liver" in final["exam"]["reason"]
+
+
+def test_the_runtime_preprocesses_with_the_bundles_harmonisation(bundle_dir: Path, tmp_path: Path) -> None:
+    """The bedside's tensor is the trainer's: the bundle's recorded harmonisation is applied, and a bundle older
+    than the field (no `harmonisation`) keeps the plain crop it was trained on."""
+    import json
+    import shutil
+
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.config import RuntimeConfig
+    from edge_runtime.preprocess import preprocess_frame
+    from edge_runtime.profiles import default_profiles
+    from edge_runtime.schema import FrameHeader
+    from edge_runtime.server import EdgeServer
+    from edge_runtime.sessions import PendingFrame
+    from phantom.render import profile_for, render_view
+    from phantom.subject import draw_cohort
+
+    subject = draw_cohort(1, 23)[0]
+    screen, profile = render_view(subject, "liver", 23).screen, profile_for(subject)
+    older = tmp_path / "older"
+    shutil.copytree(bundle_dir, older)
+    meta = json.loads((older / "bundle.json").read_text())
+    assert meta["input"].pop("harmonisation") == "sector_median"  # the trainer's default, recorded
+    (older / "bundle.json").write_text(json.dumps(meta))
+    for root, expected in ((bundle_dir, "sector_median"), (older, "none")):
+        bundle = load_bundle(root)
+        config = RuntimeConfig(bundle=root, audit_log=tmp_path / f"audit-{expected}.jsonl")
+        server = EdgeServer(config, bundle, default_profiles(), context=zmq.Context())
+        header = FrameHeader(1, 1, time.time(), "s", profile.name, "liver", *screen.shape[1::-1], 3, "raw")
+        tensor = server._model_input(PendingFrame(header, screen.tobytes(), time.time()))
+        assert bundle.harmonisation == expected
+        np.testing.assert_array_equal(tensor, preprocess_frame(screen, profile, harmonisation=expected))
+        server.audit.close()

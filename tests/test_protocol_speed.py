@@ -69,7 +69,17 @@ def _predictions(run: Path) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_kernel_loop_cv_falls_within_the_keras_loops_interval(tiny_cohort: Path, feature_cache: Path, tmp_path: Path):
-    args = ["train", "--manifest", str(tiny_cohort / "manifest.csv"), "--weights", "none", "--augment", "light"]
+    args = [
+        "train",
+        "--manifest",
+        str(tiny_cohort / "manifest.csv"),
+        "--weights",
+        "none",
+        "--augment",
+        "light",
+        "--appearance",
+        "none",
+    ]
     args += ["--epochs", "40", "--folds", "2", "--bootstrap", "200", "--cache-dir", str(feature_cache)]
     for loop in ("keras", "kernel"):
         result = CliRunner().invoke(trainer_cli, [*args, "--out", str(tmp_path / loop), "--head-loop", loop])
@@ -93,7 +103,20 @@ def test_int8_features_run_exports_its_own_encoder_and_agrees_with_itself(
 
     run, bundle = tmp_path / "int8-run", tmp_path / "int8-bundle"
     args = ["train", "--manifest", str(tiny_cohort / "manifest.csv"), "--out", str(run), "--weights", "none"]
-    args += ["--augment", "light", "--epochs", "5", "--folds", "2", "--task", "both", "--bootstrap", "50"]
+    args += [
+        "--augment",
+        "light",
+        "--appearance",
+        "none",
+        "--epochs",
+        "5",
+        "--folds",
+        "2",
+        "--task",
+        "both",
+        "--bootstrap",
+        "50",
+    ]
     args += ["--features", "int8", "--int8-samples", "16", "--cache-dir", str(feature_cache)]
     result = CliRunner().invoke(trainer_cli, args)
     assert result.exit_code == 0, result.output

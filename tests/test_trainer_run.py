@@ -151,6 +151,8 @@ def test_finetuning_trains_the_backbone_end_to_end(tiny_cohort: Path, tmp_path: 
             "none",
             "--augment",
             "none",
+            "--appearance",
+            "none",
             "--epochs",
             "1",
             "--folds",
@@ -202,6 +204,8 @@ def test_ablate_reports_every_row_on_the_same_folds(tiny_cohort: Path, feature_c
             "none",
             "--augment",
             "light",
+            "--appearance",
+            "none",
             "--epochs",
             "2",
             "--folds",
@@ -219,6 +223,8 @@ def test_ablate_reports_every_row_on_the_same_folds(tiny_cohort: Path, feature_c
     for row in ("| liver |", "| kidney_liver |", "| clkl |", "| clkl_no_augmentation |"):
         assert row in table
     assert (out / "ablation.png").is_file()
+    across = table[table.index("## Across vendors") :]  # the tiny cohort has both vendors
+    assert "| GE -> PHILIPS |" in across and "| PHILIPS -> GE |" in across and (out / "transfer.png").is_file()
     folds = {json.dumps(json.loads((out / r / "folds.json").read_text())) for r in ("liver", "kidney_liver", "clkl")}
     assert len(folds) == 1
     bad = CliRunner().invoke(

@@ -1,8 +1,9 @@
 """`trainer ablate`: the paper's comparison in one table, every row on the same subject-level folds.
 
-Rows: liver only, kidney-liver only, CLKL (frozen), CLKL fine-tuned, CLKL without augmentation. As in the
-paper, the rows are classifiers by default and the fine-tuned row trains every layer; the table states the
-depth that was fine-tuned.
+Rows: liver only, kidney-liver only, CLKL (frozen), CLKL fine-tuned, CLKL without augmentation (neither
+rotations nor appearance looks). As in the paper, the rows are classifiers by default and the fine-tuned row
+trains every layer; the table states the depth that was fine-tuned. With two or more vendors the report adds
+the CLKL row across vendors (trained without the test vendor), next to its within-vendor CV.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from trainer.config import TrainConfig
 from trainer.dataset import Cohort
 from trainer.paper import paper_line
 from trainer.train import train_run
+from trainer.transfer_report import transfer_section
 
 ROWS = ("liver", "kidney_liver", "clkl", "clkl_finetuned", "clkl_no_augmentation")
 
@@ -25,7 +27,7 @@ def ablation_configs(base: TrainConfig, finetune: str, finetune_epochs: int | No
         "kidney_liver": base.with_changes(views="kidney_liver"),
         "clkl": base.with_changes(views="clkl"),
         "clkl_finetuned": base.with_changes(views="clkl", finetune=finetune, epochs=finetune_epochs or base.epochs),
-        "clkl_no_augmentation": base.with_changes(views="clkl", augment="none"),
+        "clkl_no_augmentation": base.with_changes(views="clkl", augment="none", appearance="none"),
     }
 
 
@@ -82,10 +84,28 @@ def run_ablation(
         folds_file = folds_file or run_dir / "folds.json"  # every later row reuses the first row's folds
         results[name] = {"config": configs[name].model_dump(), **report}
     table = ablation_markdown(results)
+    across = _across_vendors(cohort, configs["clkl"], shared, out_dir) if shared is not None else None
+    if across is not None:
+        results["across_vendors"] = across
+        table += "\n" + transfer_section(across)
     (out_dir / "ablation.md").write_text(table)
     (out_dir / "ablation.json").write_text(json.dumps(results, indent=2, default=str))
-    _plot(out_dir / "ablation.png", results)
+    _plot(out_dir / "ablation.png", {k: v for k, v in results.items() if k != "across_vendors"})
     return results
+
+
+def _across_vendors(cohort: Cohort, clkl: TrainConfig, shared, out_dir: Path) -> dict[str, Any] | None:
+    """The CLKL row across vendors (trainer.transfer's rows on the shared features), when there are two or more
+    vendors: the paper's theme is different scanners, and cross-validation alone mixes them in every fold."""
+    from trainer.transfer import score_setting, transfer_rows
+    from trainer.transfer_report import transfer_plot
+
+    if len(set(cohort.vendors())) < 2:
+        return None
+    scored = score_setting(cohort, shared.for_config(clkl), clkl, transfer_rows(cohort.vendors()))
+    across = {"headline": clkl.appearance, "config": clkl.model_dump(), "settings": {clkl.appearance: scored}}
+    transfer_plot(out_dir / "transfer.png", across)
+    return across
 
 
 def _cell(report: dict[str, Any], key: str, pct: bool = False) -> str:

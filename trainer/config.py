@@ -61,12 +61,13 @@ class TrainConfig(BaseModel):
         "paper", description="paper: 39 rotation/flip variants; light: 4; none: the image only."
     )
     appearance: str = Field(
-        "none",
+        "all",
         description="Appearance augmentation families (clkl.appearance), comma-separated, 'all' or 'none': "
-        "looks of scanners and operators (gain, tgc, grey_map, dynamic_range, speckle, noise, zoom, jpeg).",
+        "looks of scanners and operators (gain, tgc, grey_map, dynamic_range, speckle, noise, zoom, jpeg); "
+        "all 8 add 14 variants per image (docs/DESIGN.md, 'Across scanners').",
     )
     harmonisation: Harmonisation = Field(
-        "none",
+        "sector_median",
         description="Scanner harmonisation, preprocess_frame's last step (the bundle records it, so the bedside "
         "does the same): sector_median scales grey levels so the sector's median echo sits at one level.",
     )

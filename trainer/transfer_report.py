@@ -65,6 +65,17 @@ def _study_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def transfer_section(results: dict[str, Any]) -> str:
+    """The headline setting's transfer table as a section of another report (the ablation's)."""
+    lines = [
+        "## Across vendors (CLKL: trained without the test vendor vs within-vendor CV; plot transfer.png)",
+        "",
+        *_row_table(results["settings"][results["headline"]]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def transfer_markdown(results: dict[str, Any]) -> str:
     headline = results["headline"]
     config = results["config"]
