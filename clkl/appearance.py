@@ -80,6 +80,12 @@ FAMILIES: dict[str, tuple[Transform, tuple[float, ...]]] = {
 }
 
 
+# The trainer's default: the families that made the model carry over to an unseen vendor (trainer transfer
+# --study). Noise and JPEG re-encoding added nothing measurable on top of these, so they cost no default
+# extraction; '--appearance all' still uses them.
+KEPT_FAMILIES = ("gain", "tgc", "grey_map", "dynamic_range", "speckle", "zoom")
+
+
 def look_names(families: tuple[str, ...]) -> tuple[str, ...]:
     """The named looks of some families, e.g. ('gain0', 'gain1'): one per level."""
     unknown = [f for f in families if f not in FAMILIES]

@@ -28,7 +28,7 @@ OUT = Path(os.environ.get("DEMO_OUT", "out/demo"))
 SUBJECTS = int(os.environ.get("DEMO_SUBJECTS", "48"))
 EPOCHS = os.environ.get("DEMO_EPOCHS")  # default: the paper's (1000 for the two-output head)
 WEIGHTS = os.environ.get("DEMO_WEIGHTS", "none")
-# A third of the default looks: extraction is the demo's cost (docs/DESIGN.md, "Across scanners").
+# Half of the default looks: extraction is the demo's cost (docs/DESIGN.md, "Across scanners").
 DEMO_APPEARANCE = os.environ.get("DEMO_APPEARANCE", "gain,dynamic_range,zoom")
 SEED = 2021
 FRAMES, RESULTS = "tcp://127.0.0.1:5755", "tcp://127.0.0.1:5756"

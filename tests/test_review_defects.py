@@ -198,7 +198,8 @@ def test_bundle_reproduces_exports_int8_answer_and_tracks_float_on_a_real_frame(
     features = {}
     for view in ("liver", "kidney_liver"):
         row = rows[(subject, view)]
-        tensor = preprocess_frame(read_image(tiny_cohort / row["path"]), default_profiles()[row["scanner"]])
+        screen, profile = read_image(tiny_cohort / row["path"]), default_profiles()[row["scanner"]]
+        tensor = preprocess_frame(screen, profile, harmonisation=bundle.harmonisation)
         features[view] = bundle.encode(view, tensor)
     p_fatty, pdff = bundle.head(features)
     assert p_fatty == pytest.approx(measured["p_int8"], abs=1e-6)

@@ -33,16 +33,18 @@ def _cohort_images(folder: Path) -> dict[tuple[str, str], np.ndarray]:
 
 
 def test_every_layout_as_screen_dicom_and_cropped_gives_identical_tensors(tmp_path: Path) -> None:
-    """18 subjects over six layouts: each layout's subjects come as a screen PNG, a DICOM and a cropped PNG."""
-    generate_cohort(tmp_path / "screens", 18, seed=5, with_masks=False, workers=2, form=CohortForm(ALL))
-    generate_cohort(tmp_path / "mixed", 18, seed=5, with_masks=False, workers=2, form=CohortForm(ALL, FORMATS))
+    """27 subjects over every layout of three vendors: each layout's subjects come as a screen PNG, a DICOM and
+    a cropped PNG."""
+    generate_cohort(tmp_path / "screens", 27, seed=5, with_masks=False, workers=2, form=CohortForm(ALL))
+    generate_cohort(tmp_path / "mixed", 27, seed=5, with_masks=False, workers=2, form=CohortForm(ALL, FORMATS))
     rows = list(csv.DictReader((tmp_path / "mixed" / "manifest.csv").open()))
     scanners = {r["scanner"] for r in rows}
-    assert {r["path"][-4:] for r in rows} == {".png", ".dcm"} and len(scanners) == 6 + 2 * 2
+    vendors = {LAYOUTS[name].vendor for name in ALL}
+    assert {r["path"][-4:] for r in rows} == {".png", ".dcm"} and len(scanners) == len(ALL) + 2 * len(vendors)
     truth = json.loads((tmp_path / "mixed" / "truth.json").read_text())
     assert {s["layout"] for s in truth["subjects"]} == set(ALL)
     screens, mixed = _cohort_images(tmp_path / "screens"), _cohort_images(tmp_path / "mixed")
-    assert screens.keys() == mixed.keys() and len(screens) == 36
+    assert screens.keys() == mixed.keys() and len(screens) == 2 * 27
     for key, tensor in screens.items():
         np.testing.assert_array_equal(mixed[key], tensor, err_msg=str(key))
 

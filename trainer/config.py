@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from clkl.appearance import FAMILIES, look_names
+from clkl.appearance import FAMILIES, KEPT_FAMILIES, look_names
 from clkl.augment import Variant, variants
 from clkl.minmax import SPAN_FLOOR
 from edge_runtime.errors import FattyLiverError
@@ -61,10 +61,10 @@ class TrainConfig(BaseModel):
         "paper", description="paper: 39 rotation/flip variants; light: 4; none: the image only."
     )
     appearance: str = Field(
-        "all",
+        ",".join(KEPT_FAMILIES),
         description="Appearance augmentation families (clkl.appearance), comma-separated, 'all' or 'none': "
-        "looks of scanners and operators (gain, tgc, grey_map, dynamic_range, speckle, noise, zoom, jpeg); "
-        "all 8 add 14 variants per image (docs/DESIGN.md, 'Across scanners').",
+        "looks of scanners and operators (gain, tgc, grey_map, dynamic_range, speckle, noise, zoom, jpeg). "
+        "The default six add 12 variants per image (docs/DESIGN.md, 'Across scanners').",
     )
     harmonisation: Harmonisation = Field(
         "sector_median",
