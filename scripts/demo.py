@@ -1,8 +1,9 @@
 """The README's demo on embedded defaults: phantom cohort -> CLKL training -> int8 bundle -> live bedside run.
 
 Every step prints what it runs and how long it took; every artefact lands in out/demo/. Defaults (48
-subjects, the paper's 1000 epochs, which the kernel-form head loop trains in seconds) take two to five minutes
-on two CPU cores; fewer subjects leave too few per fold to learn from. The summary scores each live exam
+subjects, the paper's 1000 epochs, which the kernel-form head loop trains in seconds, three appearance-look
+families whose features take most of the time) take about six minutes on two CPU cores; fewer subjects leave
+too few per fold to learn from. The summary scores each live exam
 against the phantom's truth: flips of the per-pair call against flips of the exam call. The backbone uses random weights
 (`none`) so the demo runs offline; set DEMO_WEIGHTS=imagenet (or a path to VGG19 no-top weights) for the
 ImageNet backbone of the paper.
