@@ -96,8 +96,9 @@ def look_names(families: tuple[str, ...]) -> tuple[str, ...]:
 
 def apply_look(image: np.ndarray, look: str) -> np.ndarray:
     """One named look on a uint8 image (H x W x 3); pixels outside the sector (exactly black) stay black."""
-    family, level = look.rstrip("0123456789"), int(look[len(look.rstrip("0123456789")) :])
+    family = look.rstrip("0123456789")
     transform, levels = FAMILIES[family]
+    level = int(look[len(family) :])
     sector = image.max(axis=2, keepdims=True) > 0
     out = transform(image.astype(np.float32), levels[level])
     if family != "zoom":  # zoom moves the sector itself; its own border is black

@@ -64,20 +64,8 @@ def test_a_site_scanner_trains_with_profiles_and_the_run_records_them(
     ok = CliRunner().invoke(trainer_cli, ["validate", str(cohort / "manifest.csv"), "--profiles", str(profiles)])
     assert ok.exit_code == 0, ok.output
     args = ["train", "--manifest", str(cohort / "manifest.csv"), "--out", str(tmp_path / "run"), "--weights", "none"]
-    args += [
-        "--augment",
-        "light",
-        "--appearance",
-        "none",
-        "--epochs",
-        "2",
-        "--folds",
-        "2",
-        "--task",
-        "both",
-        "--bootstrap",
-        "20",
-    ]
+    args += ["--augment", "light", "--appearance", "none", "--epochs", "2", "--folds", "2", "--task", "both"]
+    args += ["--bootstrap", "20"]
     args += ["--cache-dir", str(feature_cache), "--profiles", str(profiles)]
     result = CliRunner().invoke(trainer_cli, args)
     assert result.exit_code == 0, result.output

@@ -103,20 +103,8 @@ def test_int8_features_run_exports_its_own_encoder_and_agrees_with_itself(
 
     run, bundle = tmp_path / "int8-run", tmp_path / "int8-bundle"
     args = ["train", "--manifest", str(tiny_cohort / "manifest.csv"), "--out", str(run), "--weights", "none"]
-    args += [
-        "--augment",
-        "light",
-        "--appearance",
-        "none",
-        "--epochs",
-        "5",
-        "--folds",
-        "2",
-        "--task",
-        "both",
-        "--bootstrap",
-        "50",
-    ]
+    args += ["--augment", "light", "--appearance", "none", "--epochs", "5", "--folds", "2", "--task", "both"]
+    args += ["--bootstrap", "50"]
     args += ["--features", "int8", "--int8-samples", "16", "--cache-dir", str(feature_cache)]
     result = CliRunner().invoke(trainer_cli, args)
     assert result.exit_code == 0, result.output

@@ -148,20 +148,8 @@ def test_a_cohort_of_three_layouts_plus_dicom_trains_exports_and_serves(
     assert CliRunner().invoke(phantom_cli, args).exit_code == 0
     profiles = str(cohort / "profiles.json")
     args = ["train", "--manifest", str(cohort / "manifest.csv"), "--out", str(tmp_path / "run"), "--weights", "none"]
-    args += [
-        "--augment",
-        "light",
-        "--appearance",
-        "none",
-        "--epochs",
-        "2",
-        "--folds",
-        "2",
-        "--task",
-        "classify",
-        "--bootstrap",
-        "20",
-    ]
+    args += ["--augment", "light", "--appearance", "none", "--epochs", "2", "--folds", "2", "--task"]
+    args += ["classify", "--bootstrap", "20"]
     result = CliRunner().invoke(trainer_cli, [*args, "--cache-dir", str(feature_cache), "--profiles", profiles])
     assert result.exit_code == 0, result.output
     bundle = tmp_path / "bundle"

@@ -15,6 +15,7 @@ from typing import Any
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort
 from trainer.paper import paper_line
+from trainer.report import metric_cell
 from trainer.train import train_run
 from trainer.transfer_report import transfer_section
 
@@ -84,13 +85,13 @@ def run_ablation(
         folds_file = folds_file or run_dir / "folds.json"  # every later row reuses the first row's folds
         results[name] = {"config": configs[name].model_dump(), **report}
     table = ablation_markdown(results)
+    _plot(out_dir / "ablation.png", results)
     across = _across_vendors(cohort, configs["clkl"], shared, out_dir) if shared is not None else None
     if across is not None:
-        results["across_vendors"] = across
         table += "\n" + transfer_section(across)
+        results = {**results, "across_vendors": across}
     (out_dir / "ablation.md").write_text(table)
     (out_dir / "ablation.json").write_text(json.dumps(results, indent=2, default=str))
-    _plot(out_dir / "ablation.png", {k: v for k, v in results.items() if k != "across_vendors"})
     return results
 
 
@@ -106,17 +107,6 @@ def _across_vendors(cohort: Cohort, clkl: TrainConfig, shared, out_dir: Path) ->
     across = {"headline": clkl.appearance, "config": clkl.model_dump(), "settings": {clkl.appearance: scored}}
     transfer_plot(out_dir / "transfer.png", across)
     return across
-
-
-def _cell(report: dict[str, Any], key: str, pct: bool = False) -> str:
-    value, ci = report["pooled"].get(key), report["ci95"].get(key)
-    if value is None:
-        return "n/a"
-    scale, unit = (100, " %") if pct else (1, "")
-    text = f"{value * scale:.1f}{unit}" if pct else f"{value:.3f}"
-    if ci:
-        text += f" [{ci[0] * scale:.{1 if pct else 2}f}, {ci[1] * scale:.{1 if pct else 2}f}]"
-    return text
 
 
 def _fold_mean(report: dict[str, Any], key: str) -> str:
@@ -138,9 +128,9 @@ def ablation_markdown(results: dict[str, Any]) -> str:
     for name, r in results.items():
         config = TrainConfig.model_validate(r["config"])
         lines.append(
-            f"| {row_label(name, config)} | {config.task} | {_cell(r, 'auc')} | {_fold_mean(r, 'auc')} | "
-            f"{_cell(r, 'accuracy', True)} | {_cell(r, 'precision', True)} | {_cell(r, 'recall', True)} | "
-            f"{_cell(r, 'specificity', True)} | {_cell(r, 'r2')} | {_cell(r, 'mae')} |"
+            f"| {row_label(name, config)} | {config.task} | {metric_cell(r, 'auc')} | {_fold_mean(r, 'auc')} | "
+            f"{metric_cell(r, 'accuracy')} | {metric_cell(r, 'precision')} | {metric_cell(r, 'recall')} | "
+            f"{metric_cell(r, 'specificity')} | {metric_cell(r, 'r2')} | {metric_cell(r, 'mae')} |"
         )
     lines += ["", paper_line(), ""]
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from clkl.tf_setup import choose_strategy, keras
 from edge_runtime.schema import INPUT_SHAPE
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort
-from trainer.folds import FoldError, load_folds, make_folds, save_folds, train_ids
+from trainer.folds import fold_rows, load_folds, make_folds, save_folds
 from trainer.kernel_sgd import SgdSettings, train_head
 from trainer.progress import EpochBar
 
@@ -202,15 +202,11 @@ def run_cross_validation(
         folds = make_folds(ids, cohort.vendors(), list(pdff >= config.fatty_threshold), config.folds, config.seed)
     save_folds(out_dir / "folds.json", folds)
     y = targets(cohort, config.outputs, config.fatty_threshold)
-    index = {s: i for i, s in enumerate(ids)}
 
     outcomes = []
-    for k, test in enumerate(tqdm(folds, desc="folds", unit="fold", disable=not progress)):
+    progress_bar = {"total": len(folds), "desc": "folds", "unit": "fold", "disable": not progress}
+    for k, rows, test_rows in tqdm(fold_rows(folds, ids), **progress_bar):
         started = time.perf_counter()
-        rows = np.array([index[s] for s in train_ids(folds, k)])
-        test_rows = np.array([index[s] for s in test])
-        if set(rows) & set(test_rows):
-            raise FoldError(f"fold {k}: a subject is on both sides of the fold")
         fold_dir = out_dir / f"fold{k}"
         fold_dir.mkdir(exist_ok=True)
         if config.finetune is None:
@@ -223,5 +219,5 @@ def run_cross_validation(
             model, preds, history = finetune_fold(cohort, rows, test_rows, y, config, config.seed + k, progress)
             model.save_weights(fold_dir / "model.weights.h5")
         (fold_dir / "history.json").write_text(json.dumps(history))
-        outcomes.append(FoldOutcome(k, list(test), preds, history, time.perf_counter() - started))
+        outcomes.append(FoldOutcome(k, list(folds[k]), preds, history, time.perf_counter() - started))
     return outcomes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,15 @@ def load_folds(path: Path, ids: list[str]) -> list[list[str]]:
 
 def train_ids(folds: list[list[str]], k: int) -> list[str]:
     return [s for j, f in enumerate(folds) if j != k for s in f]
+
+
+def fold_rows(folds: list[list[str]], ids: list[str]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(fold, training row indices, test row indices) into ids, for each fold; a subject on both sides is an
+    error (the cross-validation engine and trainer transfer's within-vendor CV both iterate this way)."""
+    index = {s: i for i, s in enumerate(ids)}
+    for k, test in enumerate(folds):
+        rows = np.array([index[s] for s in train_ids(folds, k)])
+        test_rows = np.array([index[s] for s in test])
+        if set(rows) & set(test_rows):
+            raise FoldError(f"fold {k}: a subject is on both sides of the fold")
+        yield k, rows, test_rows

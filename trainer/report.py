@@ -106,6 +106,19 @@ def _fmt(value: float | None, pct: bool = False) -> str:
 PERCENT = {"accuracy", "precision", "recall", "specificity", "f1"}
 
 
+def metric_cell(summary: dict[str, Any], key: str) -> str:
+    """One table cell: the pooled value and its 95 % CI (percentages for the PERCENT metrics), 'n/a' if absent."""
+    value, ci = summary["pooled"].get(key), summary["ci95"].get(key)
+    if value is None:
+        return "n/a"
+    pct = key in PERCENT
+    scale, digits = (100, 1) if pct else (1, 2)
+    text = f"{value * scale:.1f} %" if pct else f"{value:.3f}"
+    if ci:
+        text += f" [{ci[0] * scale:.{digits}f}, {ci[1] * scale:.{digits}f}]"
+    return text
+
+
 def markdown(summary: dict[str, Any], config: TrainConfig, title: str) -> str:
     lines = [
         f"# {title}",

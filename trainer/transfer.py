@@ -57,23 +57,17 @@ def study_settings(config: TrainConfig) -> list[str]:
     return list(dict.fromkeys(settings))
 
 
-def _prediction_rows(cohort: Cohort, rows: np.ndarray, preds: dict[str, np.ndarray], fold: int) -> list[dict]:
-    out = []
-    for i, r in enumerate(rows):
-        subject = cohort.subjects[r]
-        row: dict[str, Any] = {"subject_id": subject.subject_id, "fold": fold, "vendor": subject.vendor}
-        row["pdff"] = subject.pdff
-        for name, values in preds.items():
-            row[name if name == "p_fatty" else "pdff_pred"] = float(values[i])
-        out.append(row)
-    return out
-
-
 def _fit_predict(feats, y, train_rows: np.ndarray, test_rows: np.ndarray, config: TrainConfig, seed: int, desc: str):
     from trainer.crossval import fit_head_on_features, predict_rows
 
     head, _ = fit_head_on_features(feats, y, train_rows, config, seed, desc, progress=False)
     return predict_rows(head, feats, test_rows, config)
+
+
+def _outcome(cohort: Cohort, fold: int, rows: np.ndarray, preds: dict[str, np.ndarray]):
+    from trainer.crossval import FoldOutcome
+
+    return FoldOutcome(fold, [cohort.ids[r] for r in rows], preds, {}, 0.0)
 
 
 def within_predictions(cohort: Cohort, feats, y, config: TrainConfig) -> list[dict]:
@@ -85,19 +79,16 @@ def within_predictions(cohort: Cohort, feats, y, config: TrainConfig) -> list[di
         y: output name -> one target per subject.
         config: the protocol (folds, seed, epochs).
     """
-    from trainer.folds import make_folds, train_ids
+    from trainer.folds import fold_rows, make_folds
+    from trainer.report import collect_predictions
 
-    ids = cohort.ids
     fatty = list(cohort.pdff() >= config.fatty_threshold)
-    folds = make_folds(ids, cohort.vendors(), fatty, config.folds, config.seed)
-    index = {s: i for i, s in enumerate(ids)}
-    out = []
-    for k, test in enumerate(folds):
-        rows = np.array([index[s] for s in train_ids(folds, k)])
-        test_rows = np.array([index[s] for s in test])
-        preds = _fit_predict(feats, y, rows, test_rows, config, config.seed + k, f"CV fold {k + 1}")
-        out += _prediction_rows(cohort, test_rows, preds, k)
-    return out
+    folds = make_folds(cohort.ids, cohort.vendors(), fatty, config.folds, config.seed)
+    outcomes = [
+        _outcome(cohort, k, test_rows, _fit_predict(feats, y, rows, test_rows, config, config.seed + k, f"CV {k}"))
+        for k, rows, test_rows in fold_rows(folds, cohort.ids)
+    ]
+    return collect_predictions(cohort, outcomes)
 
 
 def score_setting(cohort: Cohort, feats, config: TrainConfig, rows: list[TransferRow]) -> dict[str, Any]:
@@ -110,7 +101,7 @@ def score_setting(cohort: Cohort, feats, config: TrainConfig, rows: list[Transfe
         rows: the transfer rows.
     """
     from trainer.crossval import targets
-    from trainer.report import summarise
+    from trainer.report import collect_predictions, summarise
 
     y = targets(cohort, config.outputs, config.fatty_threshold)
     vendors = np.array(cohort.vendors())
@@ -120,7 +111,7 @@ def score_setting(cohort: Cohort, feats, config: TrainConfig, rows: list[Transfe
         train_rows = np.flatnonzero(np.isin(vendors, row.train))
         test_rows = np.flatnonzero(vendors == row.test)
         preds = _fit_predict(feats, y, train_rows, test_rows, config, config.seed + 100 + n, row.name)
-        summary = summarise(_prediction_rows(cohort, test_rows, preds, 0), config)
+        summary = summarise(collect_predictions(cohort, [_outcome(cohort, 0, test_rows, preds)]), config)
         own = [r for r in within if r["vendor"] == row.test]
         result["rows"][row.name] = {
             "train": list(row.train),

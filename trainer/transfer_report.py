@@ -5,17 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from trainer.paper import paper_line
+from trainer.report import metric_cell
 
 WITHIN = "within-vendor CV"
-
-
-def _cell(summary: dict[str, Any], key: str, pct: bool = False) -> str:
-    value, ci = summary["pooled"].get(key), summary["ci95"].get(key)
-    if value is None:
-        return "n/a"
-    scale, digits = (100, 0) if pct else (1, 2)
-    text = f"{value * scale:.{1 if pct else 3}f}{' %' if pct else ''}"
-    return text + (f" [{ci[0] * scale:.{digits}f}, {ci[1] * scale:.{digits}f}]" if ci else "")
 
 
 def _row_table(setting: dict[str, Any]) -> list[str]:
@@ -24,19 +16,16 @@ def _row_table(setting: dict[str, Any]) -> list[str]:
         "recall across | accuracy across | R^2 across |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    scored_columns = ("specificity", "recall", "accuracy", "r2")  # of the across prediction, after the AUCs
     for name, row in setting["rows"].items():
         across, within = row["across"], row["within"]
-        lines.append(
-            f"| {name} | {row['n_train']} | {across['n_subjects']} | {_cell(across, 'auc')} | {_cell(within, 'auc')} | "
-            f"{_cell(across, 'specificity', True)} | {_cell(across, 'recall', True)} | "
-            f"{_cell(across, 'accuracy', True)} | {_cell(across, 'r2')} |"
-        )
+        cells = [name, row["n_train"], across["n_subjects"], metric_cell(across, "auc"), metric_cell(within, "auc")]
+        cells += [metric_cell(across, key) for key in scored_columns]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     cv = setting[WITHIN]
-    lines.append(
-        f"| {WITHIN} (all vendors, pooled) | | {cv['n_subjects']} | | {_cell(cv, 'auc')} | "
-        f"{_cell(cv, 'specificity', True)} | {_cell(cv, 'recall', True)} | {_cell(cv, 'accuracy', True)} | "
-        f"{_cell(cv, 'r2')} |"
-    )
+    cells = [f"{WITHIN} (all vendors, pooled)", "", cv["n_subjects"], "", metric_cell(cv, "auc")]
+    cells += [metric_cell(cv, key) for key in scored_columns]
+    lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
 
 
@@ -61,7 +50,7 @@ def _study_table(results: dict[str, Any]) -> list[str]:
         mean = mean_across_auc(scored)
         change = "" if base is None else f"{mean - base:+.3f}"
         cells = " | ".join("n/a" if a is None else f"{a:.3f}" for a in aucs)
-        lines.append(f"| {setting} | {cells} | {mean:.3f} | {change} | {_cell(scored[WITHIN], 'auc')} |")
+        lines.append(f"| {setting} | {cells} | {mean:.3f} | {change} | {metric_cell(scored[WITHIN], 'auc')} |")
     return lines
 
 
