@@ -65,6 +65,8 @@ def preprocess_frame(
 
 
 SECTOR_MEDIAN_GREY = 96.0  # where "sector_median" puts the median echo of every image
+SECTOR_FLOOR = 24  # grey levels up to this are background (grabber noise, video black at 16) or anechoic:
+# not echoes, so they stay out of the sector median
 
 
 def harmonise(image: np.ndarray, method: str) -> np.ndarray:
@@ -72,14 +74,15 @@ def harmonise(image: np.ndarray, method: str) -> np.ndarray:
 
     'sector_median' scales every grey level inside the sector by one factor, so the sector's median echo lands on
     SECTOR_MEDIAN_GREY: overall gain and display brightness go, while ratios of grey levels (the hepatorenal index
-    is one) stay. Pixels outside the sector (exactly black) stay black.
+    is one) stay. Pixels outside the sector (exactly black) stay black. The median is taken over echoes only
+    (above SECTOR_FLOOR), so a grabber's noisy or lifted black does not move it.
     """
     if method == "none":
         return image
     if method != "sector_median":
         raise PreprocessError(f"unknown harmonisation {method!r}; expected one of {', '.join(HARMONISATIONS)}")
     grey = image.max(axis=2)
-    inside = grey[grey > 0]
+    inside = grey[grey > SECTOR_FLOOR]
     if inside.size == 0:
         return image
     factor = SECTOR_MEDIAN_GREY / max(float(np.median(inside)), 1.0)

@@ -114,3 +114,23 @@ def test_unreadable_images_are_named(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ImageReadError, match="unsupported"):
         read_image(tmp_path / "notes.txt")
+
+
+def test_harmonisation_ignores_a_grabbers_noisy_or_lifted_black() -> None:
+    """A frame grabber seldom delivers exact black: noise of a grey level or two, or video's limited range (black
+    at 16). The sector's median must come from echoes, not from the background, or one image harmonises to two
+    brightnesses (and a frozen screen looks like new frames)."""
+    from edge_runtime.preprocess import SECTOR_MEDIAN_GREY, harmonise
+    from phantom.render import profile_for, render_view
+    from phantom.subject import draw_cohort
+
+    subject = draw_cohort(1, 17)[0]
+    screen = render_view(subject, "kidney_liver", 17).screen
+    clean = preprocess_frame(screen, profile_for(subject), harmonisation="none")
+    noisy = np.clip(clean.astype(np.int16) + np.random.default_rng(0).integers(0, 3, clean.shape), 0, 255)
+    lifted = np.maximum(clean, 16)
+    reference = harmonise(clean, "sector_median").astype(np.float32)
+    for grabbed in (noisy.astype(np.uint8), lifted):
+        harmonised = harmonise(grabbed, "sector_median").astype(np.float32)
+        bright = clean.max(axis=2) > 40  # echoes, where the background does not reach
+        assert np.median(np.abs(harmonised - reference)[bright]) <= 0.02 * SECTOR_MEDIAN_GREY
