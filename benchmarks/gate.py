@@ -8,14 +8,16 @@ Three cohorts are rendered with a seed the bundle was not trained on:
 
 Every frame goes through the bedside's own path (preprocess_frame, the bundle's encoder, the colour check,
 the view head, the guard). Reported: the view confusion matrix at the bundle's floor, other frames admitted,
-the guard's flag rate on the independent and the shifted cohort and the AUC of its score between them, and
-the gate's added time per frame (view head + guard).
+the guard's flag rate (and why: features or clipping) on the independent and the shifted cohort and the AUC of
+its score between them, the bundle's calls where the guard is silent, and
+the gate's added time per frame (colour check, view head, guard).
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from benchmarks.common import machine, summarise, time_calls, write_reports
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.profiles import default_profiles, load_profiles
-from edge_runtime.schema import OTHER_VIEW, VIEWS
+from edge_runtime.schema import FATTY_PDFF, OTHER_VIEW, VIEWS
 from edge_runtime.server import EdgeServer
 from edge_runtime.sessions import PendingFrame
 from phantom.cohort import CohortForm, generate_cohort
@@ -37,10 +39,10 @@ from trainer.dataset import Cohort, read_cohort
 ROUTES = (*VIEWS, "rejected")
 
 
-def _frames(cohort: Cohort) -> list[tuple[str, np.ndarray]]:
-    """(true class, model input) of every frame of a cohort."""
-    out = [(v, cohort.image(s, v)) for s in cohort.ids for v in VIEWS]
-    return out + [(OTHER_VIEW, image) for s in cohort.ids for image in cohort.others.get(s, [])]
+def _frames(cohort: Cohort) -> list[tuple[str, np.ndarray, str]]:
+    """(true class, model input, subject) of every frame of a cohort."""
+    out = [(v, cohort.image(s, v), s) for s in cohort.ids for v in VIEWS]
+    return out + [(OTHER_VIEW, image, s) for s in cohort.ids for image in cohort.others.get(s, [])]
 
 
 def route(bundle: Bundle, tensor: np.ndarray, features: np.ndarray) -> str:
@@ -51,27 +53,52 @@ def route(bundle: Bundle, tensor: np.ndarray, features: np.ndarray) -> str:
 
 
 def score_cohort(bundle: Bundle, cohort: Cohort) -> dict[str, Any]:
-    """Confusion (true class x route) and guard scores per true view."""
+    """Confusion (true class x route), guard scores of the view frames (1.0 = the limit) and why they were flagged,
+    and the bundle's calls on the cohort's subjects: all of them, and those whose frames the guard let through."""
     confusion = {c: dict.fromkeys(ROUTES, 0) for c in (*VIEWS, OTHER_VIEW)}
     scores: dict[str, list[float]] = {v: [] for v in VIEWS}
-    flagged: list[bool] = []
-    for truth, tensor in _frames(cohort):
-        features = bundle.encode(VIEWS[0], tensor)
+    reasons: Counter[str] = Counter()
+    features: dict[tuple[str, str], np.ndarray] = {}
+    for truth, tensor, subject in _frames(cohort):
+        encoded = bundle.encode(VIEWS[0], tensor)
         if bundle.gate.view_head is not None:
-            confusion[truth][route(bundle, tensor, features)] += 1
-        if truth in VIEWS and bundle.gate.guards:
-            guard = bundle.gate.guards[truth]
-            scores[truth].append(guard.score(features))
-            flagged.append(scores[truth][-1] > guard.threshold)
+            confusion[truth][route(bundle, tensor, encoded)] += 1
+        if truth in VIEWS:
+            features[subject, truth] = encoded
+            scored = bundle.gate.guard_score(truth, tensor, encoded)
+            if scored is not None:
+                scores[truth].append(scored[0])
+                reasons[scored[1]] += scored[0] > 1.0
     views = sum(confusion[v][v] for v in VIEWS), sum(sum(confusion[v].values()) for v in VIEWS)
     others = confusion[OTHER_VIEW]
+    flags = [x > 1.0 for v in VIEWS for x in scores[v]]
     return {
         "confusion": confusion,
         "view_accuracy": views[0] / max(views[1], 1),
         "other_admitted": (others["liver"] + others["kidney_liver"]) / max(sum(others.values()), 1),
-        "flagged": float(np.mean(flagged)) if flagged else None,
+        "flagged": float(np.mean(flags)) if flags else None,
+        "flagged_by": dict(reasons),
+        "calls": _calls(bundle, cohort, features, scores),
         "scores": scores,
     }
+
+
+def _calls(bundle: Bundle, cohort: Cohort, features: dict, scores: dict[str, list[float]]) -> dict[str, Any]:
+    """The bundle's AUC and accuracy on every subject, and on those with neither view flagged: whether the model
+    is right where the guard stays silent."""
+    from sklearn.metrics import roc_auc_score
+
+    fatty = cohort.pdff() >= FATTY_PDFF
+    p = np.array([bundle.head({v: features[s, v] for v in VIEWS})[0] for s in cohort.ids])
+    passed = np.array([all(scores[v][i] <= 1.0 for v in VIEWS) for i in range(len(p))]) if scores[VIEWS[0]] else None
+
+    def figures(keep: np.ndarray) -> dict[str, Any]:
+        both = len(set(fatty[keep])) == 2
+        auc = float(roc_auc_score(fatty[keep], p[keep])) if both else None
+        accuracy = float(np.mean((p[keep] >= bundle.threshold) == fatty[keep]))
+        return {"subjects": int(keep.sum()), "auc": auc, "accuracy": accuracy}
+
+    return {"all": figures(np.ones(len(p), bool)), "guard_passed": figures(passed) if passed is not None else None}
 
 
 def _auc(negatives: list[float], positives: list[float]) -> float:
@@ -87,14 +114,14 @@ def _cohort(out: Path, subjects: int, seed: int, form: CohortForm, harmonisation
 
 
 def _latency(bundle: Bundle, cohort: Cohort) -> dict[str, float]:
-    features = bundle.encode(VIEWS[0], cohort.image(cohort.ids[0], VIEWS[0]))
-    guards = bundle.gate.guards or {}
+    tensor = cohort.image(cohort.ids[0], VIEWS[0])
+    features = bundle.encode(VIEWS[0], tensor)
 
     def gate_once() -> None:
         if bundle.gate.view_head is not None:
-            bundle.gate.view_head.classify(features)
-        for guard in guards.values():
-            guard.score(features)
+            bundle.gate.sort(tensor, features)
+        for view in VIEWS:
+            bundle.gate.guard_score(view, tensor, features)
 
     return summarise(time_calls(gate_once, 2000, warmup=50))
 
@@ -129,6 +156,16 @@ def scripted_exams(bundle_dir: str, sessions: int, seed: int, fps: float = 2.0) 
     return {"frames": len(shows), "results": results, "correct_pairs": correct, "gate_rejected": gated}
 
 
+def _calls_line(calls: dict[str, Any]) -> str:
+    def part(f: dict[str, Any]) -> str:
+        auc = "n/a" if f["auc"] is None else f"{f['auc']:.3f}"
+        return f"{f['subjects']} subjects, AUC {auc}, accuracy {100 * f['accuracy']:.1f} %"
+
+    passed = calls.get("guard_passed")
+    silent = f"; where the guard is silent: {part(passed)}" if passed else ""
+    return f"The bundle's calls: {part(calls['all'])}{silent}."
+
+
 def markdown(r: dict[str, Any]) -> str:
     flags = " ".join(r["machine"]["flags"])
     lines = [f"# View gate and guard: bundle {r['bundle']}", "", f"CPU: {r['machine']['cpu']} ({flags}).", ""]
@@ -140,11 +177,13 @@ def markdown(r: dict[str, Any]) -> str:
                       "| --- | --- | --- | --- |"]  # fmt: skip
             lines += [f"| {t} | " + " | ".join(str(row[k]) for k in ROUTES) + " |" for t, row in c["confusion"].items()]
         if c["flagged"] is not None:
-            lines += ["", f"Guard flags {100 * c['flagged']:.1f} % of view frames."]
+            by = ", ".join(f"{k} {n}" for k, n in sorted(c["flagged_by"].items())) or "none"
+            lines += ["", f"Guard flags {100 * c['flagged']:.1f} % of view frames (by {by})."]
+        lines += ["", _calls_line(c["calls"])]
         lines.append("")
     if r.get("guard_auc") is not None:
         lines.append(f"Guard score AUC, independent vs shifted: {r['guard_auc']:.3f}.")
-    lines.append(f"Gate time per frame (view head + both guards): p50 {r['gate_ms']['p50'] * 1000:.0f} us.")
+    lines.append(f"Gate per frame (colour check, view head, both guards): p50 {r['gate_ms']['p50'] * 1000:.0f} us.")
     if r.get("exams"):
         e = r["exams"]
         lines += ["", f"Scripted exams with view 'auto': {e['frames']} frames, {e['results']} results, "

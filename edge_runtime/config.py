@@ -90,6 +90,14 @@ class RuntimeConfig(_Strict):
     out_of_distribution: Literal["mark", "withhold"] = Field(
         "mark", description="A result built on a frame beyond the bundle's guard: published marked, or withheld."
     )
+    repeated_frame_correlation: float = Field(
+        0.999,
+        ge=0,
+        le=1.01,
+        description="A frame whose model input (averaged over 4x4-pixel blocks) correlates at least this much with "
+        "the session's last kept frame of its view is a repeat, e.g. a frozen screen: counted frames_repeated and "
+        "not paired again. A new live frame correlates about 0.99 (new speckle); above 1 pairs every frame.",
+    )
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     exam: ExamPolicy = Field(default_factory=ExamPolicy)
     thumbnails: bool = Field(False, description="Publish the view crops behind each result (for the display).")

@@ -9,6 +9,10 @@ matrix products, microseconds next to the encoder's hundreds of milliseconds.
 - :class:`ViewGuard`: per view, a PCA summary of the training features. The score adds the Mahalanobis
   distance inside the principal subspace (per component) to the residual outside it (relative to training);
   both are about 1 for a training-like frame. Above the view's threshold the frame is out of distribution.
+- Clipping: a frame with more than ``CLIPPED_SHARE_MAX`` of its sector at the brightest grey level has lost the
+  echoes the model reads to saturation (gain far out of range, or a dark frame harmonisation had to lift). The
+  guard flags it whatever the features say: harmonisation hides gain from the features, not lost echoes.
+  :meth:`Gate.guard_score` puts both on one scale, 1.0 at the limit.
 
 The arrays travel in one ``gate.npz`` (hashed in bundle.json like every file); the floor and thresholds live in
 bundle.json itself (:class:`edge_runtime.schema.ViewGateSpec`, :class:`edge_runtime.schema.GuardSpec`).
@@ -27,17 +31,38 @@ GATE_FILE = "gate.npz"
 COLOUR_CHROMA = 60  # max - min over RGB above this is a coloured pixel (colour flow, a menu, an overlay)
 COLOUR_SHARE_MAX = 0.003  # more coloured pixels than this share of the model input: not a B-mode view
 COLOUR = "colour"  # what Gate.sort calls a frame with colour in the box
+CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey level: saturated, out of distribution
+CLIPPED, FEATURES = "clipped", "features"  # why the guard flags a frame (counter suffixes)
+
+
+def _channel_extremes(tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel max and min over RGB (channel slices: a reduction over a 3-long axis is ten times slower)."""
+    r, g, b = tensor[..., 0], tensor[..., 1], tensor[..., 2]
+    return np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
 
 
 def colour_share(tensor: np.ndarray) -> float:
     """Share of the model input's pixels that are clearly coloured; calipers stay well below the limit."""
-    chroma = tensor.max(axis=2).astype(np.int16) - tensor.min(axis=2)
-    return float(np.mean(chroma > COLOUR_CHROMA))
+    high, low = _channel_extremes(tensor)
+    return float(np.count_nonzero((high - low) > COLOUR_CHROMA)) / high.size
 
 
 def has_colour(tensor: np.ndarray) -> bool:
     """Whether a model input carries colour (colour flow, a menu, an overlay): then it is not a B-mode view."""
     return colour_share(tensor) > COLOUR_SHARE_MAX
+
+
+def clipped_share(tensor: np.ndarray) -> float:
+    """Share of the sector's pixels (non-black) within one grey level of its brightest: a saturated top.
+
+    Measured on the model input, after harmonisation, which scales a clipped top down but keeps it flat. A live
+    B-mode sector has a speckle tail (training frames: at most about 0.1 %); a saturated one has a plateau.
+    """
+    grey = _channel_extremes(tensor)[0]
+    sector = np.count_nonzero(grey)
+    if sector == 0:
+        return 0.0
+    return np.count_nonzero(grey >= max(int(grey.max()) - 1, 1)) / sector
 
 
 def _standardise(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -108,6 +133,17 @@ class Gate:
         if has_colour(tensor):
             return COLOUR, 1.0
         return self.view_head.classify(features)
+
+    def guard_score(self, view: str, tensor: np.ndarray, features: np.ndarray) -> tuple[float, str] | None:
+        """How far a frame lies from training on one scale (above 1.0: out of distribution) and which part of
+        the guard says so (CLIPPED or FEATURES); None when the bundle has no guard."""
+        if not self.guards:
+            return None
+        guard = self.guards[view]
+        features_part = guard.score(features) / max(guard.threshold, 1e-12)
+        parts = {FEATURES: features_part, CLIPPED: clipped_share(tensor) / CLIPPED_SHARE_MAX}
+        reason = max(parts, key=parts.__getitem__)
+        return parts[reason], reason
 
     def to_bytes(self) -> bytes:
         arrays = self.view_head.arrays() if self.view_head else {}

@@ -38,16 +38,19 @@ from edge_runtime.schema import (
     VIEWS,
     ExamEstimate,
     ExamRecord,
+    FrameHeader,
     FrameRef,
     HeartbeatMessage,
     MetricsMessage,
     ResultMessage,
     ThumbnailMessage,
 )
-from edge_runtime.sessions import LatestFrames, PendingFrame, SessionStore, ViewFeatures
+from edge_runtime.sessions import LatestFrames, PendingFrame, SessionStore, ViewFeatures, frame_fingerprint
 from edge_runtime.stats import RuntimeStats
 from edge_runtime.thumbnails import thumbnail_jpeg, thumbnail_message
 from edge_runtime.transport import publisher, subscriber
+
+Routed = tuple[str, float | None]  # the view a frame is filed under, and the gate's confidence in it
 
 log = logging.getLogger("edge_runtime")
 BLANK_RANGE = 8  # a preprocessed frame whose pixels span fewer grey levels than this carries no image
@@ -226,12 +229,7 @@ class EdgeServer:
         self.stats.count("frames_encoded")
         routed = self._route(header, tensor, features)
         frame.stages["gate"] = time.time()
-        paired = None
-        if routed is not None:
-            view, confidence = routed
-            thumbnail = thumbnail_jpeg(tensor) if self.config.thumbnails else None
-            kept = ViewFeatures(features, header.seq, header.ts, thumbnail, confidence, self._outside(view, features))
-            paired = self.sessions.update(header.session, view, kept, frame.stages["gate"])
+        paired = self._file(header, routed, tensor, features, frame.stages["gate"]) if routed else None
         if paired is None:
             stages = frame.stage_ms()
             for stage in ("decode", "preprocess", "encode", "gate"):
@@ -245,9 +243,32 @@ class EdgeServer:
             self.stats.count("results_withheld_out_of_distribution")
             return None
         self._outbox += self._thumbnails(header.session, paired, frame.stages["head"])
-        return self._result(frame, view, paired, (p_fatty, pdff), exam)
+        return self._result(frame, routed[0], paired, (p_fatty, pdff), exam)
 
-    def _route(self, header, tensor: np.ndarray, features: np.ndarray) -> tuple[str, float | None] | None:
+    def _file(
+        self, header: FrameHeader, routed: Routed, tensor: np.ndarray, features: np.ndarray, now: float
+    ) -> dict | None:
+        """File a routed frame's features in its session (guard-checked); both views' features once paired.
+        A repeat of the view's last kept frame (a frozen screen) is counted frames_repeated and not filed.
+
+        Args:
+            header: the frame's header.
+            routed: (view, gate confidence) from _route.
+            tensor: its model input.
+            features: its encoder features.
+            now: the time the gate finished.
+        """
+        view, confidence = routed
+        fingerprint = frame_fingerprint(tensor)
+        if self.sessions.repeats(header.session, view, fingerprint, self.config.repeated_frame_correlation, now):
+            self.stats.count("frames_repeated")
+            return None
+        thumbnail = thumbnail_jpeg(tensor) if self.config.thumbnails else None
+        outside = self._outside(view, tensor, features)
+        kept = ViewFeatures(features, header.seq, header.ts, thumbnail, confidence, outside, fingerprint)
+        return self.sessions.update(header.session, view, kept, now)
+
+    def _route(self, header: FrameHeader, tensor: np.ndarray, features: np.ndarray) -> Routed | None:
         """The view a frame is paired under, with the gate's confidence; None when the gate keeps it out.
 
         A named view is used as sent unless the gate confidently says otherwise; the disagreement is counted
@@ -279,15 +300,16 @@ class EdgeServer:
         self.stats.count(f"gate_rejected_{predicted}")
         return None
 
-    def _outside(self, view: str, features: np.ndarray) -> bool | None:
-        """Whether the guard flags these features (counted); None when the bundle has no guard."""
-        guards = self.bundle.gate.guards if self.bundle.gate else None
-        if not guards:
+    def _outside(self, view: str, tensor: np.ndarray, features: np.ndarray) -> bool | None:
+        """Whether the guard flags this frame (counted, and by which part); None when the bundle has no guard."""
+        scored = self.bundle.gate.guard_score(view, tensor, features) if self.bundle.gate else None
+        if scored is None:
             return None
-        outside = guards[view].outside(features)
-        if outside:
+        score, reason = scored
+        if score > 1.0:
             self.stats.count("frames_out_of_distribution")
-        return bool(outside)
+            self.stats.count(f"frames_out_of_distribution_{reason}")
+        return score > 1.0
 
     def _result(
         self, frame: PendingFrame, view: str, paired: dict, outputs: tuple[float, float], exam: ExamEstimate

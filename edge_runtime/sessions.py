@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edge_runtime.exam import ExamTracker
@@ -86,6 +87,25 @@ class ViewFeatures:
     thumbnail: bytes | None = None  # JPEG of the model input, kept only when the runtime sends thumbnails
     view_confidence: float | None = None  # the view gate's confidence in the view these features are filed under
     outside: bool | None = None  # beyond the bundle's guard threshold (None: the bundle has no guard)
+    fingerprint: np.ndarray | None = None  # frame_fingerprint of the model input: tells a frozen screen's repeats
+
+
+FINGERPRINT_SIZE = 56  # the model input averaged over 4 x 4 pixels: capture noise averages out, speckle does not
+
+
+def frame_fingerprint(tensor: np.ndarray) -> np.ndarray:
+    """A small grey picture of a model input, to tell a repeat of the same image (a frozen screen, resent)
+    from a new live frame: live speckle decorrelates between frames, a frozen screen differs by noise only."""
+    small = cv2.resize(tensor, (FINGERPRINT_SIZE, FINGERPRINT_SIZE), interpolation=cv2.INTER_AREA)
+    return small.mean(axis=2, dtype=np.float32).ravel()
+
+
+def same_image(a: np.ndarray, b: np.ndarray, min_correlation: float) -> bool:
+    """Whether two fingerprints show one image: correlation at or above ``min_correlation``. Correlation, not a
+    grey-level difference, because harmonisation rescales a frozen frame when grabber noise moves its median."""
+    a, b = a - a.mean(), b - b.mean()
+    norm = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    return norm > 0 and float(np.dot(a, b)) / norm >= min_correlation
 
 
 @dataclass
@@ -129,6 +149,25 @@ class SessionStore:
         if other in state.views and abs(state.views[other].ts - features.ts) <= self.pairing_window_s:
             return dict(state.views)
         return None
+
+    def repeats(self, session: str, view: str, fingerprint: np.ndarray, min_correlation: float, now: float) -> bool:
+        """Whether a frame repeats the session's last kept frame of its view (same_image). A repeat keeps the
+        session alive but is not paired again: a frozen screen sent for a minute is one image, not 1800 votes
+        in the exam.
+
+        Args:
+            session: the exam id.
+            view: the view the frame would be filed under.
+            fingerprint: frame_fingerprint of its model input.
+            min_correlation: fingerprints correlated at least this much are one image; above 1 turns this off.
+            now: the current time.
+        """
+        state = self._sessions.get(session)
+        last = state.views.get(view) if state else None
+        if last is None or last.fingerprint is None or not same_image(last.fingerprint, fingerprint, min_correlation):
+            return False
+        state.last_seen = now
+        return True
 
     def expire(self, now: float) -> None:
         while self._sessions:

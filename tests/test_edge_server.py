@@ -56,7 +56,8 @@ def test_results_for_every_session_with_the_right_seqs_and_no_loss(bundle_dir: P
         source.close()
         source = Source(ctx, source.endpoint)
         time.sleep(0.5)
-        send_until_encoded(server, source, "exam-a", "liver", screens[(0, "liver")][0], screens[(0, "liver")][1])
+        breathed = np.roll(screens[(0, "liver")][1], 3, axis=0)  # a new live frame; the same one would be a repeat
+        send_until_encoded(server, source, "exam-a", "liver", screens[(0, "liver")][0], breathed)
         assert wait_for(lambda: server.stats.counters["results_published"] >= 4)
     finally:
         server.stop()

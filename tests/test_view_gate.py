@@ -16,7 +16,15 @@ from edge_runtime.bundle import load_bundle
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.exam import OUTSIDE_TRAINING, ExamModel, ExamPolicy, ExamTracker
-from edge_runtime.gate import COLOUR_SHARE_MAX, Gate, ViewGuard, ViewHead, colour_share
+from edge_runtime.gate import (
+    CLIPPED_SHARE_MAX,
+    COLOUR_SHARE_MAX,
+    Gate,
+    ViewGuard,
+    ViewHead,
+    clipped_share,
+    colour_share,
+)
 from edge_runtime.preprocess import preprocess_frame
 from edge_runtime.profiles import default_profiles
 from edge_runtime.protocol import encode_frame
@@ -144,6 +152,36 @@ def test_results_beyond_the_guard_are_marked_or_withheld(bundle_dir: Path, tmp_p
         assert result.frames["liver"].out_of_distribution is outside
 
 
+def _saturated(screen: np.ndarray, profile_name: str) -> np.ndarray:
+    """The screen with its B-mode box at four times the gain: much of the sector clips at white."""
+    x, y, w, h = default_profiles()[profile_name].crop_box
+    out = screen.copy()
+    out[y : y + h, x : x + w] = np.clip(out[y : y + h, x : x + w].astype(np.int32) * 4, 0, 255).astype(np.uint8)
+    return out
+
+
+def test_clipped_share_tells_a_saturated_sector_from_speckle(screens) -> None:
+    name, screen = screens["liver"]
+    profile = default_profiles()[name]
+    for harmonisation in ("none", "sector_median"):
+        live = preprocess_frame(screen, profile, harmonisation=harmonisation)
+        clipped = preprocess_frame(_saturated(screen, name), profile, harmonisation=harmonisation)
+        assert clipped_share(live) < 0.01 < CLIPPED_SHARE_MAX < clipped_share(clipped)
+    assert clipped_share(np.zeros((224, 224, 3), np.uint8)) == 0.0
+
+
+def test_a_saturated_frame_is_flagged_clipped_when_its_features_pass(bundle_dir: Path, tmp_path: Path, screens) -> None:
+    server = _guarded_server(bundle_dir, tmp_path, 1e30, "mark")  # the feature part never flags here
+    name, screen = screens["liver"]
+    server.process(_frame("liver", 1, _saturated(screen, name), name))
+    result = server.process(_frame("kidney_liver", 2, screens["kidney_liver"][1], screens["kidney_liver"][0]))
+    counters = server.stats.snapshot()["counters"]
+    assert counters["frames_out_of_distribution"] == counters["frames_out_of_distribution_clipped"] == 1
+    assert "frames_out_of_distribution_features" not in counters
+    assert result.out_of_distribution is True
+    assert result.frames["liver"].out_of_distribution and not result.frames["kidney_liver"].out_of_distribution
+
+
 def test_the_exam_says_when_most_pairs_are_outside_the_training_distribution() -> None:
     tracker = ExamTracker(ExamPolicy(min_pairs=3), ExamModel(0.5))
     for i in range(6):
@@ -196,3 +234,23 @@ def test_evaluate_reports_how_much_of_a_cohort_the_guard_flags(
     assert (
         "WARNING: the bundle's guard flags" in outputs["shifted"] and "do not trust the metrics" in outputs["shifted"]
     )
+
+
+def test_a_frozen_screen_is_one_image_not_a_stream_of_new_pairs(bundle_dir: Path, tmp_path: Path, screens) -> None:
+    """Resent, or with a frame grabber's noise on it, the same image is counted frames_repeated and never paired
+    again; the next live frame (new speckle) pairs. repeated_frame_max_diff = 0 pairs every frame."""
+    (scanner, liver), (_, kidney) = screens["liver"], screens["kidney_liver"]
+    noisy = np.clip(kidney.astype(np.int16) + np.random.default_rng(0).integers(-2, 3, kidney.shape), 0, 255)
+    live = render_view(draw_cohort(1, 17)[0], "kidney_liver", 17, frame=1).screen
+    server = _server(bundle_dir, tmp_path, None)
+    frames = [("liver", liver), ("kidney_liver", kidney), ("kidney_liver", kidney), ("kidney_liver", noisy)]
+    results = [server.process(_frame(v, i, image.astype(np.uint8), scanner)) for i, (v, image) in enumerate(frames)]
+    assert results[0] is None and results[1] is not None and results[2:] == [None, None]
+    assert server.stats.snapshot()["counters"]["frames_repeated"] == 2
+    again = server.process(_frame("kidney_liver", 9, live, scanner))
+    assert again is not None and again.frames["kidney_liver"].seq == 9 and again.exam.n_pairs == 2
+
+    always = _server(bundle_dir, tmp_path, None, repeated_frame_correlation=1.01)
+    assert [
+        always.process(_frame(v, i, image.astype(np.uint8), scanner)) is None for i, (v, image) in enumerate(frames)
+    ] == [True, False, False, False]

@@ -17,14 +17,15 @@ SHIFT_FACTOR = 3  # flagged share above this many times the guard's design rate:
 
 
 def guard_report(bundle_dir: str | Path, cohort: Cohort) -> dict[str, Any]:
-    """Share of the cohort's view frames beyond the bundle's guard, per view and in all."""
+    """Share of the cohort's view frames beyond the bundle's guard (features or clipping, as at the bedside)."""
     bundle = load_bundle(bundle_dir)
     if bundle.gate is None or not bundle.gate.guards or bundle.meta.guard is None:
         raise FattyLiverError(f"{bundle_dir}: the bundle has no out-of-distribution guard (exported before guards?)")
     per_view = {}
     for view in VIEWS:
-        guard = bundle.gate.guards[view]
-        per_view[view] = float(np.mean([guard.outside(bundle.encode(view, cohort.image(s, view))) for s in cohort.ids]))
+        images = [cohort.image(s, view) for s in cohort.ids]
+        scores = [bundle.gate.guard_score(view, image, bundle.encode(view, image))[0] for image in images]
+        per_view[view] = float(np.mean(np.array(scores) > 1.0))
     share = float(np.mean(list(per_view.values())))
     target = bundle.meta.guard.false_alarm_target
     return {
