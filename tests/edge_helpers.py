@@ -37,6 +37,12 @@ def phantom_screens(n_subjects: int = 2, seed: int = 9) -> dict[tuple[int, str],
     return out
 
 
+def breathed(screen: np.ndarray, k: int) -> np.ndarray:
+    """The k-th live frame of a still screen: shifted 3k pixels down, as breathing moves the picture. The runtime
+    pairs a frame only once (a frozen screen is one image), so a test that wants several results sends these."""
+    return np.roll(screen, 3 * k, axis=0)
+
+
 def send_until_encoded(server, source: Source, session: str, view: str, scanner: str, image: np.ndarray) -> int:
     """Send one frame (again if the SUB was not connected yet) until the worker has encoded it; returns its seq."""
     before = server.stats.counters["frames_encoded"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from edge_helpers import Source, phantom_screens, send_until_encoded, start_server, wait_for
+from edge_helpers import Source, breathed, phantom_screens, send_until_encoded, start_server, wait_for
 from selenium.webdriver.common.by import By
 
 from edge_runtime.display.service import DisplayServer, Listen
@@ -41,11 +41,11 @@ def _stale(browser) -> bool:
     return browser.find_element(By.ID, "stale").is_displayed()
 
 
-def _exam(server, source, screens, session: str, subject: int, pairs: int) -> None:
-    for _ in range(pairs):
+def _exam(server, source, screens, session: str, subject: int, pairs: int, first: int = 0) -> None:
+    for k in range(first, first + pairs):  # live frames: the same screen again would be a repeat, never paired
         for view in ("liver", "kidney_liver"):
             scanner, image = screens[(subject, view)]
-            send_until_encoded(server, source, session, view, scanner, image)
+            send_until_encoded(server, source, session, view, scanner, breathed(image, k))
 
 
 def test_the_page_follows_live_exams_goes_stale_and_recovers(bundle_dir: Path, tmp_path: Path, browser) -> None:
@@ -72,7 +72,7 @@ def test_the_page_follows_live_exams_goes_stale_and_recovers(bundle_dir: Path, t
 
         before = _cards(browser)["exam-a"]["reason"]
         published = server.stats.counters["results_published"]
-        _exam(server, source, screens, "exam-a", 0, 1)
+        _exam(server, source, screens, "exam-a", 0, 1, first=7)
         assert wait_for(lambda: server.stats.counters["results_published"] > published, timeout=5)
         landed = time.monotonic()
         assert wait_for(lambda: _cards(browser)["exam-a"]["reason"] != before, timeout=3, step=0.02)

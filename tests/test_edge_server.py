@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from edge_helpers import Display, Source, phantom_screens, send_until_encoded, start_server, wait_for
+from edge_helpers import Display, Source, breathed, phantom_screens, send_until_encoded, start_server, wait_for
 
 from edge_runtime.audit import read_final_exams, read_results
 
@@ -56,8 +56,8 @@ def test_results_for_every_session_with_the_right_seqs_and_no_loss(bundle_dir: P
         source.close()
         source = Source(ctx, source.endpoint)
         time.sleep(0.5)
-        breathed = np.roll(screens[(0, "liver")][1], 3, axis=0)  # a new live frame; the same one would be a repeat
-        send_until_encoded(server, source, "exam-a", "liver", screens[(0, "liver")][0], breathed)
+        live = breathed(screens[(0, "liver")][1], 1)  # a new live frame: the same one again would be a repeat
+        send_until_encoded(server, source, "exam-a", "liver", screens[(0, "liver")][0], live)
         assert wait_for(lambda: server.stats.counters["results_published"] >= 4)
     finally:
         server.stop()
