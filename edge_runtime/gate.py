@@ -4,7 +4,7 @@ The encoder already computes VGG19 features for every frame, so deciding what a 
 kidney-liver or something else) and whether it looks like anything the model was trained on costs two
 matrix products, microseconds next to the encoder's hundreds of milliseconds.
 
-- :class:`ViewHead`: standardised features -> softmax over ``VIEW_CLASSES``. Frames whose predicted view is
+- :class:`ViewHead`: pooled, standardised features -> softmax over ``VIEW_CLASSES``. Frames whose predicted view is
   ``other``, or whose confidence is below the bundle's floor, are never paired.
 - :class:`ViewGuard`: per view, a PCA summary of the training features. The score adds the Mahalanobis
   distance inside the principal subspace (per component) to the residual outside it (relative to training);
@@ -33,6 +33,24 @@ COLOUR_SHARE_MAX = 0.003  # more coloured pixels than this share of the model in
 COLOUR = "colour"  # what Gate.sort calls a frame with colour in the box
 CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey level: saturated, out of distribution
 CLIPPED, FEATURES = "clipped", "features"  # why the guard flags a frame (counter suffixes)
+FEATURE_MAP = (7, 7, 512)  # the flatten encoder's last VGG19 map: rows, columns, channels (25 088 features)
+QUADRANTS = ((0, 4), (3, 7))  # two overlapping halves of the 7 rows (and of the 7 columns)
+
+
+def view_features(features: np.ndarray, pooling: str) -> np.ndarray:
+    """The view head's input from one (F,) or many (N, F) encoder feature vectors.
+
+    'grid2' averages the flatten encoder's 7x7 map over four overlapping quadrants (2 048 numbers): what a view
+    is, is where things are (a kidney below the liver, a dark half), and a hundred training frames cannot fit
+    25 088 weights (measured: DESIGN.md, "The view gate"). 'none' uses the features as they are (the 'avg' encoder,
+    and bundles from before pooling).
+    """
+    if pooling == "none":
+        return features
+    maps = np.asarray(features, np.float32).reshape(-1, *FEATURE_MAP)
+    cells = [maps[:, r0:r1, c0:c1].mean(axis=(1, 2)) for r0, r1 in QUADRANTS for c0, c1 in QUADRANTS]
+    pooled = np.concatenate(cells, axis=1)
+    return pooled if np.ndim(features) == 2 else pooled[0]
 
 
 def _channel_extremes(tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -71,14 +89,16 @@ def _standardise(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> n
 
 @dataclass(frozen=True)
 class ViewHead:
-    mean: np.ndarray  # (F,)
-    scale: np.ndarray  # (F,)
-    weights: np.ndarray  # (F, len(VIEW_CLASSES))
+    mean: np.ndarray  # (P,): P = the pooled size
+    scale: np.ndarray  # (P,)
+    weights: np.ndarray  # (P, len(VIEW_CLASSES))
     bias: np.ndarray  # (len(VIEW_CLASSES),)
+    pooling: str = "none"  # view_features' pooling (bundle.json view_gate.feature_pooling)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """Softmax over VIEW_CLASSES for one (F,) or many (N, F) feature vectors."""
-        logits = _standardise(features, self.mean, self.scale) @ self.weights + self.bias
+        """Softmax over VIEW_CLASSES for one (F,) or many (N, F) encoder feature vectors."""
+        pooled = view_features(features, self.pooling)
+        logits = _standardise(pooled, self.mean, self.scale) @ self.weights + self.bias
         logits = logits - logits.max(axis=-1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=-1, keepdims=True)
@@ -155,7 +175,7 @@ class Gate:
 
     @classmethod
     def from_bytes(
-        cls, data: bytes, name: str, features: int, with_head: bool, thresholds: dict[str, float] | None
+        cls, data: bytes, name: str, features: int, pooling: str | None, thresholds: dict[str, float] | None
     ) -> Gate:
         """Read gate.npz; a BundleError naming the file when an array is missing or the wrong shape.
 
@@ -163,7 +183,7 @@ class Gate:
             data: the file's verified bytes.
             name: the file, for messages.
             features: the encoder's feature size.
-            with_head: bundle.json declares a view gate.
+            pooling: the view head's feature pooling from bundle.json; None when it declares no view gate.
             thresholds: the guard's per-view thresholds from bundle.json; None when it declares no guard.
         """
         try:
@@ -171,12 +191,16 @@ class Gate:
         except (ValueError, OSError) as exc:
             raise BundleError(f"{name}: not a readable npz file ({exc})") from exc
         try:
-            head = ViewHead(*(arrays[f"view_{n}"] for n in ("mean", "scale", "weights", "bias"))) if with_head else None
+            head = _view_head(arrays, pooling) if pooling is not None else None
             guards = {v: _guard(arrays, v, thresholds[v]) for v in VIEWS} if thresholds is not None else None
         except KeyError as exc:
             raise BundleError(f"{name}: array {exc} missing") from None
         _check_shapes(name, features, head, guards)
         return cls(head, guards)
+
+
+def _view_head(arrays: dict[str, np.ndarray], pooling: str) -> ViewHead:
+    return ViewHead(*(arrays[f"view_{n}"] for n in ("mean", "scale", "weights", "bias")), pooling=pooling)
 
 
 def _guard(arrays: dict[str, np.ndarray], view: str, threshold: float) -> ViewGuard:
@@ -187,8 +211,12 @@ def _guard(arrays: dict[str, np.ndarray], view: str, threshold: float) -> ViewGu
 
 def _check_shapes(name: str, features: int, head: ViewHead | None, guards: dict[str, ViewGuard] | None) -> None:
     problems = []
-    if head is not None and head.weights.shape != (features, len(VIEW_CLASSES)):
-        problems.append(f"view weights {head.weights.shape}, expected {(features, len(VIEW_CLASSES))}")
+    if head is not None:
+        if head.pooling != "none" and features != int(np.prod(FEATURE_MAP)):
+            problems.append(f"view head pools a {FEATURE_MAP} map, but the encoder gives {features} features")
+        size = view_features(np.zeros((1, features), np.float32), head.pooling).shape[1] if not problems else 0
+        if not problems and head.weights.shape != (size, len(VIEW_CLASSES)):
+            problems.append(f"view weights {head.weights.shape}, expected {(size, len(VIEW_CLASSES))}")
     for view, guard in (guards or {}).items():
         if guard.components.ndim != 2 or guard.components.shape[1] != features or guard.mean.shape != (features,):
             problems.append(f"{view} guard components {guard.components.shape} for {features} features")

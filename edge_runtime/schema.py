@@ -318,6 +318,11 @@ class ViewGateSpec(_Contract):
     """The view head: which of VIEW_CLASSES a frame shows, from the shared encoder's features."""
 
     classes: tuple[str, str, str] = VIEW_CLASSES
+    feature_pooling: Literal["none", "grid2"] = Field(
+        "none",
+        description="How the head pools the encoder's features (edge_runtime.gate.view_features); "
+        "absent in older bundles: none.",
+    )
     confidence_floor: float = Field(ge=0, le=1, description="Frames below it are not paired (gate_rejected).")
     cv_confusion: list[list[int]] = Field(description="Subject-level CV: rows true class, columns predicted.")
     cv_recall: dict[str, float] = Field(description="Per class, share of its frames predicted as it (CV).")

@@ -19,11 +19,13 @@ from edge_runtime.exam import OUTSIDE_TRAINING, ExamModel, ExamPolicy, ExamTrack
 from edge_runtime.gate import (
     CLIPPED_SHARE_MAX,
     COLOUR_SHARE_MAX,
+    FEATURE_MAP,
     Gate,
     ViewGuard,
     ViewHead,
     clipped_share,
     colour_share,
+    view_features,
 )
 from edge_runtime.preprocess import preprocess_frame
 from edge_runtime.profiles import default_profiles
@@ -195,14 +197,33 @@ def test_gate_arrays_round_trip_and_a_wrong_shape_names_the_file() -> None:
     guard = ViewGuard(*(np.ones(8, np.float32), np.ones(8, np.float32)), np.eye(2, 8, dtype=np.float32),
                       np.ones(2, np.float32), 2.0)  # fmt: skip
     gate = Gate(head, {"liver": guard, "kidney_liver": guard})
-    back = Gate.from_bytes(gate.to_bytes(), "gate.npz", 8, True, {"liver": 3.0, "kidney_liver": 3.0})
+    back = Gate.from_bytes(gate.to_bytes(), "gate.npz", 8, "none", {"liver": 3.0, "kidney_liver": 3.0})
     assert back.view_head.classify(np.zeros(8))[0] == "kidney_liver"
     assert back.guards["liver"].score(np.ones(8)) == pytest.approx(guard.score(np.ones(8)))
     assert back.guards["liver"].threshold == 3.0  # from bundle.json, not the npz
     with pytest.raises(FattyLiverError, match=r"gate\.npz: view weights \(8, 3\), expected \(16, 3\)"):
-        Gate.from_bytes(gate.to_bytes(), "gate.npz", 16, True, None)
+        Gate.from_bytes(gate.to_bytes(), "gate.npz", 16, "none", None)
     with pytest.raises(FattyLiverError, match=r"gate\.npz: not a readable npz"):
-        Gate.from_bytes(b"tampered", "gate.npz", 8, True, None)
+        Gate.from_bytes(b"tampered", "gate.npz", 8, "none", None)
+
+
+def test_the_view_head_reads_quadrant_means_of_the_feature_map() -> None:
+    """grid2: four overlapping quadrants of the 7x7x512 map, each channel averaged, 2 048 numbers; a bundle whose
+    encoder does not give that map is refused by name."""
+    maps = np.zeros((2, *FEATURE_MAP), np.float32)
+    maps[0, 4:, 4:, 7] = 1.0  # something in the lower right of the first frame, channel 7
+    pooled = view_features(maps.reshape(2, -1), "grid2")
+    assert pooled.shape == (2, 4 * FEATURE_MAP[2]) and not pooled[1].any()
+    quadrant = pooled[0].reshape(4, FEATURE_MAP[2])  # upper left, upper right, lower left, lower right
+    assert quadrant[3, 7] == pytest.approx(9 / 16) and quadrant[0, 7] == 0.0 and quadrant[:, :7].sum() == 0.0
+    assert view_features(maps[0].ravel(), "grid2").shape == (4 * FEATURE_MAP[2],)
+    size = int(np.prod(FEATURE_MAP))
+    head = ViewHead(np.zeros(2048, np.float32), np.ones(2048, np.float32), np.zeros((2048, 3), np.float32),
+                    np.array([0.0, 5.0, 0.0], np.float32), "grid2")  # fmt: skip
+    back = Gate.from_bytes(Gate(head, None).to_bytes(), "gate.npz", size, "grid2", None)
+    assert back.view_head.classify(maps[0].ravel())[0] == "kidney_liver"
+    with pytest.raises(FattyLiverError, match=r"gate\.npz: view head pools a \(7, 7, 512\) map, but the encoder gives"):
+        Gate.from_bytes(Gate(head, None).to_bytes(), "gate.npz", 512, "grid2", None)
 
 
 def test_evaluate_reports_how_much_of_a_cohort_the_guard_flags(

@@ -3,9 +3,10 @@
 Both are fitted on what the bedside will compute (the exported, possibly int8, encoder's features), so no
 float-to-int8 gap sits between how they were fitted and how they are used.
 
-- View gate: logistic regression over ``VIEW_CLASSES`` on standardised features of the train and calibration
-  subjects' views and their ``view=other`` rows; subject-level cross-validation gives the confusion matrix and
-  picks the confidence floor (the lowest that admits at most 1 % of other frames into pairing).
+- View gate: logistic regression over ``VIEW_CLASSES`` on standardised, pooled features (``view_features``:
+  four quadrant means of the 7x7 map) of the train and calibration subjects' views and their ``view=other``
+  rows; subject-level cross-validation gives the confusion matrix and picks the confidence floor (the lowest
+  that admits at most 1 % of other frames into pairing).
 - Guard: per view, a PCA summary of the same subjects' features. The threshold is the (1 - target) quantile
   of out-of-fold scores (each subject scored by a summary fitted without it), so it is set on subjects the
   summary never saw; the fidelity subjects, never used here, report the false-alarm rate.
@@ -22,7 +23,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
 from calibration.split import ExportSplit
-from edge_runtime.gate import Gate, ViewGuard, ViewHead, has_colour
+from edge_runtime.gate import FEATURE_MAP, Gate, ViewGuard, ViewHead, has_colour, view_features
 from edge_runtime.schema import OTHER_VIEW, VIEW_CLASSES, VIEWS, GuardSpec, ViewGateSpec
 from trainer.dataset import Cohort
 from trainer.export.conversion import ConvertedEncoders
@@ -68,9 +69,17 @@ def _frames(
     return np.stack(rows), np.array(labels), groups
 
 
+VIEW_C = 1.0  # inverse L2 strength of the view head (chosen by subject-level CV: DESIGN.md, "The view gate")
+
+
+def view_pooling(feature_size: int) -> str:
+    """'grid2' when the encoder gives the flatten 7x7 map, else 'none' (the 'avg' encoder is pooled already)."""
+    return "grid2" if feature_size == int(np.prod(FEATURE_MAP)) else "none"
+
+
 def _logistic(features: np.ndarray, labels: np.ndarray) -> tuple[StandardScaler, LogisticRegression]:
     scaler = StandardScaler().fit(features)
-    model = LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced").fit(scaler.transform(features), labels)
+    model = LogisticRegression(C=VIEW_C, max_iter=3000, class_weight="balanced").fit(scaler.transform(features), labels)
     return scaler, model
 
 
@@ -92,13 +101,15 @@ def _floor(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fit_view_gate(features: np.ndarray, labels: np.ndarray, groups: list[str]) -> tuple[ViewHead, ViewGateSpec]:
-    """Cross-validate by subject, choose the floor, then fit on every frame.
+    """Pool, cross-validate by subject, choose the floor, then fit on every frame.
 
     Args:
         features: (N, F) encoder features.
         labels: (N,) index into VIEW_CLASSES.
         groups: each frame's subject.
     """
+    pooling = view_pooling(features.shape[1])
+    features = view_features(features, pooling)
     probs = _cv_probabilities(features, labels, groups)
     floor = _floor(probs, labels)
     predicted = probs.argmax(1)
@@ -112,10 +123,12 @@ def fit_view_gate(features: np.ndarray, labels: np.ndarray, groups: list[str]) -
         scaler.scale_.astype(np.float32),
         model.coef_.T.astype(np.float32),
         model.intercept_.astype(np.float32),
+        pooling,
     )
     counts = {c: int(np.sum(labels == k)) for k, c in enumerate(VIEW_CLASSES)}
     meets = min(recall[v] for v in VIEWS) >= VIEW_RECALL_BAR and admitted <= OTHER_ADMITTED_MAX
     spec = ViewGateSpec(
+        feature_pooling=pooling,
         confidence_floor=floor,
         cv_confusion=confusion,
         cv_recall=recall,
