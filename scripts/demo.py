@@ -95,8 +95,9 @@ class PageCamera:
 
 
 def live(bundle: Path) -> dict:
-    banner("Bedside: edge-runtime serve + phantom scanner stream + live results")
+    banner("Bedside: edge-runtime serve + phantom exams with no view key (the bundle's gate decides) + live results")
     audit, truth = OUT / "audit" / "results.jsonl", OUT / "audit" / "truth.json"
+    frame_log = OUT / "audit" / "frames.jsonl"
     audit.unlink(missing_ok=True)
     serve = subprocess.Popen(
         [
@@ -128,8 +129,11 @@ def live(bundle: Path) -> dict:
             "15",
             "--sessions",
             "3",
-            "--switch-every",
-            "1.5",
+            "--script",
+            "exam",
+            "--auto-views",
+            "--frame-log",
+            str(frame_log),
             "--duration",
             "25",
             "--seed",
@@ -165,7 +169,21 @@ def live(bundle: Path) -> dict:
         "encode_p50": float(np.percentile(enc, 50)),
         "audit": str(audit),
         "exams": exam_lines(records, json.loads(truth.read_text()) if truth.exists() else {}),
+        "pairs": pair_line(records, frame_log),
     }
+
+
+def pair_line(records: list[ResultMessage], frame_log: Path) -> str:
+    """How many results were built from a liver frame and a kidney-liver frame, by the stream's own truth: the
+    exams were sent with view 'auto', through air, gallbladder and a lifted probe."""
+    if not frame_log.exists():
+        return "no frame log"
+    shows = {}
+    for line in frame_log.read_text().splitlines():
+        frame = json.loads(line)
+        shows[frame["session"], frame["seq"]] = frame["shows"]
+    correct = sum(all(shows.get((r.session, r.frames[v].seq)) == v for v in r.frames) for r in records)
+    return f"{correct}/{len(records)} results from a true liver + kidney-liver pair ({len(shows)} frames sent)"
 
 
 def exam_lines(records: list[ResultMessage], truth: dict) -> list[str]:
@@ -271,6 +289,7 @@ def main() -> int:
         f"- live: {summary['results']} results for sessions {', '.join(summary['sessions'])}; end-to-end p50 "
         f"{summary['e2e_p50']:.0f} ms, p90 {summary['e2e_p90']:.0f} ms (encoder p50 {summary['encode_p50']:.0f} ms); "
         f"audit log `{summary['audit']}`",
+        f"- views from the bundle's gate, no operator key: {summary['pairs']}",
         "- live exams (exam call = trimmed mean of recent pairs behind a hysteresis, docs/DESIGN.md):",
         *summary["exams"],
         f"- wall time {total / 60:.1f} min",
