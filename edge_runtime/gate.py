@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from edge_runtime.schema import VIEW_CLASSES, VIEWS, BundleError
@@ -30,6 +31,8 @@ from edge_runtime.schema import VIEW_CLASSES, VIEWS, BundleError
 GATE_FILE = "gate.npz"
 COLOUR_CHROMA = 60  # max - min over RGB above this is a coloured pixel (colour flow, a menu, an overlay)
 COLOUR_SHARE_MAX = 0.003  # more coloured pixels than this share of the model input: not a B-mode view
+FLOW_CONTRAST = 80  # red or blue this far above both other channels: a colour-flow pixel (a velocity map)
+FLOW_SHARE_MAX = 0.0005  # more flow pixels than this share (25 of 50 176): a Doppler box, however little flow
 COLOUR = "colour"  # what Gate.sort calls a frame with colour in the box
 CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey level: saturated, out of distribution
 CLIPPED, FEATURES = "clipped", "features"  # why the guard flags a frame (counter suffixes)
@@ -53,21 +56,34 @@ def view_features(features: np.ndarray, pooling: str) -> np.ndarray:
     return pooled if np.ndim(features) == 2 else pooled[0]
 
 
+def _channels(tensor: np.ndarray) -> list[np.ndarray]:
+    """R, G, B as contiguous planes (OpenCV's per-element ops on them are several times numpy's on slices)."""
+    return list(cv2.split(np.ascontiguousarray(tensor)))
+
+
 def _channel_extremes(tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel max and min over RGB (channel slices: a reduction over a 3-long axis is ten times slower)."""
-    r, g, b = tensor[..., 0], tensor[..., 1], tensor[..., 2]
-    return np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+    """Per-pixel max and min over RGB."""
+    r, g, b = _channels(tensor)
+    return cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b)
 
 
 def colour_share(tensor: np.ndarray) -> float:
-    """Share of the model input's pixels that are clearly coloured; calipers stay well below the limit."""
+    """Share of the model input's pixels that are clearly coloured (any hue); calipers stay well below the limit."""
     high, low = _channel_extremes(tensor)
-    return float(np.count_nonzero((high - low) > COLOUR_CHROMA)) / high.size
+    return float(np.count_nonzero(cv2.subtract(high, low) > COLOUR_CHROMA)) / high.size
+
+
+def flow_share(tensor: np.ndarray) -> float:
+    """Share of pixels that are colour flow: red or blue well above both other channels. Yellow, green or white
+    calipers and text are not; a Doppler box with only a few vessels lit is."""
+    r, g, b = _channels(tensor)
+    red, blue = cv2.subtract(r, cv2.max(g, b)), cv2.subtract(b, cv2.max(r, g))
+    return float(np.count_nonzero(cv2.max(red, blue) > FLOW_CONTRAST)) / r.size
 
 
 def has_colour(tensor: np.ndarray) -> bool:
     """Whether a model input carries colour (colour flow, a menu, an overlay): then it is not a B-mode view."""
-    return colour_share(tensor) > COLOUR_SHARE_MAX
+    return colour_share(tensor) > COLOUR_SHARE_MAX or flow_share(tensor) > FLOW_SHARE_MAX
 
 
 def clipped_share(tensor: np.ndarray) -> float:

@@ -228,8 +228,8 @@ class EdgeServer:
         frame.stages["encode"] = time.time()
         self.stats.count("frames_encoded")
         routed = self._route(header, tensor, features)
-        frame.stages["gate"] = time.time()
-        paired = self._file(header, routed, tensor, features, frame.stages["gate"]) if routed else None
+        paired = self._file(header, routed, tensor, features, time.time()) if routed else None
+        frame.stages["gate"] = time.time()  # the gate stage: colour check, view head, repeat check, guard
         if paired is None:
             stages = frame.stage_ms()
             for stage in ("decode", "preprocess", "encode", "gate"):

@@ -119,6 +119,25 @@ def test_colour_in_the_box_is_not_a_view(bundle_dir: Path, tmp_path: Path, scree
     assert server.stats.snapshot()["counters"]["gate_rejected_colour"] == 1
 
 
+def test_sparse_colour_flow_is_doppler_and_yellow_calipers_are_not(screens) -> None:
+    """A Doppler box with a little flow colours under 0.3 % of the model input, and used to pass the colour
+    check and look like the liver under it; red or blue flow is now enough. Calipers (yellow) stay a view."""
+    import cv2
+
+    from edge_runtime.gate import has_colour
+
+    scanner, liver = screens["liver"]
+    profile = default_profiles()[scanner]
+    x, y, w, h = profile.crop_box
+    flow, marked = liver.copy(), liver.copy()
+    for k, colour in enumerate(((230, 40, 30), (30, 80, 240))):
+        cv2.ellipse(flow, (x + w // 3 + 40 * k, y + h // 2), (10, 5), 0.0, 0, 360, colour, -1)
+    cv2.line(marked, (x + w // 3, y + h // 2), (x + w // 2, y + h // 2), (255, 255, 0), 1)
+    sparse = preprocess_frame(flow, profile)
+    assert colour_share(sparse) < COLOUR_SHARE_MAX and has_colour(sparse)
+    assert not has_colour(preprocess_frame(marked, profile))
+
+
 def test_auto_without_a_view_gate_is_refused_by_reason(bundle_dir: Path, tmp_path: Path, screens) -> None:
     server = _server(bundle_dir, tmp_path, None)
     scanner, image = screens["liver"]
