@@ -205,15 +205,16 @@ class EdgeServer:
         return tensor
 
     def _thumbnails(self, session: str, paired: dict, now: float) -> list[ThumbnailMessage]:
-        """The pair's view crops, when thumbnails are on and this session's period has passed."""
+        """The pair's view crops as JPEGs, when thumbnails are on and this session's period has passed. Encoded
+        here, not per frame: at most one pair per period goes out, so most frames' crops are never sent."""
         state = self.sessions.get(session)
         if not self.config.thumbnails or state is None or now - state.thumbnails_sent < self.config.thumbnail_period_s:
             return []
         state.thumbnails_sent = now
         return [
-            thumbnail_message(session, view, paired[view].seq, paired[view].ts, paired[view].thumbnail)
+            thumbnail_message(session, view, paired[view].seq, paired[view].ts, thumbnail_jpeg(paired[view].crop))
             for view in VIEWS
-            if paired[view].thumbnail is not None
+            if paired[view].crop is not None
         ]
 
     def process(self, frame: PendingFrame) -> ResultMessage | None:
@@ -263,9 +264,9 @@ class EdgeServer:
         if self.sessions.repeats(header.session, view, fingerprint, self.config.repeated_frame_correlation, now):
             self.stats.count("frames_repeated")
             return None
-        thumbnail = thumbnail_jpeg(tensor) if self.config.thumbnails else None
+        crop = tensor if self.config.thumbnails else None
         outside = self._outside(view, tensor, features)
-        kept = ViewFeatures(features, header.seq, header.ts, thumbnail, confidence, outside, fingerprint)
+        kept = ViewFeatures(features, header.seq, header.ts, crop, confidence, outside, fingerprint)
         return self.sessions.update(header.session, view, kept, now)
 
     def _route(self, header: FrameHeader, tensor: np.ndarray, features: np.ndarray) -> Routed | None:

@@ -84,7 +84,7 @@ class ViewFeatures:
     features: np.ndarray
     seq: int
     ts: float
-    thumbnail: bytes | None = None  # JPEG of the model input, kept only when the runtime sends thumbnails
+    crop: np.ndarray | None = None  # the model input, kept only when the runtime sends thumbnails (JPEG on send)
     view_confidence: float | None = None  # the view gate's confidence in the view these features are filed under
     outside: bool | None = None  # beyond the bundle's guard threshold (None: the bundle has no guard)
     fingerprint: np.ndarray | None = None  # frame_fingerprint of the model input: tells a frozen screen's repeats

@@ -1,7 +1,7 @@
 """Small JPEGs of what the model saw (the preprocessed view crops), for the bedside display.
 
-Off by default (`serve --thumbnails`): they cost about a millisecond per frame and go out at most once per
-`thumbnail_period_s` per session, each under schema.MAX_THUMBNAIL_BYTES.
+Off by default (`serve --thumbnails`): about a millisecond per JPEG, paid only for the pairs that go out (at most
+once per `thumbnail_period_s` per session), each under schema.MAX_THUMBNAIL_BYTES.
 """
 
 from __future__ import annotations

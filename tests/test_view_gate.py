@@ -294,3 +294,20 @@ def test_a_frozen_screen_is_one_image_not_a_stream_of_new_pairs(bundle_dir: Path
     assert [
         always.process(_frame(v, i, image.astype(np.uint8), scanner)) is None for i, (v, image) in enumerate(frames)
     ] == [True, False, False, False]
+
+
+def test_thumbnails_are_encoded_only_for_the_pairs_that_go_out(
+    bundle_dir: Path, tmp_path: Path, screens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most one pair of thumbnails per session per period is published, so only those crops become JPEGs."""
+    import edge_runtime.server
+    from edge_runtime.thumbnails import thumbnail_jpeg
+
+    encoded = []
+    monkeypatch.setattr(edge_runtime.server, "thumbnail_jpeg", lambda t: encoded.append(1) or thumbnail_jpeg(t))
+    server = _server(bundle_dir, tmp_path, None, thumbnails=True, thumbnail_period_s=60.0)
+    (scanner, liver), (_, kidney) = screens["liver"], screens["kidney_liver"]
+    frames = [("liver", liver)] + [("kidney_liver", np.roll(kidney, 3 * k, axis=0)) for k in range(3)]
+    results = [server.process(_frame(view, i, image, scanner)) for i, (view, image) in enumerate(frames)]
+    assert sum(r is not None for r in results) == 3
+    assert len(server._outbox) == 2 and len(encoded) == 2  # one pair of thumbnails, two JPEGs (not one per frame)
