@@ -28,6 +28,7 @@ import zmq
 from benchmarks.common import machine, summarise, time_calls, write_reports
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.config import RuntimeConfig
+from edge_runtime.gate import GUARD_LIMIT
 from edge_runtime.profiles import default_profiles, load_profiles
 from edge_runtime.schema import FATTY_PDFF, OTHER_VIEW, VIEWS
 from edge_runtime.server import EdgeServer
@@ -53,8 +54,8 @@ def route(bundle: Bundle, tensor: np.ndarray, features: np.ndarray) -> str:
 
 
 def score_cohort(bundle: Bundle, cohort: Cohort) -> dict[str, Any]:
-    """Confusion (true class x route), guard scores of the view frames (1.0 = the limit) and why they were flagged,
-    and the bundle's calls on the cohort's subjects: all of them, and those whose frames the guard let through."""
+    """Confusion (true class x route), guard scores of the view frames (flagged above GUARD_LIMIT) and why, and
+    the bundle's calls on the cohort's subjects: all of them, and those whose frames the guard let through."""
     confusion = {c: dict.fromkeys(ROUTES, 0) for c in (*VIEWS, OTHER_VIEW)}
     scores: dict[str, list[float]] = {v: [] for v in VIEWS}
     reasons: Counter[str] = Counter()
@@ -68,10 +69,10 @@ def score_cohort(bundle: Bundle, cohort: Cohort) -> dict[str, Any]:
             scored = bundle.gate.guard_score(truth, tensor, encoded)
             if scored is not None:
                 scores[truth].append(scored[0])
-                reasons[scored[1]] += scored[0] > 1.0
+                reasons[scored[1]] += scored[0] > GUARD_LIMIT
     views = sum(confusion[v][v] for v in VIEWS), sum(sum(confusion[v].values()) for v in VIEWS)
     others = confusion[OTHER_VIEW]
-    flags = [x > 1.0 for v in VIEWS for x in scores[v]]
+    flags = [x > GUARD_LIMIT for v in VIEWS for x in scores[v]]
     return {
         "confusion": confusion,
         "view_accuracy": views[0] / max(views[1], 1),
@@ -90,7 +91,7 @@ def _calls(bundle: Bundle, cohort: Cohort, features: dict, scores: dict[str, lis
 
     fatty = cohort.pdff() >= FATTY_PDFF
     p = np.array([bundle.head({v: features[s, v] for v in VIEWS})[0] for s in cohort.ids])
-    passed = np.array([all(scores[v][i] <= 1.0 for v in VIEWS) for i in range(len(p))]) if scores[VIEWS[0]] else None
+    passed = np.all(np.array([scores[v] for v in VIEWS]) <= GUARD_LIMIT, axis=0) if scores[VIEWS[0]] else None
 
     def figures(keep: np.ndarray) -> dict[str, Any]:
         both = len(set(fatty[keep])) == 2

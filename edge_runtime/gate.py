@@ -36,6 +36,7 @@ FLOW_SHARE_MAX = 0.0005  # more flow pixels than this share (25 of 50 176): a Do
 COLOUR = "colour"  # what Gate.sort calls a frame with colour in the box
 CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey level: saturated, out of distribution
 CLIPPED, FEATURES = "clipped", "features"  # why the guard flags a frame (counter suffixes)
+GUARD_LIMIT = 1.0  # Gate.guard_score above this: out of distribution
 FEATURE_MAP = (7, 7, 512)  # the flatten encoder's last VGG19 map: rows, columns, channels (25 088 features)
 QUADRANTS = ((0, 4), (3, 7))  # two overlapping halves of the 7 rows (and of the 7 columns)
 
@@ -149,10 +150,6 @@ class ViewGuard:
     def score(self, features: np.ndarray) -> float:
         return float(self.scores(features)[0])
 
-    def outside(self, features: np.ndarray) -> bool:
-        """Whether one frame's features lie beyond the threshold."""
-        return self.score(features) > self.threshold
-
     def arrays(self, view: str) -> dict[str, np.ndarray]:
         names = ("mean", "scale", "components", "variances", "residual")
         values = (self.mean, self.scale, self.components, self.variances, np.float32(self.residual))
@@ -171,7 +168,7 @@ class Gate:
         return self.view_head.classify(features)
 
     def guard_score(self, view: str, tensor: np.ndarray, features: np.ndarray) -> tuple[float, str] | None:
-        """How far a frame lies from training on one scale (above 1.0: out of distribution) and which part of
+        """How far a frame lies from training on one scale (above GUARD_LIMIT: out of distribution) and which part of
         the guard says so (CLIPPED or FEATURES); None when the bundle has no guard."""
         if not self.guards:
             return None
@@ -227,11 +224,11 @@ def _guard(arrays: dict[str, np.ndarray], view: str, threshold: float) -> ViewGu
 
 def _check_shapes(name: str, features: int, head: ViewHead | None, guards: dict[str, ViewGuard] | None) -> None:
     problems = []
-    if head is not None:
-        if head.pooling != "none" and features != int(np.prod(FEATURE_MAP)):
-            problems.append(f"view head pools a {FEATURE_MAP} map, but the encoder gives {features} features")
-        size = view_features(np.zeros((1, features), np.float32), head.pooling).shape[1] if not problems else 0
-        if not problems and head.weights.shape != (size, len(VIEW_CLASSES)):
+    if head is not None and head.pooling != "none" and features != int(np.prod(FEATURE_MAP)):
+        problems.append(f"view head pools a {FEATURE_MAP} map, but the encoder gives {features} features")
+    elif head is not None:
+        size = view_features(np.zeros((1, features), np.float32), head.pooling).shape[1]
+        if head.weights.shape != (size, len(VIEW_CLASSES)):
             problems.append(f"view weights {head.weights.shape}, expected {(size, len(VIEW_CLASSES))}")
     for view, guard in (guards or {}).items():
         if guard.components.ndim != 2 or guard.components.shape[1] != features or guard.mean.shape != (features,):

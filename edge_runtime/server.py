@@ -23,7 +23,7 @@ from edge_runtime.audit import AuditLog
 from edge_runtime.bundle import Bundle
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.exam import ExamModel, ExamTracker
-from edge_runtime.gate import COLOUR
+from edge_runtime.gate import COLOUR, GUARD_LIMIT
 from edge_runtime.preprocess import PreprocessError, preprocess_frame
 from edge_runtime.profiles import ScannerProfile
 from edge_runtime.protocol import ProtocolError, check_payload, decode_payload, message_parts, parse_header
@@ -307,10 +307,11 @@ class EdgeServer:
         if scored is None:
             return None
         score, reason = scored
-        if score > 1.0:
+        outside = score > GUARD_LIMIT
+        if outside:
             self.stats.count("frames_out_of_distribution")
             self.stats.count(f"frames_out_of_distribution_{reason}")
-        return score > 1.0
+        return outside
 
     def _result(
         self, frame: PendingFrame, view: str, paired: dict, outputs: tuple[float, float], exam: ExamEstimate

@@ -10,6 +10,7 @@ import numpy as np
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.errors import FattyLiverError
+from edge_runtime.gate import GUARD_LIMIT
 from edge_runtime.schema import VIEWS
 from trainer.dataset import Cohort
 
@@ -25,7 +26,7 @@ def guard_report(bundle_dir: str | Path, cohort: Cohort) -> dict[str, Any]:
     for view in VIEWS:
         images = [cohort.image(s, view) for s in cohort.ids]
         scores = [bundle.gate.guard_score(view, image, bundle.encode(view, image))[0] for image in images]
-        per_view[view] = float(np.mean(np.array(scores) > 1.0))
+        per_view[view] = float(np.mean(np.array(scores) > GUARD_LIMIT))
     share = float(np.mean(list(per_view.values())))
     target = bundle.meta.guard.false_alarm_target
     return {
