@@ -20,11 +20,11 @@ import numpy as np
 
 from clkl.tf_setup import keras
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.schema import INPUT_SHAPE
+from edge_runtime.schema import FEATURE_MAP, INPUT_SHAPE
 
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 VGG_BLOCKS = ("block1", "block2", "block3", "block4", "block5")
-FEATURE_SIZE = {"flatten": 7 * 7 * 512, "avg": 512}
+FEATURE_SIZE = {"flatten": int(np.prod(FEATURE_MAP)), "avg": FEATURE_MAP[2]}
 
 
 class WeightsError(FattyLiverError):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_runtime.schema import VIEW_CLASSES, VIEWS, BundleError
+from edge_runtime.schema import FEATURE_MAP, VIEW_CLASSES, VIEWS, BundleError
 
 GATE_FILE = "gate.npz"
 COLOUR_CHROMA = 60  # max - min over RGB above this is a coloured pixel (colour flow, a menu, an overlay)
@@ -37,7 +37,6 @@ COLOUR = "colour"  # what Gate.sort calls a frame with colour in the box
 CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey level: saturated, out of distribution
 CLIPPED, FEATURES = "clipped", "features"  # why the guard flags a frame (counter suffixes)
 GUARD_LIMIT = 1.0  # Gate.guard_score above this: out of distribution
-FEATURE_MAP = (7, 7, 512)  # the flatten encoder's last VGG19 map: rows, columns, channels (25 088 features)
 QUADRANTS = ((0, 4), (3, 7))  # two overlapping halves of the 7 rows (and of the 7 columns)
 
 

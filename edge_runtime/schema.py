@@ -30,6 +30,7 @@ VIEW_CLASSES = (*VIEWS, OTHER_VIEW)  # what a bundle's view gate tells apart, in
 AUTO_VIEW = "auto"  # a frame header's view when the source does not know it: the bundle's view gate decides
 MODEL_SIZE = 224  # VGG19's input side, in pixels
 INPUT_SHAPE = (MODEL_SIZE, MODEL_SIZE, 3)  # what preprocess_frame returns and every encoder takes (uint8 RGB)
+FEATURE_MAP = (7, 7, 512)  # VGG19's last pooled map for INPUT_SHAPE: rows, columns, channels ('flatten' = 25 088)
 FATTY_PDFF = 5.0  # MRI-PDFF (%) at and above which a liver is fatty (the paper's reference standard)
 P_FATTY_THRESHOLD = 0.5  # default decision threshold on the model's p_fatty
 HOLDOUT_SHARE = 0.12  # share of a run's subjects in each of its calibration and fidelity groups

@@ -19,7 +19,6 @@ from edge_runtime.exam import OUTSIDE_TRAINING, ExamModel, ExamPolicy, ExamTrack
 from edge_runtime.gate import (
     CLIPPED_SHARE_MAX,
     COLOUR_SHARE_MAX,
-    FEATURE_MAP,
     Gate,
     ViewGuard,
     ViewHead,
@@ -30,7 +29,7 @@ from edge_runtime.gate import (
 from edge_runtime.preprocess import preprocess_frame
 from edge_runtime.profiles import default_profiles
 from edge_runtime.protocol import encode_frame
-from edge_runtime.schema import AUTO_VIEW, VIEW_CLASSES, FrameHeader, GuardSpec, ViewGateSpec
+from edge_runtime.schema import AUTO_VIEW, FEATURE_MAP, VIEW_CLASSES, FrameHeader, GuardSpec, ViewGateSpec
 from edge_runtime.server import EdgeServer
 from edge_runtime.sessions import PendingFrame
 from phantom.render import profile_for, render_other, render_view

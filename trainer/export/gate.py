@@ -23,8 +23,8 @@ from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
 from calibration.split import ExportSplit
-from edge_runtime.gate import FEATURE_MAP, Gate, ViewGuard, ViewHead, has_colour, view_features
-from edge_runtime.schema import OTHER_VIEW, VIEW_CLASSES, VIEWS, GuardSpec, ViewGateSpec
+from edge_runtime.gate import Gate, ViewGuard, ViewHead, has_colour, view_features
+from edge_runtime.schema import FEATURE_MAP, OTHER_VIEW, VIEW_CLASSES, VIEWS, GuardSpec, ViewGateSpec
 from trainer.dataset import Cohort
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.guard import out_of_fold_scores, summarise, threshold
