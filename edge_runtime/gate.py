@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_runtime.preprocess import channel_max
 from edge_runtime.schema import FEATURE_MAP, VIEW_CLASSES, VIEWS, BundleError
 
 GATE_FILE = "gate.npz"
@@ -92,7 +93,7 @@ def clipped_share(tensor: np.ndarray) -> float:
     Measured on the model input, after harmonisation, which scales a clipped top down but keeps it flat. A live
     B-mode sector has a speckle tail (training frames: at most about 0.1 %); a saturated one has a plateau.
     """
-    grey = _channel_extremes(tensor)[0]
+    grey = channel_max(tensor)
     sector = np.count_nonzero(grey)
     if sector == 0:
         return 0.0
