@@ -8,9 +8,9 @@ Three cohorts are rendered with a seed the bundle was not trained on:
 
 Every frame goes through the bedside's own path (preprocess_frame, the bundle's encoder, the colour check,
 the view head, the guard). Reported: the view confusion matrix at the bundle's floor, other frames admitted,
-the guard's flag rate (and why: features or clipping) on the independent and the shifted cohort and the AUC of
-its score between them, the bundle's calls where the guard is silent, and
-the gate's added time per frame (colour check, view head, repeat fingerprint, guard).
+the guard's flag rate (and why: features, speckle or clipping) on the independent and the shifted cohort and
+the AUC of its score between them, the bundle's calls where the guard is silent, and the gate's added time per
+frame (colour check, view head, repeat fingerprint, guard).
 """
 
 from __future__ import annotations
@@ -87,19 +87,29 @@ def score_cohort(bundle: Bundle, cohort: Cohort) -> dict[str, Any]:
 def _calls(bundle: Bundle, cohort: Cohort, features: dict, scores: dict[str, list[float]]) -> dict[str, Any]:
     """The bundle's AUC and accuracy on every subject, and on those with neither view flagged: whether the model
     is right where the guard stays silent."""
-    from sklearn.metrics import roc_auc_score
-
     fatty = cohort.pdff() >= FATTY_PDFF
     p = np.array([bundle.head({v: features[s, v] for v in VIEWS})[0] for s in cohort.ids])
     passed = np.all(np.array([scores[v] for v in VIEWS]) <= GUARD_LIMIT, axis=0) if scores[VIEWS[0]] else None
+    silent = call_figures(p, fatty, bundle.threshold, passed) if passed is not None else None
+    return {"all": call_figures(p, fatty, bundle.threshold, np.ones(len(p), bool)), "guard_passed": silent}
 
-    def figures(keep: np.ndarray) -> dict[str, Any]:
-        both = len(set(fatty[keep])) == 2
-        auc = float(roc_auc_score(fatty[keep], p[keep])) if both else None
-        accuracy = float(np.mean((p[keep] >= bundle.threshold) == fatty[keep]))
-        return {"subjects": int(keep.sum()), "auc": auc, "accuracy": accuracy}
 
-    return {"all": figures(np.ones(len(p), bool)), "guard_passed": figures(passed) if passed is not None else None}
+def call_figures(p_fatty: np.ndarray, fatty: np.ndarray, threshold: float, keep: np.ndarray) -> dict[str, Any]:
+    """AUC and accuracy of the calls on the kept subjects; None where they are undefined (one class, or no
+    subject kept: a guard that flags every subject leaves no call to judge).
+
+    Args:
+        p_fatty: the bundle's probability per subject.
+        fatty: the truth per subject.
+        threshold: the bundle's decision threshold.
+        keep: which subjects count.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    both = len(set(fatty[keep])) == 2
+    auc = float(roc_auc_score(fatty[keep], p_fatty[keep])) if both else None
+    accuracy = float(np.mean((p_fatty[keep] >= threshold) == fatty[keep])) if keep.any() else None
+    return {"subjects": int(keep.sum()), "auc": auc, "accuracy": accuracy}
 
 
 def _auc(negatives: list[float], positives: list[float]) -> float:
@@ -116,7 +126,7 @@ def _cohort(out: Path, subjects: int, seed: int, form: CohortForm, harmonisation
 
 def _latency(bundle: Bundle, cohort: Cohort) -> dict[str, float]:
     """What the gate adds to one frame at the bedside: colour check, view head, repeat fingerprint, its view's
-    guard (features and clipping)."""
+    guard (features, speckle and clipping)."""
     tensor = cohort.image(cohort.ids[0], VIEWS[0])
     features = bundle.encode(VIEWS[0], tensor)
 
@@ -159,8 +169,10 @@ def scripted_exams(bundle_dir: str, sessions: int, seed: int, fps: float = 2.0) 
     return {"frames": len(shows), "results": results, "correct_pairs": correct, "gate_rejected": gated}
 
 
-def _calls_line(calls: dict[str, Any]) -> str:
+def calls_line(calls: dict[str, Any]) -> str:
     def part(f: dict[str, Any]) -> str:
+        if not f["subjects"]:
+            return "no subjects"
         auc = "n/a" if f["auc"] is None else f"{f['auc']:.3f}"
         return f"{f['subjects']} subjects, AUC {auc}, accuracy {100 * f['accuracy']:.1f} %"
 
@@ -182,7 +194,7 @@ def markdown(r: dict[str, Any]) -> str:
         if c["flagged"] is not None:
             by = ", ".join(f"{k} {n}" for k, n in sorted(c["flagged_by"].items())) or "none"
             lines += ["", f"Guard flags {100 * c['flagged']:.1f} % of view frames (by {by})."]
-        lines += ["", _calls_line(c["calls"])]
+        lines += ["", calls_line(c["calls"])]
         lines.append("")
     if r.get("guard_auc") is not None:
         lines.append(f"Guard score AUC, independent vs shifted: {r['guard_auc']:.3f}.")

@@ -252,7 +252,6 @@ def _load_gate(meta: BundleMeta, verified: dict[str, bytes], meta_path: Path) ->
         raise BundleError(f"{meta_path}: declares a view gate or guard but lists no gate file")
     if meta.view_gate is not None and len(set(meta.files.encoder.values())) != 1:
         raise BundleError(f"{meta_path}: a view gate needs one encoder shared by both views")
-    thresholds = meta.guard.thresholds if meta.guard is not None else None
     name = meta.files.gate
     pooling = meta.view_gate.feature_pooling if meta.view_gate is not None else None
-    return Gate.from_bytes(verified[name], name, meta.features.size, pooling, thresholds)
+    return Gate.from_bytes(verified[name], name, meta.features.size, pooling, meta.guard)

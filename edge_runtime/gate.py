@@ -12,7 +12,10 @@ matrix products, microseconds next to the encoder's hundreds of milliseconds.
 - Clipping: a frame with more than ``CLIPPED_SHARE_MAX`` of its sector at the brightest grey level has lost the
   echoes the model reads to saturation (gain far out of range, or a dark frame harmonisation had to lift). The
   guard flags it whatever the features say: harmonisation hides gain from the features, not lost echoes.
-  :meth:`Gate.guard_score` puts both on one scale, 1.0 at the limit.
+- :class:`SpeckleGuard`: per view, where the training frames' speckle texture lies (:func:`speckle_texture`, two
+  autocorrelations). Speckle size is set by the probe's frequency and the scanner's beam and display, not by gain,
+  so it survives harmonisation where the features do not: a new probe or preset shows here first.
+:meth:`Gate.guard_score` puts all parts on one scale, 1.0 at the limit.
 
 The arrays travel in one ``gate.npz`` (hashed in bundle.json like every file); the floor and thresholds live in
 bundle.json itself (:class:`edge_runtime.schema.ViewGateSpec`, :class:`edge_runtime.schema.GuardSpec`).
@@ -26,8 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_runtime.preprocess import channel_max
-from edge_runtime.schema import FEATURE_MAP, VIEW_CLASSES, VIEWS, BundleError
+from edge_runtime.preprocess import SECTOR_FLOOR, channel_max
+from edge_runtime.schema import FEATURE_MAP, SPECKLE_STATISTICS, VIEW_CLASSES, VIEWS, BundleError, GuardSpec
 
 GATE_FILE = "gate.npz"
 COLOUR_CHROMA = 60  # max - min over RGB above this is a coloured pixel (colour flow, a menu, an overlay)
@@ -36,7 +39,9 @@ FLOW_CONTRAST = 80  # red or blue this far above both other channels: a colour-f
 FLOW_SHARE_MAX = 0.0005  # more flow pixels than this share (25 of 50 176): a Doppler box, however little flow
 COLOUR = "colour"  # what Gate.sort calls a frame with colour in the box
 CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey level: saturated, out of distribution
-CLIPPED, FEATURES = "clipped", "features"  # why the guard flags a frame (counter suffixes)
+CLIPPED, FEATURES, SPECKLE = "clipped", "features", "speckle"  # why the guard flags a frame (counter suffixes)
+SPECKLE_BOX = 7  # the speckle residual: a grey level minus the mean of its 7x7 neighbourhood
+SPECKLE_EDGE = np.ones((9, 9), np.uint8)  # the sector's rim (and anechoic holes) eroded out of the statistics
 GUARD_LIMIT = 1.0  # Gate.guard_score above this: out of distribution
 QUADRANTS = ((0, 4), (3, 7))  # two overlapping halves of the 7 rows (and of the 7 columns)
 
@@ -100,6 +105,22 @@ def clipped_share(tensor: np.ndarray) -> float:
     return np.count_nonzero(grey >= max(int(grey.max()) - 1, 1)) / sector
 
 
+def speckle_texture(tensor: np.ndarray) -> np.ndarray:
+    """Lag-1 autocorrelation of the speckle residual across and down the model input (SPECKLE_STATISTICS), inside
+    the sector's echoes. Near 1 for coarse speckle, near 0 for fine; one factor on every grey level (gain,
+    harmonisation) leaves both unchanged. A frame without echoes gives zeros, which no training frame has."""
+    grey = channel_max(tensor)
+    inside = cv2.erode((grey > SECTOR_FLOOR).astype(np.uint8), SPECKLE_EDGE, borderType=cv2.BORDER_CONSTANT)
+    level = grey.astype(np.float32)
+    residual = ((level - cv2.blur(level, (SPECKLE_BOX, SPECKLE_BOX))) * inside).ravel()  # zero outside: no pairs
+    energy = float(residual @ residual)
+    if energy <= 0.0:
+        return np.zeros(len(SPECKLE_STATISTICS), np.float32)
+    width = grey.shape[1]
+    lagged = (residual[1:] @ residual[:-1], residual[width:] @ residual[:-width])  # across, down
+    return np.array(lagged, np.float32) / np.float32(energy)
+
+
 def _standardise(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return (np.asarray(features, np.float32) - mean) / scale
 
@@ -157,9 +178,27 @@ class ViewGuard:
 
 
 @dataclass(frozen=True)
+class SpeckleGuard:
+    mean: np.ndarray  # (S,): the training frames' speckle_texture
+    scale: np.ndarray  # (S,)
+    precision: np.ndarray  # (S, S): inverse of the shrunk covariance of the standardised statistics
+    threshold: float = float("inf")  # distance above which a frame is out of distribution (from bundle.json)
+
+    def scores(self, textures: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance of one (S,) or many (N, S) speckle_texture vectors from training."""
+        z = _standardise(np.atleast_2d(textures), self.mean, self.scale)
+        return np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", z, self.precision, z), 0.0))
+
+    def arrays(self, view: str) -> dict[str, np.ndarray]:
+        values = {"mean": self.mean, "scale": self.scale, "precision": self.precision}
+        return {f"speckle_{view}_{n}": np.asarray(v, np.float32) for n, v in values.items()}
+
+
+@dataclass(frozen=True)
 class Gate:
     view_head: ViewHead | None
     guards: dict[str, ViewGuard] | None  # view -> guard
+    speckle: dict[str, SpeckleGuard] | None = None  # view -> speckle part of the guard (bundles since it)
 
     def sort(self, tensor: np.ndarray, features: np.ndarray) -> tuple[str, float]:
         """What a frame shows: COLOUR (turned away before the head), or the view head's class and probability."""
@@ -169,12 +208,15 @@ class Gate:
 
     def guard_score(self, view: str, tensor: np.ndarray, features: np.ndarray) -> tuple[float, str] | None:
         """How far a frame lies from training on one scale (above GUARD_LIMIT: out of distribution) and which part of
-        the guard says so (CLIPPED or FEATURES); None when the bundle has no guard."""
+        the guard says so (CLIPPED, FEATURES or SPECKLE); None when the bundle has no guard."""
         if not self.guards:
             return None
         guard = self.guards[view]
         features_part = guard.score(features) / max(guard.threshold, 1e-12)
         parts = {FEATURES: features_part, CLIPPED: clipped_share(tensor) / CLIPPED_SHARE_MAX}
+        if self.speckle:
+            speckle = self.speckle[view]
+            parts[SPECKLE] = float(speckle.scores(speckle_texture(tensor))[0]) / max(speckle.threshold, 1e-12)
         reason = max(parts, key=parts.__getitem__)
         return parts[reason], reason
 
@@ -182,14 +224,14 @@ class Gate:
         arrays = self.view_head.arrays() if self.view_head else {}
         for view, guard in (self.guards or {}).items():
             arrays |= guard.arrays(view)
+        for view, speckle in (self.speckle or {}).items():
+            arrays |= speckle.arrays(view)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(
-        cls, data: bytes, name: str, features: int, pooling: str | None, thresholds: dict[str, float] | None
-    ) -> Gate:
+    def from_bytes(cls, data: bytes, name: str, features: int, pooling: str | None, guard: GuardSpec | None) -> Gate:
         """Read gate.npz; a BundleError naming the file when an array is missing or the wrong shape.
 
         Args:
@@ -197,7 +239,7 @@ class Gate:
             name: the file, for messages.
             features: the encoder's feature size.
             pooling: the view head's feature pooling from bundle.json; None when it declares no view gate.
-            thresholds: the guard's per-view thresholds from bundle.json; None when it declares no guard.
+            guard: the guard's thresholds from bundle.json; None when it declares no guard.
         """
         try:
             arrays = dict(np.load(io.BytesIO(data), allow_pickle=False))
@@ -205,11 +247,13 @@ class Gate:
             raise BundleError(f"{name}: not a readable npz file ({exc})") from exc
         try:
             head = _view_head(arrays, pooling) if pooling is not None else None
-            guards = {v: _guard(arrays, v, thresholds[v]) for v in VIEWS} if thresholds is not None else None
+            guards = {v: _guard(arrays, v, guard.thresholds[v]) for v in VIEWS} if guard is not None else None
+            speckle = _speckle_guards(arrays, guard)
         except KeyError as exc:
             raise BundleError(f"{name}: array {exc} missing") from None
         _check_shapes(name, features, head, guards)
-        return cls(head, guards)
+        _check_speckle_shapes(name, speckle)
+        return cls(head, guards, speckle)
 
 
 def _view_head(arrays: dict[str, np.ndarray], pooling: str) -> ViewHead:
@@ -220,6 +264,25 @@ def _guard(arrays: dict[str, np.ndarray], view: str, threshold: float) -> ViewGu
     get = {n: arrays[f"guard_{view}_{n}"] for n in ("mean", "scale", "components", "variances", "residual")}
     residual = float(get["residual"])
     return ViewGuard(get["mean"], get["scale"], get["components"], get["variances"], residual, threshold)
+
+
+def _speckle_guards(arrays: dict[str, np.ndarray], guard: GuardSpec | None) -> dict[str, SpeckleGuard] | None:
+    """Per view, the guard's speckle part; None when bundle.json declares none (bundles from before it)."""
+    if guard is None or guard.speckle is None:
+        return None
+    parts = {}
+    for view in VIEWS:
+        mean, scale, precision = (arrays[f"speckle_{view}_{n}"] for n in ("mean", "scale", "precision"))
+        parts[view] = SpeckleGuard(mean, scale, precision, guard.speckle.thresholds[view])
+    return parts
+
+
+def _check_speckle_shapes(name: str, speckle: dict[str, SpeckleGuard] | None) -> None:
+    size = len(SPECKLE_STATISTICS)
+    for view, part in (speckle or {}).items():
+        if part.mean.shape != (size,) or part.scale.shape != (size,) or part.precision.shape != (size, size):
+            shapes = f"{part.mean.shape}, {part.scale.shape}, {part.precision.shape}"
+            raise BundleError(f"{name}: {view} speckle guard arrays are {shapes}, expected {size} statistics")
 
 
 def _check_shapes(name: str, features: int, head: ViewHead | None, guards: dict[str, ViewGuard] | None) -> None:

@@ -342,8 +342,27 @@ class ViewGateSpec(_Contract):
         return classes
 
 
+SPECKLE_STATISTICS = ("across", "down")  # edge_runtime.gate.speckle_texture: lag-1 speckle autocorrelation
+
+
+class SpeckleGuardSpec(_Contract):
+    """The guard's speckle part: how far a frame's speckle texture lies from the training frames' of its view."""
+
+    statistics: tuple[str, ...] = Field(SPECKLE_STATISTICS, description="What edge_runtime.gate.speckle_texture gives.")
+    method: str = Field(description="How the score is computed (Mahalanobis distance, shrunk covariance).")
+    thresholds: dict[View, float] = Field(description="Per view, the distance above which a frame is flagged.")
+
+    @field_validator("statistics")
+    @classmethod
+    def _known_statistics(cls, statistics: tuple[str, ...]) -> tuple[str, ...]:
+        if tuple(statistics) != SPECKLE_STATISTICS:
+            raise ValueError(f"speckle statistics {list(statistics)}, this runtime computes {list(SPECKLE_STATISTICS)}")
+        return statistics
+
+
 class GuardSpec(_Contract):
-    """The out-of-distribution guard: how far a frame's features lie from the training features of its view."""
+    """The out-of-distribution guard: how far a frame's features (and, since the speckle part, its speckle) lie
+    from the training frames of its view."""
 
     method: str = Field(description="How the score is computed (PCA Mahalanobis distance plus residual).")
     components: int = Field(ge=1)
@@ -351,6 +370,9 @@ class GuardSpec(_Contract):
     thresholds: dict[View, float] = Field(description="Per view, the score above which a frame is flagged.")
     held_out_false_alarm: float | None = Field(
         None, ge=0, le=1, description="Share of the fidelity subjects' frames flagged (never used to fit it)."
+    )
+    speckle: SpeckleGuardSpec | None = Field(
+        None, description="The speckle-texture part; absent in bundles from before it (features and clipping only)."
     )
 
 

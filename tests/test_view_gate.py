@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,27 @@ from edge_runtime.gate import (
     CLIPPED_SHARE_MAX,
     COLOUR_SHARE_MAX,
     Gate,
+    SpeckleGuard,
     ViewGuard,
     ViewHead,
     clipped_share,
     colour_share,
+    speckle_texture,
     view_features,
 )
 from edge_runtime.preprocess import preprocess_frame
 from edge_runtime.profiles import default_profiles
 from edge_runtime.protocol import encode_frame
-from edge_runtime.schema import AUTO_VIEW, FEATURE_MAP, VIEW_CLASSES, FrameHeader, GuardSpec, ViewGateSpec
+from edge_runtime.schema import (
+    AUTO_VIEW,
+    FEATURE_MAP,
+    VIEW_CLASSES,
+    VIEWS,
+    FrameHeader,
+    GuardSpec,
+    SpeckleGuardSpec,
+    ViewGateSpec,
+)
 from edge_runtime.server import EdgeServer
 from edge_runtime.sessions import PendingFrame
 from phantom.render import profile_for, render_other, render_view
@@ -151,10 +163,13 @@ def _guarded_server(bundle_dir: Path, tmp_path: Path, threshold: float, action: 
     guard = ViewGuard(np.zeros(size, np.float32), np.ones(size, np.float32), np.eye(1, size, dtype=np.float32),
                       np.ones(1, np.float32), 1.0, threshold)  # fmt: skip
     server.bundle.gate = Gate(None, {"liver": guard, "kidney_liver": guard})
-    server.bundle.meta.guard = GuardSpec(
-        method="test", components=1, false_alarm_target=0.02, thresholds={"liver": threshold, "kidney_liver": threshold}
-    )
+    server.bundle.meta.guard = _guard_spec(threshold)
     return server
+
+
+def _guard_spec(threshold: float, speckle: SpeckleGuardSpec | None = None) -> GuardSpec:
+    thresholds = {"liver": threshold, "kidney_liver": threshold}
+    return GuardSpec(method="test", components=1, false_alarm_target=0.02, thresholds=thresholds, speckle=speckle)
 
 
 @pytest.mark.parametrize("action", ["mark", "withhold"])
@@ -202,6 +217,21 @@ def test_a_saturated_frame_is_flagged_clipped_when_its_features_pass(bundle_dir:
     assert result.frames["liver"].out_of_distribution and not result.frames["kidney_liver"].out_of_distribution
 
 
+def test_a_frame_whose_speckle_is_unlike_training_is_flagged_speckle(bundle_dir: Path, tmp_path: Path, screens) -> None:
+    """The speckle part scores the model input the bedside computed; its flag is counted by name."""
+    name, screen = screens["liver"]
+    for shift, outside in ((0.0, False), (0.2, True)):  # training speckle is this frame's, or much coarser
+        server = _guarded_server(bundle_dir, tmp_path, 1e30, "mark")  # the feature part never flags here
+        tensor = preprocess_frame(screen, default_profiles()[name], harmonisation=server.bundle.harmonisation)
+        centre = speckle_texture(tensor) + shift
+        part = SpeckleGuard(centre, np.full(2, 0.02, np.float32), np.eye(2, dtype=np.float32), 3.0)
+        server.bundle.gate = replace(server.bundle.gate, speckle=dict.fromkeys(VIEWS, part))
+        server.process(_frame("liver", 1, screen, name))
+        counters = server.stats.snapshot()["counters"]
+        assert counters.get("frames_out_of_distribution_speckle", 0) == int(outside)
+        assert "frames_out_of_distribution_features" not in counters
+
+
 def test_the_exam_says_when_most_pairs_are_outside_the_training_distribution() -> None:
     tracker = ExamTracker(ExamPolicy(min_pairs=3), ExamModel(0.5))
     for i in range(6):
@@ -214,11 +244,18 @@ def test_gate_arrays_round_trip_and_a_wrong_shape_names_the_file() -> None:
     head = _constant_head(8, "kidney_liver")
     guard = ViewGuard(*(np.ones(8, np.float32), np.ones(8, np.float32)), np.eye(2, 8, dtype=np.float32),
                       np.ones(2, np.float32), 2.0)  # fmt: skip
-    gate = Gate(head, {"liver": guard, "kidney_liver": guard})
-    back = Gate.from_bytes(gate.to_bytes(), "gate.npz", 8, "none", {"liver": 3.0, "kidney_liver": 3.0})
+    speckle = SpeckleGuard(np.array([0.6, 0.25], np.float32), np.array([0.05, 0.02], np.float32), np.eye(2))
+    gate = Gate(head, {"liver": guard, "kidney_liver": guard}, {"liver": speckle, "kidney_liver": speckle})
+    spec = _guard_spec(3.0, speckle=SpeckleGuardSpec(method="test", thresholds={"liver": 4.0, "kidney_liver": 4.0}))
+    back = Gate.from_bytes(gate.to_bytes(), "gate.npz", 8, "none", spec)
     assert back.view_head.classify(np.zeros(8))[0] == "kidney_liver"
     assert back.guards["liver"].score(np.ones(8)) == pytest.approx(guard.score(np.ones(8)))
-    assert back.guards["liver"].threshold == 3.0  # from bundle.json, not the npz
+    assert back.guards["liver"].threshold == 3.0 and back.speckle["liver"].threshold == 4.0  # bundle.json's
+    assert back.speckle["kidney_liver"].scores(np.array([0.65, 0.25]))[0] == pytest.approx(1.0)
+    assert Gate.from_bytes(gate.to_bytes(), "gate.npz", 8, "none", _guard_spec(3.0)).speckle is None  # older bundles
+    without = Gate(head, gate.guards).to_bytes()
+    with pytest.raises(FattyLiverError, match=r"gate\.npz: array 'speckle_liver_mean' missing"):
+        Gate.from_bytes(without, "gate.npz", 8, "none", spec)
     with pytest.raises(FattyLiverError, match=r"gate\.npz: view weights \(8, 3\), expected \(16, 3\)"):
         Gate.from_bytes(gate.to_bytes(), "gate.npz", 16, "none", None)
     with pytest.raises(FattyLiverError, match=r"gate\.npz: not a readable npz"):

@@ -18,7 +18,7 @@ SHIFT_FACTOR = 3  # flagged share above this many times the guard's design rate:
 
 
 def guard_report(bundle_dir: str | Path, cohort: Cohort) -> dict[str, Any]:
-    """Share of the cohort's view frames beyond the bundle's guard (features or clipping, as at the bedside)."""
+    """Share of the cohort's view frames beyond the bundle's guard (any part, as at the bedside)."""
     bundle = load_bundle(bundle_dir)
     if bundle.gate is None or not bundle.gate.guards or bundle.meta.guard is None:
         raise FattyLiverError(f"{bundle_dir}: the bundle has no out-of-distribution guard (exported before guards?)")

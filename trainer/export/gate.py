@@ -7,9 +7,10 @@ float-to-int8 gap sits between how they were fitted and how they are used.
   four quadrant means of the 7x7 map) of the train and calibration subjects' views and their ``view=other``
   rows; subject-level cross-validation gives the confusion matrix and picks the confidence floor (the lowest
   that admits at most 1 % of other frames into pairing).
-- Guard: per view, a PCA summary of the same subjects' features. The threshold is the (1 - target) quantile
-  of out-of-fold scores (each subject scored by a summary fitted without it), so it is set on subjects the
-  summary never saw; the fidelity subjects, never used here, report the false-alarm rate.
+- Guard: per view, a PCA summary of the same subjects' features and a summary of their speckle texture. Each
+  threshold is the (1 - target / 2) quantile of out-of-fold scores (each subject scored by a summary fitted
+  without it), so it is set on subjects the summary never saw (trainer.export.guard); the fidelity subjects,
+  never used here, report the false-alarm rate of the whole guard (both parts and clipping).
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
 from calibration.split import ExportSplit
-from edge_runtime.gate import Gate, ViewGuard, ViewHead, has_colour, view_features
-from edge_runtime.schema import FEATURE_MAP, OTHER_VIEW, VIEW_CLASSES, VIEWS, GuardSpec, ViewGateSpec
+from edge_runtime.gate import GUARD_LIMIT, Gate, SpeckleGuard, ViewHead, has_colour, speckle_texture, view_features
+from edge_runtime.schema import FEATURE_MAP, OTHER_VIEW, VIEW_CLASSES, VIEWS, GuardSpec, SpeckleGuardSpec, ViewGateSpec
 from trainer.dataset import Cohort
 from trainer.export.conversion import ConvertedEncoders
-from trainer.export.guard import out_of_fold_scores, summarise, threshold
+from trainer.export.guard import SPECKLE_MIN_SUBJECTS, fit_features, fit_speckle
 
 GUARD_FALSE_ALARMS = 0.02  # share of training-like frames the guard flags, by design
 OTHER_ADMITTED_MAX = 0.01  # the view gate's floor admits at most this share of other frames (CV)
 VIEW_RECALL_BAR = 0.99  # each view's CV recall for the gate to overrule a frame's named view
 FLOORS = np.round(np.arange(0.5, 0.995, 0.01), 2)
 GUARD_METHOD = "PCA of standardised features: Mahalanobis distance per component + residual / training residual"
+SPECKLE_METHOD = "Mahalanobis distance of the standardised speckle autocorrelations (Ledoit-Wolf covariance)"
 
 
 @dataclass
@@ -141,23 +143,45 @@ def fit_view_gate(features: np.ndarray, labels: np.ndarray, groups: list[str]) -
 
 def _guard(
     encoders: ConvertedEncoders, cohort: Cohort, split: ExportSplit, views: dict[str, np.ndarray]
-) -> tuple[dict[str, ViewGuard], GuardSpec, dict[str, Any]]:
+) -> tuple[Gate, GuardSpec, dict[str, Any]]:
+    """The guard's features and speckle parts, each at half the false-alarm target (so together at most the
+    target), and its false alarms on the fidelity subjects as the bedside scores them (clipping included)."""
     fitted = split.train + split.calibration
-    guards, flagged = {}, []
+    guards = {view: fit_features(views[view], fitted, GUARD_FALSE_ALARMS / 2) for view in VIEWS}
+    speckle = fit_speckle_parts(cohort, fitted)
+    gate = Gate(None, guards, speckle)
+    flagged = []
     for view in VIEWS:
-        limit = threshold(out_of_fold_scores(views[view], fitted), GUARD_FALSE_ALARMS)
-        guards[view] = replace(summarise(views[view]), threshold=limit)
-        if split.fidelity:
-            held = encoders.encode(view, [cohort.image(s, view) for s in split.fidelity])
-            flagged += list(guards[view].scores(held) > limit)
+        images = [cohort.image(s, view) for s in split.fidelity]
+        held = encoders.encode(view, images) if images else []
+        flagged += [gate.guard_score(view, image, f)[0] > GUARD_LIMIT for image, f in zip(images, held, strict=True)]
+    speckle_spec = None
+    if speckle is not None:
+        speckle_spec = SpeckleGuardSpec(method=SPECKLE_METHOD, thresholds={v: g.threshold for v, g in speckle.items()})
     spec = GuardSpec(
         method=GUARD_METHOD,
         components=int(guards[VIEWS[0]].components.shape[0]),
         false_alarm_target=GUARD_FALSE_ALARMS,
         thresholds={view: guard.threshold for view, guard in guards.items()},
         held_out_false_alarm=float(np.mean(flagged)) if flagged else None,
+        speckle=speckle_spec,
     )
-    return guards, spec, {"fitted_subjects": len(fitted), "fidelity_frames": len(flagged)}
+    report = {"fitted_subjects": len(fitted), "fidelity_frames": len(flagged)}
+    if speckle is None:
+        report["speckle"] = f"not fitted: {len(fitted)} subjects ({SPECKLE_MIN_SUBJECTS} needed)"
+    return gate, spec, report
+
+
+def fit_speckle_parts(cohort: Cohort, fitted: list[str]) -> dict[str, SpeckleGuard] | None:
+    """Per view, the speckle part on the fitted subjects' images (the model inputs, as the bedside sees them);
+    None under SPECKLE_MIN_SUBJECTS subjects, where its threshold would false-alarm on new subjects."""
+    if len(fitted) < SPECKLE_MIN_SUBJECTS:
+        return None
+    parts = {}
+    for view in VIEWS:
+        textures = np.stack([speckle_texture(cohort.image(s, view)) for s in fitted])
+        parts[view] = fit_speckle(textures, fitted, GUARD_FALSE_ALARMS / 2)
+    return parts
 
 
 def fit_gate(cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit) -> GateFit:
@@ -173,7 +197,7 @@ def fit_gate(cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit) ->
         return GateFit(None, None, None, {"skipped": "one encoder per view: no shared features to gate on"})
     fitted = split.train + split.calibration
     views = {view: encoders.encode(view, [cohort.image(s, view) for s in fitted]) for view in VIEWS}  # once, for both
-    guards, guard_spec, report["guard"] = _guard(encoders, cohort, split, views)
+    guarded, guard_spec, report["guard"] = _guard(encoders, cohort, split, views)
     with_others = [s for s in fitted if cohort.others.get(s)]
     head, view_spec = None, None
     if len(with_others) >= 2:
@@ -181,4 +205,4 @@ def fit_gate(cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit) ->
         head, view_spec = fit_view_gate(features, labels, groups)
     else:
         report["view_gate"] = f"not fitted: {len(with_others)} subject(s) have view=other rows (2 needed)"
-    return GateFit(Gate(head, guards), view_spec, guard_spec, report)
+    return GateFit(replace(guarded, view_head=head), view_spec, guard_spec, report)

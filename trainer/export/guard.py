@@ -1,18 +1,28 @@
-"""Export step: the out-of-distribution guard, a per-view PCA summary of the training features.
+"""Export step: the out-of-distribution guard's two fitted parts, per view.
 
-The threshold is the (1 - target) quantile of out-of-fold scores: every subject is scored by a summary fitted
-without it, which is how a new patient meets the shipped summary. In-sample scores would be smaller (a PCA fits
-its own data best) and the threshold too strict.
+- Features: a PCA summary of the training frames' encoder features.
+- Speckle: the mean and shrunk covariance of the training frames' speckle texture (two autocorrelations).
+
+Each threshold is the (1 - target) quantile of out-of-fold scores: every subject is scored by a summary fitted
+without it, which is how a new patient meets the shipped summary. In-sample scores would be smaller (a summary
+fits its own data best) and the threshold too strict. The speckle part's threshold is at least Hotelling's
+prediction bound, which widens as the cohort shrinks; under SPECKLE_MIN_SUBJECTS it is not fitted at all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
+from scipy import stats
+from sklearn.covariance import LedoitWolf
 from sklearn.model_selection import GroupKFold
 
-from edge_runtime.gate import ViewGuard
+from edge_runtime.gate import SpeckleGuard, ViewGuard
 
 MAX_COMPONENTS = 32
+SPECKLE_MIN_SUBJECTS = 20  # fewer: the speckle part's false alarms on new subjects reach 10-30 % (DESIGN.md)
 
 
 def summarise(features: np.ndarray) -> ViewGuard:
@@ -31,11 +41,29 @@ def summarise(features: np.ndarray) -> ViewGuard:
     return ViewGuard(*as32, residual)
 
 
-def out_of_fold_scores(features: np.ndarray, groups: list[str]) -> np.ndarray:
-    """Each frame's score under a summary fitted without its subject's frames (5 folds by subject)."""
-    scores = np.zeros(len(features))
-    for fit, held in GroupKFold(n_splits=min(5, len(set(groups)))).split(features, groups=groups):
-        scores[held] = summarise(features[fit]).scores(features[held])
+def summarise_speckle(textures: np.ndarray) -> SpeckleGuard:
+    """Where (N, S) training speckle statistics lie: standardised, with a Ledoit-Wolf shrunk covariance (a few
+    dozen frames estimate two variances and a correlation, not more)."""
+    mean = textures.mean(axis=0)
+    scale = textures.std(axis=0) + 1e-6
+    covariance = LedoitWolf().fit((textures - mean) / scale).covariance_
+    as32 = [np.asarray(a, np.float32) for a in (mean, scale, np.linalg.inv(covariance))]
+    return SpeckleGuard(*as32)
+
+
+def out_of_fold_scores(
+    values: np.ndarray, groups: list[str], fit: Callable[[np.ndarray], ViewGuard | SpeckleGuard] = summarise
+) -> np.ndarray:
+    """Each frame's score under a summary fitted without its subject's frames (5 folds by subject).
+
+    Args:
+        values: (N, ...) what the summary is fitted on (features, or speckle statistics).
+        groups: each frame's subject.
+        fit: the summary (summarise or summarise_speckle).
+    """
+    scores = np.zeros(len(values))
+    for kept, held in GroupKFold(n_splits=min(5, len(set(groups)))).split(values, groups=groups):
+        scores[held] = fit(values[kept]).scores(values[held])
     return scores
 
 
@@ -43,3 +71,24 @@ def threshold(scores: np.ndarray, false_alarms: float) -> float:
     """The conformal (1 - false_alarms) quantile: at most that share of new training-like frames lie above."""
     rank = min(len(scores), int(np.ceil((len(scores) + 1) * (1 - false_alarms))))
     return float(np.sort(scores)[rank - 1])
+
+
+def gaussian_bound(frames: int, dims: int, false_alarms: float) -> float:
+    """Hotelling's prediction bound: the Mahalanobis distance a new frame from the same Gaussian exceeds with
+    probability false_alarms, when mean and covariance come from only `frames` frames (wide for few)."""
+    f = stats.f.ppf(1 - false_alarms, dims, frames - dims)
+    return float(np.sqrt((frames - 1) * (frames + 1) * dims / (frames * (frames - dims)) * f))
+
+
+def fit_features(features: np.ndarray, subjects: list[str], false_alarms: float) -> ViewGuard:
+    """The features part of one view: the PCA summary and its out-of-fold threshold."""
+    limit = threshold(out_of_fold_scores(features, subjects), false_alarms)
+    return replace(summarise(features), threshold=limit)
+
+
+def fit_speckle(textures: np.ndarray, subjects: list[str], false_alarms: float) -> SpeckleGuard:
+    """The speckle part of one view: the summary, its threshold the larger of the out-of-fold quantile and the
+    Gaussian prediction bound (the quantile of a few dozen frames is itself noisy)."""
+    quantile = threshold(out_of_fold_scores(textures, subjects, summarise_speckle), false_alarms)
+    bound = gaussian_bound(len(textures), textures.shape[1], false_alarms)
+    return replace(summarise_speckle(textures), threshold=max(quantile, bound))

@@ -38,6 +38,7 @@ from trainer.exam_calibration import load_exam_calibration
 from trainer.export.bedside_head import BedsideHead, ExportError
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.final_model import FinalModel, validated_outputs
+from trainer.export.guard import SPECKLE_MIN_SUBJECTS
 from trainer.runs import Run
 
 FIDELITY_FILES = ("fidelity.json", "fidelity.md")
@@ -189,6 +190,9 @@ def gate_markdown(meta: BundleMeta) -> str:
         lines += ["", "## Out-of-distribution guard", ""]
         target = f"{100 * meta.guard.false_alarm_target:.0f} %"
         lines.append(f"Target false alarms {target}; on the fidelity subjects {measured}.")
+        speckle = meta.guard.speckle
+        part = "fitted" if speckle else f"not fitted (it needs {SPECKLE_MIN_SUBJECTS} train and calibration subjects)"
+        lines.append(f"Parts: features, clipping; speckle {part}.")
     return "\n".join(lines) + ("\n" if lines else "")
 
 

@@ -1,0 +1,68 @@
+"""The guard's speckle part: it sees a new probe or preset through harmonisation, where the features do not,
+and stays quiet on new subjects imaged like training."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from edge_runtime.gate import clipped_share, speckle_texture
+from edge_runtime.preprocess import preprocess_frame
+from edge_runtime.schema import VIEWS
+from phantom.render import profile_for, render_view
+from phantom.subject import Subject, draw_cohort
+from trainer.dataset import Cohort
+from trainer.export.gate import fit_speckle_parts
+from trainer.export.guard import SPECKLE_MIN_SUBJECTS, gaussian_bound
+
+
+def _tensor(subject: Subject, view: str, seed: int, appearance: str = "standard") -> np.ndarray:
+    screen = render_view(subject, view, seed, appearance=appearance).screen
+    return preprocess_frame(screen, profile_for(subject), harmonisation="sector_median")
+
+
+@pytest.fixture(scope="module")
+def trained() -> Cohort:
+    """24 phantom subjects' model inputs, both views: what export fits the speckle part on."""
+    subjects = draw_cohort(24, 11)
+    images = {(s.subject_id, v): _tensor(s, v, 11) for s in subjects for v in VIEWS}
+    return Cohort(subjects=[], images=images, harmonisation="sector_median")
+
+
+def test_speckle_texture_ignores_gain_and_sees_speckle_size() -> None:
+    subject = draw_cohort(1, 5)[0]
+    frame = _tensor(subject, "liver", 5)
+    darker = (frame.astype(np.float32) * 0.6).round().astype(np.uint8)  # one factor on every grey level
+    finer = _tensor(replace(subject, freq_mhz=subject.freq_mhz * 1.9), "liver", 5)
+    texture = speckle_texture(frame)
+    assert np.abs(speckle_texture(darker) - texture).max() < 0.02
+    assert (speckle_texture(finer) < texture - 0.05).all()  # finer speckle: less correlated with its neighbour
+    assert not speckle_texture(np.zeros((224, 224, 3), np.uint8)).any()
+
+
+def test_the_speckle_part_flags_a_new_probe_and_passes_new_subjects(trained: Cohort) -> None:
+    parts = fit_speckle_parts(trained, sorted({sid for sid, _ in trained.images}))
+    new = draw_cohort(10, 12)
+    for view in VIEWS:
+        part = parts[view]
+
+        def flagged(subjects: list[Subject], appearance: str = "standard", part=part, view=view) -> list[bool]:
+            tensors = [_tensor(s, view, 12, appearance) for s in subjects]
+            return [part.scores(speckle_texture(t))[0] > part.threshold or clipped_share(t) > 0.05 for t in tensors]
+
+        assert sum(flagged(new)) <= 1
+        assert sum(flagged([replace(s, freq_mhz=s.freq_mhz * 1.9) for s in new])) >= 9  # finer speckle only
+        assert sum(flagged(new, "shifted")) >= 9  # speckle, dynamic range, grey map and gain: with clipping
+
+
+def test_too_few_subjects_fit_no_speckle_part(trained: Cohort) -> None:
+    few = sorted({sid for sid, _ in trained.images})[: SPECKLE_MIN_SUBJECTS - 1]
+    assert fit_speckle_parts(trained, few) is None
+
+
+def test_the_gaussian_bound_widens_for_few_frames() -> None:
+    chi_99 = np.sqrt(-2 * np.log(0.01))  # two dimensions: the chi-square limit of a known Gaussian
+    assert gaussian_bound(6, 2, 0.01) > gaussian_bound(80, 2, 0.01) > chi_99
+    assert gaussian_bound(1_000_000, 2, 0.01) == pytest.approx(chi_99, rel=1e-3)
