@@ -88,31 +88,37 @@ def flow_share(tensor: np.ndarray) -> float:
 
 
 def has_colour(tensor: np.ndarray) -> bool:
-    """Whether a model input carries colour (colour flow, a menu, an overlay): then it is not a B-mode view."""
-    return colour_share(tensor) > COLOUR_SHARE_MAX or flow_share(tensor) > FLOW_SHARE_MAX
+    """Whether a model input carries colour (colour flow, a menu, an overlay): then it is not a B-mode view.
+
+    A flow pixel is a coloured pixel too (FLOW_CONTRAST >= COLOUR_CHROMA), so a frame without any coloured
+    pixel, which is most B-mode frames, needs no flow count: the answer is the same, in half the time."""
+    share = colour_share(tensor)
+    return share > COLOUR_SHARE_MAX or (share > 0 and flow_share(tensor) > FLOW_SHARE_MAX)
 
 
-def clipped_share(tensor: np.ndarray) -> float:
+def clipped_share(tensor: np.ndarray, grey: np.ndarray | None = None) -> float:
     """Share of the sector's pixels (non-black) within one grey level of its brightest: a saturated top.
 
     Measured on the model input, after harmonisation, which scales a clipped top down but keeps it flat. A live
     B-mode sector has a speckle tail (training frames: at most about 0.1 %); a saturated one has a plateau.
+    ``grey`` is the tensor's channel_max, when the caller has it already.
     """
-    grey = channel_max(tensor)
+    grey = channel_max(tensor) if grey is None else grey
     sector = np.count_nonzero(grey)
     if sector == 0:
         return 0.0
     return np.count_nonzero(grey >= max(int(grey.max()) - 1, 1)) / sector
 
 
-def speckle_texture(tensor: np.ndarray) -> np.ndarray:
+def speckle_texture(tensor: np.ndarray, grey: np.ndarray | None = None) -> np.ndarray:
     """Lag-1 autocorrelation of the speckle residual across and down the model input (SPECKLE_STATISTICS), inside
     the sector's echoes. Near 1 for coarse speckle, near 0 for fine; one factor on every grey level (gain,
-    harmonisation) leaves both unchanged. A frame without echoes gives zeros, which no training frame has."""
-    grey = channel_max(tensor)
+    harmonisation) leaves both unchanged. A frame without echoes gives zeros, which no training frame has.
+    ``grey`` is the tensor's channel_max, when the caller has it already."""
+    grey = channel_max(tensor) if grey is None else grey
     inside = cv2.erode((grey > SECTOR_FLOOR).astype(np.uint8), SPECKLE_EDGE, borderType=cv2.BORDER_CONSTANT)
-    level = grey.astype(np.float32)
-    residual = ((level - cv2.blur(level, (SPECKLE_BOX, SPECKLE_BOX))) * inside).ravel()  # zero outside: no pairs
+    local_mean = cv2.boxFilter(grey, cv2.CV_32F, (SPECKLE_BOX, SPECKLE_BOX))  # from uint8: twice a float blur's speed
+    residual = ((grey - local_mean) * inside).ravel()  # zero outside the echoes: no pairs there
     energy = float(residual @ residual)
     if energy <= 0.0:
         return np.zeros(len(SPECKLE_STATISTICS), np.float32)
@@ -211,12 +217,12 @@ class Gate:
         the guard says so (CLIPPED, FEATURES or SPECKLE); None when the bundle has no guard."""
         if not self.guards:
             return None
-        guard = self.guards[view]
+        guard, grey = self.guards[view], channel_max(tensor)
         features_part = guard.score(features) / max(guard.threshold, 1e-12)
-        parts = {FEATURES: features_part, CLIPPED: clipped_share(tensor) / CLIPPED_SHARE_MAX}
+        parts = {FEATURES: features_part, CLIPPED: clipped_share(tensor, grey) / CLIPPED_SHARE_MAX}
         if self.speckle:
             speckle = self.speckle[view]
-            parts[SPECKLE] = float(speckle.scores(speckle_texture(tensor))[0]) / max(speckle.threshold, 1e-12)
+            parts[SPECKLE] = float(speckle.scores(speckle_texture(tensor, grey))[0]) / max(speckle.threshold, 1e-12)
         reason = max(parts, key=parts.__getitem__)
         return parts[reason], reason
 

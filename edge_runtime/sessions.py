@@ -97,7 +97,10 @@ def frame_fingerprint(tensor: np.ndarray) -> np.ndarray:
     """A small grey picture of a model input, to tell a repeat of the same image (a frozen screen, resent)
     from a new live frame: live speckle decorrelates between frames, a frozen screen differs by noise only."""
     small = cv2.resize(tensor, (FINGERPRINT_SIZE, FINGERPRINT_SIZE), interpolation=cv2.INTER_AREA)
-    return small.mean(axis=2, dtype=np.float32).ravel()
+    return cv2.transform(small.astype(np.float32), CHANNEL_MEAN).ravel()  # numpy's mean over axis 2: 20x slower
+
+
+CHANNEL_MEAN = np.full((1, 3), 1 / 3, np.float32)  # cv2.transform's matrix: RGB -> their mean
 
 
 def same_image(a: np.ndarray, b: np.ndarray, min_correlation: float) -> bool:

@@ -149,6 +149,23 @@ def test_sparse_colour_flow_is_doppler_and_yellow_calipers_are_not(screens) -> N
     assert not has_colour(preprocess_frame(marked, profile))
 
 
+def test_has_colour_gives_the_two_count_rule_whatever_the_shortcut() -> None:
+    """has_colour skips the flow count on frames with no coloured pixel; on grey frames with a few pixels of
+    any colour it must still say exactly what both counts say."""
+    from edge_runtime.gate import FLOW_SHARE_MAX, flow_share, has_colour
+
+    rng = np.random.default_rng(7)
+    for k in range(600):
+        image = np.repeat(rng.integers(0, 120, (224, 224, 1), dtype=np.int32), 3, axis=2)
+        where = rng.integers(0, 224, (k % 200, 2))
+        tint = np.zeros((len(where), 3), np.int32)  # red, green or blue, up to 20-120 levels above the grey
+        tint[np.arange(len(where)), rng.integers(0, 3, len(where))] = rng.integers(0, rng.integers(20, 121), len(where))
+        image[where[:, 0], where[:, 1]] += tint
+        image = image.astype(np.uint8)
+        rule = colour_share(image) > COLOUR_SHARE_MAX or flow_share(image) > FLOW_SHARE_MAX
+        assert has_colour(image) == rule
+
+
 def test_auto_without_a_view_gate_is_refused_by_reason(bundle_dir: Path, tmp_path: Path, screens) -> None:
     server = _server(bundle_dir, tmp_path, None)
     scanner, image = screens["liver"]
