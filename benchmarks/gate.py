@@ -192,7 +192,7 @@ def markdown(r: dict[str, Any]) -> str:
                       "| --- | --- | --- | --- |"]  # fmt: skip
             lines += [f"| {t} | " + " | ".join(str(row[k]) for k in ROUTES) + " |" for t, row in c["confusion"].items()]
         if c["flagged"] is not None:
-            by = ", ".join(f"{k} {n}" for k, n in sorted(c["flagged_by"].items())) or "none"
+            by = ", ".join(f"{k} {n}" for k, n in sorted(c["flagged_by"].items()) if n) or "none"
             lines += ["", f"Guard flags {100 * c['flagged']:.1f} % of view frames (by {by})."]
         lines += ["", calls_line(c["calls"])]
         lines.append("")

@@ -4,10 +4,12 @@ and stays quiet on new subjects imaged like training."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edge_runtime.bundle import load_bundle
 from edge_runtime.gate import clipped_share, speckle_texture
 from edge_runtime.preprocess import preprocess_frame
 from edge_runtime.schema import VIEWS
@@ -66,3 +68,12 @@ def test_the_gaussian_bound_widens_for_few_frames() -> None:
     chi_99 = np.sqrt(-2 * np.log(0.01))  # two dimensions: the chi-square limit of a known Gaussian
     assert gaussian_bound(6, 2, 0.01) > gaussian_bound(80, 2, 0.01) > chi_99
     assert gaussian_bound(1_000_000, 2, 0.01) == pytest.approx(chi_99, rel=1e-3)
+
+
+def test_a_small_run_exports_no_speckle_part_and_says_why(bundle_dir: Path) -> None:
+    """The test bundle's run has ten subjects: the guard keeps features and clipping, and fidelity.md says why
+    the speckle part is missing; the bedside loads it without one."""
+    bundle = load_bundle(bundle_dir)
+    assert bundle.meta.guard is not None and bundle.meta.guard.speckle is None and bundle.gate.speckle is None
+    report = (bundle_dir / "fidelity.md").read_text()
+    assert f"speckle texture not fitted (it needs {SPECKLE_MIN_SUBJECTS} train and calibration subjects)" in report

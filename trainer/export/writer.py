@@ -190,9 +190,11 @@ def gate_markdown(meta: BundleMeta) -> str:
         lines += ["", "## Out-of-distribution guard", ""]
         target = f"{100 * meta.guard.false_alarm_target:.0f} %"
         lines.append(f"Target false alarms {target}; on the fidelity subjects {measured}.")
-        speckle = meta.guard.speckle
-        part = "fitted" if speckle else f"not fitted (it needs {SPECKLE_MIN_SUBJECTS} train and calibration subjects)"
-        lines.append(f"Parts: features, clipping; speckle {part}.")
+        if meta.guard.speckle is not None:
+            lines.append("Parts: features, speckle texture and clipping.")
+        else:
+            needs = f"it needs {SPECKLE_MIN_SUBJECTS} train and calibration subjects"
+            lines.append(f"Parts: features and clipping; speckle texture not fitted ({needs}).")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
