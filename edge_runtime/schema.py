@@ -328,6 +328,13 @@ class ViewGateSpec(_Contract):
     cv_confusion: list[list[int]] = Field(description="Subject-level CV: rows true class, columns predicted.")
     cv_recall: dict[str, float] = Field(description="Per class, share of its frames predicted as it (CV).")
     cv_other_admitted: float = Field(ge=0, le=1, description="Share of other frames paired at the floor (CV).")
+    cv_view_swapped: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of view frames filed under the other view at the floor (CV); "
+        "absent in bundles from before the floor counted it.",
+    )
     frames: dict[str, int] = Field(description="Training frames per class.")
     meets_bar: bool = Field(
         description="CV view recall >= 99 % and other admitted <= 1 %. When false the gate still sorts 'auto' "

@@ -6,7 +6,8 @@ float-to-int8 gap sits between how they were fitted and how they are used.
 - View gate: logistic regression over ``VIEW_CLASSES`` on standardised, pooled features (``view_features``:
   four quadrant means of the 7x7 map) of the train and calibration subjects' views and their ``view=other``
   rows; subject-level cross-validation gives the confusion matrix and picks the confidence floor (the lowest
-  that admits at most 1 % of other frames into pairing).
+  that admits at most 1 % of other frames into pairing and files at most 1 % of view frames under the other
+  view).
 - Guard: per view, a PCA summary of the same subjects' features and a summary of their speckle texture. Each
   threshold is the (1 - target / 2) quantile of out-of-fold scores (each subject scored by a summary fitted
   without it), so it is set on subjects the summary never saw (trainer.export.guard); the fidelity subjects,
@@ -32,6 +33,7 @@ from trainer.export.guard import SPECKLE_MIN_SUBJECTS, fit_features, fit_speckle
 
 GUARD_FALSE_ALARMS = 0.02  # share of training-like frames the guard flags, by design
 OTHER_ADMITTED_MAX = 0.01  # the view gate's floor admits at most this share of other frames (CV)
+VIEW_SWAPPED_MAX = 0.01  # ... and files at most this share of view frames under the other view (CV)
 VIEW_RECALL_BAR = 0.99  # each view's CV recall for the gate to overrule a frame's named view
 FLOORS = np.round(np.arange(0.5, 0.995, 0.01), 2)
 GUARD_METHOD = "PCA of standardised features: Mahalanobis distance per component + residual / training residual"
@@ -94,11 +96,29 @@ def _cv_probabilities(features: np.ndarray, labels: np.ndarray, groups: list[str
     return probs
 
 
-def _floor(probs: np.ndarray, labels: np.ndarray) -> float:
-    """The lowest confidence floor that keeps other frames out of pairing (CV), at most 0.99."""
+def _admitted(probs: np.ndarray, labels: np.ndarray, floor: float) -> float:
+    """Share of other frames the gate would pair at this floor (CV)."""
     other = labels == VIEW_CLASSES.index(OTHER_VIEW)
-    admitted = [float(np.mean((probs[other].argmax(1) < len(VIEWS)) & (probs[other].max(1) >= f))) for f in FLOORS]
-    fine = [f for f, share in zip(FLOORS, admitted, strict=True) if share <= OTHER_ADMITTED_MAX]
+    return float(np.mean((probs[other].argmax(1) < len(VIEWS)) & (probs[other].max(1) >= floor)))
+
+
+def _swapped(probs: np.ndarray, labels: np.ndarray, floor: float) -> float:
+    """Share of view frames the gate would file under the other view at this floor (CV): a kidney-liver frame
+    paired as the liver view puts a wrong image into a pair as surely as an admitted other frame."""
+    view = labels < len(VIEWS)
+    predicted = probs[view].argmax(1)
+    swapped = (predicted < len(VIEWS)) & (predicted != labels[view]) & (probs[view].max(1) >= floor)
+    return float(np.mean(swapped))
+
+
+def choose_floor(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The lowest confidence floor at which the CV puts no wrong image into pairs: other frames admitted and
+    view frames swapped each at most 1 %; 0.99 when no floor manages both."""
+    fine = [
+        f
+        for f in FLOORS
+        if _admitted(probs, labels, f) <= OTHER_ADMITTED_MAX and _swapped(probs, labels, f) <= VIEW_SWAPPED_MAX
+    ]
     return float(fine[0]) if fine else float(FLOORS[-1])
 
 
@@ -113,11 +133,10 @@ def fit_view_gate(features: np.ndarray, labels: np.ndarray, groups: list[str]) -
     pooling = view_pooling(features.shape[1])
     features = view_features(features, pooling)
     probs = _cv_probabilities(features, labels, groups)
-    floor = _floor(probs, labels)
+    floor = choose_floor(probs, labels)
     predicted = probs.argmax(1)
     confusion = [[int(np.sum((labels == t) & (predicted == p))) for p in range(3)] for t in range(3)]
-    other = labels == VIEW_CLASSES.index(OTHER_VIEW)
-    admitted = float(np.mean((predicted[other] < len(VIEWS)) & (probs[other].max(1) >= floor)))
+    admitted = _admitted(probs, labels, floor)
     recall = {c: float(np.mean(predicted[labels == k] == k)) for k, c in enumerate(VIEW_CLASSES)}
     scaler, model = _logistic(features, labels)
     head = ViewHead(
@@ -135,6 +154,7 @@ def fit_view_gate(features: np.ndarray, labels: np.ndarray, groups: list[str]) -
         cv_confusion=confusion,
         cv_recall=recall,
         cv_other_admitted=admitted,
+        cv_view_swapped=_swapped(probs, labels, floor),
         frames=counts,
         meets_bar=meets,
     )

@@ -179,6 +179,8 @@ def gate_markdown(meta: BundleMeta) -> str:
     if meta.view_gate is not None:
         gate = meta.view_gate
         admitted = f"{100 * gate.cv_other_admitted:.1f} %"
+        if gate.cv_view_swapped is not None:
+            admitted += f"; view frames filed under the other view: {100 * gate.cv_view_swapped:.1f} %"
         lines += ["", "## View gate (subject-level CV on the bundle encoder's features)", ""]
         lines += [f"Confidence floor {gate.confidence_floor:.2f}; other frames admitted into pairing: {admitted}.", ""]
         lines += ["| true \\ predicted | " + " | ".join(gate.classes) + " |", "| --- | --- | --- | --- |"]
