@@ -55,6 +55,23 @@ def test_evaluate_scores_a_training_subject_only_with_the_fold_that_held_it_out(
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())
     assert evaluation["scored_by"]["held_out_fold"] == len(out_of_fold)
     assert evaluation["scored_by"]["fold_ensemble"] == 0
+    assert "held_out_by_id_only" not in evaluation["scored_by"] and "NOTE" not in result.output  # same images
+
+
+def test_evaluate_names_subjects_that_share_only_an_id_with_the_run(run_dir: Path, tmp_path: Path) -> None:
+    """Another phantom seed reuses ids PH0001...: other patients. They stay scored by the fold that held the id
+    out (a re-exported training subject must never leak), and the report names them instead of hiding it."""
+    from phantom.cohort import generate_cohort
+
+    generate_cohort(tmp_path / "other_seed", 3, seed=909, with_masks=False)
+    args = ["evaluate", "--run", str(run_dir), "--manifest", str(tmp_path / "other_seed" / "manifest.csv")]
+    result = CliRunner().invoke(trainer_cli, [*args, "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["scored_by"]
+    trained = {s for fold in json.loads((run_dir / "folds.json").read_text())["folds"] for s in fold}
+    reused = sorted({"PH0001", "PH0002", "PH0003"} & trained)
+    assert reused and scored["held_out_by_id_only"] == reused and scored["held_out_fold"] == len(reused)
+    assert f"NOTE: {len(reused)} subject(s) share an id" in result.output
 
 
 # 2. Unvalidated bundle outputs

@@ -247,6 +247,14 @@ def evaluate(run_dir: str, manifest: str, out_dir: str | None, profiles: str | N
     out = Path(out_dir) if out_dir else None
     result = guarded(lambda: evaluate_run(run_dir, manifest, out, profiles, bundle))
     click.echo(json.dumps({k: v for k, v in result.items() if k != "out_dir"}, indent=2))
+    reused = result["scored_by"].get("held_out_by_id_only", [])
+    if reused:
+        click.echo(
+            f"NOTE: {len(reused)} subject(s) share an id with the run's training subjects but none of their images "
+            "(other patients under reused ids?); each is scored by the fold that held its id out. Give new subjects "
+            "new ids to have them scored by the whole ensemble.",
+            err=True,
+        )
     guard = result.get("guard")
     if guard and guard["shifted"]:
         click.echo(

@@ -44,6 +44,21 @@ def held_out_fold(run: Run, cohort: Cohort) -> list[int]:
     return folds
 
 
+def ids_without_images(run: Run, cohort: Cohort) -> list[str]:
+    """Cohort subjects whose id the run trained on but none of whose images it saw: most likely other patients
+    under reused ids (a phantom cohort of another seed, a site's own numbering). They are still scored by the
+    fold that held the id out, so that the same patient re-exported can never leak into its own score."""
+    trained = {s for test in run.folds for s in test}
+    views = run.config.view_names
+    return [
+        s
+        for s in cohort.ids
+        if s in trained
+        and all((s, v) in run.digests and (s, v) in cohort.digests for v in views)
+        and not any(run.digests[(s, v)] == cohort.digests[(s, v)] for v in views)
+    ]
+
+
 def _fold_predictions(run: Run, cohort: Cohort) -> list[dict[str, np.ndarray]]:
     """Every fold head's outputs for every cohort subject (un-augmented images)."""
     cache = FeatureCache(run.config.cache_dir, run_encoders(run).features)
@@ -119,6 +134,9 @@ def evaluate_run(
         "n_subjects": len(rows),
         "scored_by": {"held_out_fold": held_out, "fold_ensemble": len(rows) - held_out},
     }
+    reused = ids_without_images(run, cohort)
+    if reused:
+        result["scored_by"]["held_out_by_id_only"] = reused  # the run saw these ids, not these images
     labelled = [r for r in rows if r["pdff"] is not None]
     if labelled:
         result["metrics"] = score_rows(labelled, run.config.fatty_threshold)
