@@ -100,3 +100,19 @@ def test_feature_minmax_floors_tiny_ranges_and_keeps_constant_features_finite() 
     assert span[1] >= 0.1 * median - 1e-6  # a hair-thin range is not blown up
     scaled = (features - lo) / span
     assert np.isfinite(scaled).all() and scaled[:, 0].max() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_fold_heads_predict_without_tensorflow_retracing_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    """A run builds one head per fold and calls each once; Keras' predict traced a new tf.function for each, and
+    TensorFlow printed a retracing warning into every run's and every demo's output."""
+    from clkl.tf_setup import keras
+    from trainer.crossval import predict_outputs
+
+    x = {"features": np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)}
+    for seed in range(7):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((4,), name="features")
+        head = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+        out = predict_outputs(head, x, ("p_fatty",))
+        assert out["p_fatty"].shape == (7,) and ((out["p_fatty"] > 0) & (out["p_fatty"] < 1)).all()
+    assert "retracing" not in caplog.text

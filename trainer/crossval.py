@@ -41,9 +41,11 @@ def targets(cohort: Cohort, outputs: tuple[str, ...], fatty_threshold: float) ->
     return {o: ((pdff >= fatty_threshold).astype(np.float32) if o == "p_fatty" else pdff) for o in outputs}
 
 
-def _predict(model: keras.Model, x: dict[str, np.ndarray], outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
-    raw = model.predict(x, batch_size=256, verbose=0)
-    raw = raw if isinstance(raw, list) else [raw]
+def predict_outputs(model: keras.Model, x: dict[str, np.ndarray], outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A head's outputs for a cohort's subjects, in one direct call. Keras' predict builds a tf.function per
+    model, and a run builds a model per fold, so TensorFlow warned of retracing in every run's output."""
+    raw = model({k: np.asarray(v, np.float32) for k, v in x.items()}, training=False)
+    raw = raw if isinstance(raw, list | tuple) else [raw]
     return {o: np.asarray(r).reshape(-1) for o, r in zip(outputs, raw, strict=True)}
 
 
@@ -106,7 +108,7 @@ def predict_rows(head: keras.Model, feats: dict[str, np.ndarray], rows: np.ndarr
         config: which views and outputs.
     """
     x = {f"features_{v}": feats[v][rows, 0] for v in config.view_names}
-    return _predict(head, x, config.outputs)
+    return predict_outputs(head, x, config.outputs)
 
 
 def finetune_fold(
@@ -170,7 +172,7 @@ def finetune_fold(
         callbacks=[EpochBar(config.n_epochs, "fine-tuning", progress)],
     )
     x_test = {f"image_{v}": np.stack([cohort.image(s, v) for s in ids[test_rows]]) for v in views}
-    preds = _predict(model, x_test, config.outputs)
+    preds = predict_outputs(model, x_test, config.outputs)
     return model, preds, {k: [float(x) for x in vals] for k, vals in hist.history.items()}
 
 

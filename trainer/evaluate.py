@@ -20,6 +20,7 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix
 from clkl.augment import IDENTITY
 from edge_runtime.profiles import read_profiles_file
 from edge_runtime.schema import P_FATTY_THRESHOLD
+from trainer.crossval import predict_outputs
 from trainer.dataset import Cohort, read_cohort
 from trainer.extraction import run_encoders
 from trainer.features import FeatureCache
@@ -68,12 +69,7 @@ def _fold_predictions(run: Run, cohort: Cohort) -> list[dict[str, np.ndarray]]:
         ]
         for v in run.config.view_names
     }
-    per_head = []
-    for head in load_heads(run):
-        raw = head.predict(x, verbose=0)
-        raw = raw if isinstance(raw, list) else [raw]
-        per_head.append({o: np.asarray(r).reshape(-1) for o, r in zip(run.config.outputs, raw, strict=True)})
-    return per_head
+    return [predict_outputs(head, x, run.config.outputs) for head in load_heads(run)]
 
 
 def _reader_agreement(rows: list[dict[str, Any]], fatty_threshold: float) -> dict[str, Any]:
