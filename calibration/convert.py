@@ -7,6 +7,7 @@ hundred thousand multiply-adds, so it stays float: it keeps fidelity and costs w
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -57,9 +58,17 @@ def quantizing_converter(
 
 def convert_encoder(encoder: keras.Model, samples: list[np.ndarray] | None, int8: bool) -> bytes:
     model = float_input_encoder(encoder)
-    if int8:
-        return quantizing_converter(model, samples, tf.uint8, tf.int8).convert()
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    if not int8:
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    return convert_pixels_in(quantizing_converter(model, samples, tf.uint8, tf.int8))
+
+
+def convert_pixels_in(converter: tf.lite.TFLiteConverter) -> bytes:
+    """Convert a full-integer graph whose uint8 input is raw pixels (scale 1, zero point 0). The converter warns
+    that no input statistics were given on every export; pixels need none, so the warning stays out."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected", category=UserWarning)
+        return converter.convert()
 
 
 def convert_head(head: keras.Model) -> bytes:

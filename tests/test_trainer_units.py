@@ -116,3 +116,29 @@ def test_fold_heads_predict_without_tensorflow_retracing_warnings(caplog: pytest
         out = predict_outputs(head, x, ("p_fatty",))
         assert out["p_fatty"].shape == (7,) and ((out["p_fatty"] > 0) & (out["p_fatty"] < 1)).all()
     assert "retracing" not in caplog.text
+
+
+def test_saving_heads_and_converting_pixel_encoders_print_no_library_advice(tmp_path: Path) -> None:
+    """Every run saved its fold heads with tf-keras's HDF5 advice, and every int8 export printed the converter's
+    'no input statistics' warning; both are deliberate (HDF5 runs, raw-pixel inputs) and only noise."""
+    import warnings
+
+    from calibration.convert import convert_pixels_in, quantizing_converter
+    from clkl.tf_setup import keras, tf
+    from trainer.crossval import save_head
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
+    samples = [np.random.default_rng(k).uniform(0, 255, (8, 8, 3)).astype(np.float32) for k in range(4)]
+    with warnings.catch_warnings(record=True) as loud:
+        warnings.simplefilter("always")
+        quantizing_converter(model, samples, tf.uint8, tf.int8).convert()
+        model.save(tmp_path / "loud.h5")
+    said = " ".join(str(w.message) for w in loud)  # what the libraries say
+    assert "Statistics for quantized inputs" in said and "HDF5" in said
+    with warnings.catch_warnings(record=True) as quiet:
+        warnings.simplefilter("always")
+        assert convert_pixels_in(quantizing_converter(model, samples, tf.uint8, tf.int8))[4:8] == b"TFL3"
+        save_head(model, tmp_path / "head.h5")
+    assert not [str(w.message) for w in quiet if "HDF5" in str(w.message) or "Statistics" in str(w.message)]
+    assert keras.models.load_model(tmp_path / "head.h5").count_params() == model.count_params()

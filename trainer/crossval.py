@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,14 @@ class FoldOutcome:
 def targets(cohort: Cohort, outputs: tuple[str, ...], fatty_threshold: float) -> dict[str, np.ndarray]:
     pdff = cohort.pdff().astype(np.float32)
     return {o: ((pdff >= fatty_threshold).astype(np.float32) if o == "p_fatty" else pdff) for o in outputs}
+
+
+def save_head(head: keras.Model, path: Path) -> None:
+    """A fold head as HDF5, the format every run so far holds (runs.Run.head_path); tf-keras's advice to move to
+    its native format is printed on every save, so it is kept out of every run's output."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file", category=UserWarning)
+        head.save(path)
 
 
 def predict_outputs(model: keras.Model, x: dict[str, np.ndarray], outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -216,7 +225,7 @@ def run_cross_validation(
                 features, y, rows, config, config.seed + k, f"fold {k + 1}/{len(folds)}", progress
             )
             preds = predict_rows(head, features, test_rows, config)
-            head.save(fold_dir / "head.h5")
+            save_head(head, fold_dir / "head.h5")
         else:
             model, preds, history = finetune_fold(cohort, rows, test_rows, y, config, config.seed + k, progress)
             model.save_weights(fold_dir / "model.weights.h5")
