@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -60,14 +61,22 @@ def convert_encoder(encoder: keras.Model, samples: list[np.ndarray] | None, int8
     model = float_input_encoder(encoder)
     if not int8:
         return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    return convert_pixels_in(quantizing_converter(model, samples, tf.uint8, tf.int8))
+    return convert_quietly(quantizing_converter(model, samples, tf.uint8, tf.int8))
 
 
-def convert_pixels_in(converter: tf.lite.TFLiteConverter) -> bytes:
-    """Convert a full-integer graph whose uint8 input is raw pixels (scale 1, zero point 0). The converter warns
-    that no input statistics were given on every export; pixels need none, so the warning stays out."""
+@contextmanager
+def no_input_statistics_warning() -> Iterator[None]:
+    """The converter warns on every quantized graph that no input statistics were given: an old conversion path
+    took them from the user. Here the ranges come from the representative dataset (or QAT's learnt ranges) and
+    the encoder's uint8 input is raw pixels (scale 1, zero point 0), so the warning is only noise in exports."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected", category=UserWarning)
+        yield
+
+
+def convert_quietly(converter: tf.lite.TFLiteConverter) -> bytes:
+    """converter.convert() without the input-statistics warning (no_input_statistics_warning)."""
+    with no_input_statistics_warning():
         return converter.convert()
 
 
@@ -81,10 +90,11 @@ def quantization_debug(encoder: keras.Model, samples: list[np.ndarray], top: int
     import io
 
     converter = quantizing_converter(float_input_encoder(encoder), samples)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=converter.representative_dataset
-    )
-    debugger.run()
+    with no_input_statistics_warning():  # the debugger converts as it is built
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=converter.representative_dataset
+        )
+        debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)
     rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from calibration.convert import convert_quietly
 from clkl.tf_setup import keras, tf
 
 
@@ -84,4 +85,4 @@ def convert_qat_head(model: keras.Model) -> bytes:
     """TFLite head with the int8 layers and ranges learnt under fake-quantization; float in and out."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+    return convert_quietly(converter)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -77,13 +78,24 @@ def run_dir(tiny_cohort: Path, feature_cache: Path, tmp_path_factory: pytest.Tem
 
 @pytest.fixture(scope="session")
 def bundle_dir(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`trainer export --int8` on the tiny run: the bundle CI loads at the bedside side."""
+    """`trainer export --int8` on the tiny run: the bundle CI loads at the bedside side. The export must not
+    print the converter's input-statistics warning (calibration.convert.no_input_statistics_warning)."""
+    out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        result = _export_tiny(run_dir, out)
+    assert result.exit_code == 0, result.output
+    noise = [str(w.message) for w in said if "Statistics for quantized inputs" in str(w.message)]
+    assert not noise, f"the int8 export printed the converter's input-statistics warning: {noise}"
+    return out
+
+
+def _export_tiny(run_dir: Path, out: Path):
     from click.testing import CliRunner
 
     from trainer.cli import main as trainer_cli
 
-    out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
-    result = CliRunner().invoke(
+    return CliRunner().invoke(
         trainer_cli,
         [
             "export",
@@ -99,8 +111,6 @@ def bundle_dir(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--allow-fidelity-miss",
         ],
     )
-    assert result.exit_code == 0, result.output
-    return out
 
 
 @pytest.fixture(scope="session")

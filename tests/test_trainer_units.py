@@ -123,7 +123,7 @@ def test_saving_heads_and_converting_pixel_encoders_print_no_library_advice(tmp_
     'no input statistics' warning; both are deliberate (HDF5 runs, raw-pixel inputs) and only noise."""
     import warnings
 
-    from calibration.convert import convert_pixels_in, quantizing_converter
+    from calibration.convert import convert_quietly, quantizing_converter
     from clkl.tf_setup import keras, tf
     from trainer.crossval import save_head
 
@@ -138,7 +138,7 @@ def test_saving_heads_and_converting_pixel_encoders_print_no_library_advice(tmp_
     assert "Statistics for quantized inputs" in said and "HDF5" in said
     with warnings.catch_warnings(record=True) as quiet:
         warnings.simplefilter("always")
-        assert convert_pixels_in(quantizing_converter(model, samples, tf.uint8, tf.int8))[4:8] == b"TFL3"
+        assert convert_quietly(quantizing_converter(model, samples, tf.uint8, tf.int8))[4:8] == b"TFL3"
         save_head(model, tmp_path / "head.h5")
     assert not [str(w.message) for w in quiet if "HDF5" in str(w.message) or "Statistics" in str(w.message)]
     assert keras.models.load_model(tmp_path / "head.h5").count_params() == model.count_params()
