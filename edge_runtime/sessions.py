@@ -91,6 +91,7 @@ class ViewFeatures:
 
 
 FINGERPRINT_SIZE = 56  # the model input averaged over 4 x 4 pixels: capture noise averages out, speckle does not
+CHANNEL_MEAN = np.full((1, 3), 1 / 3, np.float32)  # cv2.transform's matrix: RGB -> their mean
 
 
 def frame_fingerprint(tensor: np.ndarray) -> np.ndarray:
@@ -98,9 +99,6 @@ def frame_fingerprint(tensor: np.ndarray) -> np.ndarray:
     from a new live frame: live speckle decorrelates between frames, a frozen screen differs by noise only."""
     small = cv2.resize(tensor, (FINGERPRINT_SIZE, FINGERPRINT_SIZE), interpolation=cv2.INTER_AREA)
     return cv2.transform(small.astype(np.float32), CHANNEL_MEAN).ravel()  # numpy's mean over axis 2: 20x slower
-
-
-CHANNEL_MEAN = np.full((1, 3), 1 / 3, np.float32)  # cv2.transform's matrix: RGB -> their mean
 
 
 def same_image(a: np.ndarray, b: np.ndarray, min_correlation: float) -> bool:
