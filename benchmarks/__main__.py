@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from edge_runtime.cli_support import ProductGroup
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=ProductGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Benchmark suites (each prints figures and writes JSON, Markdown and PNG reports)."""
 
@@ -13,6 +15,7 @@ def main() -> None:
 def _register() -> None:
     from benchmarks.display_load import main as display_load
     from benchmarks.e2e import main as e2e
+    from benchmarks.e2e_ab import main as e2e_ab
     from benchmarks.exam_stream import main as exam_stream
     from benchmarks.gate import main as gate
     from benchmarks.head_loop import main as head_loop
@@ -24,6 +27,7 @@ def _register() -> None:
 
     main.add_command(display_load, "display-load")
     main.add_command(e2e, "e2e")
+    main.add_command(e2e_ab, "e2e-ab")
     main.add_command(exam_stream, "exam-stream")
     main.add_command(gate, "gate")
     main.add_command(head_loop, "head-loop")

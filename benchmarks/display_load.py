@@ -23,9 +23,7 @@ import zmq
 
 from benchmarks.common import free_port, machine, summarise, write_reports
 from benchmarks.e2e import one_run
-from edge_runtime.display.browser import headless_chromium
-from edge_runtime.protocol import message_parts
-from edge_runtime.schema import (
+from edge_runtime.contracts import (
     INPUT_SHAPE,
     TOPIC_HEARTBEAT,
     TOPIC_RESULT,
@@ -37,6 +35,8 @@ from edge_runtime.schema import (
     ResultMessage,
     ThumbnailMessage,
 )
+from edge_runtime.display.browser import headless_chromium
+from edge_runtime.protocol import message_parts
 from edge_runtime.thumbnails import thumbnail_jpeg
 
 MODEL = ModelInfo(name="load", version="0.0.0", sha="0" * 16)
@@ -82,7 +82,9 @@ def publish_load(pub: zmq.Socket, sessions: int, rate: float, seconds: float, on
             pub.send_multipart(message_parts(TOPIC_RESULT, _result(name, sent, now)))
         if elapsed >= next_second:
             next_second += 1.0
-            beat = HeartbeatMessage(ts=now, uptime_s=elapsed, model=MODEL, sessions=sessions, pending=0)
+            beat = HeartbeatMessage(
+                ts=now, uptime_s=elapsed, model=MODEL, sessions=sessions, pending=0, calibrated=True, validation="x"
+            )
             pub.send_multipart(message_parts(TOPIC_HEARTBEAT, beat))
             for name in names:
                 for view in ("liver", "kidney_liver"):
@@ -136,7 +138,17 @@ def serve_phase(bundle: str, fps: float, seconds: float) -> dict[str, Any]:
         if attached:
             display, browser = start_display(results, free_port())
         try:
-            run = one_run(bundle, fps, None, seconds, 2, 4, 2.0, "raw", {"results": results, "thumbnails": True})
+            run = one_run(
+                bundle,
+                fps,
+                None,
+                seconds,
+                2,
+                4,
+                2.0,
+                "raw",
+                {"transport": {"results": results}, "thumbnails": {"enabled": True}},
+            )
         finally:
             if browser is not None:
                 browser.quit()

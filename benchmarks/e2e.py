@@ -24,11 +24,10 @@ import zmq
 
 from benchmarks.common import bars_plot, cdf_plot, free_port, machine, summarise, time_calls, write_reports
 from edge_runtime.bundle import load_bundle
-from edge_runtime.config import RuntimeConfig
+from edge_runtime.config import load_config, merge
+from edge_runtime.contracts import INPUT_SHAPE, BundleMeta, Stage
 from edge_runtime.profiles import default_profiles
-from edge_runtime.schema import INPUT_SHAPE, BundleMeta
 from edge_runtime.server import EdgeServer
-from edge_runtime.stats import STAGES
 
 
 def _naive_two_view_ms(bundle_meta: BundleMeta, calls: int = 15) -> float | None:
@@ -55,17 +54,16 @@ def one_run(
     encoding: str,
     runtime: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One fresh server and stream; runtime overrides RuntimeConfig keys (e.g. results, thumbnails)."""
+    """One fresh server and stream; runtime overrides edge.toml tables (e.g. transport.results, thumbnails)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        settings = {"results": "tcp://127.0.0.1:*", "metrics_period_s": 5.0, **(runtime or {})}
-        config = RuntimeConfig(
-            bundle=Path(bundle_dir),
-            frames=f"tcp://127.0.0.1:{port}",
-            audit_log=Path(tmp) / "audit.jsonl",
-            threads=threads,
-            **settings,
-        )
+        settings = {
+            "model": {"bundle": bundle_dir, "threads": threads},
+            "transport": {"frames": f"tcp://127.0.0.1:{port}", "results": "tcp://127.0.0.1:*"},
+            "audit": {"log": Path(tmp) / "audit.jsonl"},
+            "metrics": {"period_s": 5.0},
+        }
+        config = load_config(None, merge(settings, runtime or {}))
         server = EdgeServer(config, load_bundle(bundle_dir, num_threads=threads), default_profiles(), zmq.Context())
         server.start()
         duration = seconds if seconds else 3600
@@ -224,7 +222,7 @@ def main(
             f"{r['summary']['e2e_p50_over_invoke_p50']:.2f} | {r['summary']['p99_over_p50']:.2f} | "
             f"{growth:+.1%} |"
         )
-    stages = {s: outs[-1]["latency_ms"][s].get("p50", 0.0) for s in STAGES}
+    stages = {s: outs[-1]["latency_ms"][s].get("p50", 0.0) for s in map(str, Stage)}
     report = {
         "suite": "e2e",
         "machine": machine(),

@@ -25,10 +25,10 @@ import zmq
 
 from benchmarks.common import free_port, machine, write_reports
 from edge_runtime.bundle import load_bundle
-from edge_runtime.config import RuntimeConfig
+from edge_runtime.config import load_config
+from edge_runtime.contracts import FATTY_PDFF, TOPIC_RESULT, ResultMessage
 from edge_runtime.exam import count_flips
 from edge_runtime.profiles import default_profiles
-from edge_runtime.schema import FATTY_PDFF, TOPIC_RESULT, ResultMessage
 from edge_runtime.server import EdgeServer
 from edge_runtime.transport import MessageHub, subscriber
 
@@ -77,8 +77,13 @@ def run_exams(bundle_dir: str, sessions: int, seed: int, duration: float, fps: f
     frames = f"tcp://127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory() as tmp:
         truth_file = Path(tmp) / "truth.json"
-        config = RuntimeConfig(
-            bundle=Path(bundle_dir), frames=frames, results="tcp://127.0.0.1:*", audit_log=Path(tmp) / "a"
+        config = load_config(
+            None,
+            {
+                "model": {"bundle": bundle_dir},
+                "transport": {"frames": frames, "results": "tcp://127.0.0.1:*"},
+                "audit": {"log": Path(tmp) / "a"},
+            },
         )
         server = EdgeServer(config, load_bundle(bundle_dir, num_threads=2), default_profiles(), zmq.Context())
         server.start()

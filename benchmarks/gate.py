@@ -27,12 +27,13 @@ import zmq
 
 from benchmarks.common import machine, summarise, time_calls, write_reports
 from edge_runtime.bundle import Bundle, load_bundle
-from edge_runtime.config import RuntimeConfig
+from edge_runtime.config import load_config
+from edge_runtime.contracts import FATTY_PDFF, OTHER_VIEW, VIEWS
 from edge_runtime.gate import GUARD_LIMIT
+from edge_runtime.pipeline import FrameContext
 from edge_runtime.profiles import default_profiles, load_profiles
-from edge_runtime.schema import FATTY_PDFF, OTHER_VIEW, VIEWS
 from edge_runtime.server import EdgeServer
-from edge_runtime.sessions import PendingFrame, frame_fingerprint
+from edge_runtime.sessions import frame_fingerprint
 from phantom.cohort import CohortForm, generate_cohort
 from phantom.stream import EXAM_SCRIPT, PhantomStream, prepare_sessions
 from trainer.dataset import Cohort, read_cohort
@@ -150,7 +151,8 @@ def scripted_exams(bundle_dir: str, sessions: int, seed: int, fps: float = 2.0) 
         fps: frames per second per exam, on a simulated clock (the bedside processes about this many).
     """
     audit = Path(tempfile.mkdtemp()) / "audit.jsonl"
-    server = EdgeServer(RuntimeConfig(audit_log=audit), load_bundle(bundle_dir), default_profiles(), zmq.Context())
+    config = load_config(None, {"audit": {"log": audit}})
+    server = EdgeServer(config, load_bundle(bundle_dir), default_profiles(), zmq.Context())
     shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
     stream = PhantomStream(prepare_sessions(sessions, seed, 2, shots=shots), fps, 1.0, script=EXAM_SCRIPT, auto=True)
     shows: dict[int, str] = {}
@@ -159,7 +161,7 @@ def scripted_exams(bundle_dir: str, sessions: int, seed: int, fps: float = 2.0) 
     for i in range(int(length * fps * sessions)):
         header, image = stream.frame(i, i / (fps * sessions))
         shows[header.seq] = stream.last_truth["shows"]
-        result = server.process(PendingFrame(header, image.tobytes(), time.time()))
+        result = server.pipeline.run(FrameContext(header, image.tobytes(), time.time()))
         if result is not None:
             results += 1
             correct += all(shows[result.frames[v].seq] == v for v in VIEWS)

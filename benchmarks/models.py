@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge_runtime.schema import BundleMeta
+from edge_runtime.contracts import BundleMeta
 
 
 def tflite_runner(model: bytes, threads: int, module: str = "ai_edge_litert") -> Callable[[], None]:

@@ -26,7 +26,7 @@ def main(subjects: int, augment: str, cached_epochs: int, out_dir: str) -> None:
     from clkl.augment import apply_variant, variants
     from clkl.head import build_head, compile_head, fit_minmax
     from clkl.tf_setup import keras, tf
-    from edge_runtime.schema import INPUT_SHAPE
+    from edge_runtime.contracts import INPUT_SHAPE
     from phantom.cohort import generate_cohort
     from trainer.config import TrainConfig
     from trainer.dataset import read_cohort

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from clkl.tf_setup import keras
+from edge_runtime.contracts import FEATURE_MAP, INPUT_SHAPE
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.schema import FEATURE_MAP, INPUT_SHAPE
 
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 VGG_BLOCKS = ("block1", "block2", "block3", "block4", "block5")

@@ -1,6 +1,6 @@
 """Model bundles: the unit that moves from the trainer to the bedside, verified before anything is served.
 
-A bundle directory holds ``bundle.json`` (:class:`edge_runtime.schema.BundleMeta`), the encoder model(s), the
+A bundle directory holds ``bundle.json`` (:class:`edge_runtime.contracts.BundleMeta`), the encoder model(s), the
 head model and ``fidelity.json``. Loading validates bundle.json against the contract, checks that every
 listed file exists and matches its SHA-256, and that the tensors' shapes and types are the ones bundle.json
 declares. Any mismatch is a :class:`BundleError` naming the file and the problem: a tampered or half-copied
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.contracts import INPUT_SHAPE, VIEWS, BundleError, BundleMeta, FeatureSpec, InputSpec, ModelInfo
 from edge_runtime.gate import Gate
 from edge_runtime.interpreter import make_interpreter
-from edge_runtime.schema import INPUT_SHAPE, VIEWS, BundleError, BundleMeta, FeatureSpec, InputSpec, ModelInfo
 
 __all__ = ["Bundle", "BundleError", "EncoderModel", "head_input_indices", "load_bundle", "sha256_file"]
 _DTYPES = {"uint8": np.uint8, "int8": np.int8, "float32": np.float32}
@@ -135,8 +135,8 @@ class Bundle:
 
     @property
     def harmonisation(self) -> str:
-        """The last step of preprocess_frame this model was trained with ('none' for bundles older than it)."""
-        return self.meta.input.harmonisation or "none"
+        """The last step of preprocess_frame this model was trained with."""
+        return self.meta.input.harmonisation
 
     @property
     def model_info(self) -> ModelInfo:
@@ -147,10 +147,8 @@ class Bundle:
     def validation(self) -> str:
         """One line on what the model was validated on, for the display's banner."""
         training, pooled = self.meta.training, self.meta.cv_metrics.pooled or {}
-        if training.cohort is None:
-            return "not recorded in this bundle"
         figures = [f"{k.upper()} {pooled[k]:.2f}" for k in ("auc", "r2") if pooled.get(k) is not None]
-        where = f"{training.cohort} cohort" + (f" of {training.subjects} subjects" if training.subjects else "")
+        where = f"{training.cohort} cohort of {training.subjects} subjects"
         return f"{where}, cross-validated" + (f": {', '.join(figures)}" if figures else "")
 
     def encode(self, view: str, image: np.ndarray) -> np.ndarray:

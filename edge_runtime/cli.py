@@ -9,24 +9,27 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.cli_support import ProductGroup, nested_overrides, settings_options
+from edge_runtime.config import RuntimeConfig
+from edge_runtime.contracts import AUTO_VIEW, VIEWS
 from edge_runtime.profile_cli import profile
-from edge_runtime.schema import AUTO_VIEW, VIEWS
+
+SERVE_TABLES = ("model", "transport", "scanners", "sessions", "gate", "exam", "audit", "metrics", "thumbnails")
 
 
 def profiles_option(help_text: str):
-    """--profiles FILE, as serve and grab take it."""
+    """--profiles FILE, as grab takes it."""
     return click.option(
         "--profiles", "profiles_file", type=click.Path(dir_okay=False, exists=True), default=None, help=help_text
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ProductGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Bedside fatty-liver inference over ZeroMQ (no TensorFlow)."""
 
 
 @main.command()
-@click.option("--bundle", "bundle_path", type=click.Path(file_okay=False), default=None, help="Model bundle folder.")
 @click.option(
     "--config",
     "config_path",
@@ -34,29 +37,12 @@ def main() -> None:
     default=None,
     help="edge.toml (see deploy/edge.example.toml); flags override it.",
 )
-@click.option("--frames", default=None, help="Frame source endpoint (SUB connects), e.g. tcp://127.0.0.1:5555.")
-@click.option("--results", default=None, help="Results endpoint (PUB binds), e.g. tcp://127.0.0.1:5556.")
-@click.option("--audit-log", type=click.Path(dir_okay=False), default=None)
-@click.option("--threads", type=click.IntRange(1, 64), default=None, help="Interpreter threads.")
-@click.option("--pairing-window", "pairing_window_s", type=click.FloatRange(0, min_open=True), default=None)
-@click.option("--metrics-period", "metrics_period_s", type=click.FloatRange(0, min_open=True), default=None)
-@click.option("--prometheus-port", type=click.IntRange(0, 65535), default=None)
-@click.option(
-    "--thumbnails/--no-thumbnails", default=None, help="Publish the view crops behind results (for the display)."
-)
-@profiles_option("Scanner profiles file (JSON or TOML), added to the shipped ones and the bundle's.")
-@click.option(
-    "--allow-unseen-scanners",
-    is_flag=True,
-    default=None,
-    help="Serve frames from scanner profiles the bundle was not trained on (refused by default).",
-)
+@settings_options(RuntimeConfig, SERVE_TABLES)
 @click.option("-v", "--verbose", is_flag=True)
-def serve(bundle_path: str | None, config_path: str | None, verbose: bool, **overrides) -> None:
+def serve(config_path: str | None, verbose: bool, **options) -> None:
     """Verify the bundle, then serve: frames in, results/metrics/heartbeats out, every result audited."""
-    from edge_runtime.bundle import load_bundle
+    from edge_runtime.bundle import BundleError, load_bundle
     from edge_runtime.config import load_config
-    from edge_runtime.errors import FattyLiverError
     from edge_runtime.profiles import load_profiles
     from edge_runtime.server import EdgeServer, warm_up
 
@@ -65,20 +51,20 @@ def serve(bundle_path: str | None, config_path: str | None, verbose: bool, **ove
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(message)s",
     )
+    config = load_config(config_path, nested_overrides(options))
+    if config.model.bundle is None:
+        raise click.UsageError("no bundle: pass --bundle or set model.bundle in the config")
     try:
-        config = load_config(config_path, {"bundle": bundle_path, **overrides})
-        if config.bundle is None:
-            raise click.UsageError("no bundle: pass --bundle or set bundle in the config")
-        bundle = load_bundle(config.bundle, num_threads=config.threads)
-        _log_unvalidated_outputs(bundle)
-        trained = {k: v.model_dump() for k, v in (bundle.meta.scanners or {}).items()}
-        inline = {k: v.model_dump() for k, v in config.profiles.items()}
-        profiles = load_profiles(config.profiles_file, extra={**trained, **inline})
-        warm_up(bundle)
-        server = EdgeServer(config, bundle, profiles)
-        server.serve_forever()
-    except FattyLiverError as exc:
-        raise click.ClickException(f"refusing to serve: {exc}") from None
+        bundle = load_bundle(config.model.bundle, num_threads=config.model.threads)
+    except BundleError as exc:
+        raise BundleError(f"refusing to serve: {exc}") from None
+    _log_unvalidated_outputs(bundle)
+    trained = {k: v.model_dump() for k, v in bundle.meta.scanners.items()}
+    inline = {k: v.model_dump() for k, v in config.scanners.profiles.items()}
+    profiles = load_profiles(config.scanners.profiles_file, extra={**trained, **inline})
+    warm_up(bundle)
+    server = EdgeServer(config, bundle, profiles)
+    server.serve_forever()
     stats = server.metrics().counters
     click.echo(
         f"stopped cleanly: {stats.get('results_published', 0)} results, "
@@ -96,11 +82,10 @@ def _log_unvalidated_outputs(bundle) -> None:
             name,
             bundle.meta.training.task,
         )
-    exam = bundle.meta.exam
-    if exam is None or exam.p_fatty is None:
+    if bundle.meta.exam.p_fatty is None:
         logging.getLogger("edge_runtime").warning(
-            "bundle %s has no p_fatty calibrator (it predates exam calibration): exam answers use the raw p_fatty "
-            "and say calibrated=false",
+            "bundle %s has no p_fatty calibrator (its run did not validate p_fatty): exam answers use the raw "
+            "p_fatty and say calibrated=false",
             bundle.name,
         )
 
@@ -124,26 +109,17 @@ def watch(
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True), default=None, help="edge.toml")
-@click.option("--results", default=None, help="The runtime's results endpoint (default: the config's).")
-@click.option("--listen", default=None, help="HOST:PORT for the page [default: 127.0.0.1:8080].")
-@click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None, help="Access token.")
+@settings_options(RuntimeConfig, ("display",))
 @click.option("--client-key", type=click.Path(dir_okay=False), default=None, help="CURVE: this display's *.key_secret")
 @click.option("--server-key", type=click.Path(dir_okay=False), default=None, help="CURVE: the runtime's public *.key")
-def display(config_path: str | None, results: str | None, listen: str | None, token_file: str | None, **keys) -> None:
+def display(config_path: str | None, client_key: str | None, server_key: str | None, **options) -> None:
     """Serve the bedside page: live exams, thumbnails, PDFF trend and box health, in a browser."""
     from edge_runtime.config import load_config
     from edge_runtime.display.service import run_display
-    from edge_runtime.errors import FattyLiverError
 
-    try:
-        config = load_config(config_path)
-        settings = config.display.model_copy(
-            update={k: v for k, v in {"listen": listen, "token_file": token_file}.items() if v is not None}
-        )
-        endpoint = results or settings.results or config.results
-        run_display(endpoint, settings, _client_keys(keys["client_key"], keys["server_key"]), click.echo)
-    except FattyLiverError as exc:
-        raise click.ClickException(str(exc)) from None
+    config = load_config(config_path, nested_overrides(options))
+    endpoint = config.display.results or config.transport.results
+    run_display(endpoint, config.display, _client_keys(client_key, server_key), click.echo)
 
 
 def _client_keys(client_key: str | None, server_key: str | None):
@@ -203,11 +179,11 @@ def grab(source: str, view: str, view_keys: bool, endpoint: str, loop: bool, **k
     """Publish the scanner's video output as protocol-v1 frames."""
     import time
 
+    from edge_runtime.contracts import SESSION_PATTERN
     from edge_runtime.errors import FattyLiverError
     from edge_runtime.grabber import GrabTarget, ViewSelector
     from edge_runtime.grabber import grab as run_grab
     from edge_runtime.profiles import get_profile, load_profiles
-    from edge_runtime.schema import SESSION_PATTERN
     from edge_runtime.transport import FrameSender, publisher
 
     try:
@@ -221,12 +197,9 @@ def grab(source: str, view: str, view_keys: bool, endpoint: str, loop: bool, **k
     if view_keys:
         selector.listen()
         click.echo("view keys: l = liver, k = kidney_liver, a = auto (then Enter)", err=True)
-    try:
-        with publisher(endpoint, hwm=64, curve=curve) as sock:
-            time.sleep(0.3)  # let subscribers connect before the first frame
-            sent = run_grab(source, FrameSender(sock), GrabTarget(**kw), selector, loop=loop)
-    except FattyLiverError as exc:
-        raise click.ClickException(str(exc)) from None
+    with publisher(endpoint, hwm=64, curve=curve) as sock:
+        time.sleep(0.3)  # let subscribers connect before the first frame
+        sent = run_grab(source, FrameSender(sock), GrabTarget(**kw), selector, loop=loop)
     click.echo(f"sent {sent} frames", err=True)
 
 

@@ -1,6 +1,11 @@
-"""Bedside configuration: a TOML file validated with pydantic; every key can be overridden by a flag.
+"""Bedside configuration: ``edge.toml``, one table per stage, every key described, validated with pydantic.
 
-Unknown keys are errors (a typo must not silently fall back to a default at the bedside).
+``[runtime.model]``, ``[runtime.transport]``, ``[runtime.scanners]``, ``[runtime.sessions]``, ``[runtime.gate]``,
+``[runtime.exam]``, ``[runtime.audit]``, ``[runtime.metrics]``, ``[runtime.thumbnails]``, ``[runtime.display]``
+and ``[runtime.security]``. ``edge-runtime serve`` builds one flag per key from these models
+(``edge_runtime.cli_support.settings_options``): a field's ``flag`` names it when the short name is the
+natural one (``--frames``), else it is ``--<table>-<key>``. Unknown keys are errors: a typo must not silently
+fall back to a default at the bedside.
 """
 
 from __future__ import annotations
@@ -9,26 +14,149 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edge_runtime.errors import FattyLiverError
-from edge_runtime.exam import ExamPolicy
-from edge_runtime.schema import ScannerSpec, validation_problems
+from edge_runtime.contracts import ScannerSpec, StrictModel, validation_problems
+from edge_runtime.errors import ConfigError
 from edge_runtime.transport import CurveClientKeys, CurveServerKeys
 
 
-class ConfigError(FattyLiverError):
-    """The configuration file is unreadable or invalid; the message lists every problem."""
+def flag(name: str) -> dict[str, Any]:
+    """A field's command-line flag, when it is not ``--<table>-<key>``."""
+    return {"json_schema_extra": {"flag": name}}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ModelSettings(StrictModel):
+    """[runtime.model]: the bundle to serve and how its interpreters run."""
+
+    bundle: Path | None = Field(None, description="The verified model bundle folder.", **flag("--bundle"))
+    threads: int = Field(
+        2, ge=1, le=64, description="Interpreter threads (the box's physical cores).", **flag("--threads")
+    )
 
 
-class SecurityConfig(_Strict):
-    """CURVE (Ironhouse): the runtime's key pair, the frame source's public key, the allowed displays' keys."""
+class TransportSettings(StrictModel):
+    """[runtime.transport]: the ZeroMQ endpoints (protocol v1)."""
 
-    enabled: bool = False
+    frames: str = Field(
+        "tcp://127.0.0.1:5555", description="Frame source endpoint the runtime's SUB connects to.", **flag("--frames")
+    )
+    results: str = Field(
+        "tcp://127.0.0.1:5556", description="Results endpoint the runtime's PUB binds.", **flag("--results")
+    )
+    receive_hwm: int = Field(8, ge=1, description="Receive high-water mark: small, so stale frames drop, not queue.")
+
+    @field_validator("frames", "results")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError(f"{value!r} is not a ZeroMQ endpoint (e.g. tcp://127.0.0.1:5555, ipc:///run/x)")
+        return value
+
+
+class ScannerSettings(StrictModel):
+    """[runtime.scanners]: the screen layouts frames may come from, beyond the shipped and the bundle's own."""
+
+    profiles_file: Path | None = Field(
+        None, description="A scanner profiles file (JSON or TOML) to add.", **flag("--profiles")
+    )
+    profiles: dict[str, ScannerSpec] = Field(
+        default_factory=dict, description="Inline profiles, one [runtime.scanners.profiles.NAME] table each."
+    )
+    allow_unseen: bool = Field(
+        False,
+        description="Serve frames from scanner profiles the bundle was not trained on (counted, not refused).",
+        **flag("--allow-unseen-scanners"),
+    )
+
+
+class SessionSettings(StrictModel):
+    """[runtime.sessions]: how long an exam's frames are kept and how many exams at once."""
+
+    pairing_window_s: float = Field(
+        300.0, gt=0, description="Seconds within which both views must be captured to pair.", **flag("--pairing-window")
+    )
+    ttl_s: float = Field(900.0, gt=0, description="Seconds without a new frame after which an exam ends.")
+    max_active: int = Field(256, ge=1, description="Exams kept at once; the least recently seen ends first.")
+
+
+class GateSettings(StrictModel):
+    """[runtime.gate]: what the bundle's view gate and guard decide."""
+
+    view_authority: Literal["model", "header"] = Field(
+        "model",
+        description="When a frame names its view and the bundle's view gate confidently disagrees: whose view "
+        "is used (the mismatch is counted either way). With 'header', named frames keep their view.",
+    )
+    out_of_distribution: Literal["mark", "withhold"] = Field(
+        "mark", description="A result built on a frame beyond the bundle's guard: published marked, or withheld."
+    )
+    repeated_frame_correlation: float = Field(
+        0.999,
+        ge=0,
+        le=1.01,
+        description="A frame whose model input (averaged over 4x4-pixel blocks) correlates at least this much with "
+        "the session's last kept frame of its view is a repeat, e.g. a frozen screen: counted frames_repeated and "
+        "not paired again. A new live frame correlates about 0.99 (new speckle); above 1 pairs every frame.",
+    )
+
+
+class ExamPolicy(StrictModel):
+    """[runtime.exam]: how pairs become an exam answer (docs/DESIGN.md, 'The exam-level answer')."""
+
+    window_pairs: int = Field(30, ge=1, description="Most recent pairs combined.")
+    window_s: float = Field(120.0, gt=0, description="Pairs older than this (frame time) are dropped.")
+    trim: float = Field(0.2, ge=0, lt=0.5, description="Share trimmed from each end before averaging.")
+    min_pairs: int = Field(5, ge=1, description="Pairs needed before any exam call.")
+    hold_updates: int = Field(5, ge=1, description="Consecutive updates a new call must hold before it is shown.")
+    hold_s: float = Field(2.0, ge=0, description="...and for at least this long (frame time), whatever the rate.")
+
+
+class AuditSettings(StrictModel):
+    """[runtime.audit]: the append-only JSON-lines log of every result and every exam's final answer."""
+
+    log: Path = Field(Path("audit/results.jsonl"), description="The audit log file.", **flag("--audit-log"))
+    max_bytes: int = Field(50_000_000, ge=1024, description="Rotate the log past this size.")
+    backups: int = Field(5, ge=1, description="Rotated files kept.")
+
+
+class MetricsSettings(StrictModel):
+    """[runtime.metrics]: the metrics and heartbeat topics and the Prometheus endpoint."""
+
+    period_s: float = Field(5.0, gt=0, description="Seconds between metrics messages.", **flag("--metrics-period"))
+    heartbeat_period_s: float = Field(1.0, gt=0, description="Seconds between heartbeats.")
+    prometheus_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus endpoint on 127.0.0.1 (0: off).", **flag("--prometheus-port")
+    )
+
+
+class ThumbnailSettings(StrictModel):
+    """[runtime.thumbnails]: the view crops behind results, for the bedside page."""
+
+    enabled: bool = Field(
+        False, description="Publish the view crops behind each result (for the display).", **flag("--thumbnails")
+    )
+    period_s: float = Field(1.0, gt=0, description="At most one pair of thumbnails per session per this.")
+
+
+class DisplayConfig(StrictModel):
+    """[runtime.display]: `edge-runtime display`, the bedside page; its flags override it."""
+
+    results: str | None = Field(
+        None, description="The runtime's results endpoint; default: transport.results.", **flag("--results")
+    )
+    listen: str = Field(
+        "127.0.0.1:8080", description="HOST:PORT the page is served on; beyond localhost a token.", **flag("--listen")
+    )
+    token_file: Path | None = Field(
+        None, description="File holding the access token (default: a fresh one).", **flag("--token-file")
+    )
+
+
+class SecurityConfig(StrictModel):
+    """[runtime.security]: CURVE (Ironhouse): the runtime's key pair, the frame source's key, allowed displays."""
+
+    enabled: bool = Field(False, description="Encrypt both links and admit only listed keys.")
     secret_key: Path | None = Field(None, description="The runtime's own *.key_secret (from `edge-runtime keys`).")
     frames_server_key: Path | None = Field(None, description="The frame source's public *.key.")
     allowed_clients: Path | None = Field(None, description="Folder of display/logger public *.key files.")
@@ -54,76 +182,46 @@ class SecurityConfig(_Strict):
         return CurveClientKeys(self.secret_key, self.frames_server_key) if self.enabled else None
 
 
-class DisplayConfig(_Strict):
-    """`edge-runtime display` settings ([runtime.display]); its flags override them."""
+class RuntimeConfig(StrictModel):
+    """edge.toml's [runtime]: one table per stage of the bedside."""
 
-    results: str | None = Field(None, description="The runtime's results endpoint; default: runtime.results.")
-    listen: str = Field("127.0.0.1:8080", description="HOST:PORT the page is served on; beyond localhost a token.")
-    token_file: Path | None = Field(None, description="File holding the access token (default: a fresh one).")
-
-
-class RuntimeConfig(_Strict):
-    bundle: Path | None = None
-    frames: str = "tcp://127.0.0.1:5555"
-    results: str = "tcp://127.0.0.1:5556"
-    metrics_period_s: float = Field(5.0, gt=0)
-    heartbeat_period_s: float = Field(1.0, gt=0)
-    pairing_window_s: float = Field(300.0, gt=0)
-    session_ttl_s: float = Field(900.0, gt=0)
-    max_sessions: int = Field(256, ge=1)
-    threads: int = Field(2, ge=1, le=64)
-    receive_hwm: int = Field(8, ge=1)
-    audit_log: Path = Path("audit/results.jsonl")
-    audit_max_bytes: int = Field(50_000_000, ge=1024)
-    audit_backups: int = Field(5, ge=1)
-    prometheus_port: int = Field(0, ge=0, le=65535)
-    profiles: dict[str, ScannerSpec] = Field(default_factory=dict, description="Inline scanner profiles.")
-    profiles_file: Path | None = Field(None, description="A scanner profiles file (JSON or TOML) to add.")
-    allow_unseen_scanners: bool = Field(
-        False, description="Serve frames from scanner profiles the bundle was not trained on (counted, not refused)."
-    )
-    view_authority: Literal["model", "header"] = Field(
-        "model",
-        description="When a frame names its view and the bundle's view gate confidently disagrees: whose view "
-        "is used (the mismatch is counted either way). With 'header', named frames skip the gate.",
-    )
-    out_of_distribution: Literal["mark", "withhold"] = Field(
-        "mark", description="A result built on a frame beyond the bundle's guard: published marked, or withheld."
-    )
-    repeated_frame_correlation: float = Field(
-        0.999,
-        ge=0,
-        le=1.01,
-        description="A frame whose model input (averaged over 4x4-pixel blocks) correlates at least this much with "
-        "the session's last kept frame of its view is a repeat, e.g. a frozen screen: counted frames_repeated and "
-        "not paired again. A new live frame correlates about 0.99 (new speckle); above 1 pairs every frame.",
-    )
-    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    transport: TransportSettings = Field(default_factory=TransportSettings)
+    scanners: ScannerSettings = Field(default_factory=ScannerSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
     exam: ExamPolicy = Field(default_factory=ExamPolicy)
-    thumbnails: bool = Field(False, description="Publish the view crops behind each result (for the display).")
-    thumbnail_period_s: float = Field(1.0, gt=0, description="At most one pair of thumbnails per session per this.")
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
 
-    @field_validator("frames", "results")
-    @classmethod
-    def _endpoint(cls, value: str) -> str:
-        if "://" not in value:
-            raise ValueError(f"{value!r} is not a ZeroMQ endpoint (e.g. tcp://127.0.0.1:5555, ipc:///run/x)")
-        return value
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Nested overrides on nested settings; a None value is 'not given' and keeps the base."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            out[key] = merge(out.get(key) or {}, value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """edge.toml's content under [runtime] (a file may also hold the tables without the [runtime] prefix)."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return data.get("runtime", data) if set(data) <= {"runtime"} else data
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RuntimeConfig:
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        data = data.get("runtime", data) if set(data) <= {"runtime"} else data
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            data[key] = value
+    """The configuration file (if any) with nested overrides (flags) on top; a ConfigError lists every problem."""
+    data = merge(read_toml(path) if path is not None else {}, overrides or {})
     try:
-        return RuntimeConfig(**data)
+        return RuntimeConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path or 'configuration'}: {validation_problems(exc)}") from None

@@ -19,24 +19,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from edge_runtime.schema import FATTY_PDFF, VIEWS, ExamCalibration, ExamEstimate, PlattCalibrator
+from edge_runtime.config import ExamPolicy
+from edge_runtime.contracts import FATTY_PDFF, VIEWS, ExamCalibration, ExamEstimate, PlattCalibrator
 
 P_CLIP = 1e-6  # probabilities are clipped this far from 0 and 1 before taking logits
 Z_90 = 1.6448536269514722  # standard normal quantile for a two-sided 90 % interval
-
-
-class ExamPolicy(BaseModel):
-    """How pairs become an exam answer; `[runtime.exam]` in edge.toml."""
-
-    model_config = ConfigDict(extra="forbid")
-    window_pairs: int = Field(30, ge=1, description="Most recent pairs combined.")
-    window_s: float = Field(120.0, gt=0, description="Pairs older than this (frame time) are dropped.")
-    trim: float = Field(0.2, ge=0, lt=0.5, description="Share trimmed from each end before averaging.")
-    min_pairs: int = Field(5, ge=1, description="Pairs needed before any exam call.")
-    hold_updates: int = Field(5, ge=1, description="Consecutive updates a new call must hold before it is shown.")
-    hold_s: float = Field(2.0, ge=0, description="...and for at least this long (frame time), whatever the rate.")
 
 
 def logit(p: np.ndarray | float) -> np.ndarray:
@@ -239,7 +227,7 @@ class ExamTracker:
 
 @dataclass(frozen=True)
 class ExamModel:
-    """What the bundle says about turning raw outputs into an exam answer (identity when it says nothing)."""
+    """What the bundle says about turning raw outputs into an exam answer (raw p_fatty when it has no calibrator)."""
 
     threshold: float
     calibrator: PlattCalibrator | None = None
@@ -247,9 +235,7 @@ class ExamModel:
     fatty_pdff: float = FATTY_PDFF
 
     @classmethod
-    def from_bundle(cls, calibration: ExamCalibration | None, threshold: float) -> ExamModel:
-        if calibration is None:
-            return cls(threshold)
+    def from_bundle(cls, calibration: ExamCalibration, threshold: float) -> ExamModel:
         halfwidth = calibration.pdff_interval.halfwidth if calibration.pdff_interval else 0.0
         return cls(threshold, calibration.p_fatty, halfwidth, calibration.fatty_pdff)
 

@@ -1,9 +1,9 @@
-"""The view gate and the out-of-distribution guard: two small linear models on the encoder's features.
+"""Gate policy: which view a frame is filed under, and whether it looks like anything the model was trained on.
 
-The encoder already computes VGG19 features for every frame, so deciding what a frame shows (liver,
-kidney-liver or something else) and whether it looks like anything the model was trained on costs two
-matrix products, microseconds next to the encoder's hundreds of milliseconds.
+The encoder already computes VGG19 features for every frame, so deciding what a frame shows costs a small
+logistic head on them, and the guard a few statistics, microseconds next to the encoder's hundreds of ms.
 
+- Colour: a frame with colour in the box (Doppler, a menu, an overlay) is not a B-mode view, whatever it is named.
 - :class:`ViewHead`: pooled, standardised features -> softmax over ``VIEW_CLASSES``. Frames whose predicted view is
   ``other``, or whose confidence is below the bundle's floor, are never paired.
 - :class:`ViewGuard`: per view, a PCA summary of the training features. The score adds the Mahalanobis
@@ -15,10 +15,13 @@ matrix products, microseconds next to the encoder's hundreds of milliseconds.
 - :class:`SpeckleGuard`: per view, where the training frames' speckle texture lies (:func:`speckle_texture`, two
   autocorrelations). Speckle size is set by the probe's frequency and the scanner's beam and display, not by gain,
   so it survives harmonisation where the features do not: a new probe or preset shows here first.
-:meth:`Gate.guard_score` puts all parts on one scale, 1.0 at the limit.
+
+:meth:`Gate.guard_score` puts all guard parts on one scale, 1.0 at the limit. :class:`GatePolicy` is the decision
+the pipeline's gate stage asks for: the view a frame is filed under (who wins when the header names a view and the
+gate disagrees) and whether the guard flags it.
 
 The arrays travel in one ``gate.npz`` (hashed in bundle.json like every file); the floor and thresholds live in
-bundle.json itself (:class:`edge_runtime.schema.ViewGateSpec`, :class:`edge_runtime.schema.GuardSpec`).
+bundle.json itself (:class:`edge_runtime.contracts.ViewGateSpec`, :class:`edge_runtime.contracts.GuardSpec`).
 """
 
 from __future__ import annotations
@@ -29,8 +32,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_runtime.contracts import (
+    FEATURE_MAP,
+    SPECKLE_STATISTICS,
+    VIEW_CLASSES,
+    VIEWS,
+    BundleError,
+    GuardSpec,
+    ViewGateSpec,
+)
 from edge_runtime.preprocess import SECTOR_FLOOR, channel_max
-from edge_runtime.schema import FEATURE_MAP, SPECKLE_STATISTICS, VIEW_CLASSES, VIEWS, BundleError, GuardSpec
 
 GATE_FILE = "gate.npz"
 COLOUR_CHROMA = 60  # max - min over RGB above this is a coloured pixel (colour flow, a menu, an overlay)
@@ -51,8 +62,8 @@ def view_features(features: np.ndarray, pooling: str) -> np.ndarray:
 
     'grid2' averages the flatten encoder's 7x7 map over four overlapping quadrants (2 048 numbers): what a view
     is, is where things are (a kidney below the liver, a dark half), and a hundred training frames cannot fit
-    25 088 weights (measured: DESIGN.md, "The view gate"). 'none' uses the features as they are (the 'avg' encoder,
-    and bundles from before pooling).
+    25 088 weights (measured: DESIGN.md, "The view gate"). 'none' uses the features as they are (the 'avg' encoder's
+    512 are pooled already).
     """
     if pooling == "none":
         return features
@@ -204,7 +215,7 @@ class SpeckleGuard:
 class Gate:
     view_head: ViewHead | None
     guards: dict[str, ViewGuard] | None  # view -> guard
-    speckle: dict[str, SpeckleGuard] | None = None  # view -> speckle part of the guard (bundles since it)
+    speckle: dict[str, SpeckleGuard] | None = None  # view -> speckle part of the guard (when it was fitted)
 
     def sort(self, tensor: np.ndarray, features: np.ndarray) -> tuple[str, float]:
         """What a frame shows: COLOUR (turned away before the head), or the view head's class and probability."""
@@ -273,7 +284,7 @@ def _guard(arrays: dict[str, np.ndarray], view: str, threshold: float) -> ViewGu
 
 
 def _speckle_guards(arrays: dict[str, np.ndarray], guard: GuardSpec | None) -> dict[str, SpeckleGuard] | None:
-    """Per view, the guard's speckle part; None when bundle.json declares none (bundles from before it)."""
+    """Per view, the guard's speckle part; None when bundle.json declares none (too few subjects to fit it)."""
     if guard is None or guard.speckle is None:
         return None
     parts = {}
@@ -304,3 +315,54 @@ def _check_shapes(name: str, features: int, head: ViewHead | None, guards: dict[
             problems.append(f"{view} guard components {guard.components.shape} for {features} features")
     if problems:
         raise BundleError(f"{name}: {'; '.join(problems)}")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where the gate files a frame: its view and the gate's confidence in it, or what it saw in a frame it keeps
+    out; and the gate's own view when it confidently disagrees with the one the frame names."""
+
+    view: str | None
+    confidence: float | None = None
+    kept_out: str | None = None  # COLOUR, OTHER_VIEW, or a view predicted below the confidence floor
+    mismatch: str | None = None
+
+
+class GatePolicy:
+    """The gate's decisions for one bundle: routing with view authority, and the guard's verdict."""
+
+    def __init__(self, gate: Gate | None, spec: ViewGateSpec | None, view_authority: str):
+        """Args:
+        gate: the bundle's gate arrays (None: the bundle has neither view gate nor guard).
+        spec: bundle.json's view_gate (its floor and whether its CV meets the bar).
+        view_authority: [runtime.gate] view_authority: 'model' or 'header'.
+        """
+        self.gate, self.spec, self.view_authority = gate, spec, view_authority
+
+    def route(self, named: str, tensor: np.ndarray, features: np.ndarray) -> Route:
+        """The view a frame is paired under. A named view is used as sent unless the gate confidently says otherwise
+        (and wins: view_authority 'model' and a gate meeting its CV bar); the disagreement is reported whoever wins.
+        An 'auto' frame needs a confident liver or kidney_liver prediction. Colour comes first: it is not a view."""
+        if self.gate is None or self.gate.view_head is None:
+            return Route(named)
+        predicted, confidence = self.gate.sort(tensor, features)
+        if predicted == COLOUR:
+            return Route(None, kept_out=COLOUR)
+        confident = confidence >= self.spec.confidence_floor
+        is_named = named in VIEWS
+        disagrees = is_named and confident and predicted != named
+        mismatch = predicted if disagrees else None
+        header_wins = self.view_authority == "header" or not self.spec.meets_bar
+        if is_named and (header_wins or not disagrees):
+            return Route(named, confidence if predicted == named else None, mismatch=mismatch)
+        if predicted in VIEWS and confident:
+            return Route(predicted, confidence, mismatch=mismatch)
+        return Route(None, kept_out=predicted, mismatch=mismatch)
+
+    def guard(self, view: str, tensor: np.ndarray, features: np.ndarray) -> tuple[bool | None, str | None]:
+        """Whether the guard flags the frame, and which part of it does; (None, None) when the bundle has no guard."""
+        scored = self.gate.guard_score(view, tensor, features) if self.gate else None
+        if scored is None:
+            return None, None
+        score, part = scored
+        return score > GUARD_LIMIT, part if score > GUARD_LIMIT else None

@@ -1,7 +1,8 @@
 """Frame grabber: the scanner's video output (capture card, video file or folder of screenshots) -> protocol v1.
 
-The video signal does not say which view is on screen, so the operator says it: a flag, or a key
-(``l`` liver, ``k`` kidney-liver; a footswitch can be mapped to those keys) typed on the grabber's terminal.
+The video signal does not say which view is on screen, so frames go as view ``auto`` and the bundle's view gate
+decides. An operator who wants to name the view anyway can: a flag, or a key (``l`` liver, ``k`` kidney-liver,
+``a`` back to auto; a footswitch can be mapped to those keys) typed on the grabber's terminal.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.contracts import AUTO_VIEW, PROTOCOL_VERSION, VIEWS, FrameHeader
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.schema import AUTO_VIEW, PROTOCOL_VERSION, VIEWS, FrameHeader
 from edge_runtime.transport import FrameSender
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}

@@ -11,9 +11,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edge_runtime.contracts import HARMONISATIONS, MODEL_SIZE
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.profiles import ScannerProfile
-from edge_runtime.schema import HARMONISATIONS, MODEL_SIZE
 
 
 class PreprocessError(FattyLiverError):
@@ -47,7 +47,7 @@ def crop_bmode(frame: np.ndarray, profile: ScannerProfile) -> np.ndarray:
 
 
 def preprocess_frame(
-    frame: np.ndarray, profile: ScannerProfile, size: int = MODEL_SIZE, harmonisation: str = "none"
+    frame: np.ndarray, profile: ScannerProfile, *, harmonisation: str, size: int = MODEL_SIZE
 ) -> np.ndarray:
     """Crop with the profile's box, convert to 3-channel uint8 RGB, resize to size x size with INTER_AREA, then
     apply the model's scanner harmonisation (see :func:`harmonise`).
@@ -55,8 +55,9 @@ def preprocess_frame(
     Args:
         frame: the scanner screen (or a cropped image for a full-frame profile), grey, RGB or RGBA uint8.
         profile: the scanner profile whose box is cropped.
+        harmonisation: the model's (TrainConfig.harmonisation; at the bedside the bundle's input.harmonisation),
+            always stated: a model and its bedside must never disagree about it by a default.
         size: the model input's side.
-        harmonisation: the model's (TrainConfig.harmonisation; at the bedside the bundle's input.harmonisation).
     """
     rgb = to_rgb_uint8(np.asarray(frame))
     bmode = crop_bmode(rgb, profile)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.errors import FattyLiverError
+from edge_runtime.cli_support import ProductGroup
 
 
-@click.group()
+@click.group(cls=ProductGroup)
 def profile() -> None:
     """Scanner profiles: where the B-mode image sits on each console's screen."""
 
@@ -50,12 +50,9 @@ def detect(screens: tuple[str, ...], name: str, vendor: str, out: str | None, ov
     from edge_runtime.profile_detect import draw_overlay, iou, onboard
     from edge_runtime.profiles import ScannerProfile
 
-    try:
-        existing = _existing(Path(out), name, kw["replace"]) if out else {}
-        found = onboard(list(screens), name, vendor)
-        ScannerProfile.from_mapping(name, found.profile_mapping())  # the same checks every profile gets
-    except FattyLiverError as exc:
-        raise click.ClickException(str(exc)) from None
+    existing = _existing(Path(out), name, kw["replace"]) if out else {}
+    found = onboard(list(screens), name, vendor)
+    ScannerProfile.from_mapping(name, found.profile_mapping())  # the same checks every profile gets
     for path, box in found.per_grab:
         click.echo(f"{path}: box {box} (IoU with the combined box {iou(box, found.box):.3f})", err=True)
     click.echo(json.dumps({name: found.profile_mapping()}, indent=1))
@@ -75,7 +72,4 @@ def list_profiles(profiles_file: str | None) -> None:
     """The shipped profiles, plus a profiles file's, as JSON."""
     from edge_runtime.profiles import load_profiles, profiles_mapping
 
-    try:
-        click.echo(json.dumps(profiles_mapping(load_profiles(profiles_file)), indent=1))
-    except FattyLiverError as exc:
-        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(profiles_mapping(load_profiles(profiles_file)), indent=1))

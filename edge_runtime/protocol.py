@@ -1,6 +1,6 @@
 """Wire protocol v1: validating and coding ``frame`` messages. The contract itself (topics, FrameHeader,
-the result/metrics/heartbeat messages) is declared in :mod:`edge_runtime.schema`; docs/ARCHITECTURE.md
-describes it in full.
+the result/metrics/heartbeat messages, reject reasons) is declared in :mod:`edge_runtime.contracts`;
+docs/ARCHITECTURE.md describes it in full.
 
 Frames: ``[b"frame", header_json, payload]`` from the scanner-side source (PUB bind) to the runtime (SUB).
 Results, metrics and heartbeats: ``[topic, json]`` from the runtime (PUB bind) to displays and loggers.
@@ -18,8 +18,7 @@ import json
 import cv2
 import numpy as np
 
-from edge_runtime.errors import FattyLiverError
-from edge_runtime.schema import (
+from edge_runtime.contracts import (
     AUTO_VIEW,
     ENCODINGS,
     PROTOCOL_VERSION,
@@ -28,8 +27,10 @@ from edge_runtime.schema import (
     VIEWS,
     FrameHeader,
     Message,
+    Reject,
     message_bytes,
 )
+from edge_runtime.errors import FattyLiverError
 
 MAX_HEADER_BYTES = 4096
 MAX_DIMENSION = 4096
@@ -37,9 +38,9 @@ MIN_DIMENSION = 16
 
 
 class ProtocolError(FattyLiverError):
-    """A message that breaks protocol v1. ``reason`` is the counter name (malformed frames by reason)."""
+    """A message that breaks protocol v1; ``reason`` is what the runtime counts it under (rejected, by reason)."""
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: Reject, detail: str):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -52,34 +53,36 @@ _FIELDS: dict[str, tuple[type, ...]] = {f.name: _JSON_TYPES[str(f.type)] for f i
 
 def parse_header(raw: bytes, known_scanners: set[str] | None = None) -> FrameHeader:
     if len(raw) > MAX_HEADER_BYTES:
-        raise ProtocolError("header_too_large", f"{len(raw)} bytes > {MAX_HEADER_BYTES}")
+        raise ProtocolError(Reject.HEADER_TOO_LARGE, f"{len(raw)} bytes > {MAX_HEADER_BYTES}")
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError("bad_json", str(exc)) from None
+        raise ProtocolError(Reject.BAD_JSON, str(exc)) from None
     if not isinstance(data, dict):
-        raise ProtocolError("bad_json", f"header is a {type(data).__name__}, not an object")
+        raise ProtocolError(Reject.BAD_JSON, f"header is a {type(data).__name__}, not an object")
     for name, types in _FIELDS.items():
         if name not in data:
-            raise ProtocolError("missing_field", name)
+            raise ProtocolError(Reject.MISSING_FIELD, name)
         value = data[name]
         if isinstance(value, bool) or not isinstance(value, types):
-            raise ProtocolError("bad_field_type", f"{name}={value!r}")
+            raise ProtocolError(Reject.BAD_FIELD_TYPE, f"{name}={value!r}")
     if data["v"] != PROTOCOL_VERSION:
-        raise ProtocolError("bad_version", f"v={data['v']}, this runtime speaks v{PROTOCOL_VERSION}")
+        raise ProtocolError(Reject.BAD_VERSION, f"v={data['v']}, this runtime speaks v{PROTOCOL_VERSION}")
     if data["view"] not in VIEWS and data["view"] != AUTO_VIEW:
-        raise ProtocolError("unknown_view", f"{data['view']!r} (expected {', '.join(VIEWS)} or {AUTO_VIEW})")
+        raise ProtocolError(Reject.UNKNOWN_VIEW, f"{data['view']!r} (expected {', '.join(VIEWS)} or {AUTO_VIEW})")
     if data["encoding"] not in ENCODINGS:
-        raise ProtocolError("bad_encoding", repr(data["encoding"]))
+        raise ProtocolError(Reject.BAD_ENCODING, repr(data["encoding"]))
     if not SESSION_PATTERN.match(data["session"]):
-        raise ProtocolError("bad_session", "session must be 1-64 of [A-Za-z0-9_.:-] (an exam id, never a name)")
+        raise ProtocolError(Reject.BAD_SESSION, "session must be 1-64 of [A-Za-z0-9_.:-] (an exam id, never a name)")
     if known_scanners is not None and data["scanner"] not in known_scanners:
-        raise ProtocolError("unknown_scanner", repr(data["scanner"]))
+        raise ProtocolError(Reject.UNKNOWN_SCANNER, repr(data["scanner"]))
     w, h, c = data["width"], data["height"], data["channels"]
     if not (MIN_DIMENSION <= w <= MAX_DIMENSION and MIN_DIMENSION <= h <= MAX_DIMENSION) or c not in (1, 3):
-        raise ProtocolError("bad_dimensions", f"{w}x{h}x{c} (limits {MIN_DIMENSION}..{MAX_DIMENSION}, channels 1|3)")
+        raise ProtocolError(
+            Reject.BAD_DIMENSIONS, f"{w}x{h}x{c} (limits {MIN_DIMENSION}..{MAX_DIMENSION}, channels 1|3)"
+        )
     if data["seq"] < 0 or not np.isfinite(data["ts"]):
-        raise ProtocolError("bad_field_type", "seq must be >= 0 and ts finite")
+        raise ProtocolError(Reject.BAD_FIELD_TYPE, "seq must be >= 0 and ts finite")
     return FrameHeader(**{k: data[k] for k in _FIELDS})
 
 
@@ -93,7 +96,7 @@ def check_payload(header: FrameHeader, payload_len: int) -> None:
                 f"{payload_len} bytes, raw {header.width}x{header.height}x{header.channels} needs {expected}",
             )
     elif payload_len == 0 or payload_len > expected + 65536:
-        raise ProtocolError("payload_size", f"{payload_len} bytes for a {header.encoding} frame")
+        raise ProtocolError(Reject.PAYLOAD_SIZE, f"{payload_len} bytes for a {header.encoding} frame")
 
 
 def decode_payload(header: FrameHeader, payload: memoryview | bytes) -> np.ndarray:
@@ -104,7 +107,7 @@ def decode_payload(header: FrameHeader, payload: memoryview | bytes) -> np.ndarr
     flag = cv2.IMREAD_GRAYSCALE if header.channels == 1 else cv2.IMREAD_COLOR
     image = cv2.imdecode(buffer, flag)
     if image is None:
-        raise ProtocolError("decode_failed", f"{header.encoding} payload does not decode")
+        raise ProtocolError(Reject.DECODE_FAILED, f"{header.encoding} payload does not decode")
     if image.shape[:2] != (header.height, header.width):
         raise ProtocolError(
             "decoded_size", f"decoded {image.shape[1]}x{image.shape[0]}, header says {header.width}x{header.height}"

@@ -13,39 +13,31 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import cv2
 import numpy as np
 
+from edge_runtime.contracts import VIEWS, FrameHeader
 from edge_runtime.exam import ExamTracker
-from edge_runtime.schema import VIEWS, FrameHeader
 
 
-@dataclass
-class PendingFrame:
+class Queued(Protocol):
+    """What waits for the worker: anything with a frame header (the pipeline's FrameContext)."""
+
     header: FrameHeader
-    payload: Any  # a zmq.Frame / bytes; decoded only when the worker takes it
-    received: float  # time.time() at receipt
-    stages: dict[str, float] = field(default_factory=dict)  # stage name -> time.time() when it finished, in order
-
-    def stage_ms(self) -> dict[str, float]:
-        """Milliseconds spent in each finished stage (queue = waiting for the worker, counted from receipt)."""
-        out, previous = {}, self.received
-        for stage, finished in self.stages.items():
-            out[stage] = (finished - previous) * 1000
-            previous = finished
-        return out
 
 
 class LatestFrames:
+    """The newest unprocessed frame per (session, view), bounded; the worker takes the oldest key first."""
+
     def __init__(self, max_keys: int):
-        self._frames: OrderedDict[tuple[str, str], PendingFrame] = OrderedDict()
+        self._frames: OrderedDict[tuple[str, str], Queued] = OrderedDict()
         self._cond = threading.Condition()
         self.max_keys = max_keys
         self._closed = False
 
-    def put(self, frame: PendingFrame) -> str | None:
+    def put(self, frame: Queued) -> str | None:
         """Store; returns the drop reason of the frame it displaced ('stale' or 'overflow'), if any."""
         key = (frame.header.session, frame.header.view)
         dropped = None
@@ -60,7 +52,7 @@ class LatestFrames:
             self._cond.notify()
         return dropped
 
-    def take(self, timeout: float) -> PendingFrame | None:
+    def take(self, timeout: float) -> Queued | None:
         with self._cond:
             if not self._frames and not self._closed:
                 self._cond.wait(timeout)

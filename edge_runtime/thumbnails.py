@@ -11,7 +11,7 @@ import base64
 import cv2
 import numpy as np
 
-from edge_runtime.schema import MAX_THUMBNAIL_BYTES, ThumbnailMessage
+from edge_runtime.contracts import MAX_THUMBNAIL_BYTES, ThumbnailMessage
 
 QUALITIES = (85, 70, 55, 40, 25)  # tried in turn until the JPEG fits
 

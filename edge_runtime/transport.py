@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from edge_runtime.contracts import FrameHeader, Message, MessageError, parse_message
 from edge_runtime.protocol import encode_frame
-from edge_runtime.schema import FrameHeader, Message, MessageError, parse_message
 from edge_runtime.security import make_client, make_server
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from edge_runtime.schema import (
+from edge_runtime.contracts import (
     TOPIC_HEARTBEAT,
     TOPIC_METRICS,
     TOPIC_RESULT,
@@ -19,10 +19,8 @@ from edge_runtime.transport import CurveClientKeys, MessageHub, subscriber
 HEARTBEAT_SILENCE_S = 5.0
 
 
-def format_exam(exam: ExamEstimate | None, now: float) -> str:
+def format_exam(exam: ExamEstimate, now: float) -> str:
     """The exam call as the bedside should read it: call, intervals, how long it has held; or why there is none."""
-    if exam is None:
-        return "exam n/a (runtime predates exam answers)"
     if exam.call is None or exam.p_fatty is None:
         return f"exam --            ({exam.reason})"
     p_lo, p_hi = exam.p_fatty_interval or (exam.p_fatty, exam.p_fatty)

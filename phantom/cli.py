@@ -8,7 +8,8 @@ from collections import Counter
 
 import click
 
-from edge_runtime.schema import FATTY_PDFF, VIEWS
+from edge_runtime.cli_support import ProductGroup
+from edge_runtime.contracts import FATTY_PDFF, VIEWS
 from phantom.formats import FORMATS
 from phantom.layouts import CLASSIC_LAYOUTS, LAYOUT_SETS, LAYOUTS
 
@@ -27,7 +28,7 @@ def _parse_prevalence(ctx: click.Context, param: click.Parameter, value: str) ->
     return share
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ProductGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Phantom scanner: synthetic B-mode screens with known liver fat (PDFF)."""
 

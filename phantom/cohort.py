@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.schema import OTHER_VIEW, VIEWS
+from edge_runtime.contracts import OTHER_VIEW, VIEWS
 from phantom.contact_sheet import build_contact_sheet
 from phantom.formats import FORMATS, ViewFiles, profile_entry, profile_name, write_rgb_png, write_view
 from phantom.layouts import CLASSIC_LAYOUTS, assign_layouts, get_layout, layouts_by_vendor

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from edge_runtime.schema import VIEWS
+from edge_runtime.contracts import VIEWS
 from phantom.subject import Subject
 from phantom.vendors import VENDORS
 

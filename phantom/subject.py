@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.schema import FATTY_PDFF
+from edge_runtime.contracts import FATTY_PDFF
 from phantom.vendors import VENDORS, VendorImaging
 
 

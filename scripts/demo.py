@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.audit import read_results
+from edge_runtime.contracts import BundleMeta, ResultMessage
 from edge_runtime.exam import count_flips
-from edge_runtime.schema import BundleMeta, ResultMessage
 
 OUT = Path(os.environ.get("DEMO_OUT", "out/demo"))
 SUBJECTS = int(os.environ.get("DEMO_SUBJECTS", "48"))

@@ -41,37 +41,11 @@ def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def run_dir(tiny_cohort: Path, feature_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished CLKL run on the tiny cohort: real VGG19 architecture, random weights, a few epochs."""
-    from click.testing import CliRunner
-
-    from trainer.cli import main as trainer_cli
+    from helpers import invoke_trainer, train_args
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    result = CliRunner().invoke(
-        trainer_cli,
-        [
-            "train",
-            "--manifest",
-            str(tiny_cohort / "manifest.csv"),
-            "--out",
-            str(out),
-            "--weights",
-            "none",
-            "--augment",
-            "light",
-            "--appearance",
-            "gain",
-            "--epochs",
-            "3",
-            "--folds",
-            "2",
-            "--task",
-            "both",
-            "--bootstrap",
-            "50",
-            "--cache-dir",
-            str(feature_cache),
-        ],
-    )
+    args = train_args(tiny_cohort / "manifest.csv", out, feature_cache, appearance="gain", epochs="3", bootstrap="50")
+    result = invoke_trainer(*args)
     assert result.exit_code == 0, result.output
     return out
 
@@ -80,37 +54,17 @@ def run_dir(tiny_cohort: Path, feature_cache: Path, tmp_path_factory: pytest.Tem
 def bundle_dir(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`trainer export --int8` on the tiny run: the bundle CI loads at the bedside side. The export must not
     print the converter's input-statistics warning (calibration.convert.no_input_statistics_warning)."""
+    from helpers import invoke_trainer
+
     out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
+    args = ["export", "--run", str(run_dir), "--out", str(out), "--int8", "--samples", "24", "--version", "0.1.0"]
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
-        result = _export_tiny(run_dir, out)
+        result = invoke_trainer(*args, "--allow-fidelity-miss")
     assert result.exit_code == 0, result.output
     noise = [str(w.message) for w in said if "Statistics for quantized inputs" in str(w.message)]
     assert not noise, f"the int8 export printed the converter's input-statistics warning: {noise}"
     return out
-
-
-def _export_tiny(run_dir: Path, out: Path):
-    from click.testing import CliRunner
-
-    from trainer.cli import main as trainer_cli
-
-    return CliRunner().invoke(
-        trainer_cli,
-        [
-            "export",
-            "--run",
-            str(run_dir),
-            "--out",
-            str(out),
-            "--int8",
-            "--samples",
-            "24",
-            "--version",
-            "0.1.0",
-            "--allow-fidelity-miss",
-        ],
-    )
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import shlex
 from pathlib import Path
 
@@ -15,11 +16,27 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
 def test_example_config_validates_and_documents_every_key() -> None:
+    """Every table and every key of [runtime] appears in the example, which loads."""
     config = load_config(DEPLOY / "edge.example.toml")
     text = (DEPLOY / "edge.example.toml").read_text()
-    for key in type(config).model_fields:
-        assert key in text, f"{key} is not in the example config"
-    assert config.security.enabled is False and "ward3-logiq" in config.profiles
+    for table, info in type(config).model_fields.items():
+        assert f"[runtime.{table}]" in text, f"[runtime.{table}] is not in the example config"
+        for key in info.annotation.model_fields:
+            assert re.search(rf"^#?\s*{key}\s*=", text, re.M) or key == "profiles", f"{table}.{key} is missing"
+    assert config.security.enabled is False and "ward3-logiq" in config.scanners.profiles
+
+
+def test_serve_has_a_flag_for_every_key_of_every_stage_table() -> None:
+    """The flags are generated from the config models, so a new key gets a flag and a help line by itself."""
+    from edge_runtime.cli import SERVE_TABLES
+    from edge_runtime.cli_support import field_flag
+    from edge_runtime.config import RuntimeConfig
+
+    help_text = CliRunner().invoke(edge_cli, ["serve", "--help"], terminal_width=200).output
+    for table in SERVE_TABLES:
+        for key, info in RuntimeConfig.model_fields[table].annotation.model_fields.items():
+            if key != "profiles":  # inline scanner profiles are tables, only in the file
+                assert field_flag(table, key, info) in help_text, f"{table}.{key}"
 
 
 def test_systemd_unit_runs_edge_runtime_serve_unprivileged() -> None:

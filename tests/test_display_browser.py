@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from edge_helpers import Source, breathed, phantom_screens, send_until_encoded, start_server, wait_for
+from helpers import Source, breathed, phantom_screens, send_until_encoded, start_server, wait_for
 from selenium.webdriver.common.by import By
 
 from edge_runtime.display.service import DisplayServer, Listen
@@ -52,7 +52,7 @@ def test_the_page_follows_live_exams_goes_stale_and_recovers(bundle_dir: Path, t
     screens = phantom_screens(2)
     ctx = zmq.Context()
     source = Source(ctx)
-    server = start_server(bundle_dir, source.endpoint, tmp_path, thumbnails=True)
+    server = start_server(bundle_dir, source.endpoint, tmp_path, thumbnails={"enabled": True})
     display = DisplayServer(server.results_endpoint, Listen("127.0.0.1", 0), token=None).start()
     try:
         browser.get(display.url)
@@ -85,7 +85,7 @@ def test_the_page_follows_live_exams_goes_stale_and_recovers(bundle_dir: Path, t
         assert time.monotonic() - stopped <= 3.0, "the page must say STALE within 3 s of losing the runtime"
         browser.save_screenshot(str(tmp_path / "stale.png"))
 
-        server = start_server(bundle_dir, source.endpoint, tmp_path, results=server.results_endpoint)
+        server = start_server(bundle_dir, source.endpoint, tmp_path, transport={"results": server.results_endpoint})
         assert wait_for(lambda: not _stale(browser), timeout=10), "the page recovers when the runtime restarts"
         browser.refresh()  # a browser reconnecting mid-stream gets the exams back
         assert wait_for(lambda: {"exam-a", "exam-b"} <= set(_cards(browser)), timeout=5)
@@ -106,5 +106,32 @@ def test_beyond_localhost_the_browser_gets_401_without_the_token(browser) -> Non
         browser.get(f"http://127.0.0.1:{port}/?token=a-long-enough-test-token")
         assert wait_for(lambda: "Research use, not a medical device" in browser.find_element(By.ID, "banner").text)
         assert browser.execute_script("return getComputedStyle(document.body).backgroundColor") != "rgba(0, 0, 0, 0)"
+    finally:
+        display.stop()
+
+
+def test_the_page_draws_only_what_passes_the_runtimes_schemas(browser) -> None:
+    """A message that breaks its JSON Schema (docs/schemas) is skipped and counted on the page, never drawn; the
+    stage names the page shows are the result's own, in the runtime's declared order."""
+    from edge_runtime.contracts import ExamEstimate, FrameRef, ModelInfo, ResultMessage, Stage
+
+    display = DisplayServer("tcp://127.0.0.1:5998", Listen("127.0.0.1", 0), token=None).start()
+    model = ModelInfo(name="m", version="1.0.0", sha="0" * 16)
+    exam = ExamEstimate(call="normal", p_fatty=0.2, pdff=3.0, n_pairs=5, calibrated=True)
+    frames = {"liver": FrameRef(seq=1, ts=time.time()), "kidney_liver": FrameRef(seq=2, ts=time.time())}
+    latency = {str(stage): 1.0 for stage in Stage}
+    common = {"trigger": "liver", "frames": frames, "fatty": False, "threshold": 0.5, "pdff": 3.0, "model": model}
+    good = ResultMessage(session="good", p_fatty=0.2, latency_ms=latency, exam=exam, **common)
+    broken = ResultMessage.model_construct(session="broken", p_fatty=7.0, latency_ms=latency, exam=exam, **common)
+    try:
+        display.state.apply(good)
+        display.state.apply(broken)  # bypasses validation, as a foreign or corrupted feed would
+        browser.get(display.url)
+        assert wait_for(lambda: "good" in _cards(browser), timeout=10)
+        assert "broken" not in _cards(browser)
+        skipped = browser.find_element(By.ID, "skipped").text
+        assert "skipped" in skipped and "p_fatty" in skipped
+        shown = browser.find_element(By.CSS_SELECTOR, ".card .latency").text
+        assert shown.index("queue") < shown.index("gate") < shown.index("pair") < shown.index("end to end")
     finally:
         display.stop()

@@ -9,10 +9,7 @@ import pytest
 import zmq
 from starlette.testclient import TestClient
 
-from edge_runtime.display.app import create_app
-from edge_runtime.display.service import DisplayFeed, Listen, access_token
-from edge_runtime.display.state import MAX_SESSIONS, STALE_AFTER_S, TREND_POINTS, DisplayState
-from edge_runtime.schema import (
+from edge_runtime.contracts import (
     ExamEstimate,
     FrameRef,
     HeartbeatMessage,
@@ -21,6 +18,9 @@ from edge_runtime.schema import (
     ThumbnailMessage,
     message_bytes,
 )
+from edge_runtime.display.app import create_app
+from edge_runtime.display.service import DisplayFeed, Listen, access_token
+from edge_runtime.display.state import MAX_SESSIONS, STALE_AFTER_S, TREND_POINTS, DisplayState
 
 MODEL = ModelInfo(name="m", version="1.0.0", sha="0123456789abcdef")
 
@@ -41,7 +41,9 @@ def _result(session: str, ts: float, pdff: float = 7.0) -> ResultMessage:
 
 
 def _heartbeat() -> HeartbeatMessage:
-    return HeartbeatMessage(ts=time.time(), uptime_s=1.0, model=MODEL, sessions=1, pending=0)
+    return HeartbeatMessage(
+        ts=time.time(), uptime_s=1.0, model=MODEL, sessions=1, pending=0, calibrated=True, validation="phantom"
+    )
 
 
 class Clock:
@@ -90,7 +92,7 @@ def test_a_thumbnail_of_any_crop_fits_the_limit_and_decodes() -> None:
     import cv2
     import numpy as np
 
-    from edge_runtime.schema import MAX_THUMBNAIL_BYTES
+    from edge_runtime.contracts import MAX_THUMBNAIL_BYTES
     from edge_runtime.thumbnails import thumbnail_jpeg
 
     noise = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)  # the hardest to compress

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 import zmq
-from edge_helpers import Display, Source, phantom_screens, start_server, wait_for
+from helpers import Display, Source, phantom_screens, start_server, wait_for
 
+from edge_runtime.contracts import FrameHeader
 from edge_runtime.protocol import encode_frame
-from edge_runtime.schema import FrameHeader
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ def test_fuzzed_messages_are_counted_and_every_good_frame_is_served(bundle_dir: 
     bad, expected = _malformed(rng, liver, 2000)
     ctx = zmq.Context()
     source = Source(ctx)
-    server = start_server(bundle_dir, source.endpoint, tmp_path, receive_hwm=100_000)
+    server = start_server(bundle_dir, source.endpoint, tmp_path, transport={"receive_hwm": 100_000})
     display = Display(ctx, server.results_endpoint)
     good_sessions = [f"good-{i}" for i in range(6)]
     try:

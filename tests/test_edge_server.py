@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from edge_helpers import Display, Source, breathed, phantom_screens, send_until_encoded, start_server, wait_for
+from helpers import Display, Source, breathed, phantom_screens, send_until_encoded, start_server, wait_for
 
 from edge_runtime.audit import read_final_exams, read_results
 
@@ -124,23 +124,22 @@ def test_serve_stops_cleanly_on_sigterm(bundle_dir: Path, tmp_path: Path) -> Non
     assert "stopped cleanly" in err
 
 
-def test_an_older_bundle_without_a_calibrator_serves_raw_exams_and_says_so(bundle_dir: Path, tmp_path: Path) -> None:
+def test_a_bundle_without_a_calibrator_serves_raw_exams_and_says_so(bundle_dir: Path, tmp_path: Path) -> None:
+    """A regress run validates no p_fatty, so its bundle has no calibrator: exams use the raw p_fatty and say so."""
     import json
     import shutil
 
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.config import RuntimeConfig
-    from edge_runtime.profiles import default_profiles
-    from edge_runtime.server import EdgeServer
+    from helpers import offline_server
+
     from edge_runtime.sessions import ViewFeatures
 
-    older = tmp_path / "older"
-    shutil.copytree(bundle_dir, older)
-    meta = json.loads((older / "bundle.json").read_text())
-    assert meta.pop("exam")["p_fatty"] is not None  # the fresh bundle carries a calibrator
-    (older / "bundle.json").write_text(json.dumps(meta))
-    config = RuntimeConfig(bundle=older, audit_log=tmp_path / "audit.jsonl", session_ttl_s=0.05)
-    server = EdgeServer(config, load_bundle(older), default_profiles(), context=zmq.Context())
+    raw = tmp_path / "raw"
+    shutil.copytree(bundle_dir, raw)
+    meta = json.loads((raw / "bundle.json").read_text())
+    assert meta["exam"]["p_fatty"] is not None  # the fresh bundle carries a calibrator
+    meta["exam"]["p_fatty"] = None
+    (raw / "bundle.json").write_text(json.dumps(meta))
+    server = offline_server(raw, tmp_path, sessions={"ttl_s": 0.05})
     assert server.heartbeat().calibrated is False
 
     # A session that only ever showed the liver view: no call, a reason, and a final record when it expires.
@@ -148,41 +147,36 @@ def test_an_older_bundle_without_a_calibrator_serves_raw_exams_and_says_so(bundl
     beat = server.heartbeat().exams["one-view"]
     assert beat.call is None and "kidney_liver" in beat.reason and not beat.calibrated
     time.sleep(0.1)
-    assert server.record_ended_exams() == 1
+    assert server.pipeline.end_exams() == 1
     server.audit.close()
-    (final,) = read_final_exams(tmp_path / "audit.jsonl")
+    (final,) = read_final_exams(server.config.audit.log)
     assert final["why"] == "ttl" and final["exam"]["call"] is None and "kidney_liver" in final["exam"]["reason"]
 
 
 def test_the_runtime_preprocesses_with_the_bundles_harmonisation(bundle_dir: Path, tmp_path: Path) -> None:
-    """The bedside's tensor is the trainer's: the bundle's recorded harmonisation is applied, and a bundle older
-    than the field (no `harmonisation`) keeps the plain crop it was trained on."""
+    """The bedside's tensor is the trainer's: the bundle's recorded harmonisation is applied, whichever it is."""
     import json
     import shutil
 
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.config import RuntimeConfig
+    from helpers import frame_context, offline_server
+
     from edge_runtime.preprocess import preprocess_frame
-    from edge_runtime.profiles import default_profiles
-    from edge_runtime.schema import FrameHeader
-    from edge_runtime.server import EdgeServer
-    from edge_runtime.sessions import PendingFrame
     from phantom.render import profile_for, render_view
     from phantom.subject import draw_cohort
 
     subject = draw_cohort(1, 23)[0]
     screen, profile = render_view(subject, "liver", 23).screen, profile_for(subject)
-    older = tmp_path / "older"
-    shutil.copytree(bundle_dir, older)
-    meta = json.loads((older / "bundle.json").read_text())
-    assert meta["input"].pop("harmonisation") == "sector_median"  # the trainer's default, recorded
-    (older / "bundle.json").write_text(json.dumps(meta))
-    for root, expected in ((bundle_dir, "sector_median"), (older, "none")):
-        bundle = load_bundle(root)
-        config = RuntimeConfig(bundle=root, audit_log=tmp_path / f"audit-{expected}.jsonl")
-        server = EdgeServer(config, bundle, default_profiles(), context=zmq.Context())
-        header = FrameHeader(1, 1, time.time(), "s", profile.name, "liver", *screen.shape[1::-1], 3, "raw")
-        tensor = server._model_input(PendingFrame(header, screen.tobytes(), time.time()))
-        assert bundle.harmonisation == expected
-        np.testing.assert_array_equal(tensor, preprocess_frame(screen, profile, harmonisation=expected))
+    plain = tmp_path / "plain"
+    shutil.copytree(bundle_dir, plain)
+    meta = json.loads((plain / "bundle.json").read_text())
+    assert meta["input"]["harmonisation"] == "sector_median"  # the trainer's default, recorded
+    meta["input"]["harmonisation"] = "none"
+    (plain / "bundle.json").write_text(json.dumps(meta))
+    for root, expected in ((bundle_dir, "sector_median"), (plain, "none")):
+        server = offline_server(root, tmp_path / expected)
+        frame = frame_context("liver", 1, screen, profile.name)
+        for stage in server.pipeline.stages[:2]:  # decode, preprocess
+            frame = stage(frame)
+        assert server.bundle.harmonisation == expected
+        np.testing.assert_array_equal(frame.tensor, preprocess_frame(screen, profile, harmonisation=expected))
         server.audit.close()

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from edge_runtime.audit import AuditLog, read_audit
-from edge_runtime.config import ConfigError, load_config
-from edge_runtime.exam import ExamModel, ExamPolicy, ExamTracker
+from edge_runtime.config import ExamPolicy, load_config
+from edge_runtime.contracts import FrameHeader
+from edge_runtime.errors import ConfigError
+from edge_runtime.exam import ExamModel, ExamTracker
+from edge_runtime.pipeline import FrameContext
 from edge_runtime.protocol import ProtocolError, check_payload, decode_payload, encode_frame, parse_header
-from edge_runtime.schema import FrameHeader
-from edge_runtime.sessions import LatestFrames, PendingFrame, SessionStore, ViewFeatures
+from edge_runtime.sessions import LatestFrames, SessionStore, ViewFeatures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,8 +87,8 @@ def test_payload_checks_and_round_trip() -> None:
         decode_payload(wrong, encode_frame(png, image)[2])
 
 
-def _pending(session: str, view: str, seq: int) -> PendingFrame:
-    return PendingFrame(FrameHeader(1, seq, 0.0, session, "x", view, 16, 16, 1, "raw"), b"", 0.0)
+def _pending(session: str, view: str, seq: int) -> FrameContext:
+    return FrameContext(FrameHeader(1, seq, 0.0, session, "x", view, 16, 16, 1, "raw"), b"", 0.0)
 
 
 def test_latest_frame_store_keeps_the_newest_and_counts_drops() -> None:
@@ -131,17 +133,18 @@ def test_audit_log_appends_flushes_and_rotates(tmp_path: Path) -> None:
 
 def test_config_validation(tmp_path: Path) -> None:
     example = load_config(ROOT / "deploy" / "edge.example.toml")
-    assert example.pairing_window_s == 300 and example.frames.startswith("tcp://")
+    assert example.sessions.pairing_window_s == 300 and example.transport.frames.startswith("tcp://")
     assert example.exam.hold_updates == 5 and example.exam.window_pairs == 30
-    assert example.display.listen == "127.0.0.1:8080" and example.thumbnails is False
+    assert example.display.listen == "127.0.0.1:8080" and example.thumbnails.enabled is False
     (tmp_path / "exam.toml").write_text("[runtime.exam]\ntrim = 0.6\n")
     with pytest.raises(ConfigError, match=r"exam\.trim"):
         load_config(tmp_path / "exam.toml")
-    (tmp_path / "typo.toml").write_text('[runtime]\nframes = "tcp://127.0.0.1:1"\npairing_windw_s = 3\n')
+    (tmp_path / "typo.toml").write_text("[runtime.sessions]\npairing_windw_s = 3\n")
     with pytest.raises(ConfigError, match="pairing_windw_s"):
         load_config(tmp_path / "typo.toml")
-    (tmp_path / "bad.toml").write_text('[runtime]\nframes = "localhost"\nthreads = 0\n')
+    (tmp_path / "bad.toml").write_text('[runtime.transport]\nframes = "localhost"\n[runtime.model]\nthreads = 0\n')
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "bad.toml")
-    assert "frames" in str(info.value) and "threads" in str(info.value)
-    assert load_config(None, {"threads": 4, "results": None}).threads == 4  # flags override, None = not given
+    assert "transport.frames" in str(info.value) and "model.threads" in str(info.value)
+    overrides = {"model": {"threads": 4}, "transport": {"results": None}}  # flags override, None = not given
+    assert load_config(None, overrides).model.threads == 4

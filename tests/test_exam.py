@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_runtime.exam import ExamModel, ExamPolicy, ExamTracker, calibrated_logit, count_flips, sigmoid
-from edge_runtime.schema import ExamEstimate, PlattCalibrator
+from edge_runtime.config import ExamPolicy
+from edge_runtime.contracts import ExamEstimate, PlattCalibrator
+from edge_runtime.exam import ExamModel, ExamTracker, calibrated_logit, count_flips, sigmoid
 from trainer.config import TrainConfig
 from trainer.exam_calibration import conformal_halfwidth, expected_calibration_error, measure
 

@@ -1,18 +1,22 @@
-"""`trainer export --int8` writes a bundle the bedside verifies; tampering is refused with a clear message."""
+"""`trainer export --int8` writes a bundle the bedside verifies and that answers as export judged it; unvalidated
+outputs are marked, a changed backbone refused, tampering refused with a clear message."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import copy_run, export, read_csv
 
 from edge_runtime.bundle import BundleError, load_bundle
-from edge_runtime.schema import BUNDLE_SCHEMA
+from edge_runtime.contracts import BUNDLE_SCHEMA
 
 pytestmark = pytest.mark.slow
 
@@ -126,8 +130,14 @@ def test_one_flipped_byte_in_the_encoder_is_refused_naming_the_file(bundle_dir: 
         (lambda b: (b / "head.tflite").unlink(), r"head\.tflite: file missing"),
         (lambda b: (b / "fidelity.json").write_text("{}"), r"fidelity\.json: SHA-256 mismatch"),
         (lambda b: _edit(b, schema="fatty-liver-edge/bundle@0"), "schema 'fatty-liver-edge/bundle@0'"),
-        (lambda b: _edit(b, input={"shape": [256, 256, 3], "dtype": "uint8"}), r"input shape \[256, 256, 3\]"),
-        (lambda b: _edit(b, features={"size": 512, "dtype": "int8"}), r"output shape \[1, 25088\].*\[1, 512\]"),
+        (
+            lambda b: _edit(b, input={"shape": [256, 256, 3], "dtype": "uint8", "harmonisation": "none"}),
+            r"input shape \[256, 256, 3\]",
+        ),
+        (
+            lambda b: _edit(b, features={"size": 512, "dtype": "int8", "pooling": "flatten"}),
+            r"output shape \[1, 25088\].*\[1, 512\]",
+        ),
         (lambda b: (b / "bundle.json").write_text("{not json"), "not valid JSON"),
         (lambda b: (b / "bundle.json").unlink(), "no bundle.json"),
     ],
@@ -143,3 +153,79 @@ def _edit(bundle: Path, **changes) -> None:
     meta = json.loads((bundle / "bundle.json").read_text())
     meta.update(changes)
     (bundle / "bundle.json").write_text(json.dumps(meta))
+
+
+def test_export_of_a_regress_run_marks_p_fatty_unvalidated_and_keeps_the_validated_epochs(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    regress = copy_run(run_dir, tmp_path / "regress-run", task="regress", epochs=None)
+    result = export(regress, tmp_path / "bundle", "--float")  # float: what is checked does not need int8
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert meta["outputs"]["p_fatty"]["validated"] is False
+    assert meta["outputs"]["pdff"]["validated"] is True
+    assert meta["training"]["epochs"] == 500  # the paper's regression protocol the run validated, not 1000
+    # ... and the bedside says so when it starts serving that bundle.
+    args = ["serve", "--bundle", str(tmp_path / "bundle"), "--frames", "tcp://127.0.0.1:5611"]
+    args += ["--results", "tcp://127.0.0.1:5612", "--audit-log", str(tmp_path / "audit.jsonl")]
+    serve = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", *args], stderr=subprocess.PIPE, text=True)
+    try:
+        warning = next(line for line in serve.stderr if "serving" in line or "NOT cross-validated" in line)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.communicate(timeout=30)
+    assert "output p_fatty was NOT cross-validated" in warning and "task regress" in warning
+
+
+def test_export_refuses_a_backbone_that_differs_from_the_runs(run_dir: Path, tmp_path: Path) -> None:
+    changed = copy_run(run_dir, tmp_path / "changed-run")
+    timings = json.loads((changed / "timings.json").read_text())
+    timings["weights_id"] = "0123456789abcdef"
+    (changed / "timings.json").write_text(json.dumps(timings))
+    result = export(changed, tmp_path / "bundle")
+    assert result.exit_code == 1
+    assert "backbone weights differ" in result.output and "0123456789abcdef" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "bundle" / "bundle.json").exists()
+
+
+def _export_record(run_dir: Path, bundle_dir: Path) -> dict:
+    return json.loads((run_dir / "exports" / f"{bundle_dir.name}.json").read_text())
+
+
+def test_export_split_is_the_one_export_trained_on(run_dir: Path, bundle_dir: Path) -> None:
+    record = _export_record(run_dir, bundle_dir)["split"]
+    groups = [set(record[g]) for g in ("train", "calibration", "fidelity")]
+    assert all(groups) and not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    folds = json.loads((run_dir / "folds.json").read_text())["folds"]
+    assert set().union(*groups) == {s for f in folds for s in f}
+    meta = json.loads((bundle_dir / "bundle.json").read_text())
+    digest = hashlib.sha256("\n".join(sorted(record["calibration"])).encode()).hexdigest()
+    assert meta["calibration"]["subject_id_sha256"] == digest
+    assert meta["calibration"]["train_subjects"] == len(record["train"])
+
+
+def test_bundle_reproduces_exports_int8_answer_and_tracks_float_on_a_real_frame(
+    run_dir: Path, bundle_dir: Path, tiny_cohort: Path
+) -> None:
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.preprocess import preprocess_frame
+    from edge_runtime.profiles import default_profiles
+    from trainer.images import read_image
+
+    record = _export_record(run_dir, bundle_dir)
+    fidelity = json.loads((bundle_dir / "fidelity.json").read_text())
+    subject = record["split"]["fidelity"][0]
+    measured = fidelity["per_subject"][0]
+    rows = {(r["subject_id"], r["view"]): r for r in read_csv(tiny_cohort / "manifest.csv")}
+    bundle = load_bundle(bundle_dir)
+    features = {}
+    for view in ("liver", "kidney_liver"):
+        row = rows[(subject, view)]
+        screen, profile = read_image(tiny_cohort / row["path"]), default_profiles()[row["scanner"]]
+        tensor = preprocess_frame(screen, profile, harmonisation=bundle.harmonisation)
+        features[view] = bundle.encode(view, tensor)
+    p_fatty, pdff = bundle.head(features)
+    assert p_fatty == pytest.approx(measured["p_int8"], abs=1e-6)
+    assert pdff == pytest.approx(measured["pdff_int8"], abs=1e-4)
+    assert abs(p_fatty - measured["p_float"]) < 0.1 and abs(pdff - measured["pdff_float"]) < 2.0

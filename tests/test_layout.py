@@ -78,10 +78,11 @@ def test_no_function_is_longer_than_a_screen() -> None:
 
 
 def test_views_and_model_size_are_defined_once() -> None:
-    """Only edge_runtime/schema.py assigns VIEWS or MODEL_SIZE, and no code spells out the 224 input size."""
+    """Only edge_runtime/contracts/constants.py assigns VIEWS or MODEL_SIZE, and no code spells out the 224 input
+    size."""
     definition = re.compile(r"^\s*(VIEWS|MODEL_SIZE|INPUT_SHAPE)\s*(:[^=]*)?=", re.M)
     size_literal = re.compile(r"\b224\b")
-    schema = ROOT / "edge_runtime" / "schema.py"
+    schema = ROOT / "edge_runtime" / "contracts" / "constants.py"
     defined, literals = [], []
     for path in _sources(*PACKAGES) + sorted((ROOT / "scripts").glob("*.py")):
         text = path.read_text()
@@ -107,3 +108,26 @@ def test_wide_public_functions_document_their_arguments() -> None:
         if "Args:" not in (ast.get_docstring(node) or ""):
             missing.append(f"{path.relative_to(ROOT)}:{node.name}")
     assert not missing, missing
+
+
+def test_the_server_keeps_only_threads_sockets_and_lifecycle() -> None:
+    """The data flow lives in edge_runtime/pipeline; the server stays small enough to read in one sitting."""
+    lines = (ROOT / "edge_runtime" / "server.py").read_text().count("\n")
+    assert lines <= 200, f"edge_runtime/server.py has {lines} lines (at most 200)"
+
+
+def test_the_stage_list_reads_on_one_screen() -> None:
+    """compose()'s stage list, from the first stage to the last, fits in a screenful."""
+    text = (ROOT / "edge_runtime" / "pipeline" / "__init__.py").read_text()
+    start, end = text.index("    return [\n        Decode()"), text.index("    ]\n", text.index("Decode()"))
+    assert text[start:end].count("\n") <= 12
+
+
+def test_the_bedside_keeps_no_compatibility_branches_for_bundles_never_deployed() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{i + 1}"
+        for path in _sources("edge_runtime")
+        for i, line in enumerate(path.read_text().splitlines())
+        if re.search(r"predate|older bundle|bundles from before|bundles since", line, re.I)
+    ]
+    assert not found, found

@@ -90,7 +90,7 @@ def test_read_cohort_decodes_each_screen_once_and_lists_image_problems_by_row(
         "read_for_profile",
         lambda path, profile, frame=0: reads.append(path) or real_read(path, profile, frame),
     )
-    cohort = read_cohort(tiny_cohort / "manifest.csv", progress=False)
+    cohort = read_cohort(tiny_cohort / "manifest.csv", progress=False, harmonisation="none")
     images = 2 * len(cohort.ids) + sum(len(o) for o in cohort.others.values())
     assert len(reads) == len(set(reads)) == images  # once per image, not once to validate + once to use
 
@@ -101,8 +101,22 @@ def test_read_cohort_decodes_each_screen_once_and_lists_image_problems_by_row(
     (dst / first[3]).write_bytes(b"\x89PNG broken")  # row 2: unreadable
     cv2.imwrite(str(dst / second[3]), np.zeros((100, 120, 3), np.uint8))  # row 3: not the profile's screen size
     with pytest.raises(ManifestError) as info:
-        read_cohort(dst / "manifest.csv", progress=False)
+        read_cohort(dst / "manifest.csv", progress=False, harmonisation="none")
     text = str(info.value)
     assert "row 2 (" in text and "not a readable image" in text
     assert "row 3 (" in text and "120x100" in text
     assert len(info.value.problems) == 2
+
+
+def test_the_same_image_under_two_subjects_is_refused_naming_both_rows(tiny_cohort: Path, tmp_path: Path) -> None:
+    cohort = tmp_path / "dup"
+    shutil.copytree(tiny_cohort, cohort)
+    lines = (cohort / "manifest.csv").read_text().splitlines()
+    first_path = lines[1].split(",")[3]  # row 2: the first subject's liver view
+    fields = lines[3].split(",")  # row 4: the second subject's liver view
+    fields[3] = first_path
+    lines[3] = ",".join(fields)
+    (cohort / "manifest.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(trainer_cli, ["validate", str(cohort / "manifest.csv")])
+    assert result.exit_code == 1
+    assert "row 4" in result.output and "row 2" in result.output and "same image" in result.output

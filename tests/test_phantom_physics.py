@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from scipy.stats import spearmanr
 
-from edge_runtime.schema import FATTY_PDFF
+from edge_runtime.contracts import FATTY_PDFF
 from phantom.anatomy import CORTEX, LIVER
 from phantom.bmode import simulate_view
 from phantom.subject import draw_cohort, draw_pdff

@@ -25,8 +25,8 @@ def screen(profile: ScannerProfile) -> np.ndarray:
 
 
 def test_output_is_224_rgb_uint8_and_deterministic(screen: np.ndarray, profile: ScannerProfile) -> None:
-    a = preprocess_frame(screen, profile)
-    b = preprocess_frame(screen.copy(), profile)
+    a = preprocess_frame(screen, profile, harmonisation="none")
+    b = preprocess_frame(screen.copy(), profile, harmonisation="none")
     assert a.shape == (MODEL_SIZE, MODEL_SIZE, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b)
 
@@ -36,31 +36,36 @@ def test_only_the_crop_box_reaches_the_model(screen: np.ndarray, profile: Scanne
     altered = screen.copy()
     altered[:y] = 0
     altered[:, :x] = 255  # UI changes outside the crop box must not matter
-    assert np.array_equal(preprocess_frame(screen, profile), preprocess_frame(altered, profile))
+    assert np.array_equal(
+        preprocess_frame(screen, profile, harmonisation="none"),
+        preprocess_frame(altered, profile, harmonisation="none"),
+    )
     expected = cv2.resize(screen[y : y + h, x : x + w], (224, 224), interpolation=cv2.INTER_AREA)
-    assert np.array_equal(preprocess_frame(screen, profile), expected)
+    assert np.array_equal(preprocess_frame(screen, profile, harmonisation="none"), expected)
 
 
 def test_grey_and_rgba_frames_become_three_channels(screen: np.ndarray, profile: ScannerProfile) -> None:
     grey = screen[:, :, 0]
-    out = preprocess_frame(grey, profile)
+    out = preprocess_frame(grey, profile, harmonisation="none")
     assert out.shape == (224, 224, 3)
     assert np.array_equal(out[:, :, 0], out[:, :, 2])
     rgba = np.dstack([screen, np.full(screen.shape[:2], 255, np.uint8)])
-    assert np.array_equal(preprocess_frame(rgba, profile), preprocess_frame(screen, profile))
+    assert np.array_equal(
+        preprocess_frame(rgba, profile, harmonisation="none"), preprocess_frame(screen, profile, harmonisation="none")
+    )
 
 
 def test_wrong_frame_size_names_frame_and_profile(profile: ScannerProfile) -> None:
     frame = np.zeros((1080, 1920, 3), np.uint8)
     with pytest.raises(PreprocessError, match=r"1920x1080.*'phantom-ge'.*1680x1050"):
-        preprocess_frame(frame, profile)
+        preprocess_frame(frame, profile, harmonisation="none")
 
 
 def test_non_uint8_and_odd_shapes_are_rejected(profile: ScannerProfile) -> None:
     with pytest.raises(PreprocessError, match="uint8"):
-        preprocess_frame(np.zeros((1050, 1680, 3), np.float32), profile)
+        preprocess_frame(np.zeros((1050, 1680, 3), np.float32), profile, harmonisation="none")
     with pytest.raises(PreprocessError, match="shape"):
-        preprocess_frame(np.zeros((1050, 1680, 2), np.uint8), profile)
+        preprocess_frame(np.zeros((1050, 1680, 2), np.uint8), profile, harmonisation="none")
 
 
 def test_unknown_profile_and_bad_profile_data() -> None:
@@ -99,10 +104,10 @@ def test_dicom_and_png_of_the_same_pixels_give_the_same_tensor(
     pixels = screen[:, :, 0].copy() if grey else screen
     _write_dicom(tmp_path / "frame.dcm", pixels)
     cv2.imwrite(str(tmp_path / "frame.png"), pixels if grey else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
-    from_dicom = preprocess_frame(read_image(tmp_path / "frame.dcm"), profile)
-    from_png = preprocess_frame(read_image(tmp_path / "frame.png"), profile)
+    from_dicom = preprocess_frame(read_image(tmp_path / "frame.dcm"), profile, harmonisation="none")
+    from_png = preprocess_frame(read_image(tmp_path / "frame.png"), profile, harmonisation="none")
     assert np.array_equal(from_dicom, from_png)
-    assert np.array_equal(from_png, preprocess_frame(pixels, profile))
+    assert np.array_equal(from_png, preprocess_frame(pixels, profile, harmonisation="none"))
 
 
 def test_unreadable_images_are_named(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import zmq
 from click.testing import CliRunner
+from helpers import train_args
 
 from edge_runtime.profiles import ProfileError, read_profiles_file
 from trainer.cli import main as trainer_cli
@@ -63,10 +64,7 @@ def test_a_site_scanner_trains_with_profiles_and_the_run_records_them(
     assert refused.exit_code == 1 and "unknown scanner profile 'site-epiq'" in refused.output
     ok = CliRunner().invoke(trainer_cli, ["validate", str(cohort / "manifest.csv"), "--profiles", str(profiles)])
     assert ok.exit_code == 0, ok.output
-    args = ["train", "--manifest", str(cohort / "manifest.csv"), "--out", str(tmp_path / "run"), "--weights", "none"]
-    args += ["--augment", "light", "--appearance", "none", "--epochs", "2", "--folds", "2", "--task", "both"]
-    args += ["--bootstrap", "20"]
-    args += ["--cache-dir", str(feature_cache), "--profiles", str(profiles)]
+    args = train_args(cohort / "manifest.csv", tmp_path / "run", feature_cache, profiles=str(profiles))
     result = CliRunner().invoke(trainer_cli, args)
     assert result.exit_code == 0, result.output
     recorded = json.loads((tmp_path / "run" / "profiles.json").read_text())
@@ -75,13 +73,12 @@ def test_a_site_scanner_trains_with_profiles_and_the_run_records_them(
 
 
 def test_the_bundle_lists_its_scanners_and_serve_refuses_an_unseen_one(bundle_dir: Path, tmp_path: Path) -> None:
-    from edge_helpers import phantom_screens
+    from helpers import phantom_screens, runtime_config
 
     from edge_runtime.bundle import load_bundle
-    from edge_runtime.config import RuntimeConfig
+    from edge_runtime.contracts import FrameHeader
     from edge_runtime.profiles import load_profiles
     from edge_runtime.protocol import encode_frame
-    from edge_runtime.schema import FrameHeader
     from edge_runtime.server import EdgeServer
 
     bundle = load_bundle(bundle_dir)
@@ -90,9 +87,9 @@ def test_the_bundle_lists_its_scanners_and_serve_refuses_an_unseen_one(bundle_di
     header = FrameHeader(1, 0, 1.0, "exam-1", "ward-x", "liver", screen.shape[1], screen.shape[0], 3, "raw")
     profiles = load_profiles(extra={"ward-x": SITE["site-epiq"] | {"screen": [screen.shape[1], screen.shape[0]]}})
     for allow, expected in ((False, {"unseen_scanner": 1}), (True, {})):
-        config = RuntimeConfig(audit_log=tmp_path / f"audit-{allow}.jsonl", allow_unseen_scanners=allow)
+        config = runtime_config(tmp_path / str(allow), scanners={"allow_unseen": allow})
         server = EdgeServer(config, bundle, profiles, context=zmq.Context())
-        server.handle_message(encode_frame(header, screen), 1.0)
+        server.admission.admit(encode_frame(header, screen), 1.0)
         assert server.stats.snapshot()["rejected"] == expected
         assert len(server.frames) == (1 if allow else 0)
         server.audit.close()
@@ -111,10 +108,11 @@ def test_images_already_cropped_give_the_same_tensors_as_the_screens_they_came_f
         x, y, w, h = profile.crop_box
         cropped = np.ascontiguousarray(screen[y : y + h, x : x + w])  # what a site that crops for us sends
         np.testing.assert_array_equal(
-            preprocess_frame(cropped, profiles["full-frame"]), preprocess_frame(screen, profile)
+            preprocess_frame(cropped, profiles["full-frame"], harmonisation="none"),
+            preprocess_frame(screen, profile, harmonisation="none"),
         )
         with pytest.raises(PreprocessError, match=f"expects {profile.screen_width}x{profile.screen_height}"):
-            preprocess_frame(cropped, profile)  # a screen profile still checks the screen's size
+            preprocess_frame(cropped, profile, harmonisation="none")  # a screen profile still checks the screen's size
     assert profiles["full-frame"].to_mapping() == {"vendor": "unspecified", "crop": "full-frame"}
 
 
@@ -139,8 +137,12 @@ def test_dicom_files_are_cropped_by_their_own_ultrasound_region(tiny_cohort: Pat
     tissue = (x, y, x + w - 1, y + h - 1, 1, 1)
     colour_bar = (10, 10, 40, 300, 0, 0)
     good = _ultrasound_dicom(tmp_path / "good.dcm", screen, [colour_bar, tissue])
-    via_region = preprocess_frame(read_for_profile(good, profiles["dicom-region"]), profiles["dicom-region"])
-    np.testing.assert_array_equal(via_region, preprocess_frame(screen, profile))  # same tensor as the screen grab
+    via_region = preprocess_frame(
+        read_for_profile(good, profiles["dicom-region"]), profiles["dicom-region"], harmonisation="none"
+    )
+    np.testing.assert_array_equal(
+        via_region, preprocess_frame(screen, profile, harmonisation="none")
+    )  # same tensor as the screen grab
 
     cases = {
         "none.dcm": ([], "no Sequence of Ultrasound Regions"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import train_args
 
 from trainer.cli import main as trainer_cli
 
@@ -102,11 +103,8 @@ def test_int8_features_run_exports_its_own_encoder_and_agrees_with_itself(
     from trainer.dataset import read_cohort
 
     run, bundle = tmp_path / "int8-run", tmp_path / "int8-bundle"
-    args = ["train", "--manifest", str(tiny_cohort / "manifest.csv"), "--out", str(run), "--weights", "none"]
-    args += ["--augment", "light", "--appearance", "none", "--epochs", "5", "--folds", "2", "--task", "both"]
-    args += ["--bootstrap", "50"]
-    args += ["--features", "int8", "--int8-samples", "16", "--cache-dir", str(feature_cache)]
-    result = CliRunner().invoke(trainer_cli, args)
+    changes = {"epochs": "5", "bootstrap": "50", "features": "int8", "int8_samples": "16"}
+    result = CliRunner().invoke(trainer_cli, train_args(tiny_cohort / "manifest.csv", run, feature_cache, **changes))
     assert result.exit_code == 0, result.output
     timings = json.loads((run / "timings.json").read_text())
     assert timings["features"] == "int8" and timings["int8_calibration_s"] > 0
@@ -129,7 +127,7 @@ def test_int8_features_run_exports_its_own_encoder_and_agrees_with_itself(
     from trainer.extraction import run_encoders
     from trainer.runs import open_run
 
-    cohort = read_cohort(tiny_cohort / "manifest.csv", progress=False)
+    cohort = read_cohort(tiny_cohort / "manifest.csv", progress=False, harmonisation="none")
     image = cohort.image(cohort.ids[0], "liver")
     stored = run_encoders(open_run(run)).features
     np.testing.assert_array_equal(

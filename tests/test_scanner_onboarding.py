@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import zmq
 from click.testing import CliRunner
+from helpers import train_args
 
 from edge_runtime.cli import main as edge_cli
 from edge_runtime.profile_detect import detect_box, iou
@@ -29,7 +30,7 @@ ALL = tuple(LAYOUTS)
 
 def _cohort_images(folder: Path) -> dict[tuple[str, str], np.ndarray]:
     profiles = read_profiles_file(folder / "profiles.json")
-    return read_cohort(folder / "manifest.csv", {**profiles}, progress=False).images
+    return read_cohort(folder / "manifest.csv", {**profiles}, progress=False, harmonisation="none").images
 
 
 def test_every_layout_as_screen_dicom_and_cropped_gives_identical_tensors(tmp_path: Path) -> None:
@@ -147,10 +148,8 @@ def test_a_cohort_of_three_layouts_plus_dicom_trains_exports_and_serves(
     args += [a for name in layouts for a in ("--layout", name)] + ["--format", "screen", "--format", "dicom"]
     assert CliRunner().invoke(phantom_cli, args).exit_code == 0
     profiles = str(cohort / "profiles.json")
-    args = ["train", "--manifest", str(cohort / "manifest.csv"), "--out", str(tmp_path / "run"), "--weights", "none"]
-    args += ["--augment", "light", "--appearance", "none", "--epochs", "2", "--folds", "2", "--task"]
-    args += ["classify", "--bootstrap", "20"]
-    result = CliRunner().invoke(trainer_cli, [*args, "--cache-dir", str(feature_cache), "--profiles", profiles])
+    args = train_args(cohort / "manifest.csv", tmp_path / "run", feature_cache, task="classify", profiles=profiles)
+    result = CliRunner().invoke(trainer_cli, args)
     assert result.exit_code == 0, result.output
     bundle = tmp_path / "bundle"
     args = ["export", "--run", str(tmp_path / "run"), "--out", str(bundle), "--float", "--allow-fidelity-miss"]
@@ -164,21 +163,22 @@ def test_a_cohort_of_three_layouts_plus_dicom_trains_exports_and_serves(
 
 
 def _serve_one_seen_and_one_unseen(bundle_dir: Path, tmp_path: Path) -> None:
+    from helpers import runtime_config
+
     from edge_runtime.bundle import load_bundle
-    from edge_runtime.config import RuntimeConfig
+    from edge_runtime.contracts import FrameHeader
     from edge_runtime.profiles import load_profiles
     from edge_runtime.protocol import encode_frame
-    from edge_runtime.schema import FrameHeader
     from edge_runtime.server import EdgeServer
 
     bundle = load_bundle(bundle_dir)
     trained = {name: spec.model_dump() for name, spec in bundle.meta.scanners.items()}
     profiles = load_profiles(extra={n: LAYOUTS[n].profile.to_mapping() for n in ALL} | trained)
-    server = EdgeServer(RuntimeConfig(audit_log=tmp_path / "audit.jsonl"), bundle, profiles, context=zmq.Context())
+    server = EdgeServer(runtime_config(tmp_path), bundle, profiles, context=zmq.Context())
     for seq, layout in enumerate(("phantom-ge-1366x768", "phantom-philips-1600x1200"), start=1):
         screen = _grabs(layout, 1, seed=4)[0]
         header = FrameHeader(1, seq, 1.0, "exam-1", layout, "liver", screen.shape[1], screen.shape[0], 3, "raw")
-        server.handle_message(encode_frame(header, screen), 1.0)
+        server.admission.admit(encode_frame(header, screen), 1.0)
     assert server.stats.snapshot()["rejected"] == {"unseen_scanner": 1}
     assert len(server.frames) == 1
     server.audit.close()

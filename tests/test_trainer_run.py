@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import read_csv
 
+from edge_runtime.contracts import HARMONISATIONS
 from edge_runtime.preprocess import harmonise, preprocess_frame
 from edge_runtime.profiles import default_profiles
-from edge_runtime.schema import HARMONISATIONS
 from trainer.cli import main as trainer_cli
 from trainer.images import read_image
 from trainer.manifest import load_manifest
@@ -69,7 +70,7 @@ def test_trainer_tensors_are_the_shared_preprocessing(tiny_cohort: Path) -> None
         screen = read_image(entry.path)
         expected = preprocess_frame(screen, default_profiles()[entry.scanner], harmonisation=harmonisation)
         assert np.array_equal(cohort.image(record.subject_id, "kidney_liver"), expected)
-    plain = preprocess_frame(screen, default_profiles()[entry.scanner])
+    plain = preprocess_frame(screen, default_profiles()[entry.scanner], harmonisation="none")
     assert not np.array_equal(plain, expected) and np.array_equal(harmonise(plain, HARMONISATIONS[-1]), expected)
 
 
@@ -231,3 +232,36 @@ def test_ablate_reports_every_row_on_the_same_folds(tiny_cohort: Path, feature_c
         trainer_cli, ["ablate", "--manifest", str(tiny_cohort / "manifest.csv"), "--out", str(out), "--skip", "spleen"]
     )
     assert bad.exit_code == 2 and "spleen" in bad.output
+
+
+def test_gradcam_heatmaps_are_nonzero_share_one_scale_and_differ_between_fatty_and_normal(run_dir: Path) -> None:
+    rows = read_csv(run_dir / "predictions.csv")
+    fatty = next(r["subject_id"] for r in rows if float(r["pdff"]) >= 5)
+    normal = next(r["subject_id"] for r in rows if float(r["pdff"]) < 5)
+    peaks = {}
+    for subject in (fatty, normal):
+        result = CliRunner().invoke(
+            trainer_cli, ["explain", "--run", str(run_dir), "--subject", subject, "--nsamples", "60"]
+        )
+        assert result.exit_code == 0, result.output
+        explanation = json.loads((run_dir / "explanations" / subject / "explanation.json").read_text())
+        cam = explanation["outputs"]["p_fatty"]["gradcam"]
+        assert all(cam["peak"][v] > 0 for v in ("liver", "kidney_liver"))
+        assert cam["scale"] == pytest.approx(max(cam["peak"].values()))  # one maximum for both views
+        peaks[subject] = cam["peak"]
+    assert peaks[fatty] != peaks[normal]
+
+
+def test_ablate_defaults_to_the_papers_finetuned_classifier() -> None:
+    """The command's own defaults build the paper's row: a classifier with every layer trainable, and the
+    table says so. (Fine-tuning itself runs in test_trainer_run.py::test_finetuning_trains_the_backbone_end_to_end.)"""
+    from trainer.ablate import ablation_configs, row_label
+    from trainer.cli import ablate
+    from trainer.config import TrainConfig
+
+    defaults = {p.name: p.default for p in ablate.params}
+    assert defaults["finetune_from"] == "all" and defaults["task"] == "classify"
+    base = TrainConfig(task=defaults["task"])
+    row = ablation_configs(base, defaults["finetune_from"], defaults["finetune_epochs"])["clkl_finetuned"]
+    assert row.finetune == "all" and row.task == "classify"
+    assert row_label("clkl_finetuned", row) == "clkl_finetuned (all layers)"

@@ -142,3 +142,24 @@ def test_saving_heads_and_converting_pixel_encoders_print_no_library_advice(tmp_
         save_head(model, tmp_path / "head.h5")
     assert not [str(w.message) for w in quiet if "HDF5" in str(w.message) or "Statistics" in str(w.message)]
     assert keras.models.load_model(tmp_path / "head.h5").count_params() == model.count_params()
+
+
+def test_feature_minmax_is_fitted_on_training_rows_only_and_test_folds_see_the_unaugmented_image() -> None:
+    from trainer.config import TrainConfig
+    from trainer.crossval import fit_head_on_features, predict_rows
+
+    rng = np.random.default_rng(0)
+    n, variants, size = 12, 3, 8
+    feats = {v: rng.uniform(0, 1, (n, variants, size)).astype(np.float32) for v in ("liver", "kidney_liver")}
+    train, test = np.arange(8), np.arange(8, 12)
+    for v in feats:
+        feats[v][test] = 50.0  # a test subject leaking into the fit would move the MinMax to 50
+        feats[v][test, 1:] = np.nan  # augmented variants of test subjects must never be read
+    y = {"p_fatty": (rng.random(n) > 0.5).astype(np.float32)}
+    config = TrainConfig(weights="none", augment="light", epochs=1, task="classify")
+    head, _ = fit_head_on_features(feats, y, train, config, 0, "t", False)
+    lo = np.asarray(head.get_layer("minmax").get_config()["mean"]).reshape(-1)
+    expected = np.concatenate([feats[v][train].reshape(-1, size) for v in feats], axis=1).min(axis=0)
+    assert np.allclose(lo, expected, atol=1e-6)
+    predicted = predict_rows(head, feats, test, config)["p_fatty"]
+    assert predicted.shape == (4,) and np.isfinite(predicted).all()  # NaN variants 1.. were never read

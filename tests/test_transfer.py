@@ -73,7 +73,8 @@ def test_appearance_variants_are_named_and_follow_the_geometric_set() -> None:
 
 
 def test_unknown_appearance_family_is_a_clear_error() -> None:
-    from trainer.config import ConfigError, build_config
+    from edge_runtime.errors import ConfigError
+    from trainer.config import build_config
 
     with pytest.raises(ConfigError, match="unknown appearance family contrast"):
         build_config(appearance="gain,contrast")
@@ -150,7 +151,8 @@ def test_transfer_on_one_vendor_is_refused_by_name(tiny_cohort: Path, tmp_path: 
 
 def test_a_cohort_read_with_another_harmonisation_is_refused(tiny_cohort: Path, tmp_path: Path) -> None:
     """Training on tensors the bedside would not compute is refused before any work, naming both settings."""
-    from trainer.config import ConfigError, build_config
+    from edge_runtime.errors import ConfigError
+    from trainer.config import build_config
     from trainer.train import load_labelled_cohort, train_run
 
     cohort = load_labelled_cohort(tiny_cohort / "manifest.csv", progress=False, harmonisation="none")

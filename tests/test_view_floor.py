@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.schema import VIEW_CLASSES
+from edge_runtime.contracts import VIEW_CLASSES
 from trainer.export.gate import choose_floor
 
 LIVER, KIDNEY, OTHER = (VIEW_CLASSES.index(c) for c in ("liver", "kidney_liver", "other"))

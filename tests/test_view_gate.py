@@ -5,18 +5,27 @@ its training distribution."""
 from __future__ import annotations
 
 import copy
-import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
+from helpers import frame_context, runtime_config
 
 from edge_runtime.bundle import load_bundle
-from edge_runtime.config import RuntimeConfig
+from edge_runtime.config import ExamPolicy
+from edge_runtime.contracts import (
+    AUTO_VIEW,
+    FEATURE_MAP,
+    VIEW_CLASSES,
+    VIEWS,
+    FrameHeader,
+    GuardSpec,
+    SpeckleGuardSpec,
+    ViewGateSpec,
+)
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.exam import OUTSIDE_TRAINING, ExamModel, ExamPolicy, ExamTracker
+from edge_runtime.exam import OUTSIDE_TRAINING, ExamModel, ExamTracker
 from edge_runtime.gate import (
     CLIPPED_SHARE_MAX,
     COLOUR_SHARE_MAX,
@@ -29,21 +38,11 @@ from edge_runtime.gate import (
     speckle_texture,
     view_features,
 )
+from edge_runtime.pipeline import FrameContext
 from edge_runtime.preprocess import preprocess_frame
 from edge_runtime.profiles import default_profiles
 from edge_runtime.protocol import encode_frame
-from edge_runtime.schema import (
-    AUTO_VIEW,
-    FEATURE_MAP,
-    VIEW_CLASSES,
-    VIEWS,
-    FrameHeader,
-    GuardSpec,
-    SpeckleGuardSpec,
-    ViewGateSpec,
-)
 from edge_runtime.server import EdgeServer
-from edge_runtime.sessions import PendingFrame
 from phantom.render import profile_for, render_other, render_view
 from phantom.subject import draw_cohort
 
@@ -58,7 +57,9 @@ def _constant_head(features: int, favourite: str) -> ViewHead:
 
 def _spec(meets_bar: bool = True) -> ViewGateSpec:
     return ViewGateSpec(
+        feature_pooling="none",
         confidence_floor=0.9,
+        cv_view_swapped=0.0,
         cv_confusion=[[1, 0, 0], [0, 1, 0], [0, 0, 1]],
         cv_recall=dict.fromkeys(VIEW_CLASSES, 1.0),
         cv_other_admitted=0.0,
@@ -67,22 +68,19 @@ def _spec(meets_bar: bool = True) -> ViewGateSpec:
     )
 
 
-def _server(bundle_dir: Path, tmp_path: Path, favourite: str | None, **config) -> EdgeServer:
+def _server(bundle_dir: Path, tmp_path: Path, favourite: str | None, meets_bar: bool = True, **tables) -> EdgeServer:
+    """A server whose view gate always says ``favourite`` (None: no view gate and no guard)."""
     bundle = copy.copy(load_bundle(bundle_dir))
-    bundle.meta = bundle.meta.model_copy()
     if favourite is None:
-        bundle.meta.view_gate, bundle.gate = None, None
+        bundle.meta, bundle.gate = bundle.meta.model_copy(update={"view_gate": None, "guard": None}), None
     else:
-        bundle.meta.view_gate = _spec(config.pop("meets_bar", True))
+        bundle.meta = bundle.meta.model_copy(update={"view_gate": _spec(meets_bar), "guard": None})
         bundle.gate = Gate(_constant_head(bundle.meta.features.size, favourite), None)
-        bundle.meta.guard = None
-    settings = RuntimeConfig(audit_log=tmp_path / "audit.jsonl", **config)
-    return EdgeServer(settings, bundle, default_profiles(), context=zmq.Context())
+    return EdgeServer(runtime_config(tmp_path, **tables), bundle, default_profiles(), context=zmq.Context())
 
 
-def _frame(view: str, seq: int, image: np.ndarray, scanner: str) -> PendingFrame:
-    header = FrameHeader(1, seq, 100.0 + seq, "exam-1", scanner, view, image.shape[1], image.shape[0], 3, "raw")
-    return PendingFrame(header, np.ascontiguousarray(image).tobytes(), 100.0 + seq)
+def _frame(view: str, seq: int, image: np.ndarray, scanner: str) -> FrameContext:
+    return frame_context(view, seq, image, scanner, session="exam-1")
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +94,10 @@ def screens() -> dict[str, tuple[str, np.ndarray]]:
 def test_auto_frames_are_routed_by_the_gate_and_others_are_counted(bundle_dir: Path, tmp_path: Path, screens) -> None:
     liver = _server(bundle_dir, tmp_path, "liver")
     scanner, image = screens["kidney_liver"]
-    assert liver.process(_frame(AUTO_VIEW, 1, image, scanner)) is None  # filed as liver: no pair yet
+    assert liver.pipeline.run(_frame(AUTO_VIEW, 1, image, scanner)) is None  # filed as liver: no pair yet
     assert liver.sessions.get("exam-1").views.keys() == {"liver"}
     other = _server(bundle_dir, tmp_path, "other")
-    assert other.process(_frame(AUTO_VIEW, 1, image, scanner)) is None
+    assert other.pipeline.run(_frame(AUTO_VIEW, 1, image, scanner)) is None
     counters = other.stats.snapshot()["counters"]
     assert counters["gate_rejected"] == 1 and counters["gate_rejected_other"] == 1
     assert other.sessions.get("exam-1") is None  # never paired, no session opened
@@ -110,12 +108,12 @@ def test_a_confident_gate_overrules_a_named_view_unless_the_header_has_authority
 ) -> None:
     scanner, image = screens["kidney_liver"]
     model = _server(bundle_dir, tmp_path, "liver")
-    model.process(_frame("kidney_liver", 1, image, scanner))
+    model.pipeline.run(_frame("kidney_liver", 1, image, scanner))
     assert model.stats.snapshot()["counters"]["view_mismatch"] == 1
     assert model.sessions.get("exam-1").views.keys() == {"liver"}
-    for config in ({"view_authority": "header"}, {"meets_bar": False}):
+    for config in ({"gate": {"view_authority": "header"}}, {"meets_bar": False}):
         header = _server(bundle_dir, tmp_path, "liver", **config)
-        header.process(_frame("kidney_liver", 1, image, scanner))
+        header.pipeline.run(_frame("kidney_liver", 1, image, scanner))
         assert header.sessions.get("exam-1").views.keys() == {"kidney_liver"}, config
         assert header.stats.snapshot()["counters"]["view_mismatch"] == 1, config  # counted whoever wins
 
@@ -123,10 +121,10 @@ def test_a_confident_gate_overrules_a_named_view_unless_the_header_has_authority
 def test_colour_in_the_box_is_not_a_view(bundle_dir: Path, tmp_path: Path, screens) -> None:
     profiles = default_profiles()
     scanner, doppler = screens["doppler"]
-    assert colour_share(preprocess_frame(doppler, profiles[scanner])) > COLOUR_SHARE_MAX
-    assert colour_share(preprocess_frame(screens["liver"][1], profiles[scanner])) == 0.0
+    assert colour_share(preprocess_frame(doppler, profiles[scanner], harmonisation="none")) > COLOUR_SHARE_MAX
+    assert colour_share(preprocess_frame(screens["liver"][1], profiles[scanner], harmonisation="none")) == 0.0
     server = _server(bundle_dir, tmp_path, "liver")
-    assert server.process(_frame("liver", 1, doppler, scanner)) is None
+    assert server.pipeline.run(_frame("liver", 1, doppler, scanner)) is None
     assert server.stats.snapshot()["counters"]["gate_rejected_colour"] == 1
 
 
@@ -144,9 +142,9 @@ def test_sparse_colour_flow_is_doppler_and_yellow_calipers_are_not(screens) -> N
     for k, colour in enumerate(((230, 40, 30), (30, 80, 240))):
         cv2.ellipse(flow, (x + w // 3 + 40 * k, y + h // 2), (10, 5), 0.0, 0, 360, colour, -1)
     cv2.line(marked, (x + w // 3, y + h // 2), (x + w // 2, y + h // 2), (255, 255, 0), 1)
-    sparse = preprocess_frame(flow, profile)
+    sparse = preprocess_frame(flow, profile, harmonisation="none")
     assert colour_share(sparse) < COLOUR_SHARE_MAX and has_colour(sparse)
-    assert not has_colour(preprocess_frame(marked, profile))
+    assert not has_colour(preprocess_frame(marked, profile, harmonisation="none"))
 
 
 def test_has_colour_gives_the_two_count_rule_whatever_the_shortcut() -> None:
@@ -170,18 +168,24 @@ def test_auto_without_a_view_gate_is_refused_by_reason(bundle_dir: Path, tmp_pat
     server = _server(bundle_dir, tmp_path, None)
     scanner, image = screens["liver"]
     header = FrameHeader(1, 1, 1.0, "exam-1", scanner, AUTO_VIEW, image.shape[1], image.shape[0], 3, "raw")
-    server.handle_message(encode_frame(header, image), 1.0)
+    server.admission.admit(encode_frame(header, image), 1.0)
     assert server.stats.snapshot()["rejected"] == {"no_view_model": 1} and len(server.frames) == 0
 
 
-def _guarded_server(bundle_dir: Path, tmp_path: Path, threshold: float, action: str) -> EdgeServer:
-    server = _server(bundle_dir, tmp_path, None, out_of_distribution=action)
-    size = server.bundle.meta.features.size
+def _guarded_server(
+    bundle_dir: Path, tmp_path: Path, threshold: float, action: str, speckle: SpeckleGuard | None = None
+) -> EdgeServer:
+    """A server whose guard's feature part flags every frame above ``threshold`` (and whose speckle part, if
+    given, is ``speckle`` for both views); no view gate."""
+    bundle = copy.copy(load_bundle(bundle_dir))
+    size = bundle.meta.features.size
     guard = ViewGuard(np.zeros(size, np.float32), np.ones(size, np.float32), np.eye(1, size, dtype=np.float32),
                       np.ones(1, np.float32), 1.0, threshold)  # fmt: skip
-    server.bundle.gate = Gate(None, {"liver": guard, "kidney_liver": guard})
-    server.bundle.meta.guard = _guard_spec(threshold)
-    return server
+    parts = dict.fromkeys(VIEWS, speckle) if speckle is not None else None
+    bundle.gate = Gate(None, {"liver": guard, "kidney_liver": guard}, parts)
+    bundle.meta = bundle.meta.model_copy(update={"view_gate": None, "guard": _guard_spec(threshold)})
+    config = runtime_config(tmp_path, gate={"out_of_distribution": action})
+    return EdgeServer(config, bundle, default_profiles(), context=zmq.Context())
 
 
 def _guard_spec(threshold: float, speckle: SpeckleGuardSpec | None = None) -> GuardSpec:
@@ -193,8 +197,8 @@ def _guard_spec(threshold: float, speckle: SpeckleGuardSpec | None = None) -> Gu
 def test_results_beyond_the_guard_are_marked_or_withheld(bundle_dir: Path, tmp_path: Path, screens, action) -> None:
     for threshold, outside in ((1e30, False), (0.0, True)):
         server = _guarded_server(bundle_dir, tmp_path, threshold, action)
-        server.process(_frame("liver", 1, screens["liver"][1], screens["liver"][0]))
-        result = server.process(_frame("kidney_liver", 2, screens["kidney_liver"][1], screens["kidney_liver"][0]))
+        server.pipeline.run(_frame("liver", 1, screens["liver"][1], screens["liver"][0]))
+        result = server.pipeline.run(_frame("kidney_liver", 2, screens["kidney_liver"][1], screens["kidney_liver"][0]))
         counters = server.stats.snapshot()["counters"]
         assert counters.get("frames_out_of_distribution", 0) == (2 if outside else 0)
         if outside and action == "withhold":
@@ -225,8 +229,8 @@ def test_clipped_share_tells_a_saturated_sector_from_speckle(screens) -> None:
 def test_a_saturated_frame_is_flagged_clipped_when_its_features_pass(bundle_dir: Path, tmp_path: Path, screens) -> None:
     server = _guarded_server(bundle_dir, tmp_path, 1e30, "mark")  # the feature part never flags here
     name, screen = screens["liver"]
-    server.process(_frame("liver", 1, _saturated(screen, name), name))
-    result = server.process(_frame("kidney_liver", 2, screens["kidney_liver"][1], screens["kidney_liver"][0]))
+    server.pipeline.run(_frame("liver", 1, _saturated(screen, name), name))
+    result = server.pipeline.run(_frame("kidney_liver", 2, screens["kidney_liver"][1], screens["kidney_liver"][0]))
     counters = server.stats.snapshot()["counters"]
     assert counters["frames_out_of_distribution"] == counters["frames_out_of_distribution_clipped"] == 1
     assert "frames_out_of_distribution_features" not in counters
@@ -238,12 +242,12 @@ def test_a_frame_whose_speckle_is_unlike_training_is_flagged_speckle(bundle_dir:
     """The speckle part scores the model input the bedside computed; its flag is counted by name."""
     name, screen = screens["liver"]
     for shift, outside in ((0.0, False), (0.2, True)):  # training speckle is this frame's, or much coarser
-        server = _guarded_server(bundle_dir, tmp_path, 1e30, "mark")  # the feature part never flags here
-        tensor = preprocess_frame(screen, default_profiles()[name], harmonisation=server.bundle.harmonisation)
+        harmonisation = load_bundle(bundle_dir).harmonisation
+        tensor = preprocess_frame(screen, default_profiles()[name], harmonisation=harmonisation)
         centre = speckle_texture(tensor) + shift
         part = SpeckleGuard(centre, np.full(2, 0.02, np.float32), np.eye(2, dtype=np.float32), 3.0)
-        server.bundle.gate = replace(server.bundle.gate, speckle=dict.fromkeys(VIEWS, part))
-        server.process(_frame("liver", 1, screen, name))
+        server = _guarded_server(bundle_dir, tmp_path, 1e30, "mark", part)  # the feature part never flags here
+        server.pipeline.run(_frame("liver", 1, screen, name))
         counters = server.stats.snapshot()["counters"]
         assert counters.get("frames_out_of_distribution_speckle", 0) == int(outside)
         assert "frames_out_of_distribution_features" not in counters
@@ -269,7 +273,7 @@ def test_gate_arrays_round_trip_and_a_wrong_shape_names_the_file() -> None:
     assert back.guards["liver"].score(np.ones(8)) == pytest.approx(guard.score(np.ones(8)))
     assert back.guards["liver"].threshold == 3.0 and back.speckle["liver"].threshold == 4.0  # bundle.json's
     assert back.speckle["kidney_liver"].scores(np.array([0.65, 0.25]))[0] == pytest.approx(1.0)
-    assert Gate.from_bytes(gate.to_bytes(), "gate.npz", 8, "none", _guard_spec(3.0)).speckle is None  # older bundles
+    assert Gate.from_bytes(gate.to_bytes(), "gate.npz", 8, "none", _guard_spec(3.0)).speckle is None  # not fitted
     without = Gate(head, gate.guards).to_bytes()
     with pytest.raises(FattyLiverError, match=r"gate\.npz: array 'speckle_liver_mean' missing"):
         Gate.from_bytes(without, "gate.npz", 8, "none", spec)
@@ -298,37 +302,6 @@ def test_the_view_head_reads_quadrant_means_of_the_feature_map() -> None:
         Gate.from_bytes(Gate(head, None).to_bytes(), "gate.npz", 512, "grid2", None)
 
 
-def test_evaluate_reports_how_much_of_a_cohort_the_guard_flags(
-    run_dir: Path, bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The report and its warning. How much the guard flags is measured on a 90-subject run by `benchmarks gate`
-    (a guard fitted on this tiny run's eight subjects is too loose to flag anything): here the real guard reports
-    a same-generator twin without a warning, and a guard report above three times its design rate is warned about."""
-    from click.testing import CliRunner
-
-    import trainer.evaluate
-    from phantom.cohort import generate_cohort
-    from trainer.cli import main as trainer_cli
-    from trainer.guard_report import guard_report
-
-    generate_cohort(tmp_path / "twin", 6, seed=808, with_masks=False)
-    args = ["evaluate", "--run", str(run_dir), "--manifest", str(tmp_path / "twin" / "manifest.csv")]
-    args += ["--bundle", str(bundle_dir)]
-    outputs, shares = {}, {}
-    for case, report in (("real", guard_report), ("shifted", lambda b, c: {**guard_report(b, c), "shifted": True})):
-        monkeypatch.setattr(trainer.evaluate, "guard_report", report)
-        result = CliRunner().invoke(trainer_cli, [*args, "--out", str(tmp_path / case)])
-        assert result.exit_code == 0, result.output
-        outputs[case] = result.output
-        guard = json.loads((tmp_path / case / "evaluation.json").read_text())["guard"]
-        assert guard["frames"] == 12 and set(guard["per_view"]) == {"liver", "kidney_liver"}
-        shares[case] = guard["flagged_share"]
-    assert shares["real"] <= 3 * 0.02 and "WARNING: the bundle's guard flags" not in outputs["real"]
-    assert (
-        "WARNING: the bundle's guard flags" in outputs["shifted"] and "do not trust the metrics" in outputs["shifted"]
-    )
-
-
 def test_a_frozen_screen_is_one_image_not_a_stream_of_new_pairs(bundle_dir: Path, tmp_path: Path, screens) -> None:
     """Resent, or with a frame grabber's noise on it, the same image is counted frames_repeated and never paired
     again; the next live frame (new speckle) pairs. repeated_frame_max_diff = 0 pairs every frame."""
@@ -337,15 +310,18 @@ def test_a_frozen_screen_is_one_image_not_a_stream_of_new_pairs(bundle_dir: Path
     live = render_view(draw_cohort(1, 17)[0], "kidney_liver", 17, frame=1).screen
     server = _server(bundle_dir, tmp_path, None)
     frames = [("liver", liver), ("kidney_liver", kidney), ("kidney_liver", kidney), ("kidney_liver", noisy)]
-    results = [server.process(_frame(v, i, image.astype(np.uint8), scanner)) for i, (v, image) in enumerate(frames)]
+    results = [
+        server.pipeline.run(_frame(v, i, image.astype(np.uint8), scanner)) for i, (v, image) in enumerate(frames)
+    ]
     assert results[0] is None and results[1] is not None and results[2:] == [None, None]
     assert server.stats.snapshot()["counters"]["frames_repeated"] == 2
-    again = server.process(_frame("kidney_liver", 9, live, scanner))
+    again = server.pipeline.run(_frame("kidney_liver", 9, live, scanner))
     assert again is not None and again.frames["kidney_liver"].seq == 9 and again.exam.n_pairs == 2
 
-    always = _server(bundle_dir, tmp_path, None, repeated_frame_correlation=1.01)
+    always = _server(bundle_dir, tmp_path, None, gate={"repeated_frame_correlation": 1.01})
     assert [
-        always.process(_frame(v, i, image.astype(np.uint8), scanner)) is None for i, (v, image) in enumerate(frames)
+        always.pipeline.run(_frame(v, i, image.astype(np.uint8), scanner)) is None
+        for i, (v, image) in enumerate(frames)
     ] == [True, False, False, False]
 
 
@@ -353,14 +329,25 @@ def test_thumbnails_are_encoded_only_for_the_pairs_that_go_out(
     bundle_dir: Path, tmp_path: Path, screens, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At most one pair of thumbnails per session per period is published, so only those crops become JPEGs."""
-    import edge_runtime.server
+    import edge_runtime.pipeline.sinks
+    from edge_runtime.contracts import TOPIC_THUMBNAIL
     from edge_runtime.thumbnails import thumbnail_jpeg
 
     encoded = []
-    monkeypatch.setattr(edge_runtime.server, "thumbnail_jpeg", lambda t: encoded.append(1) or thumbnail_jpeg(t))
-    server = _server(bundle_dir, tmp_path, None, thumbnails=True, thumbnail_period_s=60.0)
+    monkeypatch.setattr(edge_runtime.pipeline.sinks, "thumbnail_jpeg", lambda t: encoded.append(1) or thumbnail_jpeg(t))
+    server = _server(bundle_dir, tmp_path, None, thumbnails={"enabled": True, "period_s": 60.0})
+    ctx = zmq.Context()
+    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    pub.bind("inproc://results")
+    sub.connect("inproc://results")
+    sub.setsockopt(zmq.SUBSCRIBE, TOPIC_THUMBNAIL)
+    pipeline = server.compose(pub)
     (scanner, liver), (_, kidney) = screens["liver"], screens["kidney_liver"]
     frames = [("liver", liver)] + [("kidney_liver", np.roll(kidney, 3 * k, axis=0)) for k in range(3)]
-    results = [server.process(_frame(view, i, image, scanner)) for i, (view, image) in enumerate(frames)]
+    results = [pipeline.run(_frame(view, i, image, scanner)) for i, (view, image) in enumerate(frames)]
     assert sum(r is not None for r in results) == 3
-    assert len(server._outbox) == 2 and len(encoded) == 2  # one pair of thumbnails, two JPEGs (not one per frame)
+    sent = []
+    while sub.poll(200):
+        sent.append(sub.recv_multipart())
+    assert len(sent) == 2 and len(encoded) == 2  # one pair of thumbnails, two JPEGs (not one per frame)
+    ctx.destroy(linger=0)

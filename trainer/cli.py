@@ -7,53 +7,16 @@ literals here: a default changes in one place and `--help` shows it.
 from __future__ import annotations
 
 import json
-import typing
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from pydantic import BaseModel
 
-from edge_runtime.errors import FattyLiverError
-from edge_runtime.schema import ExportSettings
-from trainer.config import TrainConfig
-
-T = TypeVar("T")
+from edge_runtime.cli_support import ProductGroup, setting
+from trainer.config import ExportSettings, TrainConfig
 
 
-def _click_type(annotation: Any) -> Any:
-    """click type of a declared field: its Literal choices, or int/float/str (optional types unwrapped)."""
-    if typing.get_origin(annotation) is typing.Literal:
-        return click.Choice(typing.get_args(annotation))
-    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
-    return args[0] if args[0] in (int, float, str) else None
-
-
-def setting(model: type[BaseModel], field: str, *flags: str, **kw: Any):
-    """A click option whose default, choices, type and help are the declared field's."""
-    info = model.model_fields[field]
-    kw.setdefault("default", info.default)
-    kw.setdefault("help", info.description)
-    kw.setdefault("show_default", info.default is not None)
-    flags = flags or (f"--{field.replace('_', '-')}",)
-    if info.annotation is bool:
-        if all("/" not in f for f in flags):
-            kw.setdefault("is_flag", True)
-    elif "type" not in kw and _click_type(info.annotation) is not None:
-        kw["type"] = _click_type(info.annotation)
-    return click.option(*flags, field, **kw)
-
-
-def guarded(fn: Callable[[], T]) -> T:
-    """The product's own, explainable failures become one clear message instead of a traceback."""
-    try:
-        return fn()
-    except FattyLiverError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ProductGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Train, evaluate and export fatty-liver models (Kim et al. 2021 CLKL protocol)."""
 
@@ -71,7 +34,7 @@ def validate(manifest: str, as_json: bool, profiles: str | None) -> None:
     from trainer.manifest import ManifestError, load_manifest
 
     try:
-        loaded = load_manifest(manifest, guarded(lambda: load_profiles(profiles)))
+        loaded = load_manifest(manifest, load_profiles(profiles))
     except ManifestError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(1) from None
@@ -128,7 +91,7 @@ def _config(**fields: Any) -> TrainConfig:
         raise click.BadParameter(
             f"weights file not found: {weights} (expected 'imagenet', 'none' or a path)", param_hint="--weights"
         )
-    return guarded(lambda: build_config(**fields))
+    return build_config(**fields)
 
 
 def _print_summary(report: dict, label: str) -> None:
@@ -144,7 +107,7 @@ def _print_summary(report: dict, label: str) -> None:
 def _labelled_cohort(manifest: str, config: TrainConfig):
     from trainer.train import load_labelled_cohort
 
-    return guarded(lambda: load_labelled_cohort(manifest, profiles=config.profiles, harmonisation=config.harmonisation))
+    return load_labelled_cohort(manifest, profiles=config.profiles, harmonisation=config.harmonisation)
 
 
 @main.command()
@@ -161,7 +124,7 @@ def train(manifest: str, out_dir: str, folds_file: str | None, **fields) -> None
 
     config = _config(**fields, extra={"manifest": str(Path(manifest).resolve())})
     cohort = _labelled_cohort(manifest, config)
-    report = guarded(lambda: train_run(cohort, config, Path(out_dir), Path(folds_file) if folds_file else None))
+    report = train_run(cohort, config, Path(out_dir), Path(folds_file) if folds_file else None)
     click.echo((Path(out_dir) / "report.md").read_text())
     _print_summary(report, f"{config.views} {config.task}")
     click.echo(f"run directory: {out_dir}")
@@ -184,7 +147,7 @@ def ablate(manifest: str, out_dir: str, finetune_from: str, finetune_epochs: int
         raise click.BadParameter(f"unknown row(s) {sorted(unknown)}; rows are {', '.join(ROWS)}", param_hint="--skip")
     config = _config(**kw, extra={"manifest": str(Path(manifest).resolve())})
     cohort = _labelled_cohort(manifest, config)
-    guarded(lambda: run_ablation(cohort, config, Path(out_dir), skip, finetune_from, finetune_epochs))
+    run_ablation(cohort, config, Path(out_dir), skip, finetune_from, finetune_epochs)
     click.echo((Path(out_dir) / "ablation.md").read_text())
 
 
@@ -206,7 +169,7 @@ def transfer(manifest: str, out_dir: str, study: bool, **fields) -> None:
 
     config = _config(**fields, extra={"manifest": str(Path(manifest).resolve())})
     cohort = _labelled_cohort(manifest, config)
-    guarded(lambda: run_transfer(cohort, config, Path(out_dir), study))
+    run_transfer(cohort, config, Path(out_dir), study)
     click.echo((Path(out_dir) / "transfer.md").read_text())
     click.echo(f"plot: {Path(out_dir) / 'transfer.png'}")
 
@@ -220,7 +183,7 @@ def explain(run_dir: str, subject_id: str, manifest: str | None, nsamples: int) 
     """Grad-CAM heatmaps and SHAP attributions over both views of one subject, as PNG overlays."""
     from trainer.explain import explain_subject
 
-    result = guarded(lambda: explain_subject(run_dir, subject_id, manifest, nsamples=nsamples))
+    result = explain_subject(run_dir, subject_id, manifest, nsamples=nsamples)
     click.echo(f"subject {subject_id} (test subject of fold {result['fold']}, MRI-PDFF {result['pdff']})")
     for name, info in result["outputs"].items():
         share = ", ".join(f"{v} {s:+.3f}" for v, s in info["shap_per_view"].items())
@@ -245,7 +208,7 @@ def evaluate(run_dir: str, manifest: str, out_dir: str | None, profiles: str | N
     from trainer.evaluate import evaluate_run
 
     out = Path(out_dir) if out_dir else None
-    result = guarded(lambda: evaluate_run(run_dir, manifest, out, profiles, bundle))
+    result = evaluate_run(run_dir, manifest, out, profiles, bundle)
     click.echo(json.dumps({k: v for k, v in result.items() if k != "out_dir"}, indent=2))
     reused = result["scored_by"].get("held_out_by_id_only", [])
     if reused:
@@ -288,16 +251,14 @@ def export(run_dir: str, out_dir: str, **fields) -> None:
     """Export a CLKL run as a verified bedside bundle (int8 encoder, bias-corrected head, fidelity report)."""
     from trainer.export import FidelityMiss, export_bundle
 
-    settings = guarded(lambda: _export_settings(fields))
+    settings = _export_settings(fields)
     try:
         result = export_bundle(run_dir, out_dir, settings)
     except FidelityMiss as exc:
         click.echo((Path(out_dir) / "fidelity.md").read_text(), err=True)
-        raise click.ClickException(
+        raise FidelityMiss(
             f"int8 bundle misses the fidelity bars: {exc} (see {out_dir}/fidelity.md; --allow-fidelity-miss to accept)"
         ) from None
-    except FattyLiverError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo((Path(out_dir) / "fidelity.md").read_text())
     click.echo(f"bundle {result.bundle} (sha {result.sha}) written and verified in {result.seconds:.0f} s")
     click.echo(f"export record (who trained, calibrated and judged it): {result.record}")
@@ -306,8 +267,8 @@ def export(run_dir: str, out_dir: str, **fields) -> None:
 def _export_settings(fields: dict[str, Any]) -> ExportSettings:
     from pydantic import ValidationError
 
-    from edge_runtime.schema import validation_problems
-    from trainer.config import ConfigError
+    from edge_runtime.contracts import validation_problems
+    from edge_runtime.errors import ConfigError
 
     try:
         return ExportSettings(**fields)

@@ -10,20 +10,21 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from clkl.appearance import FAMILIES, KEPT_FAMILIES, look_names
 from clkl.augment import Variant, variants
 from clkl.minmax import SPAN_FLOOR
-from edge_runtime.errors import FattyLiverError
-from edge_runtime.schema import (
+from edge_runtime.contracts import (
     FATTY_PDFF,
-    HOLDOUT_SHARE,
-    REPRESENTATIVE_SAMPLES,
+    P_FATTY_THRESHOLD,
+    SEMVER_PATTERN,
     Harmonisation,
+    StrictModel,
     View,
     validation_problems,
 )
+from edge_runtime.errors import ConfigError
 
 VIEW_SETS: dict[str, tuple[View, ...]] = {
     "clkl": ("liver", "kidney_liver"),
@@ -31,6 +32,8 @@ VIEW_SETS: dict[str, tuple[View, ...]] = {
     "kidney_liver": ("kidney_liver",),
 }
 PAPER_EPOCHS = {"classify": 1000, "regress": 500, "both": 1000}
+HOLDOUT_SHARE = 0.12  # share of a run's subjects in each of its calibration and fidelity groups
+REPRESENTATIVE_SAMPLES = 300  # images (and augmented variants) an int8 encoder is calibrated on
 FINETUNE_CHOICES = ("all", "block1", "block2", "block3", "block4", "block5")
 
 
@@ -43,14 +46,8 @@ def appearance_families(value: str) -> tuple[str, ...]:
     return families
 
 
-class ConfigError(FattyLiverError):
-    """A training configuration that cannot run; the message names every bad field."""
-
-
-class TrainConfig(BaseModel):
+class TrainConfig(StrictModel):
     """One cross-validated configuration (Kim et al. 2021 defaults)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     views: Literal["clkl", "liver", "kidney_liver"] = Field("clkl", description="Which views feed the model.")
     task: Literal["classify", "regress", "both"] = Field(
@@ -164,6 +161,40 @@ class TrainConfig(BaseModel):
             raise ConfigError(f"{path}: {exc}") from exc
         except ValidationError as exc:
             raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+
+
+class ExportSettings(StrictModel):
+    """Every knob of ``trainer export``; its options are built from these fields and bundle.json records them."""
+
+    int8: bool = Field(True, description="Full-integer int8 encoder (--float ships the float32 encoder).")
+    calibration_subjects: int | None = Field(
+        None, ge=1, description="Draw the calibration group anew with this many subjects (default: the run's)."
+    )
+    fidelity_subjects: int | None = Field(
+        None, ge=1, description="Draw the fidelity group anew with this many subjects (default: the run's)."
+    )
+    representative_samples: int = Field(
+        REPRESENTATIVE_SAMPLES, ge=8, description="Calibration images and their augmented variants."
+    )
+    epochs: int | None = Field(None, ge=1, description="Final head epochs; default: the run's validated epochs.")
+    version: str = Field("1.0.0", pattern=SEMVER_PATTERN, description="Bundle version, semver.")
+    name: str | None = Field(None, description="Bundle name; default: the output folder's name.")
+    debugger: bool = Field(True, description="Run TensorFlow Lite's quantization debugger (per-layer error).")
+    debugger_images: int = Field(8, ge=1, description="Representative images the debugger runs on.")
+    allow_fidelity_miss: bool = Field(False, description="Write the bundle and exit 0 even if bars are missed.")
+    qat: bool = Field(False, description="Quantization-aware fine-tuning of the head on int8 features (tfmot).")
+    qat_epochs: int = Field(100, ge=1, description="Epochs of the quantization-aware fine-tuning.")
+    qat_images: int = Field(400, ge=8, description="Training (subject, augmentation) images encoded for --qat.")
+    fidelity_manifest: str | None = Field(None, description="An independent labelled cohort judged too.")
+    decision_threshold: float = Field(
+        P_FATTY_THRESHOLD, gt=0, lt=1, description="p_fatty at or above which the call is fatty."
+    )
+
+    @model_validator(mode="after")
+    def _qat_needs_int8(self) -> ExportSettings:
+        if self.qat and not self.int8:
+            raise ValueError("--qat fine-tunes the head on int8 features; it needs --int8")
+        return self
 
 
 def build_config(**fields: Any) -> TrainConfig:

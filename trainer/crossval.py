@@ -20,7 +20,7 @@ from clkl.augment import apply_variant
 from clkl.encoder import build_encoder, build_vgg19_base, set_trainable
 from clkl.head import build_head, compile_head, fit_minmax
 from clkl.tf_setup import choose_strategy, keras
-from edge_runtime.schema import INPUT_SHAPE
+from edge_runtime.contracts import INPUT_SHAPE
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort
 from trainer.folds import fold_rows, load_folds, make_folds, save_folds

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from edge_runtime.contracts import OTHER_VIEW, VIEWS
 from edge_runtime.preprocess import PreprocessError, preprocess_frame
 from edge_runtime.profiles import ProfileError, ScannerProfile, default_profiles, get_profile
-from edge_runtime.schema import OTHER_VIEW, VIEWS
 from trainer.images import ImageReadError, image_digest, read_for_profile
 from trainer.manifest import Manifest, ManifestError, SubjectRecord, duplicate_image_problems, load_manifest
 
@@ -24,10 +24,10 @@ class Cohort:
 
     subjects: list[SubjectRecord]
     images: dict[tuple[str, str], np.ndarray]  # (subject_id, view) -> tensor
+    harmonisation: str  # preprocess_frame's last step for every tensor here (TrainConfig.harmonisation)
     digests: dict[tuple[str, str], str] = field(default_factory=dict)  # (subject_id, view) -> screen content id
     profiles: dict[str, ScannerProfile] = field(default_factory=dict)  # the scanner profiles its images use
     others: dict[str, list[np.ndarray]] = field(default_factory=dict)  # subject -> its view=other tensors
-    harmonisation: str = "none"  # preprocess_frame's last step for every tensor here (TrainConfig.harmonisation)
 
     @property
     def ids(self) -> list[str]:
@@ -54,7 +54,8 @@ def load_cohort(
     profiles: Mapping[str, ScannerProfile] | None = None,
     labelled_only: bool = False,
     progress: bool = True,
-    harmonisation: str = "none",
+    *,
+    harmonisation: str,
 ) -> Cohort:
     """Read and preprocess every image once (the expensive decode of full-HD screens happens here only).
 
@@ -93,7 +94,7 @@ def load_cohort(
     used = {e.scanner for s in subjects for e in s.views.values()}
     chosen = {name: profiles[name] for name in sorted(used)}
     kept_others = {sid: o for sid, o in others.items() if o}
-    return Cohort(subjects, images, view_digests, chosen, kept_others, harmonisation)
+    return Cohort(subjects, images, harmonisation, view_digests, chosen, kept_others)
 
 
 def read_cohort(
@@ -101,7 +102,8 @@ def read_cohort(
     profiles: Mapping[str, ScannerProfile] | None = None,
     labelled_only: bool = False,
     progress: bool = True,
-    harmonisation: str = "none",
+    *,
+    harmonisation: str,
 ) -> Cohort:
     """Manifest -> cohort, decoding each full-HD screen once: the manifest's rows are validated without
 
@@ -115,4 +117,4 @@ def read_cohort(
         harmonisation: preprocess_frame's harmonisation step (the run's TrainConfig.harmonisation).
     """
     manifest = load_manifest(manifest_path, profiles, check_images=False)
-    return load_cohort(manifest, profiles, labelled_only, progress, harmonisation)
+    return load_cohort(manifest, profiles, labelled_only, progress, harmonisation=harmonisation)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from edge_runtime.contracts import ExamCalibration, PdffInterval, PlattCalibrator
 from edge_runtime.exam import calibrated_logit, calibrator_inputs, log1p_interval, sigmoid
-from edge_runtime.schema import ExamCalibration, PdffInterval, PlattCalibrator
 from trainer.config import TrainConfig
 
 CALIBRATION_FILE = "exam_calibration.json"
@@ -179,11 +179,13 @@ def calibrate_run(out_dir: Path, rows: list[dict[str, Any]], config: TrainConfig
     return calibration
 
 
-def load_exam_calibration(run_dir: Path) -> ExamCalibration | None:
-    """The run's exam calibration; None for runs that predate it."""
+def load_exam_calibration(run_dir: Path) -> ExamCalibration:
+    """The run's exam calibration (written by trainer train); a RunError when the run has none."""
+    from trainer.runs import RunError
+
     path = run_dir / CALIBRATION_FILE
     if not path.exists():
-        return None
+        raise RunError(f"{path} is missing: {run_dir} is not a complete training run")
     return ExamCalibration.model_validate(json.loads(path.read_text())["calibration"])
 
 

@@ -186,7 +186,7 @@ def explain_subject(
     manifest = Path(manifest) if manifest else run.manifest
     if manifest is None:
         raise RunError("the run does not record its manifest; pass --manifest")
-    cohort = read_cohort(manifest, run.profiles, False, False, run.config.harmonisation)
+    cohort = read_cohort(manifest, run.profiles, False, False, harmonisation=run.config.harmonisation)
     if subject_id not in cohort.ids:
         raise RunError(f"subject {subject_id!r} is not in {manifest}")
     fold = run.fold_of(subject_id)

@@ -45,11 +45,11 @@ def save_split(run_dir: Path, split: ExportSplit) -> None:
     (run_dir / SPLIT_FILE).write_text(json.dumps(groups, indent=1))
 
 
-def load_split(run_dir: Path) -> ExportSplit | None:
-    """The run's recorded groups, or None for runs that predate split.json."""
+def load_split(run_dir: Path) -> ExportSplit:
+    """The run's recorded groups; a SplitError when the run has none or they are unreadable."""
     path = run_dir / SPLIT_FILE
     if not path.is_file():
-        return None
+        raise SplitError(f"{path} is missing: {run_dir} is not a complete training run")
     try:
         groups = json.loads(path.read_text())
         split = ExportSplit(groups["train"], groups["calibration"], groups["fidelity"])

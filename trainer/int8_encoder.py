@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from calibration.convert import convert_encoder
 from calibration.split import ExportSplit, representative_dataset
 from clkl.tf_setup import keras
-from edge_runtime.schema import VIEWS
+from edge_runtime.contracts import VIEWS
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort
 from trainer.features import Int8Encoder

@@ -22,7 +22,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from edge_runtime.schema import FATTY_PDFF, P_FATTY_THRESHOLD
+from edge_runtime.contracts import FATTY_PDFF, P_FATTY_THRESHOLD
 
 CLASSIFICATION = ("accuracy", "precision", "recall", "specificity", "f1", "auc", "auc_pdff10")
 REGRESSION = ("r2", "mae", "pearson", "spearman")

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from edge_runtime.schema import P_FATTY_THRESHOLD
+from edge_runtime.contracts import P_FATTY_THRESHOLD
 from trainer.config import TrainConfig
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.schema import P_FATTY_THRESHOLD
+from edge_runtime.contracts import P_FATTY_THRESHOLD
 from trainer.config import TrainConfig
 from trainer.crossval import FoldOutcome
 from trainer.dataset import Cohort

@@ -25,21 +25,19 @@ class Run:
     folds: list[list[str]]
     weights_id: str | None
     manifest: Path | None
-    digests: dict[tuple[str, str], str]  # (subject_id, view) -> image digest; empty for runs that predate it
+    digests: dict[tuple[str, str], str]  # (subject_id, view) -> image digest
+    cohort_kind: str  # "phantom" or "clinical"
     int8_sha256: str | None = None  # --features int8: SHA-256 of the run's encoder_int8.tflite
-    cohort_kind: str | None = None  # "phantom" or "clinical"; None for runs that predate it
 
     @property
     def profiles(self) -> dict[str, ScannerProfile]:
-        """The shipped profiles plus the ones the run was trained with (older runs: the shipped ones)."""
-        recorded = self.path / PROFILES_FILE
-        return load_profiles(recorded if recorded.is_file() else None)
+        """The shipped profiles plus the ones the run was trained with."""
+        return load_profiles(self.path / PROFILES_FILE)
 
     @property
-    def scanners(self) -> dict[str, dict] | None:
-        """The profiles of the scanners the run trained on, as recorded; None for runs that predate it."""
-        recorded = self.path / PROFILES_FILE
-        return json.loads(recorded.read_text()) if recorded.is_file() else None
+    def scanners(self) -> dict[str, dict]:
+        """The profiles of the scanners the run trained on, as recorded."""
+        return json.loads((self.path / PROFILES_FILE).read_text())
 
     def head_path(self, fold: int) -> Path:
         return self.path / f"fold{fold}" / "head.h5"
@@ -51,23 +49,30 @@ class Run:
         raise RunError(f"subject {subject_id!r} is not in run {self.path} (it has {sum(map(len, self.folds))})")
 
 
+RUN_FILES = ("config.json", "folds.json", "report.json", COHORT_FILE, PROFILES_FILE)
+
+
 def open_run(path: str | Path) -> Run:
     path = Path(path)
-    for name in ("config.json", "folds.json", "report.json"):
+    for name in RUN_FILES:
         if not (path / name).is_file():
             raise RunError(f"{path} is not a finished training run (no {name})")
     config = TrainConfig.load(path / "config.json")
     folds = json.loads((path / "folds.json").read_text())["folds"]
     timings = json.loads((path / "timings.json").read_text()) if (path / "timings.json").is_file() else {}
     manifest = config.extra.get("manifest")
-    digests, kind = {}, None
-    if (path / COHORT_FILE).is_file():
-        recorded = json.loads((path / COHORT_FILE).read_text())
-        digests = {(s, v): d for s, views in recorded["digests"].items() for v, d in views.items()}
-        kind = recorded.get("kind")
+    recorded = json.loads((path / COHORT_FILE).read_text())
+    digests = {(s, v): d for s, views in recorded["digests"].items() for v, d in views.items()}
     manifest_path = Path(manifest) if manifest else None
     return Run(
-        path, config, folds, timings.get("weights_id"), manifest_path, digests, timings.get("int8_encoder_sha256"), kind
+        path,
+        config,
+        folds,
+        timings.get("weights_id"),
+        manifest_path,
+        digests,
+        recorded["kind"],
+        timings.get("int8_encoder_sha256"),
     )
 
 

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_runtime.errors import ConfigError
 from edge_runtime.profiles import load_profiles
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import TrainConfig
 from trainer.dataset import Cohort, read_cohort
 from trainer.holdout import export_groups, save_split
 from trainer.manifest import ManifestError
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def load_labelled_cohort(
-    manifest_path: str | Path, progress: bool = True, profiles: str | None = None, harmonisation: str = "none"
+    manifest_path: str | Path, progress: bool = True, profiles: str | None = None, *, harmonisation: str
 ) -> Cohort:
     """The manifest's labelled subjects, read with the shipped scanner profiles plus a profiles file, through
     preprocess_frame with the run's harmonisation.

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from clkl.appearance import FAMILIES
-from trainer.config import ConfigError, TrainConfig
+from edge_runtime.errors import ConfigError
+from trainer.config import TrainConfig
 from trainer.dataset import Cohort
 from trainer.transfer_report import WITHIN, transfer_markdown, transfer_plot
 

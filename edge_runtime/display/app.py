@@ -3,7 +3,8 @@
 Everything is served by the box itself (no CDN, no web fonts: hospital networks are offline). Beyond
 localhost every request needs the access token (query ``?token=``, then a cookie the page load sets, or an
 ``Authorization: Bearer`` header); without it the answer is 401. Only the page's own assets are served: no
-route reads a path from the request, so the audit log and every other file stay out of reach.
+route reads a path from the request, so the audit log and every other file stay out of reach. ``/schema/NAME``
+serves the contracts' JSON Schemas (docs/schemas), against which the page checks every message it draws.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from edge_runtime.contracts.schemas import CONTRACTS, schema_text
 from edge_runtime.display.state import DisplayState
 
 TOKEN_COOKIE = "fle_display_token"
 PUSH_PERIOD_S = 0.25  # the page hears of a change within this, and of a silent runtime at least this often
-ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+ASSETS = {"app.js": "text/javascript", "schema.js": "text/javascript", "style.css": "text/css"}
 
 
 def _asset(name: str) -> bytes:
@@ -84,11 +86,18 @@ def create_app(state: DisplayState, token: str | None, malformed: Callable[[], i
     async def events(request: Request) -> EventSourceResponse:
         return EventSourceResponse(_updates(state, malformed, request))
 
+    async def schema(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in CONTRACTS:
+            return Response("not found", status_code=404)
+        return Response(schema_text(name), media_type="application/schema+json")
+
     routes = [
         Route("/", guarded(index)),
         Route("/static/{name}", guarded(asset)),
         Route("/state", guarded(snapshot)),
         Route("/events", guarded(events)),
+        Route("/schema/{name}", guarded(schema)),
         Route("/thumb/{session}/{view}.jpg", guarded(thumbnail)),
     ]
     return Starlette(routes=routes)

@@ -19,10 +19,10 @@ import uvicorn
 import zmq
 
 from edge_runtime.config import DisplayConfig
+from edge_runtime.contracts import TOPIC_HEARTBEAT, TOPIC_METRICS, TOPIC_RESULT, TOPIC_THUMBNAIL
 from edge_runtime.display.app import create_app
 from edge_runtime.display.state import DisplayState
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.schema import TOPIC_HEARTBEAT, TOPIC_METRICS, TOPIC_RESULT, TOPIC_THUMBNAIL
 from edge_runtime.transport import CurveClientKeys, MessageHub, subscriber
 
 TOPICS = (TOPIC_RESULT, TOPIC_METRICS, TOPIC_HEARTBEAT, TOPIC_THUMBNAIL)

@@ -12,7 +12,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_runtime.schema import (
+from edge_runtime.contracts import (
     HeartbeatMessage,
     Message,
     MetricsMessage,

@@ -5,9 +5,10 @@ The whole flow is :func:`export_bundle`, one step per line; each step lives in i
 1. hold out calibration and fidelity subjects, and train the final head on the rest (``final_model``);
 2. convert the encoder to int8, calibrated on the calibration subjects' images (``conversion``);
 3. correct the head for the int8 encoder, optionally fine-tune it quantization-aware (``bedside_head``);
-4. judge the bedside path against the float model on held-out subjects (``judge``);
-5. fit the view gate and the out-of-distribution guard on the bundle encoder's features (``gate``);
-6. write bundle.json through the declared contract, load the bundle as the bedside does (``writer``).
+4. fit the view gate and the out-of-distribution guard on the bundle encoder's features (``gate``);
+5. judge the bedside path against the float model on held-out subjects (``judge``);
+6. write the files, then bundle.json once, from every typed part; load the bundle as the bedside does
+   (``writer``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from calibration.fidelity import FidelityGroupSizes, FidelityReport
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.schema import ExportSettings
+from trainer.config import ExportSettings
 from trainer.dataset import read_cohort
 from trainer.export.bedside_head import bedside_head
 from trainer.export.conversion import convert_encoders
@@ -39,7 +40,7 @@ class FidelityMiss(FattyLiverError):
 class ExportResult:
     bundle: Path
     sha: str
-    fidelity: dict[str, Any]
+    fidelity: FidelityReport
     record: Path  # the run's record of this export (which subjects trained, calibrated and judged it)
     seconds: float
 
@@ -57,8 +58,7 @@ def export_bundle(
     """
     started, out = time.perf_counter(), Path(out_dir)
     run = exportable(open_run(run_dir), settings)
-    profiles = run.profiles
-    harmonisation = run.config.harmonisation
+    profiles, harmonisation = run.profiles, run.config.harmonisation
     independent = (
         read_cohort(settings.fidelity_manifest, profiles, True, harmonisation=harmonisation)
         if settings.fidelity_manifest
@@ -69,18 +69,16 @@ def export_bundle(
     final = train_final_model(cohort, run, split, settings, progress)
     encoders = convert_encoders(cohort, final, split, settings, progress)
     head = bedside_head(cohort, final, encoders, split.train, settings, progress)
+    gate = fit_gate(cohort, encoders, split)
     groups = {"held_out": held_out_group(cohort, final, encoders, head, split)}
     if independent is not None:
         groups["independent"] = independent_group(independent, final, encoders, head)
-    fidelity = judge_fidelity(groups, final, encoders, head, settings)
-    fidelity["subjects"] = {**split.sizes(), "independent": len(independent.ids) if independent else 0}
-    gate = fit_gate(cohort, encoders, split)
-    fidelity["gate"] = gate.report
-    meta = describe_bundle(run, final, encoders, head, split, settings, out)
-    meta.view_gate, meta.guard = gate.view_gate, gate.guard
-    write_bundle(out, meta, encoders, head, fidelity, gate.gate)
+    sizes = FidelityGroupSizes(**split.sizes(), independent=len(independent.ids) if independent else 0)
+    fidelity = judge_fidelity(groups, final, encoders, head, settings, (sizes, gate.report))
+    parts = describe_bundle(run, final, encoders, head, split, settings, out)
+    write_bundle(out, parts, (encoders, head), fidelity, gate)
     bundle = verify_bundle(out, encoders, cohort.image(split.fidelity[0], "liver"))
     record = record_export(run, bundle, split, [s for g in groups.values() for s in g.subject_ids], settings)
-    if not fidelity["meets_bars"] and not settings.allow_fidelity_miss:
-        raise FidelityMiss("; ".join(fidelity["misses"]))
+    if not fidelity.meets_bars and not settings.allow_fidelity_miss:
+        raise FidelityMiss("; ".join(fidelity.misses))
     return ExportResult(out, bundle.sha, fidelity, record, time.perf_counter() - started)

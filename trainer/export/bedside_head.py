@@ -9,6 +9,7 @@ tensors are matched to ``p_fatty`` and ``pdff`` by probing them against the Kera
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from calibration.qat import convert_qat_head, quantization_aware_head
 from clkl.augment import apply_variant
 from clkl.tf_setup import keras
 from edge_runtime.bundle import head_input_indices
+from edge_runtime.contracts import VIEWS, BiasCorrection
 from edge_runtime.interpreter import make_interpreter
-from edge_runtime.schema import VIEWS, BiasCorrection, ExportSettings
+from trainer.config import ExportSettings
 from trainer.dataset import Cohort
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.final_model import FinalModel
@@ -34,10 +36,21 @@ class ExportError(RuntimeError):
     """Export produced something inconsistent (a bug, not bad input): stop before writing a bundle."""
 
 
+class HeadKind(StrEnum):
+    """What the shipped head is: the float head as trained, corrected for an int8 encoder, trained on the int8
+    encoder's own features, or fine-tuned quantization-aware."""
+
+    FLOAT = "float32"
+    BIAS_CORRECTED = "float32, bias-corrected for the int8 encoder"
+    INT8_FEATURES = "float32, trained on the int8 encoder's own features (--features int8)"
+    QUANTIZATION_AWARE = "quantization-aware"
+
+
 @dataclass
 class BedsideHead:
     blob: bytes
-    kind: str  # what the head is, in words, for bundle.json and fidelity.md
+    kind: HeadKind
+    description: str  # what the head is, in words, for bundle.json and fidelity.md
     bias: BiasCorrection | None
     interpreter: Any
     inputs: dict[str, int]  # view -> input tensor index
@@ -139,18 +152,20 @@ def bedside_head(
         settings: int8 and --qat settings.
         progress: show progress bars.
     """
-    head, kind, bias = final.head, "float32", None
+    head, kind, bias = final.head, HeadKind.FLOAT, None
     if final.int8_encoder is not None:
-        kind = "float32, trained on the int8 encoder's own features (--features int8)"
+        kind = HeadKind.INT8_FEATURES
     elif settings.int8:
         head, bias = _bias_corrected(final, encoders)
-        kind = "float32, bias-corrected for the int8 encoder"
+        kind = HeadKind.BIAS_CORRECTED
+    description = str(kind)
     if settings.qat:
         desc = f"quantization-aware head ({settings.qat_epochs} epochs)"
         with tqdm(total=1, desc=desc, disable=not progress) as bar:
             head, n_pairs = _quantization_aware(head, cohort, final, encoders, train_ids, settings)
             bar.update(1)
-        kind = (
+        kind = HeadKind.QUANTIZATION_AWARE
+        description = (
             f"quantization-aware fine-tuned on {n_pairs} int8 feature pairs; p_fatty output layer int8, "
             "the PDFF branch and the wide Dense(10) layers float32"
         )
@@ -158,4 +173,5 @@ def bedside_head(
     interpreter = make_interpreter(blob)
     inputs = head_input_indices(interpreter, Path("head.tflite"))
     probe = encoders.encode_views({v: [cohort.image(cohort.ids[0], v)] for v in VIEWS})
-    return BedsideHead(blob, kind, bias, interpreter, inputs, _output_mapping(interpreter, inputs, head, probe))
+    outputs = _output_mapping(interpreter, inputs, head, probe)
+    return BedsideHead(blob, kind, description, bias, interpreter, inputs, outputs)

@@ -16,8 +16,9 @@ from tqdm.auto import tqdm
 from calibration.convert import convert_encoder
 from calibration.split import ExportSplit, representative_dataset
 from edge_runtime.bundle import EncoderModel
+from edge_runtime.contracts import VIEWS
 from edge_runtime.interpreter import make_interpreter
-from edge_runtime.schema import VIEWS, ExportSettings
+from trainer.config import ExportSettings
 from trainer.dataset import Cohort
 from trainer.export.final_model import FinalModel
 

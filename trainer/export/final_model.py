@@ -9,8 +9,8 @@ import numpy as np
 
 from calibration.split import ExportSplit
 from clkl.tf_setup import keras
-from edge_runtime.schema import VIEWS, ExportSettings
-from trainer.config import TrainConfig
+from edge_runtime.contracts import VIEWS
+from trainer.config import ExportSettings, TrainConfig
 from trainer.crossval import finetune_fold, fit_head_on_features, predict_rows, targets
 from trainer.dataset import Cohort
 from trainer.extraction import extract, run_encoders
@@ -47,15 +47,15 @@ def final_config(run: Run, settings: ExportSettings) -> TrainConfig:
 
 
 def hold_out(cohort: Cohort, run: Run, settings: ExportSettings) -> ExportSplit:
-    """The groups the run recorded when it was trained (split.json); explicit sizes, or a run that predates
-    split.json, draw them now. An int8-feature run must keep its own: its encoder was calibrated on them."""
+    """The groups the run recorded when it was trained (split.json), or, with explicit sizes, groups drawn anew
+    at the run's seed. An int8-feature run must keep its own: its encoder was calibrated on them."""
     explicit = (settings.calibration_subjects, settings.fidelity_subjects)
-    recorded = load_split(run.path)
-    if recorded is not None and run.config.features == "int8" and explicit != (None, None):
+    if explicit == (None, None):
+        return load_split(run.path)
+    if run.config.features == "int8":
         raise RunError(f"{run.path}: an int8-feature run exports with the groups its encoder was calibrated on")
-    if recorded is not None and explicit == (None, None):
-        return recorded
-    return export_groups(cohort, run.config.fatty_threshold, run.config.seed, settings.holdout_share, explicit)
+    config = run.config
+    return export_groups(cohort, config.fatty_threshold, config.seed, config.holdout_share, explicit)
 
 
 @dataclass

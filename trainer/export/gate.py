@@ -17,16 +17,24 @@ float-to-int8 gap sits between how they were fitted and how they are used.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
+from calibration.fidelity import GateFitReport, GuardFitReport
 from calibration.split import ExportSplit
+from edge_runtime.contracts import (
+    FEATURE_MAP,
+    OTHER_VIEW,
+    VIEW_CLASSES,
+    VIEWS,
+    GuardSpec,
+    SpeckleGuardSpec,
+    ViewGateSpec,
+)
 from edge_runtime.gate import GUARD_LIMIT, Gate, SpeckleGuard, ViewHead, has_colour, speckle_texture, view_features
-from edge_runtime.schema import FEATURE_MAP, OTHER_VIEW, VIEW_CLASSES, VIEWS, GuardSpec, SpeckleGuardSpec, ViewGateSpec
 from trainer.dataset import Cohort
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.guard import SPECKLE_MIN_SUBJECTS, fit_features, fit_speckle
@@ -45,7 +53,7 @@ class GateFit:
     gate: Gate | None
     view_gate: ViewGateSpec | None
     guard: GuardSpec | None
-    report: dict[str, Any]
+    report: GateFitReport
 
 
 def _frames(
@@ -163,7 +171,7 @@ def fit_view_gate(features: np.ndarray, labels: np.ndarray, groups: list[str]) -
 
 def _guard(
     encoders: ConvertedEncoders, cohort: Cohort, split: ExportSplit, views: dict[str, np.ndarray]
-) -> tuple[Gate, GuardSpec, dict[str, Any]]:
+) -> tuple[Gate, GuardSpec, GuardFitReport]:
     """The guard's features and speckle parts, each at half the false-alarm target (so together at most the
     target), and its false alarms on the fidelity subjects as the bedside scores them (clipping included)."""
     fitted = split.train + split.calibration
@@ -186,10 +194,8 @@ def _guard(
         held_out_false_alarm=float(np.mean(flagged)) if flagged else None,
         speckle=speckle_spec,
     )
-    report = {"fitted_subjects": len(fitted), "fidelity_frames": len(flagged)}
-    if speckle is None:
-        report["speckle"] = f"not fitted: {len(fitted)} subjects ({SPECKLE_MIN_SUBJECTS} needed)"
-    return gate, spec, report
+    skipped = None if speckle is not None else f"not fitted: {len(fitted)} subjects ({SPECKLE_MIN_SUBJECTS} needed)"
+    return gate, spec, GuardFitReport(fitted_subjects=len(fitted), fidelity_frames=len(flagged), speckle=skipped)
 
 
 def fit_speckle_parts(cohort: Cohort, fitted: list[str]) -> dict[str, SpeckleGuard] | None:
@@ -212,17 +218,17 @@ def fit_gate(cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit) ->
         encoders: the exported encoder(s); the gate works on their features.
         split: train and calibration subjects fit it, fidelity subjects judge it.
     """
-    report: dict[str, Any] = {}
     if len(set(encoders.files.values())) != 1:
-        return GateFit(None, None, None, {"skipped": "one encoder per view: no shared features to gate on"})
+        return GateFit(None, None, None, GateFitReport(skipped="one encoder per view: no shared features to gate on"))
     fitted = split.train + split.calibration
     views = {view: encoders.encode(view, [cohort.image(s, view) for s in fitted]) for view in VIEWS}  # once, for both
-    guarded, guard_spec, report["guard"] = _guard(encoders, cohort, split, views)
+    guarded, guard_spec, guard_report = _guard(encoders, cohort, split, views)
     with_others = [s for s in fitted if cohort.others.get(s)]
-    head, view_spec = None, None
+    head, view_spec, skipped = None, None, None
     if len(with_others) >= 2:
         features, labels, groups = _frames(cohort, encoders, fitted, views)
         head, view_spec = fit_view_gate(features, labels, groups)
     else:
-        report["view_gate"] = f"not fitted: {len(with_others)} subject(s) have view=other rows (2 needed)"
+        skipped = f"not fitted: {len(with_others)} subject(s) have view=other rows (2 needed)"
+    report = GateFitReport(guard=guard_report, view_gate=skipped)
     return GateFit(replace(guarded, view_head=head), view_spec, guard_spec, report)

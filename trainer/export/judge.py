@@ -7,14 +7,14 @@ held-out subjects one flipped call is 9 %, so a 98 % agreement bar needs more su
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from calibration.convert import quantization_debug
-from calibration.fidelity import compare
+from calibration.fidelity import FidelityGroupSizes, FidelityReport, GateFitReport, compare
 from calibration.split import ExportSplit
-from edge_runtime.schema import VIEWS, ExportSettings
+from edge_runtime.contracts import VIEWS
+from trainer.config import ExportSettings
 from trainer.dataset import Cohort
 from trainer.export.bedside_head import OUTPUTS, BedsideHead
 from trainer.export.conversion import ConvertedEncoders
@@ -64,7 +64,7 @@ def independent_group(
     return FidelityGroup(list(independent.ids), independent.pdff(), final.head_outputs(float_features), bundle_out)
 
 
-def _compare(groups: list[FidelityGroup], final: FinalModel, encoders: ConvertedEncoders, settings) -> dict[str, Any]:
+def _compare(groups: list[FidelityGroup], final: FinalModel, encoders: ConvertedEncoders, settings: ExportSettings):
     def joined(attr: str) -> Outputs:
         return {k: np.concatenate([getattr(g, attr)[k] for g in groups]) for k in OUTPUTS}
 
@@ -74,8 +74,7 @@ def _compare(groups: list[FidelityGroup], final: FinalModel, encoders: Converted
         joined("bundle_out"),
         settings.decision_threshold,
         final.config.fatty_threshold,
-        encoders.bytes_bundle,
-        encoders.bytes_float,
+        (encoders.bytes_bundle, encoders.bytes_float),
     )
 
 
@@ -85,8 +84,10 @@ def judge_fidelity(
     encoders: ConvertedEncoders,
     head: BedsideHead,
     settings: ExportSettings,
-) -> dict[str, Any]:
-    """fidelity.json: the bars judged on all groups together, and each group's own figures.
+    context: tuple[FidelityGroupSizes, GateFitReport],
+) -> FidelityReport:
+    """fidelity.json: the bars judged on all groups together, each group's own figures, and how the head, the gate
+    and the guard were made.
 
     Args:
         groups: "held_out" and, when given, "independent".
@@ -94,18 +95,24 @@ def judge_fidelity(
         encoders: the converted encoders (sizes; the debugger runs on the representative dataset).
         head: the shipped head (its kind and bias correction are reported).
         settings: decision threshold and debugger settings.
+        context: the sizes of the export's subject groups, and what the gate fit did.
     """
-    report = _compare(list(groups.values()), final, encoders, settings)
-    if len(groups) > 1:
-        report["groups"] = {
-            name: {k: v for k, v in _compare([g], final, encoders, settings).items() if k != "per_subject"}
-            for name, g in groups.items()
-        }
-        report["independent_manifest"] = settings.fidelity_manifest
-    report["head"] = head.kind
-    if head.bias is not None:
-        report["bias_correction"] = head.bias.model_dump()
+    figures, per_subject = _compare(list(groups.values()), final, encoders, settings)
+    by_group = (
+        {name: _compare([g], final, encoders, settings)[0] for name, g in groups.items()} if len(groups) > 1 else {}
+    )
+    debugger = []
     if settings.int8 and settings.debugger:
         first = final.encoders[VIEWS[0]]
-        report["debugger_top_layers"] = quantization_debug(first, encoders.samples[: settings.debugger_images])
-    return report
+        debugger = quantization_debug(first, encoders.samples[: settings.debugger_images])
+    return FidelityReport(
+        **figures.model_dump(),
+        per_subject=per_subject,
+        groups=by_group,
+        independent_manifest=settings.fidelity_manifest if len(groups) > 1 else None,
+        head=head.description,
+        bias_correction=head.bias,
+        debugger_top_layers=debugger,
+        subjects=context[0],
+        gate=context[1],
+    )

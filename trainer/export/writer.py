@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from calibration.fidelity import markdown
+from calibration.fidelity import FidelityReport, markdown
 from calibration.split import ExportSplit, subject_hash
 from edge_runtime.bundle import Bundle, load_bundle, sha256_file
-from edge_runtime.gate import GATE_FILE, Gate
-from edge_runtime.schema import (
+from edge_runtime.contracts import (
     BundleFiles,
     BundleMeta,
     CalibrationInfo,
     ClassOutput,
     CvMetrics,
-    ExportSettings,
+    ExamCalibration,
     FeatureSpec,
+    GuardSpec,
     HeadOutputs,
     InputSpec,
     Outputs,
@@ -33,21 +34,26 @@ from edge_runtime.schema import (
     Quantization,
     QuantParams,
     TrainingInfo,
+    ViewGateSpec,
 )
+from edge_runtime.gate import GATE_FILE
+from trainer.config import ExportSettings
 from trainer.exam_calibration import load_exam_calibration
-from trainer.export.bedside_head import BedsideHead, ExportError
+from trainer.export.bedside_head import BedsideHead, ExportError, HeadKind
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.final_model import FinalModel, validated_outputs
+from trainer.export.gate import GateFit
 from trainer.export.guard import SPECKLE_MIN_SUBJECTS
 from trainer.runs import Run
 
 FIDELITY_FILES = ("fidelity.json", "fidelity.md")
+HEAD_FILE = "head.tflite"
 
 
 def _encoder_kind(settings: ExportSettings, head: BedsideHead) -> str:
     if not settings.int8:
         return "float32"
-    if "--features int8" in head.kind:
+    if head.kind is HeadKind.INT8_FEATURES:
         return "int8 full-integer post-training quantization, calibrated when the run was trained"
     return "int8 full-integer post-training quantization"
 
@@ -58,7 +64,7 @@ def _quantization(encoders: ConvertedEncoders, head: BedsideHead, settings: Expo
         encoder=_encoder_kind(settings, head),
         input=QuantParams(scale=probe.input_quant.scale, zero_point=probe.input_quant.zero_point),
         output=QuantParams(scale=probe.output_quant.scale, zero_point=probe.output_quant.zero_point),
-        head=head.kind,
+        head=head.description,
         bias_correction=head.bias,
         representative_samples=len(encoders.samples) if settings.int8 else 0,
     )
@@ -76,10 +82,60 @@ def _outputs(run: Run, settings: ExportSettings) -> Outputs:
     )
 
 
+def _training(run: Run, final: FinalModel) -> TrainingInfo:
+    return TrainingInfo(
+        run=str(run.path),
+        weights=final.config.weights,
+        weights_id=run.weights_id,
+        finetune=final.config.finetune,
+        augment=final.config.augment,
+        appearance=final.config.appearance,
+        epochs=final.config.n_epochs,
+        task=run.config.task,
+        features=run.config.features,
+        cohort=run.cohort_kind,
+        subjects=sum(len(fold) for fold in run.folds),
+    )
+
+
+def _calibration(split: ExportSplit) -> CalibrationInfo:
+    return CalibrationInfo(
+        subjects=len(split.calibration),
+        subject_id_sha256=subject_hash(split.calibration),
+        fidelity_subjects=len(split.fidelity),
+        train_subjects=len(split.train),
+        train_subject_id_sha256=subject_hash(split.train),
+    )
+
+
+@dataclass(frozen=True)
+class ModelParts:
+    """bundle.json's parts the model itself decides: everything but the gate, the guard, the files and their hashes."""
+
+    name: str
+    version: str
+    created: dt.datetime
+    input: InputSpec
+    features: FeatureSpec
+    outputs: Outputs
+    head_outputs: HeadOutputs
+    quantization: Quantization
+    calibration: CalibrationInfo
+    training: TrainingInfo
+    cv_metrics: CvMetrics
+    export: dict[str, Any]
+    exam: ExamCalibration
+    scanners: dict[str, Any]
+
+    def as_fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 def describe_bundle(
     run: Run, final: FinalModel, encoders: ConvertedEncoders, head: BedsideHead, split: ExportSplit, settings, out: Path
-) -> BundleMeta:
-    """bundle.json's content (without the file hashes, which are added once the files are written).
+) -> ModelParts:
+    """bundle.json's typed parts that the model itself decides; the gate, the guard, the files and their hashes
+    join them when the bundle is written (:func:`write_bundle` builds BundleMeta once, from all of them).
 
     Args:
         run: the cross-validated run (its task decides which outputs are validated; its metrics are copied).
@@ -92,7 +148,7 @@ def describe_bundle(
     """
     probe = next(iter(encoders.runners.values()))
     report = json.loads((run.path / "report.json").read_text())
-    return BundleMeta(
+    return ModelParts(
         name=settings.name or out.name,
         version=settings.version,
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
@@ -104,95 +160,81 @@ def describe_bundle(
         ),
         outputs=_outputs(run, settings),
         head_outputs=HeadOutputs(**head.outputs),
-        files=BundleFiles(encoder=encoders.files, head="head.tflite", fidelity=FIDELITY_FILES[0]),
         quantization=_quantization(encoders, head, settings),
-        calibration=CalibrationInfo(
-            subjects=len(split.calibration),
-            subject_id_sha256=subject_hash(split.calibration),
-            fidelity_subjects=len(split.fidelity),
-            train_subjects=len(split.train),
-            train_subject_id_sha256=subject_hash(split.train),
-        ),
-        training=TrainingInfo(
-            run=str(run.path),
-            weights=final.config.weights,
-            weights_id=run.weights_id,
-            finetune=final.config.finetune,
-            augment=final.config.augment,
-            appearance=final.config.appearance,
-            epochs=final.config.n_epochs,
-            task=run.config.task,
-            features=run.config.features,
-            cohort=run.cohort_kind,
-            subjects=sum(len(fold) for fold in run.folds),
-        ),
+        calibration=_calibration(split),
+        training=_training(run, final),
         cv_metrics=CvMetrics(
             task=run.config.task,
             pooled=report.get("pooled"),
             ci95=report.get("ci95"),
             fold_mean_sd=report.get("fold_mean_sd"),
         ),
-        export=settings,
+        export=settings.model_dump(mode="json"),
         exam=load_exam_calibration(run.path),
         scanners=run.scanners,
-        sha256={},
     )
 
 
 def write_bundle(
     out: Path,
-    meta: BundleMeta,
-    encoders: ConvertedEncoders,
-    head: BedsideHead,
-    fidelity: dict[str, Any],
-    gate: Gate | None = None,
-) -> None:
+    parts: ModelParts,
+    models: tuple[ConvertedEncoders, BedsideHead],
+    fidelity: FidelityReport,
+    gate: GateFit,
+) -> BundleMeta:
     """Every model and report file, then bundle.json with the SHA-256 of each (bundle.json is the root of trust).
 
     Args:
         out: the bundle directory.
-        meta: bundle.json's content; its sha256 map is filled in here.
-        encoders: the encoder file(s).
-        head: the head file.
+        parts: bundle.json's parts from describe_bundle.
+        models: the encoder file(s) and the head.
         fidelity: the fidelity report (JSON and Markdown).
-        gate: the view gate and guard arrays, when export fitted them.
+        gate: the view gate and guard export fitted (arrays and bundle.json parts).
     """
+    encoders, head = models
     out.mkdir(parents=True, exist_ok=True)
     for name, blob in encoders.blobs.items():
         (out / name).write_bytes(blob)
-    (out / meta.files.head).write_bytes(head.blob)
-    (out / FIDELITY_FILES[0]).write_text(json.dumps(fidelity, indent=2, default=float))
-    (out / FIDELITY_FILES[1]).write_text(markdown(fidelity) + gate_markdown(meta))
-    gate_files = []
-    if gate is not None and (meta.view_gate or meta.guard):
-        meta.files.gate = GATE_FILE
-        (out / GATE_FILE).write_bytes(gate.to_bytes())
-        gate_files.append(GATE_FILE)
-    listed = sorted({*encoders.blobs, meta.files.head, *FIDELITY_FILES, *gate_files})
-    meta.sha256 = {name: sha256_file(out / name) for name in listed}
+    (out / HEAD_FILE).write_bytes(head.blob)
+    (out / FIDELITY_FILES[0]).write_text(fidelity.model_dump_json(indent=2))
+    (out / FIDELITY_FILES[1]).write_text(markdown(fidelity) + gate_markdown(gate.view_gate, gate.guard))
+    has_gate = gate.gate is not None and (gate.view_gate is not None or gate.guard is not None)
+    if has_gate:
+        (out / GATE_FILE).write_bytes(gate.gate.to_bytes())
+    files = BundleFiles(
+        encoder=encoders.files, head=HEAD_FILE, fidelity=FIDELITY_FILES[0], gate=GATE_FILE if has_gate else None
+    )
+    listed = sorted({*encoders.blobs, HEAD_FILE, *FIDELITY_FILES, *([GATE_FILE] if has_gate else [])})
+    meta = BundleMeta(
+        **parts.as_fields(),
+        files=files,
+        view_gate=gate.view_gate,
+        guard=gate.guard,
+        sha256={name: sha256_file(out / name) for name in listed},
+    )
     meta.write(out / "bundle.json")
+    return meta
 
 
-def gate_markdown(meta: BundleMeta) -> str:
+def gate_markdown(view_gate: ViewGateSpec | None, guard: GuardSpec | None) -> str:
     """The view gate's cross-validated confusion and the guard's false alarms, for fidelity.md."""
     lines = []
-    if meta.view_gate is not None:
-        gate = meta.view_gate
+    if view_gate is not None:
+        gate = view_gate
         admitted = f"{100 * gate.cv_other_admitted:.1f} %"
-        if gate.cv_view_swapped is not None:
-            admitted += f"; view frames filed under the other view: {100 * gate.cv_view_swapped:.1f} %"
+        admitted += f"; view frames filed under the other view: {100 * gate.cv_view_swapped:.1f} %"
         lines += ["", "## View gate (subject-level CV on the bundle encoder's features)", ""]
         lines += [f"Confidence floor {gate.confidence_floor:.2f}; other frames admitted into pairing: {admitted}.", ""]
         lines += ["| true \\ predicted | " + " | ".join(gate.classes) + " |", "| --- | --- | --- | --- |"]
         for name, row in zip(gate.classes, gate.cv_confusion, strict=True):
             lines.append(f"| {name} | " + " | ".join(str(n) for n in row) + " |")
-    if meta.guard is not None:
-        far = meta.guard.held_out_false_alarm
+    if guard is not None:
+        far = guard.held_out_false_alarm
         measured = f"{100 * far:.1f} %" if far is not None else "not measured (no fidelity subjects)"
         lines += ["", "## Out-of-distribution guard", ""]
-        target = f"{100 * meta.guard.false_alarm_target:.0f} %"
+        target = f"{100 * guard.false_alarm_target:.0f} %"
         lines.append(f"Target false alarms {target}; on the fidelity subjects {measured}.")
-        if meta.guard.speckle is not None:
+        if guard.speckle is not None:
             lines.append("Parts: features, speckle texture and clipping.")
         else:
             needs = f"it needs {SPECKLE_MIN_SUBJECTS} train and calibration subjects"

@@ -7,6 +7,8 @@ const token = new URLSearchParams(location.search).get("token");
 const withToken = (url) => (token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url);
 let last = null; // the latest snapshot
 let receivedAt = 0; // when it arrived (seconds, page clock)
+let skipped = 0; // messages that failed their schema (never drawn)
+let lastProblem = "";
 
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const fmt = (x, digits) => (x === null || x === undefined ? "n/a" : Number(x).toFixed(digits));
@@ -61,8 +63,9 @@ function card(s) {
   const c = callBlock(r);
   const thumbs = ["liver", "kidney_liver"].map((v) => s.thumbnails[v]
     ? `<figure><img alt="${v} crop" src="${withToken(s.thumbnails[v])}"><figcaption>${v.replace("_", "-")}</figcaption></figure>` : "").join("");
-  const lat = ["decode", "preprocess", "encode", "head", "end_to_end"].filter((k) => k in r.latency_ms)
-    .map((k) => `${k.replaceAll("_", " ")} ${fmt(r.latency_ms[k], 0)} ms`).join(" &middot; ");
+  // Stage names come from the result itself, in the runtime's declared order (edge_runtime.contracts.Stage).
+  const lat = Object.entries(r.latency_ms)
+    .map(([stage, ms]) => `${stage.replaceAll("_", " ")} ${fmt(ms, 0)} ms`).join(" &middot; ");
   return `<section class="card" data-session="${esc(s.session)}">
     <h2>${esc(s.session)}</h2>
     <div class="call ${c.cls}" data-call="${c.cls}">${c.label}</div>
@@ -90,7 +93,21 @@ function health(snap) {
   }
 }
 
+// Only what passes the runtime's schemas is drawn; the rest is counted in the footer.
+function checked(name, value) {
+  if (value === null || value === undefined) return value;
+  const problem = messageProblem(name, value);
+  if (!problem) return value;
+  skipped += 1;
+  lastProblem = problem;
+  return null;
+}
+
 function render(snap) {
+  snap.heartbeat = checked("heartbeat", snap.heartbeat);
+  snap.metrics = checked("metrics", snap.metrics);
+  snap.sessions = snap.sessions.map((s) => ({ ...s, result: checked("result", s.result) }));
+  document.getElementById("skipped").textContent = skipped ? `skipped ${skipped} malformed (${lastProblem})` : "";
   const main = document.getElementById("sessions");
   const cards = snap.sessions.map(card).join("");
   main.innerHTML = cards || '<p class="empty" id="empty">No active exams. Waiting for the scanner...</p>';
@@ -124,5 +141,5 @@ function connect() {
 }
 
 setInterval(tick, 250);
-connect();
 tick();
+loadSchemas(["result", "heartbeat", "metrics"], withToken).finally(connect);

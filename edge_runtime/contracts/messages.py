@@ -1,0 +1,187 @@
+"""Wire protocol v1: the ``frame`` header a source sends, and every message the runtime publishes.
+
+Frames: ``[b"frame", header_json, payload]`` from the scanner-side source to the runtime. Results, metrics,
+heartbeats and thumbnails: ``[topic, json]`` from the runtime to displays and loggers; readers keep fields they
+do not know, so a newer runtime never breaks an older display. ``docs/schemas/`` holds each message's JSON Schema.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from edge_runtime.contracts.base import Message, validation_problems
+from edge_runtime.contracts.constants import (
+    MAX_THUMBNAIL_BYTES,
+    MODEL_SIZE,
+    PROTOCOL_VERSION,
+    TOPIC_HEARTBEAT,
+    TOPIC_METRICS,
+    TOPIC_RESULT,
+    TOPIC_THUMBNAIL,
+    View,
+)
+from edge_runtime.errors import FattyLiverError
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """The JSON header of a ``frame`` message. A plain dataclass rather than pydantic: it is parsed at up to
+    60 frames/s by ``edge_runtime.protocol.parse_header``, whose hand-ordered checks give each rejection the
+    reason the runtime counts (``edge_runtime.contracts.names.Reject``)."""
+
+    v: int
+    seq: int  # increasing per source; gaps are counted as transport losses
+    ts: float  # capture time, unix seconds
+    session: str
+    scanner: str  # a scanner profile name
+    view: str  # one of VIEWS, or AUTO_VIEW (the bundle's view gate decides)
+    width: int
+    height: int
+    channels: int  # 1 (grey) or 3 (RGB)
+    encoding: str  # one of ENCODINGS; raw = row-major H x W x C uint8
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+
+class ModelInfo(Message):
+    name: str
+    version: str
+    sha: str = Field(description="First 16 hex digits of bundle.json's SHA-256 (which pins every file).")
+
+
+class FrameRef(Message):
+    seq: int
+    ts: float
+    view_confidence: float | None = Field(None, description="The view gate's confidence in this view; None: no gate.")
+    out_of_distribution: bool | None = Field(None, description="Beyond the guard's threshold; None: no guard.")
+
+
+ExamCall = Literal["fatty", "normal", "indeterminate"]
+
+
+class ExamEstimate(Message):
+    """The session's exam so far: recent pairs combined, with intervals, behind a hysteresis."""
+
+    call: ExamCall | None = Field(description="None until enough pairs agree for long enough (see reason).")
+    reason: str | None = Field(None, description="Why there is no call, why it is indeterminate, or what it holds.")
+    p_fatty: float | None = Field(None, ge=0, le=1, description="Calibrated when `calibrated` is true.")
+    p_fatty_interval: tuple[float, float] | None = Field(None, description="90 % interval from the pairs' spread.")
+    pdff: float | None = Field(None, description="Trimmed mean of the pairs' PDFF estimates, %.")
+    pdff_interval: tuple[float, float] | None = Field(None, description="90 % interval: CV error and pairs' spread.")
+    n_pairs: int = Field(0, ge=0)
+    stable_since: float | None = Field(None, description="Frame time (unix s) since which the call has held.")
+    calibrated: bool = Field(description="False: the bundle has no calibrator and p_fatty is the raw output.")
+    discordant: bool = Field(False, description="The call and the PDFF point estimate sit on opposite sides of 5 %.")
+    views_seen: list[View] = Field(default_factory=list)
+
+
+class ResultMessage(Message):
+    """One paired inference: both views' frames, the call, the PDFF estimate and where the time went."""
+
+    v: int = PROTOCOL_VERSION
+    session: str
+    trigger: View = Field(description="The view whose new frame produced this result.")
+    frames: dict[View, FrameRef]
+    p_fatty: float = Field(ge=0, le=1)
+    fatty: bool
+    threshold: float
+    pdff: float = Field(description="Estimated MRI-PDFF, %.")
+    model: ModelInfo
+    latency_ms: dict[str, float] = Field(
+        description="Per stage (edge_runtime.contracts.names.Stage, in its order) and end_to_end."
+    )
+    exam: ExamEstimate = Field(description="The session's exam-level answer after this pair.")
+    out_of_distribution: bool | None = Field(
+        None, description="A paired frame lies outside the training distribution; None: the bundle has no guard."
+    )
+
+    @property
+    def end_to_end_ms(self) -> float:
+        return self.latency_ms.get("end_to_end", float("nan"))
+
+
+class MetricsMessage(Message):
+    v: int = PROTOCOL_VERSION
+    ts: float
+    counters: dict[str, int] = Field(description="edge_runtime.contracts.names.Count -> how many so far.")
+    rejected: dict[str, int] = Field(description="Malformed or unusable frames by reason (names.Reject).")
+    latency_ms: dict[str, dict[str, float]] = Field(
+        description="Per stage (names.Stage, in its order): count, p50, p90, p99, p99_9, max, mean."
+    )
+    sessions: int
+    sessions_expired: int
+    pending: int
+
+
+class HeartbeatMessage(Message):
+    v: int = PROTOCOL_VERSION
+    ts: float
+    uptime_s: float
+    model: ModelInfo
+    sessions: int
+    pending: int
+    calibrated: bool = Field(description="Whether the bundle carries a p_fatty calibrator.")
+    validation: str = Field(description="What the model was validated on, for the display's banner.")
+    exams: dict[str, ExamEstimate] = Field(default_factory=dict, description="Active session -> its exam now.")
+
+
+class ExamRecord(Message):
+    """The audit log's last word on a session, written when it ends (TTL, the session cap or shutdown)."""
+
+    record: Literal["exam_final"] = "exam_final"
+    session: str
+    ended: float = Field(description="Unix seconds when the runtime closed the session.")
+    why: Literal["ttl", "capacity", "shutdown"]
+    exam: ExamEstimate
+    model: ModelInfo
+
+
+class ThumbnailMessage(Message):
+    """A preprocessed view crop that produced a result, as a small JPEG (off by default; rate-limited)."""
+
+    v: int = PROTOCOL_VERSION
+    session: str
+    view: View
+    seq: int = Field(description="The frame the crop came from (matches the result's frames[view].seq).")
+    ts: float
+    jpeg: str = Field(description=f"Base64 JPEG of the {MODEL_SIZE}x{MODEL_SIZE} model input, <= 20 kB.")
+
+    @field_validator("jpeg")
+    @classmethod
+    def _bounded(cls, jpeg: str) -> str:
+        if len(jpeg) * 3 // 4 > MAX_THUMBNAIL_BYTES + 2:
+            raise ValueError(f"thumbnail of about {len(jpeg) * 3 // 4} bytes, the limit is {MAX_THUMBNAIL_BYTES}")
+        return jpeg
+
+
+class MessageError(FattyLiverError):
+    """A runtime message that does not follow protocol v1 (a display skips it and counts it)."""
+
+
+MESSAGES: dict[bytes, type[Message]] = {
+    TOPIC_RESULT: ResultMessage,
+    TOPIC_METRICS: MetricsMessage,
+    TOPIC_HEARTBEAT: HeartbeatMessage,
+    TOPIC_THUMBNAIL: ThumbnailMessage,
+}
+RECORDS: dict[str, type[Message]] = {"exam_final": ExamRecord}  # audit-log records besides results
+
+
+def message_bytes(message: Message) -> bytes:
+    return message.model_dump_json().encode()
+
+
+def parse_message(topic: bytes, body: bytes) -> Message:
+    """A runtime message from its topic and JSON body; raises MessageError naming the topic and the problem."""
+    model = MESSAGES.get(bytes(topic))
+    if model is None:
+        raise MessageError(f"unknown topic {bytes(topic)[:32]!r}")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise MessageError(f"{topic.decode(errors='replace')}: {validation_problems(exc)}") from None

@@ -1,0 +1,88 @@
+"""The bedside as a declared pipeline: sources, stages in order, sinks. The whole data flow is :func:`compose`.
+
+```
+source (ZeroMQ frames)  ->  decode -> preprocess -> encode -> gate -> pair -> head -> exam  ->  sinks
+                            (each stage returns the frame's context, or a Drop with its reason)    results socket,
+                                                                                                   audit log,
+                                                                                                   thumbnails
+```
+"""
+
+from __future__ import annotations
+
+import zmq
+
+from edge_runtime.audit import AuditLog
+from edge_runtime.bundle import Bundle
+from edge_runtime.config import RuntimeConfig
+from edge_runtime.gate import GatePolicy
+from edge_runtime.pipeline.frame import Drop, FrameContext, Note
+from edge_runtime.pipeline.runner import Pipeline, Sink
+from edge_runtime.pipeline.sinks import AuditResults, PublishResults, PublishThumbnails
+from edge_runtime.pipeline.sources import FrameAdmission, ZmqFrameSource
+from edge_runtime.pipeline.stages import Decode, Encode, Exam, Gate, Head, Pair, PipelineStage, Preprocess
+from edge_runtime.profiles import ScannerProfile
+from edge_runtime.sessions import SessionStore
+from edge_runtime.stats import RuntimeStats, ThrottledLog
+
+__all__ = [
+    "Drop",
+    "FrameAdmission",
+    "FrameContext",
+    "Note",
+    "Pipeline",
+    "PipelineStage",
+    "Sink",
+    "ZmqFrameSource",
+    "compose",
+    "stages",
+]
+
+
+def stages(
+    bundle: Bundle, config: RuntimeConfig, profiles: dict[str, ScannerProfile], sessions: SessionStore
+) -> list[PipelineStage]:
+    """The pipeline's stages, in order.
+
+    Args:
+        bundle: the verified bundle being served.
+        config: the runtime's configuration.
+        profiles: every known scanner profile.
+        sessions: the exams in progress.
+    """
+    policy = GatePolicy(bundle.gate, bundle.meta.view_gate, config.gate.view_authority)
+    return [
+        Decode(),
+        Preprocess(profiles, bundle.meta.input.harmonisation),
+        Encode(bundle),
+        Gate(policy, sessions, config.gate, keep_crops=config.thumbnails.enabled),
+        Pair(sessions),
+        Head(bundle),
+        Exam(sessions, withhold_outside=config.gate.out_of_distribution == "withhold"),
+    ]
+
+
+def compose(
+    bundle: Bundle,
+    config: RuntimeConfig,
+    profiles: dict[str, ScannerProfile],
+    state: tuple[SessionStore, AuditLog, RuntimeStats, ThrottledLog],
+    results: zmq.Socket | None = None,
+) -> Pipeline:
+    """The whole data flow after the source: the stages, then the results socket, the audit log and thumbnails.
+
+    Args:
+        bundle: the verified bundle being served.
+        config: the runtime's configuration.
+        profiles: every known scanner profile.
+        state: the exams, the audit log, the statistics and the throttled log.
+        results: the worker's results socket; None runs the pipeline without publishing (replays, benchmarks).
+    """
+    sessions, audit, stats, log = state
+    sinks: list[Sink] = []
+    if results is not None:
+        sinks.append(PublishResults(results, stats))
+    sinks.append(AuditResults(audit))
+    if results is not None and config.thumbnails.enabled:
+        sinks.append(PublishThumbnails(results, sessions, config.thumbnails))
+    return Pipeline(stages(bundle, config, profiles, sessions), sinks, (bundle, sessions, stats, log))

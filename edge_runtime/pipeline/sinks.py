@@ -1,0 +1,76 @@
+"""Where the pipeline's results and ended exams go: the results socket, the audit log and the thumbnails.
+
+Each sink takes every result (``on_result``) and every exam's final answer (``on_exam_final``). The results
+socket is the worker thread's own (ZeroMQ sockets are not thread-safe), so the sinks that publish hold it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import zmq
+
+from edge_runtime.audit import AuditLog
+from edge_runtime.config import ThumbnailSettings
+from edge_runtime.contracts import TOPIC_RESULT, TOPIC_THUMBNAIL, VIEWS, Count, ExamRecord, ResultMessage, Stage
+from edge_runtime.pipeline.frame import FrameContext
+from edge_runtime.protocol import message_parts
+from edge_runtime.sessions import SessionStore
+from edge_runtime.stats import RuntimeStats
+from edge_runtime.thumbnails import thumbnail_jpeg, thumbnail_message
+
+
+class PublishResults:
+    """Results on the results socket, with the end-to-end time from capture to the moment they leave."""
+
+    def __init__(self, socket: zmq.Socket, stats: RuntimeStats):
+        self.socket, self.stats = socket, stats
+
+    def on_result(self, result: ResultMessage, frame: FrameContext) -> None:
+        captured = result.frames[result.trigger].ts
+        started = time.time()
+        result.latency_ms[Stage.END_TO_END] = round((started - captured) * 1000, 3)
+        self.socket.send_multipart(message_parts(TOPIC_RESULT, result))
+        sent = time.time()
+        self.stats.observe(Stage.PUBLISH, (sent - started) * 1000)
+        self.stats.observe(Stage.END_TO_END, (sent - captured) * 1000)
+        self.stats.count(Count.RESULTS_PUBLISHED)
+
+    def on_exam_final(self, record: ExamRecord) -> None:
+        """Final answers go to the audit log, not the results socket (heartbeats carry active exams)."""
+
+
+class AuditResults:
+    """Every result and every exam's final answer, appended to the audit log (a display that is down loses nothing)."""
+
+    def __init__(self, audit: AuditLog):
+        self.audit = audit
+
+    def on_result(self, result: ResultMessage, frame: FrameContext) -> None:
+        self.audit.append(result.model_dump(mode="json"))
+
+    def on_exam_final(self, record: ExamRecord) -> None:
+        self.audit.append(record.model_dump(mode="json"))
+
+
+class PublishThumbnails:
+    """The view crops behind a result, as small JPEGs, at most one pair per session per period. Encoded here, not per
+    frame: at most one pair per period goes out, so most frames' crops are never encoded."""
+
+    def __init__(self, socket: zmq.Socket, sessions: SessionStore, settings: ThumbnailSettings):
+        self.socket, self.sessions, self.settings = socket, sessions, settings
+
+    def on_result(self, result: ResultMessage, frame: FrameContext) -> None:
+        state = self.sessions.get(result.session)
+        now = time.time()
+        if state is None or now - state.thumbnails_sent < self.settings.period_s:
+            return
+        state.thumbnails_sent = now
+        for view in VIEWS:
+            kept = frame.paired[view]
+            if kept.crop is not None:
+                message = thumbnail_message(result.session, view, kept.seq, kept.ts, thumbnail_jpeg(kept.crop))
+                self.socket.send_multipart(message_parts(TOPIC_THUMBNAIL, message))
+
+    def on_exam_final(self, record: ExamRecord) -> None:
+        """Thumbnails belong to live results only."""

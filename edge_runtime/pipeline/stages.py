@@ -1,0 +1,170 @@
+"""The pipeline's stages, in order: decode, preprocess, encode, gate, pair, head, exam.
+
+Each stage is a small callable with a ``name`` (a :class:`Stage`): it takes a frame's context and returns it with
+its own part filled in, or a :class:`Drop` saying why the frame goes no further. Stages hold no sockets and count
+nothing themselves: the runner times them, counts their drops and the counts they raise.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import numpy as np
+import zmq
+
+from edge_runtime.bundle import Bundle
+from edge_runtime.config import GateSettings
+from edge_runtime.contracts import VIEWS, Count, Reject, Stage
+from edge_runtime.gate import GatePolicy
+from edge_runtime.pipeline.frame import Drop, FrameContext, Note
+from edge_runtime.preprocess import PreprocessError, preprocess_frame
+from edge_runtime.profiles import ScannerProfile
+from edge_runtime.protocol import ProtocolError, decode_payload
+from edge_runtime.sessions import SessionStore, ViewFeatures, frame_fingerprint
+
+BLANK_RANGE = 8  # a preprocessed frame whose pixels span fewer grey levels than this carries no image
+
+
+class PipelineStage(Protocol):
+    name: Stage
+
+    def __call__(self, frame: FrameContext) -> FrameContext | Drop: ...
+
+
+def payload_view(payload: object) -> memoryview | np.ndarray:
+    """Zero-copy view of a frame's payload (a zmq.Frame from recv_multipart(copy=False), bytes, or an array)."""
+    if isinstance(payload, np.ndarray):
+        return payload
+    return memoryview(payload.buffer if isinstance(payload, zmq.Frame) else payload)
+
+
+class Decode:
+    """PNG, JPEG or raw payload -> the screen as RGB (or grey) pixels."""
+
+    name = Stage.DECODE
+
+    def __call__(self, frame: FrameContext) -> FrameContext | Drop:
+        try:
+            frame.image = decode_payload(frame.header, payload_view(frame.payload))
+        except ProtocolError as exc:
+            return Drop(reject=Reject(exc.reason), detail=exc.detail)
+        return frame
+
+
+class Preprocess:
+    """The screen -> the model input, with the bundle's harmonisation; a frame with no image in the box stops."""
+
+    name = Stage.PREPROCESS
+
+    def __init__(self, profiles: dict[str, ScannerProfile], harmonisation: str):
+        self.profiles, self.harmonisation = profiles, harmonisation
+
+    def __call__(self, frame: FrameContext) -> FrameContext | Drop:
+        header = frame.header
+        try:
+            tensor = preprocess_frame(frame.image, self.profiles[header.scanner], harmonisation=self.harmonisation)
+        except PreprocessError as exc:
+            return Drop(reject=Reject.SIZE_MISMATCH, detail=str(exc))
+        if int(tensor.max()) - int(tensor.min()) < BLANK_RANGE:
+            return Drop(reject=Reject.BLANK, detail=f"session {header.session} {header.view}: no image in the box")
+        frame.tensor, frame.image = tensor, None
+        return frame
+
+
+class Encode:
+    """The model input -> the bundle encoder's features (int8 at the bedside, dequantized)."""
+
+    name = Stage.ENCODE
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+
+    def __call__(self, frame: FrameContext) -> FrameContext:
+        view = frame.header.view if frame.header.view in VIEWS else VIEWS[0]  # 'auto' uses the shared encoder
+        frame.features = self.bundle.encode(view, frame.tensor)
+        frame.counts.append(Count.FRAMES_ENCODED)
+        return frame
+
+
+class Gate:
+    """Which view the frame shows (routing and view authority, edge_runtime.gate.GatePolicy), whether it repeats the
+    session's last kept frame of that view (a frozen screen is one image), and whether the guard flags it."""
+
+    name = Stage.GATE
+
+    def __init__(self, policy: GatePolicy, sessions: SessionStore, settings: GateSettings, keep_crops: bool):
+        """Args:
+        policy: the bundle's gate policy.
+        sessions: the exams, for the repeat check.
+        settings: [runtime.gate].
+        keep_crops: keep the model input for thumbnails.
+        """
+        self.policy, self.sessions, self.settings, self.keep_crops = policy, sessions, settings, keep_crops
+
+    def __call__(self, frame: FrameContext) -> FrameContext | Drop:
+        header = frame.header
+        route = self.policy.route(header.view, frame.tensor, frame.features)
+        if route.mismatch is not None:
+            frame.counts.append(Count.VIEW_MISMATCH)
+            text = f"session {header.session}: header says {header.view}, gate {route.mismatch}"
+            frame.notes.append(Note("view_mismatch", text))
+        if route.view is None:
+            return Drop(counts=(Count.GATE_REJECTED, Count.gate_rejected(route.kept_out)))
+        fingerprint = frame_fingerprint(frame.tensor)
+        correlation = self.settings.repeated_frame_correlation
+        if self.sessions.repeats(header.session, route.view, fingerprint, correlation, time.time()):
+            return Drop(counts=(Count.FRAMES_REPEATED,))
+        outside, part = self.policy.guard(route.view, frame.tensor, frame.features)
+        if outside:
+            frame.counts += [Count.FRAMES_OUT_OF_DISTRIBUTION, Count.out_of_distribution(part)]
+        crop = frame.tensor if self.keep_crops else None
+        frame.view, frame.confidence = route.view, route.confidence
+        frame.kept = ViewFeatures(frame.features, header.seq, header.ts, crop, route.confidence, outside, fingerprint)
+        return frame
+
+
+class Pair:
+    """File the frame in its exam; it goes on once the exam holds both views within the pairing window."""
+
+    name = Stage.PAIR
+
+    def __init__(self, sessions: SessionStore):
+        self.sessions = sessions
+
+    def __call__(self, frame: FrameContext) -> FrameContext | Drop:
+        paired = self.sessions.update(frame.header.session, frame.view, frame.kept, time.time())
+        if paired is None:
+            return Drop(counts=(Count.FRAMES_AWAITING_PAIR,))
+        frame.paired = paired
+        return frame
+
+
+class Head:
+    """Both views' features -> p_fatty and the PDFF estimate."""
+
+    name = Stage.HEAD
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+
+    def __call__(self, frame: FrameContext) -> FrameContext:
+        frame.p_fatty, frame.pdff = self.bundle.head({v: frame.paired[v].features for v in VIEWS})
+        return frame
+
+
+class Exam:
+    """The pair joins its exam's answer; a result on a frame beyond the guard is withheld when the site says so."""
+
+    name = Stage.EXAM
+
+    def __init__(self, sessions: SessionStore, withhold_outside: bool):
+        self.sessions, self.withhold_outside = sessions, withhold_outside
+
+    def __call__(self, frame: FrameContext) -> FrameContext | Drop:
+        outside = any(frame.paired[v].outside for v in VIEWS)
+        tracker = self.sessions.get(frame.header.session).exam
+        frame.exam = tracker.add(frame.header.ts, frame.p_fatty, frame.pdff, outside)
+        if outside and self.withhold_outside:
+            return Drop(counts=(Count.RESULTS_WITHHELD_OUT_OF_DISTRIBUTION,))
+        return frame
