@@ -52,29 +52,39 @@ def _p50(report: dict[str, Any]) -> float:
 @click.command()
 @click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False), required=True)
 @click.option("--baseline", "ref", required=True, help="The earlier commit (any git revision).")
+@click.option("--current", "current_ref", default=None, help="Measure this commit instead of the working tree.")
 @click.option("--pairs", type=click.IntRange(1), default=3, show_default=True, help="A and B runs each.")
 @click.option("--results", type=click.IntRange(10), default=200, show_default=True, help="Results per run.")
 @click.option("--fps", type=click.FloatRange(0.5), default=3.0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/benchmarks/e2e_ab")
-def main(bundle_dir: str, ref: str, pairs: int, results: int, fps: float, out_dir: str) -> None:
+def main(
+    bundle_dir: str, ref: str, current_ref: str | None, pairs: int, results: int, fps: float, out_dir: str
+) -> None:
     """End-to-end p50 of this tree against an earlier commit's, alternating runs on one machine."""
     out = Path(out_dir)
     sides: dict[str, list[float]] = {"baseline": [], "current": []}
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {"baseline": checkout(ref, Path(tmp) / "baseline"), "current": ROOT}
+        current = checkout(current_ref, Path(tmp) / "current") if current_ref else ROOT
+        trees = {"baseline": checkout(ref, Path(tmp) / "baseline"), "current": current}
         for i in range(pairs):
             for side, tree in trees.items():
                 report = one_side(tree, str(Path(bundle_dir).resolve()), results, fps, Path(tmp) / f"{side}{i}")
                 sides[side].append(_p50(report))
                 click.echo(f"{side} run {i + 1}: end-to-end p50 {sides[side][-1]:.1f} ms", err=True)
     ratio = float(np.median(sides["current"]) / np.median(sides["baseline"]))
-    result = {"baseline": ref, "p50_ms": sides, "median_ratio_current_over_baseline": ratio, "machine": machine()}
+    result = {
+        "baseline": ref,
+        "current": current_ref or "working tree",
+        "p50_ms": sides,
+        "median_ratio_current_over_baseline": ratio,
+        "machine": machine(),
+    }
     flags = " ".join(result["machine"]["flags"])
     lines = [
         "# End-to-end p50, this tree against an earlier commit (one run, alternating)",
         "",
-        f"Baseline `{ref}`, {pairs} runs each, {results} results per run at {fps:g} frames/s. CPU: "
-        f"{result['machine']['cpu']}, flags {flags}.",
+        f"Baseline `{ref}`, current `{result['current']}`, {pairs} runs each, {results} results per run at "
+        f"{fps:g} frames/s. CPU: {result['machine']['cpu']}, flags {flags}.",
         "",
         "| side | p50 per run (ms) | median |",
         "| --- | --- | --- |",
