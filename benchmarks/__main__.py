@@ -16,6 +16,7 @@ def _register() -> None:
     from benchmarks.display_load import main as display_load
     from benchmarks.e2e import main as e2e
     from benchmarks.e2e_ab import main as e2e_ab
+    from benchmarks.exam_honesty import main as exam_honesty
     from benchmarks.exam_stream import main as exam_stream
     from benchmarks.gate import main as gate
     from benchmarks.head_loop import main as head_loop
@@ -28,6 +29,7 @@ def _register() -> None:
     main.add_command(display_load, "display-load")
     main.add_command(e2e, "e2e")
     main.add_command(e2e_ab, "e2e-ab")
+    main.add_command(exam_honesty, "exam-honesty")
     main.add_command(exam_stream, "exam-stream")
     main.add_command(gate, "gate")
     main.add_command(head_loop, "head-loop")

@@ -89,7 +89,7 @@ def _calls(bundle: Bundle, cohort: Cohort, features: dict, scores: dict[str, lis
     """The bundle's AUC and accuracy on every subject, and on those with neither view flagged: whether the model
     is right where the guard stays silent."""
     fatty = cohort.pdff() >= FATTY_PDFF
-    p = np.array([bundle.head({v: features[s, v] for v in VIEWS})[0] for s in cohort.ids])
+    p = np.array([bundle.answer({v: features[s, v] for v in VIEWS}).p_fatty for s in cohort.ids])
     passed = np.all(np.array([scores[v] for v in VIEWS]) <= GUARD_LIMIT, axis=0) if scores[VIEWS[0]] else None
     silent = call_figures(p, fatty, bundle.threshold, passed) if passed is not None else None
     return {"all": call_figures(p, fatty, bundle.threshold, np.ones(len(p), bool)), "guard_passed": silent}

@@ -10,7 +10,7 @@ bundle never serves.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ import numpy as np
 from edge_runtime.contracts import INPUT_SHAPE, VIEWS, BundleError, BundleMeta, FeatureSpec, InputSpec, ModelInfo
 from edge_runtime.gate import Gate
 from edge_runtime.interpreter import make_interpreter
+from edge_runtime.uncertainty import Members, combine_members
 
-__all__ = ["Bundle", "BundleError", "EncoderModel", "head_input_indices", "load_bundle", "sha256_file"]
+__all__ = ["Bundle", "BundleError", "EncoderModel", "HeadModel", "head_input_indices", "load_bundle", "sha256_file"]
 _DTYPES = {"uint8": np.uint8, "int8": np.int8, "float32": np.float32}
 
 
@@ -111,14 +112,29 @@ class EncoderModel:
 
 
 @dataclass
+class HeadModel:
+    """One head interpreter: both views' features -> (p_fatty, PDFF %)."""
+
+    interpreter: Any
+    inputs: dict[str, int]  # view -> tensor index
+    outputs: dict[str, int]  # output name -> tensor index
+
+    def run(self, features: dict[str, np.ndarray]) -> tuple[float, float]:
+        for view, index in self.inputs.items():
+            self.interpreter.set_tensor(index, features[view][None].astype(np.float32))
+        self.interpreter.invoke()
+        p = float(self.interpreter.get_tensor(self.outputs["p_fatty"]).reshape(-1)[0])
+        pdff = float(self.interpreter.get_tensor(self.outputs["pdff"]).reshape(-1)[0])
+        return p, pdff
+
+
+@dataclass
 class Bundle:
     root: Path
     meta: BundleMeta
     encoders: dict[str, EncoderModel]  # view -> encoder (the same object for both views when shared)
-    head_interpreter: Any
+    heads: list[HeadModel]  # files.head first, then the ensemble's bagged heads
     sha: str  # first 16 hex digits of bundle.json's SHA-256, which pins every file's hash
-    head_inputs: dict[str, int] = field(default_factory=dict)  # view -> tensor index
-    head_outputs: dict[str, int] = field(default_factory=dict)  # output name -> tensor index
     gate: Gate | None = None  # view head and guard (bundle.json's view_gate / guard say which it holds)
 
     @property
@@ -141,7 +157,8 @@ class Bundle:
     @property
     def model_info(self) -> ModelInfo:
         """How results and heartbeats name the model that made them."""
-        return ModelInfo(name=self.name, version=self.version, sha=self.sha)
+        site = self.meta.site.site if self.meta.site is not None else None
+        return ModelInfo(name=self.name, version=self.version, sha=self.sha, site=site)
 
     @property
     def validation(self) -> str:
@@ -149,19 +166,19 @@ class Bundle:
         training, pooled = self.meta.training, self.meta.cv_metrics.pooled or {}
         figures = [f"{k.upper()} {pooled[k]:.2f}" for k in ("auc", "r2") if pooled.get(k) is not None]
         where = f"{training.cohort} cohort of {training.subjects} subjects"
-        return f"{where}, cross-validated" + (f": {', '.join(figures)}" if figures else "")
+        said = f"{where}, cross-validated" + (f": {', '.join(figures)}" if figures else "")
+        site = self.meta.site
+        if site is not None:
+            said += f"; adapted to site {site.site} on {site.labelled_subjects} labelled local subjects"
+        return said
 
     def encode(self, view: str, image: np.ndarray) -> np.ndarray:
         return self.encoders[view].encode(image)
 
-    def head(self, features: dict[str, np.ndarray]) -> tuple[float, float]:
-        """(p_fatty, pdff %) from both views' features."""
-        for view, index in self.head_inputs.items():
-            self.head_interpreter.set_tensor(index, features[view][None].astype(np.float32))
-        self.head_interpreter.invoke()
-        p = float(self.head_interpreter.get_tensor(self.head_outputs["p_fatty"]).reshape(-1)[0])
-        pdff = float(self.head_interpreter.get_tensor(self.head_outputs["pdff"]).reshape(-1)[0])
-        return p, pdff
+    def answer(self, features: dict[str, np.ndarray]) -> Members:
+        """Every head on both views' features: the ensemble's answer and spread (one head: its own, no spread)."""
+        outputs = [head.run(features) for head in self.heads]
+        return combine_members([p for p, _ in outputs], [pdff for _, pdff in outputs])
 
 
 def _tensor_by_name(details: list[dict], wanted: str, what: str, path: Path) -> dict:
@@ -203,17 +220,26 @@ def _load_encoder(path: Path, data: bytes, spec: InputSpec, features: FeatureSpe
     return EncoderModel.from_interpreter(path.name, interpreter)
 
 
-def _load_head(path: Path, data: bytes, meta: BundleMeta, threads: int | None) -> tuple[Any, dict, dict]:
+def _load_head(path: Path, data: bytes, meta: BundleMeta, outputs: dict[str, int], threads: int | None) -> HeadModel:
     head = _interpreter(path, data, threads)
     for detail in head.get_input_details():
         _check_tensor(path, f"input {detail['name']}", detail, [1, meta.features.size], "float32")
     inputs = head_input_indices(head, path)
     present = {d["index"] for d in head.get_output_details()}
-    outputs = {"p_fatty": meta.head_outputs.p_fatty, "pdff": meta.head_outputs.pdff}
     for name, index in outputs.items():
         if index not in present:
             raise BundleError(f"{path}: has no output tensor {index} for {name}")
-    return head, inputs, outputs
+    return HeadModel(head, inputs, outputs)
+
+
+def _heads(root: Path, meta: BundleMeta, verified: dict[str, bytes], threads: int | None) -> list[HeadModel]:
+    """files.head, then every bagged head the ensemble declares."""
+    first = {"p_fatty": meta.head_outputs.p_fatty, "pdff": meta.head_outputs.pdff}
+    declared = [(meta.files.head, first)]
+    declared += [
+        (h.file, {"p_fatty": h.p_fatty, "pdff": h.pdff}) for h in (meta.ensemble.heads if meta.ensemble else [])
+    ]
+    return [_load_head(root / name, verified[name], meta, outputs, threads) for name, outputs in declared]
 
 
 def load_bundle(path: str | Path, num_threads: int | None = None) -> Bundle:
@@ -226,6 +252,7 @@ def load_bundle(path: str | Path, num_threads: int | None = None) -> Bundle:
     meta = BundleMeta.from_json(raw, meta_path)
     listed = {*meta.files.encoder.values(), meta.files.head, meta.files.fidelity}
     listed |= {meta.files.gate} if meta.files.gate else set()
+    listed |= {h.file for h in meta.ensemble.heads} if meta.ensemble else set()
     unhashed = sorted(listed - set(meta.sha256))
     if unhashed:
         raise BundleError(f"{meta_path}: lists no SHA-256 for {', '.join(unhashed)}")
@@ -235,10 +262,10 @@ def load_bundle(path: str | Path, num_threads: int | None = None) -> Bundle:
     for name in dict.fromkeys(meta.files.encoder.values()):
         loaded[name] = _load_encoder(root / name, verified[name], meta.input, meta.features, num_threads)
     encoders = {view: loaded[meta.files.encoder[view]] for view in VIEWS}
-    head, head_inputs, head_outputs = _load_head(root / meta.files.head, verified[meta.files.head], meta, num_threads)
+    heads = _heads(root, meta, verified, num_threads)
     sha = hashlib.sha256(raw).hexdigest()[:16]
     gate = _load_gate(meta, verified, meta_path)
-    return Bundle(root, meta, encoders, head, sha, head_inputs, head_outputs, gate)
+    return Bundle(root, meta, encoders, heads, sha, gate)
 
 
 def _load_gate(meta: BundleMeta, verified: dict[str, bytes], meta_path: Path) -> Gate | None:

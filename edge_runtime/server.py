@@ -54,7 +54,7 @@ class EdgeServer:
         self.stats = RuntimeStats()
         self.log = ThrottledLog(config.metrics.period_s)
         self.frames = LatestFrames(max_keys=2 * config.sessions.max_active)
-        self.exam_model = ExamModel.from_bundle(bundle.meta.exam, bundle.threshold)
+        self.exam_model = ExamModel.from_bundle(bundle.meta.exam, bundle.threshold, config.exam)
         sessions = config.sessions
         self.sessions = SessionStore(
             sessions.ttl_s,

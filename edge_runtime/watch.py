@@ -19,18 +19,26 @@ from edge_runtime.transport import CurveClientKeys, MessageHub, subscriber
 HEARTBEAT_SILENCE_S = 5.0
 
 
+def interval_label(coverage: float | None) -> str:
+    """What an interval is, in words a clinician reads: the share of patients like this one it covers."""
+    return f"{100 * coverage:.0f} % of patients like this one" if coverage else "interval"
+
+
 def format_exam(exam: ExamEstimate, now: float) -> str:
-    """The exam call as the bedside should read it: call, intervals, how long it has held; or why there is none."""
+    """The exam as the bedside should read it: a definite call, or plainly that the model cannot tell and why;
+    PDFF with what its interval means; how long the call has held."""
     if exam.call is None or exam.p_fatty is None:
         return f"exam --            ({exam.reason})"
-    p_lo, p_hi = exam.p_fatty_interval or (exam.p_fatty, exam.p_fatty)
     f_lo, f_hi = exam.pdff_interval or (exam.pdff, exam.pdff)
     held = f"stable {now - exam.stable_since:4.0f} s" if exam.stable_since is not None else "settling"
     flags = ("" if exam.calibrated else " uncalibrated") + (" DISCORDANT" if exam.discordant else "")
-    return (
-        f"exam {exam.call.upper():<13} p={exam.p_fatty:.2f} [{p_lo:.2f}-{p_hi:.2f}]  "
-        f"PDFF {exam.pdff:4.1f} % [{f_lo:.1f}-{f_hi:.1f}]  {exam.n_pairs:2d} pairs, {held}{flags}"
-    )
+    pdff = f"PDFF {exam.pdff:4.1f} % [{f_lo:.1f}-{f_hi:.1f}] ({interval_label(exam.pdff_coverage)})"
+    if exam.call == "indeterminate":
+        head = f"exam INDETERMINATE: the model cannot tell ({exam.reason or 'no single class'})"
+    else:
+        at = f" at {100 * exam.coverage:.0f} %" if exam.coverage else ""
+        head = f"exam {exam.call.upper():<7} p={exam.p_fatty:.2f} (earned{at})"
+    return f"{head}  {pdff}  {exam.n_pairs:2d} pairs, {held}{flags}"
 
 
 def format_result(r: ResultMessage) -> str:

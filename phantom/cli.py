@@ -12,6 +12,7 @@ from edge_runtime.cli_support import ProductGroup
 from edge_runtime.contracts import FATTY_PDFF, VIEWS
 from phantom.formats import FORMATS
 from phantom.layouts import CLASSIC_LAYOUTS, LAYOUT_SETS, LAYOUTS
+from phantom.subject import PDFF_DISTRIBUTIONS
 
 
 def _parse_prevalence(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -87,6 +88,19 @@ def main() -> None:
     help="shifted: finer speckle, narrow dynamic range, a bright grey map and gain far out of range "
     "(a cohort the model never saw, for the out-of-distribution guard).",
 )
+@click.option(
+    "--pdff-distribution",
+    type=click.Choice(list(PDFF_DISTRIBUTIONS)),
+    default="paper",
+    show_default=True,
+    help="paper: the paper cohort's long tail; severity-rich: fatty subjects evenly over 5-10, 10-15, 15-30 %.",
+)
+@click.option(
+    "--id-prefix",
+    default="PH",
+    show_default=True,
+    help="Subject ids are PREFIX0001...: give another site's cohort its own, as its patients are other people.",
+)
 def cohort(
     n_subjects: int,
     seed: int,
@@ -100,13 +114,17 @@ def cohort(
     cine_frames: int,
     other_frames: int,
     appearance: str,
+    pdff_distribution: str,
+    id_prefix: str,
 ) -> None:
     """Write a cohort: images of both views, manifest.csv, profiles.json, truth.json and a contact sheet."""
     from phantom.cohort import CohortForm, generate_cohort
 
     chosen = (*layouts, *LAYOUT_SETS.get(layout_set, ()))
     layouts_used = tuple(dict.fromkeys(chosen)) or CLASSIC_LAYOUTS
-    form = CohortForm(layouts_used, formats or ("screen",), cine_frames, other_frames, appearance)
+    form = CohortForm(
+        layouts_used, formats or ("screen",), cine_frames, other_frames, appearance, pdff_distribution, id_prefix
+    )
     try:
         form.check()
         with click.progressbar(length=(2 + other_frames) * n_subjects, label="rendering", file=sys.stderr) as bar:
@@ -155,6 +173,14 @@ def cohort(
 )
 @click.option("--auto-views", is_flag=True, help="Send view 'auto' (the bundle's view gate decides), not the key.")
 @click.option(
+    "--prevalence",
+    default="39/90",
+    show_default=True,
+    callback=_parse_prevalence,
+    help="Share of fatty subjects among the streamed exams.",
+)
+@click.option("--pdff-distribution", type=click.Choice(list(PDFF_DISTRIBUTIONS)), default="paper", show_default=True)
+@click.option(
     "--frame-log",
     type=click.Path(dir_okay=False),
     default=None,
@@ -175,6 +201,8 @@ def stream(
     script: str,
     auto_views: bool,
     frame_log: str | None,
+    prevalence: float,
+    pdff_distribution: str,
 ) -> None:
     """Replay phantom screens over ZeroMQ as a live scanner (protocol v1), switching views like a sonographer."""
     import json
@@ -183,12 +211,12 @@ def stream(
     from pathlib import Path
 
     from edge_runtime.transport import CurveServerKeys, FrameSender, publisher
-    from phantom.stream import EXAM_SCRIPT, PhantomStream, prepare_sessions, write_truth
+    from phantom.stream import EXAM_SCRIPT, PhantomStream, StreamCohort, prepare_sessions, write_truth
 
     click.echo(f"rendering {n_sessions} session(s)...", err=True)
     exam = EXAM_SCRIPT if script == "exam" else None
     shots = tuple(dict.fromkeys(shot for shot, _ in exam)) if exam else VIEWS
-    sessions = prepare_sessions(n_sessions, seed, shots=shots)
+    sessions = prepare_sessions(n_sessions, StreamCohort(seed, prevalence, pdff_distribution), shots=shots)
     if truth_log:
         write_truth(Path(truth_log), sessions)
     if bool(server_key) != bool(allowed_clients):

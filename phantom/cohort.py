@@ -26,7 +26,7 @@ from phantom.formats import FORMATS, ViewFiles, profile_entry, profile_name, wri
 from phantom.layouts import CLASSIC_LAYOUTS, assign_layouts, get_layout, layouts_by_vendor
 from phantom.other_views import OTHER_KINDS
 from phantom.render import APPEARANCES, render_other, render_view
-from phantom.subject import Subject, draw_cohort
+from phantom.subject import PDFF_DISTRIBUTIONS, Subject, draw_cohort
 
 MANIFEST_COLUMNS = ("subject_id", "view", "scanner", "path", "pdff")
 
@@ -60,6 +60,8 @@ class CohortForm:
     other_frames: int = 0  # rows per subject showing neither view (phantom.other_views), view = "other"; the
     # command line writes 4 by default (so a default export has a view gate), the API none (tests opt in)
     appearance: str = "standard"  # or "shifted": imaged unlike anything in training (phantom.render.shifted)
+    pdff_distribution: str = "paper"  # or "severity-rich" (phantom.subject.PDFF_DISTRIBUTIONS)
+    id_prefix: str = "PH"  # subject ids are PREFIX0001...; another site's patients get their own prefix
 
     def shots(self, subject: Subject) -> list[str]:
         """What to render for a subject: its two views, then ``other:KIND:K`` for each other frame."""
@@ -90,6 +92,10 @@ class CohortForm:
         layouts_by_vendor(self.layouts)  # names every unknown layout
         if self.appearance not in APPEARANCES:
             raise ValueError(f"unknown appearance {self.appearance!r}; expected one of {', '.join(APPEARANCES)}")
+        if self.pdff_distribution not in PDFF_DISTRIBUTIONS:
+            raise ValueError(f"unknown PDFF distribution {self.pdff_distribution!r}")
+        if not self.id_prefix.isalnum():
+            raise ValueError(f"id prefix {self.id_prefix!r}: letters and digits only (it starts every subject id)")
 
 
 Job = tuple[Subject, str, int, str, bool, str, int, str]
@@ -176,7 +182,10 @@ def generate_cohort(
     if with_masks:
         (out / "masks").mkdir(exist_ok=True)
     vendors = tuple(layouts_by_vendor(form.layouts))
-    subjects = assign_layouts(draw_cohort(n_subjects, seed, prevalence, vendors=vendors), form.layouts)
+    drawn = draw_cohort(
+        n_subjects, seed, prevalence, form.id_prefix, vendors=vendors, pdff_distribution=form.pdff_distribution
+    )
+    subjects = assign_layouts(drawn, form.layouts)
     formats = form.plan_formats(subjects)
     jobs = [
         (s, shot, seed, str(out), with_masks, formats[s.index], form.cine_frames, form.appearance)
@@ -198,6 +207,7 @@ def generate_cohort(
         "layouts": list(form.layouts),
         "formats": list(form.formats),
         "appearance": form.appearance,
+        "pdff_distribution": form.pdff_distribution,
         "subjects": [s.to_dict() for s in subjects],
     }
     if form.other_frames:

@@ -46,19 +46,37 @@ EXAM_SCRIPT: tuple[tuple[str, float], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class StreamCohort:
+    """Who the streamed exams are: the cohort seed, the share of fatty subjects and how their PDFF is spread."""
+
+    seed: int
+    prevalence: float = 39 / 90
+    pdff_distribution: str = "paper"
+
+
 def prepare_sessions(
-    n_sessions: int, seed: int, realisations: int = 3, first_subject: int = 0, shots: tuple[str, ...] = VIEWS
+    n_sessions: int,
+    seed: int | StreamCohort,
+    realisations: int = 3,
+    first_subject: int = 0,
+    shots: tuple[str, ...] = VIEWS,
 ) -> list[StreamSession]:
     """Pre-render every session's screens, so streaming is only memory copies.
 
     Args:
         n_sessions: how many exams to stream.
-        seed: the cohort seed.
+        seed: the cohort seed, or the whole StreamCohort.
         realisations: speckle realisations per shot.
         first_subject: index of the first subject used.
         shots: the views, plus any other-frame kinds a script shows.
     """
-    subjects = draw_cohort(max(n_sessions + first_subject, 2), seed)[first_subject : first_subject + n_sessions]
+    cohort = seed if isinstance(seed, StreamCohort) else StreamCohort(seed)
+    seed = cohort.seed
+    drawn = draw_cohort(
+        max(n_sessions + first_subject, 2), seed, cohort.prevalence, pdff_distribution=cohort.pdff_distribution
+    )
+    subjects = drawn[first_subject : first_subject + n_sessions]
     sessions = []
     for i, subject in enumerate(subjects):
         screens = {shot: [_render(subject, shot, seed, k) for k in range(realisations)] for shot in shots}

@@ -60,12 +60,29 @@ def draw_pdff(n_subjects: int, n_fatty: int, rng: np.random.Generator) -> np.nda
     return pdff[rng.permutation(n_subjects)]
 
 
+SEVERE_BANDS = ((5.0, 10.0), (10.0, 15.0), (15.0, 30.0))  # mild, moderate and severe steatosis, in PDFF %
+
+
+def draw_severity_rich_pdff(n_subjects: int, n_fatty: int, rng: np.random.Generator) -> np.ndarray:
+    """PDFF with the fatty subjects spread evenly over the grades (5-10, 10-15, 15-30 %): the sickest livers
+    are a third of the fatty ones instead of the paper cohort's long tail; normals as in draw_pdff."""
+    normal = np.clip(rng.normal(3.0, 0.9, n_subjects - n_fatty), 0.5, 4.9)
+    bands = [SEVERE_BANDS[k % len(SEVERE_BANDS)] for k in range(n_fatty)]
+    fatty = np.array([rng.uniform(lo, hi) for lo, hi in bands])
+    pdff = np.concatenate([normal, fatty])
+    return pdff[rng.permutation(n_subjects)]
+
+
+PDFF_DISTRIBUTIONS = {"paper": draw_pdff, "severity-rich": draw_severity_rich_pdff}
+
+
 def draw_cohort(
     n_subjects: int,
     seed: int,
     prevalence: float = 39 / 90,
     id_prefix: str = "PH",
     vendors: tuple[str, ...] = ("PHILIPS", "GE"),
+    pdff_distribution: str = "paper",
 ) -> list[Subject]:
     """Subjects with known PDFF; vendors split evenly within the normal and the fatty group.
 
@@ -75,14 +92,18 @@ def draw_cohort(
         prevalence: share of fatty subjects.
         id_prefix: subject ids are the prefix plus a 4-digit number.
         vendors: the vendors to split subjects between (the default two keep old cohorts byte-identical).
+        pdff_distribution: 'paper' (the paper cohort's long tail) or 'severity-rich' (fatty subjects spread
+            evenly over mild, moderate and severe).
     """
     if n_subjects < 1:
         raise ValueError("a cohort needs at least one subject")
     if not 0.0 <= prevalence <= 1.0:
         raise ValueError(f"prevalence must lie in [0, 1], got {prevalence}")
+    if pdff_distribution not in PDFF_DISTRIBUTIONS:
+        raise ValueError(f"unknown PDFF distribution {pdff_distribution!r}; expected one of {list(PDFF_DISTRIBUTIONS)}")
     rng = np.random.default_rng([seed, 0xC0407])
     n_fatty = round(n_subjects * prevalence)
-    pdff = draw_pdff(n_subjects, n_fatty, rng)
+    pdff = PDFF_DISTRIBUTIONS[pdff_distribution](n_subjects, n_fatty, rng)
 
     vendor_of = np.empty(n_subjects, dtype=object)
     for group in (pdff >= FATTY_PDFF, pdff < FATTY_PDFF):

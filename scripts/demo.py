@@ -143,9 +143,7 @@ def live(bundle: Path) -> dict:
         ]
     )
     try:
-        subprocess.run(
-            [str(BIN / "edge-runtime"), "watch", "--results", RESULTS, "--count", "90", "--timeout", "60"], check=False
-        )
+        subprocess.run([str(BIN / "edge-runtime"), "watch", "--results", RESULTS, "--timeout", "45"], check=False)
         camera.shot("live")
     finally:
         stream.send_signal(signal.SIGINT)
@@ -197,7 +195,10 @@ def exam_lines(records: list[ResultMessage], truth: dict) -> list[str]:
         else:
             answer = f"{exam.call or 'no call yet'} (p {exam.p_fatty:.2f}, PDFF {exam.pdff:.1f} %)"
         if exam.pdff_interval:
-            answer = answer[:-1] + f", 90 % {exam.pdff_interval[0]:.1f}-{exam.pdff_interval[1]:.1f})"
+            lo, hi = exam.pdff_interval
+            answer = answer[:-1] + f", {lo:.1f}-{hi:.1f} for 90 % of patients like this one)"
+        if exam.call == "indeterminate":
+            answer += f": {exam.reason}"
         known = truth.get(session)
         told = f"truth PDFF {known['pdff']:.1f} % ({'fatty' if known['fatty'] else 'normal'})" if known else "truth n/a"
         lines.append(

@@ -111,8 +111,9 @@ def test_beyond_localhost_the_browser_gets_401_without_the_token(browser) -> Non
 
 
 def test_the_page_draws_only_what_passes_the_runtimes_schemas(browser) -> None:
-    """A message that breaks its JSON Schema (docs/schemas) is skipped and counted on the page, never drawn; the
-    stage names the page shows are the result's own, in the runtime's declared order."""
+    """A message that breaks its JSON Schema (docs/schemas) is skipped and counted on the page, never drawn; an
+    indeterminate exam says so with its class set; the stage names the page shows are the result's own, in the
+    runtime's declared order."""
     from edge_runtime.contracts import ExamEstimate, FrameRef, ModelInfo, ResultMessage, Stage
 
     display = DisplayServer("tcp://127.0.0.1:5998", Listen("127.0.0.1", 0), token=None).start()
@@ -122,13 +123,22 @@ def test_the_page_draws_only_what_passes_the_runtimes_schemas(browser) -> None:
     latency = {str(stage): 1.0 for stage in Stage}
     common = {"trigger": "liver", "frames": frames, "fatty": False, "threshold": 0.5, "pdff": 3.0, "model": model}
     good = ResultMessage(session="good", p_fatty=0.2, latency_ms=latency, exam=exam, **common)
+    unsure_exam = exam.model_copy(
+        update={"call": "indeterminate", "reason": "the model cannot tell at 95 %", "class_set": ["fatty", "normal"]}
+    )
+    unsure_exam = unsure_exam.model_copy(update={"coverage": 0.95, "pdff_interval": (1.5, 8.0), "pdff_coverage": 0.9})
+    unsure = ResultMessage(session="unsure", p_fatty=0.6, latency_ms=latency, exam=unsure_exam, **common)
     broken = ResultMessage.model_construct(session="broken", p_fatty=7.0, latency_ms=latency, exam=exam, **common)
     try:
         display.state.apply(good)
+        display.state.apply(unsure)
         display.state.apply(broken)  # bypasses validation, as a foreign or corrupted feed would
         browser.get(display.url)
         assert wait_for(lambda: "good" in _cards(browser), timeout=10)
         assert "broken" not in _cards(browser)
+        card = _cards(browser)["unsure"]  # an honest "cannot tell" reads as such, never as a call
+        assert card["call"] == "INDETERMINATE" and "fatty or normal at 95 %" in card["numbers"]
+        assert "90 % of patients like this one" in card["numbers"]
         skipped = browser.find_element(By.ID, "skipped").text
         assert "skipped" in skipped and "p_fatty" in skipped
         shown = browser.find_element(By.CSS_SELECTOR, ".card .latency").text

@@ -151,3 +151,25 @@ def test_the_feed_skips_malformed_and_keeps_unknown_fields() -> None:
         ctx.destroy(linger=0)
     assert feed.malformed == 2 and state.messages == 2
     assert state.snapshot()["sessions"][0]["result"]["from_the_future"] == {"a": 1}
+
+
+def test_the_terminal_says_indeterminate_plainly_and_what_the_interval_means() -> None:
+    from edge_runtime.watch import format_exam
+
+    unsure = ExamEstimate(
+        call="indeterminate",
+        reason="the model cannot tell at 95 %: p_fatty 0.61",
+        p_fatty=0.61,
+        pdff=5.4,
+        pdff_interval=(2.1, 9.8),
+        n_pairs=8,
+        calibrated=True,
+        class_set=["fatty", "normal"],
+        coverage=0.95,
+        pdff_coverage=0.9,
+    )
+    line = format_exam(unsure, now=0.0)
+    assert "INDETERMINATE: the model cannot tell" in line and "p_fatty 0.61" in line
+    assert "90 % of patients like this one" in line and "[2.1-9.8]" in line
+    earned = format_exam(unsure.model_copy(update={"call": "fatty", "class_set": ["fatty"], "reason": None}), 0.0)
+    assert "FATTY" in earned and "earned at 95 %" in earned

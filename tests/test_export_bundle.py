@@ -64,7 +64,8 @@ def test_qat_export_judged_on_an_independent_cohort_too(run_dir: Path, tmp_path:
     assert fidelity["head"].startswith("quantization-aware fine-tuned on 12 int8 feature pairs")
     assert "independent cohort" in (out / "fidelity.md").read_text()
     bundle = load_bundle(out)
-    p_fatty, pdff = bundle.head({v: np.zeros(25088, np.float32) for v in ("liver", "kidney_liver")})
+    answer = bundle.answer({v: np.zeros(25088, np.float32) for v in ("liver", "kidney_liver")})
+    p_fatty, pdff = answer.p_fatty, answer.pdff
     assert 0.0 <= p_fatty <= 1.0 and np.isfinite(pdff)
 
 
@@ -85,7 +86,7 @@ def test_bedside_loading_does_not_import_tensorflow(bundle_dir: Path) -> None:
         "import sys, numpy as np; from edge_runtime.bundle import load_bundle;"
         f"b = load_bundle({str(bundle_dir)!r});"
         "f = {v: b.encode(v, np.zeros((224, 224, 3), np.uint8)) for v in ('liver', 'kidney_liver')};"
-        "p, pdff = b.head(f); assert 0 <= p <= 1;"
+        "a = b.answer(f); p, pdff = a.p_fatty, a.pdff; assert 0 <= p <= 1;"
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; print(p, pdff)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -225,7 +226,8 @@ def test_bundle_reproduces_exports_int8_answer_and_tracks_float_on_a_real_frame(
         screen, profile = read_image(tiny_cohort / row["path"]), default_profiles()[row["scanner"]]
         tensor = preprocess_frame(screen, profile, harmonisation=bundle.harmonisation)
         features[view] = bundle.encode(view, tensor)
-    p_fatty, pdff = bundle.head(features)
+    answer = bundle.answer(features)  # the ensemble, as fidelity.json judges it
+    p_fatty, pdff = answer.p_fatty, answer.pdff
     assert p_fatty == pytest.approx(measured["p_int8"], abs=1e-6)
     assert pdff == pytest.approx(measured["pdff_int8"], abs=1e-4)
     assert abs(p_fatty - measured["p_float"]) < 0.1 and abs(pdff - measured["pdff_float"]) < 2.0

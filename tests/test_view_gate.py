@@ -43,6 +43,7 @@ from edge_runtime.preprocess import preprocess_frame
 from edge_runtime.profiles import default_profiles
 from edge_runtime.protocol import encode_frame
 from edge_runtime.server import EdgeServer
+from edge_runtime.uncertainty import combine_members
 from phantom.render import profile_for, render_other, render_view
 from phantom.subject import draw_cohort
 
@@ -256,7 +257,7 @@ def test_a_frame_whose_speckle_is_unlike_training_is_flagged_speckle(bundle_dir:
 def test_the_exam_says_when_most_pairs_are_outside_the_training_distribution() -> None:
     tracker = ExamTracker(ExamPolicy(min_pairs=3), ExamModel(0.5))
     for i in range(6):
-        estimate = tracker.add(float(i), 0.9, 12.0, outside=i >= 2)
+        estimate = tracker.add(float(i), combine_members([0.9], [12.0]), outside=i >= 2)
     assert estimate.call is None and estimate.reason.startswith(OUTSIDE_TRAINING)
     assert "4 of 6" in estimate.reason
 

@@ -1,4 +1,5 @@
-"""`trainer` command: validate manifests, train and ablate the CLKL protocol, explain, evaluate, export.
+"""`trainer` command: validate manifests, train and ablate the CLKL protocol, explain, evaluate, export, and check
+a bundle at a new site.
 
 Defaults and allowed values come from the declared settings (``TrainConfig``, ``ExportSettings``), never from
 literals here: a default changes in one place and `--help` shows it.
@@ -71,6 +72,9 @@ PROTOCOL_FIELDS = (
     "int8_samples",
     "holdout_share",
     "head_loop",
+    "ensemble",
+    "ensemble_subsample",
+    "class_coverage",
     "profiles",
 )
 
@@ -262,6 +266,71 @@ def export(run_dir: str, out_dir: str, **fields) -> None:
     click.echo((Path(out_dir) / "fidelity.md").read_text())
     click.echo(f"bundle {result.bundle} (sha {result.sha}) written and verified in {result.seconds:.0f} s")
     click.echo(f"export record (who trained, calibrated and judged it): {result.record}")
+
+
+@main.command("site-check")
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, exists=True), required=True)
+@click.option("--manifest", type=click.Path(dir_okay=False), required=True, help="The site's labelled subjects.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--profiles", type=click.Path(dir_okay=False, exists=True), default=None, help=PROFILES_HELP)
+@click.option(
+    "--criteria",
+    "criteria_file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Acceptance criteria JSON (edge_runtime.contracts.AcceptanceCriteria); default: the bundle's own.",
+)
+def site_check(bundle_dir: str, manifest: str, out_dir: str, profiles: str | None, criteria_file: str | None) -> None:
+    """The acceptance test for a new scanner or site: the bundle's bedside path on the site's labelled subjects,
+    each figure with a bootstrap CI, judged pass or fail. Exits 1 on fail."""
+    from trainer.site.check import site_check as check
+
+    result = check(bundle_dir, manifest, out_dir, profiles, criteria_file)
+    for f in result["findings"]:
+        value = "n/a" if f["value"] is None else f"{f['value']:.3f}"
+        click.echo(f"{'pass' if f['passed'] else 'FAIL'}  {f['metric']:<18} {value:>7}  (needs {f['bound']})")
+    verdict = "PASS" if result["pass"] else "FAIL"
+    click.echo(f"{verdict}: {result['subjects']} subjects; report {Path(out_dir) / 'site_check.md'}")
+    if not result["pass"]:
+        raise SystemExit(1)
+
+
+@main.command("site-adapt")
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, exists=True), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="The adapted bundle.")
+@click.option("--manifest", type=click.Path(dir_okay=False), default=None, help="Labelled local subjects (8 or more).")
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="The run the bundle was exported from: its training frames refit the guard with the local ones.",
+)
+@click.option("--unlabelled", type=click.Path(dir_okay=False), default=None, help="Local exams without MRI-PDFF.")
+@click.option("--profiles", type=click.Path(dir_okay=False, exists=True), default=None, help=PROFILES_HELP)
+@click.option("--site", default=None, help="The site's name in the bundle (default: the manifest's folder).")
+def site_adapt(bundle_dir: str, out_dir: str, manifest, run_dir, unlabelled, profiles, site) -> None:
+    """Adapt a bundle to a new scanner or site from a handful of its exams: a new bundle whose `site` section names
+    its parent, the local evidence and the before/after figures (nested CV over the local subjects)."""
+    import time
+
+    from trainer.site.adapt import site_adapt as adapt
+
+    start = time.perf_counter()
+    result = adapt(bundle_dir, out_dir, manifest, run_dir, unlabelled, profiles, site)
+    site_info = result["meta"].site
+    click.echo(f"{'figure':<18} {'before':>8} {'after':>8}")
+    for key, after in result["after"].items():
+        before = result["before"].get(key)
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        click.echo(f"{key:<18} {fmt(before):>8} {fmt(after):>8}")
+    for f in result["findings"]:
+        click.echo(f"{'pass' if f.passed else 'FAIL'}  {f.metric} {f.bound}")
+    click.echo(site_info.note)
+    verdict = {True: "meets", False: "MISSES", None: "cannot be judged against"}[site_info.passed]
+    seconds, adapted = time.perf_counter() - start, ", ".join(site_info.adapted)
+    click.echo(f"bundle {out_dir} {result['meta'].version} written ({seconds:.0f} s); nested figures {verdict} the")
+    click.echo(f"acceptance criteria; adapted: {adapted}")
 
 
 def _export_settings(fields: dict[str, Any]) -> ExportSettings:

@@ -102,6 +102,23 @@ class TrainConfig(StrictModel):
     profiles: str | None = Field(
         None, description="Scanner profiles file (JSON or TOML) for the manifest's scanners, added to the shipped ones."
     )
+    ensemble: int = Field(
+        4,
+        ge=0,
+        le=16,
+        description="Heads bagged on subsamples beside each head (per fold in CV, and in the bundle): their spread "
+        "is the model's own uncertainty, from which the exam's class sets and PDFF intervals are calibrated.",
+    )
+    ensemble_subsample: float = Field(
+        0.8, gt=0.3, lt=1, description="Share of training subjects each bagged head sees."
+    )
+    class_coverage: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1,
+        description="Coverage of the exam's conformal class sets: a definite call only when one class alone reaches "
+        "it (the bundle declares it; [runtime.exam] coverage may choose another).",
+    )
     head_loop: Literal["kernel", "keras"] = Field(
         "kernel",
         description="How the frozen-backbone head trains: kernel (the same SGD in kernel form, fast) or keras (fit).",

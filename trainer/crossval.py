@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +32,10 @@ from trainer.progress import EpochBar
 class FoldOutcome:
     fold: int
     test_ids: list[str]
-    predictions: dict[str, np.ndarray]  # output name -> per test subject
+    predictions: dict[str, np.ndarray]  # output name -> per test subject (the fold's head: the paper's CV)
     history: dict[str, list[float]]
     seconds: float
+    members: list[dict[str, np.ndarray]] = field(default_factory=list)  # the fold's ensemble, its head first
 
 
 def targets(cohort: Cohort, outputs: tuple[str, ...], fatty_threshold: float) -> dict[str, np.ndarray]:
@@ -220,15 +221,53 @@ def run_cross_validation(
         started = time.perf_counter()
         fold_dir = out_dir / f"fold{k}"
         fold_dir.mkdir(exist_ok=True)
+        members: list[dict[str, np.ndarray]] = []
         if config.finetune is None:
             head, history = fit_head_on_features(
                 features, y, rows, config, config.seed + k, f"fold {k + 1}/{len(folds)}", progress
             )
             preds = predict_rows(head, features, test_rows, config)
             save_head(head, fold_dir / "head.h5")
+            bagged = bagged_heads(features, y, rows, config, (config.seed + k, f"fold {k + 1} bag"), progress)
+            members = [preds, *(predict_rows(h, features, test_rows, config) for h in bagged)]
         else:
             model, preds, history = finetune_fold(cohort, rows, test_rows, y, config, config.seed + k, progress)
             model.save_weights(fold_dir / "model.weights.h5")
         (fold_dir / "history.json").write_text(json.dumps(history))
-        outcomes.append(FoldOutcome(k, list(folds[k]), preds, history, time.perf_counter() - started))
+        outcomes.append(FoldOutcome(k, list(folds[k]), preds, history, time.perf_counter() - started, members))
     return outcomes
+
+
+def bag_rows(rows: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """A subsample of the training subjects (rows index subjects; their variants travel with them)."""
+    rng = np.random.default_rng([seed, 0xBA6])
+    keep = max(2, round(share * len(rows)))
+    return np.sort(rng.choice(rows, size=keep, replace=False))
+
+
+def bagged_heads(
+    features: dict[str, np.ndarray],
+    y: dict[str, np.ndarray],
+    rows: np.ndarray,
+    config: TrainConfig,
+    naming: tuple[int, str],
+    progress: bool,
+) -> list[keras.Model]:
+    """config.ensemble heads, each trained like the main one on its own subsample of the training subjects.
+
+    Args:
+        features: view -> (subjects, variants, features).
+        y: output name -> one target per subject.
+        rows: the training subjects' rows (no other subject reaches any bag).
+        config: the protocol; ensemble and ensemble_subsample set the bag.
+        naming: the main head's seed (each bag member takes its own from it) and the progress label.
+        progress: show the epoch bars.
+    """
+    seed, label = naming
+    heads = []
+    for m in range(config.ensemble):
+        member_seed = seed * 100 + m + 1
+        subset = bag_rows(rows, config.ensemble_subsample, member_seed)
+        head, _ = fit_head_on_features(features, y, subset, config, member_seed, f"{label} {m + 1}", progress)
+        heads.append(head)
+    return heads

@@ -20,9 +20,18 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from edge_runtime.contracts import ExamCalibration, PdffInterval, PlattCalibrator
-from edge_runtime.exam import calibrated_logit, calibrator_inputs, log1p_interval, sigmoid
+from edge_runtime.contracts import ClassSets, ExamCalibration, NormalisedPdffInterval, PdffInterval, PlattCalibrator
+from edge_runtime.exam import calibrated_logit, calibrator_inputs, log1p_interval
+from edge_runtime.uncertainty import definite_bounds, sigmoid
 from trainer.config import TrainConfig
+from trainer.conformal import (
+    coverage_by,
+    cross_fit_class_sets,
+    cross_fit_pdff_interval,
+    fit_class_sets,
+    fit_pdff_interval,
+    risk_coverage,
+)
 
 CALIBRATION_FILE = "exam_calibration.json"
 COVERAGE = 0.9
@@ -92,10 +101,15 @@ def _cross_fitted(a: dict[str, np.ndarray], inputs: list[str] | None, coverage: 
 
 
 def _arrays(rows: list[dict[str, Any]], fatty_pdff: float) -> dict[str, np.ndarray]:
+    """The out-of-fold columns the calibration reads: the ensemble's answer and spread when the run has one (the
+    bundle's heads are that ensemble), else the fold head's with no spread."""
     a = {key: np.array([r[key] for r in rows], dtype=np.float64) for key in ("pdff", "fold")}
-    for key in ("p_fatty", "pdff_pred"):
-        if key in rows[0]:
-            a[key] = np.array([r[key] for r in rows], dtype=np.float64)
+    for key, ensemble in (("p_fatty", "p_fatty_ensemble"), ("pdff_pred", "pdff_ensemble")):
+        source = ensemble if ensemble in rows[0] else key
+        if source in rows[0]:
+            a[key] = np.array([r[source] for r in rows], dtype=np.float64)
+    spread = [r.get("log_pdff_spread", 0.0) for r in rows]
+    a["log_pdff_spread"] = np.array(spread, dtype=np.float64)
     a["y"] = (a["pdff"] >= fatty_pdff).astype(np.float64)
     return a
 
@@ -113,40 +127,86 @@ def _accuracy(call_fatty: np.ndarray, a: dict[str, np.ndarray]) -> float:
     return float(np.mean(call_fatty == (a["y"] > 0.5)))
 
 
-def measure(rows: list[dict[str, Any]], config: TrainConfig) -> tuple[ExamCalibration, dict[str, Any]]:
+def measure(
+    rows: list[dict[str, Any]], config: TrainConfig, interval_coverage: float = COVERAGE
+) -> tuple[ExamCalibration, dict[str, Any]]:
     """Fit the exam calibration on every subject, and measure it cross-fitted; returns (calibration, figures).
 
     Args:
         rows: the run's out-of-fold predictions, one per subject.
-        config: the run's configuration (its PDFF line).
+        config: the run's configuration (its PDFF line and class-set coverage).
+        interval_coverage: the PDFF intervals' coverage (a few subjects certify less than the run's 90 %).
     """
     line = config.fatty_threshold
     a = _arrays(rows, line)
     both = "p_fatty" in a and "pdff_pred" in a
     inputs = (["logit_p_fatty", "pdff"] if both else ["logit_p_fatty"]) if "p_fatty" in a else None
-    if "pdff_pred" not in a:
+    has_pdff = "pdff_pred" in a
+    if not has_pdff:
         a["pdff_pred"] = np.zeros_like(a["pdff"])
-    crossed = _cross_fitted(a, inputs, COVERAGE if "pdff_pred" in rows[0] else None)
+    crossed = _cross_fitted(a, inputs, interval_coverage if has_pdff else None)
     figures: dict[str, Any] = {"subjects": len(rows), "fatty_pdff": line}
-    platt = interval = None
+    platt = interval = sets = normalised = None
+    vendors = [r["vendor"] for r in rows]
     if inputs is not None and len(np.unique(a["y"])) == 2:
         platt = fit_platt(a["p_fatty"], a["pdff_pred"], a["y"], inputs)
         platt.ece_before = expected_calibration_error(a["y"], a["p_fatty"])
         platt.ece_after = expected_calibration_error(a["y"], crossed["p"])
         figures.update(_call_figures(a, crossed, line, both))
         figures["ece_chance"] = chance_ece(crossed["p"])
-    if "pdff_pred" in rows[0]:
+        sets = _class_sets(a, platt, inputs, config.class_coverage, vendors)
+        figures["risk_coverage"] = risk_coverage(crossed["p"], a["y"] > 0.5)
+    if has_pdff:
         inside = (crossed["lo"] <= a["pdff"]) & (a["pdff"] <= crossed["hi"])
         interval = PdffInterval(
-            coverage=COVERAGE,
-            halfwidth=conformal_halfwidth(a["pdff"], a["pdff_pred"], COVERAGE),
+            coverage=interval_coverage,
+            halfwidth=conformal_halfwidth(a["pdff"], a["pdff_pred"], interval_coverage),
             subjects=len(rows),
             cv_coverage=float(inside.mean()),
         )
+        normalised = _normalised_interval(a, vendors, interval_coverage)
     calibration = ExamCalibration(
-        p_fatty=platt, pdff_interval=interval, fatty_pdff=line, discordance=figures.get("discordance", {})
+        p_fatty=platt,
+        pdff_interval=interval,
+        class_sets=sets,
+        pdff_normalised=normalised,
+        fatty_pdff=line,
+        discordance=figures.get("discordance", {}),
     )
     return calibration, figures
+
+
+def _class_sets(
+    a: dict[str, np.ndarray], platt: PlattCalibrator, inputs: list[str], coverage: float, vendors: list[str]
+) -> ClassSets:
+    """The declared threshold from every subject, and its cross-fitted coverage, definite share and accuracy."""
+
+    def calibrated(fit: np.ndarray, apply: np.ndarray) -> np.ndarray:
+        model = fit_platt(a["p_fatty"][fit], a["pdff_pred"][fit], a["y"][fit], inputs)
+        return sigmoid(calibrated_logit(model, a["p_fatty"][apply], a["pdff_pred"][apply]))
+
+    fatty = a["y"] > 0.5
+    sets = fit_class_sets(sigmoid(calibrated_logit(platt, a["p_fatty"], a["pdff_pred"])), fatty, coverage)
+    covered, single, crossed_p = cross_fit_class_sets(calibrated, a["fold"], fatty, coverage)
+    right = (crossed_p >= 0.5) == fatty
+    return sets.model_copy(
+        update={
+            "cv": coverage_by(covered, vendors, a["pdff"]),
+            "cv_definite_share": float(single.mean()),
+            "cv_definite_accuracy": float(right[single].mean()) if single.any() else None,
+        }
+    )
+
+
+def _normalised_interval(a: dict[str, np.ndarray], vendors: list[str], coverage: float) -> NormalisedPdffInterval:
+    """The patient-specific PDFF interval from every subject, and its cross-fitted coverage and width."""
+    log_truth, log_estimate = np.log1p(np.maximum(a["pdff"], 0)), np.log1p(np.maximum(a["pdff_pred"], 0))
+    spread = a["log_pdff_spread"]
+    spec = fit_pdff_interval(log_truth, log_estimate, spread, coverage)
+    bounds = cross_fit_pdff_interval(log_truth, log_estimate, spread, a["fold"], coverage)
+    covered = (bounds[:, 0] <= a["pdff"]) & (a["pdff"] <= bounds[:, 1])
+    cv = coverage_by(covered, vendors, a["pdff"])
+    return spec.model_copy(update={"cv": cv, "cv_median_width": float(np.median(bounds[:, 1] - bounds[:, 0]))})
 
 
 def _call_figures(a: dict[str, np.ndarray], crossed: dict[str, np.ndarray], line: float, both: bool) -> dict:
@@ -168,7 +228,7 @@ def _call_figures(a: dict[str, np.ndarray], crossed: dict[str, np.ndarray], line
 
 def calibrate_run(out_dir: Path, rows: list[dict[str, Any]], config: TrainConfig) -> ExamCalibration:
     """Write exam_calibration.json (read by export), its Markdown and the reliability diagram into the run."""
-    from trainer.plots import reliability_plot
+    from trainer.plots import reliability_plot, risk_coverage_plot
 
     calibration, figures = measure(rows, config)
     record = {"calibration": calibration.model_dump(mode="json"), "figures": figures}
@@ -176,6 +236,10 @@ def calibrate_run(out_dir: Path, rows: list[dict[str, Any]], config: TrainConfig
     (out_dir / "exam_calibration.md").write_text(markdown(calibration, figures))
     if "probabilities" in figures:
         reliability_plot(out_dir / "reliability.png", figures["probabilities"], ECE_BINS)
+    if calibration.class_sets is not None:
+        sets = calibration.class_sets
+        point = (sets.cv_definite_share, sets.cv_definite_accuracy or 0.0)
+        risk_coverage_plot(out_dir / "risk_coverage.png", figures["risk_coverage"], point)
     return calibration
 
 
@@ -207,6 +271,44 @@ def markdown(calibration: ExamCalibration, figures: dict[str, Any]) -> str:
     if interval is not None:
         lines.append(
             f"- PDFF {interval.coverage:.0%} interval: half-width {interval.halfwidth:.3f} in log(1+PDFF); "
-            f"cross-fitted coverage {interval.cv_coverage:.1%} of {interval.subjects} subjects."
+            f"cross-fitted coverage {interval.cv_coverage:.1%} of {interval.subjects} subjects (one width for all)."
         )
-    return "\n".join([*lines, ""])
+    return "\n".join([*lines, *_model_error_lines(calibration), ""])
+
+
+def _coverage_line(what: str, cv: Any) -> str:
+    vendors = ", ".join(f"{k} {v:.1%}" for k, v in cv.by_vendor.items())
+    bands = ", ".join(f"{k} % {v:.1%}" for k, v in cv.by_band.items())
+    return f"  - {what}: {cv.overall:.1%} of {cv.subjects} subjects; by vendor {vendors}; by PDFF band {bands}"
+
+
+def _model_error_lines(calibration: ExamCalibration) -> list[str]:
+    """The class sets' and the patient-specific PDFF interval's figures, cross-fitted."""
+    lines = []
+    sets = calibration.class_sets
+    if sets is not None:
+        low, high = definite_bounds(sets.threshold)
+        lines += [
+            "",
+            f"## Class sets at {sets.coverage:.0%} coverage ({sets.method})",
+            "",
+            f"- threshold {sets.threshold:.3f}: a definite call needs p_fatty >= {high:.3f} (fatty) or <= {low:.3f} "
+            "(normal); anything between is indeterminate.",
+            f"- cross-fitted: {sets.cv_definite_share:.1%} of subjects get a definite call, "
+            + (f"{sets.cv_definite_accuracy:.1%} of them right." if sets.cv_definite_accuracy is not None else "none."),
+            _coverage_line("coverage of the sets", sets.cv),
+            "- risk-coverage (accuracy of definite calls against the share that get one): `risk_coverage.png`.",
+        ]
+    normalised = calibration.pdff_normalised
+    if normalised is not None:
+        a, b = normalised.recalibration
+        lines += [
+            "",
+            f"## PDFF interval at {normalised.coverage:.0%}: width follows the patient",
+            "",
+            f"- log(1+PDFF) estimate recalibrated as {a:+.3f} + {b:.3f} x estimate; half-width "
+            f"{normalised.multiplier:.2f} x (ensemble spread + {normalised.spread_floor:.3f}).",
+            f"- cross-fitted median width {normalised.cv_median_width:.1f} pp.",
+            _coverage_line("coverage", normalised.cv),
+        ]
+    return lines

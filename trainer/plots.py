@@ -22,7 +22,9 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def roc_plot(path: Path, pdff: np.ndarray, score: np.ndarray, threshold: float) -> None:
+def roc_plot(
+    path: Path, pdff: np.ndarray, score: np.ndarray, threshold: float, title: str = "ROC (pooled over folds)"
+) -> None:
     """ROC curves against PDFF >= threshold and PDFF >= 10 %.
 
     Args:
@@ -30,6 +32,7 @@ def roc_plot(path: Path, pdff: np.ndarray, score: np.ndarray, threshold: float) 
         pdff: MRI-PDFF per subject.
         score: the model's score per subject.
         threshold: PDFF (%) that defines fatty.
+        title: what the curve is of.
     """
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     for cut, style in ((threshold, "-"), (10.0, "--")):
@@ -38,7 +41,7 @@ def roc_plot(path: Path, pdff: np.ndarray, score: np.ndarray, threshold: float) 
             fpr, tpr, _ = roc_curve(truth, score)
             ax.plot(fpr, tpr, style, label=f"PDFF >= {cut:g} %")
     ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (pooled over folds)")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)
     ax.legend(loc="lower right")
     _save(fig, path)
 
@@ -103,6 +106,18 @@ def run_plots(out_dir: Path, arrays: dict[str, np.ndarray], config: TrainConfig)
         scatter_plot(out_dir / "pdff_scatter.png", pdff, arrays["pdff_pred"])
         bland_altman_plot(out_dir / "bland_altman.png", pdff, arrays["pdff_pred"])
     loss_plot(out_dir / "loss.png", out_dir)
+
+
+def risk_coverage_plot(path: Path, curve: list[tuple[float, float]], point: tuple[float, float]) -> None:
+    """Accuracy of definite calls against the share of subjects given one, most confident first; the bundle's
+    operating point (its class sets' cross-fitted share and accuracy) marked."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.0))
+    ax.plot([c for c, _ in curve], [a for _, a in curve], color="tab:blue", label="most confident called first")
+    ax.plot(*point, "o", color="tab:red", ms=7, label=f"class sets: {point[0]:.0%} called, {point[1]:.1%} right")
+    ax.set(xlabel="share of subjects with a definite call", ylabel="accuracy of definite calls", ylim=(0.5, 1.01))
+    ax.set_title("Risk-coverage (out-of-fold, cross-fitted)")
+    ax.legend(fontsize=8, loc="lower left")
+    _save(fig, path)
 
 
 def reliability_plot(path: Path, probabilities: dict[str, list[float]], bins: int) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.contracts import P_FATTY_THRESHOLD
+from edge_runtime.uncertainty import combine_members
 from trainer.config import TrainConfig
 from trainer.crossval import FoldOutcome
 from trainer.dataset import Cohort
@@ -39,8 +40,24 @@ def collect_predictions(cohort: Cohort, outcomes: list[FoldOutcome]) -> list[dic
             }
             for name, values in outcome.predictions.items():
                 row[name if name == "p_fatty" else "pdff_pred"] = float(values[i])
+            row |= _ensemble_columns(outcome, i)
             rows.append(row)
     return sorted(rows, key=lambda r: r["subject_id"])
+
+
+def _ensemble_columns(outcome: FoldOutcome, i: int) -> dict[str, float]:
+    """The fold's ensemble on test subject i (edge_runtime.uncertainty.combine_members): its answer and spread."""
+    if len(outcome.members) < 2:
+        return {}
+    p = [m["p_fatty"][i] for m in outcome.members] if "p_fatty" in outcome.members[0] else [0.5] * len(outcome.members)
+    pdff = [m["pdff"][i] for m in outcome.members] if "pdff" in outcome.members[0] else [0.0] * len(outcome.members)
+    summary = combine_members(p, pdff)
+    columns = {}
+    if "p_fatty" in outcome.members[0]:
+        columns |= {"p_fatty_ensemble": summary.p_fatty, "logit_spread": summary.logit_spread}
+    if "pdff" in outcome.members[0]:
+        columns |= {"pdff_ensemble": summary.pdff, "log_pdff_spread": summary.log_pdff_spread}
+    return columns
 
 
 def write_predictions(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -187,15 +187,72 @@ class PdffInterval(StrictModel):
     cv_coverage: float | None = Field(None, description="Cross-fitted coverage on the run's own subjects.")
 
 
+class CrossFittedCoverage(StrictModel):
+    """How often a statement covered the truth on the run's own subjects, each judged by calibration fitted on the
+    other folds."""
+
+    overall: float
+    by_vendor: dict[str, float]
+    by_band: dict[str, float] = Field(description="By true PDFF band (<5, 5-10, 10-15, >=15 %).")
+    subjects: int
+
+
+class ClassSets(StrictModel):
+    """Conformal class sets on the calibrated p_fatty (edge_runtime.uncertainty): a definite call only when one class
+    alone reaches the declared coverage."""
+
+    coverage: float = Field(gt=0, lt=1, description="The coverage the bundle declares (and its threshold is at).")
+    threshold: float = Field(ge=0, description="Largest 1 - p(class) a class may have and stay in the set.")
+    scores: list[float] = Field(
+        description="Sorted out-of-fold nonconformity scores, so [runtime.exam] coverage can choose another level."
+    )
+    method: str
+    cv: CrossFittedCoverage | None = Field(None, description="Cross-fitted coverage of the sets.")
+    cv_definite_share: float | None = Field(None, description="Share of subjects given a single class (CV).")
+    cv_definite_accuracy: float | None = Field(None, description="How many of those single classes were right (CV).")
+
+
+class NormalisedPdffInterval(StrictModel):
+    """A PDFF interval whose width follows the patient: in log(1 + PDFF), the ensemble's estimate after a linear
+    recalibration, plus or minus multiplier x (the ensemble's spread + spread_floor)."""
+
+    coverage: float = Field(gt=0, lt=1)
+    multiplier: float = Field(ge=0, description="The conformal quantile of the normalised out-of-fold errors.")
+    spread_floor: float = Field(gt=0, description="Added to the spread, so a confident ensemble is not overtrusted.")
+    scores: list[float] = Field(description="Sorted out-of-fold normalised errors (another coverage, another q).")
+    recalibration: tuple[float, float] = Field(description="(intercept, slope): log estimate -> a + b x log estimate.")
+    cv: CrossFittedCoverage | None = None
+    cv_median_width: float | None = Field(None, description="Median width of the cross-fitted intervals, pp.")
+
+
 class ExamCalibration(StrictModel):
     """What turns per-pair outputs into a calibrated exam answer (docs/DESIGN.md, 'The exam-level answer')."""
 
     p_fatty: PlattCalibrator | None = Field(None, description="None: the run did not validate p_fatty (regress).")
     pdff_interval: PdffInterval | None = Field(None, description="None: the run did not validate PDFF (classify).")
+    class_sets: ClassSets | None = Field(None, description="None: no definite call is earned (the exam says so).")
+    pdff_normalised: NormalisedPdffInterval | None = Field(
+        None, description="The patient-specific PDFF interval; None: the constant-width pdff_interval."
+    )
     fatty_pdff: float = Field(FATTY_PDFF, gt=0, description="The PDFF line (%) the call and PDFF are checked against.")
     discordance: dict[str, float] = Field(
         default_factory=dict, description="CV shares of subjects whose call and PDFF disagree about the line."
     )
+
+
+class EnsembleHead(StrictModel):
+    file: str
+    p_fatty: int = Field(description="Output tensor index of p_fatty.")
+    pdff: int = Field(description="Output tensor index of PDFF.")
+
+
+class EnsembleSpec(StrictModel):
+    """The head as a small ensemble: files.head (trained on the training group) and heads bagged on subsamples of
+    it; the bundle's answer is their mean, their spread the model's own uncertainty (edge_runtime.uncertainty)."""
+
+    method: str
+    subsample: float = Field(gt=0, le=1, description="Share of the training subjects each bagged head trained on.")
+    heads: list[EnsembleHead] = Field(description="The bagged heads (files.head is the first member).")
 
 
 class ScannerSpec(StrictModel):
@@ -275,6 +332,41 @@ class GuardSpec(StrictModel):
     )
 
 
+SiteMetric = Literal[
+    "auc", "recall", "specificity", "balanced_accuracy", "r2", "mae", "abs_bias", "interval_coverage", "guard_share",
+    "view_agreement",
+]  # fmt: skip
+
+
+class AcceptanceCriteria(StrictModel):
+    """What a site's own labelled subjects must show before the bundle is used there (`trainer site-check`).
+    Export derives them from the bundle's cross-validation (trainer.site.criteria); a site may give its own."""
+
+    min_subjects: int = Field(20, ge=2, description="Fewer labelled local subjects: no verdict.")
+    minimum: dict[SiteMetric, float] = Field(description="Each metric must be at least this.")
+    maximum: dict[SiteMetric, float] = Field(description="Each metric must be at most this.")
+    derived_from: str = Field(description="Where the bounds come from, in words.")
+
+
+class SiteAdaptation(StrictModel):
+    """How a bundle was adapted to one site (`trainer site-adapt`): from which parent, on what, with what result.
+    Every `after` figure is nested: each local subject scored by an adaptation fitted without it."""
+
+    site: str = Field(min_length=1)
+    parent: str = Field(description="The parent bundle's name and version.")
+    parent_sha256: str = Field(description="SHA-256 of the parent's bundle.json.")
+    date: dt.datetime
+    labelled_subjects: int = Field(ge=0)
+    unlabelled_subjects: int = Field(ge=0)
+    subject_id_sha256: list[str] = Field(description="SHA-256 of each local subject id (no ids leave the site).")
+    adapted: list[str] = Field(description="What was refitted, e.g. exam_calibration, guard, scanners.")
+    before: dict[str, float | None] = Field(description="The parent bundle on the local subjects.")
+    after: dict[str, float | None] = Field(description="The adaptation on the local subjects, nested CV.")
+    criteria: AcceptanceCriteria | None = None
+    passed: bool | None = Field(description="`after` meets the criteria; None: no labels to judge by.")
+    note: str = Field("", description="What the adaptation can and cannot be trusted for, in words.")
+
+
 class BundleMeta(StrictModel):
     """bundle.json: what the bedside needs to verify, load and describe a model; its hash is the bundle's id.
     Frozen once built: export assembles every part first, then builds this once."""
@@ -305,6 +397,11 @@ class BundleMeta(StrictModel):
     )
     view_gate: ViewGateSpec | None = Field(None, description="None: frames must name their view (no 'auto').")
     guard: GuardSpec | None = Field(None, description="None: no out-of-distribution check (one encoder per view).")
+    ensemble: EnsembleSpec | None = Field(None, description="None: files.head alone (no spread: no model error).")
+    acceptance: AcceptanceCriteria | None = Field(
+        None, description="A site's acceptance test (`trainer site-check`); None: the run had no CV figures to set it."
+    )
+    site: SiteAdaptation | None = Field(None, description="None: the bundle is as trained (not site-adapted).")
     sha256: dict[str, str] = Field(description="SHA-256 of every file in the bundle except bundle.json itself.")
 
     @field_validator("views")

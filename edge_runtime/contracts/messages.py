@@ -52,6 +52,9 @@ class ModelInfo(Message):
     name: str
     version: str
     sha: str = Field(description="First 16 hex digits of bundle.json's SHA-256 (which pins every file).")
+    site: str | None = Field(
+        None, description="The site the bundle was adapted to (`trainer site-adapt`); None: as trained."
+    )
 
 
 class FrameRef(Message):
@@ -70,14 +73,24 @@ class ExamEstimate(Message):
     call: ExamCall | None = Field(description="None until enough pairs agree for long enough (see reason).")
     reason: str | None = Field(None, description="Why there is no call, why it is indeterminate, or what it holds.")
     p_fatty: float | None = Field(None, ge=0, le=1, description="Calibrated when `calibrated` is true.")
-    p_fatty_interval: tuple[float, float] | None = Field(None, description="90 % interval from the pairs' spread.")
-    pdff: float | None = Field(None, description="Trimmed mean of the pairs' PDFF estimates, %.")
-    pdff_interval: tuple[float, float] | None = Field(None, description="90 % interval: CV error and pairs' spread.")
+    p_fatty_interval: tuple[float, float] | None = Field(
+        None, description="Not filled: how much frames agree is not how often the model is right; see class_set."
+    )
+    pdff: float | None = Field(None, description="Trimmed mean of the pairs' ensemble PDFF, recalibrated on CV, %.")
+    pdff_interval: tuple[float, float] | None = Field(
+        None, description="At pdff_coverage: the model's CV error scaled by its ensemble spread, and the pairs' spread."
+    )
     n_pairs: int = Field(0, ge=0)
     stable_since: float | None = Field(None, description="Frame time (unix s) since which the call has held.")
     calibrated: bool = Field(description="False: the bundle has no calibrator and p_fatty is the raw output.")
     discordant: bool = Field(False, description="The call and the PDFF point estimate sit on opposite sides of 5 %.")
     views_seen: list[View] = Field(default_factory=list)
+    class_set: list[Literal["fatty", "normal"]] | None = Field(
+        None,
+        description="The classes the model cannot rule out at `coverage` (conformal); one class is a definite call.",
+    )
+    coverage: float | None = Field(None, description="The coverage of the class set: e.g. 0.95 of patients like this.")
+    pdff_coverage: float | None = Field(None, description="The coverage of pdff_interval: e.g. 0.9 of patients.")
 
 
 class ResultMessage(Message):
@@ -98,6 +111,9 @@ class ResultMessage(Message):
     exam: ExamEstimate = Field(description="The session's exam-level answer after this pair.")
     out_of_distribution: bool | None = Field(
         None, description="A paired frame lies outside the training distribution; None: the bundle has no guard."
+    )
+    spread: dict[str, float] | None = Field(
+        None, description="The ensemble's spread on this pair: logit of p_fatty and log(1 + PDFF) (None: one head)."
     )
 
     @property

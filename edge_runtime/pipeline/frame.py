@@ -9,6 +9,7 @@ import numpy as np
 
 from edge_runtime.contracts import Count, ExamEstimate, FrameHeader, Reject, Stage, View
 from edge_runtime.sessions import ViewFeatures
+from edge_runtime.uncertainty import Members
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class FrameContext:
     confidence: float | None = None  # the gate's confidence in that view
     kept: ViewFeatures | None = None  # what the session keeps of this frame
     paired: dict[str, ViewFeatures] | None = None  # both views' kept frames, once paired
+    members: Members | None = None  # the bundle's ensemble on this pair: answer and spread
     p_fatty: float | None = None
     pdff: float | None = None
     exam: ExamEstimate | None = None

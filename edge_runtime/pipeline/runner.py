@@ -101,7 +101,13 @@ class Pipeline:
             model=self.bundle.model_info,
             latency_ms={k: round(v, 3) for k, v in frame.stage_ms().items()},
             exam=frame.exam,
+            spread=self._spread(frame),
         )
+
+    def _spread(self, frame: FrameContext) -> dict[str, float] | None:
+        if len(self.bundle.heads) < 2:
+            return None
+        return {"logit": round(frame.members.logit_spread, 4), "log_pdff": round(frame.members.log_pdff_spread, 4)}
 
     def end_exams(self, shutdown: bool = False) -> int:
         """Hand every ended exam (TTL, the session cap; every active one at shutdown) to the sinks; how many."""

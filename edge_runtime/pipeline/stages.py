@@ -141,7 +141,7 @@ class Pair:
 
 
 class Head:
-    """Both views' features -> p_fatty and the PDFF estimate."""
+    """Both views' features -> every head of the bundle's ensemble -> p_fatty, the PDFF estimate and their spread."""
 
     name = Stage.HEAD
 
@@ -149,7 +149,8 @@ class Head:
         self.bundle = bundle
 
     def __call__(self, frame: FrameContext) -> FrameContext:
-        frame.p_fatty, frame.pdff = self.bundle.head({v: frame.paired[v].features for v in VIEWS})
+        frame.members = self.bundle.answer({v: frame.paired[v].features for v in VIEWS})
+        frame.p_fatty, frame.pdff = frame.members.p_fatty, frame.members.pdff
         return frame
 
 
@@ -164,7 +165,7 @@ class Exam:
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
         outside = any(frame.paired[v].outside for v in VIEWS)
         tracker = self.sessions.get(frame.header.session).exam
-        frame.exam = tracker.add(frame.header.ts, frame.p_fatty, frame.pdff, outside)
+        frame.exam = tracker.add(frame.header.ts, frame.members, outside)
         if outside and self.withhold_outside:
             return Drop(counts=(Count.RESULTS_WITHHELD_OUT_OF_DISTRIBUTION,))
         return frame

@@ -77,7 +77,7 @@ def export_bundle(
     fidelity = judge_fidelity(groups, final, encoders, head, settings, (sizes, gate.report))
     parts = describe_bundle(run, final, encoders, head, split, settings, out)
     write_bundle(out, parts, (encoders, head), fidelity, gate)
-    bundle = verify_bundle(out, encoders, cohort.image(split.fidelity[0], "liver"))
+    bundle = verify_bundle(out, (encoders, head), cohort.image(split.fidelity[0], "liver"))
     record = record_export(run, bundle, split, [s for g in groups.values() for s in g.subject_ids], settings)
     if not fidelity.meets_bars and not settings.allow_fidelity_miss:
         raise FidelityMiss("; ".join(fidelity.misses))

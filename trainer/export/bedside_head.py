@@ -24,6 +24,7 @@ from clkl.tf_setup import keras
 from edge_runtime.bundle import head_input_indices
 from edge_runtime.contracts import VIEWS, BiasCorrection
 from edge_runtime.interpreter import make_interpreter
+from edge_runtime.uncertainty import ensemble_mean
 from trainer.config import ExportSettings
 from trainer.dataset import Cohort
 from trainer.export.conversion import ConvertedEncoders
@@ -48,10 +49,9 @@ class HeadKind(StrEnum):
 
 @dataclass
 class BedsideHead:
+    """One shipped head, converted to TFLite."""
+
     blob: bytes
-    kind: HeadKind
-    description: str  # what the head is, in words, for bundle.json and fidelity.md
-    bias: BiasCorrection | None
     interpreter: Any
     inputs: dict[str, int]  # view -> input tensor index
     outputs: dict[str, int]  # output name -> tensor index
@@ -68,16 +68,18 @@ class BedsideHead:
         return {k: np.asarray(v) for k, v in out.items()}
 
 
-def _bias_corrected(final: FinalModel, encoders: ConvertedEncoders) -> tuple[keras.Model, BiasCorrection]:
+def _feature_bias(final: FinalModel, encoders: ConvertedEncoders) -> tuple[list[np.ndarray], BiasCorrection]:
+    """The int8 encoder's mean feature error per view, measured on the calibration images."""
     stacked = np.stack(encoders.samples)
     bias = {}
     for view, name in encoders.files.items():
         if name not in bias:
             float_features = final.encoders[view].predict(stacked, batch_size=16, verbose=0)
             bias[name] = feature_bias(float_features, encoders.encode(view, encoders.samples))
-    head = shift_head_inputs(final.head, [bias[encoders.files[v]] for v in VIEWS])
     mean_bias = float(np.mean([np.abs(b).mean() for b in bias.values()]))
-    return head, BiasCorrection(images=len(encoders.samples), mean_abs_feature_bias=mean_bias)
+    return [bias[encoders.files[v]] for v in VIEWS], BiasCorrection(
+        images=len(encoders.samples), mean_abs_feature_bias=mean_bias
+    )
 
 
 def _qat_pairs(cohort: Cohort, final: FinalModel, train_ids: list[str], cap: int) -> list[tuple[str, int]]:
@@ -134,6 +136,21 @@ def _output_mapping(interpreter: Any, inputs: dict[str, int], keras_head: keras.
     return mapping
 
 
+@dataclass
+class BedsideEnsemble:
+    """The heads the bundle ships: its answer is their mean (edge_runtime.uncertainty.ensemble_mean)."""
+
+    members: list[BedsideHead]  # the head on the whole training group first, then the bagged ones
+    kind: HeadKind
+    description: str
+    bias: BiasCorrection | None
+
+    def run(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = [m.run(features) for m in self.members]
+        p, pdff = ensemble_mean(np.stack([o["p_fatty"] for o in outputs]), np.stack([o["pdff"] for o in outputs]))
+        return {"p_fatty": p, "pdff": pdff}
+
+
 def bedside_head(
     cohort: Cohort,
     final: FinalModel,
@@ -141,8 +158,9 @@ def bedside_head(
     train_ids: list[str],
     settings: ExportSettings,
     progress: bool,
-) -> BedsideHead:
-    """The shipped head: float, bias-corrected for an int8 encoder, optionally quantization-aware.
+) -> BedsideEnsemble:
+    """The shipped heads: float, bias-corrected for an int8 encoder; with --qat the first one quantization-aware
+    (the bagged ones stay bias-corrected float: their spread, not their rounding, is what they are for).
 
     Args:
         cohort: the run's preprocessed images (QAT encodes training images in int8).
@@ -152,26 +170,35 @@ def bedside_head(
         settings: int8 and --qat settings.
         progress: show progress bars.
     """
-    head, kind, bias = final.head, HeadKind.FLOAT, None
+    heads, kind, bias = final.heads, HeadKind.FLOAT, None
     if final.int8_encoder is not None:
         kind = HeadKind.INT8_FEATURES
     elif settings.int8:
-        head, bias = _bias_corrected(final, encoders)
+        shifts, bias = _feature_bias(final, encoders)
+        heads = [shift_head_inputs(h, shifts) for h in heads]
         kind = HeadKind.BIAS_CORRECTED
     description = str(kind)
     if settings.qat:
         desc = f"quantization-aware head ({settings.qat_epochs} epochs)"
         with tqdm(total=1, desc=desc, disable=not progress) as bar:
-            head, n_pairs = _quantization_aware(head, cohort, final, encoders, train_ids, settings)
+            heads[0], n_pairs = _quantization_aware(heads[0], cohort, final, encoders, train_ids, settings)
             bar.update(1)
         kind = HeadKind.QUANTIZATION_AWARE
         description = (
             f"quantization-aware fine-tuned on {n_pairs} int8 feature pairs; p_fatty output layer int8, "
             "the PDFF branch and the wide Dense(10) layers float32"
         )
-    blob = convert_qat_head(head) if settings.qat else convert_head(head)
+    probe = encoders.encode_views({v: [cohort.image(cohort.ids[0], v)] for v in VIEWS})
+    members = [_converted(h, settings.qat and k == 0, probe) for k, h in enumerate(heads)]
+    if len(members) > 1:
+        description += f"; an ensemble of {len(members)} heads ({len(members) - 1} bagged on subsamples)"
+    return BedsideEnsemble(members, kind, description, bias)
+
+
+def _converted(head: keras.Model, quantization_aware: bool, probe: dict[str, np.ndarray]) -> BedsideHead:
+    """One head as TFLite, its outputs matched to p_fatty and pdff."""
+    blob = convert_qat_head(head) if quantization_aware else convert_head(head)
     interpreter = make_interpreter(blob)
     inputs = head_input_indices(interpreter, Path("head.tflite"))
-    probe = encoders.encode_views({v: [cohort.image(cohort.ids[0], v)] for v in VIEWS})
     outputs = _output_mapping(interpreter, inputs, head, probe)
-    return BedsideHead(blob, kind, description, bias, interpreter, inputs, outputs)
+    return BedsideHead(blob, interpreter, inputs, outputs)

@@ -3,15 +3,16 @@ final two-output head on everyone else, exactly as the run was validated."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from calibration.split import ExportSplit
 from clkl.tf_setup import keras
 from edge_runtime.contracts import VIEWS
+from edge_runtime.uncertainty import ensemble_mean
 from trainer.config import ExportSettings, TrainConfig
-from trainer.crossval import finetune_fold, fit_head_on_features, predict_rows, targets
+from trainer.crossval import bagged_heads, finetune_fold, fit_head_on_features, predict_outputs, predict_rows, targets
 from trainer.dataset import Cohort
 from trainer.extraction import extract, run_encoders
 from trainer.features import FeatureEncoder, Int8Encoder
@@ -66,8 +67,14 @@ class FinalModel:
     encoders: dict[str, keras.Model]  # view -> float encoder (one shared object for a frozen backbone)
     head: keras.Model
     features: dict[str, np.ndarray] | None  # the head's cached training features (frozen backbone), for --qat
-    fidelity_outputs: dict[str, np.ndarray]  # the reference model's p_fatty and pdff of the fidelity subjects
+    fidelity_outputs: dict[str, np.ndarray]  # the reference ensemble's p_fatty and pdff of the fidelity subjects
     feature_encoder: FeatureEncoder | None = None  # where the head's features come from (frozen backbone)
+    bagged: list[keras.Model] = field(default_factory=list)  # heads bagged on subsamples of the training group
+
+    @property
+    def heads(self) -> list[keras.Model]:
+        """The ensemble, the head trained on the whole training group first."""
+        return [self.head, *self.bagged]
 
     @property
     def int8_encoder(self) -> Int8Encoder | None:
@@ -75,8 +82,9 @@ class FinalModel:
         return self.feature_encoder if isinstance(self.feature_encoder, Int8Encoder) else None
 
     def head_outputs(self, features: list[np.ndarray]) -> dict[str, np.ndarray]:
-        raw = self.head.predict(features, batch_size=256, verbose=0)
-        return {name: np.asarray(r).reshape(-1) for name, r in zip(("p_fatty", "pdff"), raw, strict=True)}
+        """The float ensemble's answer (edge_runtime.uncertainty.ensemble_mean) on both views' features."""
+        x = {f"features_{v}": f for v, f in zip(VIEWS, features, strict=True)}
+        return members_answer([predict_outputs(h, x, ("p_fatty", "pdff")) for h in self.heads])
 
     def reference_features(self, view: str, images: np.ndarray) -> np.ndarray:
         """The features the reference model sees: the float encoder's, or the run's int8 encoder's."""
@@ -107,9 +115,16 @@ def train_final_model(
     encoders = run_encoders(run)  # refuses a backbone (or int8 encoder) that is not the run's, before extracting
     feats = extract(cohort, config, encoders.features, progress)
     head, _ = fit_head_on_features(feats, y, train_rows, config, config.seed, "final head", progress)
-    fidelity_outputs = predict_rows(head, feats, fidelity_rows, config)
+    bagged = bagged_heads(feats, y, train_rows, config, (config.seed, "final bag"), progress)
+    fidelity_outputs = members_answer([predict_rows(h, feats, fidelity_rows, config) for h in [head, *bagged]])
     float_encoders = dict.fromkeys(VIEWS, encoders.frozen.model)
-    return FinalModel(config, float_encoders, head, feats, fidelity_outputs, encoders.features)
+    return FinalModel(config, float_encoders, head, feats, fidelity_outputs, encoders.features, bagged)
+
+
+def members_answer(members: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Each member's p_fatty and pdff -> the ensemble's (one head: its own)."""
+    p, pdff = ensemble_mean(np.stack([m["p_fatty"] for m in members]), np.stack([m["pdff"] for m in members]))
+    return {"p_fatty": p, "pdff": pdff}
 
 
 def _finetuned_final(

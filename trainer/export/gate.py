@@ -16,6 +16,7 @@ float-to-int8 gap sits between how they were fitted and how they are used.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,6 +36,7 @@ from edge_runtime.contracts import (
     ViewGateSpec,
 )
 from edge_runtime.gate import GUARD_LIMIT, Gate, SpeckleGuard, ViewHead, has_colour, speckle_texture, view_features
+from edge_runtime.preprocess import harmonise
 from trainer.dataset import Cohort
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.guard import SPECKLE_MIN_SUBJECTS, fit_features, fit_speckle
@@ -48,6 +50,23 @@ GUARD_METHOD = "PCA of standardised features: Mahalanobis distance per component
 SPECKLE_METHOD = "Mahalanobis distance of the standardised speckle autocorrelations (Ledoit-Wolf covariance)"
 
 
+SEVERE_LOOKS = (60.0, 120.0)  # grey levels lost at the sector bottom: how a severely fatty liver attenuates
+NOISE_FLOOR = 10.0  # grey level of the electronic noise the deep echoes sink into
+
+
+def attenuated(image: np.ndarray, loss: float, harmonisation: str) -> np.ndarray:
+    """A view frame as severe steatosis shows it: echoes fading with depth (the liver attenuates) into the noise
+    floor, so the diaphragm and the kidney's lower edge are lost; then harmonised as the bedside would. Teaching
+    the view head these keeps the sickest livers from being filed as 'other' (DESIGN.md, "The honest answer")."""
+    grey = image.astype(np.float32)
+    sector = image.max(axis=2, keepdims=True) > 0
+    ramp = loss * np.linspace(0.0, 1.0, image.shape[0], dtype=np.float32)[:, None, None]
+    rng = np.random.default_rng(zlib.crc32(image.tobytes()))
+    noise = np.abs(rng.normal(NOISE_FLOOR, NOISE_FLOOR / 2, image.shape[:2])).astype(np.float32)[..., None]
+    faded = np.where(sector, np.clip(np.maximum(grey - ramp, noise), 1, 255), 0).astype(np.uint8)
+    return harmonise(faded, harmonisation)
+
+
 @dataclass
 class GateFit:
     gate: Gate | None
@@ -56,7 +75,7 @@ class GateFit:
     report: GateFitReport
 
 
-def _frames(
+def frame_rows(
     cohort: Cohort, encoders: ConvertedEncoders, ids: list[str], views: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Features, class index and subject of every view and other frame of these subjects that reaches the head
@@ -71,14 +90,24 @@ def _frames(
     kept = {sid: [image for image in cohort.others.get(sid, []) if not has_colour(image)] for sid in ids}
     others = [image for sid in ids for image in kept[sid]]
     other_features = iter(encoders.encode(VIEWS[0], others) if others else [])
+    faded = {v: _severe_looks(cohort, encoders, ids, v) for v in VIEWS}
     rows, labels, groups = [], [], []
-    for i, sid in enumerate(ids):  # per subject: its views, then its other frames
+    for i, sid in enumerate(ids):  # per subject: its views (as shown, and as severe steatosis fades them), others
         shots = [(k, views[v][i]) for k, v in enumerate(VIEWS) if not has_colour(cohort.image(sid, v))]
+        shots += [
+            (k, faded[v][i * len(SEVERE_LOOKS) + j]) for k, v in enumerate(VIEWS) for j in range(len(SEVERE_LOOKS))
+        ]
         shots += [(VIEW_CLASSES.index(OTHER_VIEW), next(other_features)) for _ in kept[sid]]
         rows += [features for _, features in shots]
         labels += [label for label, _ in shots]
         groups += [sid] * len(shots)
     return np.stack(rows), np.array(labels), groups
+
+
+def _severe_looks(cohort: Cohort, encoders: ConvertedEncoders, ids: list[str], view: str) -> np.ndarray:
+    """Features of every subject's view frame at each severe-attenuation look, subject by subject."""
+    images = [attenuated(cohort.image(s, view), loss, cohort.harmonisation) for s in ids for loss in SEVERE_LOOKS]
+    return encoders.encode(view, images)
 
 
 VIEW_C = 1.0  # inverse L2 strength of the view head (chosen by subject-level CV: DESIGN.md, "The view gate")
@@ -169,11 +198,18 @@ def fit_view_gate(features: np.ndarray, labels: np.ndarray, groups: list[str]) -
     return head, spec
 
 
-def _guard(
+def fit_guard(
     encoders: ConvertedEncoders, cohort: Cohort, split: ExportSplit, views: dict[str, np.ndarray]
 ) -> tuple[Gate, GuardSpec, GuardFitReport]:
     """The guard's features and speckle parts, each at half the false-alarm target (so together at most the
-    target), and its false alarms on the fidelity subjects as the bedside scores them (clipping included)."""
+    target), and its false alarms on the fidelity subjects as the bedside scores them (clipping included).
+
+    Args:
+        encoders: the bundle's encoder (the fidelity frames still need encoding).
+        cohort: the preprocessed images of every subject named in ``split``.
+        split: train and calibration subjects fit the guard; fidelity subjects judge it.
+        views: view -> (fitted subjects, F) features, in the order of train + calibration.
+    """
     fitted = split.train + split.calibration
     guards = {view: fit_features(views[view], fitted, GUARD_FALSE_ALARMS / 2) for view in VIEWS}
     speckle = fit_speckle_parts(cohort, fitted)
@@ -222,11 +258,11 @@ def fit_gate(cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit) ->
         return GateFit(None, None, None, GateFitReport(skipped="one encoder per view: no shared features to gate on"))
     fitted = split.train + split.calibration
     views = {view: encoders.encode(view, [cohort.image(s, view) for s in fitted]) for view in VIEWS}  # once, for both
-    guarded, guard_spec, guard_report = _guard(encoders, cohort, split, views)
+    guarded, guard_spec, guard_report = fit_guard(encoders, cohort, split, views)
     with_others = [s for s in fitted if cohort.others.get(s)]
     head, view_spec, skipped = None, None, None
     if len(with_others) >= 2:
-        features, labels, groups = _frames(cohort, encoders, fitted, views)
+        features, labels, groups = frame_rows(cohort, encoders, fitted, views)
         head, view_spec = fit_view_gate(features, labels, groups)
     else:
         skipped = f"not fitted: {len(with_others)} subject(s) have view=other rows (2 needed)"

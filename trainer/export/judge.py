@@ -16,7 +16,7 @@ from calibration.split import ExportSplit
 from edge_runtime.contracts import VIEWS
 from trainer.config import ExportSettings
 from trainer.dataset import Cohort
-from trainer.export.bedside_head import OUTPUTS, BedsideHead
+from trainer.export.bedside_head import OUTPUTS, BedsideEnsemble
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.final_model import FinalModel
 
@@ -34,7 +34,7 @@ class FidelityGroup:
 
 
 def held_out_group(
-    cohort: Cohort, final: FinalModel, encoders: ConvertedEncoders, head: BedsideHead, split: ExportSplit
+    cohort: Cohort, final: FinalModel, encoders: ConvertedEncoders, head: BedsideEnsemble, split: ExportSplit
 ) -> FidelityGroup:
     """Args:
     cohort: the run's preprocessed images.
@@ -50,7 +50,7 @@ def held_out_group(
 
 
 def independent_group(
-    independent: Cohort, final: FinalModel, encoders: ConvertedEncoders, head: BedsideHead
+    independent: Cohort, final: FinalModel, encoders: ConvertedEncoders, head: BedsideEnsemble
 ) -> FidelityGroup:
     """Args:
     independent: an independent labelled cohort.
@@ -82,7 +82,7 @@ def judge_fidelity(
     groups: dict[str, FidelityGroup],
     final: FinalModel,
     encoders: ConvertedEncoders,
-    head: BedsideHead,
+    head: BedsideEnsemble,
     settings: ExportSettings,
     context: tuple[FidelityGroupSizes, GateFitReport],
 ) -> FidelityReport:

@@ -19,11 +19,14 @@ from calibration.fidelity import FidelityReport, markdown
 from calibration.split import ExportSplit, subject_hash
 from edge_runtime.bundle import Bundle, load_bundle, sha256_file
 from edge_runtime.contracts import (
+    AcceptanceCriteria,
     BundleFiles,
     BundleMeta,
     CalibrationInfo,
     ClassOutput,
     CvMetrics,
+    EnsembleHead,
+    EnsembleSpec,
     ExamCalibration,
     FeatureSpec,
     GuardSpec,
@@ -39,18 +42,20 @@ from edge_runtime.contracts import (
 from edge_runtime.gate import GATE_FILE
 from trainer.config import ExportSettings
 from trainer.exam_calibration import load_exam_calibration
-from trainer.export.bedside_head import BedsideHead, ExportError, HeadKind
+from trainer.export.bedside_head import BedsideEnsemble, ExportError, HeadKind
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.final_model import FinalModel, validated_outputs
 from trainer.export.gate import GateFit
 from trainer.export.guard import SPECKLE_MIN_SUBJECTS
 from trainer.runs import Run
+from trainer.site.criteria import default_criteria
 
 FIDELITY_FILES = ("fidelity.json", "fidelity.md")
 HEAD_FILE = "head.tflite"
+ENSEMBLE_METHOD = "mean of logits and of log(1 + PDFF) over the heads; spread = their standard deviation"
 
 
-def _encoder_kind(settings: ExportSettings, head: BedsideHead) -> str:
+def _encoder_kind(settings: ExportSettings, head: BedsideEnsemble) -> str:
     if not settings.int8:
         return "float32"
     if head.kind is HeadKind.INT8_FEATURES:
@@ -58,7 +63,7 @@ def _encoder_kind(settings: ExportSettings, head: BedsideHead) -> str:
     return "int8 full-integer post-training quantization"
 
 
-def _quantization(encoders: ConvertedEncoders, head: BedsideHead, settings: ExportSettings) -> Quantization:
+def _quantization(encoders: ConvertedEncoders, head: BedsideEnsemble, settings: ExportSettings) -> Quantization:
     probe = next(iter(encoders.runners.values()))
     return Quantization(
         encoder=_encoder_kind(settings, head),
@@ -126,13 +131,21 @@ class ModelParts:
     export: dict[str, Any]
     exam: ExamCalibration
     scanners: dict[str, Any]
+    ensemble: EnsembleSpec | None
+    acceptance: AcceptanceCriteria | None
 
     def as_fields(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def describe_bundle(
-    run: Run, final: FinalModel, encoders: ConvertedEncoders, head: BedsideHead, split: ExportSplit, settings, out: Path
+    run: Run,
+    final: FinalModel,
+    encoders: ConvertedEncoders,
+    head: BedsideEnsemble,
+    split: ExportSplit,
+    settings,
+    out: Path,
 ) -> ModelParts:
     """bundle.json's typed parts that the model itself decides; the gate, the guard, the files and their hashes
     join them when the bundle is written (:func:`write_bundle` builds BundleMeta once, from all of them).
@@ -148,6 +161,7 @@ def describe_bundle(
     """
     probe = next(iter(encoders.runners.values()))
     report = json.loads((run.path / "report.json").read_text())
+    exam = load_exam_calibration(run.path)
     return ModelParts(
         name=settings.name or out.name,
         version=settings.version,
@@ -159,7 +173,7 @@ def describe_bundle(
             pooling=final.config.pooling,
         ),
         outputs=_outputs(run, settings),
-        head_outputs=HeadOutputs(**head.outputs),
+        head_outputs=HeadOutputs(**head.members[0].outputs),
         quantization=_quantization(encoders, head, settings),
         calibration=_calibration(split),
         training=_training(run, final),
@@ -170,15 +184,35 @@ def describe_bundle(
             fold_mean_sd=report.get("fold_mean_sd"),
         ),
         export=settings.model_dump(mode="json"),
-        exam=load_exam_calibration(run.path),
+        exam=exam,
         scanners=run.scanners,
+        ensemble=_ensemble(head, final.config.ensemble_subsample),
+        acceptance=default_criteria(report.get("pooled") or {}, interval_coverage(exam)),
     )
+
+
+def interval_coverage(exam: ExamCalibration) -> float | None:
+    """The PDFF interval's declared coverage, whichever interval the bundle states."""
+    stated = exam.pdff_normalised or exam.pdff_interval
+    return stated.coverage if stated is not None else None
+
+
+def _ensemble(head: BedsideEnsemble, subsample: float) -> EnsembleSpec | None:
+    """The bagged heads beside files.head, with their output indices; None for a single head."""
+    if len(head.members) < 2:
+        return None
+    heads = [EnsembleHead(file=bag_file(m), **member.outputs) for m, member in enumerate(head.members[1:], start=1)]
+    return EnsembleSpec(method=ENSEMBLE_METHOD, subsample=subsample, heads=heads)
+
+
+def bag_file(member: int) -> str:
+    return f"head_bag{member}.tflite"
 
 
 def write_bundle(
     out: Path,
     parts: ModelParts,
-    models: tuple[ConvertedEncoders, BedsideHead],
+    models: tuple[ConvertedEncoders, BedsideEnsemble],
     fidelity: FidelityReport,
     gate: GateFit,
 ) -> BundleMeta:
@@ -195,7 +229,10 @@ def write_bundle(
     out.mkdir(parents=True, exist_ok=True)
     for name, blob in encoders.blobs.items():
         (out / name).write_bytes(blob)
-    (out / HEAD_FILE).write_bytes(head.blob)
+    (out / HEAD_FILE).write_bytes(head.members[0].blob)
+    bags = [bag_file(m) for m in range(1, len(head.members))]
+    for name, member in zip(bags, head.members[1:], strict=True):
+        (out / name).write_bytes(member.blob)
     (out / FIDELITY_FILES[0]).write_text(fidelity.model_dump_json(indent=2))
     (out / FIDELITY_FILES[1]).write_text(markdown(fidelity) + gate_markdown(gate.view_gate, gate.guard))
     has_gate = gate.gate is not None and (gate.view_gate is not None or gate.guard is not None)
@@ -204,7 +241,7 @@ def write_bundle(
     files = BundleFiles(
         encoder=encoders.files, head=HEAD_FILE, fidelity=FIDELITY_FILES[0], gate=GATE_FILE if has_gate else None
     )
-    listed = sorted({*encoders.blobs, HEAD_FILE, *FIDELITY_FILES, *([GATE_FILE] if has_gate else [])})
+    listed = sorted({*encoders.blobs, HEAD_FILE, *bags, *FIDELITY_FILES, *([GATE_FILE] if has_gate else [])})
     meta = BundleMeta(
         **parts.as_fields(),
         files=files,
@@ -242,15 +279,21 @@ def gate_markdown(view_gate: ViewGateSpec | None, guard: GuardSpec | None) -> st
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def verify_bundle(out: Path, encoders: ConvertedEncoders, check_image: np.ndarray) -> Bundle:
-    """Load the bundle as the bedside does and prove it computes exactly the features export judged."""
+def verify_bundle(out: Path, models: tuple[ConvertedEncoders, BedsideEnsemble], check_image: np.ndarray) -> Bundle:
+    """Load the bundle as the bedside does and prove it computes exactly the features and answer export judged."""
+    encoders, head = models
     bundle = load_bundle(out)
+    features = {}
     for view in bundle.encoders:
-        bedside = bundle.encode(view, check_image)
+        features[view] = bundle.encode(view, check_image)
         exported = encoders.encode(view, [check_image])[0]
-        worst = float(np.max(np.abs(bedside - exported)))
+        worst = float(np.max(np.abs(features[view] - exported)))
         if worst > 1e-6:
             raise ExportError(f"{out}: the bedside's {view} features differ from export's by up to {worst:g}")
+    bedside = bundle.answer(features)
+    judged = head.run({v: f[None] for v, f in features.items()})
+    if abs(bedside.p_fatty - judged["p_fatty"][0]) > 1e-6 or abs(bedside.pdff - judged["pdff"][0]) > 1e-4:
+        raise ExportError(f"{out}: the bedside's ensemble answers {bedside} where export judged {judged}")
     return bundle
 
 

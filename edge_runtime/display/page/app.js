@@ -14,22 +14,27 @@ const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&
 const fmt = (x, digits) => (x === null || x === undefined ? "n/a" : Number(x).toFixed(digits));
 const nowS = () => Date.now() / 1000;
 
+const coverageLabel = (c) => (c ? `${Math.round(100 * c)} % of patients like this one` : "interval");
+
 function callBlock(result) {
   const exam = result.exam;
   if (exam && exam.call) {
-    const [plo, phi] = exam.p_fatty_interval || [exam.p_fatty, exam.p_fatty];
     const [flo, fhi] = exam.pdff_interval || [exam.pdff, exam.pdff];
     const held = exam.stable_since ? `stable ${Math.max(0, result.frames[result.trigger].ts - exam.stable_since).toFixed(0)} s` : "";
+    const pdff = `PDFF ${fmt(exam.pdff, 1)} % [${fmt(flo, 1)}-${fmt(fhi, 1)}] <span class="label">${coverageLabel(exam.pdff_coverage)}</span>`;
+    const set = exam.class_set ? `${exam.class_set.join(" or ") || "neither class"} at ${Math.round(100 * exam.coverage)} %` : "";
+    const unsure = exam.call === "indeterminate";
     return {
-      cls: exam.call, label: exam.call.toUpperCase(),
-      numbers: `PDFF ${fmt(exam.pdff, 1)} % [${fmt(flo, 1)}-${fmt(fhi, 1)}] &middot; p ${fmt(exam.p_fatty, 2)} [${fmt(plo, 2)}-${fmt(phi, 2)}]`,
+      cls: exam.call, label: unsure ? "INDETERMINATE" : exam.call.toUpperCase(),
+      sub: unsure ? "the model cannot tell" : (exam.coverage ? `earned at ${Math.round(100 * exam.coverage)} %` : ""),
+      numbers: `${pdff} &middot; p ${fmt(exam.p_fatty, 2)}${set ? " &middot; " + esc(set) : ""}`,
       reason: `${exam.n_pairs} pairs, ${held}${exam.reason ? " &middot; " + esc(exam.reason) : ""}`,
       flags: (exam.discordant ? '<span class="discordant">DISCORDANT: PDFF and call disagree</span> ' : "") + (exam.calibrated ? "" : "uncalibrated p_fatty"),
     };
   }
   const pair = result.fatty ? "fatty" : "normal"; // no exam answer yet: show the latest pair, marked as such
   return {
-    cls: "waiting", label: `pair: ${pair}`,
+    cls: "waiting", label: `pair: ${pair}`, sub: "one pair, not an exam answer",
     numbers: `PDFF ${fmt(Math.max(0, result.pdff), 1)} % &middot; p ${fmt(result.p_fatty, 2)} (one pair)`,
     reason: exam ? esc(exam.reason || "") : "",
     flags: "",
@@ -69,6 +74,7 @@ function card(s) {
   return `<section class="card" data-session="${esc(s.session)}">
     <h2>${esc(s.session)}</h2>
     <div class="call ${c.cls}" data-call="${c.cls}">${c.label}</div>
+    <div class="sub">${esc(c.sub)}</div>
     <div class="numbers">${c.numbers}</div>
     <div class="reason">${c.reason}</div>
     <div class="flags">${c.flags}</div>

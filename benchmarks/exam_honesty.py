@@ -1,0 +1,270 @@
+"""`benchmarks exam-honesty`: is every definite answer earned, is "indeterminate" said when the model cannot tell,
+and do the sickest livers get an answer?
+
+An independent phantom cohort (a seed the model never saw; by default 70 % fatty, severity-rich) is played as
+whole live exams with view 'auto', all at once, on the runtime's own pipeline (benchmarks.exams). Reported:
+
+- per exam: the truth, the final call and its class set, the PDFF estimate and its interval;
+- the share of exams with a definite call and how many of those are wrong; the risk-coverage curve (accuracy of
+  the definite calls against the share of exams that get one) with the bundle's operating point marked;
+- coverage of the class sets and of the PDFF intervals, overall, per vendor and per PDFF band;
+- per PDFF band: view recall, other frames admitted, the guard's flags, and the share of exams with a call.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from benchmarks.common import machine, write_reports
+from benchmarks.exams import PlayedExam, play_exams
+from edge_runtime.bundle import load_bundle
+from edge_runtime.contracts import FATTY_PDFF, VIEWS, Count
+from phantom.stream import EXAM_SCRIPT, StreamCohort, prepare_sessions
+
+BANDS = ((0.0, 5.0, "<5"), (5.0, 10.0, "5-10"), (10.0, 15.0, "10-15"), (15.0, 101.0, ">=15"))
+SEVERE_PDFF = 15.0
+
+
+def band_of(pdff: float) -> str:
+    return next(name for lo, hi, name in BANDS if lo <= pdff < hi)
+
+
+def class_set(exam: Any) -> list[str]:
+    """The exam's class set: the bundle's conformal set when it states one, else the call itself."""
+    stated = getattr(exam, "class_set", None)
+    if stated is not None:
+        return list(stated)
+    return [exam.call] if exam.call in ("fatty", "normal") else ["fatty", "normal"]
+
+
+def score_exam(played: PlayedExam) -> dict[str, Any]:
+    """One exam against its truth, from the final record the runtime wrote."""
+    truth, exam = played.session.subject, played.final.exam
+    true_call = "fatty" if truth.fatty else "normal"
+    lo, hi = exam.pdff_interval or (float("nan"), float("nan"))
+    return {
+        "session": played.session.name,
+        "pdff": truth.pdff,
+        "vendor": truth.vendor,
+        "band": band_of(truth.pdff),
+        "results": len(played.results),
+        "call": exam.call,
+        "definite": exam.call in ("fatty", "normal"),
+        "correct": exam.call == true_call,
+        "class_set": class_set(exam),
+        "set_covers": true_call in class_set(exam),
+        "p_fatty": exam.p_fatty,
+        "exam_pdff": exam.pdff,
+        "pdff_interval": [lo, hi],
+        "interval_width": hi - lo,
+        "interval_covers": bool(lo <= truth.pdff <= hi),
+        "reason": exam.reason,
+    }
+
+
+def frame_audit(exams: list[PlayedExam]) -> dict[str, Any]:
+    """Gate and guard on every frame of these exams (repeats of a frozen frame are neither hits nor misses)."""
+    fates = [f for e in exams for f in e.frames if Count.FRAMES_REPEATED not in f.counted]
+    views = [f for f in fates if f.shows in VIEWS]
+    others = [f for f in fates if f.shows not in VIEWS]
+    filed = [f for f in views if f.filed is not None]
+    return {
+        "view_frames": len(views),
+        "view_recall": float(np.mean([f.filed == f.shows for f in views])) if views else None,
+        "other_frames": len(others),
+        "other_admitted": float(np.mean([f.filed is not None for f in others])) if others else None,
+        "guard_flagged": float(np.mean([bool(f.outside) for f in filed])) if filed else None,
+        "view_frames_missed_as": dict(Counter(str(f.filed) for f in views if f.filed != f.shows)),
+    }
+
+
+def share(rows: list[dict[str, Any]], key: str, where: Callable[[dict], bool] = lambda r: True) -> float | None:
+    chosen = [r for r in rows if where(r)]
+    return float(np.mean([r[key] for r in chosen])) if chosen else None
+
+
+def median_width(rows: list[dict[str, Any]]) -> float | None:
+    """The median PDFF interval width over the exams that state one (an exam without a call states none)."""
+    widths = [r["interval_width"] for r in rows if np.isfinite(r["interval_width"])]
+    return float(np.median(widths)) if widths else None
+
+
+def summary_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    definite = [r for r in rows if r["definite"]]
+    severe = [r for r in rows if r["pdff"] >= SEVERE_PDFF]
+    return {
+        "exams": len(rows),
+        "definite_share": len(definite) / len(rows),
+        "definite_wrong_share": float(np.mean([not r["correct"] for r in definite])) if definite else None,
+        "definite_wrong": sum(not r["correct"] for r in definite),
+        "severe_exams": len(severe),
+        "severe_with_results_and_call": sum(r["results"] > 0 and r["call"] is not None for r in severe),
+        "severe_definite": sum(r["definite"] for r in severe),
+        "pdff_interval_median_width": median_width(rows),
+        "pdff_interval_coverage": share(rows, "interval_covers"),
+        "class_set_coverage": share(rows, "set_covers"),
+    }
+
+
+def breakdown(rows: list[dict[str, Any]], exams: dict[str, PlayedExam], key: str) -> dict[str, dict[str, Any]]:
+    """Coverage, calls and the gate's and guard's frame figures for each value of ``key`` (band or vendor)."""
+    out = {}
+    for value in dict.fromkeys(r[key] for r in sorted(rows, key=lambda r: r["pdff"])):
+        chosen = [r for r in rows if r[key] == value]
+        out[value] = {
+            "exams": len(chosen),
+            "with_call": float(np.mean([r["call"] is not None for r in chosen])),
+            "definite_share": share(chosen, "definite"),
+            "definite_correct": share(chosen, "correct", lambda r: r["definite"]),
+            "class_set_coverage": share(chosen, "set_covers"),
+            "pdff_interval_coverage": share(chosen, "interval_covers"),
+            "pdff_interval_median_width": median_width(chosen),
+            **frame_audit([exams[r["session"]] for r in chosen]),
+        }
+    return out
+
+
+def risk_coverage(rows: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(share of exams with a definite call, accuracy of those calls) as the confidence needed for a call falls: the
+    most confident exams first, each called by its p_fatty's side of 0.5."""
+    scored = [r for r in rows if r["p_fatty"] is not None]
+    order = sorted(scored, key=lambda r: -abs(r["p_fatty"] - 0.5))
+    truth = [r["pdff"] >= FATTY_PDFF for r in order]
+    said = [r["p_fatty"] >= 0.5 for r in order]
+    hits = np.cumsum([t == s for t, s in zip(truth, said, strict=True)])
+    return [(k / len(rows), float(hits[k - 1] / k)) for k in range(1, len(order) + 1)]
+
+
+def curve_plot(path: Path, curve: list[tuple[float, float]], point: tuple[float, float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    ax.plot([c for c, _ in curve], [a for _, a in curve], color="tab:blue", label="calling the most confident first")
+    ax.plot(*point, "o", color="tab:red", ms=8, label=f"the bundle: {point[0]:.0%} called, {point[1]:.1%} right")
+    ax.axhline(0.95, color="grey", ls="--", lw=0.8, label="95 % of definite calls right")
+    ax.axvline(0.70, color="grey", ls=":", lw=0.8, label="70 % of exams called")
+    ax.set(xlabel="share of exams with a definite call", ylabel="accuracy of definite calls", ylim=(0.5, 1.01))
+    ax.set_title("Risk-coverage of the exam answer")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _pp(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} pp"
+
+
+def _missed(counts: dict[str, int]) -> str:
+    """Where the view frames the gate got wrong went: 'None' is kept out (below the floor or other checks)."""
+    return ", ".join(f"{'kept out' if k == 'None' else k} {n}" for k, n in sorted(counts.items())) or "none"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s, cpu = result["summary"], result["machine"]
+    lines = [
+        "# Honest exam answers (exam-honesty)",
+        "",
+        f"{s['exams']} exams of {result['seconds']:g} s at once, view 'auto', {result['fps_per_exam']:g} frames/s "
+        f"per exam; cohort seed {result['seed']}, {result['prevalence']:.0%} fatty, {result['pdff_distribution']}; "
+        f"bundle `{result['bundle']}`. CPU: {cpu['cpu']}, flags {' '.join(cpu['flags'])}.",
+        "",
+        f"- definite calls: {_pct(s['definite_share'])} of exams; wrong: {s['definite_wrong']} "
+        f"({_pct(s['definite_wrong_share'])} of definite calls)",
+        f"- PDFF >= {SEVERE_PDFF:g} %: {s['severe_with_results_and_call']} of {s['severe_exams']} exams have results "
+        f"and a call ({s['severe_definite']} definite)",
+        f"- 90 % PDFF interval: median width {_pp(s['pdff_interval_median_width'])}, covers the truth in "
+        f"{_pct(s['pdff_interval_coverage'])} of exams",
+        f"- class sets cover the truth in {_pct(s['class_set_coverage'])} of exams",
+        "",
+        "| PDFF band | exams | with a call | definite | definite right | set covers | interval covers | "
+        "median width | view recall | view frames missed as | other admitted | guard flags |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for band, b in result["per_band"].items():
+        lines.append(
+            f"| {band} | {b['exams']} | {_pct(b['with_call'])} | {_pct(b['definite_share'])} | "
+            f"{_pct(b['definite_correct'])} | {_pct(b['class_set_coverage'])} | {_pct(b['pdff_interval_coverage'])} | "
+            f"{_pp(b['pdff_interval_median_width'])} | {_pct(b['view_recall'])} | "
+            f"{_missed(b['view_frames_missed_as'])} | {_pct(b['other_admitted'])} | {_pct(b['guard_flagged'])} |"
+        )
+    lines += ["", "| vendor | exams | definite | set covers | interval covers |", "| --- | --- | --- | --- | --- |"]
+    for vendor, v in result["per_vendor"].items():
+        lines.append(
+            f"| {vendor} | {v['exams']} | {_pct(v['definite_share'])} | {_pct(v['class_set_coverage'])} | "
+            f"{_pct(v['pdff_interval_coverage'])} |"
+        )
+    lines += ["", "| exam | PDFF | call | class set | p | exam PDFF [90 %] | reason |"]
+    lines += ["| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in result["exams"]:
+        lo, hi = r["pdff_interval"]
+        p = "n/a" if r["p_fatty"] is None else f"{r['p_fatty']:.3f}"
+        pdff = "n/a" if r["exam_pdff"] is None else f"{r['exam_pdff']:.1f} [{lo:.1f}, {hi:.1f}]"
+        lines.append(
+            f"| {r['session']} | {r['pdff']:.1f} | {r['call']} | {'/'.join(r['class_set'])} | {p} | {pdff} | "
+            f"{r['reason'] or ''} |"
+        )
+    return "\n".join([*lines, ""])
+
+
+@click.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False), required=True)
+@click.option("--sessions", type=click.IntRange(1, 400), default=50, show_default=True)
+@click.option("--seed", type=int, default=2024, show_default=True, help="Cohort seed (not a training seed).")
+@click.option("--prevalence", type=click.FloatRange(0, 1), default=0.7, show_default=True)
+@click.option("--pdff-distribution", type=click.Choice(["paper", "severity-rich"]), default="severity-rich")
+@click.option("--seconds", type=click.FloatRange(5), default=50, show_default=True, help="Frame time per exam.")
+@click.option("--fps-per-exam", type=click.FloatRange(0.1), default=1.0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/benchmarks/exam_honesty")
+def main(
+    bundle_dir: str,
+    sessions: int,
+    seed: int,
+    prevalence: float,
+    pdff_distribution: str,
+    seconds: float,
+    fps_per_exam: float,
+    out_dir: str,
+) -> None:
+    """Play an independent cohort as live exams and score the honesty of the answers; writes exam_honesty.*."""
+    shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
+    cohort = StreamCohort(seed, prevalence, pdff_distribution)
+    click.echo(f"rendering {sessions} exams...", err=True)
+    exams = prepare_sessions(sessions, cohort, 2, shots=shots)
+    played = play_exams(load_bundle(bundle_dir), exams, seconds, fps_per_exam)
+    rows = [score_exam(e) for e in played.values()]
+    summary = summary_of(rows)
+    curve = risk_coverage(rows)
+    point = (summary["definite_share"], 1 - (summary["definite_wrong_share"] or 0.0))
+    result = {
+        "bundle": bundle_dir,
+        "seed": seed,
+        "prevalence": prevalence,
+        "pdff_distribution": pdff_distribution,
+        "seconds": seconds,
+        "fps_per_exam": fps_per_exam,
+        "machine": machine(),
+        "summary": summary,
+        "per_band": breakdown(rows, played, "band"),
+        "per_vendor": breakdown(rows, played, "vendor"),
+        "risk_coverage": curve,
+        "operating_point": point,
+        "exams": rows,
+    }
+    out = Path(out_dir)
+    write_reports(out, "exam_honesty", result, markdown(result))
+    curve_plot(out / "exam_honesty.png", curve, point)
+    click.echo(markdown(result))

@@ -1,0 +1,95 @@
+"""`trainer site-adapt`: a bundle adapted to a CANON-like scanner from 8 local subjects is a verified bundle like
+any other, naming its parent, its local evidence and its nested before/after figures; what it must not adapt on
+is refused by name with nothing written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import invoke_trainer
+
+pytestmark = pytest.mark.slow
+
+CANON = "phantom-canon-1280x800"
+
+
+@pytest.fixture(scope="module")
+def canon_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight subjects (4 fatty) on a scanner the tiny bundle never saw, with their own ids."""
+    from phantom.cohort import CohortForm, generate_cohort
+
+    out = tmp_path_factory.mktemp("canon-site")
+    form = CohortForm(layouts=(CANON,), other_frames=1, id_prefix="CN")
+    generate_cohort(out, 8, seed=515, prevalence=0.5, with_masks=False, form=form)
+    return out
+
+
+def _adapt(bundle_dir: Path, out: Path, *extra: str):
+    return invoke_trainer("site-adapt", "--bundle", str(bundle_dir), "--out", str(out), *extra)
+
+
+def test_an_adapted_bundle_is_verified_and_names_its_parent_and_evidence(
+    bundle_dir: Path, run_dir: Path, canon_site: Path, tmp_path: Path
+) -> None:
+    from edge_runtime.bundle import load_bundle
+
+    out = tmp_path / "adapted"
+    args = ["--run", str(run_dir), "--manifest", str(canon_site / "manifest.csv")]
+    result = _adapt(bundle_dir, out, *args, "--profiles", str(canon_site / "profiles.json"), "--site", "ward-7")
+    assert result.exit_code == 0, result.output
+    parent, adapted = load_bundle(bundle_dir), load_bundle(out)  # loading verifies every hash
+    site = adapted.meta.site
+    assert adapted.version == "0.2.0" and site.site == "ward-7" and site.labelled_subjects == 8
+    parent_json = (bundle_dir / "bundle.json").read_bytes()
+    import hashlib
+
+    assert site.parent_sha256 == hashlib.sha256(parent_json).hexdigest()
+    assert {"exam_calibration", "guard", "view_gate", "scanners"} <= set(site.adapted)
+    assert len(site.subject_id_sha256) == 8 and "CN0001" not in json.dumps(site.model_dump(mode="json"))
+    assert set(site.before) == set(site.after) and "balanced_accuracy" in site.after
+    assert CANON in adapted.meta.scanners and set(parent.meta.scanners) <= set(adapted.meta.scanners)
+    for name in (*parent.meta.files.encoder.values(), parent.meta.files.head):  # the models are the parent's
+        assert (out / name).read_bytes() == (bundle_dir / name).read_bytes()
+    assert adapted.meta.exam != parent.meta.exam
+    assert adapted.model_info.site == "ward-7" and "adapted to site ward-7" in adapted.validation
+    assert "nested figures" in result.output and "before" in result.output
+
+
+def _subset(manifest: Path, dst: Path, keep, blank_pdff: bool = False) -> Path:
+    rows = [r for r in csv.DictReader(manifest.open()) if keep(r["subject_id"])]
+    for row in rows:
+        row["pdff"] = "" if blank_pdff else row["pdff"]
+    with dst.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return dst
+
+
+def test_what_site_adapt_must_not_adapt_on_is_refused_by_name(
+    bundle_dir: Path, run_dir: Path, canon_site: Path, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    manifest, profiles = canon_site / "manifest.csv", ["--profiles", str(canon_site / "profiles.json")]
+    out = tmp_path / "never"
+    unlabelled = _subset(manifest, canon_site / "unlabelled.csv", lambda s: True, blank_pdff=True)
+    few = _subset(manifest, canon_site / "few.csv", lambda s: s <= "CN0005")
+    other_run = tmp_path / "other-run"
+    shutil.copytree(run_dir, other_run)
+    split = json.loads((other_run / "split.json").read_text())
+    split["train"] = split["train"][1:]
+    (other_run / "split.json").write_text(json.dumps(split))
+    cases = {
+        "have no MRI-PDFF": ["--manifest", str(unlabelled), *profiles],
+        "adaptation needs at least 8": ["--manifest", str(few), *profiles],
+        "local subjects the run trained on": ["--run", str(run_dir), "--manifest", str(tiny_cohort / "manifest.csv")],
+        "did not make": ["--run", str(other_run), "--manifest", str(manifest), *profiles],
+        CANON: ["--manifest", str(manifest)],  # no profile for the site's console: it cannot be cropped
+    }
+    for said, args in cases.items():
+        result = _adapt(bundle_dir, out, *args)
+        assert result.exit_code != 0 and said in result.output, (said, result.output)
+        assert "Traceback" not in result.output and not out.exists()

@@ -1,0 +1,351 @@
+"""`trainer site-adapt`: a bundle adapted to a new scanner or site from a handful of its own exams, shipped as a new
+bundle with its parent, its local evidence and its before/after figures in bundle.json's `site` section.
+
+What is refitted, and why (docs/DESIGN.md, "A new scanner at a site"):
+- the exam calibration (Platt on both outputs, the PDFF recalibration, class sets and intervals) on the local
+  labelled subjects: a new scanner keeps the model's ranking but moves its operating point and PDFF scale;
+- the guard, on the run's training frames plus the local ones (labelled and unlabelled), so the site's
+  appearance is in distribution while foreign appearance is still flagged (needs `--run`);
+- the scanner list, so the bedside accepts the site's consoles.
+The encoder and heads are the parent's, byte for byte. Every `after` figure is nested: local subjects are split
+into folds, the adaptation is fitted without each fold and scored on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from calibration.split import subject_hash
+from edge_runtime.bundle import Bundle, load_bundle
+from edge_runtime.config import ExamPolicy
+from edge_runtime.contracts import BundleMeta, ExamCalibration, SiteAdaptation
+from edge_runtime.errors import FattyLiverError
+from edge_runtime.exam import ExamModel
+from edge_runtime.gate import GATE_FILE, Gate
+from edge_runtime.profiles import load_profiles, profiles_mapping
+from trainer.config import TrainConfig
+from trainer.dataset import Cohort, read_cohort
+from trainer.exam_calibration import measure
+from trainer.runs import Run, open_run
+from trainer.site.bedside import RawAnswer, SubjectAnswer, arrays, exam_model, run_cohort, state
+from trainer.site.check import site_metrics
+from trainer.site.criteria import judge
+from trainer.site.gate_refit import GateRefit, gate_refit, run_split
+
+MIN_LABELLED = 8  # and at least 3 of each class: fewer cannot fit a calibrator and score it on held-out subjects
+MIN_PER_CLASS = 3
+LOCAL_FOLDS = 4
+
+
+class SiteAdaptError(FattyLiverError):
+    """The adaptation cannot be made on this input (the message says why); nothing was written."""
+
+
+@dataclass
+class Local:
+    """The site's subjects and what the parent bundle gives for them."""
+
+    labelled: Cohort | None
+    unlabelled: Cohort | None
+    raw: list[RawAnswer]  # labelled subjects, in cohort order
+    raw_unlabelled: list[RawAnswer]
+
+
+def attainable_coverage(subjects: int, requested: float) -> float:
+    """The highest class-set coverage n calibration subjects can certify (n / (n + 1)), at most the one asked for."""
+    return min(requested, math.floor(100 * subjects / (subjects + 1)) / 100)
+
+
+def local_folds(fatty: np.ndarray, folds: int = LOCAL_FOLDS) -> np.ndarray:
+    """Fold of each local subject, each class dealt round the folds so every training part holds both."""
+    out = np.empty(len(fatty), dtype=int)
+    for group in (np.flatnonzero(fatty), np.flatnonzero(~fatty)):
+        out[group] = np.arange(len(group)) % folds
+    return out
+
+
+def calibration_rows(cohort: Cohort, raw: list[RawAnswer], folds: np.ndarray) -> list[dict[str, Any]]:
+    """The local subjects as the rows the run's exam calibration is fitted on (trainer.exam_calibration)."""
+    return [
+        {
+            "pdff": float(s.pdff),
+            "fold": int(k),
+            "vendor": s.vendor,
+            "p_fatty_ensemble": r.members.p_fatty,
+            "pdff_ensemble": r.members.pdff,
+            "log_pdff_spread": r.members.log_pdff_spread,
+        }
+        for s, r, k in zip(cohort.subjects, raw, folds, strict=True)
+    ]
+
+
+def fit_calibration(bundle: Bundle, rows: list[dict[str, Any]]) -> tuple[ExamModel, ExamCalibration]:
+    """The exam calibration refitted on these local subjects, as the bedside will apply it. Each statement's
+    coverage is the highest these few subjects certify: the class sets' from all of them, the intervals' from
+    the fewest any of its cross-fitted parts is fitted on (else the conformal quantile is unbounded)."""
+    sets = bundle.meta.exam.class_sets
+    stated = bundle.meta.exam.pdff_normalised or bundle.meta.exam.pdff_interval
+    folds = [r["fold"] for r in rows]
+    inner = len(rows) - max(folds.count(k) for k in set(folds))
+    config = TrainConfig(task="both", class_coverage=attainable_coverage(len(rows), sets.coverage if sets else 0.95))
+    interval = attainable_coverage(inner, stated.coverage if stated else 0.9)
+    calibration, _ = measure(rows, config, interval_coverage=interval)
+    return ExamModel.from_bundle(calibration, bundle.threshold, ExamPolicy()), calibration
+
+
+def check_inputs(bundle: Bundle, run: Run | None, local: list[Cohort]) -> None:
+    """A run that did not make this bundle, or local subjects the run trained on, are refused by name."""
+    if run is None:
+        return
+    trained = subject_hash(run_split(run).train)
+    if trained != bundle.meta.calibration.train_subject_id_sha256 or run.weights_id != bundle.meta.training.weights_id:
+        raise SiteAdaptError(f"{run.path} did not make {bundle.root}: their training subjects or weights differ")
+    run_ids = {s for fold in run.folds for s in fold}
+    run_images = set(run.digests.values())
+    for cohort in local:
+        ids = sorted(set(cohort.ids) & run_ids)
+        images = sorted(k[0] for k, d in cohort.digests.items() if d in run_images)
+        if ids or images:
+            named = ", ".join((ids or images)[:5])
+            raise SiteAdaptError(f"local subjects the run trained on ({'ids' if ids else 'images'}): {named}")
+
+
+def read_local(
+    bundle: Bundle, manifest: str | None, unlabelled: str | None, profiles: str | None
+) -> tuple[Cohort | None, Cohort | None]:
+    """The labelled local subjects (every one with MRI-PDFF, enough of each class) and any unlabelled exams.
+
+    Args:
+        bundle: the parent bundle (its harmonisation and PDFF line).
+        manifest: the labelled local manifest, or None.
+        unlabelled: a manifest of local exams without MRI-PDFF, or None.
+        profiles: a profiles file for the site's consoles.
+    """
+    known = load_profiles(profiles)
+    labelled = read_cohort(manifest, known, harmonisation=bundle.harmonisation) if manifest else None
+    extra = read_cohort(unlabelled, known, harmonisation=bundle.harmonisation) if unlabelled else None
+    if labelled is not None:
+        missing = [s.subject_id for s in labelled.subjects if s.pdff is None]
+        if missing:
+            raise SiteAdaptError(
+                f"{manifest}: {len(missing)} subjects have no MRI-PDFF ({', '.join(missing[:5])}); give unlabelled "
+                "exams with --unlabelled"
+            )
+        fatty = labelled.pdff() >= bundle.meta.exam.fatty_pdff
+        if len(fatty) < MIN_LABELLED or min(fatty.sum(), (~fatty).sum()) < MIN_PER_CLASS:
+            raise SiteAdaptError(
+                f"{manifest}: {len(fatty)} labelled subjects ({int(fatty.sum())} fatty); adaptation needs at least "
+                f"{MIN_LABELLED}, with {MIN_PER_CLASS} of each class"
+            )
+    if labelled is None and extra is None:
+        raise SiteAdaptError("nothing to adapt on: give --manifest (labelled) and/or --unlabelled")
+    return labelled, extra
+
+
+def nested_answers(bundle: Bundle, local: Local, refit: GateRefit | None) -> list[SubjectAnswer]:
+    """Each labelled local subject scored by an adaptation (calibration and guard) fitted without its fold."""
+    cohort = local.labelled
+    folds = local_folds(cohort.pdff() >= bundle.meta.exam.fatty_pdff)
+    rows = calibration_rows(cohort, local.raw, folds)
+    unlabelled_ids = local.unlabelled.ids if local.unlabelled else []
+    answers: list[SubjectAnswer | None] = [None] * len(rows)
+    for k in tqdm(sorted(set(folds)), desc="nested folds", unit="fold"):
+        train = [i for i, f in enumerate(folds) if f != k]
+        model, _ = fit_calibration(bundle, [rows[i] for i in train])
+        gate = refit.fit([cohort.ids[i] for i in train] + unlabelled_ids) if refit else None
+        for i in np.flatnonzero(folds == k):
+            sid, raw = cohort.ids[i], local.raw[i]
+            if gate is not None:
+                raw = replace(raw, guard_flags=tuple(refit.flags(gate, sid, raw)))
+                raw = replace(raw, views_filed=refit.views_filed(gate, sid, raw))
+            answers[i] = state(model, cohort.subjects[i], raw)
+    return answers
+
+
+def unlabelled_guard_share(local: Local, refit: GateRefit) -> float:
+    """The refitted guard's flags on unlabelled exams, each scored by a guard fitted without its fold."""
+    ids = local.unlabelled.ids
+    folds = np.arange(len(ids)) % LOCAL_FOLDS
+    flagged = []
+    for k in sorted(set(folds)):
+        gate = refit.fit([s for s, f in zip(ids, folds, strict=True) if f != k])
+        for i in np.flatnonzero(folds == k):
+            flagged += refit.flags(gate, ids[i], local.raw_unlabelled[i])
+    return float(np.mean(flagged))
+
+
+def bump(version: str) -> str:
+    major, minor, _ = (int(x) for x in version.split("+")[0].split("-")[0].split("."))
+    return f"{major}.{minor + 1}.0"
+
+
+def hashed_ids(cohorts: list[Cohort]) -> list[str]:
+    return sorted(hashlib.sha256(s.encode()).hexdigest()[:16] for c in cohorts for s in c.ids)
+
+
+def write_adapted(parent: Bundle, out: Path, updates: dict[str, Any], gate: Gate | None) -> BundleMeta:
+    """The parent's files, the refitted gate file, and bundle.json with every hash recomputed, written beside
+    ``out`` and loaded back through the bedside's own verification; only a verified bundle takes ``out``'s name.
+
+    Args:
+        parent: the bundle adapted.
+        out: the adapted bundle's folder (absent or empty).
+        updates: bundle.json fields that change (version, exam, guard, view_gate, scanners, site).
+        gate: the refitted view gate and guard, or None to keep the parent's.
+    """
+    from edge_runtime.bundle import sha256_file
+
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        for name in parent.meta.sha256:
+            shutil.copy2(parent.root / name, partial / name)
+        if gate is not None:
+            (partial / GATE_FILE).write_bytes(gate.to_bytes())
+        listed = set(parent.meta.sha256) | ({GATE_FILE} if gate is not None else set())
+        fields = parent.meta.model_dump(by_alias=True) | updates
+        fields["sha256"] = {name: sha256_file(partial / name) for name in sorted(listed)}
+        if gate is not None:
+            fields["files"] = fields["files"] | {"gate": GATE_FILE}
+        meta = BundleMeta.model_validate(fields)
+        meta.write(partial / "bundle.json")
+        load_bundle(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        out.rmdir()  # empty (site_adapt refuses a folder with anything in it)
+    partial.rename(out)
+    return meta
+
+
+def parent_guard_share(local: Local) -> float:
+    raws = local.raw or local.raw_unlabelled
+    return float(np.mean([f for r in raws for f in r.guard_flags]))
+
+
+def adaptation_note(n: int, coverage: float | None, refit: bool, guard_after: float | None) -> str:
+    """What the adapted bundle can be trusted for, in words a physicist signs.
+
+    Args:
+        n: labelled local subjects.
+        coverage: the class sets' certified coverage (None without labels).
+        refit: whether the view gate and guard were refitted.
+        guard_after: the refitted guard's nested flag share on local frames.
+    """
+    if n == 0:
+        said = (
+            "Only the guard was adapted: without MRI-PDFF nothing shows whether the calls and the PDFF carry over "
+            "to this scanner. Do not act on its calls until `trainer site-check` passes on labelled local subjects."
+        )
+    else:
+        needed = math.ceil(0.95 / 0.05)
+        said = f"Calibrated on {n} labelled local subjects; class sets certified at {coverage:.0%}"
+        said += f" ({n} subjects can certify at most n/(n+1); {needed} give 95 %)." if coverage < 0.95 else "."
+    if not refit:
+        said += " The guard is the parent's (no --run): it may still flag this site's frames."
+    elif guard_after is not None and guard_after > 0.05:
+        said += f" The refitted guard still flags {guard_after:.0%} of held-out local frames."
+    return said
+
+
+def site_adapt(
+    bundle_dir: str | Path,
+    out_dir: str | Path,
+    manifest: str | None = None,
+    run_dir: str | None = None,
+    unlabelled: str | None = None,
+    profiles: str | None = None,
+    site: str | None = None,
+) -> dict[str, Any]:
+    """Adapt a bundle to a site; writes the new bundle and returns its before/after figures and verdict.
+
+    Args:
+        bundle_dir: the parent bundle.
+        out_dir: the adapted bundle's folder (absent or empty).
+        manifest: labelled local subjects (8 or more, 3 of each class), or None with ``unlabelled``.
+        run_dir: the run the parent was exported from (refits the view gate and guard).
+        unlabelled: local exams without MRI-PDFF.
+        profiles: a profiles file for the site's consoles.
+        site: the site's name in the bundle (default: the manifest's folder).
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise SiteAdaptError(f"{out}: exists and is not empty; give a new folder for the adapted bundle")
+    parent = load_bundle(bundle_dir)
+    run = open_run(run_dir) if run_dir else None
+    labelled, extra = read_local(parent, manifest, unlabelled, profiles)
+    check_inputs(parent, run, [c for c in (labelled, extra) if c is not None])
+    if labelled is None and run is None:
+        raise SiteAdaptError("with unlabelled exams only, adaptation refits the guard, which needs --run")
+    bar = lambda it: tqdm(it, desc="local exams through the parent bundle", unit="subject")  # noqa: E731
+    local = Local(labelled, extra, run_cohort(parent, labelled, bar) if labelled else [],
+                  run_cohort(parent, extra, bar) if extra else [])  # fmt: skip
+    sets = [(c, r) for c, r in ((labelled, local.raw), (extra, local.raw_unlabelled)) if c is not None]
+    refit = gate_refit(parent, run, sets) if run else None
+    return finish(parent, out, local, refit, site or Path(manifest or unlabelled).parent.name)
+
+
+def finish(parent: Bundle, out: Path, local: Local, refit: GateRefit | None, site: str) -> dict[str, Any]:
+    """Before/after figures, the final refit on every local subject, and the new bundle.
+
+    Args:
+        parent: the parent bundle.
+        out: the adapted bundle's folder.
+        local: the site's subjects and the parent's raw answers for them.
+        refit: the view gate and guard refitter (None without --run).
+        site: the site's name.
+    """
+    cohorts = [c for c in (local.labelled, local.unlabelled) if c is not None]
+    updates: dict[str, Any] = {"version": bump(parent.version), "created": dt.datetime.now(dt.UTC)}
+    local_profiles = {k: v for c in cohorts for k, v in profiles_mapping(c.profiles).items()}
+    updates["scanners"] = {**parent.meta.scanners, **local_profiles}
+    adapted, findings, coverage = ["scanners"], [], None
+    if local.labelled is not None:
+        parent_model = exam_model(parent)
+        pairs = zip(local.labelled.subjects, local.raw, strict=True)
+        before = site_metrics(arrays([state(parent_model, s, r) for s, r in pairs]))
+        after = site_metrics(arrays(nested_answers(parent, local, refit)))
+        folds = local_folds(local.labelled.pdff() >= parent.meta.exam.fatty_pdff)
+        _, calibration = fit_calibration(parent, calibration_rows(local.labelled, local.raw, folds))
+        updates["exam"], coverage = calibration, calibration.class_sets.coverage if calibration.class_sets else None
+        adapted.append("exam_calibration")
+        findings = judge(after, parent.meta.acceptance) if parent.meta.acceptance else []
+    else:
+        before = {"guard_share": parent_guard_share(local)}
+        after = {"guard_share": unlabelled_guard_share(local, refit)}
+    gate = None
+    if refit is not None:
+        ids = [s for c in cohorts for s in c.ids]
+        gate = refit.fit(ids)
+        updates["guard"], updates["view_gate"] = refit.spec, refit.view_spec
+        adapted += ["view_gate", "guard"]
+    n = len(local.labelled.ids) if local.labelled else 0
+    passed = all(f.passed for f in findings) if findings else None
+    updates["site"] = SiteAdaptation(
+        site=site,
+        parent=f"{parent.name} {parent.version}",
+        parent_sha256=hashlib.sha256((parent.root / "bundle.json").read_bytes()).hexdigest(),
+        date=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        labelled_subjects=n,
+        unlabelled_subjects=len(local.unlabelled.ids) if local.unlabelled else 0,
+        subject_id_sha256=hashed_ids(cohorts),
+        adapted=adapted,
+        before=before,
+        after=after,
+        criteria=parent.meta.acceptance if n else None,
+        passed=passed,
+        note=adaptation_note(n, coverage, refit is not None, after.get("guard_share")),
+    )
+    meta = write_adapted(parent, out, updates, gate)
+    return {"bundle": str(out), "meta": meta, "before": before, "after": after, "findings": findings}

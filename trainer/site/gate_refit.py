@@ -1,0 +1,107 @@
+"""The view gate and the guard refitted for a site: the run's training frames plus the site's own, through the
+bundle's encoder, so the site's views are recognised and its appearance is in distribution, while an appearance
+neither has shown is still flagged. Every frame is encoded once (views, other frames, severe-attenuation looks);
+each refit (one per nested fold, then the final one) is a logistic regression, a PCA and a covariance."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from calibration.split import ExportSplit
+from edge_runtime.bundle import Bundle
+from edge_runtime.contracts import VIEWS, GuardSpec, ViewGateSpec
+from edge_runtime.gate import GUARD_LIMIT, Gate, GatePolicy
+from trainer.dataset import Cohort, read_cohort
+from trainer.export.gate import fit_guard, fit_view_gate, frame_rows
+from trainer.runs import Run
+from trainer.site.bedside import RawAnswer
+
+LOCAL_PREFIX = "site:"  # local ids inside the combined cohort (a site's ids may repeat the run's)
+
+
+class BundleEncoders:
+    """The bundle's int8 encoder in the form the export's guard fitting calls."""
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+
+    def encode(self, view: str, images: list[np.ndarray]) -> np.ndarray:
+        shown = tqdm(images, desc=f"frames through the bundle ({view} encoder)", unit="frame", leave=False)
+        return np.stack([self.bundle.encode(view, image) for image in shown])
+
+
+def run_split(run: Run) -> ExportSplit:
+    """Who trained the run's bundle (split.json): the frames the parent's guard was fitted on."""
+    split = json.loads((run.path / "split.json").read_text())
+    return ExportSplit(split["train"], split.get("calibration", []), split.get("fidelity", []))
+
+
+def combined_cohort(source: Cohort, local: list[Cohort]) -> Cohort:
+    """The run's training images and the site's in one cohort; local ids carry LOCAL_PREFIX."""
+    subjects, images, others = list(source.subjects), dict(source.images), dict(source.others)
+    for cohort in local:
+        subjects += [replace(s, subject_id=LOCAL_PREFIX + s.subject_id) for s in cohort.subjects]
+        images |= {(LOCAL_PREFIX + sid, v): image for (sid, v), image in cohort.images.items()}
+        others |= {LOCAL_PREFIX + sid: frames for sid, frames in cohort.others.items()}
+    return Cohort(subjects, images, source.harmonisation, others=others)
+
+
+@dataclass
+class GateRefit:
+    """Refits the view gate and the guard on the run's training frames plus chosen local ones."""
+
+    bundle: Bundle
+    cohort: Cohort
+    source_ids: list[str]
+    features: dict[str, dict[str, np.ndarray]]  # view -> subject id (combined cohort) -> features
+    shots: tuple[np.ndarray, np.ndarray, np.ndarray]  # every frame the view head learns from: features, class, subject
+    spec: GuardSpec | None = field(default=None, init=False)  # the last fit's bundle.json parts
+    view_spec: ViewGateSpec | None = field(default=None, init=False)
+
+    def fit(self, local_ids: list[str]) -> Gate:
+        fitted = self.source_ids + [LOCAL_PREFIX + s for s in local_ids]
+        views = {v: np.stack([self.features[v][s] for s in fitted]) for v in VIEWS}
+        split = ExportSplit(train=fitted, calibration=[], fidelity=[])
+        gate, self.spec, _ = fit_guard(BundleEncoders(self.bundle), self.cohort, split, views)
+        rows, labels, groups = self.shots
+        chosen = np.isin(groups, fitted)
+        head, self.view_spec = fit_view_gate(rows[chosen], labels[chosen], list(groups[chosen]))
+        return replace(gate, view_head=head)
+
+    def flags(self, gate: Gate, subject_id: str, raw: RawAnswer) -> list[bool]:
+        """Per view, whether this guard flags a local subject's frame."""
+        images = [self.cohort.image(LOCAL_PREFIX + subject_id, v) for v in VIEWS]
+        return [gate.guard_score(v, im, raw.features[v])[0] > GUARD_LIMIT for v, im in zip(VIEWS, images, strict=True)]
+
+    def views_filed(self, gate: Gate, subject_id: str, raw: RawAnswer) -> tuple[str | None, ...]:
+        """Where this gate files a local subject's two view frames ('auto', at its own floor)."""
+        policy = GatePolicy(gate, self.view_spec, "model")
+        images = [self.cohort.image(LOCAL_PREFIX + subject_id, v) for v in VIEWS]
+        return tuple(policy.route("auto", im, raw.features[v]).view for v, im in zip(VIEWS, images, strict=True))
+
+
+def gate_refit(bundle: Bundle, run: Run, local: list[tuple[Cohort, list[RawAnswer]]]) -> GateRefit:
+    """The run's training subjects through the bundle's encoder, beside the local features already computed."""
+    split = run_split(run)
+    source_ids = split.train + split.calibration
+    source = read_cohort(run.manifest, run.profiles, harmonisation=bundle.harmonisation)
+    source = Cohort(
+        [s for s in source.subjects if s.subject_id in set(source_ids)], source.images, bundle.harmonisation
+    )
+    features: dict[str, dict[str, np.ndarray]] = {v: {} for v in VIEWS}
+    for sid in tqdm(source_ids, desc="training views through the bundle", unit="subject"):
+        for v in VIEWS:
+            features[v][sid] = bundle.encode(v, source.image(sid, v))
+    for cohort, raws in local:
+        for sid, raw in zip(cohort.ids, raws, strict=True):
+            for v in VIEWS:
+                features[v][LOCAL_PREFIX + sid] = raw.features[v]
+    cohort = combined_cohort(source, [c for c, _ in local])
+    everyone = source_ids + [LOCAL_PREFIX + s for c, _ in local for s in c.ids]
+    views = {v: np.stack([features[v][s] for s in everyone]) for v in VIEWS}
+    rows, labels, groups = frame_rows(cohort, BundleEncoders(bundle), everyone, views)
+    return GateRefit(bundle, cohort, source_ids, features, (rows, labels, np.array(groups)))
