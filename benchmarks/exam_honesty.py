@@ -24,7 +24,7 @@ import numpy as np
 from benchmarks.common import machine, write_reports
 from benchmarks.exams import PlayedExam, play_exams
 from edge_runtime.bundle import load_bundle
-from edge_runtime.contracts import FATTY_PDFF, VIEWS, Count
+from edge_runtime.contracts import FATTY_PDFF, VIEWS, Count, ExamEstimate
 from phantom.stream import EXAM_SCRIPT, StreamCohort, prepare_sessions
 
 BANDS = ((0.0, 5.0, "<5"), (5.0, 10.0, "5-10"), (10.0, 15.0, "10-15"), (15.0, 101.0, ">=15"))
@@ -35,11 +35,10 @@ def band_of(pdff: float) -> str:
     return next(name for lo, hi, name in BANDS if lo <= pdff < hi)
 
 
-def class_set(exam: Any) -> list[str]:
+def class_set(exam: ExamEstimate) -> list[str]:
     """The exam's class set: the bundle's conformal set when it states one, else the call itself."""
-    stated = getattr(exam, "class_set", None)
-    if stated is not None:
-        return list(stated)
+    if exam.class_set is not None:
+        return list(exam.class_set)
     return [exam.call] if exam.call in ("fatty", "normal") else ["fatty", "normal"]
 
 

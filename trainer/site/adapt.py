@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calibration.split import subject_hash
-from edge_runtime.bundle import Bundle, load_bundle
+from edge_runtime.bundle import Bundle, load_bundle, sha256_file
 from edge_runtime.config import ExamPolicy
 from edge_runtime.contracts import BundleMeta, ExamCalibration, SiteAdaptation
 from edge_runtime.errors import FattyLiverError
@@ -202,8 +202,6 @@ def write_adapted(parent: Bundle, out: Path, updates: dict[str, Any], gate: Gate
         updates: bundle.json fields that change (version, exam, guard, view_gate, scanners, site).
         gate: the refitted view gate and guard, or None to keep the parent's.
     """
-    from edge_runtime.bundle import sha256_file
-
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
