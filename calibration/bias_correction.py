@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from clkl.head import minmax_layer
 from clkl.tf_setup import keras
 
 
@@ -44,8 +45,7 @@ def shift_head_inputs(head: keras.Model, bias_by_input: Sequence[np.ndarray]) ->
         mean = np.asarray(config["mean"], dtype=np.float32).reshape(-1)
         if mean.shape != offset.shape:
             raise ValueError(f"bias covers {offset.size} features, the head's MinMax layer {mean.size}")
-        config["mean"] = (mean + offset).tolist()
-        return layer.__class__.from_config(config)
+        return minmax_layer(config | {"mean": mean + offset})
 
     shifted = keras.models.clone_model(head, clone_function=clone)
     shifted.set_weights(head.get_weights())

@@ -12,7 +12,7 @@ import numpy as np
 from clkl.minmax import SPAN_FLOOR, fit_minmax
 from clkl.tf_setup import keras
 
-__all__ = ["SPAN_FLOOR", "build_head", "compile_head", "fit_minmax"]
+__all__ = ["SPAN_FLOOR", "build_head", "compile_head", "fit_minmax", "load_head", "minmax_layer"]
 
 
 def _branch(x, units: int, seed: int, name: str, activation: str):
@@ -65,3 +65,25 @@ def compile_head(model: keras.Model, outputs: tuple[str, ...], learning_rate: fl
         loss=losses,
         metrics=metrics,
     )
+
+
+def minmax_layer(config: dict) -> keras.layers.Layer:
+    """The MinMax layer from its config, statistics as float32 arrays: as Python lists (HDF5 configs hold them
+    so) TensorFlow tracks every feature as an object, and each SavedModel or TFLite export takes seconds."""
+    config = dict(config)
+    for key in ("mean", "variance"):
+        config[key] = np.asarray(config[key], dtype=np.float32)
+    return keras.layers.Normalization.from_config(config)
+
+
+def load_head(path) -> keras.Model:
+    """A head saved by the trainer (HDF5), ready to predict, convert or fine-tune."""
+    saved = keras.models.load_model(path, compile=False)
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        return minmax_layer(config) if layer.name == "minmax" else layer.__class__.from_config(config)
+
+    head = keras.models.clone_model(saved, clone_function=clone)
+    head.set_weights(saved.get_weights())
+    return head

@@ -42,6 +42,24 @@ def test_shifted_head_gives_the_float_answer_on_biased_features() -> None:
     np.testing.assert_allclose(head.predict(x, verbose=0)[0], expected[0])  # the original head is untouched
 
 
+def test_saved_and_shifted_heads_keep_their_minmax_statistics_as_arrays(tmp_path: Path) -> None:
+    """A MinMax layer whose statistics are Python lists makes TensorFlow track every feature as an object,
+    which costs seconds per head conversion; loading from HDF5 and bias-shifting keep them arrays, same answers."""
+    from calibration.bias_correction import shift_head_inputs
+    from clkl.head import load_head
+
+    head = _head()
+    head.save(tmp_path / "head.h5")
+    loaded = load_head(tmp_path / "head.h5")
+    shifted = shift_head_inputs(loaded, [np.zeros(FEATURES, np.float32)] * 2)
+    for model in (loaded, shifted):
+        layer = model.get_layer("minmax")
+        assert isinstance(layer.input_mean, np.ndarray) and isinstance(layer.input_variance, np.ndarray)
+    x = _inputs(4, 2)
+    for got, want in zip(shifted.predict(x, verbose=0), head.predict(x, verbose=0), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_feature_bias_is_the_mean_int8_error_and_refuses_mismatched_arrays() -> None:
     from calibration.bias_correction import feature_bias, shift_head_inputs
 

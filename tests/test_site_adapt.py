@@ -57,6 +57,7 @@ def test_an_adapted_bundle_is_verified_and_names_its_parent_and_evidence(
     assert adapted.meta.exam != parent.meta.exam
     assert adapted.model_info.site == "ward-7" and "adapted to site ward-7" in adapted.validation
     assert "nested figures" in result.output and "before" in result.output
+    assert "encoding the run's training frames" not in result.output  # export kept them (trainer.gate_features)
 
 
 def _subset(manifest: Path, dst: Path, keep, blank_pdff: bool = False) -> Path:

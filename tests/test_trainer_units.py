@@ -10,7 +10,7 @@ import pytest
 
 from clkl.augment import IDENTITY, LIGHT, PAPER, Variant, apply_variant, variants
 from trainer.folds import FoldError, load_folds, make_folds, save_folds, train_ids
-from trainer.metrics import bootstrap_ci, classification_metrics, regression_metrics
+from trainer.metrics import bootstrap_ci, classification_metrics, confusion, regression_metrics
 
 
 def test_paper_augmentation_is_13_rotations_times_3_flips() -> None:
@@ -71,6 +71,27 @@ def test_classification_metrics_on_known_cases() -> None:
     assert one_fp["precision"] == pytest.approx(3 / 4)
     assert one_fp["recall"] == 1.0
     assert classification_metrics(np.array([2.0, 3.0]), np.array([0.1, 0.9]))["auc"] is None
+
+
+def test_the_metrics_equal_scikit_learns_on_ties_one_class_and_constant_truth() -> None:
+    """The bootstrap's plain-numpy metrics give scikit-learn's values, so a thousand resamples stay cheap."""
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        n = int(rng.integers(2, 30))
+        pdff = rng.choice([2.0, 4.0, 6.0, 12.0], n) if trial % 5 else np.full(n, 3.0)
+        score = np.round(rng.random(n), 1)  # ties on purpose
+        truth, decision = pdff >= 5.0, score >= 0.5
+        ours = classification_metrics(pdff, score)
+        assert ours["accuracy"] == pytest.approx(sk.accuracy_score(truth, decision))
+        assert ours["precision"] == pytest.approx(sk.precision_score(truth, decision, zero_division=0))
+        assert ours["f1"] == pytest.approx(sk.f1_score(truth, decision, zero_division=0))
+        expected_auc = sk.roc_auc_score(truth, score) if 0 < truth.sum() < n else None
+        assert ours["auc"] == pytest.approx(expected_auc)
+        assert confusion(pdff, score) == sk.confusion_matrix(truth, decision, labels=[False, True]).tolist()
+        predicted = pdff + rng.normal(0, 2, n) if trial % 7 else pdff.copy()
+        assert regression_metrics(pdff, predicted)["r2"] == pytest.approx(sk.r2_score(pdff, predicted))
 
 
 def test_regression_metrics_and_bootstrap_interval() -> None:

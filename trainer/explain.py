@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from clkl.augment import IDENTITY
+from clkl.head import load_head
 from clkl.tf_setup import keras, tf
 from trainer.dataset import read_cohort
 from trainer.extraction import run_encoders
@@ -192,7 +193,7 @@ def explain_subject(
     fold = run.fold_of(subject_id)
     encoders = run_encoders(run)  # Grad-CAM needs the float network; SHAP uses the features the head saw
     encoder = encoders.frozen.model
-    head = keras.models.load_model(run.head_path(fold), compile=False)
+    head = load_head(run.head_path(fold))
     images = {v: cohort.image(subject_id, v) for v in run.config.view_names}
     cache = FeatureCache(run.config.cache_dir, encoders.features)
     train = [s for s in train_ids(run.folds, fold) if s in cohort.ids]

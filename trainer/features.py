@@ -15,7 +15,6 @@ Two encoders make features:
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +24,7 @@ from tqdm.auto import tqdm
 
 from clkl.augment import Variant, apply_variant
 from edge_runtime.bundle import EncoderModel
-from edge_runtime.interpreter import make_interpreter
+from edge_runtime.interpreter import ALL_CORES, make_interpreter
 
 
 def image_key(image: np.ndarray) -> str:
@@ -73,7 +72,7 @@ class Int8Encoder:
         self.model_bytes = model_bytes
         self.sha256 = hashlib.sha256(model_bytes).hexdigest()
         self.cache_name = f"int8-{self.sha256[:16]}-{pooling}"
-        threads = threads or os.cpu_count() or 1  # int8 results do not depend on the thread count
+        threads = threads or ALL_CORES
         self.runner = EncoderModel.from_interpreter("encoder", make_interpreter(model_bytes, threads))
 
     def encode(self, batch: np.ndarray) -> np.ndarray:

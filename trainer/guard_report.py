@@ -12,6 +12,7 @@ from edge_runtime.bundle import load_bundle
 from edge_runtime.contracts import VIEWS
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.gate import GUARD_LIMIT
+from edge_runtime.interpreter import ALL_CORES
 from trainer.dataset import Cohort
 
 SHIFT_FACTOR = 3  # flagged share above this many times the guard's design rate: say so
@@ -19,7 +20,7 @@ SHIFT_FACTOR = 3  # flagged share above this many times the guard's design rate:
 
 def guard_report(bundle_dir: str | Path, cohort: Cohort) -> dict[str, Any]:
     """Share of the cohort's view frames beyond the bundle's guard (any part, as at the bedside)."""
-    bundle = load_bundle(bundle_dir)
+    bundle = load_bundle(bundle_dir, num_threads=ALL_CORES)
     if bundle.gate is None or not bundle.gate.guards or bundle.meta.guard is None:
         raise FattyLiverError(f"{bundle_dir}: the bundle has no out-of-distribution guard (exported before guards?)")
     per_view = {}

@@ -10,17 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    mean_absolute_error,
-    precision_score,
-    r2_score,
-    recall_score,
-    roc_auc_score,
-)
+from scipy.stats import pearsonr, rankdata, spearmanr
 
 from edge_runtime.contracts import FATTY_PDFF, P_FATTY_THRESHOLD
 
@@ -36,6 +26,21 @@ def _safe(fn: Callable[[], float]) -> float | None:
     return None if np.isnan(value) else value
 
 
+def _ratio(num: int, den: int) -> float:
+    return float(num / den) if den else 0.0
+
+
+def roc_auc(truth: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC as the Mann-Whitney statistic (ties count half), None with one class: scikit-learn's value, at a
+    cost small enough for a thousand bootstrap resamples."""
+    positives = int(truth.sum())
+    negatives = len(truth) - positives
+    if not positives or not negatives:
+        return None
+    ranks = rankdata(score)
+    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 def classification_metrics(
     pdff: np.ndarray, score: np.ndarray, threshold: float = P_FATTY_THRESHOLD, fatty_pdff: float = FATTY_PDFF
 ) -> dict[str, float | None]:
@@ -47,27 +52,35 @@ def classification_metrics(
         threshold: score at or above which the call is fatty.
         fatty_pdff: PDFF at or above which a subject is fatty.
     """
-    truth = pdff >= fatty_pdff
-    decision = score >= threshold
-    both_classes = 0 < truth.sum() < len(truth)
-    tn, fp, _fn, _tp = confusion_matrix(truth, decision, labels=[False, True]).ravel()
-    severe = pdff >= 10.0
+    truth, decision = np.asarray(pdff) >= fatty_pdff, np.asarray(score) >= threshold
+    tp, fp = int(np.sum(truth & decision)), int(np.sum(~truth & decision))
+    fn, tn = int(np.sum(truth & ~decision)), int(np.sum(~truth & ~decision))
     return {
-        "accuracy": float(accuracy_score(truth, decision)),
-        "precision": float(precision_score(truth, decision, zero_division=0)),
-        "recall": float(recall_score(truth, decision, zero_division=0)),
+        "accuracy": _ratio(tp + tn, len(truth)),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
         "specificity": float(tn / (tn + fp)) if (tn + fp) else None,
-        "f1": float(f1_score(truth, decision, zero_division=0)),
-        "auc": _safe(lambda: roc_auc_score(truth, score)) if both_classes else None,
-        "auc_pdff10": _safe(lambda: roc_auc_score(severe, score)) if 0 < severe.sum() < len(severe) else None,
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "auc": roc_auc(truth, np.asarray(score)),
+        "auc_pdff10": roc_auc(np.asarray(pdff) >= 10.0, np.asarray(score)),
     }
 
 
+def r2(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Coefficient of determination; a constant truth gives 1 when predicted exactly, else 0 (scikit-learn's)."""
+    residual = float(np.sum((truth - predicted) ** 2))
+    total = float(np.sum((truth - np.mean(truth)) ** 2))
+    if total == 0:
+        return 1.0 if residual == 0 else 0.0
+    return 1.0 - residual / total
+
+
 def regression_metrics(pdff: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+    pdff, predicted = np.asarray(pdff, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
     varied = len(pdff) > 2 and np.std(predicted) > 0 and np.std(pdff) > 0
     return {
-        "r2": _safe(lambda: r2_score(pdff, predicted)) if len(pdff) > 1 else None,
-        "mae": float(mean_absolute_error(pdff, predicted)),
+        "r2": r2(pdff, predicted) if len(pdff) > 1 else None,
+        "mae": float(np.mean(np.abs(pdff - predicted))),
         "pearson": _safe(lambda: pearsonr(pdff, predicted).statistic) if varied else None,
         "spearman": _safe(lambda: spearmanr(pdff, predicted).statistic) if varied else None,
     }
@@ -84,7 +97,9 @@ def confusion(
         threshold: score at or above which the call is fatty.
         fatty_pdff: PDFF at or above which a subject is fatty.
     """
-    return confusion_matrix(pdff >= fatty_pdff, score >= threshold, labels=[False, True]).tolist()
+    truth, decision = np.asarray(pdff) >= fatty_pdff, np.asarray(score) >= threshold
+    normal = [int(np.sum(~truth & ~decision)), int(np.sum(~truth & decision))]
+    return [normal, [int(np.sum(truth & ~decision)), int(np.sum(truth & decision))]]
 
 
 def bootstrap_ci(

@@ -100,11 +100,11 @@ def check_backbone(run: Run, fingerprint: str) -> None:
 
 
 def load_heads(run: Run) -> list:
-    from clkl.tf_setup import keras
+    from clkl.head import load_head
 
     heads = []
     for k in range(len(run.folds)):
         if not run.head_path(k).is_file():
             raise RunError(f"{run.head_path(k)} is missing")
-        heads.append(keras.models.load_model(run.head_path(k), compile=False))
+        heads.append(load_head(run.head_path(k)))
     return heads

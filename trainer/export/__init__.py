@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calibration.fidelity import FidelityGroupSizes, FidelityReport
+from edge_runtime.contracts import VIEWS
 from edge_runtime.errors import FattyLiverError
+from trainer import gate_features
 from trainer.config import ExportSettings
 from trainer.dataset import read_cohort
 from trainer.export.bedside_head import bedside_head
@@ -79,6 +81,9 @@ def export_bundle(
     write_bundle(out, parts, (encoders, head), fidelity, gate)
     bundle = verify_bundle(out, (encoders, head), cohort.image(split.fidelity[0], "liver"))
     record = record_export(run, bundle, split, [s for g in groups.values() for s in g.subject_ids], settings)
+    if gate.features is not None:
+        encoder = encoders.blobs[encoders.files[VIEWS[0]]]
+        gate_features.save(gate.features, gate_features.path_for(run.path, gate_features.encoder_sha256(encoder)))
     if not fidelity.meets_bars and not settings.allow_fidelity_miss:
         raise FidelityMiss("; ".join(fidelity.misses))
     return ExportResult(out, bundle.sha, fidelity, record, time.perf_counter() - started)

@@ -23,7 +23,7 @@ from clkl.augment import apply_variant
 from clkl.tf_setup import keras
 from edge_runtime.bundle import head_input_indices
 from edge_runtime.contracts import VIEWS, BiasCorrection
-from edge_runtime.interpreter import make_interpreter
+from edge_runtime.interpreter import ALL_CORES, make_interpreter
 from edge_runtime.uncertainty import ensemble_mean
 from trainer.config import ExportSettings
 from trainer.dataset import Cohort
@@ -198,7 +198,7 @@ def bedside_head(
 def _converted(head: keras.Model, quantization_aware: bool, probe: dict[str, np.ndarray]) -> BedsideHead:
     """One head as TFLite, its outputs matched to p_fatty and pdff."""
     blob = convert_qat_head(head) if quantization_aware else convert_head(head)
-    interpreter = make_interpreter(blob)
+    interpreter = make_interpreter(blob, ALL_CORES)
     inputs = head_input_indices(interpreter, Path("head.tflite"))
     outputs = _output_mapping(interpreter, inputs, head, probe)
     return BedsideHead(blob, interpreter, inputs, outputs)

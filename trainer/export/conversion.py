@@ -6,7 +6,6 @@ The converted encoders are also wrapped in the runtime's own :class:`EncoderMode
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from calibration.convert import convert_encoder
 from calibration.split import ExportSplit, representative_dataset
 from edge_runtime.bundle import EncoderModel
 from edge_runtime.contracts import VIEWS
-from edge_runtime.interpreter import make_interpreter
+from edge_runtime.interpreter import ALL_CORES, make_interpreter
 from trainer.config import ExportSettings
 from trainer.dataset import Cohort
 from trainer.export.final_model import FinalModel
@@ -62,8 +61,7 @@ def calibration_samples(cohort: Cohort, final: FinalModel, split: ExportSplit, s
 
 
 def _runners(blobs: dict[str, bytes]) -> dict[str, EncoderModel]:
-    threads = os.cpu_count() or 1  # export owns the machine; int8 results do not depend on threads
-    return {n: EncoderModel.from_interpreter(n, make_interpreter(b, num_threads=threads)) for n, b in blobs.items()}
+    return {n: EncoderModel.from_interpreter(n, make_interpreter(b, num_threads=ALL_CORES)) for n, b in blobs.items()}
 
 
 def _run_int8_encoder(final: FinalModel, samples: list[np.ndarray]) -> ConvertedEncoders:

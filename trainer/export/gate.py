@@ -40,6 +40,7 @@ from edge_runtime.preprocess import harmonise
 from trainer.dataset import Cohort
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.guard import SPECKLE_MIN_SUBJECTS, fit_features, fit_speckle
+from trainer.gate_features import GateFeatures
 
 GUARD_FALSE_ALARMS = 0.02  # share of training-like frames the guard flags, by design
 OTHER_ADMITTED_MAX = 0.01  # the view gate's floor admits at most this share of other frames (CV)
@@ -73,6 +74,7 @@ class GateFit:
     view_gate: ViewGateSpec | None
     guard: GuardSpec | None
     report: GateFitReport
+    features: GateFeatures | None = None  # what the view head and guard were fitted on, kept in the run
 
 
 def frame_rows(
@@ -260,11 +262,12 @@ def fit_gate(cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit) ->
     views = {view: encoders.encode(view, [cohort.image(s, view) for s in fitted]) for view in VIEWS}  # once, for both
     guarded, guard_spec, guard_report = fit_guard(encoders, cohort, split, views)
     with_others = [s for s in fitted if cohort.others.get(s)]
-    head, view_spec, skipped = None, None, None
+    head, view_spec, skipped, kept = None, None, None, None
     if len(with_others) >= 2:
         features, labels, groups = frame_rows(cohort, encoders, fitted, views)
         head, view_spec = fit_view_gate(features, labels, groups)
+        kept = GateFeatures(fitted, views, features, labels, np.array(groups))
     else:
         skipped = f"not fitted: {len(with_others)} subject(s) have view=other rows (2 needed)"
     report = GateFitReport(guard=guard_report, view_gate=skipped)
-    return GateFit(replace(guarded, view_head=head), view_spec, guard_spec, report)
+    return GateFit(replace(guarded, view_head=head), view_spec, guard_spec, report, kept)

@@ -31,6 +31,7 @@ from edge_runtime.contracts import BundleMeta, ExamCalibration, SiteAdaptation
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.exam import ExamModel
 from edge_runtime.gate import GATE_FILE, Gate
+from edge_runtime.interpreter import ALL_CORES
 from edge_runtime.profiles import load_profiles, profiles_mapping
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort, read_cohort
@@ -280,7 +281,7 @@ def site_adapt(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise SiteAdaptError(f"{out}: exists and is not empty; give a new folder for the adapted bundle")
-    parent = load_bundle(bundle_dir)
+    parent = load_bundle(bundle_dir, num_threads=ALL_CORES)
     run = open_run(run_dir) if run_dir else None
     labelled, extra = read_local(parent, manifest, unlabelled, profiles)
     check_inputs(parent, run, [c for c in (labelled, extra) if c is not None])

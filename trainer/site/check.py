@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.contracts import FATTY_PDFF, AcceptanceCriteria
 from edge_runtime.errors import FattyLiverError
+from edge_runtime.interpreter import ALL_CORES
 from edge_runtime.profiles import load_profiles
 from edge_runtime.uncertainty import pdff_band
 from trainer.dataset import Cohort, read_cohort
@@ -139,7 +140,7 @@ def site_check(
         profiles: a profiles file for the site's consoles.
         criteria_file: acceptance criteria JSON instead of the bundle's own.
     """
-    bundle = load_bundle(bundle_dir)
+    bundle = load_bundle(bundle_dir, num_threads=ALL_CORES)
     criteria = load_criteria(bundle, criteria_file)
     cohort = read_site_cohort(manifest, bundle, profiles, criteria.min_subjects)
     answers = answer_cohort(bundle, cohort, lambda it: tqdm(it, desc="bedside path", unit="subject"))

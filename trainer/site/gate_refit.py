@@ -15,8 +15,10 @@ from calibration.split import ExportSplit
 from edge_runtime.bundle import Bundle
 from edge_runtime.contracts import VIEWS, GuardSpec, ViewGateSpec
 from edge_runtime.gate import GUARD_LIMIT, Gate, GatePolicy
+from trainer import gate_features
 from trainer.dataset import Cohort, read_cohort
 from trainer.export.gate import fit_guard, fit_view_gate, frame_rows
+from trainer.gate_features import GateFeatures
 from trainer.runs import Run
 from trainer.site.bedside import RawAnswer
 
@@ -84,24 +86,45 @@ class GateRefit:
         return tuple(policy.route("auto", im, raw.features[v]).view for v, im in zip(VIEWS, images, strict=True))
 
 
+def source_features(bundle: Bundle, run: Run, source: Cohort, source_ids: list[str]) -> GateFeatures:
+    """The run's training frames through the bundle's encoder: kept by its export (trainer.gate_features), or
+    encoded here when the export predates keeping them."""
+    encoder = bundle.meta.files.encoder[VIEWS[0]]
+    kept = gate_features.load(gate_features.path_for(run.path, bundle.meta.sha256[encoder]), source_ids)
+    if kept is not None:
+        return kept
+    tqdm.write(f"{run.path}: no gate features kept for this bundle's encoder; encoding the run's training frames")
+    views = {}
+    for v in VIEWS:
+        shown = tqdm(source_ids, desc=f"training {v} views through the bundle", unit="subject")
+        views[v] = np.stack([bundle.encode(v, source.image(sid, v)) for sid in shown])
+    rows, labels, groups = frame_rows(source, BundleEncoders(bundle), source_ids, views)
+    return GateFeatures(source_ids, views, rows, labels, np.array(groups))
+
+
 def gate_refit(bundle: Bundle, run: Run, local: list[tuple[Cohort, list[RawAnswer]]]) -> GateRefit:
-    """The run's training subjects through the bundle's encoder, beside the local features already computed."""
+    """The run's training frames (kept by export, else encoded) beside the local features already computed; only
+    the local other frames and severe-attenuation looks are encoded here."""
     split = run_split(run)
     source_ids = split.train + split.calibration
     source = read_cohort(run.manifest, run.profiles, harmonisation=bundle.harmonisation)
     source = Cohort(
-        [s for s in source.subjects if s.subject_id in set(source_ids)], source.images, bundle.harmonisation
-    )
-    features: dict[str, dict[str, np.ndarray]] = {v: {} for v in VIEWS}
-    for sid in tqdm(source_ids, desc="training views through the bundle", unit="subject"):
-        for v in VIEWS:
-            features[v][sid] = bundle.encode(v, source.image(sid, v))
+        [s for s in source.subjects if s.subject_id in set(source_ids)], source.images, bundle.harmonisation,
+        others=source.others,
+    )  # fmt: skip
+    kept = source_features(bundle, run, source, source_ids)
+    features = {v: dict(zip(source_ids, kept.views[v], strict=True)) for v in VIEWS}
+    local_ids = [LOCAL_PREFIX + s for c, _ in local for s in c.ids]
     for cohort, raws in local:
         for sid, raw in zip(cohort.ids, raws, strict=True):
             for v in VIEWS:
                 features[v][LOCAL_PREFIX + sid] = raw.features[v]
     cohort = combined_cohort(source, [c for c, _ in local])
-    everyone = source_ids + [LOCAL_PREFIX + s for c, _ in local for s in c.ids]
-    views = {v: np.stack([features[v][s] for s in everyone]) for v in VIEWS}
-    rows, labels, groups = frame_rows(cohort, BundleEncoders(bundle), everyone, views)
-    return GateRefit(bundle, cohort, source_ids, features, (rows, labels, np.array(groups)))
+    local_views = {v: np.stack([features[v][s] for s in local_ids]) for v in VIEWS}
+    rows, labels, groups = frame_rows(cohort, BundleEncoders(bundle), local_ids, local_views)
+    shots = (
+        np.concatenate([kept.rows, rows]),
+        np.concatenate([kept.labels, labels]),
+        np.concatenate([kept.groups, np.array(groups)]),
+    )
+    return GateRefit(bundle, cohort, source_ids, features, shots)
