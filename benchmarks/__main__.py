@@ -23,6 +23,7 @@ def _register() -> None:
     from benchmarks.latency import main as latency
     from benchmarks.limit import main as limit
     from benchmarks.profile_detect import main as profile_detect
+    from benchmarks.site_adapt import main as site_adapt
     from benchmarks.trainer_epoch import main as trainer_epoch
     from benchmarks.trainer_protocol import main as trainer_protocol
 
@@ -36,6 +37,7 @@ def _register() -> None:
     main.add_command(latency, "latency")
     main.add_command(limit, "limit")
     main.add_command(profile_detect, "profile-detect")
+    main.add_command(site_adapt, "site-adapt")
     main.add_command(trainer_epoch, "trainer-epoch")
     main.add_command(trainer_protocol, "trainer-protocol")
 

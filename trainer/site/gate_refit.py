@@ -88,9 +88,16 @@ class GateRefit:
 
 def source_features(bundle: Bundle, run: Run, source: Cohort, source_ids: list[str]) -> GateFeatures:
     """The run's training frames through the bundle's encoder: kept by its export (trainer.gate_features), or
-    encoded here when the export predates keeping them."""
-    encoder = bundle.meta.files.encoder[VIEWS[0]]
-    kept = gate_features.load(gate_features.path_for(run.path, bundle.meta.sha256[encoder]), source_ids)
+    encoded here, and kept, when the export predates keeping them.
+
+    Args:
+        bundle: the parent bundle (its encoder's hash names the kept file).
+        run: the run the bundle was exported from.
+        source: the run's cohort, limited to the gate's subjects.
+        source_ids: the train and calibration subjects, in the order the features are kept.
+    """
+    path = gate_features.path_for(run.path, bundle.meta.sha256[bundle.meta.files.encoder[VIEWS[0]]])
+    kept = gate_features.load(path, source_ids)
     if kept is not None:
         return kept
     tqdm.write(f"{run.path}: no gate features kept for this bundle's encoder; encoding the run's training frames")
@@ -99,7 +106,9 @@ def source_features(bundle: Bundle, run: Run, source: Cohort, source_ids: list[s
         shown = tqdm(source_ids, desc=f"training {v} views through the bundle", unit="subject")
         views[v] = np.stack([bundle.encode(v, source.image(sid, v)) for sid in shown])
     rows, labels, groups = frame_rows(source, BundleEncoders(bundle), source_ids, views)
-    return GateFeatures(source_ids, views, rows, labels, np.array(groups))
+    kept = GateFeatures(source_ids, views, rows, labels, np.array(groups))
+    gate_features.save(kept, path)  # the next adaptation of this bundle reads them
+    return kept
 
 
 def gate_refit(bundle: Bundle, run: Run, local: list[tuple[Cohort, list[RawAnswer]]]) -> GateRefit:
