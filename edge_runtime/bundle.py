@@ -19,6 +19,7 @@ import numpy as np
 from edge_runtime.contracts import INPUT_SHAPE, VIEWS, BundleError, BundleMeta, FeatureSpec, InputSpec, ModelInfo
 from edge_runtime.gate import Gate
 from edge_runtime.interpreter import make_interpreter
+from edge_runtime.signing import TrustPolicy
 from edge_runtime.uncertainty import Members, combine_members
 
 __all__ = ["Bundle", "BundleError", "EncoderModel", "HeadModel", "head_input_indices", "load_bundle", "sha256_file"]
@@ -136,6 +137,7 @@ class Bundle:
     heads: list[HeadModel]  # files.head first, then the ensemble's bagged heads
     sha: str  # first 16 hex digits of bundle.json's SHA-256, which pins every file's hash
     gate: Gate | None = None  # view head and guard (bundle.json's view_gate / guard say which it holds)
+    signed_by: str | None = None  # the trusted key file whose signature was verified (None: not checked/unsigned)
 
     @property
     def name(self) -> str:
@@ -158,7 +160,7 @@ class Bundle:
     def model_info(self) -> ModelInfo:
         """How results and heartbeats name the model that made them."""
         site = self.meta.site.site if self.meta.site is not None else None
-        return ModelInfo(name=self.name, version=self.version, sha=self.sha, site=site)
+        return ModelInfo(name=self.name, version=self.version, sha=self.sha, site=site, signed_by=self.signed_by)
 
     @property
     def validation(self) -> str:
@@ -242,13 +244,15 @@ def _heads(root: Path, meta: BundleMeta, verified: dict[str, bytes], threads: in
     return [_load_head(root / name, verified[name], meta, outputs, threads) for name, outputs in declared]
 
 
-def load_bundle(path: str | Path, num_threads: int | None = None) -> Bundle:
-    """Verify and load a bundle; raises BundleError with a clear message on any mismatch."""
+def load_bundle(path: str | Path, num_threads: int | None = None, trust: TrustPolicy | None = None) -> Bundle:
+    """Verify and load a bundle; raises BundleError with a clear message on any mismatch. With ``trust`` the
+    signature over bundle.json is checked first (edge_runtime.signing), on the very bytes then validated."""
     root = Path(path)
     meta_path = root / "bundle.json"
     if not meta_path.is_file():
         raise BundleError(f"{root}: no bundle.json (is this a model bundle directory?)")
     raw = meta_path.read_bytes()  # read once: what is validated is what the bundle's sha names
+    signed_by = trust.check(root, raw) if trust is not None else None
     meta = BundleMeta.from_json(raw, meta_path)
     listed = {*meta.files.encoder.values(), meta.files.head, meta.files.fidelity}
     listed |= {meta.files.gate} if meta.files.gate else set()
@@ -265,7 +269,7 @@ def load_bundle(path: str | Path, num_threads: int | None = None) -> Bundle:
     heads = _heads(root, meta, verified, num_threads)
     sha = hashlib.sha256(raw).hexdigest()[:16]
     gate = _load_gate(meta, verified, meta_path)
-    return Bundle(root, meta, encoders, heads, sha, gate)
+    return Bundle(root, meta, encoders, heads, sha, gate, signed_by)
 
 
 def _load_gate(meta: BundleMeta, verified: dict[str, bytes], meta_path: Path) -> Gate | None:

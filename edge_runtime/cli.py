@@ -55,9 +55,12 @@ def serve(config_path: str | None, verbose: bool, **options) -> None:
     if config.model.bundle is None:
         raise click.UsageError("no bundle: pass --bundle or set model.bundle in the config")
     try:
-        bundle = load_bundle(config.model.bundle, num_threads=config.model.threads)
+        bundle = load_bundle(config.model.bundle, num_threads=config.model.threads, trust=_trust(config.model))
     except BundleError as exc:
         raise BundleError(f"refusing to serve: {exc}") from None
+    if bundle.signed_by is None:
+        said = "UNSIGNED BUNDLE %s served (--allow-unsigned, signature unchecked): development only, never at a bedside"
+        logging.getLogger("edge_runtime").warning(said, bundle.name)
     _log_unvalidated_outputs(bundle)
     trained = {k: v.model_dump() for k, v in bundle.meta.scanners.items()}
     inline = {k: v.model_dump() for k, v in config.scanners.profiles.items()}
@@ -71,6 +74,15 @@ def serve(config_path: str | None, verbose: bool, **options) -> None:
         f"{stats.get('frames_received', 0)} frames received",
         err=True,
     )
+
+
+def _trust(model):
+    """Who may have made the bundle: keys in --trusted-keys, or (development only) nobody with --allow-unsigned."""
+    from edge_runtime.signing import TrustPolicy
+
+    if model.trusted_keys is None and not model.allow_unsigned:
+        raise click.UsageError("no trusted keys: pass --trusted-keys DIR (or --allow-unsigned in development)")
+    return TrustPolicy.from_folder(model.trusted_keys, model.allow_unsigned)
 
 
 def _log_unvalidated_outputs(bundle) -> None:
@@ -138,10 +150,15 @@ def _server_keys(server_key: str | None, allowed_clients: str | None):
     return CurveServerKeys(Path(server_key), Path(allowed_clients)) if server_key and allowed_clients else None
 
 
-@main.command()
+@main.group(cls=ProductGroup)
+def keys() -> None:
+    """Make keys: CURVE pairs for the links, Ed25519 pairs for signing bundles."""
+
+
+@keys.command("curve")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--name", "names", multiple=True, default=("runtime", "source", "display"), show_default=True)
-def keys(out_dir: str, names: tuple[str, ...]) -> None:
+def curve_keys(out_dir: str, names: tuple[str, ...]) -> None:
     """Create CURVE key pairs (NAME.key public, NAME.key_secret secret) for Ironhouse security."""
     from edge_runtime.security import create_keypair
 
@@ -149,6 +166,50 @@ def keys(out_dir: str, names: tuple[str, ...]) -> None:
         public, secret = create_keypair(out_dir, name)
         click.echo(f"{name}: public {public}, secret {secret}")
     click.echo("Copy each *.key (public) into the allowed-clients folder of the server it may connect to.")
+
+
+@keys.command("signing")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--name", default="signing", show_default=True, help="Key file names: NAME.secret, NAME.public.")
+def signing_keys(out_dir: Path, name: str) -> None:
+    """Create an Ed25519 key pair for signing bundles (NAME.secret 0600, NAME.public 0644)."""
+    from edge_runtime.signing import make_signing_key
+
+    try:
+        secret, public = make_signing_key(out_dir, name)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"secret {secret} (keep it off the bedside), public {public}")
+    click.echo("Copy the *.public file into each bedside's trusted-keys folder.")
+
+
+@main.group(cls=ProductGroup)
+def bundle() -> None:
+    """Sign a bundle, or check one as the bedside would."""
+
+
+@bundle.command("sign")
+@click.argument("bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--key", "secret", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+def sign_command(bundle_dir: Path, secret: Path) -> None:
+    """Sign BUNDLE_DIR's bundle.json (which holds every file's SHA-256) after verifying every hash."""
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.signing import sign_bundle
+
+    load_bundle(bundle_dir)  # never sign a bundle whose files do not match their hashes
+    click.echo(f"{bundle_dir}: signed by key {sign_bundle(bundle_dir, secret)}")
+
+
+@bundle.command("verify")
+@click.argument("bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--trusted-keys", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+def verify_command(bundle_dir: Path, trusted_keys: Path) -> None:
+    """Check BUNDLE_DIR as `serve --trusted-keys` does: its signature, then every file's hash and shape."""
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.signing import TrustPolicy
+
+    loaded = load_bundle(bundle_dir, trust=TrustPolicy.from_folder(trusted_keys))
+    click.echo(f"{bundle_dir}: {loaded.name} {loaded.version} verified, signed by {loaded.signed_by}")
 
 
 @main.command()

@@ -33,6 +33,14 @@ class ModelSettings(StrictModel):
     threads: int = Field(
         2, ge=1, le=64, description="Interpreter threads (the box's physical cores).", **flag("--threads")
     )
+    trusted_keys: Path | None = Field(
+        None, description="Folder of trusted *.public signing keys; the bundle must carry a signature by one.",
+        **flag("--trusted-keys"),
+    )  # fmt: skip
+    allow_unsigned: bool = Field(
+        False, description="Serve an unsigned bundle (development only: said in the log, heartbeat and page).",
+        **flag("--allow-unsigned"),
+    )  # fmt: skip
 
 
 class TransportSettings(StrictModel):

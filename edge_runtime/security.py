@@ -1,7 +1,7 @@
 """CURVE security, Ironhouse style: every socket encrypted, servers accept only listed client public keys.
 
 Key files are the pyzmq certificate format (``NAME.key`` public, ``NAME.key_secret`` secret), made by
-``edge-runtime keys``. The binding side of each link is the CURVE server.
+``edge-runtime keys curve``. The binding side of each link is the CURVE server.
 """
 
 from __future__ import annotations

@@ -94,7 +94,19 @@ class PageCamera:
             self.browser.quit()
 
 
-def live(bundle: Path) -> dict:
+def sign_demo_bundle(bundle: Path) -> Path:
+    """Sign the bundle with the demo's own key (made once) and return the folder of keys `serve` trusts."""
+    keys, trusted, edge = OUT / "keys", OUT / "trusted-keys", str(BIN / "edge-runtime")
+    if not (keys / "demo.secret").is_file():
+        step("signing key for the demo", edge, "keys", "signing", "--out", str(keys), "--name", "demo")
+    trusted.mkdir(exist_ok=True)
+    (trusted / "demo.public").write_bytes((keys / "demo.public").read_bytes())
+    step("sign the bundle (serve trusts only bundles signed by a key in --trusted-keys)", edge, "bundle", "sign",
+         str(bundle), "--key", str(keys / "demo.secret"))  # fmt: skip
+    return trusted
+
+
+def live(bundle: Path, trusted: Path) -> dict:
     banner("Bedside: edge-runtime serve + phantom exams with no view key (the bundle's gate decides) + live results")
     audit, truth = OUT / "audit" / "results.jsonl", OUT / "audit" / "truth.json"
     frame_log = OUT / "audit" / "frames.jsonl"
@@ -105,6 +117,8 @@ def live(bundle: Path) -> dict:
             "serve",
             "--bundle",
             str(bundle),
+            "--trusted-keys",
+            str(trusted),
             "--frames",
             FRAMES,
             "--results",
@@ -274,7 +288,8 @@ def main() -> int:
         "--no-debugger",
         "--allow-fidelity-miss",
     )
-    summary = live(bundle)
+    trusted = sign_demo_bundle(bundle)
+    summary = live(bundle, trusted)
     total = time.perf_counter() - started
     report = json.loads((run / "report.json").read_text())["pooled"]
     fidelity = json.loads((bundle / "fidelity.json").read_text())

@@ -51,13 +51,23 @@ def run_dir(tiny_cohort: Path, feature_cache: Path, tmp_path_factory: pytest.Tem
 
 
 @pytest.fixture(scope="session")
-def bundle_dir(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`trainer export --int8` on the tiny run: the bundle CI loads at the bedside side. The export must not
-    print the converter's input-statistics warning (calibration.convert.no_input_statistics_warning)."""
+def release_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The signing key the test bundle is released with (its .public beside it)."""
+    from edge_runtime.signing import make_signing_key
+
+    secret, _ = make_signing_key(tmp_path_factory.mktemp("release-keys"), "release")
+    return secret
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(run_dir: Path, release_key: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`trainer export --int8 --sign-key` on the tiny run: the bundle CI loads at the bedside side. The export
+    must not print the converter's input-statistics warning (calibration.convert.no_input_statistics_warning)."""
     from helpers import invoke_trainer
 
     out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
     args = ["export", "--run", str(run_dir), "--out", str(out), "--int8", "--samples", "24", "--version", "0.1.0"]
+    args += ["--sign-key", str(release_key)]
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         result = invoke_trainer(*args, "--allow-fidelity-miss")

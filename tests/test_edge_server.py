@@ -80,7 +80,7 @@ def test_serve_refuses_a_tampered_bundle(bundle_dir: Path, tmp_path: Path) -> No
     data[1000] ^= 0xFF
     (bad / "encoder.tflite").write_bytes(bytes(data))
     done = subprocess.run(
-        [sys.executable, "-m", "edge_runtime.cli", "serve", "--bundle", str(bad)],
+        [sys.executable, "-m", "edge_runtime.cli", "serve", "--bundle", str(bad), "--allow-unsigned"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -107,6 +107,7 @@ def test_serve_stops_cleanly_on_sigterm(bundle_dir: Path, tmp_path: Path) -> Non
             "tcp://127.0.0.1:5598",
             "--audit-log",
             str(tmp_path / "a.jsonl"),
+            "--allow-unsigned",
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -121,7 +122,7 @@ def test_serve_stops_cleanly_on_sigterm(bundle_dir: Path, tmp_path: Path) -> Non
         display.close()
         ctx.destroy(linger=0)
     assert proc.returncode == 0, err
-    assert "stopped cleanly" in err
+    assert "stopped cleanly" in err and "UNSIGNED BUNDLE" in err  # development only, and said so
 
 
 def test_a_bundle_without_a_calibrator_serves_raw_exams_and_says_so(bundle_dir: Path, tmp_path: Path) -> None:

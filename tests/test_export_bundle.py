@@ -189,7 +189,7 @@ def test_export_of_a_regress_run_marks_p_fatty_unvalidated_and_keeps_the_validat
     assert meta["training"]["epochs"] == 500  # the paper's regression protocol the run validated, not 1000
     # ... and the bedside says so when it starts serving that bundle.
     args = ["serve", "--bundle", str(tmp_path / "bundle"), "--frames", "tcp://127.0.0.1:5611"]
-    args += ["--results", "tcp://127.0.0.1:5612", "--audit-log", str(tmp_path / "audit.jsonl")]
+    args += ["--results", "tcp://127.0.0.1:5612", "--audit-log", str(tmp_path / "audit.jsonl"), "--allow-unsigned"]
     serve = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", *args], stderr=subprocess.PIPE, text=True)
     try:
         warning = next(line for line in serve.stderr if "serving" in line or "NOT cross-validated" in line)

@@ -233,6 +233,10 @@ def evaluate(run_dir: str, manifest: str, out_dir: str | None, profiles: str | N
     click.echo(f"written to {result['out_dir']}")
 
 
+SIGN_KEY = click.Path(exists=True, dir_okay=False, path_type=Path)
+SIGN_KEY_HELP = "Sign the bundle with this Ed25519 key (`edge-runtime keys signing`); serve trusts signed bundles."
+
+
 def export_options(fn):
     """trainer export's options, one per ExportSettings field."""
     flags = {
@@ -250,8 +254,9 @@ def export_options(fn):
 @main.command()
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, exists=True), required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Bundle directory.")
+@click.option("--sign-key", type=SIGN_KEY, default=None, help=SIGN_KEY_HELP)
 @export_options
-def export(run_dir: str, out_dir: str, **fields) -> None:
+def export(run_dir: str, out_dir: str, sign_key: Path | None, **fields) -> None:
     """Export a CLKL run as a verified bedside bundle (int8 encoder, bias-corrected head, fidelity report)."""
     from trainer.export import FidelityMiss, export_bundle
 
@@ -266,6 +271,15 @@ def export(run_dir: str, out_dir: str, **fields) -> None:
     click.echo((Path(out_dir) / "fidelity.md").read_text())
     click.echo(f"bundle {result.bundle} (sha {result.sha}) written and verified in {result.seconds:.0f} s")
     click.echo(f"export record (who trained, calibrated and judged it): {result.record}")
+    _sign(Path(out_dir), sign_key)
+
+
+def _sign(bundle_dir: Path, secret: Path | None) -> None:
+    """Sign a bundle this command has just written and verified (edge_runtime.signing)."""
+    if secret is not None:
+        from edge_runtime.signing import sign_bundle
+
+        click.echo(f"{bundle_dir}: signed by key {sign_bundle(bundle_dir, secret)}")
 
 
 @main.command("site-check")
@@ -309,7 +323,8 @@ def site_check(bundle_dir: str, manifest: str, out_dir: str, profiles: str | Non
 @click.option("--unlabelled", type=click.Path(dir_okay=False), default=None, help="Local exams without MRI-PDFF.")
 @click.option("--profiles", type=click.Path(dir_okay=False, exists=True), default=None, help=PROFILES_HELP)
 @click.option("--site", default=None, help="The site's name in the bundle (default: the manifest's folder).")
-def site_adapt(bundle_dir: str, out_dir: str, manifest, run_dir, unlabelled, profiles, site) -> None:
+@click.option("--sign-key", type=SIGN_KEY, default=None, help=SIGN_KEY_HELP)
+def site_adapt(bundle_dir: str, out_dir: str, manifest, run_dir, unlabelled, profiles, site, sign_key) -> None:
     """Adapt a bundle to a new scanner or site from a handful of its exams: a new bundle whose `site` section names
     its parent, the local evidence and the before/after figures (nested CV over the local subjects)."""
     import time
@@ -331,6 +346,7 @@ def site_adapt(bundle_dir: str, out_dir: str, manifest, run_dir, unlabelled, pro
     seconds, adapted = time.perf_counter() - start, ", ".join(site_info.adapted)
     click.echo(f"bundle {out_dir} {result['meta'].version} written ({seconds:.0f} s); nested figures {verdict} the")
     click.echo(f"acceptance criteria; adapted: {adapted}")
+    _sign(Path(out_dir), sign_key)
 
 
 def _export_settings(fields: dict[str, Any]) -> ExportSettings:

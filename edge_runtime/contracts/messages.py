@@ -55,6 +55,9 @@ class ModelInfo(Message):
     site: str | None = Field(
         None, description="The site the bundle was adapted to (`trainer site-adapt`); None: as trained."
     )
+    signed_by: str | None = Field(
+        None, description="The trusted key whose signature was verified; None: unsigned (development only)."
+    )
 
 
 class FrameRef(Message):

@@ -87,6 +87,9 @@ function health(snap) {
   const hb = snap.heartbeat, m = snap.metrics;
   if (hb) {
     document.getElementById("model").textContent = `model ${hb.model.name} ${hb.model.version} (sha ${hb.model.sha})`;
+    const unsigned = document.getElementById("unsigned");
+    unsigned.hidden = Boolean(hb.model.signed_by);
+    unsigned.textContent = "UNSIGNED BUNDLE: development only, not for patients";
     document.getElementById("uptime").textContent = `uptime ${Math.round(hb.uptime_s)} s, ${hb.sessions} sessions`;
     if (hb.validation) document.getElementById("validation").textContent = `Validation cohort: ${hb.validation}`;
   }
