@@ -1,27 +1,87 @@
 """Append-only JSON-lines audit log of every result and every session's final exam: a display that is down
-loses nothing.
+loses nothing, and an edited or removed line shows.
 
 Each line is flushed (and fsync'ed) as it is written; files rotate by size (results.jsonl -> .1 -> .2 ...).
+Every record carries ``prev_sha256``, the SHA-256 of the line before it (across rotations and restarts; the first
+line of a new log names ``GENESIS``), so ``edge-runtime audit verify`` finds the first line that was edited,
+inserted or removed. A line torn by kill -9 is closed off at the next start and reported, never fatal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+CHAIN_FIELD = "prev_sha256"
+GENESIS = "0" * 64
+TAIL_BYTES = 1 << 16  # a record is far shorter: the last complete line is always inside this tail
+
+
+def line_sha256(line: str) -> str:
+    return hashlib.sha256(line.rstrip("\n").encode()).hexdigest()
+
+
+def log_files(path: str | Path) -> list[Path]:
+    """The log's files, oldest first: results.jsonl.N ... results.jsonl.1, results.jsonl."""
+    path = Path(path)
+    rotated = [p for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit()]
+    return [*sorted(rotated, key=lambda p: -int(p.suffix[1:])), path]
+
+
+def _tail(path: Path) -> tuple[str | None, str | None]:
+    """The file's last complete line, and the unterminated fragment after it (a write cut short), if any."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None, None
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - TAIL_BYTES))
+        tail = fh.read().decode("utf-8", errors="replace")
+    complete, _, fragment = tail.rpartition("\n")
+    lines = [line for line in complete.split("\n") if line.strip()]
+    return (lines[-1] if lines else None), (fragment or None)
+
+
+def _whole_record(fragment: str) -> bool:
+    """A fragment that is a whole record lacks only its newline: it stays in the chain."""
+    try:
+        return isinstance(json.loads(fragment), dict)
+    except json.JSONDecodeError:
+        return False
+
 
 class AuditLog:
+    """The log at the bedside. A write that fails (a full or read-only disk) never stops the results: ``append``
+    says so, ``failures`` and ``error`` tell the heartbeat and the page, and the next write that the disk accepts
+    goes on (after ending any line the failure cut short)."""
+
     def __init__(self, path: str | Path, max_bytes: int = 50_000_000, backups: int = 5, fsync: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.backups = backups
         self.fsync = fsync
+        self.failures, self.error = 0, None
         self._lock = threading.Lock()
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the server's lifetime
+        self._head, self.torn_at_start = self._chain_head()
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the server's lifetime
+        self._cut_short = _tail(self.path)[1] is not None  # end it before the next line
+
+    def _chain_head(self) -> tuple[str, bool]:
+        """The hash the next record chains to (the newest complete line in any file), and whether the current
+        file ends in a torn line."""
+        last, fragment = _tail(self.path)
+        if fragment is not None and _whole_record(fragment):
+            return line_sha256(fragment), False
+        torn = fragment is not None
+        for path in reversed(log_files(self.path)[:-1]) if last is None else []:
+            last, _ = _tail(path)
+            if last is not None:
+                break
+        return (line_sha256(last) if last is not None else GENESIS), torn
 
     def _rotate(self) -> None:
         self._fh.close()
@@ -30,35 +90,90 @@ class AuditLog:
             if older.exists():
                 older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
         self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+    def _write(self, data: bytes) -> None:
+        """Every byte or an OSError (os.write may write part of a buffer); fsync'ed when asked."""
+        view = memoryview(data)
+        while view:
+            view = view[self._fh.write(view) or 0 :]
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+
+    def append(self, record: dict[str, Any]) -> bool:
+        """Write one record; False (counted in ``failures``, said in ``error``) when the disk refused it."""
         with self._lock:
-            if self._fh.tell() + len(line) > self.max_bytes and self._fh.tell() > 0:
-                self._rotate()
-            self._fh.write(line)
-            self._fh.flush()
-            if self.fsync:
-                os.fsync(self._fh.fileno())
+            line = json.dumps(record | {CHAIN_FIELD: self._head}, separators=(",", ":")) + "\n"
+            try:
+                size = os.fstat(self._fh.fileno()).st_size
+                if size + len(line) > self.max_bytes and size > 0 and self.path.is_file():
+                    self._rotate()
+                self._write((b"\n" if self._cut_short else b"") + line.encode())
+            except OSError as exc:
+                self.failures, self._cut_short = self.failures + 1, True
+                self.error = f"{self.path}: {exc.strerror or exc}"
+                return False
+            self._head, self._cut_short, self.error = line_sha256(line), False, None
+            return True
 
     def close(self) -> None:
         with self._lock:
             if not self._fh.closed:
-                self._fh.flush()
                 self._fh.close()
 
 
+@dataclass
+class AuditVerdict:
+    """What `edge-runtime audit verify` found: intact, or the first broken line; torn lines are reported apart."""
+
+    records: int = 0
+    broken: str | None = None  # "FILE:LINE: why", the first place the chain does not hold
+    torn: list[str] = field(default_factory=list)  # "FILE:LINE" of lines a crash cut short
+    starts_after_rotation: bool = False  # the oldest kept line chains to a file rotated away
+
+    @property
+    def intact(self) -> bool:
+        return self.broken is None
+
+
+def verify_audit(path: str | Path) -> AuditVerdict:
+    """Walk the chain over every file of the log, oldest first."""
+    verdict, expected = AuditVerdict(), None
+    for f in log_files(path):
+        if not f.is_file():
+            continue
+        for number, line in enumerate(f.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{f}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                verdict.torn.append(where)
+                continue
+            prev = record.get(CHAIN_FIELD) if isinstance(record, dict) else None
+            if prev is None:
+                verdict.broken = f"{where}: no {CHAIN_FIELD} (an inserted line, or a log from before the chain)"
+                return verdict
+            if expected is None:
+                verdict.starts_after_rotation = prev != GENESIS
+            elif prev != expected:
+                verdict.broken = f"{where}: {CHAIN_FIELD} does not match the line before it (edited or removed)"
+                return verdict
+            expected, verdict.records = line_sha256(line), verdict.records + 1
+    return verdict
+
+
 def read_audit(path: str | Path) -> list[dict[str, Any]]:
-    """All records, oldest first, across rotated files."""
-    path = Path(path)
-    files = sorted(
-        path.parent.glob(path.name + ".*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0
-    )
+    """All records, oldest first, across rotated files; lines a crash tore are skipped (`audit verify` names them)."""
     records = []
-    for f in [*files, path]:
+    for f in log_files(path):
         if f.exists():
-            records += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+            for line in filter(str.strip, f.read_text().splitlines()):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
     return records
 
 

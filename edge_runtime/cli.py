@@ -69,11 +69,13 @@ def serve(config_path: str | None, verbose: bool, **options) -> None:
     server = EdgeServer(config, bundle, profiles)
     server.serve_forever()
     stats = server.metrics().counters
-    click.echo(
-        f"stopped cleanly: {stats.get('results_published', 0)} results, "
-        f"{stats.get('frames_received', 0)} frames received",
-        err=True,
-    )
+    said = f"{stats.get('results_published', 0)} results, {stats.get('frames_received', 0)} frames received"
+    if server.audit.failures:  # results went out that the audit log does not hold: never "cleanly"
+        click.echo(
+            f"stopped: {said}; {server.audit.failures} records NOT in the audit log ({server.audit.error})", err=True
+        )
+        raise SystemExit(1)
+    click.echo(f"stopped cleanly: {said}", err=True)
 
 
 def _trust(model):
@@ -262,6 +264,33 @@ def grab(source: str, view: str, view_keys: bool, endpoint: str, loop: bool, **k
         time.sleep(0.3)  # let subscribers connect before the first frame
         sent = run_grab(source, FrameSender(sock), GrabTarget(**kw), selector, loop=loop)
     click.echo(f"sent {sent} frames", err=True)
+
+
+@main.group(cls=ProductGroup)
+def audit() -> None:
+    """Check the audit log."""
+
+
+@audit.command("verify")
+@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def verify_audit_command(logs: tuple[Path, ...]) -> None:
+    """Walk each log's hash chain (its rotated files included) and name the first edited or removed line."""
+    from edge_runtime.audit import verify_audit
+
+    broken = False
+    for log in logs:
+        verdict = verify_audit(log)
+        for where in verdict.torn:
+            click.echo(f"{where}: torn line (a write cut short by a crash); the chain continues past it")
+        if verdict.starts_after_rotation:
+            click.echo(f"{log}: the oldest kept line follows records rotated away; the chain is checked from there")
+        if verdict.intact:
+            click.echo(f"{log}: intact, {verdict.records} records")
+        else:
+            click.echo(f"{log}: BROKEN at {verdict.broken}", err=True)
+            broken = True
+    if broken:
+        raise SystemExit(1)
 
 
 main.add_command(profile)

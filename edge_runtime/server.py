@@ -25,6 +25,7 @@ from edge_runtime.contracts import (
     TOPIC_HEARTBEAT,
     TOPIC_METRICS,
     VIEWS,
+    AuditHealth,
     HeartbeatMessage,
     MetricsMessage,
 )
@@ -99,6 +100,7 @@ class EdgeServer:
             calibrated=self.exam_model.calibrated,
             validation=self.bundle.validation,
             exams={name: session.exam.status() for name, session in self.sessions.active()},
+            audit=AuditHealth(ok=self.audit.error is None, error=self.audit.error, failures=self.audit.failures),
         )
 
     # -- threads -------------------------------------------------------------------------------------------------------

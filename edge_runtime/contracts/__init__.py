@@ -75,6 +75,7 @@ from edge_runtime.contracts.constants import (
 from edge_runtime.contracts.messages import (
     MESSAGES,
     RECORDS,
+    AuditHealth,
     ExamCall,
     ExamEstimate,
     ExamRecord,
@@ -119,6 +120,7 @@ __all__ = [
     "VIEWS",
     "VIEW_CLASSES",
     "AcceptanceCriteria",
+    "AuditHealth",
     "BiasCorrection",
     "BundleError",
     "BundleFiles",

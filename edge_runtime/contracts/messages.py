@@ -118,6 +118,9 @@ class ResultMessage(Message):
     spread: dict[str, float] | None = Field(
         None, description="The ensemble's spread on this pair: logit of p_fatty and log(1 + PDFF) (None: one head)."
     )
+    audited: bool | None = Field(
+        None, description="Whether the audit log recorded this result before it was sent; None: no audit log."
+    )
 
     @property
     def end_to_end_ms(self) -> float:
@@ -137,6 +140,14 @@ class MetricsMessage(Message):
     pending: int
 
 
+class AuditHealth(Message):
+    """Whether the audit log is recording: a full or read-only disk is said, never silent."""
+
+    ok: bool
+    error: str | None = Field(None, description="The last write's failure, while writes fail.")
+    failures: int = Field(0, description="Records the disk refused since start.")
+
+
 class HeartbeatMessage(Message):
     v: int = PROTOCOL_VERSION
     ts: float
@@ -147,6 +158,7 @@ class HeartbeatMessage(Message):
     calibrated: bool = Field(description="Whether the bundle carries a p_fatty calibrator.")
     validation: str = Field(description="What the model was validated on, for the display's banner.")
     exams: dict[str, ExamEstimate] = Field(default_factory=dict, description="Active session -> its exam now.")
+    audit: AuditHealth | None = Field(None, description="The audit log's state; None: a runtime before it was said.")
 
 
 class ExamRecord(Message):

@@ -77,6 +77,7 @@ class Count(StrEnum):
     RESULTS_WITHHELD_OUT_OF_DISTRIBUTION = "results_withheld_out_of_distribution"
     RESULTS_PUBLISHED = "results_published"
     INFERENCE_ERRORS = "inference_errors"
+    AUDIT_WRITE_FAILURES = "audit_write_failures"
 
     @classmethod
     def gate_rejected(cls, what: str) -> Count:

@@ -79,10 +79,9 @@ def compose(
         results: the worker's results socket; None runs the pipeline without publishing (replays, benchmarks).
     """
     sessions, audit, stats, log = state
-    sinks: list[Sink] = []
+    sinks: list[Sink] = [AuditResults(audit, stats)]  # first: each published result says whether it was recorded
     if results is not None:
         sinks.append(PublishResults(results, stats))
-    sinks.append(AuditResults(audit))
     if results is not None and config.thumbnails.enabled:
         sinks.append(PublishThumbnails(results, sessions, config.thumbnails))
     return Pipeline(stages(bundle, config, profiles, sessions), sinks, (bundle, sessions, stats, log))

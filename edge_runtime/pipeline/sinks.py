@@ -43,14 +43,21 @@ class PublishResults:
 class AuditResults:
     """Every result and every exam's final answer, appended to the audit log (a display that is down loses nothing)."""
 
-    def __init__(self, audit: AuditLog):
-        self.audit = audit
+    def __init__(self, audit: AuditLog, stats: RuntimeStats):
+        self.audit, self.stats = audit, stats
 
     def on_result(self, result: ResultMessage, frame: FrameContext) -> None:
-        self.audit.append(result.model_dump(mode="json"))
+        """Recorded before it is sent, so the result says whether it was (a full disk never stops the results)."""
+        result.audited = self._append(result.model_dump(mode="json", exclude={"audited"}))
 
     def on_exam_final(self, record: ExamRecord) -> None:
-        self.audit.append(record.model_dump(mode="json"))
+        self._append(record.model_dump(mode="json"))
+
+    def _append(self, record: dict) -> bool:
+        written = self.audit.append(record)
+        if not written:
+            self.stats.count(Count.AUDIT_WRITE_FAILURES)
+        return written
 
 
 class PublishThumbnails:

@@ -90,6 +90,9 @@ function health(snap) {
     const unsigned = document.getElementById("unsigned");
     unsigned.hidden = Boolean(hb.model.signed_by);
     unsigned.textContent = "UNSIGNED BUNDLE: development only, not for patients";
+    const audit = document.getElementById("audit"), failing = Boolean(hb.audit && !hb.audit.ok);
+    audit.hidden = !failing;
+    audit.textContent = failing ? `RESULTS ARE NOT BEING RECORDED: ${hb.audit.error || "audit log write failed"}` : "";
     document.getElementById("uptime").textContent = `uptime ${Math.round(hb.uptime_s)} s, ${hb.sessions} sessions`;
     if (hb.validation) document.getElementById("validation").textContent = `Validation cohort: ${hb.validation}`;
   }
