@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from benchmarks.common import machine, write_reports
+from edge_runtime.contracts import FATTY_PDFF
 from phantom.layouts import CLASSIC_LAYOUTS
 
 CANON = "phantom-canon-1280x800"
@@ -37,8 +38,8 @@ def _split(site: Path, adapt: int) -> tuple[Path, Path, Path]:
     """The first ``adapt`` subjects, half of them fatty, to adapt on; the rest to judge on; and the adapt part
     without its labels (what a site has before MRI)."""
     rows = list(csv.DictReader((site / "manifest.csv").open()))
-    fatty = sorted({r["subject_id"] for r in rows if float(r["pdff"]) >= 5.0})
-    normal = sorted({r["subject_id"] for r in rows if float(r["pdff"]) < 5.0})
+    fatty = sorted({r["subject_id"] for r in rows if float(r["pdff"]) >= FATTY_PDFF})
+    normal = sorted({r["subject_id"] for r in rows if float(r["pdff"]) < FATTY_PDFF})
     chosen = set(fatty[: adapt // 2] + normal[: adapt - adapt // 2])
     parts = {"adapt": [r for r in rows if r["subject_id"] in chosen]}
     parts["test"] = [r for r in rows if r["subject_id"] not in chosen]

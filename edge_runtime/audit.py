@@ -66,22 +66,20 @@ class AuditLog:
         self.fsync = fsync
         self.failures, self.error = 0, None
         self._lock = threading.Lock()
-        self._head, self.torn_at_start = self._chain_head()
-        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the server's lifetime
-        self._cut_short = _tail(self.path)[1] is not None  # end it before the next line
-
-    def _chain_head(self) -> tuple[str, bool]:
-        """The hash the next record chains to (the newest complete line in any file), and whether the current
-        file ends in a torn line."""
         last, fragment = _tail(self.path)
-        if fragment is not None and _whole_record(fragment):
-            return line_sha256(fragment), False
-        torn = fragment is not None
-        for path in reversed(log_files(self.path)[:-1]) if last is None else []:
-            last, _ = _tail(path)
-            if last is not None:
+        self._cut_short = fragment is not None  # a line without its newline: end it before the next one
+        self.torn_at_start = self._cut_short and not _whole_record(fragment)
+        self._head = self._chain_head(fragment if self._cut_short and not self.torn_at_start else last)
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the server's lifetime
+        self._rotates = self.path.is_file()  # a device such as /dev/full is written, never renamed
+
+    def _chain_head(self, newest: str | None) -> str:
+        """The hash the next record chains to: the current file's newest whole line, else a rotated file's."""
+        for path in reversed(log_files(self.path)[:-1]) if newest is None else []:
+            newest, _ = _tail(path)
+            if newest is not None:
                 break
-        return (line_sha256(last) if last is not None else GENESIS), torn
+        return line_sha256(newest) if newest is not None else GENESIS
 
     def _rotate(self) -> None:
         self._fh.close()
@@ -106,7 +104,7 @@ class AuditLog:
             line = json.dumps(record | {CHAIN_FIELD: self._head}, separators=(",", ":")) + "\n"
             try:
                 size = os.fstat(self._fh.fileno()).st_size
-                if size + len(line) > self.max_bytes and size > 0 and self.path.is_file():
+                if self._rotates and size + len(line) > self.max_bytes and size > 0:
                     self._rotate()
                 self._write((b"\n" if self._cut_short else b"") + line.encode())
             except OSError as exc:
