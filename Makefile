@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-dev
 EDGE_VENV := .venv-edge
 EDGE_STAMP := $(EDGE_VENV)/.installed-edge
 
-.PHONY: demo test edge-check browser format clean
+.PHONY: demo test edge-check debian-tools format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,17 +28,20 @@ $(EDGE_STAMP): pyproject.toml
 edge-check: $(EDGE_STAMP)
 	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py
 
-# Debian's chromium + chromium-driver: the display's browser tests and the demo's screenshots of the page.
+# From Debian: chromium + chromium-driver (the display's browser tests and the demo's screenshots of the page),
+# systemd (systemd-analyze checks the unit) and faketime (the wall-clock jump of `benchmarks faults`).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || \
-	    { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }; }
+DEBIAN_PACKAGES := chromium chromium-driver systemd faketime
+DEBIAN_COMMANDS := chromium chromedriver systemd-analyze faketime
+debian-tools:
+	@missing=; for c in $(DEBIAN_COMMANDS); do command -v $$c >/dev/null || missing=1; done; [ -z "$$missing" ] || \
+	  { $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null 2>&1 || \
+	    { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); }; }
 
-demo: $(STAMP) browser
+demo: $(STAMP) debian-tools
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP) $(EDGE_STAMP) browser
+test: $(STAMP) $(EDGE_STAMP) debian-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py

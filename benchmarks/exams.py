@@ -86,7 +86,7 @@ def play_exams(
             exam.frames.append(FrameFate(header.seq, stream.last_truth["shows"], frame.view, outside, counted))
             if result is not None:
                 exam.results.append(result)
-        server.pipeline.end_exams(shutdown=True)
+        server.pipeline.end_exams(ending="shutdown")
         server.audit.close()
         for record in read_final_exams(server.config.audit.log):
             played[record["session"]].final = ExamRecord.model_validate(record)

@@ -2,6 +2,8 @@
 loses nothing, and an edited or removed line shows.
 
 Each line is flushed (and fsync'ed) as it is written; files rotate by size (results.jsonl -> .1 -> .2 ...).
+Retention deletes a rotated file when more than ``backups`` are kept, or (``max_age_days``) when its last line is
+older than that; each deletion is counted, logged and recorded in the log itself as a ``retention`` line.
 Every record carries ``prev_sha256``, the SHA-256 of the line before it (across rotations and restarts; the first
 line of a new log names ``GENESIS``), so ``edge-runtime audit verify`` finds the first line that was edited,
 inserted or removed. A line torn by kill -9 is closed off at the next start and reported, never fatal.
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,9 @@ from typing import Any
 CHAIN_FIELD = "prev_sha256"
 GENESIS = "0" * 64
 TAIL_BYTES = 1 << 16  # a record is far shorter: the last complete line is always inside this tail
+CHAIN_SLACK = 100  # bytes the chain field adds to a record's line, for the size check before rotating
+
+log = logging.getLogger("edge_runtime")
 
 
 def line_sha256(line: str) -> str:
@@ -58,20 +65,35 @@ class AuditLog:
     says so, ``failures`` and ``error`` tell the heartbeat and the page, and the next write that the disk accepts
     goes on (after ending any line the failure cut short)."""
 
-    def __init__(self, path: str | Path, max_bytes: int = 50_000_000, backups: int = 5, fsync: bool = True):
+    def __init__(
+        self,
+        path: str | Path,
+        max_bytes: int = 50_000_000,
+        backups: int = 5,
+        max_age_days: float | None = None,
+        fsync: bool = True,
+    ):
+        """Args:
+        path: the current file; rotated ones sit beside it as path.1, path.2, ...
+        max_bytes: rotate before a file grows past this.
+        backups: rotated files kept; the oldest beyond them is deleted (counted in ``retired``).
+        max_age_days: rotated files whose last write is older are deleted too; None keeps them by size only.
+        fsync: fsync each line (tests of speed turn it off).
+        """
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.max_bytes = max_bytes
-        self.backups = backups
-        self.fsync = fsync
-        self.failures, self.error = 0, None
+        self.max_bytes, self.backups, self.max_age_days, self.fsync = max_bytes, backups, max_age_days, fsync
+        self.failures, self.error, self.retired = 0, None, 0
         self._lock = threading.Lock()
+        self._notes: list[dict[str, Any]] = []  # retention lines still to be written into the chain
         last, fragment = _tail(self.path)
         self._cut_short = fragment is not None  # a line without its newline: end it before the next one
         self.torn_at_start = self._cut_short and not _whole_record(fragment)
         self._head = self._chain_head(fragment if self._cut_short and not self.torn_at_start else last)
         self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the server's lifetime
         self._rotates = self.path.is_file()  # a device such as /dev/full is written, never renamed
+        if self._rotates:
+            self._retire_old()
 
     def _chain_head(self, newest: str | None) -> str:
         """The hash the next record chains to: the current file's newest whole line, else a rotated file's."""
@@ -83,12 +105,35 @@ class AuditLog:
 
     def _rotate(self) -> None:
         self._fh.close()
+        oldest = self.path.with_name(f"{self.path.name}.{self.backups}")
+        if oldest.exists():
+            self._retire(oldest, f"more than {self.backups} rotated files")
         for i in range(self.backups - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{i}")
             if older.exists():
                 older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
         self.path.replace(self.path.with_name(f"{self.path.name}.1"))
         self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115
+        self._retire_old()
+
+    def _retire_old(self) -> None:
+        if self.max_age_days is None:
+            return
+        limit = time.time() - self.max_age_days * 86400
+        for path in log_files(self.path)[:-1]:
+            if path.is_file() and path.stat().st_mtime < limit:
+                self._retire(path, f"last written over {self.max_age_days:g} days ago")
+
+    def _retire(self, path: Path, why: str) -> None:
+        """Delete a rotated file by the retention rule: counted, logged, and noted in the chain."""
+        with open(path, "rb") as fh:
+            records = sum(1 for line in fh if line.strip())
+        path.unlink()
+        self.retired += 1
+        log.warning("audit retention: deleted %s (%d records): %s", path, records, why)
+        self._notes.append(
+            {"record": "retention", "at": time.time(), "deleted": path.name, "records": records, "why": why}
+        )
 
     def _write(self, data: bytes) -> None:
         """Every byte or an OSError (os.write may write part of a buffer); fsync'ed when asked."""
@@ -101,18 +146,26 @@ class AuditLog:
     def append(self, record: dict[str, Any]) -> bool:
         """Write one record; False (counted in ``failures``, said in ``error``) when the disk refused it."""
         with self._lock:
-            line = json.dumps(record | {CHAIN_FIELD: self._head}, separators=(",", ":")) + "\n"
             try:
                 size = os.fstat(self._fh.fileno()).st_size
-                if self._rotates and size + len(line) > self.max_bytes and size > 0:
+                if self._rotates and size > 0 and size + len(json.dumps(record)) + CHAIN_SLACK > self.max_bytes:
                     self._rotate()
-                self._write((b"\n" if self._cut_short else b"") + line.encode())
+                while self._notes:
+                    self._chain(self._notes[0])
+                    self._notes.pop(0)
+                self._chain(record)
             except OSError as exc:
                 self.failures, self._cut_short = self.failures + 1, True
                 self.error = f"{self.path}: {exc.strerror or exc}"
                 return False
-            self._head, self._cut_short, self.error = line_sha256(line), False, None
+            self.error = None
             return True
+
+    def _chain(self, record: dict[str, Any]) -> None:
+        """One line, chained to the one before it."""
+        line = json.dumps(record | {CHAIN_FIELD: self._head}, separators=(",", ":")) + "\n"
+        self._write((b"\n" if self._cut_short else b"") + line.encode())
+        self._head, self._cut_short = line_sha256(line), False
 
     def close(self) -> None:
         with self._lock:

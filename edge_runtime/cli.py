@@ -40,51 +40,46 @@ def main() -> None:
 @settings_options(RuntimeConfig, SERVE_TABLES)
 @click.option("-v", "--verbose", is_flag=True)
 def serve(config_path: str | None, verbose: bool, **options) -> None:
-    """Verify the bundle, then serve: frames in, results/metrics/heartbeats out, every result audited."""
-    from edge_runtime.bundle import BundleError, load_bundle
-    from edge_runtime.config import load_config
-    from edge_runtime.profiles import load_profiles
-    from edge_runtime.server import EdgeServer, warm_up
+    """Verify the bundle, then serve: frames in, results/metrics/heartbeats out, every result audited. SIGHUP
+    verifies and warms up the configured bundle again and swaps it in between frames (the old one serves on if the
+    new one fails)."""
+    from edge_runtime.bundle import BundleError
+    from edge_runtime.model_update import ConfiguredModel, ModelRefused
+    from edge_runtime.server import EdgeServer
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(message)s",
     )
-    config = load_config(config_path, nested_overrides(options))
-    if config.model.bundle is None:
-        raise click.UsageError("no bundle: pass --bundle or set model.bundle in the config")
+    configured = ConfiguredModel(config_path, nested_overrides(options))
+    config = configured.config()
     try:
-        bundle = load_bundle(config.model.bundle, num_threads=config.model.threads, trust=_trust(config.model))
+        served = configured.load()
+    except ModelRefused as exc:
+        raise click.UsageError(str(exc)) from None
     except BundleError as exc:
         raise BundleError(f"refusing to serve: {exc}") from None
-    if bundle.signed_by is None:
+    if served.bundle.signed_by is None:
         said = "UNSIGNED BUNDLE %s served (--allow-unsigned, signature unchecked): development only, never at a bedside"
-        logging.getLogger("edge_runtime").warning(said, bundle.name)
-    _log_unvalidated_outputs(bundle)
-    trained = {k: v.model_dump() for k, v in bundle.meta.scanners.items()}
-    inline = {k: v.model_dump() for k, v in config.scanners.profiles.items()}
-    profiles = load_profiles(config.scanners.profiles_file, extra={**trained, **inline})
-    warm_up(bundle)
-    server = EdgeServer(config, bundle, profiles)
-    server.serve_forever()
+        logging.getLogger("edge_runtime").warning(said, served.bundle.name)
+    _log_unvalidated_outputs(served.bundle)
+    server = EdgeServer(config, served.bundle, served.profiles, loader=configured)
+    failure = server.serve_forever()
+    _say_how_it_stopped(server, failure)
+
+
+def _say_how_it_stopped(server, failure: str | None) -> None:
+    """One line: "stopped cleanly" only when nothing failed and every result is in the audit log; else exit 1."""
     stats = server.metrics().counters
     said = f"{stats.get('results_published', 0)} results, {stats.get('frames_received', 0)} frames received"
+    problems = [failure] if failure else []
     if server.audit.failures:  # results went out that the audit log does not hold: never "cleanly"
-        click.echo(
-            f"stopped: {said}; {server.audit.failures} records NOT in the audit log ({server.audit.error})", err=True
-        )
+        problems.append(f"{server.audit.failures} records NOT in the audit log ({server.audit.error})")
+    if problems:
+        click.echo(f"stopped: {said}; {'; '.join(problems)}", err=True)
         raise SystemExit(1)
     click.echo(f"stopped cleanly: {said}", err=True)
-
-
-def _trust(model):
-    """Who may have made the bundle: keys in --trusted-keys, or (development only) nobody with --allow-unsigned."""
-    from edge_runtime.signing import TrustPolicy
-
-    if model.trusted_keys is None and not model.allow_unsigned:
-        raise click.UsageError("no trusted keys: pass --trusted-keys DIR (or --allow-unsigned in development)")
-    return TrustPolicy.from_folder(model.trusted_keys, model.allow_unsigned)
 
 
 def _log_unvalidated_outputs(bundle) -> None:

@@ -135,7 +135,10 @@ class AuditSettings(StrictModel):
 
     log: Path = Field(Path("audit/results.jsonl"), description="The audit log file.", **flag("--audit-log"))
     max_bytes: int = Field(50_000_000, ge=1024, description="Rotate the log past this size.")
-    backups: int = Field(5, ge=1, description="Rotated files kept.")
+    backups: int = Field(5, ge=1, description="Rotated files kept; the oldest beyond them is deleted (counted).")
+    max_age_days: float | None = Field(
+        None, gt=0, description="Delete rotated files last written longer ago than this (counted); unset: by size only."
+    )
 
 
 class MetricsSettings(StrictModel):
@@ -143,6 +146,11 @@ class MetricsSettings(StrictModel):
 
     period_s: float = Field(5.0, gt=0, description="Seconds between metrics messages.", **flag("--metrics-period"))
     heartbeat_period_s: float = Field(1.0, gt=0, description="Seconds between heartbeats.")
+    stall_s: float = Field(
+        10.0,
+        gt=0,
+        description="A stage loop silent this long is stalled: /healthz answers 503 and the systemd watchdog starves.",
+    )
     prometheus_port: int = Field(
         0, ge=0, le=65535, description="Prometheus endpoint on 127.0.0.1 (0: off).", **flag("--prometheus-port")
     )

@@ -136,6 +136,7 @@ class Pair:
     log_pdff: float  # the ensemble's log(1 + PDFF)
     spread: float  # the ensemble's spread of log(1 + PDFF)
     outside: bool = False  # a frame of the pair lies outside the training distribution (the bundle's guard)
+    clock: float = 0.0  # the server's monotonic clock when the pair came: the window and the hold use it
 
 
 @dataclass
@@ -200,7 +201,7 @@ class ExamTracker:
     def saw(self, view: str) -> None:
         self.views_seen.add(view)
 
-    def add(self, ts: float, members: Members, outside: bool = False) -> ExamEstimate:
+    def add(self, ts: float, members: Members, outside: bool = False, clock: float | None = None) -> ExamEstimate:
         """One new pair: slide the window, recombine, apply hysteresis; returns the exam as it now stands.
 
         Args:
@@ -208,10 +209,13 @@ class ExamTracker:
             members: the bundle's ensemble answer for the pair.
             outside: the guard flagged a frame of the pair; such pairs never enter the combination, and while
                 they are the majority of the window the exam gives no call.
+            clock: the server's monotonic seconds, so that a wall-clock jump neither empties the window nor
+                skips the hold (default: ts, for replays that have only frame times).
         """
-        pair = Pair(ts, self.model.logit(members), members.log_pdff, members.log_pdff_spread, outside)
+        clock = ts if clock is None else clock
+        pair = Pair(ts, self.model.logit(members), members.log_pdff, members.log_pdff_spread, outside, clock)
         self.pairs.append(pair)
-        while len(self.pairs) > self.policy.window_pairs or ts - self.pairs[0].ts > self.policy.window_s:
+        while len(self.pairs) > self.policy.window_pairs or clock - self.pairs[0].clock > self.policy.window_s:
             self.pairs.popleft()
         usable = [p for p in self.pairs if not p.outside]
         if 2 * (len(self.pairs) - len(usable)) > len(self.pairs):
@@ -223,7 +227,7 @@ class ExamTracker:
             return self.last
         combined = combine(usable, self.policy, self.model)
         call, reason, chosen = candidate_call(combined, self.model)
-        self._hold(call, ts)
+        self._hold(call, ts, clock)
         if self.shown is None:
             reason = f"settling: {call} for {self.streak} of {self.policy.hold_updates} updates"
         elif call != self.shown:
@@ -231,16 +235,16 @@ class ExamTracker:
         self.last = self._estimate(combined, reason, chosen)
         return self.last
 
-    def _hold(self, call: str, ts: float) -> None:
+    def _hold(self, call: str, ts: float, clock: float) -> None:
         """Hysteresis: a call replaces the shown one only after hold_updates consecutive updates over hold_s."""
         if call == self.shown:
             self.pending, self.streak = None, 0
             return
         if call != self.pending:
-            self.streak, self.pending_since = 0, ts
+            self.streak, self.pending_since = 0, clock
         self.streak += 1
         self.pending = call
-        held = ts - self.pending_since >= self.policy.hold_s
+        held = clock - self.pending_since >= self.policy.hold_s
         if self.streak >= self.policy.hold_updates and held:
             self.shown, self.stable_since, self.pending, self.streak = call, ts, None, 0
 

@@ -1,14 +1,31 @@
-"""Prometheus endpoint with the same counters and latency histograms as the metrics topic."""
+"""Prometheus endpoint with the same counters and latency histograms as the metrics topic, and ``/healthz``: 200
+while every stage is ticking, 503 naming the stage that died or stalled (edge_runtime.supervision)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+import json
+import threading
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
 
 BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 
 
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args) -> None:  # scrapes every few seconds would flood the journal
+        pass
+
+
 class PrometheusExporter:
-    def __init__(self, port: int, address: str = "127.0.0.1"):
+    def __init__(self, port: int, health: Callable[[], dict], address: str = "127.0.0.1"):
+        """Serve /metrics (any path) and /healthz, whose body is ``health()`` and whose status its ``healthy``."""
         self.registry = CollectorRegistry()
         self.events = Counter(
             "fatty_liver_edge_events", "Frames and inferences by event", ["event"], registry=self.registry
@@ -19,7 +36,20 @@ class PrometheusExporter:
         self.latency = Histogram(
             "fatty_liver_edge_stage_seconds", "Per-stage latency", ["stage"], buckets=BUCKETS, registry=self.registry
         )
-        self.server, self.thread = start_http_server(port, addr=address, registry=self.registry)
+        self.health, self._metrics = health, make_wsgi_app(self.registry)
+        self.server = make_server(address, port, self._app, _ThreadingServer, _QuietHandler)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, name="prometheus", daemon=True)
+        self.thread.start()
+
+    def _app(self, environ: dict, start_response: Callable) -> list[bytes]:
+        if environ.get("PATH_INFO") != "/healthz":
+            return self._metrics(environ, start_response)
+        health = self.health()
+        body = json.dumps(health).encode()
+        status = "200 OK" if health.get("healthy") else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
 
     def count(self, name: str, n: int) -> None:
         self.events.labels(name).inc(n)
@@ -32,3 +62,4 @@ class PrometheusExporter:
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()

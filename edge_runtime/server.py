@@ -3,7 +3,8 @@
 The data flow itself is :func:`edge_runtime.pipeline.compose`. Here: the receive thread runs the frame source
 (it only drains its SUB socket, validates and keeps the newest frame per (session, view), so receiving never waits
 for inference); the worker thread owns the results PUB socket (ZeroMQ sockets are not thread-safe), runs the
-pipeline on each frame and emits heartbeats and metrics. Nothing here imports TensorFlow.
+pipeline on each frame and emits heartbeats and metrics; the main thread supervises both (edge_runtime.supervision)
+and takes model updates on SIGHUP (edge_runtime.model_update). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,34 +15,28 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-import numpy as np
 import zmq
 
 from edge_runtime.audit import AuditLog
 from edge_runtime.bundle import Bundle
 from edge_runtime.config import RuntimeConfig
-from edge_runtime.contracts import (
-    INPUT_SHAPE,
-    TOPIC_HEARTBEAT,
-    TOPIC_METRICS,
-    VIEWS,
-    AuditHealth,
-    HeartbeatMessage,
-    MetricsMessage,
-)
+from edge_runtime.contracts import TOPIC_HEARTBEAT, TOPIC_METRICS, HeartbeatMessage, MetricsMessage
 from edge_runtime.exam import ExamModel, ExamTracker
+from edge_runtime.model_update import ConfiguredModel, ModelUpdates, ServedModel
 from edge_runtime.pipeline import FrameAdmission, Pipeline, ZmqFrameSource, compose
 from edge_runtime.profiles import ScannerProfile
 from edge_runtime.protocol import message_parts
 from edge_runtime.sessions import LatestFrames, SessionStore
 from edge_runtime.stats import RuntimeStats, ThrottledLog
+from edge_runtime.status import health_report, heartbeat_message, metrics_message
+from edge_runtime.supervision import ServiceManager, StageClock, supervise
 from edge_runtime.transport import publisher
 
 log = logging.getLogger("edge_runtime")
 
 
 class EdgeServer:
-    """One bundle served: the frame source, the pipeline and the box's health messages."""
+    """One bundle served at a time: the frame source, the pipeline, the box's health messages and model updates."""
 
     def __init__(
         self,
@@ -49,66 +44,60 @@ class EdgeServer:
         bundle: Bundle,
         profiles: Mapping[str, ScannerProfile],
         context: zmq.Context | None = None,
+        loader: ConfiguredModel | None = None,
     ):
-        self.config, self.bundle, self.profiles = config, bundle, dict(profiles)
-        self.ctx = context or zmq.Context.instance()
-        self.stats = RuntimeStats()
-        self.log = ThrottledLog(config.metrics.period_s)
+        """Args:
+        config: the runtime's configuration.
+        bundle: the verified, warmed-up bundle to serve first.
+        profiles: every known scanner profile.
+        context: the ZeroMQ context (default: the process's).
+        loader: where SIGHUP reads the next bundle from; None: updates are refused.
+        """
+        self.config, self.ctx = config, context or zmq.Context.instance()
+        self.stats, self.log = RuntimeStats(), ThrottledLog(config.metrics.period_s)
         self.frames = LatestFrames(max_keys=2 * config.sessions.max_active)
-        self.exam_model = ExamModel.from_bundle(bundle.meta.exam, bundle.threshold, config.exam)
-        sessions = config.sessions
-        self.sessions = SessionStore(
-            sessions.ttl_s,
-            sessions.max_active,
-            sessions.pairing_window_s,
-            lambda: ExamTracker(config.exam, self.exam_model),
-        )
-        self.audit = AuditLog(config.audit.log, config.audit.max_bytes, config.audit.backups)
-        reporting = (self.stats, self.log)
-        self.admission = FrameAdmission(bundle, self.profiles, config, self.frames, reporting)
+        sessions, new_exam = config.sessions, lambda: ExamTracker(config.exam, self.exam_model)
+        self.sessions = SessionStore(sessions.ttl_s, sessions.max_active, sessions.pairing_window_s, new_exam)
+        self.audit = AuditLog(config.audit.log, config.audit.max_bytes, config.audit.backups, config.audit.max_age_days)
+        self.admission = FrameAdmission(bundle, dict(profiles), config, self.frames, (self.stats, self.log))
         self.source = ZmqFrameSource(config, self.admission, self.ctx)
-        self.pipeline = self.compose(None)  # replaced by the publishing pipeline when the worker starts
-        self.started_at = time.time()
-        self.results_endpoint = config.transport.results
-        self.prometheus = None
+        self.updates, self.clock = ModelUpdates(loader), StageClock(config.metrics.stall_s)
+        self.updates.on_refused = lambda update: self.audit.append(update.model_dump())
+        self.started_at, self.results_endpoint, self.prometheus = time.time(), config.transport.results, None
         self._stop, self._ready = threading.Event(), threading.Event()
         self._threads: list[threading.Thread] = []
         self._startup_failure: BaseException | None = None
+        self._install(ServedModel(bundle, dict(profiles)), None)  # the worker composes it again with its socket
+
+    def _install(self, served: ServedModel, results: zmq.Socket | None) -> None:
+        """Serve this model from the next frame on: its exam model, admission rules and pipeline."""
+        self.bundle, self.profiles, self.model_since = served.bundle, served.profiles, time.time()
+        self.exam_model = ExamModel.from_bundle(served.bundle.meta.exam, served.bundle.threshold, self.config.exam)
+        self.admission.bundle, self.admission.profiles = served.bundle, served.profiles
+        self.pipeline = self.compose(results)
 
     def compose(self, results: zmq.Socket | None) -> Pipeline:
         """The pipeline over this server's state; with a results socket it publishes, else it only audits."""
         state = (self.sessions, self.audit, self.stats, self.log)
         return compose(self.bundle, self.config, self.profiles, state, results)
 
-    # -- health --------------------------------------------------------------------------------------------------------
+    # -- health (edge_runtime.status) ---------------------------------------------------------------------------------
     def metrics(self) -> MetricsMessage:
-        return MetricsMessage(
-            ts=time.time(),
-            **self.stats.snapshot(),
-            sessions=len(self.sessions),
-            sessions_expired=self.sessions.expired,
-            pending=len(self.frames),
-        )
+        return metrics_message(self)
 
     def heartbeat(self) -> HeartbeatMessage:
-        return HeartbeatMessage(
-            ts=time.time(),
-            uptime_s=round(time.time() - self.started_at, 1),
-            model=self.bundle.model_info,
-            sessions=len(self.sessions),
-            pending=len(self.frames),
-            calibrated=self.exam_model.calibrated,
-            validation=self.bundle.validation,
-            exams={name: session.exam.status() for name, session in self.sessions.active()},
-            audit=AuditHealth(ok=self.audit.error is None, error=self.audit.error, failures=self.audit.failures),
-        )
+        return heartbeat_message(self)
+
+    def health(self) -> dict:
+        return health_report(self)
 
     # -- threads -------------------------------------------------------------------------------------------------------
     def _receive_loop(self) -> None:
         try:
-            self.source.run(self._stop, self._ready.set)
-        except Exception as exc:  # e.g. an unreachable endpoint: start() reports it
+            self.source.run(self._stop, self._ready.set, lambda: self.clock.tick("receiver"))
+        except Exception as exc:  # e.g. an unreachable endpoint: start() reports it, the supervisor after that
             log.exception("receive stage stopped")
+            self.clock.ended("receiver", f"{type(exc).__name__}: {exc}")
             self._startup_failure = exc
             self._ready.set()
 
@@ -120,19 +109,21 @@ class EdgeServer:
                 self.pipeline = self.compose(pub)
                 self._ready.set()
                 self._serve(pub)
-        except Exception as exc:  # e.g. the results endpoint is taken: start() reports it
+        except Exception as exc:  # e.g. the results endpoint is taken: start() reports it, the supervisor after that
             log.exception("results stage stopped")
+            self.clock.ended("worker", f"{type(exc).__name__}: {exc}")
             self._startup_failure = exc
             self._ready.set()
         finally:
-            self.pipeline.end_exams(shutdown=True)
+            self.pipeline.end_exams(ending="shutdown")
             self.audit.close()
 
     def _serve(self, pub: zmq.Socket) -> None:
-        """Until stopped: heartbeats and metrics on time, and the pipeline on every frame in between."""
+        """Until stopped: heartbeats and metrics on time, a new model between frames, the pipeline on every frame."""
         metrics = self.config.metrics
         next_heartbeat = next_metrics = time.monotonic()
         while not self._stop.is_set():
+            self.clock.tick("worker")
             now = time.monotonic()
             if now >= next_heartbeat:
                 self.pipeline.end_exams()
@@ -141,7 +132,8 @@ class EdgeServer:
             if now >= next_metrics:
                 pub.send_multipart(message_parts(TOPIC_METRICS, self.metrics()))
                 next_metrics = now + metrics.period_s
-            frame = self.frames.take(timeout=max(0.0, min(next_heartbeat, next_metrics) - time.monotonic()))
+            self._swap_if_updated(pub)
+            frame = self.frames.take(timeout=max(0.0, min(next_heartbeat, next_metrics, now + 0.5) - time.monotonic()))
             if frame is None:
                 continue
             try:
@@ -149,10 +141,20 @@ class EdgeServer:
             except Exception:  # a bug must not take the bedside down: count it, log it, keep serving
                 self.pipeline.fail(frame)
 
+    def _swap_if_updated(self, pub: zmq.Socket) -> None:
+        """A verified, warmed-up model waits: end every exam with its final record, then serve the new model."""
+        served = self.updates.take()
+        if served is not None:
+            previous = self.bundle.model_info
+            ended = self.pipeline.end_exams("shutdown", f"model update to {served.bundle.name} {served.bundle.sha}")
+            self._install(served, pub)
+            self.audit.append(self.updates.swapped(previous, served, ended).model_dump())
+
     # -- lifecycle -----------------------------------------------------------------------------------------------------
     def _start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         self._ready.clear()
         thread = threading.Thread(target=target, name=name, daemon=True)
+        self.clock.watch(name, thread)
         thread.start()
         self._ready.wait(10)
         if self._startup_failure is not None:
@@ -164,7 +166,7 @@ class EdgeServer:
         if self.config.metrics.prometheus_port:
             from edge_runtime.prometheus import PrometheusExporter
 
-            self.prometheus = PrometheusExporter(self.config.metrics.prometheus_port)
+            self.prometheus = PrometheusExporter(self.config.metrics.prometheus_port, self.health)
             self.stats.add_listener(self.prometheus)
         self._threads = [self._start_thread(self._worker_loop, "worker")]
         self._threads.append(self._start_thread(self._receive_loop, "receiver"))
@@ -178,20 +180,19 @@ class EdgeServer:
         if self.prometheus:
             self.prometheus.close()
 
-    def serve_forever(self) -> None:
-        """Run until SIGINT/SIGTERM, then stop cleanly."""
-        stop = threading.Event()
+    def serve_forever(self) -> str | None:
+        """Run until SIGINT/SIGTERM (None: stopped as asked) or until a stage dies (what died); SIGHUP updates."""
+        stop, update = threading.Event(), threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: update.set())
         self.start()
         info = (self.bundle.name, self.bundle.version, self.bundle.sha, self.config.transport.frames)
         log.info("serving %s %s (sha %s): frames from %s, results on %s", *info, self.results_endpoint)
-        while not stop.wait(0.5):
-            pass
+        manager = ServiceManager()
+        manager.notify("READY=1", f"STATUS=serving {self.bundle.name} {self.bundle.sha}")
+        failure = supervise(self.clock, stop, (update, lambda: self.updates.request(self.bundle.model_info)), manager)
+        manager.notify("STOPPING=1")
         log.info("stopping: finishing the inference in hand")
         self.stop()
-
-
-def warm_up(bundle: Bundle) -> np.ndarray:
-    """Run the encoder once so the first real frame does not pay the interpreter's first-invoke costs."""
-    return bundle.encode(VIEWS[0], np.zeros(INPUT_SHAPE, np.uint8))
+        return failure

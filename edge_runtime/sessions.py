@@ -8,6 +8,7 @@ input rate and any number of exams.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -105,8 +106,8 @@ def same_image(a: np.ndarray, b: np.ndarray, min_correlation: float) -> bool:
 class Session:
     exam: ExamTracker
     views: dict[str, ViewFeatures] = field(default_factory=dict)
-    last_seen: float = 0.0
-    thumbnails_sent: float = 0.0  # when this session's thumbnails last went out
+    last_seen: float = 0.0  # time.monotonic(): a wall-clock jump never ends an exam
+    thumbnails_sent: float = -math.inf  # when this session's thumbnails last went out (monotonic)
 
 
 class SessionStore:
@@ -126,9 +127,9 @@ class SessionStore:
             session: the exam id.
             view: which view the features are of.
             features: the view's features with its frame's seq and capture time.
-            now: the current time (tests pass it; default: time.time()).
+            now: the monotonic time (tests pass it; default: time.monotonic()).
         """
-        now = time.time() if now is None else now
+        now = time.monotonic() if now is None else now
         self.expire(now)
         state = self._sessions.pop(session, None) or Session(self.new_exam())
         state.views[view] = features
@@ -169,6 +170,11 @@ class SessionStore:
                 break
             self.ended.append((name, self._sessions.pop(name), "ttl"))
             self.expired += 1
+
+    def end_all(self, why: str) -> None:
+        """End every active session now (shutdown, a new model): each gets its final exam record."""
+        self.ended += [(name, state, why) for name, state in self._sessions.items()]
+        self._sessions.clear()
 
     def take_ended(self) -> list[tuple[str, Session, str]]:
         """Sessions that ended (TTL or cap) since the last call; the server writes their final exam records."""

@@ -31,7 +31,7 @@ def test_an_intact_log_verifies_across_rotations_and_restarts(tmp_path: Path) ->
     assert (tmp_path / "results.jsonl.1").exists()
     result = _verify(path)
     assert result.exit_code == 0 and "intact" in result.output, result.output
-    kept = [r["i"] for r in read_audit(path)]
+    kept = [r["i"] for r in read_audit(path) if "i" in r]
     assert kept == sorted(kept) and kept[-1] == 59
     assert verify_audit(path).starts_after_rotation  # the oldest file was rotated away, and that is said
 
@@ -128,3 +128,25 @@ def test_results_keep_flowing_to_a_full_audit_disk_marked_unaudited(bundle_dir: 
     assert all(r.audited is False for r in display.received)
     assert server.stats.counters["audit_write_failures"] >= 2
     assert heartbeat.audit.ok is False and "No space left" in heartbeat.audit.error
+
+
+def test_retention_by_age_deletes_counts_and_notes_it_and_the_chain_still_verifies(tmp_path: Path) -> None:
+    import os
+    import time
+
+    path = tmp_path / "results.jsonl"
+    _log(path, 0, 30, max_bytes=2048)  # rotates: results.jsonl.1 (and .2) hold the oldest records
+    rotated = sorted(tmp_path.glob("results.jsonl.*"))
+    assert rotated
+    old = time.time() - 40 * 86400
+    for f in rotated:
+        os.utime(f, (old, old))
+    log = AuditLog(path, max_bytes=2048, backups=3, max_age_days=30)
+    assert log.retired == len(rotated) and not any(f.exists() for f in rotated)
+    log.append({"i": 30, "pad": "x"})
+    log.close()
+    notes = [r for r in read_audit(path) if r.get("record") == "retention"]
+    assert sorted(n["deleted"] for n in notes) == sorted(f.name for f in rotated)
+    assert all("30 days" in n["why"] for n in notes)
+    verdict = verify_audit(path)
+    assert verdict.intact and verdict.starts_after_rotation

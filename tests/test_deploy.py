@@ -54,3 +54,38 @@ def test_systemd_unit_runs_edge_runtime_serve_unprivileged() -> None:
 def test_container_installs_only_the_edge_extra() -> None:
     text = (DEPLOY / "Containerfile").read_text()
     assert '".[edge]"' in text and "tensorflow" not in text.lower().replace("no tensorflow", "")
+
+
+def test_the_unit_is_supervised_verifies_and_keeps_its_exposure_low(tmp_path: Path) -> None:
+    """Type=notify with a watchdog and reload by SIGHUP; `systemd-analyze verify` passes (with ExecStart pointed at
+    this checkout's edge-runtime) and `systemd-analyze security` rates the exposure at most 2.0; the audit log is
+    created unreadable by others."""
+    import shutil
+    import subprocess
+    import sys
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(DEPLOY / "fatty-liver-edge.service")
+    service = unit["Service"]
+    assert service["Type"] == "notify" and int(service["WatchdogSec"]) > 0 and "-HUP" in service["ExecReload"]
+    assert service["UMask"] == "0077"
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: `make test` installs Debian's systemd"
+    here = Path(sys.executable).parent / "edge-runtime"
+    text = (
+        (DEPLOY / "fatty-liver-edge.service")
+        .read_text()
+        .replace("/opt/fatty-liver-edge/venv/bin/edge-runtime", str(here))
+    )
+    (tmp_path / "fatty-liver-edge.service").write_text(text)
+    verify = subprocess.run(
+        [analyze, "verify", str(tmp_path / "fatty-liver-edge.service")], capture_output=True, text=True
+    )
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    security = subprocess.run(
+        [analyze, "security", "--offline=true", str(DEPLOY / "fatty-liver-edge.service")],
+        capture_output=True,
+        text=True,
+    )
+    score = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
+    assert score and float(score.group(1)) <= 2.0, security.stdout[-400:]

@@ -125,10 +125,13 @@ def test_audit_log_appends_flushes_and_rotates(tmp_path: Path) -> None:
     for i in range(60):
         log.append({"i": i, "pad": "x" * 40})
     log.close()
-    assert (tmp_path / "results.jsonl.1").exists()
+    assert (tmp_path / "results.jsonl.1").exists() and not (tmp_path / "results.jsonl.4").exists()
     records = read_audit(tmp_path / "results.jsonl")
-    kept = [r["i"] for r in records]
+    kept = [r["i"] for r in records if "i" in r]
     assert kept == sorted(kept) and kept[-1] == 59  # oldest rotated away, order preserved, nothing torn
+    retention = [r for r in records if r.get("record") == "retention"]
+    assert log.retired >= 1 and retention, "a deletion by retention is counted and noted in the log"
+    assert retention[-1]["deleted"] == "results.jsonl.3" and retention[-1]["records"] > 0
 
 
 def test_config_validation(tmp_path: Path) -> None:

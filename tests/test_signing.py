@@ -148,7 +148,9 @@ def test_serve_refuses_at_start_what_it_cannot_trust(signed: tuple[Path, Path], 
         assert "Traceback" not in done.stderr
 
 
-def test_a_signed_bundle_serves_and_its_heartbeat_names_the_key(signed: tuple[Path, Path], tmp_path: Path) -> None:
+def test_a_signed_bundle_serves_names_its_key_and_swaps_in_again_on_sighup(
+    signed: tuple[Path, Path], tmp_path: Path
+) -> None:
     import signal
 
     import zmq
@@ -164,13 +166,21 @@ def test_a_signed_bundle_serves_and_its_heartbeat_names_the_key(signed: tuple[Pa
     sub = ctx.socket(zmq.SUB)
     sub.connect("tcp://127.0.0.1:5634")
     sub.setsockopt(zmq.SUBSCRIBE, b"heartbeat")
-    try:
+
+    def heartbeat() -> HeartbeatMessage:
         assert wait_for(lambda: sub.poll(100) != 0, timeout=30), "no heartbeat"
-        body = sub.recv_multipart()[1]
+        return HeartbeatMessage.model_validate_json(sub.recv_multipart()[1])
+
+    try:
+        first = heartbeat()
+        proc.send_signal(signal.SIGHUP)  # the same bundle again: verified, warmed up and swapped in
+        assert wait_for(lambda: heartbeat().model_update is not None, timeout=30), "SIGHUP never answered"
+        updated = heartbeat()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
     finally:
         sub.close(linger=0)
         ctx.destroy(linger=0)
-    assert HeartbeatMessage.model_validate_json(body).model.signed_by == "vendor.public"
-    assert proc.returncode == 0 and "UNSIGNED" not in err
+    assert first.model.signed_by == "vendor.public" and first.model_update is None
+    assert updated.model_update.ok and updated.model_since > first.model_since, updated.model_update
+    assert proc.returncode == 0 and "UNSIGNED" not in err and "now serving" in err

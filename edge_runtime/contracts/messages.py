@@ -146,6 +146,21 @@ class AuditHealth(Message):
     ok: bool
     error: str | None = Field(None, description="The last write's failure, while writes fail.")
     failures: int = Field(0, description="Records the disk refused since start.")
+    retired: int = Field(0, description="Rotated files deleted by retention (size or age) since start.")
+
+
+class ModelUpdate(Message):
+    """One model update (SIGHUP): swapped in between frames, or refused with the old model still serving. The
+    heartbeat carries the last one; the audit log records each."""
+
+    record: Literal["model_update"] = "model_update"
+    at: float = Field(description="Unix seconds when the update was decided.")
+    ok: bool = Field(description="True: swapped in; False: refused, the previous model serves on.")
+    requested: str = Field(description="The bundle folder the update read.")
+    model: ModelInfo | None = Field(None, description="The model serving after the update.")
+    previous: ModelInfo | None = Field(None, description="The model that served before it.")
+    error: str | None = Field(None, description="Why it was refused.")
+    sessions_ended: int = Field(0, description="Exams ended (each with its exam_final) because the model changed.")
 
 
 class HeartbeatMessage(Message):
@@ -159,15 +174,18 @@ class HeartbeatMessage(Message):
     validation: str = Field(description="What the model was validated on, for the display's banner.")
     exams: dict[str, ExamEstimate] = Field(default_factory=dict, description="Active session -> its exam now.")
     audit: AuditHealth | None = Field(None, description="The audit log's state; None: a runtime before it was said.")
+    model_since: float | None = Field(None, description="Unix seconds since which `model` has served.")
+    model_update: ModelUpdate | None = Field(None, description="The last model update since start, if any.")
 
 
 class ExamRecord(Message):
-    """The audit log's last word on a session, written when it ends (TTL, the session cap or shutdown)."""
+    """The audit log's last word on a session, written when it ends (TTL, the session cap, shutdown or a new model)."""
 
     record: Literal["exam_final"] = "exam_final"
     session: str
     ended: float = Field(description="Unix seconds when the runtime closed the session.")
-    why: Literal["ttl", "capacity", "shutdown"]
+    why: Literal["ttl", "capacity", "shutdown"] = Field(description="shutdown: the model serving it stopped serving.")
+    cause: str | None = Field(None, description="What ended it, in words, when more than `why`: e.g. a model update.")
     exam: ExamEstimate
     model: ModelInfo
 
@@ -200,7 +218,8 @@ MESSAGES: dict[bytes, type[Message]] = {
     TOPIC_HEARTBEAT: HeartbeatMessage,
     TOPIC_THUMBNAIL: ThumbnailMessage,
 }
-RECORDS: dict[str, type[Message]] = {"exam_final": ExamRecord}  # audit-log records besides results
+# audit-log records besides results
+RECORDS: dict[str, type[Message]] = {"exam_final": ExamRecord, "model_update": ModelUpdate}
 
 
 def message_bytes(message: Message) -> bytes:

@@ -17,6 +17,7 @@ from edge_runtime.contracts.messages import (
     ExamRecord,
     HeartbeatMessage,
     MetricsMessage,
+    ModelUpdate,
     ResultMessage,
     ThumbnailMessage,
 )
@@ -29,6 +30,7 @@ CONTRACTS = {
     "heartbeat": HeartbeatMessage,
     "thumbnail": ThumbnailMessage,
     "exam_final": ExamRecord,
+    "model_update": ModelUpdate,
 }
 
 

@@ -109,16 +109,16 @@ class Pipeline:
             return None
         return {"logit": round(frame.members.logit_spread, 4), "log_pdff": round(frame.members.log_pdff_spread, 4)}
 
-    def end_exams(self, shutdown: bool = False) -> int:
-        """Hand every ended exam (TTL, the session cap; every active one at shutdown) to the sinks; how many."""
-        self.sessions.expire(time.time())
+    def end_exams(self, ending: str | None = None, cause: str | None = None) -> int:
+        """Hand every ended exam (TTL, the session cap; every active one when ``ending`` names why, with its
+        ``cause`` in words: shutdown, or a new model) to the sinks; how many."""
+        self.sessions.expire(time.monotonic())
+        if ending is not None:
+            self.sessions.end_all(ending)
         ended = self.sessions.take_ended()
-        if shutdown:
-            ended += [(name, session, "shutdown") for name, session in self.sessions.active()]
         for name, session, why in ended:
-            record = ExamRecord(
-                session=name, ended=time.time(), why=why, exam=session.exam.status(), model=self.bundle.model_info
-            )
+            exam, model = session.exam.status(), self.bundle.model_info
+            record = ExamRecord(session=name, ended=time.time(), why=why, cause=cause, exam=exam, model=model)
             for sink in self.sinks:
                 sink.on_exam_final(record)
         return len(ended)

@@ -69,7 +69,7 @@ class PublishThumbnails:
 
     def on_result(self, result: ResultMessage, frame: FrameContext) -> None:
         state = self.sessions.get(result.session)
-        now = time.time()
+        now = time.monotonic()
         if state is None or now - state.thumbnails_sent < self.settings.period_s:
             return
         state.thumbnails_sent = now

@@ -110,7 +110,8 @@ class ZmqFrameSource:
     def __init__(self, config: RuntimeConfig, admission: FrameAdmission, context: zmq.Context):
         self.config, self.admission, self.context = config, admission, context
 
-    def run(self, stop: threading.Event, ready: Callable[[], None]) -> None:
+    def run(self, stop: threading.Event, ready: Callable[[], None], tick: Callable[[], None] = lambda: None) -> None:
+        """Until ``stop``: admit every message; ``ready`` once subscribed, ``tick`` at least ten times a second."""
         transport = self.config.transport
         curve = self.config.security.frames_keys()
         with subscriber(
@@ -118,6 +119,7 @@ class ZmqFrameSource:
         ) as sub:
             ready()
             while not stop.is_set():
+                tick()
                 if sub.poll(100):
                     self._drain(sub)
 

@@ -113,7 +113,7 @@ class Gate:
             return Drop(counts=(Count.GATE_REJECTED, Count.gate_rejected(route.kept_out)))
         fingerprint = frame_fingerprint(frame.tensor)
         correlation = self.settings.repeated_frame_correlation
-        if self.sessions.repeats(header.session, route.view, fingerprint, correlation, time.time()):
+        if self.sessions.repeats(header.session, route.view, fingerprint, correlation, time.monotonic()):
             return Drop(counts=(Count.FRAMES_REPEATED,))
         outside, part = self.policy.guard(route.view, frame.tensor, frame.features)
         if outside:
@@ -133,7 +133,7 @@ class Pair:
         self.sessions = sessions
 
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
-        paired = self.sessions.update(frame.header.session, frame.view, frame.kept, time.time())
+        paired = self.sessions.update(frame.header.session, frame.view, frame.kept, time.monotonic())
         if paired is None:
             return Drop(counts=(Count.FRAMES_AWAITING_PAIR,))
         frame.paired = paired
@@ -165,7 +165,7 @@ class Exam:
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
         outside = any(frame.paired[v].outside for v in VIEWS)
         tracker = self.sessions.get(frame.header.session).exam
-        frame.exam = tracker.add(frame.header.ts, frame.members, outside)
+        frame.exam = tracker.add(frame.header.ts, frame.members, outside, clock=time.monotonic())
         if outside and self.withhold_outside:
             return Drop(counts=(Count.RESULTS_WITHHELD_OUT_OF_DISTRIBUTION,))
         return frame
