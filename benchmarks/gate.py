@@ -155,16 +155,16 @@ def scripted_exams(bundle_dir: str, sessions: int, seed: int, fps: float = 2.0) 
     server = EdgeServer(config, load_bundle(bundle_dir), default_profiles(), zmq.Context())
     shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
     stream = PhantomStream(prepare_sessions(sessions, seed, 2, shots=shots), fps, 1.0, script=EXAM_SCRIPT, auto=True)
-    shows: dict[int, str] = {}
+    shows: dict[tuple[str, int], str] = {}
     results, correct = 0, 0
     length = sum(seconds for _, seconds in EXAM_SCRIPT)
     for i in range(int(length * fps * sessions)):
         header, image = stream.frame(i, i / (fps * sessions))
-        shows[header.seq] = stream.last_truth["shows"]
+        shows[header.session, header.seq] = stream.last_truth["shows"]
         result = server.pipeline.run(FrameContext(header, image.tobytes(), time.time()))
         if result is not None:
             results += 1
-            correct += all(shows[result.frames[v].seq] == v for v in VIEWS)
+            correct += all(shows[result.session, result.frames[v].seq] == v for v in VIEWS)
     server.audit.close()
     counters = server.stats.snapshot()["counters"]
     gated = {k: v for k, v in counters.items() if k.startswith("gate_rejected")}

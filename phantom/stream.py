@@ -154,7 +154,7 @@ class PhantomStream:
         self.encoding = encoding
         self.script = script
         self.auto = auto
-        self.seq = 0
+        self.seqs = [0] * len(sessions)  # per session: the runtime counts a gap in a session's seq as a lost frame
         self.last_truth: dict = {}  # the latest frame's seq, session, what the screen shows, the header's view
         self._named = [VIEWS[k % 2] for k in range(len(sessions))]  # the operator's key, per session
 
@@ -183,10 +183,10 @@ class PhantomStream:
         image = breathing_frame(screen, profile.crop_box, t, np.empty_like(screen))
         height, width = image.shape[:2]
         header = FrameHeader(
-            PROTOCOL_VERSION, self.seq, time.time(), session.name, profile.name, view, width, height, 3, self.encoding
+            PROTOCOL_VERSION, self.seqs[k], time.time(), session.name, profile.name, view, width, height, 3, self.encoding
         )
-        self.last_truth = {"seq": self.seq, "session": session.name, "shows": shot, "header_view": view}
-        self.seq += 1
+        self.last_truth = {"seq": self.seqs[k], "session": session.name, "shows": shot, "header_view": view}
+        self.seqs[k] += 1
         return header, image
 
     def run(

@@ -144,13 +144,14 @@ class Source:
                     raise
                 time.sleep(0.1)
         self.endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.seq = 0
+        self.seqs: dict[str, int] = {}  # per session, as a scanner numbers an exam's frames
 
     def send(self, session: str, view: str, scanner: str, image: np.ndarray, encoding: str = "raw") -> FrameHeader:
+        seq = self.seqs.get(session, 0)
         header = FrameHeader(
-            1, self.seq, time.time(), session, scanner, view, image.shape[1], image.shape[0], image.shape[2], encoding
+            1, seq, time.time(), session, scanner, view, image.shape[1], image.shape[0], image.shape[2], encoding
         )
-        self.seq += 1
+        self.seqs[session] = seq + 1
         self.sock.send_multipart(encode_frame(header, image))
         return header
 

@@ -34,7 +34,7 @@ class FrameHeader:
     reason the runtime counts (``edge_runtime.contracts.names.Reject``)."""
 
     v: int
-    seq: int  # increasing per source; gaps are counted as transport losses
+    seq: int  # increasing by one per frame of a session; a gap is counted as a transport loss
     ts: float  # capture time, unix seconds
     session: str
     scanner: str  # a scanner profile name
