@@ -36,9 +36,16 @@ BASE_FPS = 15.0
 FAULT_S = 5.0
 
 
-def _mount_tmpfs(folder: Path, size: str = "4m") -> bool:
+def _mount_disk(folder: Path, kind: str) -> bool:
+    """The audit folder on its own small filesystem: tmpfs, or ext4 on a loop device that can be forced read-only."""
     folder.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]).returncode == 0
+    if kind == "tmpfs":
+        return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)]).returncode == 0
+    image = folder.with_suffix(".img")
+    subprocess.run(["truncate", "-s", "16M", str(image)], check=True)
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True).returncode == 0
+    options = "loop,errors=remount-ro"
+    return made and subprocess.run(["mount", "-o", options, str(image), str(folder)]).returncode == 0
 
 
 def _fill(folder: Path) -> None:
@@ -46,7 +53,9 @@ def _fill(folder: Path) -> None:
     subprocess.run(["dd", "if=/dev/zero", f"of={folder / 'filler'}", "bs=4k"], capture_output=True)
 
 
-def _first_audited_after(box: LiveBox, t: float) -> float | None:
+def _first_audited_after(box: LiveBox, t: float | None) -> float | None:
+    if t is None:
+        return None
     later = [when for when, r in box.heard.results_after(t) if r.audited]
     return round(later[0] - t, 2) if later else None
 
@@ -67,18 +76,19 @@ def fault_disk_full(box: LiveBox) -> dict[str, Any]:
 
 
 def fault_read_only(box: LiveBox) -> dict[str, Any]:
+    """The kernel forcing the audit filesystem read-only, as it does after I/O errors (ext4 errors=remount-ro).
+    Such a filesystem stays read-only until it is checked and mounted again: there is no recovery to time."""
     serve = box.start_serve()
     box.start_stream(BASE_FPS)
     box.wait_results(5)
-    folder = box.audit_log.parent
-    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    mounts = Path("/proc/mounts").read_text().splitlines()
+    device = next(line.split()[0] for line in mounts if f" {box.audit_log.parent} " in line)
+    Path(f"/sys/fs/ext4/{Path(device).name}/trigger_fs_error").write_text("benchmarks faults\n")
     start = time.monotonic()
     time.sleep(FAULT_S)
-    subprocess.run(["mount", "-o", "remount,rw", str(folder)], check=True)
-    end = time.monotonic()
-    box.wait_results(5, after=end, timeout=30)
-    unaudited = sum(1 for when, r in box.heard.results if start <= when <= end and r.audited is False)
-    return {"serve": serve, "end": end, "results_marked_unaudited": unaudited}
+    alarm = [hb for when, hb in box.heard.heartbeats if when > start and hb.audit and not hb.audit.ok]
+    unaudited = sum(1 for when, r in box.heard.results if when >= start and r.audited is False)
+    return {"serve": serve, "end": None, "heartbeat_alarm": bool(alarm), "results_marked_unaudited": unaudited}
 
 
 def fault_kill9(box: LiveBox) -> dict[str, Any]:
@@ -213,22 +223,26 @@ def fault_flood(box: LiveBox) -> dict[str, Any]:
     return {"serve": serve, "end": time.monotonic(), "serve_rss_mb": [round(rss_start), round(rss_end)]}
 
 
-FAULTS: dict[str, tuple[str, Callable[[LiveBox], dict[str, Any]], bool]] = {
-    # name: (what it does, the fault, whether the audit folder must be its own tmpfs)
-    "disk_full": ("the audit filesystem filled to the last byte for 5 s, then freed", fault_disk_full, True),
-    "read_only": ("the audit filesystem remounted read-only for 5 s, then read-write", fault_read_only, True),
-    "kill9": ("kill -9 of serve under 60 frames/s, 4 sessions; restarted on the same log", fault_kill9, False),
-    "sigstop_serve": ("SIGSTOP of serve for 5 s, then SIGCONT", fault_sigstop_serve, False),
-    "sigstop_stream": ("SIGSTOP of the scanner's stream for 5 s, then SIGCONT", fault_sigstop_stream, False),
-    "clock_jump": ("serve's wall clock +1 h for 5 s, then back (monotonic clock untouched)", fault_clock_jump, False),
-    "bundle_removed": ("the bundle folder moved away, SIGHUP to it, restored 5 s later", fault_bundle_removed, False),
-    "model_update": ("a new signed version put at the bundle path, then SIGHUP", fault_model_update, False),
+FAULTS: dict[str, tuple[str, Callable[[LiveBox], dict[str, Any]], str | None]] = {
+    # name: (what it does, the fault, the filesystem the audit folder must be on: tmpfs, ext4 or any)
+    "disk_full": ("the audit filesystem (tmpfs) filled to the last byte for 5 s, then freed", fault_disk_full, "tmpfs"),
+    "read_only": (
+        "the kernel forces the audit filesystem (ext4) read-only, as after I/O errors",
+        fault_read_only,
+        "ext4",
+    ),
+    "kill9": ("kill -9 of serve under 60 frames/s, 4 sessions; restarted on the same log", fault_kill9, None),
+    "sigstop_serve": ("SIGSTOP of serve for 5 s, then SIGCONT", fault_sigstop_serve, None),
+    "sigstop_stream": ("SIGSTOP of the scanner's stream for 5 s, then SIGCONT", fault_sigstop_stream, None),
+    "clock_jump": ("serve's wall clock +1 h for 5 s, then back (monotonic clock untouched)", fault_clock_jump, None),
+    "bundle_removed": ("the bundle folder moved away, SIGHUP to it, restored 5 s later", fault_bundle_removed, None),
+    "model_update": ("a new signed version put at the bundle path, then SIGHUP", fault_model_update, None),
     "stalled_subscriber": (
         "a results subscriber that never reads, 15 s at 30 frames/s",
         fault_stalled_subscriber,
         False,
     ),
-    "flood_10x": ("frames at 150 frames/s (10x), 4 sessions, 15 s", fault_flood, False),
+    "flood_10x": ("frames at 150 frames/s (10x), 4 sessions, 15 s", fault_flood, None),
 }
 
 
@@ -287,22 +301,22 @@ def run_fault(name: str, bundle: Path, trusted: Path, work: Path) -> dict[str, A
     what, fault, own_disk = FAULTS[name]
     folder = work / name
     audit_dir = folder / "audit"
-    if own_disk and not _mount_tmpfs(audit_dir):
-        return {"fault": what, "skipped": "cannot mount a tmpfs for the audit folder (needs root)"}
+    if own_disk and not _mount_disk(audit_dir, own_disk):
+        return {"fault": what, "skipped": f"cannot mount {own_disk} for the audit folder (needs root)"}
     box = LiveBox(folder, bundle, trusted, audit_dir / "results.jsonl")
     try:
         outcome = fault(box)
         box.stop_stream()
         time.sleep(2.5)  # two metrics periods: the last metrics message counts every frame
         box.stop_serve(outcome.pop("serve"))
-        report = {"fault": what, **account(box, outcome), **{k: v for k, v in outcome.items() if k != "end"}}
+        report = {"fault": what, **account(box, outcome), "notes": {k: v for k, v in outcome.items() if k != "end"}}
     except Exception as exc:  # a fault that breaks the harness is reported, and the other faults still run
         report = {"fault": what, "error": f"{type(exc).__name__}: {exc}"}
     finally:
         box.close()
         if own_disk:
             shutil.copytree(audit_dir, folder / "audit-kept", dirs_exist_ok=True)
-            subprocess.run(["umount", "-l", str(audit_dir)], check=False)
+            subprocess.run(["umount", "-l", str(audit_dir)], check=False)  # a loop device detaches with it
     return report
 
 
@@ -318,6 +332,10 @@ def signed_copy(bundle: Path, work: Path) -> tuple[Path, Path]:
     return copy, trusted
 
 
+def _notes(notes: dict[str, Any]) -> str:
+    return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in notes.items())
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Faults against a live serve",
@@ -325,12 +343,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"Machine: {result['machine'].get('cpu')}; flags {result['machine'].get('flags')}",
         "",
         "| fault | frames sent / received / counted lost / unaccounted | results published / heard / unaudited "
-        "(said) / in log / lost uncounted | chain | TTL-ended exams | recovery s | exit |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "(said) / in log / lost uncounted | chain | TTL-ended exams | recovery s | exit | notes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in result["faults"].items():
         if "error" in r or "skipped" in r:
-            lines.append(f"| {name} | {r.get('error') or r.get('skipped')} | | | | | |")
+            lines.append(f"| {name} | {r.get('error') or r.get('skipped')} | | | | | | |")
             continue
         frames = f"{r['frames_sent']} / {r['frames_received']} / {r['frames_lost_in_transport_counted']} / "
         frames += f"**{r['frames_unaccounted']}**"
@@ -340,7 +358,7 @@ def markdown(result: dict[str, Any]) -> str:
         chain += f", {r['audit_torn_lines']} torn" if r["audit_torn_lines"] else ""
         lines.append(
             f"| {name} | {frames} | {results} | {chain} | {r['exams_ended_by_ttl']} | {r['recovery_s']} | "
-            f"{r['exit_code']}: {r['last_line'][-90:]} |"
+            f"{r['exit_code']}: {r['last_line'][-90:]} | {_notes(r['notes'])} |"
         )
     lines += ["", *(f"- **{name}**: {r['fault']}" for name, r in result["faults"].items())]
     return "\n".join(lines) + "\n"

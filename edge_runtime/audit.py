@@ -84,6 +84,7 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes, self.backups, self.max_age_days, self.fsync = max_bytes, backups, max_age_days, fsync
         self.failures, self.error, self.retired = 0, None, 0
+        self.last_error: str | None = None  # kept after writes resume, for the exit line
         self._lock = threading.Lock()
         self._notes: list[dict[str, Any]] = []  # retention lines still to be written into the chain
         last, fragment = _tail(self.path)
@@ -156,7 +157,7 @@ class AuditLog:
                 self._chain(record)
             except OSError as exc:
                 self.failures, self._cut_short = self.failures + 1, True
-                self.error = f"{self.path}: {exc.strerror or exc}"
+                self.error = self.last_error = f"{self.path}: {exc.strerror or exc}"
                 return False
             self.error = None
             return True

@@ -75,7 +75,7 @@ def _say_how_it_stopped(server, failure: str | None) -> None:
     said = f"{stats.get('results_published', 0)} results, {stats.get('frames_received', 0)} frames received"
     problems = [failure] if failure else []
     if server.audit.failures:  # results went out that the audit log does not hold: never "cleanly"
-        problems.append(f"{server.audit.failures} records NOT in the audit log ({server.audit.error})")
+        problems.append(f"{server.audit.failures} records NOT in the audit log ({server.audit.last_error})")
     if problems:
         click.echo(f"stopped: {said}; {'; '.join(problems)}", err=True)
         raise SystemExit(1)
@@ -193,8 +193,8 @@ def sign_command(bundle_dir: Path, secret: Path) -> None:
     from edge_runtime.bundle import load_bundle
     from edge_runtime.signing import sign_bundle
 
-    load_bundle(bundle_dir)  # never sign a bundle whose files do not match their hashes
-    click.echo(f"{bundle_dir}: signed by key {sign_bundle(bundle_dir, secret)}")
+    verified = load_bundle(bundle_dir)  # never sign a bundle whose files do not match their hashes
+    click.echo(f"{bundle_dir}: signed by key {sign_bundle(bundle_dir, secret, verified.sha)}")
 
 
 @bundle.command("verify")

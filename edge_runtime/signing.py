@@ -89,13 +89,16 @@ def read_trusted_keys(folder: Path) -> dict[str, tuple[str, Ed25519PublicKey]]:
     return trusted
 
 
-def sign_bundle(bundle_dir: Path, secret_path: Path) -> str:
-    """Write ``bundle.sig`` for the bundle's current ``bundle.json``; returns the signing key's id."""
+def sign_bundle(bundle_dir: Path, secret_path: Path, verified_sha: str | None = None) -> str:
+    """Write ``bundle.sig`` for the bundle's current ``bundle.json``; returns the signing key's id. With
+    ``verified_sha`` (a loaded bundle's ``sha``) only the bytes that were verified are signed."""
     meta = bundle_dir / "bundle.json"
     if not meta.is_file():
         raise BundleError(f"{bundle_dir}: no bundle.json (is this a model bundle directory?)")
     secret = read_secret_key(secret_path)
     raw = meta.read_bytes()
+    if verified_sha is not None and not hashlib.sha256(raw).hexdigest().startswith(verified_sha):
+        raise BundleError(f"{meta}: changed after it was verified; not signed")
     record = {
         "schema": SIGNATURE_SCHEMA,
         "algorithm": "ed25519",
@@ -135,6 +138,13 @@ class TrustPolicy:
         if record["key_id"] not in self.trusted:
             raise SignatureRefused(f"{path}: signed by key {record['key_id']}, which is not among the trusted keys")
         name, key = self.trusted[record["key_id"]]
+        signed_sha = record.get("bundle_json_sha256")
+        if signed_sha is not None and signed_sha != hashlib.sha256(raw).hexdigest():
+            raise SignatureRefused(
+                f"{path}: the signature by {name} does not match bundle.json: it was made for bundle.json with "
+                f"SHA-256 {str(signed_sha)[:16]}..., this one is {hashlib.sha256(raw).hexdigest()[:16]}... "
+                "(edited after signing?)"
+            )
         try:
             key.verify(base64.b64decode(record["signature"], validate=True), DOMAIN + raw)
         except (InvalidSignature, ValueError):

@@ -183,7 +183,16 @@ class PhantomStream:
         image = breathing_frame(screen, profile.crop_box, t, np.empty_like(screen))
         height, width = image.shape[:2]
         header = FrameHeader(
-            PROTOCOL_VERSION, self.seqs[k], time.time(), session.name, profile.name, view, width, height, 3, self.encoding
+            PROTOCOL_VERSION,
+            self.seqs[k],
+            time.time(),
+            session.name,
+            profile.name,
+            view,
+            width,
+            height,
+            3,
+            self.encoding,
         )
         self.last_truth = {"seq": self.seqs[k], "session": session.name, "shows": shot, "header_view": view}
         self.seqs[k] += 1

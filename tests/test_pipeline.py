@@ -158,3 +158,21 @@ def test_a_frame_that_is_not_an_image_is_dropped_with_its_reason_and_serving_goe
     assert server.pipeline.run(frame_context("liver", 3, screen, scanner)) is None  # filed, awaiting its pair
     assert server.sessions.get("s").views.keys() == {"liver"}
     server.audit.close()
+
+
+def test_a_wall_clock_jump_of_an_hour_ends_no_exam(bundle_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Session TTLs run on the monotonic clock: NTP stepping the wall clock an hour on (TTL 15 min) keeps the exam."""
+    import time
+
+    from helpers import phantom_screens
+
+    server = offline_server(bundle_dir, tmp_path)
+    screens = phantom_screens(1)
+    for seq, view in enumerate(("liver", "kidney_liver")):
+        scanner, screen = screens[(0, view)]
+        server.pipeline.run(frame_context(view, seq, screen, scanner, session="exam-1"))
+    assert len(server.sessions) == 1
+    wall = time.time
+    monkeypatch.setattr(time, "time", lambda: wall() + 3600)
+    assert server.pipeline.end_exams() == 0 and len(server.sessions) == 1, "the jump ended the exam"
+    server.audit.close()

@@ -75,6 +75,12 @@ def test_tampered_untrusted_and_unsigned_bundles_are_refused_by_name(signed: tup
     meta["outputs"]["p_fatty"]["threshold"] = 0.0001  # calls everyone fatty
     (edited / "bundle.json").write_text(json.dumps(meta, indent=1))
     cases["does not match bundle.json"] = edited
+    forged = tmp_path / "forged"  # the edit, and the signature file's hash made to name it: the signature still fails
+    shutil.copytree(edited, forged)
+    sig = json.loads((forged / "bundle.sig").read_text())
+    sig["bundle_json_sha256"] = hashlib.sha256((forged / "bundle.json").read_bytes()).hexdigest()
+    (forged / "bundle.sig").write_text(json.dumps(sig))
+    cases["does not match bundle.json (edited after signing?)"] = forged
     swapped = tmp_path / "swapped"
     shutil.copytree(bundle, swapped)
     fidelity = json.loads((swapped / "fidelity.json").read_text()) | {"meets_bars": True}
