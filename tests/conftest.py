@@ -67,7 +67,7 @@ def bundle_dir(run_dir: Path, release_key: Path, tmp_path_factory: pytest.TempPa
 
     out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
     args = ["export", "--run", str(run_dir), "--out", str(out), "--int8", "--samples", "24", "--version", "0.1.0"]
-    args += ["--sign-key", str(release_key)]
+    args += ["--sign-key", str(release_key), "--debugger-images", "2"]  # the debugger's report, on few images
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         result = invoke_trainer(*args, "--allow-fidelity-miss")
