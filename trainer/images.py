@@ -42,40 +42,31 @@ def _read_raster(path: Path) -> np.ndarray:
     return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
 
 
-def _dicom_dataset(path: Path):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+def _dicom_frames(path: Path):
+    """The file's dataset and every frame as RGB uint8, decoded exactly as the bedside decodes what a scanner
+    stores (edge_runtime.dicom.images), so training and the bedside see the same pixels."""
+    from edge_runtime.dicom.images import DicomImageError, read_dataset, rgb_frames
 
     try:
-        ds = pydicom.dcmread(str(path))
-        return ds, ds.pixel_array  # pydicom converts YBR colour spaces to RGB
-    except (InvalidDicomError, AttributeError, ValueError, RuntimeError, OSError) as exc:
-        raise ImageReadError(f"{path}: not a readable DICOM image ({exc})") from exc
+        ds = read_dataset(path)
+        return ds, rgb_frames(ds)
+    except DicomImageError as exc:
+        raise ImageReadError(f"{path}: {exc}") from None
 
 
-def _dicom_rgb(ds, pixels: np.ndarray, path: Path, frame: int = 0) -> np.ndarray:
-    """One frame of the file as RGB uint8; a cine loop's frame is chosen by the manifest (default: the first)."""
-    samples = int(getattr(ds, "SamplesPerPixel", 1))
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if not 0 <= frame < frames:
-        raise ImageReadError(f"{path}: frame {frame} asked for, but the file holds {frames} frame(s) (0..{frames - 1})")
-    if frames > 1:
-        pixels = pixels[frame]
-    if samples == 1 and getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
-        pixels = pixels.max() - pixels
-    pixels = _to_uint8(np.asarray(pixels))
-    if pixels.ndim == 2:
-        return np.repeat(pixels[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(pixels[:, :, :3])
-
-
-def _read_dicom(path: Path, frame: int = 0) -> np.ndarray:
-    return _dicom_rgb(*_dicom_dataset(path), path, frame)
+def _read_dicom(path: Path, frame: int = 0):
+    """One frame of the file; a cine loop's frame is chosen by the manifest (default: the first)."""
+    ds, frames = _dicom_frames(path)
+    if not 0 <= frame < len(frames):
+        raise ImageReadError(
+            f"{path}: frame {frame} asked for, but the file holds {len(frames)} frame(s) (0..{len(frames) - 1})"
+        )
+    return ds, frames[frame]
 
 
 def tissue_region(ds, path: Path, width: int, height: int) -> tuple[int, int, int, int]:
-    """The one 2-D tissue region (RegionSpatialFormat 1, RegionDataType 1) of the Sequence of Ultrasound
-    Regions (0018,6011), as x0, y0, x1, y1 inclusive; every other case is an error naming the file.
+    """The one 2-D tissue region of the Sequence of Ultrasound Regions (0018,6011), as x0, y0, x1, y1 inclusive;
+    none or several is an error naming the file.
 
     Args:
         ds: the pydicom dataset.
@@ -83,24 +74,22 @@ def tissue_region(ds, path: Path, width: int, height: int) -> tuple[int, int, in
         width: the pixel array's width.
         height: the pixel array's height.
     """
-    regions = list(getattr(ds, "SequenceOfUltrasoundRegions", None) or [])
-    if not regions:
+    from edge_runtime.dicom.images import DicomImageError, tissue_boxes
+
+    if not list(getattr(ds, "SequenceOfUltrasoundRegions", None) or []):
         raise ImageReadError(f"{path}: no Sequence of Ultrasound Regions (0018,6011); use a screen profile")
-    tissue = [r for r in regions if getattr(r, "RegionSpatialFormat", 0) == 1 and getattr(r, "RegionDataType", 0) == 1]
-    if len(tissue) != 1:
+    try:
+        boxes = tissue_boxes(ds, width, height)
+    except DicomImageError as exc:
+        raise ImageReadError(f"{path}: {exc}") from None
+    if len(boxes) != 1:
+        regions = ds.SequenceOfUltrasoundRegions
         found = [(getattr(r, "RegionSpatialFormat", None), getattr(r, "RegionDataType", None)) for r in regions]
         raise ImageReadError(
-            f"{path}: {len(tissue)} 2-D tissue regions among {len(regions)} ultrasound regions "
+            f"{path}: {len(boxes)} 2-D tissue regions among {len(regions)} ultrasound regions "
             f"(spatial format, data type: {found}); a dicom-region profile needs exactly one"
         )
-    r = tissue[0]
-    box = tuple(
-        int(v) for v in (r.RegionLocationMinX0, r.RegionLocationMinY0, r.RegionLocationMaxX1, r.RegionLocationMaxY1)
-    )
-    x0, y0, x1, y1 = box
-    if not (0 <= x0 < x1 < width and 0 <= y0 < y1 < height):
-        raise ImageReadError(f"{path}: tissue region {box} lies outside the {width}x{height} pixel array")
-    return box
+    return boxes[0]
 
 
 def read_dicom_region(path: str | Path, frame: int = 0) -> np.ndarray:
@@ -113,8 +102,7 @@ def read_dicom_region(path: str | Path, frame: int = 0) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file not found")
-    ds, pixels = _dicom_dataset(path)
-    rgb = _dicom_rgb(ds, pixels, path, frame)
+    ds, rgb = _read_dicom(path, frame)
     x0, y0, x1, y1 = tissue_region(ds, path, rgb.shape[1], rgb.shape[0])
     return np.ascontiguousarray(rgb[y0 : y1 + 1, x0 : x1 + 1])
 
@@ -151,5 +139,5 @@ def read_image(path: str | Path, frame: int = 0) -> np.ndarray:
             raise ImageReadError(f"{path}: frame {frame} asked for, but a {suffix} file holds one image")
         return _read_raster(path)
     if suffix in DICOM_SUFFIXES:
-        return _read_dicom(path, frame)
+        return _read_dicom(path, frame)[1]
     raise ImageReadError(f"{path}: unsupported image type {suffix!r} (PNG, JPEG, BMP, TIFF or DICOM)")

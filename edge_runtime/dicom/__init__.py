@@ -1,0 +1,1 @@
+"""DICOM at the bedside: the images scanners store, as frames the pipeline reads."""
