@@ -24,7 +24,6 @@ from typing import Any
 CHAIN_FIELD = "prev_sha256"
 GENESIS = "0" * 64
 TAIL_BYTES = 1 << 16  # a record is far shorter: the last complete line is always inside this tail
-CHAIN_SLACK = 100  # bytes the chain field adds to a record's line, for the size check before rotating
 
 log = logging.getLogger("edge_runtime")
 
@@ -148,13 +147,16 @@ class AuditLog:
         """Write one record; False (counted in ``failures``, said in ``error``) when the disk refused it."""
         with self._lock:
             try:
+                line = self._line(record)
                 size = os.fstat(self._fh.fileno()).st_size
-                if self._rotates and size > 0 and size + len(json.dumps(record)) + CHAIN_SLACK > self.max_bytes:
+                if self._rotates and size > 0 and size + len(line) > self.max_bytes:
                     self._rotate()
-                while self._notes:
-                    self._chain(self._notes[0])
-                    self._notes.pop(0)
-                self._chain(record)
+                if self._notes:  # retention lines go first, so the record chains to the last of them
+                    while self._notes:
+                        self._put(self._line(self._notes[0]))
+                        self._notes.pop(0)
+                    line = self._line(record)
+                self._put(line)
             except OSError as exc:
                 self.failures, self._cut_short = self.failures + 1, True
                 self.error = self.last_error = f"{self.path}: {exc.strerror or exc}"
@@ -162,9 +164,11 @@ class AuditLog:
             self.error = None
             return True
 
-    def _chain(self, record: dict[str, Any]) -> None:
-        """One line, chained to the one before it."""
-        line = json.dumps(record | {CHAIN_FIELD: self._head}, separators=(",", ":")) + "\n"
+    def _line(self, record: dict[str, Any]) -> str:
+        """The record's line, chained to the line written last."""
+        return json.dumps(record | {CHAIN_FIELD: self._head}, separators=(",", ":")) + "\n"
+
+    def _put(self, line: str) -> None:
         self._write((b"\n" if self._cut_short else b"") + line.encode())
         self._head, self._cut_short = line_sha256(line), False
 

@@ -55,7 +55,7 @@ def serve(config_path: str | None, verbose: bool, **options) -> None:
     configured = ConfiguredModel(config_path, nested_overrides(options))
     config = configured.config()
     try:
-        served = configured.load()
+        served = configured.load(config)
     except ModelRefused as exc:
         raise click.UsageError(str(exc)) from None
     except BundleError as exc:

@@ -70,9 +70,10 @@ class ConfiguredModel:
         except FattyLiverError as exc:
             return f"(configuration unreadable: {exc})"
 
-    def load(self) -> ServedModel:
-        """Verify and warm up the configured bundle; ModelRefused (or BundleError) names why it cannot serve."""
-        config = self.config()
+    def load(self, config: RuntimeConfig | None = None) -> ServedModel:
+        """Verify and warm up the configured bundle (from ``config`` when the caller has just read it, else read
+        afresh); ModelRefused (or BundleError) names why it cannot serve."""
+        config = self.config() if config is None else config
         if config.model.bundle is None:
             raise ModelRefused("no bundle: pass --bundle or set model.bundle in the config")
         trust = trust_policy(config.model)

@@ -138,12 +138,11 @@ class TrustPolicy:
         if record["key_id"] not in self.trusted:
             raise SignatureRefused(f"{path}: signed by key {record['key_id']}, which is not among the trusted keys")
         name, key = self.trusted[record["key_id"]]
-        signed_sha = record.get("bundle_json_sha256")
-        if signed_sha is not None and signed_sha != hashlib.sha256(raw).hexdigest():
+        signed_sha, actual_sha = record.get("bundle_json_sha256"), hashlib.sha256(raw).hexdigest()
+        if signed_sha is not None and signed_sha != actual_sha:
             raise SignatureRefused(
                 f"{path}: the signature by {name} does not match bundle.json: it was made for bundle.json with "
-                f"SHA-256 {str(signed_sha)[:16]}..., this one is {hashlib.sha256(raw).hexdigest()[:16]}... "
-                "(edited after signing?)"
+                f"SHA-256 {str(signed_sha)[:16]}..., this one is {actual_sha[:16]}... (edited after signing?)"
             )
         try:
             key.verify(base64.b64decode(record["signature"], validate=True), DOMAIN + raw)
