@@ -48,12 +48,15 @@ def test_an_adapted_bundle_is_verified_and_names_its_parent_and_evidence(
     import hashlib
 
     assert site.parent_sha256 == hashlib.sha256(parent_json).hexdigest()
-    assert {"exam_calibration", "guard", "view_gate", "scanners"} <= set(site.adapted)
+    assert {"heads", "exam_calibration", "guard", "view_gate", "scanners"} <= set(site.adapted)
     assert len(site.subject_id_sha256) == 8 and "CN0001" not in json.dumps(site.model_dump(mode="json"))
     assert set(site.before) == set(site.after) and "balanced_accuracy" in site.after
     assert CANON in adapted.meta.scanners and set(parent.meta.scanners) <= set(adapted.meta.scanners)
-    for name in (*parent.meta.files.encoder.values(), parent.meta.files.head):  # the models are the parent's
+    for name in parent.meta.files.encoder.values():  # the encoder is the parent's, byte for byte
         assert (out / name).read_bytes() == (bundle_dir / name).read_bytes()
+    heads = [parent.meta.files.head, *(h.file for h in parent.meta.ensemble.heads)]
+    assert all((out / h).read_bytes() != (bundle_dir / h).read_bytes() for h in heads)  # retrained on run + site
+    assert "site subjects" in adapted.meta.quantization.head and adapted.meta.quantization.bias_correction is None
     assert adapted.meta.exam != parent.meta.exam
     assert adapted.model_info.site == "ward-7" and "adapted to site ward-7" in adapted.validation
     assert "nested figures" in result.output and "before" in result.output

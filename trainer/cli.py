@@ -323,8 +323,14 @@ def site_check(bundle_dir: str, manifest: str, out_dir: str, profiles: str | Non
 @click.option("--unlabelled", type=click.Path(dir_okay=False), default=None, help="Local exams without MRI-PDFF.")
 @click.option("--profiles", type=click.Path(dir_okay=False, exists=True), default=None, help=PROFILES_HELP)
 @click.option("--site", default=None, help="The site's name in the bundle (default: the manifest's folder).")
+@click.option(
+    "--retrain-heads/--keep-heads",
+    default=True,
+    show_default=True,
+    help="With --run and labels: retrain the heads on the run's subjects plus the local ones (else only recalibrate).",
+)
 @click.option("--sign-key", type=SIGN_KEY, default=None, help=SIGN_KEY_HELP)
-def site_adapt(bundle_dir: str, out_dir: str, manifest, run_dir, unlabelled, profiles, site, sign_key) -> None:
+def site_adapt(bundle_dir: str, out_dir: str, manifest, run_dir, unlabelled, profiles, site, sign_key, **kw) -> None:
     """Adapt a bundle to a new scanner or site from a handful of its exams: a new bundle whose `site` section names
     its parent, the local evidence and the before/after figures (nested CV over the local subjects)."""
     import time
@@ -332,7 +338,7 @@ def site_adapt(bundle_dir: str, out_dir: str, manifest, run_dir, unlabelled, pro
     from trainer.site.adapt import site_adapt as adapt
 
     start = time.perf_counter()
-    result = adapt(bundle_dir, out_dir, manifest, run_dir, unlabelled, profiles, site)
+    result = adapt(bundle_dir, out_dir, manifest, run_dir, unlabelled, profiles, site, kw["retrain_heads"])
     site_info = result["meta"].site
     click.echo(f"{'figure':<18} {'before':>8} {'after':>8}")
     for key, after in result["after"].items():

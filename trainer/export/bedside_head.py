@@ -118,12 +118,20 @@ def _quantization_aware(
     return tuned, len(pairs)
 
 
-def _output_mapping(interpreter: Any, inputs: dict[str, int], keras_head: keras.Model, probe: dict) -> dict[str, int]:
-    """Match the TFLite head's output tensors to names by running one probe through both heads."""
+def output_mapping(interpreter: Any, inputs: dict[str, int], keras_head: keras.Model, probe: dict) -> dict[str, int]:
+    """Match the TFLite head's output tensors to names by running one probe through both heads.
+
+    Args:
+        interpreter: the converted head's interpreter.
+        inputs: view -> its input tensor index.
+        keras_head: the head it was converted from.
+        probe: view -> features (the first row is used).
+    """
     for view, index in inputs.items():
         interpreter.set_tensor(index, probe[view][:1].astype(np.float32))
     interpreter.invoke()
-    expected = keras_head.predict([probe[v][:1] for v in VIEWS], verbose=0)
+    raw = keras_head([probe[v][:1].astype(np.float32) for v in VIEWS], training=False)  # no tf.function per head
+    expected = [np.asarray(r) for r in raw]
     mapping = {}
     for name, value in zip(OUTPUTS, expected, strict=True):
         diffs = {
@@ -200,5 +208,5 @@ def _converted(head: keras.Model, quantization_aware: bool, probe: dict[str, np.
     blob = convert_qat_head(head) if quantization_aware else convert_head(head)
     interpreter = make_interpreter(blob, ALL_CORES)
     inputs = head_input_indices(interpreter, Path("head.tflite"))
-    outputs = _output_mapping(interpreter, inputs, head, probe)
+    outputs = output_mapping(interpreter, inputs, head, probe)
     return BedsideHead(blob, interpreter, inputs, outputs)

@@ -2,13 +2,16 @@
 bundle with its parent, its local evidence and its before/after figures in bundle.json's `site` section.
 
 What is refitted, and why (docs/DESIGN.md, "A new scanner at a site"):
+- with `--run` and labelled subjects, the heads: the run's training subjects plus the local ones through the
+  bundle's own int8 encoder, the run's protocol and ensemble (trainer.site.head_refit): a new scanner moves where
+  the decision should sit in feature space, not only the operating point;
 - the exam calibration (Platt on both outputs, the PDFF recalibration, class sets and intervals) on the local
-  labelled subjects: a new scanner keeps the model's ranking but moves its operating point and PDFF scale;
-- the guard, on the run's training frames plus the local ones (labelled and unlabelled), so the site's
-  appearance is in distribution while foreign appearance is still flagged (needs `--run`);
+  labelled subjects, from answers of heads that never saw them: the operating point and the PDFF scale;
+- the view gate and the guard, on the run's training frames plus the local ones (labelled and unlabelled), so the
+  site's appearance is in distribution while foreign appearance is still flagged (needs `--run`);
 - the scanner list, so the bedside accepts the site's consoles.
-The encoder and heads are the parent's, byte for byte. Every `after` figure is nested: local subjects are split
-into folds, the adaptation is fitted without each fold and scored on it.
+The encoder is the parent's, byte for byte. Every `after` figure is nested: local subjects are split into folds,
+the adaptation (heads included) is fitted without each fold and scored on it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,14 +27,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calibration.split import subject_hash
-from edge_runtime.bundle import Bundle, load_bundle, sha256_file
+from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.config import ExamPolicy
-from edge_runtime.contracts import BundleMeta, ExamCalibration, SiteAdaptation
+from edge_runtime.contracts import VIEWS, ExamCalibration, SiteAdaptation
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.exam import ExamModel
-from edge_runtime.gate import GATE_FILE, Gate
+from edge_runtime.gate import GATE_FILE
 from edge_runtime.interpreter import ALL_CORES
 from edge_runtime.profiles import load_profiles, profiles_mapping
+from edge_runtime.uncertainty import Members
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort, read_cohort
 from trainer.exam_calibration import measure
@@ -41,6 +44,8 @@ from trainer.site.bedside import RawAnswer, SubjectAnswer, arrays, exam_model, r
 from trainer.site.check import site_metrics
 from trainer.site.criteria import judge
 from trainer.site.gate_refit import GateRefit, gate_refit, run_split
+from trainer.site.head_refit import HeadRefit, converted, head_refit
+from trainer.site.writer import bump, hashed_ids, head_files, write_adapted
 
 MIN_LABELLED = 8  # and at least 3 of each class: fewer cannot fit a calibrator and score it on held-out subjects
 MIN_PER_CLASS = 3
@@ -74,19 +79,38 @@ def local_folds(fatty: np.ndarray, folds: int = LOCAL_FOLDS) -> np.ndarray:
     return out
 
 
-def calibration_rows(cohort: Cohort, raw: list[RawAnswer], folds: np.ndarray) -> list[dict[str, Any]]:
+def calibration_rows(cohort: Cohort, members: list[Members], folds: np.ndarray) -> list[dict[str, Any]]:
     """The local subjects as the rows the run's exam calibration is fitted on (trainer.exam_calibration)."""
     return [
         {
             "pdff": float(s.pdff),
             "fold": int(k),
             "vendor": s.vendor,
-            "p_fatty_ensemble": r.members.p_fatty,
-            "pdff_ensemble": r.members.pdff,
-            "log_pdff_spread": r.members.log_pdff_spread,
+            "p_fatty_ensemble": m.p_fatty,
+            "pdff_ensemble": m.pdff,
+            "log_pdff_spread": m.log_pdff_spread,
         }
-        for s, r, k in zip(cohort.subjects, raw, folds, strict=True)
+        for s, m, k in zip(cohort.subjects, members, folds, strict=True)
     ]
+
+
+def fold_members(local: Local, heads: HeadRefit | None, folds: np.ndarray, outer: int | None) -> list[Members]:
+    """Each labelled subject's ensemble answer from heads that saw neither it nor the outer fold's subjects: the
+    parent's heads (they saw no local subject), or heads retrained without those folds.
+
+    Args:
+        local: the site's subjects and the parent's answers.
+        heads: the head retraining, or None to keep the parent's heads.
+        folds: each labelled subject's local fold.
+        outer: the fold being scored (nested), or None for the final calibration.
+    """
+    if heads is None:
+        return [r.members for r in local.raw]
+    out = []
+    for i, fold in enumerate(int(f) for f in folds):
+        excluded = frozenset({fold} if outer is None or fold == outer else {fold, outer})
+        out.append(heads.members_without(folds, excluded)[i])
+    return out
 
 
 def fit_calibration(bundle: Bundle, rows: list[dict[str, Any]]) -> tuple[ExamModel, ExamCalibration]:
@@ -152,19 +176,30 @@ def read_local(
     return labelled, extra
 
 
-def nested_answers(bundle: Bundle, local: Local, refit: GateRefit | None) -> list[SubjectAnswer]:
-    """Each labelled local subject scored by an adaptation (calibration and guard) fitted without its fold."""
+def nested_answers(
+    bundle: Bundle, local: Local, refit: GateRefit | None, heads: HeadRefit | None
+) -> list[SubjectAnswer]:
+    """Each labelled local subject scored by an adaptation (heads, calibration, gate and guard) fitted without its
+    fold.
+
+    Args:
+        bundle: the parent bundle.
+        local: the site's subjects and the parent's answers.
+        refit: the view gate and guard refitter (None without --run).
+        heads: the head retraining (None without --run).
+    """
     cohort = local.labelled
     folds = local_folds(cohort.pdff() >= bundle.meta.exam.fatty_pdff)
-    rows = calibration_rows(cohort, local.raw, folds)
     unlabelled_ids = local.unlabelled.ids if local.unlabelled else []
-    answers: list[SubjectAnswer | None] = [None] * len(rows)
+    answers: list[SubjectAnswer | None] = [None] * len(folds)
     for k in tqdm(sorted(set(folds)), desc="nested folds", unit="fold"):
+        members = fold_members(local, heads, folds, k)
+        rows = calibration_rows(cohort, members, folds)
         train = [i for i, f in enumerate(folds) if f != k]
         model, _ = fit_calibration(bundle, [rows[i] for i in train])
         gate = refit.fit([cohort.ids[i] for i in train] + unlabelled_ids) if refit else None
         for i in np.flatnonzero(folds == k):
-            sid, raw = cohort.ids[i], local.raw[i]
+            sid, raw = cohort.ids[i], replace(local.raw[i], members=members[i])
             if gate is not None:
                 raw = replace(raw, guard_flags=tuple(refit.flags(gate, sid, raw)))
                 raw = replace(raw, views_filed=refit.views_filed(gate, sid, raw))
@@ -182,50 +217,6 @@ def unlabelled_guard_share(local: Local, refit: GateRefit) -> float:
         for i in np.flatnonzero(folds == k):
             flagged += refit.flags(gate, ids[i], local.raw_unlabelled[i])
     return float(np.mean(flagged))
-
-
-def bump(version: str) -> str:
-    major, minor, _ = (int(x) for x in version.split("+")[0].split("-")[0].split("."))
-    return f"{major}.{minor + 1}.0"
-
-
-def hashed_ids(cohorts: list[Cohort]) -> list[str]:
-    return sorted(hashlib.sha256(s.encode()).hexdigest()[:16] for c in cohorts for s in c.ids)
-
-
-def write_adapted(parent: Bundle, out: Path, updates: dict[str, Any], gate: Gate | None) -> BundleMeta:
-    """The parent's files, the refitted gate file, and bundle.json with every hash recomputed, written beside
-    ``out`` and loaded back through the bedside's own verification; only a verified bundle takes ``out``'s name.
-
-    Args:
-        parent: the bundle adapted.
-        out: the adapted bundle's folder (absent or empty).
-        updates: bundle.json fields that change (version, exam, guard, view_gate, scanners, site).
-        gate: the refitted view gate and guard, or None to keep the parent's.
-    """
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        for name in parent.meta.sha256:
-            shutil.copy2(parent.root / name, partial / name)
-        if gate is not None:
-            (partial / GATE_FILE).write_bytes(gate.to_bytes())
-        listed = set(parent.meta.sha256) | ({GATE_FILE} if gate is not None else set())
-        fields = parent.meta.model_dump(by_alias=True) | updates
-        fields["sha256"] = {name: sha256_file(partial / name) for name in sorted(listed)}
-        if gate is not None:
-            fields["files"] = fields["files"] | {"gate": GATE_FILE}
-        meta = BundleMeta.model_validate(fields)
-        meta.write(partial / "bundle.json")
-        load_bundle(partial)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out.exists():
-        out.rmdir()  # empty (site_adapt refuses a folder with anything in it)
-    partial.rename(out)
-    return meta
 
 
 def parent_guard_share(local: Local) -> float:
@@ -266,6 +257,7 @@ def site_adapt(
     unlabelled: str | None = None,
     profiles: str | None = None,
     site: str | None = None,
+    retrain_heads: bool = True,
 ) -> dict[str, Any]:
     """Adapt a bundle to a site; writes the new bundle and returns its before/after figures and verdict.
 
@@ -273,10 +265,11 @@ def site_adapt(
         bundle_dir: the parent bundle.
         out_dir: the adapted bundle's folder (absent or empty).
         manifest: labelled local subjects (8 or more, 3 of each class), or None with ``unlabelled``.
-        run_dir: the run the parent was exported from (refits the view gate and guard).
+        run_dir: the run the parent was exported from (retrains the heads, refits the view gate and guard).
         unlabelled: local exams without MRI-PDFF.
         profiles: a profiles file for the site's consoles.
         site: the site's name in the bundle (default: the manifest's folder).
+        retrain_heads: retrain the heads on the run's subjects plus the labelled local ones (needs ``run_dir``).
     """
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
@@ -292,45 +285,89 @@ def site_adapt(
                   run_cohort(parent, extra, bar) if extra else [])  # fmt: skip
     sets = [(c, r) for c, r in ((labelled, local.raw), (extra, local.raw_unlabelled)) if c is not None]
     refit = gate_refit(parent, run, sets) if run else None
-    return finish(parent, out, local, refit, site or Path(manifest or unlabelled).parent.name)
+    heads = site_heads(run, refit, local) if retrain_heads and run and refit and labelled else None
+    return finish(parent, out, local, (refit, heads), site or Path(manifest or unlabelled).parent.name)
 
 
-def finish(parent: Bundle, out: Path, local: Local, refit: GateRefit | None, site: str) -> dict[str, Any]:
+def site_heads(run: Run, refit: GateRefit, local: Local) -> HeadRefit | None:
+    """The head retraining over the run's subjects (features the gate refit already holds) and the labelled local
+    ones; None for a run whose heads do not read the shared encoder's features (a fine-tuned backbone)."""
+    if run.config.finetune is not None:
+        return None
+    source = [s for s in refit.cohort.subjects if s.subject_id in set(refit.source_ids)]
+    order = {s.subject_id: s for s in source}
+    source_cohort = Cohort([order[s] for s in refit.source_ids], {}, refit.cohort.harmonisation)
+    source_features = {v: np.stack([refit.features[v][s] for s in refit.source_ids]) for v in VIEWS}
+    local_features = {v: np.stack([r.features[v] for r in local.raw]) for v in VIEWS}
+    return head_refit(run, source_cohort, source_features, local.labelled, local_features)
+
+
+def labelled_updates(
+    parent: Bundle, local: Local, heads: HeadRefit | None, refit: GateRefit | None
+) -> tuple[dict[str, Any], dict[str, bytes], dict[str, Any]]:
+    """With labels: the before and nested after figures, the final heads and calibration on every local subject.
+    Returns the figures, the files written over the parent's, and the bundle.json fields that change.
+
+    Args:
+        parent: the parent bundle.
+        local: the site's subjects and the parent's answers for them.
+        heads: the head retraining (None: the parent's heads stay).
+        refit: the view gate and guard refitter (None without --run).
+    """
+    parent_model = exam_model(parent)
+    pairs = zip(local.labelled.subjects, local.raw, strict=True)
+    before = site_metrics(arrays([state(parent_model, s, r) for s, r in pairs]))
+    after = site_metrics(arrays(nested_answers(parent, local, refit, heads)))
+    folds = local_folds(local.labelled.pdff() >= parent.meta.exam.fatty_pdff)
+    members = fold_members(local, heads, folds, None)
+    _, calibration = fit_calibration(parent, calibration_rows(local.labelled, members, folds))
+    files, updates = {}, {"exam": calibration}
+    if heads is not None:
+        final = heads.ensemble(np.arange(heads.n_local), heads.config.seed)
+        probe = {v: heads.features[v][heads.n_source :, 0] for v in VIEWS}
+        description = (
+            f"float32, trained on the bundle's int8 encoder features of the run's {heads.n_source} training "
+            f"subjects and {heads.n_local} site subjects; an ensemble of {len(final)} heads"
+        )
+        files, head_fields = head_files(parent, converted(final, probe), description)
+        updates |= head_fields
+    return {"before": before, "after": after}, files, updates
+
+
+def finish(
+    parent: Bundle, out: Path, local: Local, refits: tuple[GateRefit | None, HeadRefit | None], site: str
+) -> dict[str, Any]:
     """Before/after figures, the final refit on every local subject, and the new bundle.
 
     Args:
         parent: the parent bundle.
         out: the adapted bundle's folder.
         local: the site's subjects and the parent's raw answers for them.
-        refit: the view gate and guard refitter (None without --run).
+        refits: the view gate and guard refitter and the head retraining (each None when not made).
         site: the site's name.
     """
+    refit, heads = refits
     cohorts = [c for c in (local.labelled, local.unlabelled) if c is not None]
     updates: dict[str, Any] = {"version": bump(parent.version), "created": dt.datetime.now(dt.UTC)}
     local_profiles = {k: v for c in cohorts for k, v in profiles_mapping(c.profiles).items()}
     updates["scanners"] = {**parent.meta.scanners, **local_profiles}
-    adapted, findings, coverage = ["scanners"], [], None
+    adapted, findings, coverage, replaced = ["scanners"], [], None, {}
     if local.labelled is not None:
-        parent_model = exam_model(parent)
-        pairs = zip(local.labelled.subjects, local.raw, strict=True)
-        before = site_metrics(arrays([state(parent_model, s, r) for s, r in pairs]))
-        after = site_metrics(arrays(nested_answers(parent, local, refit)))
-        folds = local_folds(local.labelled.pdff() >= parent.meta.exam.fatty_pdff)
-        _, calibration = fit_calibration(parent, calibration_rows(local.labelled, local.raw, folds))
-        updates["exam"], coverage = calibration, calibration.class_sets.coverage if calibration.class_sets else None
-        adapted.append("exam_calibration")
+        figures, replaced, changed = labelled_updates(parent, local, heads, refit)
+        before, after = figures["before"], figures["after"]
+        updates |= changed
+        coverage = changed["exam"].class_sets.coverage if changed["exam"].class_sets else None
+        adapted += ["heads", "exam_calibration"] if heads is not None else ["exam_calibration"]
         findings = judge(after, parent.meta.acceptance) if parent.meta.acceptance else []
     else:
         before = {"guard_share": parent_guard_share(local)}
         after = {"guard_share": unlabelled_guard_share(local, refit)}
-    gate = None
     if refit is not None:
-        ids = [s for c in cohorts for s in c.ids]
-        gate = refit.fit(ids)
+        replaced[GATE_FILE] = refit.fit([s for c in cohorts for s in c.ids]).to_bytes()
         updates["guard"], updates["view_gate"] = refit.spec, refit.view_spec
+        updates["files"] = parent.meta.files.model_copy(update={"gate": GATE_FILE})
         adapted += ["view_gate", "guard"]
     n = len(local.labelled.ids) if local.labelled else 0
-    passed = all(f.passed for f in findings) if findings else None
     updates["site"] = SiteAdaptation(
         site=site,
         parent=f"{parent.name} {parent.version}",
@@ -338,13 +375,13 @@ def finish(parent: Bundle, out: Path, local: Local, refit: GateRefit | None, sit
         date=dt.datetime.now(dt.UTC).replace(microsecond=0),
         labelled_subjects=n,
         unlabelled_subjects=len(local.unlabelled.ids) if local.unlabelled else 0,
-        subject_id_sha256=hashed_ids(cohorts),
+        subject_id_sha256=hashed_ids([s for c in cohorts for s in c.ids]),
         adapted=adapted,
         before=before,
         after=after,
         criteria=parent.meta.acceptance if n else None,
-        passed=passed,
+        passed=all(f.passed for f in findings) if findings else None,
         note=adaptation_note(n, coverage, refit is not None, after.get("guard_share")),
     )
-    meta = write_adapted(parent, out, updates, gate)
+    meta = write_adapted(parent, out, updates, replaced)
     return {"bundle": str(out), "meta": meta, "before": before, "after": after, "findings": findings}
