@@ -29,10 +29,12 @@ edge-check: $(EDGE_STAMP)
 	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py
 
 # From Debian: chromium + chromium-driver (the display's browser tests and the demo's screenshots of the page),
-# systemd (systemd-analyze checks the unit) and faketime (the wall-clock jump of `benchmarks faults`).
+# systemd (systemd-analyze checks the unit), faketime (the wall-clock jump of `benchmarks faults`), dcmtk (storescu:
+# a scanner the tests did not write; dcmcjpeg/dcmconv: the phantom's DICOM forms), orthanc (a real PACS and Modality
+# Worklist for the report tests) and dicom3tools (dciodvfy validates every report).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := chromium chromium-driver systemd faketime
-DEBIAN_COMMANDS := chromium chromedriver systemd-analyze faketime
+DEBIAN_PACKAGES := chromium chromium-driver systemd faketime dcmtk orthanc dicom3tools
+DEBIAN_COMMANDS := chromium chromedriver systemd-analyze faketime storescu Orthanc dciodvfy
 debian-tools:
 	@missing=; for c in $(DEBIAN_COMMANDS); do command -v $$c >/dev/null || missing=1; done; [ -z "$$missing" ] || \
 	  { $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null 2>&1 || \

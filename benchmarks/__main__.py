@@ -13,6 +13,7 @@ def main() -> None:
 
 
 def _register() -> None:
+    from benchmarks.dicom import main as dicom
     from benchmarks.display_load import main as display_load
     from benchmarks.e2e import main as e2e
     from benchmarks.e2e_ab import main as e2e_ab
@@ -23,11 +24,13 @@ def _register() -> None:
     from benchmarks.head_loop import main as head_loop
     from benchmarks.latency import main as latency
     from benchmarks.limit import main as limit
+    from benchmarks.pacs import main as pacs
     from benchmarks.profile_detect import main as profile_detect
     from benchmarks.site_adapt import main as site_adapt
     from benchmarks.trainer_epoch import main as trainer_epoch
     from benchmarks.trainer_protocol import main as trainer_protocol
 
+    main.add_command(dicom, "dicom")
     main.add_command(display_load, "display-load")
     main.add_command(e2e, "e2e")
     main.add_command(e2e_ab, "e2e-ab")
@@ -38,6 +41,7 @@ def _register() -> None:
     main.add_command(head_loop, "head-loop")
     main.add_command(latency, "latency")
     main.add_command(limit, "limit")
+    main.add_command(pacs, "pacs")
     main.add_command(profile_detect, "profile-detect")
     main.add_command(site_adapt, "site-adapt")
     main.add_command(trainer_epoch, "trainer-epoch")

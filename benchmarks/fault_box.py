@@ -59,9 +59,11 @@ class LiveBox:
         self._listener.start()
 
     # -- processes -----------------------------------------------------------------------------------------------------
-    def start_serve(self, faketime_file: Path | None = None, timeout: float = 90) -> subprocess.Popen:
-        """A serve process; returns once it publishes heartbeats."""
-        args = ["serve", "--bundle", str(self.bundle), "--trusted-keys", str(self.trusted)]
+    def start_serve(
+        self, faketime_file: Path | None = None, timeout: float = 90, extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
+        """A serve process (``extra``: more serve flags); returns once it publishes heartbeats."""
+        args = ["serve", "--bundle", str(self.bundle), "--trusted-keys", str(self.trusted), *extra]
         args += ["--frames", f"tcp://127.0.0.1:{self.frames_port}", "--results", f"tcp://127.0.0.1:{self.results_port}"]
         args += ["--audit-log", str(self.audit_log), "--metrics-period", "1"]
         env = dict(os.environ)

@@ -14,7 +14,19 @@ from edge_runtime.config import RuntimeConfig
 from edge_runtime.contracts import AUTO_VIEW, VIEWS
 from edge_runtime.profile_cli import profile
 
-SERVE_TABLES = ("model", "transport", "scanners", "sessions", "gate", "exam", "audit", "metrics", "thumbnails")
+SERVE_TABLES = (
+    "model",
+    "transport",
+    "scanners",
+    "sessions",
+    "gate",
+    "exam",
+    "audit",
+    "metrics",
+    "thumbnails",
+    "dicom",
+    "pacs",
+)
 
 
 def profiles_option(help_text: str):
@@ -71,7 +83,9 @@ def serve(config_path: str | None, verbose: bool, **options) -> None:
 
 def _say_how_it_stopped(server, failure: str | None) -> None:
     """One line: "stopped cleanly" only when nothing failed and every result is in the audit log; else exit 1."""
-    stats = server.metrics().counters
+    from edge_runtime.status import metrics_message
+
+    stats = metrics_message(server).counters
     said = f"{stats.get('results_published', 0)} results, {stats.get('frames_received', 0)} frames received"
     problems = [failure] if failure else []
     if server.audit.failures:  # results went out that the audit log does not hold: never "cleanly"
@@ -213,7 +227,10 @@ def verify_command(bundle_dir: Path, trusted_keys: Path) -> None:
 @click.option("--source", required=True, help="Capture card index (0), a video file, or a folder of screenshots.")
 @click.option("--scanner", required=True, help="Scanner profile name of the screen layout.")
 @profiles_option("Scanner profiles file (JSON or TOML) that defines --scanner, if it is not a shipped one.")
-@click.option("--session", required=True, help="Opaque exam id (never a name or MRN).")
+@click.option("--session", default=None, help="Opaque exam id (never a name or MRN); or let --worklist name it.")
+@click.option("--worklist", default=None, help="Modality Worklist AE@HOST:PORT: link the exam to its scheduled study.")
+@click.option("--accession", default=None, help="With --worklist: the scheduled procedure (default: the only one).")
+@click.option("--station-ae", default=None, help="With --worklist: only procedures scheduled on this AE title.")
 @click.option(
     "--view",
     type=click.Choice([AUTO_VIEW, *VIEWS]),
@@ -248,6 +265,7 @@ def grab(source: str, view: str, view_keys: bool, endpoint: str, loop: bool, **k
         get_profile(load_profiles(kw.pop("profiles_file")), kw["scanner"])
     except FattyLiverError as exc:
         raise click.BadParameter(str(exc), param_hint="--scanner") from None
+    kw["session"] = _grab_session(kw["session"], kw.pop("worklist"), kw.pop("accession"), kw.pop("station_ae"))
     if not SESSION_PATTERN.match(kw["session"]):
         raise click.BadParameter("1-64 of [A-Za-z0-9_.:-]; an exam id, never a name", param_hint="--session")
     curve = _server_keys(kw.pop("server_key"), kw.pop("allowed_clients"))
@@ -259,6 +277,39 @@ def grab(source: str, view: str, view_keys: bool, endpoint: str, loop: bool, **k
         time.sleep(0.3)  # let subscribers connect before the first frame
         sent = run_grab(source, FrameSender(sock), GrabTarget(**kw), selector, loop=loop)
     click.echo(f"sent {sent} frames", err=True)
+
+
+def _grab_session(session: str | None, worklist: str | None, accession: str | None, station: str | None) -> str:
+    """The exam's session: as given, or the scheduled procedure the worklist lists (by accession, or the only one),
+    named by its accession number so the box reports into its study. The patient's name is never printed."""
+    from edge_runtime.pacs.peers import Peer
+    from edge_runtime.pacs.worklist import choose, find_scheduled, session_for
+
+    if worklist is None:
+        if session is None:
+            raise click.UsageError("give --session, or --worklist to link the exam to its scheduled study")
+        return session
+    chosen = choose(find_scheduled(Peer.parse(worklist), station or "FATTYLIVER", station), accession)
+    click.echo(f"worklist: accession {chosen.accession} ({chosen.description or 'no description'})", err=True)
+    return session_for(chosen.accession)
+
+
+@main.command()
+@click.option("--audit-log", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--session", default=None, help="With --audit-log: the ended exam (its session, or study UID).")
+@click.option("--sr", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="A report.")
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A one-page summary.")
+def report(audit_log: Path | None, session: str | None, sr: Path | None, png: Path | None) -> None:
+    """An ended exam's report: from the audit log's final record, or from a report document (DICOM SR, e.g. from
+    the PACS); printed, and with --png drawn as one page for the record."""
+    from edge_runtime.pacs.summary import from_audit, from_document, page, text
+
+    if (sr is None) == (audit_log is None) or (audit_log is not None and session is None):
+        raise click.UsageError("give --sr FILE, or --audit-log LOG with --session S")
+    summary = from_document(sr) if sr is not None else from_audit(audit_log, session)
+    click.echo(text(summary), nl=False)
+    if png is not None:
+        click.echo(f"page: {page(summary, png)}", err=True)
 
 
 @main.group(cls=ProductGroup)

@@ -93,6 +93,10 @@ def _table_option(table: str, key: str, info: FieldInfo) -> Callable | None:
     param = f"{table}{SEPARATOR}{key}"
     if _is_flag(info):
         return click.option(f"{name}/--no-{name.removeprefix('--')}", param, default=None, help=help_text)
+    origin = typing.get_origin(_plain(info.annotation))
+    if origin in (list, dict):  # repeatable: --x A --x B, or --x KEY=VALUE for a table
+        shown = f"{help_text} Repeat it{' as KEY=VALUE' if origin is dict else ''}."
+        return click.option(name, param, multiple=True, default=None, callback=_repeated(origin), help=shown)
     kind = click_type(info.annotation)
     if kind is None:
         return None
@@ -120,6 +124,23 @@ def settings_options(model: type[BaseModel], tables: tuple[str, ...] | None = No
         return fn
 
     return decorate
+
+
+def _repeated(origin: type) -> Callable:
+    """A repeated option as the field's list or table; None when it was not given (the file's value stands)."""
+
+    def convert(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
+        if not values:
+            return None
+        if origin is list:
+            return list(values)
+        pairs = [v.partition("=") for v in values]
+        bad = [v for v, (_, eq, _) in zip(values, pairs, strict=True) if not eq]
+        if bad:
+            raise click.BadParameter(f"expected KEY=VALUE, got {bad[0]!r}", param=param)
+        return {k.strip(): v.strip() for k, _, v in pairs}
+
+    return convert
 
 
 def nested_overrides(options: dict[str, Any]) -> dict[str, dict[str, Any]]:

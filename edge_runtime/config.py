@@ -1,15 +1,16 @@
 """Bedside configuration: ``edge.toml``, one table per stage, every key described, validated with pydantic.
 
 ``[runtime.model]``, ``[runtime.transport]``, ``[runtime.scanners]``, ``[runtime.sessions]``, ``[runtime.gate]``,
-``[runtime.exam]``, ``[runtime.audit]``, ``[runtime.metrics]``, ``[runtime.thumbnails]``, ``[runtime.display]``
-and ``[runtime.security]``. ``edge-runtime serve`` builds one flag per key from these models
-(``edge_runtime.cli_support.settings_options``): a field's ``flag`` names it when the short name is the
-natural one (``--frames``), else it is ``--<table>-<key>``. Unknown keys are errors: a typo must not silently
-fall back to a default at the bedside.
+``[runtime.exam]``, ``[runtime.audit]``, ``[runtime.metrics]``, ``[runtime.thumbnails]``, ``[runtime.display]``,
+``[runtime.security]``, ``[runtime.dicom]`` and ``[runtime.pacs]``. ``edge-runtime serve`` builds one flag per key
+from these models (``edge_runtime.cli_support.settings_options``): a field's ``flag`` names it when the short name
+is the natural one (``--frames``), else it is ``--<table>-<key>``. Unknown keys are errors: a typo must not
+silently fall back to a default at the bedside.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -208,6 +209,114 @@ class SecurityConfig(StrictModel):
         return CurveClientKeys(self.secret_key, self.frames_server_key) if self.enabled else None
 
 
+AE_TITLE = r"^[ -~]{1,16}$"  # DICOM AE titles: 1-16 printable ASCII characters (PS3.5 table 6.2-1, AE)
+
+
+class DicomSettings(StrictModel):
+    """[runtime.dicom]: the bedside as a DICOM storage node: images and cine loops the scanner stores, one exam per
+    study (edge_runtime.dicom). Off unless ``listen`` is set."""
+
+    listen: str | None = Field(
+        None, description="HOST:PORT the Storage SCP listens on (unset: no DICOM).", **flag("--dicom-listen")
+    )
+    ae_title: str = Field("FATTYLIVER", pattern=AE_TITLE, description="This node's AE title.", **flag("--dicom-ae"))
+    allowed_calling: list[str] = Field(
+        default_factory=list,
+        description="Calling AE titles admitted (the scanners'); empty admits any, and the log says so.",
+    )
+    study_idle_s: float = Field(
+        120.0, gt=0, description="A study with no new image for this long ends its exam.", **flag("--study-idle")
+    )
+    scanners: dict[str, str] = Field(
+        default_factory=dict,
+        description="'MANUFACTURER' or 'MANUFACTURER/MODEL' (as the files say) -> scanner profile name, for files "
+        "the automatic match (model name, or vendor and screen size) does not place.",
+    )
+    max_pdu_bytes: int = Field(262_144, ge=4096, le=16_777_216, description="Largest PDU accepted.")
+    max_association_bytes: int = Field(
+        512_000_000, ge=1_000_000, description="Bytes one association may send; past them it is aborted."
+    )
+    max_frames: int = Field(600, ge=1, le=10_000, description="Frames one object may hold (a cine loop).")
+    max_associations: int = Field(8, ge=1, le=64, description="Associations served at once.")
+    network_timeout_s: float = Field(30.0, gt=0, description="An association silent this long is closed.")
+    queue_timeout_s: float = Field(
+        60.0, gt=0, description="How long a store waits for the pipeline to take its frames before 'out of resources'."
+    )
+    keep_dir: Path | None = Field(None, description="Keep every received object here (unset: nothing goes to disk).")
+    keep_max_bytes: int = Field(
+        2_000_000_000, ge=1_000_000, description="The kept objects' size limit; the oldest go first."
+    )
+    tls_certificate: Path | None = Field(None, description="PEM certificate: the listener speaks TLS only.")
+    tls_key: Path | None = Field(None, description="The certificate's PEM private key.")
+    tls_ca: Path | None = Field(None, description="PEM CA bundle: scanners must present a certificate it signed.")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (tests)
+            raise ValueError(f"{value!r} is not HOST:PORT (e.g. 0.0.0.0:11112)")
+        return value
+
+    @field_validator("allowed_calling")
+    @classmethod
+    def _titles(cls, titles: list[str]) -> list[str]:
+        bad = [t for t in titles if not re.fullmatch(AE_TITLE, t)]
+        if bad:
+            raise ValueError(f"not AE titles (1-16 printable ASCII characters): {bad}")
+        return titles
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> DicomSettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both tls_certificate and tls_key")
+        if self.tls_ca is not None and self.tls_certificate is None:
+            raise ValueError("tls_ca needs tls_certificate and tls_key")
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = (self.listen or "").rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class PacsSettings(StrictModel):
+    """[runtime.pacs]: each exam's report to the PACS (edge_runtime.pacs): a DICOM SR in the exam's study, sent by
+    C-STORE (and optionally STOW-RS) through an on-disk queue. Off unless a destination is set."""
+
+    destinations: list[str] = Field(
+        default_factory=list, description="PACS to store reports in, AE@HOST:PORT.", **flag("--pacs")
+    )
+    stow_url: str | None = Field(None, description="A DICOMweb service to store reports in too (STOW-RS).")
+    queue: Path = Field(
+        Path("reports"),
+        description="The store-and-forward queue folder (patient data until sent).",
+        **flag("--pacs-queue"),
+    )
+    worklist: str | None = Field(
+        None, description="The Modality Worklist, AE@HOST:PORT: links screen-grab exams to their study.",
+        **flag("--worklist"),
+    )  # fmt: skip
+    ae_title: str | None = Field(None, pattern=AE_TITLE, description="Calling AE title (default: dicom.ae_title).")
+    retry_s: float = Field(5.0, gt=0, description="First retry after a failed send; doubling each time.")
+    retry_max_s: float = Field(600.0, gt=0, description="The longest wait between retries.")
+    timeout_s: float = Field(30.0, gt=0, description="Seconds before a PACS or worklist counts as not answering.")
+
+    @field_validator("destinations")
+    @classmethod
+    def _peers(cls, peers: list[str]) -> list[str]:
+        bad = [p for p in peers if not re.fullmatch(r"[ -~]{1,16}@[A-Za-z0-9.\-_:\[\]]+:\d{1,5}", p)]
+        if bad:
+            raise ValueError(f"not AE@HOST:PORT: {bad}")
+        return peers
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.destinations or self.stow_url)
+
+
 class RuntimeConfig(StrictModel):
     """edge.toml's [runtime]: one table per stage of the bedside."""
 
@@ -222,6 +331,8 @@ class RuntimeConfig(StrictModel):
     thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    dicom: DicomSettings = Field(default_factory=DicomSettings)
+    pacs: PacsSettings = Field(default_factory=PacsSettings)
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

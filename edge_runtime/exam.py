@@ -139,6 +139,16 @@ class Pair:
     clock: float = 0.0  # the server's monotonic clock when the pair came: the window and the hold use it
 
 
+STUDY_WINDOW_S = 1e9  # a stored study's pairs all count, however long the study took
+
+
+def study_policy(live: ExamPolicy) -> ExamPolicy:
+    """A DICOM study's exam: every pair of the study (up to ``window_pairs``) counts, and the call is stated as soon
+    as the pairs support it. A study is complete when it ends; the hold and the minimum number of pairs steady a
+    live display, which a study's stored images do not need (the class sets are calibrated per single pair)."""
+    return live.model_copy(update={"window_s": STUDY_WINDOW_S, "min_pairs": 1, "hold_updates": 1, "hold_s": 0.0})
+
+
 @dataclass
 class Combined:
     """The window's combination before any call is made."""

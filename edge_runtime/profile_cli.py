@@ -15,16 +15,20 @@ def profile() -> None:
     """Scanner profiles: where the B-mode image sits on each console's screen."""
 
 
-def _existing(out: Path, name: str, replace: bool) -> dict[str, dict[str, object]]:
-    """The profiles already in --out, refusing (before any work) a name clash without --replace."""
+def _existing(out: Path) -> dict[str, dict[str, object]]:
+    """The profiles already in --out."""
     from edge_runtime.profiles import profiles_mapping, read_profiles_file
 
     if out.suffix.lower() != ".json":
         raise click.BadParameter("profile detect writes JSON; name the file *.json", param_hint="--out")
-    existing = profiles_mapping(read_profiles_file(out)) if out.exists() else {}
-    if name in existing and not replace:
-        raise click.ClickException(f"{out} already defines {name!r}; choose another --name or pass --replace")
-    return existing
+    return profiles_mapping(read_profiles_file(out)) if out.exists() else {}
+
+
+def _refuse_clash(out: Path, existing: dict, names: list[str], replace: bool) -> None:
+    clash = [n for n in names if n in existing]
+    if clash and not replace:
+        named = ", ".join(map(repr, clash))
+        raise click.ClickException(f"{out} already defines {named}; choose another --name or pass --replace")
 
 
 def _write_picture(path: Path, rgb) -> None:
@@ -39,31 +43,48 @@ def _write_picture(path: Path, rgb) -> None:
 @click.argument("screens", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("--name", default="site-scanner", show_default=True, help="Profile name (the manifest's scanner).")
 @click.option("--vendor", default="unspecified", show_default=True, help="PHILIPS, GE, ...: balances CV folds.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Add the profile to this JSON file.")
-@click.option("--overlay", type=click.Path(dir_okay=False), default=None, help="PNG with the box drawn.")
-@click.option("--replace", is_flag=True, help="Overwrite a profile of the same name in --out.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Add the profile(s) to this JSON file.")
+@click.option("--overlay", type=click.Path(dir_okay=False), default=None, help="PNG with the box(es) drawn.")
+@click.option("--replace", is_flag=True, help="Overwrite profiles of the same name in --out.")
 def detect(screens: tuple[str, ...], name: str, vendor: str, out: str | None, overlay: str | None, **kw) -> None:
-    """Find the B-mode image box on one or more screen grabs of one console and print its profile.
+    """Find the B-mode image box on one or more screen grabs (or stored DICOM images) of one console and print its
+    profile; a dual display gives one profile per image, NAME-1 and NAME-2, left to right. A DICOM file's own
+    region sequence, when it has one, is the answer the detection is checked against.
 
-    Check the overlay PNG before using the profile: the green box must frame the whole image and nothing else.
+    Check the overlay PNG before using the profile: each green box must frame one whole image and nothing else.
     """
-    from edge_runtime.profile_detect import draw_overlay, iou, onboard
+    from edge_runtime.profile_detect import check_stated, draw_overlay, iou, onboard
     from edge_runtime.profiles import ScannerProfile
 
-    existing = _existing(Path(out), name, kw["replace"]) if out else {}
+    existing = _existing(Path(out)) if out else {}
     found = onboard(list(screens), name, vendor)
-    ScannerProfile.from_mapping(name, found.profile_mapping())  # the same checks every profile gets
-    for path, box in found.per_grab:
-        click.echo(f"{path}: box {box} (IoU with the combined box {iou(box, found.box):.3f})", err=True)
-    click.echo(json.dumps({name: found.profile_mapping()}, indent=1))
-    overlay_path = Path(overlay) if overlay else (Path(out).parent if out else Path(".")) / f"{name}-overlay.png"
-    _write_picture(overlay_path, draw_overlay(found.first_grab, found.box, f"{name}: {found.box}"))
-    click.echo(f"overlay: {overlay_path} (check the box frames the image)", err=True)
     if out:
-        existing[name] = found.profile_mapping()
+        _refuse_clash(Path(out), existing, found.names, kw["replace"])
+    for profile_name, mapping in found.profile_mappings().items():
+        ScannerProfile.from_mapping(profile_name, mapping)  # the same checks every profile gets
+    for path, boxes in found.per_grab:
+        scores = ", ".join(f"{iou(b, c):.3f}" for b, c in zip(boxes, found.boxes, strict=True))
+        click.echo(f"{path}: {len(boxes)} box(es) {boxes} (IoU with the combined: {scores})", err=True)
+    if found.first.stated is not None:
+        agreed = ", ".join(f"{s:.3f}" for s in check_stated(found.first, found.boxes))
+        click.echo(f"the file's own region sequence agrees (IoU {agreed})", err=True)
+    if len(found.boxes) > 1:
+        click.echo(f"a display of {len(found.boxes)} images side by side: profiles {', '.join(found.names)}", err=True)
+    if found.first.model and found.first.model != name:
+        hint = f"the files name their model {found.first.model!r}: `serve --dicom-listen` matches a profile of that "
+        click.echo(hint + "name to them by itself (else map it in [runtime.dicom.scanners])", err=True)
+    click.echo(json.dumps(found.profile_mappings(), indent=1))
+    overlay_path = Path(overlay) if overlay else (Path(out).parent if out else Path(".")) / f"{name}-overlay.png"
+    picture = found.first.rgb
+    for profile_name, box in zip(found.names, found.boxes, strict=True):
+        picture = draw_overlay(picture, box, f"{profile_name}: {box}")
+    _write_picture(overlay_path, picture)
+    click.echo(f"overlay: {overlay_path} (check each box frames one image)", err=True)
+    if out:
+        existing |= found.profile_mappings()
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(dict(sorted(existing.items())), indent=1) + "\n")
-        click.echo(f"profile {name!r} written to {out}", err=True)
+        click.echo(f"profile(s) {', '.join(found.names)} written to {out}", err=True)
 
 
 @profile.command("list")

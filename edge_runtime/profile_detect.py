@@ -21,8 +21,12 @@ Box = tuple[int, int, int, int]  # x, y, width, height in screen pixels
 GREY_CHROMA = 10  # max - min over RGB at or below this is a grey pixel (B-mode is grey)
 TEXTURE_WINDOW = 9  # local standard deviation window, pixels
 TEXTURE_STD = 3.0  # grey levels: >= 95 % of sector pixels vary more than this within a window
+FLAT_WINDOW = 3  # a pixel whose 3x3 neighbourhood is one grey level is flat: a gap between panels, never speckle
+GAP_GREY = 64  # a gap between panels is background, dark
+TEXT_STD = 40.0  # a region whose median local contrast is above this is lettering (text: ~55; speckle: 10-30)
 STROKE = 15  # opening kernel: removes strokes and ticks thinner than this (text, ruler, TGC curve)
 MIN_AREA_SHARE = 0.03  # a box smaller than this share of the screen is not the image
+SECOND_IMAGE_SHARE = 0.5  # a second textured region at least half the largest is another image (dual display)
 AGREEMENT_IOU = 0.97  # grabs of one console must give boxes at least this similar
 
 
@@ -35,48 +39,98 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union else 0.0
 
 
-def texture_mask(rgb: np.ndarray) -> np.ndarray:
-    """Grey pixels with a speckle-like neighbourhood (uint8 0/1)."""
+def _local_std(grey: np.ndarray, window: int) -> np.ndarray:
+    mean = cv2.boxFilter(grey, -1, (window, window))
+    return np.sqrt(np.maximum(cv2.boxFilter(grey * grey, -1, (window, window)) - mean * mean, 0))
+
+
+@dataclass(frozen=True)
+class Texture:
+    """Per pixel: speckle-like texture (uint8 0/1), flatness (one grey level over 3x3: background, a gap between
+    panels, never speckle) and the local contrast (standard deviation over the texture window)."""
+
+    textured: np.ndarray
+    flat: np.ndarray
+    contrast: np.ndarray
+
+
+def texture_mask(rgb: np.ndarray) -> Texture:
+    """Grey pixels with a speckle-like neighbourhood, and what tells lettering from speckle."""
     pixels = rgb.astype(np.float32)
     grey = pixels.mean(axis=2)
     chroma = pixels.max(axis=2) - pixels.min(axis=2)
-    size = (TEXTURE_WINDOW, TEXTURE_WINDOW)
-    mean = cv2.boxFilter(grey, -1, size)
-    var = cv2.boxFilter(grey * grey, -1, size) - mean * mean
-    textured = (np.sqrt(np.maximum(var, 0)) > TEXTURE_STD) & (chroma <= GREY_CHROMA)
-    return textured.astype(np.uint8)
+    contrast = _local_std(grey, TEXTURE_WINDOW)
+    textured = ((contrast > TEXTURE_STD) & (chroma <= GREY_CHROMA)).astype(np.uint8)
+    flat = (_local_std(grey, FLAT_WINDOW) < 0.5) & (grey < GAP_GREY)  # dark: a clipped white sector is no gap
+    return Texture(textured, flat, contrast)
 
 
-def _largest_region(mask: np.ndarray) -> tuple[np.ndarray, int] | None:
-    opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (STROKE, STROKE)))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+def _opened(mask: np.ndarray) -> np.ndarray:
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (STROKE, STROKE)))
+
+
+def _grown(seed: np.ndarray, labels: np.ndarray, texture: Texture) -> np.ndarray:
+    """An image's region: its largest part, joined by the parts a flat line cut off that are speckle (a dark band
+    of the near field), never those that are lettering (a band of patient text, far busier with strokes)."""
+    grow = cv2.getStructuringElement(cv2.MORPH_RECT, (STROKE + 2, STROKE + 2))
+    region = seed
+    for _ in range(8):
+        near = np.unique(labels[(cv2.dilate(region, grow) > 0) & (region == 0) & (labels > 0)])
+        speckle = [k for k in near if np.median(texture.contrast[labels == k]) <= TEXT_STD]
+        if not speckle:
+            break
+        region = region | np.isin(labels, speckle).astype(np.uint8)
+    return region
+
+
+def _image_regions(rgb: np.ndarray) -> list[np.ndarray]:
+    """The textured regions large enough to be an image, left to right: cut apart at flat lines (so a band of
+    burned-in text a few pixels above the image is another region), rejoined where the cut-off part is speckle,
+    then grown back to the texture's own edge, which the box's edge correction expects."""
+    texture = texture_mask(rgb)
+    whole = _opened(texture.textured)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(_opened(texture.textured & ~texture.flat), 8)
     if count <= 1:
-        return None
-    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return (labels == best).astype(np.uint8), int(stats[best, cv2.CC_STAT_AREA])
+        return []
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    floor = max(MIN_AREA_SHARE * rgb.shape[0] * rgb.shape[1], SECOND_IMAGE_SHARE * areas.max())
+    chosen = sorted((1 + k for k in np.flatnonzero(areas >= floor)), key=lambda k: stats[k, cv2.CC_STAT_LEFT])
+    grow = cv2.getStructuringElement(cv2.MORPH_RECT, (STROKE + 2, STROKE + 2))  # back over what the cut trimmed
+    return [cv2.dilate(_grown((labels == k).astype(np.uint8), labels, texture), grow) & whole for k in chosen]
 
 
-def detect_box(rgb: np.ndarray) -> Box:
-    """The B-mode box of one screen grab (H x W x 3 RGB uint8); a ProfileError when there is none."""
-    if rgb.ndim != 3 or rgb.shape[2] < 3 or rgb.dtype != np.uint8:
-        raise ProfileError(f"expected an RGB uint8 screen grab, got shape {rgb.shape} and {rgb.dtype}")
-    rgb = np.ascontiguousarray(rgb[:, :, :3])
-    height, width = rgb.shape[:2]
-    mask = texture_mask(rgb)
-    found = _largest_region(mask)
-    if found is None or found[1] < MIN_AREA_SHARE * width * height:
-        raise ProfileError("found no ultrasound image box (no region of grey speckle large enough)")
-    region, _ = found
+def _box_of(region: np.ndarray) -> Box:
     ys, xs = np.nonzero(region)
     # The texture window reaches half its width past the image's edge; the opening trims about 0.3 of its
     # radius off the sector's right-angled corners. Both are known, so the edges are corrected for them.
     inset = TEXTURE_WINDOW // 2 - round(0.3 * (STROKE // 2))
     x0, y0 = int(xs.min()) + inset, int(ys.min()) + inset
     x1, y1 = int(xs.max()) - inset, int(ys.max()) - inset
-    box = (x0, y0, x1 - x0 + 1, y1 - y0 + 1)
-    if box[2] * box[3] >= 0.95 * width * height:
+    return x0, y0, x1 - x0 + 1, y1 - y0 + 1
+
+
+def detect_boxes(rgb: np.ndarray) -> list[Box]:
+    """Every B-mode box of one screen grab (H x W x 3 RGB uint8), left to right: one, or the images of a dual or quad
+    display; a ProfileError when there is none."""
+    if rgb.ndim != 3 or rgb.shape[2] < 3 or rgb.dtype != np.uint8:
+        raise ProfileError(f"expected an RGB uint8 screen grab, got shape {rgb.shape} and {rgb.dtype}")
+    rgb = np.ascontiguousarray(rgb[:, :, :3])
+    height, width = rgb.shape[:2]
+    regions = _image_regions(rgb)
+    if not regions:
+        raise ProfileError("found no ultrasound image box (no region of grey speckle large enough)")
+    boxes = [_box_of(r) for r in regions]
+    if len(boxes) == 1 and boxes[0][2] * boxes[0][3] >= 0.95 * width * height:
         raise ProfileError("the speckle fills the whole image: it is already cropped (use the full-frame profile)")
-    return box
+    return boxes
+
+
+def detect_box(rgb: np.ndarray) -> Box:
+    """The one B-mode box of a screen grab; a ProfileError when there is none, or when it shows several images."""
+    boxes = detect_boxes(rgb)
+    if len(boxes) > 1:
+        raise ProfileError(f"{len(boxes)} images side by side (a dual or quad display): {boxes}")
+    return boxes[0]
 
 
 def agree(boxes: list[Box], names: list[str]) -> Box:
@@ -104,41 +158,98 @@ def draw_overlay(rgb: np.ndarray, box: Box, label: str) -> np.ndarray:
     return out
 
 
-def read_grab(path: str) -> np.ndarray:
-    """A screen grab file (PNG, JPEG, BMP, TIFF) as RGB uint8; a ProfileError naming the file otherwise."""
+@dataclass(frozen=True)
+class Grab:
+    """One screen grab: its pixels, and for a DICOM file the image boxes its own region sequence states."""
+
+    path: str
+    rgb: np.ndarray
+    stated: list[Box] | None = None  # a DICOM file's tissue regions (None: a raster grab, or no region sequence)
+    model: str = ""  # a DICOM file's Manufacturer's Model Name (what the listener matches profile names against)
+
+
+def _read_dicom_grab(path: str) -> Grab:
+    from edge_runtime.dicom.images import DicomImageError, read_dataset, rgb_frames, tissue_boxes
+
+    try:
+        ds = read_dataset(path)
+        rgb = rgb_frames(ds)[0]
+        regions = tissue_boxes(ds, rgb.shape[1], rgb.shape[0])
+    except DicomImageError as exc:
+        raise ProfileError(str(exc)) from None
+    stated = [(x0, y0, x1 - x0 + 1, y1 - y0 + 1) for x0, y0, x1, y1 in regions] or None
+    return Grab(path, rgb, stated, str(getattr(ds, "ManufacturerModelName", "") or ""))
+
+
+def read_grab(path: str) -> Grab:
+    """A screen grab (PNG, JPEG, BMP, TIFF) or a stored DICOM image as RGB uint8; a ProfileError naming the file."""
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if head[128:132] == b"DICM" or str(path).lower().endswith((".dcm", ".dicom")):
+        return _read_dicom_grab(path)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ProfileError(f"{path}: not a readable image (a PNG, JPEG, BMP or TIFF screen grab)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        raise ProfileError(f"{path}: not a readable image (a PNG, JPEG, BMP or TIFF screen grab, or a DICOM file)")
+    return Grab(path, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
 @dataclass(frozen=True)
 class Onboarding:
-    """The result of ``profile detect``: one profile from one or more grabs of a console."""
+    """The result of ``profile detect``: one profile per image box (two for a dual display) from grabs of a console."""
 
     name: str
     vendor: str
     screen: tuple[int, int]
-    box: Box
-    per_grab: list[tuple[str, Box]]
-    first_grab: np.ndarray = field(repr=False, compare=False)  # what the overlay is drawn on (decoded once)
+    boxes: list[Box]
+    per_grab: list[tuple[str, list[Box]]]
+    first: Grab = field(repr=False, compare=False)  # what the overlay is drawn on (decoded once)
 
-    def profile_mapping(self) -> dict[str, object]:
-        return {"vendor": self.vendor, "screen": list(self.screen), "crop": list(self.box)}
+    @property
+    def names(self) -> list[str]:
+        """One profile name per box: the name itself, or NAME-1, NAME-2, ... left to right on a dual display."""
+        return [self.name] if len(self.boxes) == 1 else [f"{self.name}-{k + 1}" for k in range(len(self.boxes))]
+
+    def profile_mappings(self) -> dict[str, dict[str, object]]:
+        return {
+            name: {"vendor": self.vendor, "screen": list(self.screen), "crop": list(box)}
+            for name, box in zip(self.names, self.boxes, strict=True)
+        }
+
+
+def check_stated(grab: Grab, boxes: list[Box]) -> list[float]:
+    """The detected boxes against a DICOM file's own regions (IoU each); a ProfileError when they disagree."""
+    if grab.stated is None:
+        return []
+    if len(grab.stated) != len(boxes):
+        raise ProfileError(f"{grab.path}: found {len(boxes)} image box(es) {boxes}; the file states {grab.stated}")
+    scores = [iou(found, stated) for found, stated in zip(boxes, grab.stated, strict=True)]
+    if min(scores) < AGREEMENT_IOU:
+        raise ProfileError(
+            f"{grab.path}: found {boxes}, the file's region sequence says {grab.stated} (IoU "
+            f"{', '.join(f'{s:.3f}' for s in scores)}); the detection is wrong for this console"
+        )
+    return scores
 
 
 def onboard(paths: list[str], name: str, vendor: str) -> Onboarding:
-    """Detect the box on every grab, check they are one console (same size, agreeing boxes), combine."""
-    grabs = [(str(p), read_grab(p)) for p in paths]
-    sizes = {(g.shape[1], g.shape[0]) for _, g in grabs}
+    """Detect the boxes on every grab, check they are one console (same size, as many boxes, agreeing boxes, and
+    the DICOM files' own regions where they state them), combine."""
+    grabs = [read_grab(p) for p in paths]
+    sizes = {(g.rgb.shape[1], g.rgb.shape[0]) for g in grabs}
     if len(sizes) > 1:
-        listing = ", ".join(f"{p} {g.shape[1]}x{g.shape[0]}" for p, g in grabs)
+        listing = ", ".join(f"{g.path} {g.rgb.shape[1]}x{g.rgb.shape[0]}" for g in grabs)
         raise ProfileError(f"the grabs differ in size, so they are not one screen layout: {listing}")
     per_grab = []
-    for path, grab in grabs:
+    for grab in grabs:
         try:
-            per_grab.append((path, detect_box(grab)))
+            boxes = detect_boxes(grab.rgb)
         except ProfileError as exc:
-            raise ProfileError(f"{path}: {exc}") from None
-    box = agree([b for _, b in per_grab], [p for p, _ in per_grab])
-    return Onboarding(name, vendor, sizes.pop(), box, per_grab, grabs[0][1])
+            raise ProfileError(f"{grab.path}: {exc}") from None
+        check_stated(grab, boxes)
+        per_grab.append((grab.path, boxes))
+    counts = {len(b) for _, b in per_grab}
+    if len(counts) > 1:
+        listing = ", ".join(f"{p}: {len(b)}" for p, b in per_grab)
+        raise ProfileError(f"the grabs show different numbers of images, so they are not one layout: {listing}")
+    combined = [agree([b[k] for _, b in per_grab], [p for p, _ in per_grab]) for k in range(counts.pop())]
+    return Onboarding(name, vendor, sizes.pop(), combined, per_grab, grabs[0])

@@ -23,6 +23,24 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+class _ReportQueueGauges:
+    """The PACS report queue as gauges, read from the health report at each scrape (nothing to keep in step)."""
+
+    def __init__(self, health: Callable[[], dict]):
+        self.health = health
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        pacs = self.health().get("pacs")
+        if not pacs:
+            return
+        gauge = GaugeMetricFamily("fatty_liver_edge_report_queue", "PACS reports waiting, by state", labels=["state"])
+        for key in ("queued", "oldest_age_s", "not_linked"):
+            gauge.add_metric([key], float(pacs.get(key) or 0))
+        yield gauge
+
+
 class PrometheusExporter:
     def __init__(self, port: int, health: Callable[[], dict], address: str = "127.0.0.1"):
         """Serve /metrics (any path) and /healthz, whose body is ``health()`` and whose status its ``healthy``."""
@@ -36,6 +54,7 @@ class PrometheusExporter:
         self.latency = Histogram(
             "fatty_liver_edge_stage_seconds", "Per-stage latency", ["stage"], buckets=BUCKETS, registry=self.registry
         )
+        self.registry.register(_ReportQueueGauges(health))
         self.health, self._metrics = health, make_wsgi_app(self.registry)
         self.server = make_server(address, port, self._app, _ThreadingServer, _QuietHandler)
         self.port = self.server.server_port

@@ -20,9 +20,11 @@ import zmq
 from edge_runtime.audit import AuditLog
 from edge_runtime.bundle import Bundle
 from edge_runtime.config import RuntimeConfig
-from edge_runtime.contracts import TOPIC_HEARTBEAT, TOPIC_METRICS, HeartbeatMessage, MetricsMessage
-from edge_runtime.exam import ExamModel, ExamTracker
+from edge_runtime.contracts import TOPIC_HEARTBEAT, TOPIC_METRICS, HeartbeatMessage
+from edge_runtime.dicom import open_listener
+from edge_runtime.exam import ExamModel
 from edge_runtime.model_update import ConfiguredModel, ModelUpdates, ServedModel
+from edge_runtime.pacs import open_hospital
 from edge_runtime.pipeline import FrameAdmission, Pipeline, ZmqFrameSource, compose
 from edge_runtime.profiles import ScannerProfile
 from edge_runtime.protocol import message_parts
@@ -56,11 +58,13 @@ class EdgeServer:
         self.config, self.ctx = config, context or zmq.Context.instance()
         self.stats, self.log = RuntimeStats(), ThrottledLog(config.metrics.period_s)
         self.frames = LatestFrames(max_keys=2 * config.sessions.max_active)
-        sessions, new_exam = config.sessions, lambda: ExamTracker(config.exam, self.exam_model)
-        self.sessions = SessionStore(sessions.ttl_s, sessions.max_active, sessions.pairing_window_s, new_exam)
+        self.sessions = SessionStore.configured(config, lambda: self.exam_model, self.frames.stored_sessions)
         self.audit = AuditLog(config.audit.log, config.audit.max_bytes, config.audit.backups, config.audit.max_age_days)
         self.admission = FrameAdmission(bundle, dict(profiles), config, self.frames, (self.stats, self.log))
         self.source = ZmqFrameSource(config, self.admission, self.ctx)
+        self.hospital = open_hospital(config, self.stats)
+        studies = self.hospital.studies if self.hospital else None
+        self.dicom = open_listener(config, self.admission, self.frames, (self.stats, self.log), studies)
         self.updates, self.clock = ModelUpdates(loader), StageClock(config.metrics.stall_s)
         self.updates.on_refused = lambda update: self.audit.append(update.model_dump())
         self.started_at, self.results_endpoint, self.prometheus = time.time(), config.transport.results, None
@@ -79,19 +83,11 @@ class EdgeServer:
     def compose(self, results: zmq.Socket | None) -> Pipeline:
         """The pipeline over this server's state; with a results socket it publishes, else it only audits."""
         state = (self.sessions, self.audit, self.stats, self.log)
-        return compose(self.bundle, self.config, self.profiles, state, results)
-
-    # -- health (edge_runtime.status) ---------------------------------------------------------------------------------
-    def metrics(self) -> MetricsMessage:
-        return metrics_message(self)
+        return compose(self.bundle, self.config, self.profiles, state, results, self.hospital)
 
     def heartbeat(self) -> HeartbeatMessage:
         return heartbeat_message(self)
 
-    def health(self) -> dict:
-        return health_report(self)
-
-    # -- threads -------------------------------------------------------------------------------------------------------
     def _receive_loop(self) -> None:
         try:
             self.source.run(self._stop, self._ready.set, lambda: self.clock.tick("receiver"))
@@ -130,7 +126,7 @@ class EdgeServer:
                 pub.send_multipart(message_parts(TOPIC_HEARTBEAT, self.heartbeat()))
                 next_heartbeat = now + metrics.heartbeat_period_s
             if now >= next_metrics:
-                pub.send_multipart(message_parts(TOPIC_METRICS, self.metrics()))
+                pub.send_multipart(message_parts(TOPIC_METRICS, metrics_message(self)))
                 next_metrics = now + metrics.period_s
             self._swap_if_updated(pub)
             frame = self.frames.take(timeout=max(0.0, min(next_heartbeat, next_metrics, now + 0.5) - time.monotonic()))
@@ -150,7 +146,6 @@ class EdgeServer:
             self._install(served, pub)
             self.audit.append(self.updates.swapped(previous, served, ended).model_dump())
 
-    # -- lifecycle -----------------------------------------------------------------------------------------------------
     def _start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         self._ready.clear()
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -166,13 +161,20 @@ class EdgeServer:
         if self.config.metrics.prometheus_port:
             from edge_runtime.prometheus import PrometheusExporter
 
-            self.prometheus = PrometheusExporter(self.config.metrics.prometheus_port, self.health)
+            self.prometheus = PrometheusExporter(self.config.metrics.prometheus_port, lambda: health_report(self))
             self.stats.add_listener(self.prometheus)
+        if self.dicom is not None:  # first: a DICOM port that is taken refuses the start before any thread runs
+            self.dicom.start()
+        if self.hospital is not None:
+            self.hospital.start()
         self._threads = [self._start_thread(self._worker_loop, "worker")]
         self._threads.append(self._start_thread(self._receive_loop, "receiver"))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the inference in hand, flush the audit log, close sockets with linger 0."""
+        for part in (self.dicom, self.hospital):  # no store answered for frames the worker will not take
+            if part is not None:
+                part.stop()
         self._stop.set()
         self.frames.close()
         for thread in self._threads:

@@ -40,10 +40,13 @@ def heartbeat_message(server: EdgeServer) -> HeartbeatMessage:
         audit=audit_health(server),
         model_since=server.model_since,
         model_update=server.updates.last,
+        pacs=server.hospital.status(server.sessions.active()) if server.hospital is not None else None,
     )
 
 
 def health_report(server: EdgeServer) -> dict:
     """What /healthz answers: the stages' pulse decides; the audit log and the model are said alongside."""
     health = server.clock.health().as_json()
-    return health | {"audit": audit_health(server).model_dump(), "model": server.bundle.model_info.model_dump()}
+    said = {"audit": audit_health(server).model_dump(), "model": server.bundle.model_info.model_dump()}
+    said["pacs"] = server.hospital.status().model_dump() if server.hospital is not None else None
+    return health | said

@@ -11,7 +11,7 @@ import click
 from edge_runtime.cli_support import ProductGroup
 from edge_runtime.contracts import FATTY_PDFF, VIEWS
 from phantom.formats import FORMATS
-from phantom.layouts import CLASSIC_LAYOUTS, LAYOUT_SETS, LAYOUTS
+from phantom.layouts import CLASSIC_LAYOUTS, DUAL_LAYOUT, LAYOUT_SETS, LAYOUTS
 from phantom.subject import PDFF_DISTRIBUTIONS
 
 
@@ -50,7 +50,7 @@ def main() -> None:
 @click.option(
     "--layout",
     "layouts",
-    type=click.Choice(list(LAYOUTS)),
+    type=click.Choice([name for name in LAYOUTS if name != DUAL_LAYOUT]),
     multiple=True,
     help="Screen layout (repeat to mix; each vendor's subjects take its chosen layouts in turn). "
     "Default: the two classic layouts.",

@@ -139,6 +139,34 @@ def calipers(img: np.ndarray, profile: ScannerProfile, rng: np.random.Generator)
     text(img, f"D1 {rng.uniform(2, 8):.2f} cm", (x + int(0.55 * w), y + int(0.85 * h)), 0.6, (255, 255, 255))
 
 
+HEADER_BAND = 46  # pixels of burned-in patient text above the box
+HEADER_GAP = 3  # ... ending this close to the image's top edge
+
+
+def patient_header(
+    img: np.ndarray, box: tuple[int, int, int, int], subject: Subject, stamp: str, color: Colour
+) -> None:
+    """Burned-in patient text in a grey band touching the image's top edge, as some consoles print it: dense
+    letters whose strokes a texture finder mistakes for speckle (the profile must leave the band out).
+
+    Args:
+        img: the screen, drawn in place.
+        box: the image's box (x, y, width, height): the band ends just above it.
+        subject: whose (synthetic) name and id are printed.
+        stamp: date and time text.
+        color: the letters' RGB.
+    """
+    x, y, w, _ = box
+    top = y - HEADER_GAP - HEADER_BAND
+    img[top : y - HEADER_GAP, x : x + w] = (28, 28, 28)
+    lines = (
+        f"PHANTOM^{subject.subject_id}  ID {subject.subject_id}-{subject.index:05d}  DOB 1970/01/01  F  {stamp}",
+        f"ACC A{subject.index:07d}  PHANTOM HOSPITAL RADIOLOGY  ABDOMEN LIVER  C1-6  18 Hz  MI 1.1  TIb 0.4",
+    )
+    for i, line in enumerate(lines):
+        text(img, line, (x + 6, top + 19 + 21 * i), 0.55, color)
+
+
 def draw_styled(
     img: np.ndarray, profile: ScannerProfile, style: ClutterStyle, subject: Subject, view: str, stamp: str
 ) -> None:
@@ -168,5 +196,7 @@ def draw_styled(
         grey_bar(img, *style.grey_bar)
     if style.colour_bar:
         _colour_bar(img, *style.colour_bar)
+    if style.text_header:
+        patient_header(img, profile.crop_box, subject, stamp, style.text)
     _body_marker(img, *style.body_marker_xy, style.text)
     text(img, VIEW_CAPTION.get(view, ""), (style.body_marker_xy[0], style.body_marker_xy[1] + 110), 0.6, style.accent)

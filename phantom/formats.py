@@ -71,8 +71,8 @@ def write_view(
     if fmt == "dicom":
         image = f"images/{stem}.dcm"
         frames = np.stack(screens) if len(screens) > 1 else screens[0]
-        model = f"{layout.name} ({layout.vendor})"
-        write_ultrasound_dicom(out_dir / image, frames, [UltrasoundRegion.of_box(layout.profile.crop_box)], model=model)
+        regions = [UltrasoundRegion.of_box(layout.profile.crop_box)]
+        write_ultrasound_dicom(out_dir / image, frames, regions, layout.vendor, layout.name)
     else:
         image = f"images/{stem}.png"
         write_rgb_png(out_dir / image, screens[0])

@@ -36,6 +36,7 @@ class ClutterStyle:
     thumbnail: tuple[int, int, int] | None  # x, y, width (height follows the box's aspect)
     body_marker_xy: tuple[int, int]
     caliper_share: float  # share of frames frozen with calipers and measurement text in the image
+    text_header: bool = False  # burned-in patient text in a band right above the box (as some consoles draw it)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class ScreenLayout:
     vendor: str  # whose imaging physics the layout's subjects get (phantom.vendors)
     profile: ScannerProfile
     style: ClutterStyle | None  # None: a classic layout drawn by phantom.screen
+    second_box: tuple[int, int, int, int] | None = None  # a dual display's right image (the profile crops the left)
+
+    @property
+    def boxes(self) -> list[tuple[int, int, int, int]]:
+        """Every B-mode box on the screen: one, or a dual display's two, left to right."""
+        return [self.profile.crop_box, *([self.second_box] if self.second_box else [])]
 
 
 def _styled(
@@ -150,6 +157,59 @@ STYLED_LAYOUTS: tuple[ScreenLayout, ...] = (
 )
 
 
+# Consoles that defeat a simple box finder: burned-in patient text in a band touching the image's top edge, and a
+# dual display (liver left, kidney-liver right: two B-mode boxes side by side, as a dual-mode store shows them).
+HARD_LAYOUTS: tuple[ScreenLayout, ...] = (
+    _styled(
+        "phantom-ge-header-1280x1024",
+        "GE",
+        (1280, 1024),
+        (260, 170, 760, 590),
+        ClutterStyle(
+            background=(0, 0, 0),
+            header=(0, 0, 0),
+            text=(230, 230, 230),
+            accent=(0, 220, 120),
+            brand="PHANTOM LOGIQ  C1-6  ABD",
+            info_xy=(1060, 200),
+            ruler_side="left",
+            tgc_x=1200,
+            grey_bar=(1100, 520, 180),
+            colour_bar=None,
+            thumbnail=None,
+            body_marker_xy=(40, 820),
+            caliper_share=0.3,
+            text_header=True,
+        ),
+    ),
+    replace(
+        _styled(
+            "phantom-ge-dual-1600x900",
+            "GE",
+            (1600, 900),
+            (80, 150, 700, 540),
+            ClutterStyle(
+                background=(4, 4, 8),
+                header=(24, 24, 40),
+                text=(230, 230, 210),
+                accent=(90, 200, 255),
+                brand="PHANTOM LOGIQ  C1-6  ABD  DUAL",
+                info_xy=(1500, 760),
+                ruler_side="left",
+                tgc_x=1560,
+                grey_bar=None,
+                colour_bar=None,
+                thumbnail=None,
+                body_marker_xy=(40, 760),
+                caliper_share=0.0,
+            ),
+        ),
+        second_box=(820, 150, 700, 540),
+    ),
+)
+DUAL_LAYOUT = "phantom-ge-dual-1600x900"
+
+
 # The third vendor's console (phantom.vendors.CANON): its own screen size, colours and clutter, so a model
 # trained on the first two vendors meets a new layout as well as a new rendering.
 THIRD_VENDOR_LAYOUTS: tuple[ScreenLayout, ...] = (
@@ -178,14 +238,14 @@ THIRD_VENDOR_LAYOUTS: tuple[ScreenLayout, ...] = (
 
 
 LAYOUTS: dict[str, ScreenLayout] = {
-    layout.name: layout for layout in (*_classic(), *STYLED_LAYOUTS, *THIRD_VENDOR_LAYOUTS)
+    layout.name: layout for layout in (*_classic(), *STYLED_LAYOUTS, *THIRD_VENDOR_LAYOUTS, *HARD_LAYOUTS)
 }
 
 
 LAYOUT_SETS: dict[str, tuple[str, ...]] = {
     "classic": CLASSIC_LAYOUTS,
     "three-vendor": (*CLASSIC_LAYOUTS, *(layout.name for layout in THIRD_VENDOR_LAYOUTS)),
-    "all": tuple(LAYOUTS),
+    "all": tuple(name for name in LAYOUTS if name != DUAL_LAYOUT),  # a dual display holds two views: no cohort row
 }
 
 

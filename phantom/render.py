@@ -71,6 +71,37 @@ def render_view(subject: Subject, view: str, seed: int, frame: int = 0, appearan
     return RenderedView(screen=screen, mask=paste_mask(profile, bmode.labels))
 
 
+@dataclass
+class RenderedDual:
+    """A dual display: both views of one subject side by side on one screen, each in its own box."""
+
+    screen: np.ndarray
+    boxes: list[tuple[int, int, int, int]]  # x, y, width, height of each image, left to right
+    views: tuple[str, ...]  # the view each box shows
+
+
+def render_dual(subject: Subject, seed: int, layout_name: str, frame: int = 0) -> RenderedDual:
+    """The subject's liver view in the dual layout's left box and its kidney-liver view in the right one.
+
+    Args:
+        subject: the subject (its vendor's physics).
+        seed: the cohort seed.
+        layout_name: a dual layout (phantom.layouts.DUAL_LAYOUT).
+        frame: the speckle realisation.
+    """
+    layout = get_layout(layout_name)
+    if layout.second_box is None:
+        raise ValueError(f"{layout_name} is not a dual display")
+    images = []
+    for view, (_, _, w, h) in zip(VIEWS, layout.boxes, strict=True):
+        images.append(simulate_view(subject, view, w, h, view_rng(seed, subject, view, frame)).pixels)
+    stamp = f"2026/01/{1 + subject.index % 28:02d} 10:00"
+    screen = compose_screen(layout, images[0], subject, VIEWS[0], stamp, None)
+    x, y, w, h = layout.second_box
+    screen[y : y + h, x : x + w] = images[1][:, :, None]
+    return RenderedDual(screen, layout.boxes, VIEWS)
+
+
 def render_other(subject: Subject, kind: str, seed: int, frame: int = 0) -> RenderedView:
     """A frame that is neither standard view (phantom.other_views), on the subject's own screen layout.
 

@@ -116,3 +116,87 @@ def test_what_is_not_a_readable_image_is_named(tmp_path: Path) -> None:
     del no_pixels.PixelData
     with pytest.raises(DicomImageError, match="pixel data cannot be decoded"):
         rgb_frames(no_pixels)
+
+
+LOSSY_MEAN_TOLERANCE = 1.0  # grey levels, on the 224x224 model input: JPEG q95, JPEG-LS NEAR 2, JPEG 2000 10:1
+
+
+@pytest.fixture(scope="module")
+def phantom_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uncompressed phantom ultrasound file: a liver view on its console's screen, its tissue region stated."""
+    from phantom.render import profile_for, render_view
+    from phantom.subject import draw_cohort
+
+    subject = draw_cohort(2, 5)[0]
+    box = profile_for(subject).crop_box
+    out = tmp_path_factory.mktemp("forms") / "raw.dcm"
+    return write_ultrasound_dicom(out, render_view(subject, "liver", 5).screen, [UltrasoundRegion.of_box(box)])
+
+
+def _bedside_tensor(path: Path) -> np.ndarray:
+    from edge_runtime.pipeline.stages import FULL_FRAME_PROFILE
+    from edge_runtime.preprocess import preprocess_frame
+
+    return preprocess_frame(region_frames(read_dataset(path))[0].pixels, FULL_FRAME_PROFILE, harmonisation="none")
+
+
+def _trainer_tensor(path: Path, region: int | None = None) -> np.ndarray:
+    from edge_runtime.preprocess import preprocess_frame
+    from edge_runtime.profiles import ScannerProfile
+    from trainer.images import read_for_profile
+
+    profile = ScannerProfile.from_mapping("site-dicom", {"vendor": "GE", "crop": "dicom-region"})
+    return preprocess_frame(read_for_profile(path, profile, 0, region), profile, harmonisation="none")
+
+
+def test_every_transfer_syntax_the_node_accepts_gives_the_raw_images_tensor(phantom_image: Path, tmp_path: Path):
+    """Each form written by kept encoders (pydicom's plugins, dcmtk): the bedside's tensor is the trainer's, and the
+    raw image's exactly (lossless) or within a stated tolerance (lossy)."""
+    from edge_runtime.dicom.sop import TRANSFER_SYNTAXES
+    from phantom.dicom_forms import FORMS, transcode
+
+    raw = _bedside_tensor(phantom_image).astype(int)
+    assert {form.uid for form in FORMS.values()} == set(TRANSFER_SYNTAXES)  # every accepted syntax has a twin
+    for name, form in FORMS.items():
+        path = transcode(phantom_image, tmp_path / f"{name}.dcm", name)
+        assert str(pydicom.dcmread(path).file_meta.TransferSyntaxUID) == form.uid, name
+        bedside = _bedside_tensor(path)
+        assert np.array_equal(bedside, _trainer_tensor(path)), f"{name}: the trainer reads another tensor"
+        error = np.abs(bedside.astype(int) - raw)
+        if form.lossy:
+            assert 0 < error.mean() <= LOSSY_MEAN_TOLERANCE, f"{name}: mean error {error.mean():.3f}"
+        else:
+            assert error.max() == 0, f"{name}: a lossless form changed the image by up to {error.max()}"
+
+
+@pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL", "MONOCHROME2", "MONOCHROME1", "PALETTE COLOR 8",
+                                         "PALETTE COLOR 16"])  # fmt: skip
+def test_every_photometric_interpretation_gives_the_same_grey_image(phantom_image: Path, tmp_path: Path, photometric):
+    from phantom.dicom_forms import with_photometric
+
+    path = with_photometric(phantom_image, tmp_path / "form.dcm", photometric)
+    tensor = _bedside_tensor(path)
+    assert np.array_equal(tensor, _trainer_tensor(path))
+    raw = _bedside_tensor(phantom_image)
+    expected = raw if photometric in ("RGB", "YBR_FULL") else np.repeat(raw.max(axis=2, keepdims=True), 3, axis=2)
+    assert np.abs(tensor.astype(int) - expected).max() <= (1 if photometric == "YBR_FULL" else 0)
+
+
+def test_a_dual_display_row_names_its_region_and_reads_what_the_bedside_reads(tmp_path: Path) -> None:
+    from phantom.layouts import DUAL_LAYOUT
+    from phantom.study import write_dual
+    from phantom.subject import draw_cohort
+    from trainer.images import ImageReadError
+
+    path = write_dual(tmp_path / "dual.dcm", draw_cohort(2, 6, vendors=("GE",))[0], 6, DUAL_LAYOUT)
+    bedside = region_frames(read_dataset(path))
+    for k, frame in enumerate(bedside):
+        from edge_runtime.pipeline.stages import FULL_FRAME_PROFILE
+        from edge_runtime.preprocess import preprocess_frame
+
+        expected = preprocess_frame(frame.pixels, FULL_FRAME_PROFILE, harmonisation="none")
+        assert np.array_equal(_trainer_tensor(path, region=k), expected)
+    with pytest.raises(ImageReadError, match=r"2 2-D tissue regions \(0: x 80-779.*1: x 820-1519.*region column"):
+        _trainer_tensor(path)
+    with pytest.raises(ImageReadError, match=r"region 2 asked for, but the file holds 2"):
+        _trainer_tensor(path, region=2)

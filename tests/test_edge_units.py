@@ -120,6 +120,27 @@ def test_sessions_pair_within_the_window_and_stay_bounded() -> None:
     assert {why for _, _, why in ended} == {"capacity", "ttl"} and store.take_ended() == []
 
 
+def test_a_study_pairs_across_the_study_and_ends_only_when_idle_with_nothing_waiting() -> None:
+    """A stored study's views pair however far apart they were stored; it ends after its idle time, but never while
+    frames of it still wait for the worker (a slow pipeline must not split one study into two exams)."""
+    from edge_runtime.sessions import StudyOrigin, StudyTerms
+
+    waiting: set[str] = {"1.2.3"}
+    new_exam = lambda: ExamTracker(ExamPolicy(), ExamModel(0.5))  # noqa: E731
+    store = SessionStore(100, 8, 10, new_exam, StudyTerms(idle_s=5, new_exam=new_exam), lambda: waiting)
+    f, origin = np.zeros(4, np.float32), StudyOrigin("1.2.3", "1.2.3.1", "1.2.3.1.1", 0, None)
+    store.arrived("1.2.3", origin, now=0.0)
+    assert store.update("1.2.3", "liver", ViewFeatures(f, 0, ts=0.0), now=0.0, origin=origin) is None
+    paired = store.update("1.2.3", "kidney_liver", ViewFeatures(f, 1, ts=400.0), now=1.0, origin=origin)
+    assert paired is not None  # 400 s apart: a live session would not pair them
+    store.expire(now=60.0)
+    assert len(store) == 1  # idle by the clock, but frames of the study still wait
+    waiting.clear()
+    store.expire(now=60.0)
+    ((name, session, why),) = store.take_ended()
+    assert name == "1.2.3" and why == "ttl" and session.study.received == {"1.2.3.1.1"}
+
+
 def test_audit_log_appends_flushes_and_rotates(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "results.jsonl", max_bytes=2048, backups=3)
     for i in range(60):

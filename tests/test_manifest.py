@@ -88,7 +88,7 @@ def test_read_cohort_decodes_each_screen_once_and_lists_image_problems_by_row(
     monkeypatch.setattr(
         dataset,
         "read_for_profile",
-        lambda path, profile, frame=0: reads.append(path) or real_read(path, profile, frame),
+        lambda path, profile, frame=0, region=None: reads.append(path) or real_read(path, profile, frame, region),
     )
     cohort = read_cohort(tiny_cohort / "manifest.csv", progress=False, harmonisation="none")
     images = 2 * len(cohort.ids) + sum(len(o) for o in cohort.others.values())

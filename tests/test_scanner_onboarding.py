@@ -15,17 +15,17 @@ from click.testing import CliRunner
 from helpers import train_args
 
 from edge_runtime.cli import main as edge_cli
-from edge_runtime.profile_detect import detect_box, iou
+from edge_runtime.profile_detect import detect_box, detect_boxes, iou
 from edge_runtime.profiles import ProfileError, read_profiles_file
 from phantom.cohort import CohortForm, generate_cohort
 from phantom.formats import FORMATS
-from phantom.layouts import LAYOUTS, assign_layouts
-from phantom.render import render_view
+from phantom.layouts import DUAL_LAYOUT, LAYOUT_SETS, LAYOUTS, assign_layouts
+from phantom.render import render_dual, render_view
 from phantom.subject import draw_cohort
 from trainer.dataset import read_cohort
 from trainer.manifest import ManifestError, load_manifest
 
-ALL = tuple(LAYOUTS)
+ALL = LAYOUT_SETS["all"]  # every layout a cohort row can use (a dual display holds two views)
 
 
 def _cohort_images(folder: Path) -> dict[tuple[str, str], np.ndarray]:
@@ -79,7 +79,10 @@ def test_bad_frame_values_are_reported_by_row(tmp_path: Path) -> None:
 
 
 def _grabs(layout: str, count: int, seed: int) -> list[np.ndarray]:
-    subjects = assign_layouts(draw_cohort(count, seed, vendors=(LAYOUTS[layout].vendor,)), [layout])
+    subjects = draw_cohort(count, seed, vendors=(LAYOUTS[layout].vendor,))
+    if layout == DUAL_LAYOUT:
+        return [render_dual(s, seed, layout, frame=s.index % 3).screen for s in subjects]
+    subjects = assign_layouts(subjects, [layout])
     return [render_view(s, ("liver", "kidney_liver")[s.index % 2], seed, frame=s.index % 3).screen for s in subjects]
 
 
@@ -89,15 +92,19 @@ def _has_calipers(screen: np.ndarray, box: tuple[int, int, int, int]) -> bool:
     return bool(((inside[..., 0] > 200) & (inside[..., 1] > 200) & (inside[..., 2] < 80)).sum() > 20)
 
 
-@pytest.mark.parametrize("layout", ALL)
-def test_profile_detect_finds_the_box_on_every_layout(layout: str) -> None:
-    """20 grabs per layout, different subjects, views, speckle and PDFF; some frozen with calipers and text."""
-    truth = LAYOUTS[layout].profile.crop_box
+@pytest.mark.parametrize("layout", (*ALL, DUAL_LAYOUT))
+def test_profile_detect_finds_every_box_on_every_layout(layout: str) -> None:
+    """20 grabs per layout, different subjects, views, speckle and PDFF; some frozen with calipers and text, one
+    layout with burned-in patient text touching the image, one a dual display (two boxes, left to right)."""
+    truth = LAYOUTS[layout].boxes
     grabs = _grabs(layout, 20, seed=31)
-    scores = [iou(detect_box(g), truth) for g in grabs]
-    assert min(scores) >= 0.97, (layout, min(scores))
-    if LAYOUTS[layout].style is not None:
-        assert sum(_has_calipers(g, truth) for g in grabs) >= 2  # the bar includes burned-in calipers
+    for grab in grabs:
+        found = detect_boxes(grab)
+        assert len(found) == len(truth), (layout, found)
+        score = min(iou(b, t) for b, t in zip(found, truth, strict=True))
+        assert score >= 0.97, (layout, found, truth)
+    if LAYOUTS[layout].style is not None and LAYOUTS[layout].style.caliper_share > 0:
+        assert sum(_has_calipers(g, truth[0]) for g in grabs) >= 2  # the bar includes burned-in calipers
 
 
 def test_profile_detect_command_writes_a_profile_and_an_overlay_and_refuses_bad_grabs(tmp_path: Path) -> None:
@@ -127,6 +134,31 @@ def test_profile_detect_command_writes_a_profile_and_an_overlay_and_refuses_bad_
         cv2.imwrite(str(tmp_path / name), pixels.astype(np.uint8))
         refused = CliRunner().invoke(edge_cli, ["profile", "detect", str(tmp_path / name)])
         assert refused.exit_code == 1 and f"{name}: found no ultrasound image box" in refused.output
+
+
+def test_profile_detect_reads_dicom_checks_its_regions_and_splits_a_dual_display(tmp_path: Path) -> None:
+    from phantom.dicom import UltrasoundRegion, write_ultrasound_dicom
+    from phantom.study import write_dual
+
+    subjects = draw_cohort(2, 7, vendors=("GE",))  # the dual layout is a GE console
+    dual = [write_dual(tmp_path / f"dual{k}.dcm", s, 7, DUAL_LAYOUT) for k, s in enumerate(subjects)]
+    out = tmp_path / "profiles.json"
+    run = CliRunner().invoke(edge_cli, ["profile", "detect", *map(str, dual), "--name", "aloka", "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    assert "region sequence agrees" in run.output and "aloka-1, aloka-2" in run.output
+    written = read_profiles_file(out)
+    for name, truth in zip(("aloka-1", "aloka-2"), LAYOUTS[DUAL_LAYOUT].boxes, strict=True):
+        assert iou(written[name].crop_box, truth) >= 0.97
+
+    header = "phantom-ge-header-1280x1024"
+    grab = _grabs(header, 1, seed=12)[0]
+    wrong = write_ultrasound_dicom(tmp_path / "wrong.dcm", grab, [UltrasoundRegion(0, 0, 300, 200)], "GE", header)
+    refused = CliRunner().invoke(edge_cli, ["profile", "detect", str(wrong)])
+    assert refused.exit_code == 1 and "the file's region sequence says" in refused.output
+    bare = write_ultrasound_dicom(tmp_path / "bare.dcm", grab, [], "GE", header)  # no regions: GE files often
+    named = CliRunner().invoke(edge_cli, ["profile", "detect", str(bare), "--name", "ward3", "--out", str(out)])
+    assert named.exit_code == 0 and f"name their model {header!r}" in named.output
+    assert iou(read_profiles_file(out)["ward3"].crop_box, LAYOUTS[header].profile.crop_box) >= 0.97
 
 
 def test_detect_refuses_a_grab_that_is_all_image() -> None:

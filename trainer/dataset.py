@@ -81,7 +81,7 @@ def load_cohort(
     for subject, key, entry in tqdm(jobs, desc="preprocessing images", unit="img", disable=not progress):
         try:
             profile = get_profile(profiles, entry.scanner)
-            screen = read_for_profile(entry.path, profile, entry.frame)
+            screen = read_for_profile(entry.path, profile, entry.frame, entry.region)
             digests[(subject.subject_id, key)] = image_digest(screen)
             images[(subject.subject_id, key)] = preprocess_frame(screen, profile, harmonisation=harmonisation)
         except (ImageReadError, PreprocessError, ProfileError) as exc:

@@ -64,46 +64,48 @@ def _read_dicom(path: Path, frame: int = 0):
     return ds, frames[frame]
 
 
-def tissue_region(ds, path: Path, width: int, height: int) -> tuple[int, int, int, int]:
-    """The one 2-D tissue region of the Sequence of Ultrasound Regions (0018,6011), as x0, y0, x1, y1 inclusive;
-    none or several is an error naming the file.
+def tissue_region(ds, path: Path, size: tuple[int, int], region: int | None = None) -> tuple[int, int, int, int]:
+    """A 2-D tissue region of the Sequence of Ultrasound Regions (0018,6011), as x0, y0, x1, y1 inclusive: the only
+    one, or the ``region``-th of a dual or quad display (in the bedside's order: top to bottom, left to right).
 
     Args:
         ds: the pydicom dataset.
         path: the file, for error messages.
-        width: the pixel array's width.
-        height: the pixel array's height.
+        size: the pixel array's (width, height).
+        region: which tissue region (the manifest's region column); None: the file must hold exactly one.
     """
     from edge_runtime.dicom.images import DicomImageError, tissue_boxes
 
     if not list(getattr(ds, "SequenceOfUltrasoundRegions", None) or []):
         raise ImageReadError(f"{path}: no Sequence of Ultrasound Regions (0018,6011); use a screen profile")
     try:
-        boxes = tissue_boxes(ds, width, height)
+        boxes = tissue_boxes(ds, *size)
     except DicomImageError as exc:
         raise ImageReadError(f"{path}: {exc}") from None
-    if len(boxes) != 1:
-        regions = ds.SequenceOfUltrasoundRegions
-        found = [(getattr(r, "RegionSpatialFormat", None), getattr(r, "RegionDataType", None)) for r in regions]
+    listing = "; ".join(f"{k}: x {b[0]}-{b[2]}, y {b[1]}-{b[3]}" for k, b in enumerate(boxes))
+    if region is None and len(boxes) != 1:
         raise ImageReadError(
-            f"{path}: {len(boxes)} 2-D tissue regions among {len(regions)} ultrasound regions "
-            f"(spatial format, data type: {found}); a dicom-region profile needs exactly one"
+            f"{path}: {len(boxes)} 2-D tissue regions ({listing or 'none'}); a dicom-region row needs exactly one, "
+            "or a region column naming which"
         )
-    return boxes[0]
+    if region is not None and not 0 <= region < len(boxes):
+        raise ImageReadError(f"{path}: region {region} asked for, but the file holds {len(boxes)} ({listing})")
+    return boxes[region or 0]
 
 
-def read_dicom_region(path: str | Path, frame: int = 0) -> np.ndarray:
-    """The 2-D tissue image of a DICOM ultrasound file, cut out where the file's own region sequence says.
+def read_dicom_region(path: str | Path, frame: int = 0, region: int | None = None) -> np.ndarray:
+    """A 2-D tissue image of a DICOM ultrasound file, cut out where the file's own region sequence says.
 
     Args:
         path: the DICOM file.
         frame: which frame of a cine loop (the manifest's optional frame column).
+        region: which tissue region of a dual or quad display (the manifest's optional region column).
     """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file not found")
     ds, rgb = _read_dicom(path, frame)
-    x0, y0, x1, y1 = tissue_region(ds, path, rgb.shape[1], rgb.shape[0])
+    x0, y0, x1, y1 = tissue_region(ds, path, (rgb.shape[1], rgb.shape[0]), region)
     return np.ascontiguousarray(rgb[y0 : y1 + 1, x0 : x1 + 1])
 
 
@@ -115,16 +117,19 @@ def image_digest(pixels: np.ndarray) -> str:
     return digest.hexdigest()[:24]
 
 
-def read_for_profile(path: str | Path, profile, frame: int = 0) -> np.ndarray:
+def read_for_profile(path: str | Path, profile, frame: int = 0, region: int | None = None) -> np.ndarray:
     """The image a profile crops from: the whole file, or (dicom-region profiles) the file's tissue region.
 
     Args:
         path: the image file.
         profile: its scanner profile (None: read the whole file).
         frame: which frame of a cine DICOM loop.
+        region: which tissue region of a multi-region DICOM file (dicom-region profiles only).
     """
     if getattr(profile, "dicom_region", False):
-        return read_dicom_region(path, frame)
+        return read_dicom_region(path, frame, region)
+    if region is not None:
+        raise ImageReadError(f"{path}: a region is given, but scanner profile {profile.name!r} is not dicom-region")
     return read_image(path, frame)
 
 

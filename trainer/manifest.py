@@ -2,9 +2,10 @@
 
 Columns: subject_id, view (liver|kidney_liver, or other for a frame showing neither: never paired), scanner
 (a profile name), path (relative to the manifest), pdff (% or empty when unlabelled); optional reader_label
-(a radiologist's call: fatty/normal or 1/0), frame (which frame of a cine DICOM loop; default 0) and
-mask_path. Loading checks everything first and reports every problem with its row number at once, so a user
-fixes a 400-row spreadsheet in one pass instead of one traceback at a time.
+(a radiologist's call: fatty/normal or 1/0), frame (which frame of a cine DICOM loop; default 0), region (which
+tissue region of a dual or quad display DICOM file, 0 upwards, top to bottom then left to right) and mask_path.
+Loading checks everything first and reports every problem with its row number at once, so a user fixes a 400-row
+spreadsheet in one pass instead of one traceback at a time.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class ImageEntry:
     scanner: str
     mask_path: Path | None = None
     frame: int = 0  # which frame of a cine DICOM loop (optional manifest column)
+    region: int | None = None  # which tissue region of a multi-region DICOM file (optional manifest column)
 
 
 @dataclass
@@ -101,19 +103,29 @@ def _parse_pdff(text: str, where: str, problems: list[str]) -> float | None:
     return value
 
 
-def _parse_frame(text: str, where: str, problems: list[str]) -> int:
+def _parse_index(text: str, column: str, where: str, problems: list[str]) -> int | None:
+    """An optional 0-based index column (frame, region); None when empty."""
     if text == "":
-        return 0
+        return None
     if not text.isdigit():
-        problems.append(f"{where}: frame {text!r} is not a frame number (0, 1, 2, ...)")
-        return 0
+        problems.append(f"{where}: {column} {text!r} is not a {column} number (0, 1, 2, ...)")
+        return None
     return int(text)
 
 
-def _check_image(path: Path, profile: ScannerProfile | None, frame: int, where: str, problems: list[str]) -> str | None:
-    """Decode one image, check its size against its profile; returns its content digest when readable."""
+def _check_image(path: Path, profile: ScannerProfile | None, at: tuple[int, int | None], where: str,
+                 problems: list[str]) -> str | None:  # fmt: skip
+    """Decode one image, check its size against its profile; returns its content digest when readable.
+
+    Args:
+        path: the image file.
+        profile: its scanner profile.
+        at: which frame of a cine loop, and which tissue region of a multi-region file.
+        where: the row, for messages.
+        problems: where problems are collected.
+    """
     try:
-        image = read_for_profile(path, profile, frame)
+        image = read_for_profile(path, profile, *at)
     except ImageReadError as exc:
         problems.append(f"{where}: {exc}")
         return None
@@ -202,13 +214,14 @@ class _ManifestReader:
             self.problems.append(f"{where}: empty path")
             return
         image_path = self.path.parent / row["path"]
-        frame = _parse_frame(row.get("frame", ""), where, self.problems)
+        frame = _parse_index(row.get("frame", ""), "frame", where, self.problems) or 0
+        region = _parse_index(row.get("region", ""), "region", where, self.problems)
         if self.check_images:
-            digest = _check_image(image_path, profile, frame, where, self.problems)
+            digest = _check_image(image_path, profile, (frame, region), where, self.problems)
             if digest is not None:
                 self.digests[key] = digest
         mask = self.path.parent / row["mask_path"] if row.get("mask_path") else None
-        entry = ImageEntry(i, image_path, scanner, mask, frame)
+        entry = ImageEntry(i, image_path, scanner, mask, frame, region)
         if view == OTHER_VIEW:
             record.others.append(entry)
         else:

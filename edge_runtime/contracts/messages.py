@@ -149,6 +149,19 @@ class AuditHealth(Message):
     retired: int = Field(0, description="Rotated files deleted by retention (size or age) since start.")
 
 
+class PacsStatus(Message):
+    """The report queue on its way to the PACS (edge_runtime.pacs): nothing waits unseen."""
+
+    queued: int = Field(0, description="Reports waiting on disk for the PACS.")
+    sent: int = Field(0, description="Reports every destination acknowledged, since start.")
+    failed: int = Field(0, description="Failed sending attempts since start (each is retried with backoff).")
+    oldest_age_s: float | None = Field(None, description="Seconds the oldest waiting report has waited.")
+    last_error: str | None = Field(None, description="Why the last attempt failed.")
+    not_linked: int = Field(0, description="Exams that ended linked to no study (no worklist, no DICOM): no report.")
+    unlinked: list[str] = Field(default_factory=list, description="Active sessions that will end with no report.")
+    destinations: list[str] = Field(default_factory=list, description="Where reports go (AE@HOST:PORT, stow).")
+
+
 class ModelUpdate(Message):
     """One model update (SIGHUP): swapped in between frames, or refused with the old model still serving. The
     heartbeat carries the last one; the audit log records each."""
@@ -176,6 +189,17 @@ class HeartbeatMessage(Message):
     audit: AuditHealth | None = Field(None, description="The audit log's state; None: a runtime before it was said.")
     model_since: float | None = Field(None, description="Unix seconds since which `model` has served.")
     model_update: ModelUpdate | None = Field(None, description="The last model update since start, if any.")
+    pacs: PacsStatus | None = Field(None, description="The PACS report queue; None: no PACS configured.")
+
+
+class StudyReference(Message):
+    """The DICOM study an exam analysed (edge_runtime.dicom): what a report in the same study refers to. UIDs only:
+    no patient field ever reaches the audit log."""
+
+    study_instance_uid: str
+    series_instance_uids: list[str] = Field(description="Series whose frames the gate filed as a view.")
+    sop_instance_uids: list[str] = Field(description="Instances whose frames the gate filed as a view.")
+    received: int = Field(0, ge=0, description="Instances of the study the box received.")
 
 
 class ExamRecord(Message):
@@ -188,6 +212,12 @@ class ExamRecord(Message):
     cause: str | None = Field(None, description="What ended it, in words, when more than `why`: e.g. a model update.")
     exam: ExamEstimate
     model: ModelInfo
+    study: StudyReference | None = Field(
+        None, description="The DICOM study this exam was, with the instances that contributed (DICOM sources only)."
+    )
+    report: str | None = Field(
+        None, description="The PACS report's SOP Instance UID, or why there is none (no PACS configured: None)."
+    )
 
 
 class ThumbnailMessage(Message):

@@ -78,12 +78,34 @@ class Count(StrEnum):
     RESULTS_PUBLISHED = "results_published"
     INFERENCE_ERRORS = "inference_errors"
     AUDIT_WRITE_FAILURES = "audit_write_failures"
+    DICOM_ASSOCIATIONS = "dicom_associations"
+    DICOM_ASSOCIATIONS_REFUSED = "dicom_associations_refused"
+    DICOM_ASSOCIATIONS_ABORTED = "dicom_associations_aborted"
+    DICOM_OBJECTS_RECEIVED = "dicom_objects_received"
+    DICOM_OBJECTS_ANALYSED = "dicom_objects_analysed"
+    DICOM_OBJECTS_NOT_ANALYSED = "dicom_objects_not_analysed"
+    DICOM_OBJECTS_FAILED = "dicom_objects_failed"
+    DICOM_FAILED_UNREADABLE = "dicom_failed_unreadable"
+    DICOM_FAILED_NOT_IMAGE = "dicom_failed_not_image"
+    DICOM_FAILED_TOO_LARGE = "dicom_failed_too_large"
+    DICOM_FAILED_UNDECODABLE = "dicom_failed_undecodable"
+    DICOM_FAILED_BUSY = "dicom_failed_busy"
+    DICOM_FRAMES = "dicom_frames"
+    REPORTS_QUEUED = "reports_queued"
+    REPORTS_SENT = "reports_sent"
+    REPORT_SEND_FAILURES = "report_send_failures"
+    REPORTS_NOT_LINKED = "reports_not_linked"
 
     @classmethod
     def gate_rejected(cls, what: str) -> Count:
         """The counter of frames the gate keeps out because they showed ``what`` (colour, or a view class the gate
         predicted: other, or a view below its confidence floor)."""
         return cls(f"gate_rejected_{what}")
+
+    @classmethod
+    def dicom_failed(cls, why: str) -> Count:
+        """The counter of stored objects refused for ``why`` (unreadable, not_image, too_large, undecodable, busy)."""
+        return cls(f"dicom_failed_{why}")
 
     @classmethod
     def out_of_distribution(cls, part: str) -> Count:

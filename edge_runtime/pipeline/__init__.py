@@ -1,10 +1,10 @@
 """The bedside as a declared pipeline: sources, stages in order, sinks. The whole data flow is :func:`compose`.
 
 ```
-source (ZeroMQ frames)  ->  decode -> preprocess -> encode -> gate -> pair -> head -> exam  ->  sinks
-                            (each stage returns the frame's context, or a Drop with its reason)    results socket,
-                                                                                                   audit log,
-                                                                                                   thumbnails
+sources: ZeroMQ frames, DICOM stores
+  -> decode -> preprocess -> encode -> gate -> pair -> head -> exam   (each stage returns the frame's context, or a
+                                                                       Drop with its reason)
+  -> sinks: the PACS report queue (ended exams), the audit log, the results socket, thumbnails
 ```
 """
 
@@ -16,9 +16,10 @@ from edge_runtime.audit import AuditLog
 from edge_runtime.bundle import Bundle
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.gate import GatePolicy
+from edge_runtime.pacs.link import HospitalLink
 from edge_runtime.pipeline.frame import Drop, FrameContext, Note
 from edge_runtime.pipeline.runner import Pipeline, Sink
-from edge_runtime.pipeline.sinks import AuditResults, PublishResults, PublishThumbnails
+from edge_runtime.pipeline.sinks import AuditResults, PublishResults, PublishThumbnails, ReportToPacs
 from edge_runtime.pipeline.sources import FrameAdmission, ZmqFrameSource
 from edge_runtime.pipeline.stages import Decode, Encode, Exam, Gate, Head, Pair, PipelineStage, Preprocess
 from edge_runtime.profiles import ScannerProfile
@@ -68,8 +69,10 @@ def compose(
     profiles: dict[str, ScannerProfile],
     state: tuple[SessionStore, AuditLog, RuntimeStats, ThrottledLog],
     results: zmq.Socket | None = None,
+    hospital: HospitalLink | None = None,
 ) -> Pipeline:
-    """The whole data flow after the source: the stages, then the results socket, the audit log and thumbnails.
+    """The whole data flow after the source: the stages, then the PACS report queue, the audit log, the results socket
+    and thumbnails.
 
     Args:
         bundle: the verified bundle being served.
@@ -77,9 +80,11 @@ def compose(
         profiles: every known scanner profile.
         state: the exams, the audit log, the statistics and the throttled log.
         results: the worker's results socket; None runs the pipeline without publishing (replays, benchmarks).
+        hospital: the PACS report queue and the studies it reports into (None: no PACS configured).
     """
     sessions, audit, stats, log = state
-    sinks: list[Sink] = [AuditResults(audit, stats)]  # first: each published result says whether it was recorded
+    sinks: list[Sink] = [ReportToPacs(hospital)] if hospital is not None else []  # first: the record names it
+    sinks.append(AuditResults(audit, stats))  # before publishing: each result says whether it was recorded
     if results is not None:
         sinks.append(PublishResults(results, stats))
     if results is not None and config.thumbnails.enabled:

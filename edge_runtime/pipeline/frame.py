@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.contracts import Count, ExamEstimate, FrameHeader, Reject, Stage, View
-from edge_runtime.sessions import ViewFeatures
+from edge_runtime.sessions import StudyOrigin, ViewFeatures
 from edge_runtime.uncertainty import Members
 
 
@@ -37,6 +37,8 @@ class FrameContext:
     header: FrameHeader
     payload: Any  # the encoded frame (a zmq.Frame, bytes or an array); decoded by the first stage
     received: float  # time.time() when the source took it
+    origin: StudyOrigin | None = None  # a stored DICOM image's frame: its study is the session; a region frame comes
+    # cut out by its source (the file's own region sequence), so the profile crops nothing
     finished: dict[Stage, float] = field(default_factory=dict)  # stage -> time.time() when it finished, in order
     counts: list[Count] = field(default_factory=list)  # counters raised on the way (not drops)
     notes: list[Note] = field(default_factory=list)

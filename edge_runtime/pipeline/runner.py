@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from edge_runtime.bundle import Bundle
-from edge_runtime.contracts import VIEWS, Count, ExamRecord, FrameRef, ResultMessage, Stage
+from edge_runtime.contracts import VIEWS, Count, ExamRecord, FrameRef, ResultMessage, Stage, StudyReference
 from edge_runtime.pipeline.frame import Drop, FrameContext
 from edge_runtime.pipeline.stages import PipelineStage
-from edge_runtime.sessions import SessionStore
+from edge_runtime.sessions import Session, SessionStore
 from edge_runtime.stats import RuntimeStats, ThrottledLog
 
 
@@ -22,6 +22,19 @@ class Sink(Protocol):
     def on_result(self, result: ResultMessage, frame: FrameContext) -> None: ...
 
     def on_exam_final(self, record: ExamRecord) -> None: ...
+
+
+def study_ref(session: Session) -> StudyReference | None:
+    """A DICOM study's UIDs for its final record: the series and instances whose frames the gate filed."""
+    track = session.study
+    if track is None:
+        return None
+    return StudyReference(
+        study_instance_uid=track.study,
+        series_instance_uids=sorted(track.contributed),
+        sop_instance_uids=sorted({i for instances in track.contributed.values() for i in instances}),
+        received=len(track.received),
+    )
 
 
 class Pipeline:
@@ -118,7 +131,9 @@ class Pipeline:
         ended = self.sessions.take_ended()
         for name, session, why in ended:
             exam, model = session.exam.status(), self.bundle.model_info
-            record = ExamRecord(session=name, ended=time.time(), why=why, cause=cause, exam=exam, model=model)
+            record = ExamRecord(
+                session=name, ended=time.time(), why=why, cause=cause, exam=exam, model=model, study=study_ref(session)
+            )
             for sink in self.sinks:
                 sink.on_exam_final(record)
         return len(ended)

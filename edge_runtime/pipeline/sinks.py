@@ -13,6 +13,7 @@ import zmq
 from edge_runtime.audit import AuditLog
 from edge_runtime.config import ThumbnailSettings
 from edge_runtime.contracts import TOPIC_RESULT, TOPIC_THUMBNAIL, VIEWS, Count, ExamRecord, ResultMessage, Stage
+from edge_runtime.pacs.link import HospitalLink
 from edge_runtime.pipeline.frame import FrameContext
 from edge_runtime.protocol import message_parts
 from edge_runtime.sessions import SessionStore
@@ -38,6 +39,22 @@ class PublishResults:
 
     def on_exam_final(self, record: ExamRecord) -> None:
         """Final answers go to the audit log, not the results socket (heartbeats carry active exams)."""
+
+
+class ReportToPacs:
+    """Each ended exam's report into the PACS queue (edge_runtime.pacs), first among the sinks, so the audit log's
+    final record names the report (or why there is none)."""
+
+    NOT_LINKED = "none: linked to no study (no worklist accession, no DICOM study)"
+
+    def __init__(self, link: HospitalLink):
+        self.link = link
+
+    def on_result(self, result: ResultMessage, frame: FrameContext) -> None:
+        """Reports are per exam, not per result."""
+
+    def on_exam_final(self, record: ExamRecord) -> None:
+        record.report = self.link.exam_ended(record) or self.NOT_LINKED
 
 
 class AuditResults:

@@ -19,10 +19,11 @@ from edge_runtime.contracts import VIEWS, Count, Reject, Stage
 from edge_runtime.gate import GatePolicy
 from edge_runtime.pipeline.frame import Drop, FrameContext, Note
 from edge_runtime.preprocess import PreprocessError, preprocess_frame
-from edge_runtime.profiles import ScannerProfile
+from edge_runtime.profiles import FULL_FRAME, ScannerProfile
 from edge_runtime.protocol import ProtocolError, decode_payload
 from edge_runtime.sessions import SessionStore, ViewFeatures, frame_fingerprint
 
+FULL_FRAME_PROFILE = ScannerProfile.from_mapping(FULL_FRAME, {"vendor": "unspecified", "crop": FULL_FRAME})
 BLANK_RANGE = 8  # a preprocessed frame whose pixels span fewer grey levels than this carries no image
 
 
@@ -62,8 +63,10 @@ class Preprocess:
 
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
         header = frame.header
+        cut_out = frame.origin is not None and frame.origin.region is not None
+        profile = FULL_FRAME_PROFILE if cut_out else self.profiles[header.scanner]
         try:
-            tensor = preprocess_frame(frame.image, self.profiles[header.scanner], harmonisation=self.harmonisation)
+            tensor = preprocess_frame(frame.image, profile, harmonisation=self.harmonisation)
         except PreprocessError as exc:
             return Drop(reject=Reject.SIZE_MISMATCH, detail=str(exc))
         if int(tensor.max()) - int(tensor.min()) < BLANK_RANGE:
@@ -104,6 +107,8 @@ class Gate:
 
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
         header = frame.header
+        if frame.origin is not None:
+            self.sessions.arrived(header.session, frame.origin, time.monotonic())
         route = self.policy.route(header.view, frame.tensor, frame.features)
         if route.mismatch is not None:
             frame.counts.append(Count.VIEW_MISMATCH)
@@ -133,7 +138,7 @@ class Pair:
         self.sessions = sessions
 
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
-        paired = self.sessions.update(frame.header.session, frame.view, frame.kept, time.monotonic())
+        paired = self.sessions.update(frame.header.session, frame.view, frame.kept, time.monotonic(), frame.origin)
         if paired is None:
             return Drop(counts=(Count.FRAMES_AWAITING_PAIR,))
         frame.paired = paired

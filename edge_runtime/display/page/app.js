@@ -62,9 +62,10 @@ function trendSvg(trend) {
     ${dots}<polyline points="${line("exam_pdff")}" fill="none" stroke="#f2f4f7" stroke-width="2.5"/></svg>`;
 }
 
-function card(s) {
+function card(s, unlinked) {
   const r = s.result;
   if (!r) return "";
+  const report = unlinked.includes(s.session) ? '<div class="report">No PACS report: linked to no study</div>' : "";
   const c = callBlock(r);
   const thumbs = ["liver", "kidney_liver"].map((v) => s.thumbnails[v]
     ? `<figure><img alt="${v} crop" src="${withToken(s.thumbnails[v])}"><figcaption>${v.replace("_", "-")}</figcaption></figure>` : "").join("");
@@ -78,9 +79,21 @@ function card(s) {
     <div class="numbers">${c.numbers}</div>
     <div class="reason">${c.reason}</div>
     <div class="flags">${c.flags}</div>
+    ${report}
     <div class="thumbs">${thumbs}</div>
     ${trendSvg(s.trend)}
     <div class="latency">${lat}</div></section>`;
+}
+
+// The PACS report queue: what waits, what went, and a red line while reports wait after a failed attempt.
+function pacs(p) {
+  const line = document.getElementById("pacs"), alert = document.getElementById("pacs-alert");
+  if (!p) { line.textContent = ""; alert.hidden = true; return; }
+  const oldest = p.oldest_age_s === null || p.oldest_age_s === undefined ? "" : `, oldest ${Math.round(p.oldest_age_s)} s`;
+  line.textContent = `PACS reports: ${p.queued} queued${oldest}, ${p.sent} sent, ${p.failed} failed attempts`;
+  const waiting = p.queued > 0 && p.failed > 0;
+  alert.hidden = !waiting;
+  alert.textContent = waiting ? `${p.queued} REPORT(S) NOT YET IN THE PACS, retrying: ${p.last_error || "send failed"}` : "";
 }
 
 function health(snap) {
@@ -94,6 +107,7 @@ function health(snap) {
     audit.hidden = !failing;
     audit.textContent = failing ? `RESULTS ARE NOT BEING RECORDED: ${hb.audit.error || "audit log write failed"}` : "";
     document.getElementById("uptime").textContent = `uptime ${Math.round(hb.uptime_s)} s, ${hb.sessions} sessions`;
+    pacs(hb.pacs);
     if (hb.validation) document.getElementById("validation").textContent = `Validation cohort: ${hb.validation}`;
   }
   if (m) {
@@ -121,7 +135,8 @@ function render(snap) {
   snap.sessions = snap.sessions.map((s) => ({ ...s, result: checked("result", s.result) }));
   document.getElementById("skipped").textContent = skipped ? `skipped ${skipped} malformed (${lastProblem})` : "";
   const main = document.getElementById("sessions");
-  const cards = snap.sessions.map(card).join("");
+  const unlinked = (snap.heartbeat && snap.heartbeat.pacs && snap.heartbeat.pacs.unlinked) || [];
+  const cards = snap.sessions.map((s) => card(s, unlinked)).join("");
   main.innerHTML = cards || '<p class="empty" id="empty">No active exams. Waiting for the scanner...</p>';
   health(snap);
   tick();

@@ -1,0 +1,46 @@
+"""The coded concepts of the bedside's report, declared once. Standard codes where they exist (SNOMED CT, DICOM,
+UCUM); where none does, private codes of this product's scheme ``99FLE`` (a ``99`` prefix marks a private coding
+scheme, PS3.3 8.2), each documented here and in docs/ARCHITECTURE.md."""
+
+from __future__ import annotations
+
+from pydicom.sr.coding import Code
+
+PRIVATE_SCHEME = "99FLE"
+
+LIVER = Code("10200004", "SCT", "Liver")
+STEATOSIS_OF_LIVER = Code("197321007", "SCT", "Steatosis of liver")
+ULTRASONOGRAPHY_OF_ABDOMEN = Code("45036003", "SCT", "Ultrasonography of abdomen")
+PRESENT = Code("52101004", "SCT", "Present")
+ABSENT = Code("272519000", "SCT", "Absent")
+INDETERMINATE = Code("82334004", "SCT", "Indeterminate")
+FAT_FRACTION = Code("129100", "DCM", "Fat fraction")
+PERCENT = Code("%", "UCUM", "Percent")
+NO_UNITS = Code("1", "UCUM", "no units")
+
+# Private concepts: what no standard names.
+P_FATTY = Code("FLE020", PRIVATE_SCHEME, "Probability that MRI-PDFF >= 5 %")
+FAT_FRACTION_LOWER = Code("FLE010", PRIVATE_SCHEME, "Fat fraction interval lower limit")
+FAT_FRACTION_UPPER = Code("FLE011", PRIVATE_SCHEME, "Fat fraction interval upper limit")
+INTERVAL_COVERAGE = Code("FLE012", PRIVATE_SCHEME, "Fat fraction interval coverage")
+CLASS_SET_COVERAGE = Code("FLE021", PRIVATE_SCHEME, "Call coverage")
+IMAGE_PAIRS = Code("FLE022", PRIVATE_SCHEME, "Image pairs combined")
+WHY_INDETERMINATE = Code("FLE030", PRIVATE_SCHEME, "Why indeterminate")
+CANNOT_TELL = Code("FLE031", PRIVATE_SCHEME, "The model cannot tell at the stated coverage")
+DISCORDANT = Code("FLE032", PRIVATE_SCHEME, "The call and the fat fraction interval disagree")
+OUTSIDE_TRAINING = Code("FLE033", PRIVATE_SCHEME, "Images outside the model's training distribution")
+NO_ANSWER = Code("FLE034", PRIVATE_SCHEME, "Too few liver and kidney-liver image pairs")
+
+CALLS = {"fatty": PRESENT, "normal": ABSENT, "indeterminate": INDETERMINATE}
+
+
+def why_code(reason: str | None) -> Code:
+    """The coded reason an exam gives no definite call, from the exam's reason in words."""
+    said = (reason or "").lower()
+    if said.startswith("discordant"):
+        return DISCORDANT
+    if "outside" in said:
+        return OUTSIDE_TRAINING
+    if "cannot tell" in said:
+        return CANNOT_TELL
+    return NO_ANSWER
