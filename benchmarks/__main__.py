@@ -20,6 +20,7 @@ def _register() -> None:
     from benchmarks.exam_honesty import main as exam_honesty
     from benchmarks.exam_stream import main as exam_stream
     from benchmarks.faults import main as faults
+    from benchmarks.federated import main as federated
     from benchmarks.gate import main as gate
     from benchmarks.head_loop import main as head_loop
     from benchmarks.latency import main as latency
@@ -37,6 +38,7 @@ def _register() -> None:
     main.add_command(exam_honesty, "exam-honesty")
     main.add_command(exam_stream, "exam-stream")
     main.add_command(faults, "faults")
+    main.add_command(federated, "federated")
     main.add_command(gate, "gate")
     main.add_command(head_loop, "head-loop")
     main.add_command(latency, "latency")

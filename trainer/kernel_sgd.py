@@ -41,6 +41,7 @@ class SgdSettings:
     seed: int
     clipnorm: float = CLIPNORM
     shuffle: bool = True  # False only to compare step by step with Keras' own fit(shuffle=False)
+    proximal_mu: float = 0.0  # FedProx: mu/2 ||w - w_start||^2 added to the loss (0: the paper's SGD)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class KernelProblem:
     start: tf.Tensor  # N x (outputs * 10): Xs W0, the initial pre-activations
     targets: tf.Tensor  # N x outputs
     is_class: tf.Tensor  # outputs: True for p_fatty (cross-entropy), False for pdff (squared error)
+    anchors: tuple = ()  # b1, w2, b2 at the start: FedProx pulls towards them (W1's anchor is A = 0)
 
 
 def _branch_layers(head: keras.Model, outputs: tuple[str, ...]) -> list[tuple[keras.layers.Layer, keras.layers.Layer]]:
@@ -102,20 +104,51 @@ def _step(problem: KernelProblem, state: tuple, idx: tf.Tensor, mask: tf.Tensor,
     w1_norm = tf.sqrt(tf.reduce_sum(tf.reshape((k_bb @ dz_flat) * dz_flat, (-1, n_out, units)), axis=(0, 2)))
     w1_scale = tf.repeat(tf.minimum(1.0, clip / tf.maximum(w1_norm, 1e-12)), units)  # per output's kernel
     update = tf.scatter_nd(idx[:, None], -lr * w1_scale * dz_flat, tf.shape(a))
+    prox = settings.proximal_mu
+    if prox:  # W - W_start = Xs^T A: the proximal gradient in kernel form is mu * A, on every row
+        update = update - lr * prox * a
     ma = mu * ma + update
     a = a + update + mu * ma
-    b1, mb1 = _nesterov(b1, mb1, _clip(g_b1, tf.norm(g_b1, axis=1, keepdims=True), clip), lr, mu)
-    w2, mw2 = _nesterov(w2, mw2, _clip(g_w2, tf.norm(g_w2, axis=1, keepdims=True), clip), lr, mu)
-    b2, mb2 = _nesterov(b2, mb2, _clip(g_b2, tf.abs(g_b2), clip), lr, mu)
+    g_b1 = _clip(g_b1, tf.norm(g_b1, axis=1, keepdims=True), clip)
+    g_w2 = _clip(g_w2, tf.norm(g_w2, axis=1, keepdims=True), clip)
+    g_b2 = _clip(g_b2, tf.abs(g_b2), clip)
+    if prox:  # the small layers' proximal pull, after clipping (as the kernel's: the data's gradient is clipped)
+        b1_0, w2_0, b2_0 = problem.anchors
+        g_b1, g_w2, g_b2 = g_b1 + prox * (b1 - b1_0), g_w2 + prox * (w2 - w2_0), g_b2 + prox * (b2 - b2_0)
+    b1, mb1 = _nesterov(b1, mb1, g_b1, lr, mu)
+    w2, mw2 = _nesterov(w2, mw2, g_w2, lr, mu)
+    b2, mb2 = _nesterov(b2, mb2, g_b2, lr, mu)
     batch_loss = tf.reduce_sum(loss * mask[:, None], 0) / count
     return (a, ma, b1, mb1, w2, mw2, b2, mb2), batch_loss, count
 
 
-def compiled_loop(problem: KernelProblem, settings: SgdSettings):
-    """A compiled (XLA) loop over many steps: (state, idx, mask) -> (state, each step's loss x batch size)."""
+_LOOPS: dict[tuple, object] = {}  # one compiled loop per step rule; TensorFlow keeps a trace per problem shape
 
-    @tf.function(jit_compile=True)
-    def loop(state, idx, mask):
+
+def compiled_loop(problem: KernelProblem, settings: SgdSettings):
+    """A compiled (XLA) loop over many steps: (state, idx, mask) -> (state, each step's loss x batch size). The loop
+    is compiled once per step rule and problem shape and reused (every fold of a run, every round of a federation),
+    so a head's training costs its arithmetic, not a new compilation."""
+    rule = (settings.batch_size, settings.learning_rate, settings.momentum, settings.clipnorm, settings.proximal_mu)
+    if rule not in _LOOPS:
+        _LOOPS[rule] = _loop(settings)
+    loop = _LOOPS[rule]
+    parts = (problem.gram, problem.start, problem.targets, problem.is_class, *problem.anchors)
+    return lambda state, idx, mask: loop(parts, state, idx, mask)
+
+
+def _loop(settings: SgdSettings):
+    @tf.function(jit_compile=True, reduce_retracing=False)
+    def loop(parts, state, idx, mask):
+        """Every step of one call in a single graph.
+
+        Args:
+            parts: the kernel problem's tensors, then its anchors (FedProx's start).
+            state: the SGD state (A, the small layers' weights, momenta).
+            idx: the rows of each step's batch.
+            mask: which of those rows are real (the last batch is smaller).
+        """
+        problem = KernelProblem(*parts[:4], anchors=tuple(parts[4:]))
         steps = tf.shape(idx)[0]
         losses = tf.TensorArray(tf.float32, size=steps)
 
@@ -146,6 +179,7 @@ def _kernel_problem(scaled: np.ndarray, head: keras.Model, outputs: tuple[str, .
         start=tf.matmul(x, tf.constant(w0)),
         targets=tf.constant(np.stack([targets[o] for o in outputs], axis=1).astype(np.float32)),
         is_class=tf.constant([o == "p_fatty" for o in outputs]),
+        anchors=_initial_state(head, outputs, 1)[2::2][:3],
     )
 
 

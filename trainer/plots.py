@@ -85,8 +85,12 @@ def bland_altman_plot(path: Path, pdff: np.ndarray, predicted: np.ndarray) -> No
 
 
 def loss_plot(path: Path, run_dir: Path) -> None:
+    """Each fold's training loss (a run without fold heads, a federated one, has none to draw)."""
+    histories = sorted(run_dir.glob("fold*/history.json"))
+    if not histories:
+        return
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for hist_file in sorted(run_dir.glob("fold*/history.json")):
+    for hist_file in histories:
         loss = json.loads(hist_file.read_text()).get("loss", [])
         ax.plot(loss, label=hist_file.parent.name, lw=1)
     ax.set(xlabel="epoch", ylabel="training loss", title="Training loss per fold", yscale="log")

@@ -130,6 +130,16 @@ class CalibrationInfo(StrictModel):
     train_subject_id_sha256: str
 
 
+class FederationInfo(StrictModel):
+    """How a federated run trained (trainer federated): its sites by hashed name, their subjects, the rounds."""
+
+    sites: list[str] = Field(description="Each site's name, hashed (SHA-256 prefix).")
+    subjects: dict[str, int] = Field(description="Hashed site -> its labelled subjects.")
+    rounds: int = Field(ge=1)
+    local_epochs: int = Field(ge=1)
+    strategy: str = Field(description="Flower's aggregation: fedavg or fedprox.")
+
+
 class TrainingInfo(StrictModel):
     run: str
     weights: str
@@ -148,6 +158,7 @@ class TrainingInfo(StrictModel):
         description="What the model was trained and cross-validated on: phantom screens or clinical images."
     )
     subjects: int = Field(ge=1, description="Subjects in the cross-validated run.")
+    federation: FederationInfo | None = Field(None, description="The sites a federated run trained across.")
 
 
 class CvMetrics(StrictModel):

@@ -106,6 +106,8 @@ def train_final_model(
         progress: show progress bars.
     """
     config = final_config(run, settings)
+    if run.config.extra.get("federation"):
+        return _federated_final(cohort, run, split, config, progress)
     index = {s: i for i, s in enumerate(cohort.ids)}
     train_rows = np.array([index[s] for s in split.train])
     fidelity_rows = np.array([index[s] for s in split.fidelity])
@@ -125,6 +127,21 @@ def members_answer(members: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray
     """Each member's p_fatty and pdff -> the ensemble's (one head: its own)."""
     p, pdff = ensemble_mean(np.stack([m["p_fatty"] for m in members]), np.stack([m["pdff"] for m in members]))
     return {"p_fatty": p, "pdff": pdff}
+
+
+def _federated_final(cohort: Cohort, run: Run, split: ExportSplit, config: TrainConfig, progress: bool) -> FinalModel:
+    """A federated run ships the head the federation trained on every site (trainer.federated.run): this box sees
+    only the coordinating site's images, which calibrate and judge the int8 encoder as for any run."""
+    from clkl.head import load_head
+    from trainer.federated.run import FINAL_HEAD
+
+    encoders = run_encoders(run)
+    feats = extract(cohort, config, encoders.features, progress)
+    head = load_head(run.path / FINAL_HEAD)
+    fidelity_rows = np.array([cohort.ids.index(s) for s in split.fidelity])
+    fidelity_outputs = members_answer([predict_rows(head, feats, fidelity_rows, config)])
+    float_encoders = dict.fromkeys(VIEWS, encoders.frozen.model)
+    return FinalModel(config, float_encoders, head, feats, fidelity_outputs, encoders.features, [])
 
 
 def _finetuned_final(

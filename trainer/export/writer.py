@@ -99,8 +99,15 @@ def _training(run: Run, final: FinalModel) -> TrainingInfo:
         task=run.config.task,
         features=run.config.features,
         cohort=run.cohort_kind,
-        subjects=sum(len(fold) for fold in run.folds),
+        subjects=_subjects(run),
+        federation=run.config.extra.get("federation"),
     )
+
+
+def _subjects(run: Run) -> int:
+    """Subjects the run cross-validated: every site's, for a federated run."""
+    federation = run.config.extra.get("federation")
+    return sum(federation["subjects"].values()) if federation else sum(len(fold) for fold in run.folds)
 
 
 def _calibration(split: ExportSplit) -> CalibrationInfo:
