@@ -60,7 +60,7 @@ def markdown(result: dict[str, Any]) -> str:
              f"{' '.join(result['machine']['flags'])}", f"Settings: {' '.join(result['options'])}", "",
              "| measure | federated | centralised |", "| --- | --- | --- |"]  # fmt: skip
     central = said.get("centralised") or {}
-    for key in ("auc", "balanced_accuracy", "r2", "mae"):
+    for key in ("auc", "accuracy", "recall", "specificity", "r2", "mae"):
         lines.append(f"| {key} | {_f(said['federated'].get(key))} | {_f(central.get(key))} |")
     lines += ["", "| site | alone AUC | federated AUC | left out: AUC |", "| --- | --- | --- | --- |"]
     for name, site in sorted(said["sites"].items()):

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.errors import ConfigError
+
 CHAIN_FIELD = "prev_sha256"
 GENESIS = "0" * 64
 TAIL_BYTES = 1 << 16  # a record is far shorter: the last complete line is always inside this tail
@@ -49,6 +51,32 @@ def _tail(path: Path) -> tuple[str | None, str | None]:
     complete, _, fragment = tail.rpartition("\n")
     lines = [line for line in complete.split("\n") if line.strip()]
     return (lines[-1] if lines else None), (fragment or None)
+
+
+class AuditFolderError(ConfigError):
+    """The audit log's folder cannot be written at start: a misconfigured volume, said before anything is served."""
+
+
+def ensure_writable(path: Path) -> None:
+    """Create the log's folder and prove a file can be created, written, synced and removed in it (rotation needs
+    that too); a device such as /dev/full is its own target and is not probed."""
+    if path.is_char_device():
+        return
+    folder, probe = path.parent, path.parent / f".{path.name}.probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"probe")
+            os.fsync(fh.fileno())
+        probe.unlink()
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"{path.name} is read-only")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise AuditFolderError(
+            f"the audit folder {folder} is not writable ({reason}) for user {os.geteuid()}: mount a writable "
+            "volume there, or set [runtime.audit] log (--audit-log) to a folder this user may write"
+        ) from None
 
 
 def _whole_record(fragment: str) -> bool:
@@ -80,7 +108,7 @@ class AuditLog:
         fsync: fsync each line (tests of speed turn it off).
         """
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_writable(self.path)
         self.max_bytes, self.backups, self.max_age_days, self.fsync = max_bytes, backups, max_age_days, fsync
         self.failures, self.error, self.retired = 0, None, 0
         self.last_error: str | None = None  # kept after writes resume, for the exit line

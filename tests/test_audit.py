@@ -150,3 +150,38 @@ def test_retention_by_age_deletes_counts_and_notes_it_and_the_chain_still_verifi
     assert all("30 days" in n["why"] for n in notes)
     verdict = verify_audit(path)
     assert verdict.intact and verdict.starts_after_rotation
+
+
+@contextlib.contextmanager
+def _read_only_folder(folder: Path):
+    """A folder nobody may write: a read-only mount under root (root ignores modes), a 0o500 folder otherwise."""
+    import os
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        yield folder
+        folder.chmod(0o700)
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_serve_refuses_to_start_when_the_audit_folder_is_not_writable(bundle_dir: Path, tmp_path: Path) -> None:
+    """A volume mounted read-only or owned by another user is a misconfiguration: said at start, by folder, with no
+    traceback; a disk that fills later is the degraded mode instead (test_supervision)."""
+    import subprocess
+    import sys
+
+    for log in ("audit/results.jsonl", "results.jsonl"):  # a folder to create in it, and the log itself
+        with _read_only_folder(tmp_path / "volume") as volume:
+            args = ["serve", "--bundle", str(bundle_dir), "--allow-unsigned", "--audit-log", str(volume / log),
+                    "--frames", "tcp://127.0.0.1:5721", "--results", "tcp://127.0.0.1:5722", "--prometheus-port", "0"]  # fmt: skip
+            done = subprocess.run([sys.executable, "-m", "edge_runtime.cli", *args], capture_output=True, text=True,
+                                  timeout=120)  # fmt: skip
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"the audit folder {(volume / log).parent} is not writable" in done.stderr, done.stderr
