@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-dev
 EDGE_VENV := .venv-edge
 EDGE_STAMP := $(EDGE_VENV)/.installed-edge
 
-.PHONY: demo test edge-check debian-tools format clean
+.PHONY: demo test edge-check debian-tools image format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,10 +31,11 @@ edge-check: $(EDGE_STAMP)
 # From Debian: chromium + chromium-driver (the display's browser tests and the demo's screenshots of the page),
 # systemd (systemd-analyze checks the unit), faketime (the wall-clock jump of `benchmarks faults`), dcmtk (storescu:
 # a scanner the tests did not write; dcmcjpeg/dcmconv: the phantom's DICOM forms), orthanc (a real PACS and Modality
-# Worklist for the report tests) and dicom3tools (dciodvfy validates every report).
+# Worklist for the report tests), dicom3tools (dciodvfy validates every report), and podman, buildah and mmdebstrap
+# (the bedside image, built with no registry: `make image`).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := chromium chromium-driver systemd faketime dcmtk orthanc dicom3tools
-DEBIAN_COMMANDS := chromium chromedriver systemd-analyze faketime storescu Orthanc dciodvfy
+DEBIAN_PACKAGES := chromium chromium-driver systemd faketime dcmtk orthanc dicom3tools podman buildah mmdebstrap
+DEBIAN_COMMANDS := chromium chromedriver systemd-analyze faketime storescu Orthanc dciodvfy podman buildah mmdebstrap
 debian-tools:
 	@missing=; for c in $(DEBIAN_COMMANDS); do command -v $$c >/dev/null || missing=1; done; [ -z "$$missing" ] || \
 	  { $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null 2>&1 || \
@@ -48,6 +49,10 @@ test: $(STAMP) $(EDGE_STAMP) debian-tools
 	$(BIN)/ruff format --check .
 	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py
 	$(BIN)/python -m pytest
+
+# The bedside image (deploy/Containerfile) on local Debian bases; size, SBOM and build times in out/image/.
+image: debian-tools
+	sh deploy/image/build.sh
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -85,3 +85,24 @@ def browser():
     chrome = headless_chromium()
     yield chrome
     chrome.quit()
+
+
+IMAGE_BUILD: dict = {}  # the bedside image's build, started when the session begins (test_image waits for it)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start `deploy/image/build.sh` in the background as soon as tests that need the image are collected: its
+    downloads and layer commits overlap the tests before them instead of adding to the run."""
+    import subprocess
+    import tempfile
+
+    from test_image import IMAGE, can_build
+
+    if not can_build() or not any(item.nodeid.startswith("tests/test_image.py") for item in session.items):
+        return
+    out = Path(tempfile.mkdtemp(prefix="fle-image-"))
+    log = open(out / "build.log", "w")  # noqa: SIM115 - the build writes it; test_image reads it
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, IMAGE=IMAGE, OUT=str(out))
+    IMAGE_BUILD.update(out=out, log=out / "build.log", process=subprocess.Popen(
+        ["sh", "deploy/image/build.sh"], cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env))  # fmt: skip

@@ -180,7 +180,8 @@ def test_serve_refuses_to_start_when_the_audit_folder_is_not_writable(bundle_dir
     for log in ("audit/results.jsonl", "results.jsonl"):  # a folder to create in it, and the log itself
         with _read_only_folder(tmp_path / "volume") as volume:
             args = ["serve", "--bundle", str(bundle_dir), "--allow-unsigned", "--audit-log", str(volume / log),
-                    "--frames", "tcp://127.0.0.1:5721", "--results", "tcp://127.0.0.1:5722", "--prometheus-port", "0"]  # fmt: skip
+                    "--frames", "tcp://127.0.0.1:5721", "--results", "tcp://127.0.0.1:5722",
+                    "--prometheus-port", "0"]  # fmt: skip
             done = subprocess.run([sys.executable, "-m", "edge_runtime.cli", *args], capture_output=True, text=True,
                                   timeout=120)  # fmt: skip
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
