@@ -36,9 +36,10 @@ def _sites(root: Path, subjects: int, seed: int) -> dict[str, Path]:
     return out
 
 
-def _federated(sites: dict[str, Path], run: Path, options: list[str]) -> tuple[dict[str, Any], float]:
-    """One `trainer federated` run: federated.json and its wall-clock seconds."""
-    args = [sys.executable, "-m", "trainer.cli", "federated", "--out", str(run), *options]
+def site_arguments(sites: dict[str, Path]) -> list[str]:
+    """`trainer federated`'s arguments for phantom sites: each with its own manifest and its own consoles' profiles
+    (no site reads another's files)."""
+    args = []
     for name, folder in sites.items():
         args += [
             "--site",
@@ -46,6 +47,12 @@ def _federated(sites: dict[str, Path], run: Path, options: list[str]) -> tuple[d
             "--site-setting",
             f"{name}:profiles={folder}/profiles.json",
         ]
+    return args
+
+
+def _federated(sites: dict[str, Path], run: Path, options: list[str]) -> tuple[dict[str, Any], float]:
+    """One `trainer federated` run: federated.json and its wall-clock seconds."""
+    args = [sys.executable, "-m", "trainer.cli", "federated", "--out", str(run), *options, *site_arguments(sites)]
     started = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode != 0:

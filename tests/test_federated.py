@@ -36,15 +36,9 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _args(sites: dict[str, Path], out: Path, cache: Path) -> list[str]:
     """Each site with its own manifest and its own consoles' profiles (no site reads another's files)."""
-    args = ["federated", "--out", str(out), "--cache-dir", str(cache), *QUICK]
-    for name, folder in sites.items():
-        args += [
-            "--site",
-            f"{name}={folder / 'manifest.csv'}",
-            "--site-setting",
-            f"{name}:profiles={folder}/profiles.json",
-        ]
-    return args
+    from benchmarks.federated import site_arguments
+
+    return ["federated", "--out", str(out), "--cache-dir", str(cache), *QUICK, *site_arguments(sites)]
 
 
 def test_three_sites_train_in_the_simulation_runtime_and_the_run_exports_and_serves(
