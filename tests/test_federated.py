@@ -8,6 +8,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +112,43 @@ def test_what_no_federation_can_train_with_is_refused_naming_the_site(
     assert refused.exit_code == 1 and "Traceback" not in refused.output, refused.output
     assert "site B" in refused.output and "no labelled subjects" in refused.output
     assert "site(s) C train with other settings" in refused.output
+
+
+def _change_once_prepared(progress: Path, manifest: Path, changed: threading.Event) -> None:
+    """Drop the manifest's last row as soon as the coordinator says the study is prepared (its rounds begin)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not changed.is_set():
+        if progress.is_file() and '"prepared"' in progress.read_text():
+            lines = manifest.read_text().splitlines(keepends=True)
+            manifest.write_text("".join(lines[:-1]))
+            changed.set()
+        time.sleep(0.02)
+
+
+def test_a_site_whose_cohort_changes_mid_study_leaves_it_and_the_study_goes_on_without_it(
+    sites: dict[str, Path], feature_cache: Path, tmp_path: Path
+) -> None:
+    """A site's manifest edited once the rounds have begun: the site refuses to train on another cohort, the rounds
+    go on with the others, and federated.json and the command name the site, the round and why."""
+    pair = {"A": sites["A"], "B": Path(shutil.copytree(sites["B"], tmp_path / "B"))}
+    run, changed = tmp_path / "run", threading.Event()
+    progress = run / "federation" / "coordinator" / "progress.jsonl"
+    watcher = threading.Thread(target=_change_once_prepared, args=(progress, pair["B"] / "manifest.csv", changed))
+    watcher.start()
+    try:
+        result = invoke_trainer(*_args(pair, run, feature_cache), "--no-centralised")
+    finally:
+        changed.set()
+        watcher.join()
+    assert result.exit_code == 0, result.output
+    said = json.loads((run / "federated.json").read_text())
+    assert said["dropped"] == ["B"] and said["sites"]["B"]["left"]["round"] in (1, 2)
+    assert "manifest changed since the study began" in said["why_dropped"]["B"]
+    assert said["rounds"][-1]["dropped"] == ["B"] and said["rounds"][-1]["auc"] is not None  # A went on
+    assert said["sites"]["A"]["subjects"] == 12 and said["sites"]["A"]["federated"]["auc"] is not None
+    assert "site B left the study at round" in result.output and "Traceback" not in result.output
+    lines = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert [e["round"] for e in lines if e["stage"] == "round"] == [1, 2]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="hiding the other sites' folders needs root (CI runs as root)")

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from edge_runtime.cli_support import ProductGroup, setting
-from trainer.config import ExportSettings, TrainConfig
+from trainer.config import FEDERATION_STRATEGIES, ExportSettings, TrainConfig
 
 
 @click.group(cls=ProductGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -338,9 +338,18 @@ def _sites(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--rounds", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option(
-    "--strategy", "aggregation", type=click.Choice(["fedavg", "fedprox"]), default="fedavg", show_default=True
+    "--strategy",
+    "aggregation",
+    type=click.Choice(FEDERATION_STRATEGIES),
+    default="fedavgm",
+    show_default=True,
+    help="Flower's aggregation; fedavgm and fedadam add a server optimiser.",
 )
 @click.option("--proximal-mu", type=click.FloatRange(0), default=0.1, show_default=True, help="FedProx's pull.")
+@click.option("--server-lr", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="The server optimiser's learning rate (fedavgm; fedadam's eta).")  # fmt: skip
+@click.option("--server-momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
+              help="FedAvgM's server momentum.")  # fmt: skip
 @click.option("--mode", type=click.Choice(["simulation", "deployment"]), default="simulation", show_default=True)
 @click.option(
     "--centralised/--no-centralised",
@@ -353,8 +362,8 @@ def _sites(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
 @federated_options
 def federated(sites: tuple[str, ...], out_dir: str, **kw) -> None:
     """Train across sites that keep their images (Flower): each site a client, the federated MinMax, rounds of
-    local training aggregated by FedAvg or FedProx; --epochs are local epochs per round. Writes a run like any
-    other, with federated.json and federated.png (federated vs centralised and each site alone)."""
+    local training aggregated by a Flower strategy (FedAvgM by default); --epochs are local epochs per round.
+    Writes a run like any other, with federated.json and federated.png (federated vs centralised, each site alone)."""
     from trainer.federated import Federation, federated_train
 
     own: dict[str, dict] = {}
@@ -364,6 +373,7 @@ def federated(sites: tuple[str, ...], out_dir: str, **kw) -> None:
     federation = Federation(
         sites=[(name, Path(manifest)) for name, manifest in _sites(sites, "--site")],
         rounds=kw.pop("rounds"), strategy=kw.pop("aggregation"), proximal_mu=kw.pop("proximal_mu"),
+        server_learning_rate=kw.pop("server_lr"), server_momentum=kw.pop("server_momentum"),
         mode=kw.pop("mode"), folds=kw["folds"], centralised=kw.pop("centralised"), site_settings=own,
         profiles=kw["profiles"],
     )  # fmt: skip
@@ -375,8 +385,8 @@ def federated(sites: tuple[str, ...], out_dir: str, **kw) -> None:
     for name, site in sorted(said["sites"].items()):
         alone, fed = site["alone"].get("auc"), site["federated"].get("auc")
         click.echo(f"site {name}: alone AUC {_figure(alone)}, federated AUC {_figure(fed)}")
-    if said["dropped"]:
-        click.echo(f"sites dropped from some rounds: {', '.join(said['dropped'])} (see federated.json)")
+    for name, why in said["why_dropped"].items():
+        click.echo(f"site {name} left the study at {why}")
     click.echo(
         f"{said['seconds_per_round']:.1f} s per round ({said['heads_per_round']} heads trained together); "
         f"run directory: {out_dir}"

@@ -35,6 +35,7 @@ PAPER_EPOCHS = {"classify": 1000, "regress": 500, "both": 1000}
 HOLDOUT_SHARE = 0.12  # share of a run's subjects in each of its calibration and fidelity groups
 REPRESENTATIVE_SAMPLES = 300  # images (and augmented variants) an int8 encoder is calibrated on
 FINETUNE_CHOICES = ("all", "block1", "block2", "block3", "block4", "block5")
+FEDERATION_STRATEGIES = ("fedavgm", "fedavg", "fedprox", "fedadam")  # trainer.federated.aggregation
 
 
 def appearance_families(value: str) -> tuple[str, ...]:

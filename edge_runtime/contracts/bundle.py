@@ -137,7 +137,10 @@ class FederationInfo(StrictModel):
     subjects: dict[str, int] = Field(description="Hashed site -> its labelled subjects.")
     rounds: int = Field(ge=1)
     local_epochs: int = Field(ge=1)
-    strategy: str = Field(description="Flower's aggregation: fedavg or fedprox.")
+    strategy: str = Field(description="Flower's aggregation: fedavg, fedprox, fedavgm or fedadam.")
+    server_optimiser: dict[str, float] = Field(
+        default_factory=dict, description="The server optimiser's settings (fedavgm: learning_rate, momentum)."
+    )
 
 
 class TrainingInfo(StrictModel):

@@ -28,8 +28,10 @@ class Federation:
 
     sites: list[tuple[str, Path]]  # (name, manifest), in the order given
     rounds: int
-    strategy: str = "fedavg"  # or "fedprox"
+    strategy: str = "fedavgm"  # one of trainer.config.FEDERATION_STRATEGIES
     proximal_mu: float = 0.1
+    server_learning_rate: float = 1.0
+    server_momentum: float = 0.9
     mode: str = "simulation"  # or "deployment"
     folds: int = 5
     centralised: bool = True  # also train on the union, for comparison (only where the data may be pooled)
@@ -76,6 +78,8 @@ def write_plan(federation: Federation, config: TrainConfig, out: Path) -> Path:
         "local_epochs": config.n_epochs,
         "strategy": federation.strategy,
         "proximal_mu": federation.proximal_mu,
+        "server_learning_rate": federation.server_learning_rate,
+        "server_momentum": federation.server_momentum,
         "folds": federation.folds,
         "timeout_s": federation.timeout_s,
         "results": str(work / "coordinator" / "results.json"),

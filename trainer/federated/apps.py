@@ -61,22 +61,46 @@ def _reply(msg: Message, **records: Any) -> Message:
     return Message(RecordDict(records), reply_to=msg)
 
 
+def _member(msg: Message, context: Context) -> Any:
+    """This site's data for a round's message, refusing (SiteError) when its manifest is no longer the cohort it
+    began the study with."""
+    from trainer.federated.site import SiteError, cohort_digest
+
+    spec = site_spec(context)
+    began = str(msg.content["config"].get("cohort", ""))
+    if began and cohort_digest(Path(spec["manifest"])) != began:
+        raise SiteError(f"site {spec['site']}: its manifest changed since the study began; it leaves the study "
+                        "(a study's cohort is fixed once it starts)")  # fmt: skip
+    return _site(context)
+
+
+def _in_site_words(context: Context, exc: Exception) -> str:
+    """Why this site cannot go on, naming it."""
+    name = site_spec(context)["site"]
+    return str(exc) if str(exc).startswith(f"site {name}") else f"site {name}: {exc}"
+
+
+def _refusal(msg: Message, context: Context, exc: Exception) -> Message:
+    """The site's own words on why it sends nothing this time; the coordinator leaves it out of the round."""
+    return _reply(msg, error=ConfigRecord({"why": _in_site_words(context, exc)}))
+
+
 @client_app.query()
 def query(msg: Message, context: Context) -> Message:
     """``describe``: who this site is and what it trains with; ``prepare``: its training rows' feature ranges for
     each fold asked, and its own cross-validation trained on its data alone."""
     from edge_runtime.errors import FattyLiverError
-    from trainer.federated.site import settings_fingerprint
+    from trainer.federated.site import cohort_digest, settings_fingerprint
 
     config = msg.content["config"]
     try:
         site = _site(context)
     except FattyLiverError as exc:  # said to the coordinator, which names the site and stops
-        name = site_spec(context)["site"]
-        said = str(exc) if str(exc).startswith(f"site {name}") else f"site {name}: {exc}"
-        return _reply(msg, answer=ConfigRecord({"error": said, "site": name}))
+        said = {"error": _in_site_words(context, exc), "site": site_spec(context)["site"]}
+        return _reply(msg, answer=ConfigRecord(said))
     if config["op"] == "describe":
-        said = {"site": site.name, "fingerprint": settings_fingerprint(site.config), "labelled": len(site.folds)}
+        said = {"site": site.name, "fingerprint": settings_fingerprint(site.config), "labelled": len(site.folds),
+                "cohort": cohort_digest(Path(site_spec(context)["manifest"]))}  # fmt: skip
         return _reply(msg, answer=ConfigRecord(said))
     from trainer.federated.local import alone_scores
 
@@ -91,10 +115,15 @@ def query(msg: Message, context: Context) -> Message:
 def train(msg: Message, context: Context) -> Message:
     """Each head this site takes part in, trained from the global weights on the training rows of its fold for
     the local epochs; the weights and the example count of each."""
+    from edge_runtime.errors import FattyLiverError
     from trainer.federated.local import train_locally
 
     config = dict(msg.content["config"])
-    site, replies, examples = _site(context), {}, {}
+    try:
+        site = _member(msg, context)
+    except FattyLiverError as exc:
+        return _refusal(msg, context, exc)
+    replies, examples = {}, {}
     for name, fold in json.loads(str(config.pop("heads"))):
         trained, examples[name] = train_locally(site, from_record(msg.content[f"head:{name}"]), config | {"fold": fold})
         replies[f"head:{name}"] = to_record(trained)
@@ -104,9 +133,14 @@ def train(msg: Message, context: Context) -> Message:
 @client_app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Each head's answers for this site's held-out subjects of its fold (or all of them), with their truth."""
+    from edge_runtime.errors import FattyLiverError
     from trainer.federated.local import scores
 
-    site, said = _site(context), {}
+    try:
+        site = _member(msg, context)
+    except FattyLiverError as exc:
+        return _refusal(msg, context, exc)
+    said = {}
     for name, fold, scope in json.loads(str(msg.content["config"]["heads"])):
         weights = from_record(msg.content[f"head:{name}"])
         said[f"scores:{name}"] = ConfigRecord(scores(site, weights, int(fold), str(scope)))

@@ -10,9 +10,10 @@ import numpy as np
 from trainer.config import TrainConfig
 
 
-def centralised_metrics(federation: Any, config: TrainConfig) -> dict[str, float | None]:
+def centralised_metrics(federation: Any, config: TrainConfig) -> dict[str, Any]:
     """Pooled out-of-fold metrics of heads trained on every site's training rows of each fold together (for as many
-    epochs as the federation's rounds times local epochs).
+    epochs as the federation's rounds times local epochs), and under ``sites`` each site's share of them (whether
+    pooling itself helps a site, federated or not).
 
     Args:
         federation: the sites (their manifests are read here: the data are pooled for this comparison).
@@ -29,8 +30,9 @@ def centralised_metrics(federation: Any, config: TrainConfig) -> dict[str, float
     y = {o: np.concatenate([s.y[o] for s in sites]) for o in config.outputs}
     folds = np.concatenate([s.folds for s in sites])
     pdff = np.concatenate([s.cohort.pdff() for s in sites])
+    names = np.concatenate([[s.name] * len(s.folds) for s in sites])
     epochs = config.with_changes(epochs=federation.rounds * config.n_epochs)
-    scores: dict[str, list] = {"p_fatty": [], "pdff_pred": [], "pdff": []}
+    scores: dict[str, list] = {"p_fatty": [], "pdff_pred": [], "pdff": [], "site": []}
     for k in range(federation.folds):
         train, held = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         head, _ = fit_head_on_features(features, y, train, epochs, config.seed, "centralised", False)
@@ -38,4 +40,8 @@ def centralised_metrics(federation: Any, config: TrainConfig) -> dict[str, float
         scores["p_fatty"] += list(said["p_fatty"])
         scores["pdff_pred"] += list(said["pdff"])
         scores["pdff"] += list(pdff[held])
-    return metrics(scores)
+        scores["site"] += list(names[held])
+    by_site = np.array(scores.pop("site"))
+    per_site = {name: metrics({k: list(np.asarray(v)[by_site == name]) for k, v in scores.items()})
+                for name in sorted(set(by_site))}  # fmt: skip
+    return metrics(scores) | {"sites": per_site}

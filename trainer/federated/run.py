@@ -58,31 +58,47 @@ def per_round(results: dict[str, Any]) -> list[dict[str, Any]]:
         parts = [s for fold in results["folds"] for s in fold["rounds"][r]["scores"].values()]
         said = metrics(_pooled(parts))
         sites = [fold["rounds"][r] for fold in results["folds"]]
+        why = {site: reason for s in sites for site, reason in s.get("why", {}).items()}
         rounds.append({"round": r + 1, "auc": said.get("auc"), "r2": said.get("r2"),
                        "seconds": float(np.mean([s["seconds"] for s in sites])),
-                       "dropped": sorted({d for s in sites for d in s["dropped"]})})  # fmt: skip
+                       "dropped": sorted({d for s in sites for d in s["dropped"]} | set(why)), "why": why})  # fmt: skip
     return rounds
 
 
 def summary(results: dict[str, Any], centralised: dict[str, Any] | None) -> dict[str, Any]:
     """federated.json: pooled federated vs centralised, each site alone vs federated, leave-one-site-out, rounds."""
     oof = oof_scores(results)
-    sites = {}
-    for name, scores in oof.items():
-        alone = metrics(results["alone"].get(name, {"pdff": []}))
-        sites[name] = {"subjects": len(scores["pdff"]), "federated": metrics(scores), "alone": alone}
-    loso = {name: metrics(scores) if scores else None for name, scores in results["loso"].items()}
     rounds = per_round(results)
+    left = _left(rounds)
+    sites = {}
+    for name in results["sites"]:
+        scores = oof.get(name, {"pdff": []})
+        alone = metrics(results["alone"].get(name, {"pdff": []}))
+        sites[name] = {"subjects": len(scores["pdff"]), "federated": metrics(scores), "alone": alone,
+                       "centralised": (centralised or {}).get("sites", {}).get(name)}  # fmt: skip
+        if name in left:  # its subjects are not in the pooled figures unless it scored the last round
+            sites[name]["left"] = left[name]
+    loso = {name: metrics(scores) if scores else None for name, scores in results["loso"].items()}
     return {
         "federated": metrics(_pooled(list(oof.values()))),
-        "centralised": centralised,
+        "centralised": {k: v for k, v in centralised.items() if k != "sites"} if centralised else None,
         "sites": sites,
         "leave_one_site_out": loso,
         "rounds": rounds,
         "seconds_per_round": float(np.mean([r["seconds"] for r in rounds])) if rounds else None,
         "heads_per_round": results["final_rounds"][0]["heads"] if results["final_rounds"] else 0,
         "dropped": sorted({d for r in [*rounds, *results["final_rounds"]] for d in r["dropped"]}),
+        "why_dropped": {site: f"round {said['round']}: {said['why']}" for site, said in left.items()},
     }
+
+
+def _left(rounds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each site that failed a round: the first round it failed and why."""
+    left: dict[str, dict[str, Any]] = {}
+    for r in rounds:
+        for site, why in r["why"].items():
+            left.setdefault(site, {"round": r["round"], "why": why})
+    return left
 
 
 def rows(oof: dict[str, dict[str, list]]) -> list[dict[str, Any]]:
@@ -100,14 +116,24 @@ def federation_record(federation: Any, config: TrainConfig, results: dict[str, A
     """What a bundle records of the federation: sites by hashed name, their subjects, the rounds and strategy."""
     from trainer.federated.site import site_hash
 
-    counts = {name: len(s["pdff"]) for name, s in oof_scores(results).items()}
+    counts = {name: len(s.get("pdff", [])) for name, s in results["alone"].items()}  # each site's labelled subjects
     return {
         "sites": [site_hash(name) for name, _ in federation.sites],
         "subjects": {site_hash(name): counts.get(name, 0) for name, _ in federation.sites},
         "rounds": federation.rounds,
         "local_epochs": config.n_epochs,
         "strategy": federation.strategy,
+        "server_optimiser": server_optimiser(federation),
     }
+
+
+def server_optimiser(federation: Any) -> dict[str, float]:
+    """The server optimiser's settings that shaped the federated head (none for the plain averages)."""
+    if federation.strategy == "fedavgm":
+        return {"learning_rate": federation.server_learning_rate, "momentum": federation.server_momentum}
+    if federation.strategy == "fedadam":
+        return {"learning_rate": federation.server_learning_rate}
+    return {}
 
 
 def _first_site_records(out: Path, federation: Any, config: TrainConfig) -> None:

@@ -36,6 +36,12 @@ def settings_fingerprint(config: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def cohort_digest(manifest: Path) -> str:
+    """The site's manifest as it stands, hashed: a study's cohort is fixed once it begins, and a site whose manifest
+    changes mid-study leaves it rather than train on other subjects (a deployed site reloads per message)."""
+    return hashlib.sha256(Path(manifest).read_bytes()).hexdigest()[:16]
+
+
 def site_hash(name: str) -> str:
     """A site's name as the bundle records it (a consortium may not want its members named)."""
     return hashlib.sha256(name.encode()).hexdigest()[:12]

@@ -6,8 +6,8 @@
    federation by, its own cross-validation trained on its data alone.
 3. The heads of the study train together, round by round: one per CV fold (every site's k-th part held out), the
    final head (every subject) and one per site left out (leave-one-site-out). A round is one train message per site
-   carrying every head it takes part in; each head's replies are aggregated with Flower's weighted aggregation
-   (what FedAvg and FedProx aggregate with). After each round every site scores the CV heads on its held-out
+   carrying every head it takes part in; each head's replies are aggregated by its own Flower strategy
+   (trainer.federated.aggregation). After each round every site scores the CV heads on its held-out
    subjects; after the last, each left-out site scores the head that never saw it.
 A site that fails or drops during a round is left out of that round's aggregate, and the results say so. Heads
 travel together because a deployed site answers each message in a new process: a study costs 2 + 2 x rounds
@@ -17,15 +17,18 @@ messages, not one per head and round.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from edge_runtime.errors import FattyLiverError
+from trainer.federated.aggregation import ServerSettings, aggregate, new_strategy
 from trainer.federated.records import from_record, to_record
 
 HELD_OUT, EVERY_SUBJECT = "held_out", "all"
@@ -44,21 +47,44 @@ class Head:
     nodes: dict[int, str]
     judged_on: str | None = None  # a site left out: it scores this head on every subject after the last round
     weights: dict[str, np.ndarray] = field(default_factory=dict)
+    strategy: Any = None  # its own Flower strategy (a server optimiser keeps state per model)
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
-def study_heads(nodes: dict[int, str], folds: int) -> list[Head]:
-    """The CV folds' heads, the final head and one head per site left out."""
-    heads = [Head(f"fold-{k}", k, nodes) for k in range(folds)] + [Head("final", -1, nodes)]
+def study_heads(nodes: dict[int, str], plan: dict[str, Any]) -> list[Head]:
+    """The CV folds' heads, the final head and one head per site left out, each with its own strategy."""
+    heads = [Head(f"fold-{k}", k, nodes) for k in range(plan["folds"])] + [Head("final", -1, nodes)]
     for node, name in nodes.items():
         heads.append(Head(f"without-{name}", -1, {n: s for n, s in nodes.items() if n != node}, judged_on=name))
+    server = ServerSettings(plan["server_learning_rate"], plan["server_momentum"])
+    for head in heads:
+        head.strategy = new_strategy(plan["strategy"], server, plan["proximal_mu"])
     return heads
 
 
-def _ask(grid: Grid, contents: dict[int, dict[str, Any]], kind: str, timeout: float) -> list[Message]:
-    """One message per node (each its own content); the replies that arrived without an error."""
+@dataclass
+class Answers:
+    """What the sites said to one message each: the good replies, and why each other site gave none."""
+
+    replies: list[Message]
+    failed: dict[int, str]  # node id -> why (the site's own words, Flower's error or no answer in time)
+
+
+def _ask(grid: Grid, contents: dict[int, dict[str, Any]], kind: str, timeout: float) -> Answers:
+    """One message per node (each its own content); the good replies and each failed node's reason."""
     messages = [Message(RecordDict(c), message_type=kind, dst_node_id=n) for n, c in contents.items()]
-    return [r for r in grid.send_and_receive(messages, timeout=timeout) if not r.has_error()]
+    replies, failed = [], {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        node = reply.metadata.src_node_id
+        if reply.has_error():
+            failed[node] = f"Flower error {reply.error.code}: {reply.error.reason.strip().splitlines()[-1][:300]}"
+        elif "error" in reply.content.config_records:
+            failed[node] = str(reply.content["error"]["why"])
+        else:
+            replies.append(reply)
+    answered = {r.metadata.src_node_id for r in replies} | set(failed)
+    failed |= {n: f"no answer within {timeout:.0f} s" for n in contents if n not in answered}
+    return Answers(replies, failed)
 
 
 def _wait_for_sites(grid: Grid, count: int, timeout: float) -> list[int]:
@@ -70,12 +96,13 @@ def _wait_for_sites(grid: Grid, count: int, timeout: float) -> list[int]:
     return nodes
 
 
-def identify(grid: Grid, plan: dict[str, Any]) -> dict[int, str]:
-    """Node id -> site name, once every site has answered and agrees (else a FederationError naming the site)."""
+def identify(grid: Grid, plan: dict[str, Any]) -> tuple[dict[int, str], dict[int, str]]:
+    """Node id -> site name, and node id -> the digest of the cohort it begins the study with, once every site has
+    answered and agrees (else a FederationError naming the site)."""
     nodes = _wait_for_sites(grid, len(plan["sites"]), plan["timeout_s"])
     ask = {n: {"config": ConfigRecord({"op": "describe"})} for n in nodes}
-    said = {r.metadata.src_node_id: dict(r.content["answer"]) for r in _ask(grid, ask, MessageType.QUERY,
-                                                                             plan["timeout_s"])}  # fmt: skip
+    answers = _ask(grid, ask, MessageType.QUERY, plan["timeout_s"])
+    said = {r.metadata.src_node_id: dict(r.content["answer"]) for r in answers.replies}
     problems = [s["error"] for s in said.values() if "error" in s]
     if len(said) < len(nodes):
         problems.append(f"{len(nodes) - len(said)} site(s) did not answer")
@@ -88,7 +115,7 @@ def identify(grid: Grid, plan: dict[str, Any]) -> dict[int, str]:
         problems.append(f"site(s) {', '.join(differ)} train with other settings than the run's; align them")
     if problems:  # every problem at once, each naming its site
         raise FederationError("; ".join(problems))
-    return {node: s["site"] for node, s in said.items()}
+    return {node: s["site"] for node, s in said.items()}, {node: s["cohort"] for node, s in said.items()}
 
 
 def prepare(grid: Grid, nodes: dict[int, str], heads: list[Head], plan: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +134,7 @@ def prepare(grid: Grid, nodes: dict[int, str], heads: list[Head], plan: dict[str
     folds = sorted({h.fold for h in heads})
     epochs = plan["rounds"] * plan["local_epochs"]
     ask = {n: {"config": ConfigRecord({"op": "prepare", "folds": json.dumps(folds), "epochs": epochs})} for n in nodes}
-    replies = {r.metadata.src_node_id: r for r in _ask(grid, ask, MessageType.QUERY, plan["timeout_s"] * 4)}
+    replies = {r.metadata.src_node_id: r for r in _ask(grid, ask, MessageType.QUERY, plan["timeout_s"] * 4).replies}
     if missing := sorted(nodes[n] for n in nodes if n not in replies):
         raise FederationError(f"site(s) {', '.join(missing)} sent no feature ranges")
     ranges = {n: from_record(r.content["ranges"]) for n, r in replies.items()}
@@ -118,23 +145,19 @@ def prepare(grid: Grid, nodes: dict[int, str], heads: list[Head], plan: dict[str
     return {nodes[n]: dict(r.content["alone"]) for n, r in replies.items()}
 
 
-def _aggregate(head: Head, replies: list[Message]) -> list[str]:
-    """The head's new weights: Flower's example-weighted average of the replies that carry it; who was heard."""
-    from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
-
+def _aggregate(head: Head, replies: list[Message], server_round: int) -> list[str]:
+    """The head's new weights, by its Flower strategy, from the replies that carry it; who was heard."""
     key = f"head:{head.name}"
     heard = [r for r in replies if r.metadata.src_node_id in head.nodes and key in r.content]
     if heard:
-        parts = [RecordDict({"arrays": r.content[key],
-                             "metrics": MetricRecord({"num-examples": r.content["examples"][head.name]})})
-                 for r in heard]  # fmt: skip
-        head.weights = from_record(aggregate_arrayrecords(parts, "num-examples"))
+        parts = [(r.content[key], int(r.content["examples"][head.name])) for r in heard]
+        head.weights = aggregate(head.strategy, server_round, head.weights, parts)
     return sorted(head.nodes[r.metadata.src_node_id] for r in heard)
 
 
-def train_round(grid: Grid, heads: list[Head], plan: dict[str, Any], r: int) -> dict[int, list[str]]:
+def train_round(grid: Grid, heads: list[Head], plan: dict[str, Any], r: int) -> tuple[dict[int, list[str]], dict]:
     """Round ``r``: every site trains, from the global weights, each head it takes part in; the heads aggregate.
-    Returns who each head heard from (by head index).
+    Returns who each head heard from (by head index), and why each failed node sent nothing.
 
     Args:
         grid: Flower's grid.
@@ -148,19 +171,20 @@ def train_round(grid: Grid, heads: list[Head], plan: dict[str, Any], r: int) -> 
     contents: dict[int, dict[str, Any]] = {}
     for head in heads:
         for node in head.nodes:
-            content = contents.setdefault(node, {"config": ConfigRecord(dict(config)), "heads": []})
+            own = config | {"cohort": plan["cohorts"][node]}  # the site checks it still holds this cohort
+            content = contents.setdefault(node, {"config": ConfigRecord(own), "heads": []})
             content["heads"].append([head.name, head.fold])
             content[f"head:{head.name}"] = to_record(head.weights)
     for content in contents.values():
         content["config"]["heads"] = json.dumps(content.pop("heads"))
-    replies = _ask(grid, contents, MessageType.TRAIN, plan["timeout_s"] * 2)
-    return {k: _aggregate(head, replies) for k, head in enumerate(heads)}
+    answers = _ask(grid, contents, MessageType.TRAIN, plan["timeout_s"] * 2)
+    return {k: _aggregate(head, answers.replies, r) for k, head in enumerate(heads)}, answers.failed
 
 
 def score_round(grid: Grid, nodes: dict[int, str], heads: list[Head], plan: dict[str, Any], last: bool
-                ) -> dict[str, dict[str, dict[str, list]]]:  # fmt: skip
+                ) -> tuple[dict[str, dict[str, dict[str, list]]], dict[int, str]]:  # fmt: skip
     """Head -> site -> scores: the CV heads on each site's held-out subjects and, after the last round, each
-    left-out site's head on that site's every subject.
+    left-out site's head on that site's every subject; and why each failed node sent none.
 
     Args:
         grid: Flower's grid.
@@ -182,34 +206,58 @@ def score_round(grid: Grid, nodes: dict[int, str], heads: list[Head], plan: dict
             content = contents.setdefault(node, {"heads": []})
             content["heads"].append([head.name, head.fold, scope])
             content[f"head:{head.name}"] = to_record(head.weights)
-    for content in contents.values():
-        content["config"] = ConfigRecord({"heads": json.dumps(content.pop("heads"))})
+    for node, content in contents.items():
+        content["config"] = ConfigRecord({"heads": json.dumps(content.pop("heads")), "cohort": plan["cohorts"][node]})
     said: dict[str, dict[str, dict[str, list]]] = {}
-    for reply in _ask(grid, contents, MessageType.EVALUATE, plan["timeout_s"]):
+    answers = _ask(grid, contents, MessageType.EVALUATE, plan["timeout_s"])
+    for reply in answers.replies:
         for key in reply.content.config_records:
             if key.startswith("scores:"):
                 said.setdefault(key.removeprefix("scores:"), {})[nodes[reply.metadata.src_node_id]] = dict(
                     reply.content[key]
                 )
-    return said
+    return said, answers.failed
 
 
 def run_study(grid: Grid, plan: dict[str, Any]) -> dict[str, Any]:
     """The whole study (module docstring); JSON-ready results plus the final head's weights."""
-    nodes = identify(grid, plan)
-    heads = study_heads(nodes, plan["folds"])
+    nodes, cohorts = identify(grid, plan)
+    plan = plan | {"cohorts": cohorts}
+    heads = study_heads(nodes, plan)
     alone = prepare(grid, nodes, heads, plan)
+    progress = Progress(Path(plan["results"]).with_name("progress.jsonl"))
+    progress.write(stage="prepared", sites=sorted(nodes.values()))
     for r in range(1, plan["rounds"] + 1):
         started = time.perf_counter()
-        heard = train_round(grid, heads, plan, r)
-        scores = score_round(grid, nodes, heads, plan, last=r == plan["rounds"])
+        heard, failed = train_round(grid, heads, plan, r)
+        scores, unscored = score_round(grid, nodes, heads, plan, last=r == plan["rounds"])
         seconds = time.perf_counter() - started
+        why = {nodes[n]: reason for n, reason in (unscored | failed).items()}
         for k, head in enumerate(heads):
             dropped = sorted(set(head.nodes.values()) - set(heard[k]))
             head.rounds.append({"round": r, "sites": heard[k], "dropped": dropped, "seconds": seconds,
-                                "heads": len(heads), "scores": scores.get(head.name, {})})  # fmt: skip
+                                "heads": len(heads), "scores": scores.get(head.name, {}),
+                                "why": {s: why[s] for s in head.nodes.values() if s in why}})  # fmt: skip
+        progress.write(stage="round", round=r, of=plan["rounds"], seconds=round(seconds, 2), left=why)
     by_name = {h.name: h for h in heads}
     loso = {h.judged_on: h.rounds[-1]["scores"].get(h.judged_on) for h in heads if h.judged_on}
     return {"sites": sorted(nodes.values()), "folds": [{"rounds": h.rounds} for h in heads if h.fold >= 0],
             "final_rounds": by_name["final"].rounds, "loso": loso, "alone": alone,
             "final_weights": by_name["final"].weights}  # fmt: skip
+
+
+class Progress:
+    """The study's progress, a JSON line per stage (``progress.jsonl`` beside the results) and a log line: a long
+    study shows where it is, in either runtime (in deployment the coordinator runs inside the SuperLink)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.write_text("")
+
+    def write(self, **entry: Any) -> None:
+        from flwr.common.logger import log
+
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+        left = "; ".join(f"{site} left: {why}" for site, why in entry.get("left", {}).items())
+        log(logging.INFO, "federated study: %s %s %s", entry["stage"], entry.get("round", ""), left)
