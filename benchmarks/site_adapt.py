@@ -4,8 +4,9 @@ A CANON-like site (a console and a look the parent bundle never saw) of ``--adap
 ``--draws`` draws takes ``--adapt`` labelled subjects (half fatty) to adapt on and judges on all the others, so the
 spread between draws (which 12 patients a site happens to have) is seen beside each figure. Per draw the suite
 adapts twice, keeping the parent's heads and retraining them, scores each with `trainer site-check` and measures how
-much of a shifted-appearance cohort each adapted guard still flags; the first draw also times `trainer site-adapt`
-and, with ``--unlabelled``, adapts on the same exams without MRI-PDFF.
+much of a shifted-appearance cohort each adapted guard still flags, on the parent's consoles (``shifted_flagged``)
+and on the site's own (``shifted_site_flagged``: the look changed, the console did not); the first draw also times
+`trainer site-adapt` and, with ``--unlabelled``, adapts on the same exams without MRI-PDFF.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ CANON = "phantom-canon-1280x800"
 SHIFTED_SUBJECTS = 40
 LOWER_IS_BETTER = ("mae", "abs_bias", "guard_share")
 FIGURES = ("balanced_accuracy", "auc", "r2", "mae", "abs_bias", "interval_coverage", "guard_share", "view_agreement")
+SHIFTED = ("shifted_flagged", "shifted_site_flagged")  # the guard on the shifted look: parent's consoles, site's
 
 
 def _site(out: Path, subjects: int, seed: int, layouts: tuple[str, ...], appearance: str = "standard") -> Path:
@@ -91,23 +93,26 @@ def _shifted_flagged(bundle: Path | str, shifted: Path) -> float:
 VARIANTS = {"recalibrated": False, "heads retrained": True}  # name -> site-adapt's retrain_heads
 
 
-def run_draw(args: dict[str, Any], site: Path, shifted: Path, draw: int) -> dict[str, Any]:
-    """One draw: the parent and each variant scored on the judges, the guard on the shifted cohort."""
+def _shifted_figures(bundle: Path | str, shifted: dict[str, Path]) -> dict[str, float]:
+    return {name: _shifted_flagged(bundle, cohort) for name, cohort in shifted.items()}
+
+
+def run_draw(args: dict[str, Any], site: Path, shifted: dict[str, Path], draw: int) -> dict[str, Any]:
+    """One draw: the parent and each variant scored on the judges, the guard on the shifted cohorts."""
     adapt, test, no_labels = _split(site, args["adapt_n"], draw, args["seed"])
     profiles, out, criteria = site / "profiles.json", args["out"] / f"draw{draw}", args["criteria"]
     local = {"manifest": str(adapt), "profiles": str(profiles), "site": "benchmark"}
     result: dict[str, Any] = {"parent": _scores(args["bundle"], test, profiles, criteria, out / "check_parent")}
-    result["parent"]["shifted_flagged"] = _shifted_flagged(args["bundle"], shifted)
+    result["parent"] |= _shifted_figures(args["bundle"], shifted)
     for name, retrain in VARIANTS.items():
         seconds = _timed_adapt(args["bundle"], args["run"], out / name, retrain_heads=retrain, **local)
         scored = _scores(out / name, test, profiles, criteria, out / f"check_{name}")
-        result[name] = scored | {"shifted_flagged": _shifted_flagged(out / name, shifted), "adapt_s": seconds}
+        result[name] = scored | _shifted_figures(out / name, shifted) | {"adapt_s": seconds}
     if draw == 0 and args["unlabelled"]:
         no_label_local = {"unlabelled": str(no_labels), "profiles": str(profiles), "site": "benchmark"}
         seconds = _timed_adapt(args["bundle"], args["run"], out / "no labels", **no_label_local)
         scored = _scores(out / "no labels", test, profiles, criteria, out / "check_no_labels")
-        result["no labels"] = scored | {"shifted_flagged": _shifted_flagged(out / "no labels", shifted)}
-        result["no labels"]["adapt_s"] = seconds
+        result["no labels"] = scored | _shifted_figures(out / "no labels", shifted) | {"adapt_s": seconds}
     return result
 
 
@@ -116,7 +121,7 @@ def summary(draws: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name in ("parent", *VARIANTS):
         out[name] = {}
-        for figure in (*FIGURES, "shifted_flagged"):
+        for figure in (*FIGURES, *SHIFTED):
             values = [d[name][figure] for d in draws if d[name].get(figure) is not None]
             if values:
                 worst = max(values) if figure in LOWER_IS_BETTER else min(values)
@@ -139,14 +144,14 @@ def markdown(result: dict[str, Any]) -> str:
         "| figure | parent | " + " | ".join(VARIANTS) + " |",
         "| --- | --- | " + " | ".join("---" for _ in VARIANTS) + " |",
     ]
-    for figure in (*FIGURES, "shifted_flagged"):
+    for figure in (*FIGURES, *SHIFTED):
         cells = [result["summary"][n].get(figure) for n in ("parent", *VARIANTS)]
         lines.append(f"| {figure} | " + " | ".join(_cell(c) for c in cells) + " |")
-    lines += ["", "Per draw:", "", "| draw | bundle | " + " | ".join(FIGURES) + " | shifted_flagged |"]
-    lines.append("| --- | --- | " + " | ".join("---" for _ in FIGURES) + " | --- |")
+    lines += ["", "Per draw:", "", "| draw | bundle | " + " | ".join((*FIGURES, *SHIFTED)) + " |"]
+    lines.append("| --- | --- | " + " | ".join("---" for _ in (*FIGURES, *SHIFTED)) + " |")
     for k, draw in enumerate(result["draws"]):
         for name, scored in draw.items():
-            values = [_num(scored.get(f)) for f in (*FIGURES, "shifted_flagged")]
+            values = [_num(scored.get(f)) for f in (*FIGURES, *SHIFTED)]
             lines.append(f"| {k} | {name} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -175,9 +180,10 @@ def main(bundle_dir, run_dir, adapt_n, test_n, draws, layout, seed, criteria, un
     out = Path(out_dir)
     shutil.rmtree(out / "site", ignore_errors=True)
     site = _site(out / "site", adapt_n + test_n, seed, (layout,))
-    shifted = out / "shifted"
-    if not (shifted / "manifest.csv").is_file():
-        _site(shifted, SHIFTED_SUBJECTS, seed + 1, CLASSIC_LAYOUTS, appearance="shifted")  # known consoles, new look
+    shifted = {"shifted_flagged": out / "shifted", "shifted_site_flagged": out / f"shifted_{layout}"}
+    for cohort, layouts in zip(shifted.values(), (CLASSIC_LAYOUTS, (layout,)), strict=True):
+        if not (cohort / "manifest.csv").is_file():
+            _site(cohort, SHIFTED_SUBJECTS, seed + 1, layouts, appearance="shifted")
     args = {"bundle": bundle_dir, "run": run_dir, "adapt_n": adapt_n, "seed": seed, "criteria": criteria}
     args |= {"out": out, "unlabelled": unlabelled}
     first_local = {"manifest": str(_split(site, adapt_n, 0, seed)[0]), "profiles": str(site / "profiles.json")}

@@ -15,6 +15,9 @@ logistic head on them, and the guard a few statistics, microseconds next to the 
 - :class:`SpeckleGuard`: per view, where the training frames' speckle texture lies (:func:`speckle_texture`, two
   autocorrelations). Speckle size is set by the probe's frequency and the scanner's beam and display, not by gain,
   so it survives harmonisation where the features do not: a new probe or preset shows here first.
+- :class:`ScannerCentre`: a console the bundle was adapted to (`trainer site-adapt`) moves every frame's features
+  and speckle by about the same offset. Its frames are measured from the site's own mean, not training's, on the
+  parent's spread and thresholds: the site's look is in distribution, anything else on that console still is not.
 
 :meth:`Gate.guard_score` puts all guard parts on one scale, 1.0 at the limit. :class:`GatePolicy` is the decision
 the pipeline's gate stage asks for: the view a frame is filed under (who wins when the header names a view and the
@@ -27,6 +30,7 @@ bundle.json itself (:class:`edge_runtime.contracts.ViewGateSpec`, :class:`edge_r
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -212,10 +216,34 @@ class SpeckleGuard:
 
 
 @dataclass(frozen=True)
+class ScannerCentre:
+    """Where one adapted console's frames lie, per view: the mean of its local frames' features and speckle texture.
+
+    The mean is estimated from ``frames`` frames, so a new frame's offset from it varies (1 + 1/frames) times as
+    much as from the true mean: scores are divided by that, keeping the parent's false-alarm rate."""
+
+    features: dict[str, np.ndarray]  # view -> (F,)
+    speckle: dict[str, np.ndarray]  # view -> (S,)
+    frames: int
+
+    @property
+    def inflation(self) -> float:
+        return 1.0 + 1.0 / self.frames
+
+    def arrays(self, index: int) -> dict[str, np.ndarray]:
+        out = {}
+        for view in VIEWS:
+            out[f"centre{index}_{view}_features"] = np.asarray(self.features[view], np.float32)
+            out[f"centre{index}_{view}_speckle"] = np.asarray(self.speckle[view], np.float32)
+        return out
+
+
+@dataclass(frozen=True)
 class Gate:
     view_head: ViewHead | None
     guards: dict[str, ViewGuard] | None  # view -> guard
     speckle: dict[str, SpeckleGuard] | None = None  # view -> speckle part of the guard (when it was fitted)
+    centres: dict[str, ScannerCentre] | None = None  # scanner profile -> its centre (consoles adapted at a site)
 
     def sort(self, tensor: np.ndarray, features: np.ndarray) -> tuple[str, float]:
         """What a frame shows: COLOUR (turned away before the head), or the view head's class and probability."""
@@ -223,17 +251,33 @@ class Gate:
             return COLOUR, 1.0
         return self.view_head.classify(features)
 
-    def guard_score(self, view: str, tensor: np.ndarray, features: np.ndarray) -> tuple[float, str] | None:
+    def guard_score(
+        self, view: str, tensor: np.ndarray, features: np.ndarray, scanner: str | None = None
+    ) -> tuple[float, str] | None:
         """How far a frame lies from training on one scale (above GUARD_LIMIT: out of distribution) and which part of
-        the guard says so (CLIPPED, FEATURES or SPECKLE); None when the bundle has no guard."""
+        the guard says so (CLIPPED, FEATURES or SPECKLE); None when the bundle has no guard.
+
+        Args:
+            view: the view the frame is filed under.
+            tensor: the model input.
+            features: its encoder features.
+            scanner: the console's profile; a console with a centre is measured from its own mean.
+        """
         if not self.guards:
             return None
         guard, grey = self.guards[view], channel_max(tensor)
-        features_part = guard.score(features) / max(guard.threshold, 1e-12)
+        centre = (self.centres or {}).get(scanner)
+        inflation = centre.inflation if centre else 1.0
+        if centre:
+            features = np.asarray(features, np.float32) - centre.features[view] + guard.mean
+        features_part = guard.score(features) / inflation / max(guard.threshold, 1e-12)
         parts = {FEATURES: features_part, CLIPPED: clipped_share(tensor, grey) / CLIPPED_SHARE_MAX}
         if self.speckle:
-            speckle = self.speckle[view]
-            parts[SPECKLE] = float(speckle.scores(speckle_texture(tensor, grey))[0]) / max(speckle.threshold, 1e-12)
+            speckle, texture = self.speckle[view], speckle_texture(tensor, grey)
+            if centre:
+                texture = texture - centre.speckle[view] + speckle.mean
+            distance = float(speckle.scores(texture)[0]) / math.sqrt(inflation)
+            parts[SPECKLE] = distance / max(speckle.threshold, 1e-12)
         reason = max(parts, key=parts.__getitem__)
         return parts[reason], reason
 
@@ -243,6 +287,8 @@ class Gate:
             arrays |= guard.arrays(view)
         for view, speckle in (self.speckle or {}).items():
             arrays |= speckle.arrays(view)
+        for index, scanner in enumerate(sorted(self.centres or {})):
+            arrays |= self.centres[scanner].arrays(index)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
@@ -266,11 +312,13 @@ class Gate:
             head = _view_head(arrays, pooling) if pooling is not None else None
             guards = {v: _guard(arrays, v, guard.thresholds[v]) for v in VIEWS} if guard is not None else None
             speckle = _speckle_guards(arrays, guard)
+            centres = _centres(arrays, guard)
         except KeyError as exc:
             raise BundleError(f"{name}: array {exc} missing") from None
         _check_shapes(name, features, head, guards)
         _check_speckle_shapes(name, speckle)
-        return cls(head, guards, speckle)
+        _check_centres(name, features, centres)
+        return cls(head, guards, speckle, centres)
 
 
 def _view_head(arrays: dict[str, np.ndarray], pooling: str) -> ViewHead:
@@ -292,6 +340,27 @@ def _speckle_guards(arrays: dict[str, np.ndarray], guard: GuardSpec | None) -> d
         mean, scale, precision = (arrays[f"speckle_{view}_{n}"] for n in ("mean", "scale", "precision"))
         parts[view] = SpeckleGuard(mean, scale, precision, guard.speckle.thresholds[view])
     return parts
+
+
+def _centres(arrays: dict[str, np.ndarray], guard: GuardSpec | None) -> dict[str, ScannerCentre] | None:
+    """Per adapted console, its centre (bundle.json's guard.scanner_centres names them, in sorted order)."""
+    if guard is None or not guard.scanner_centres:
+        return None
+    centres = {}
+    for index, scanner in enumerate(sorted(guard.scanner_centres)):
+        features = {v: arrays[f"centre{index}_{v}_features"] for v in VIEWS}
+        speckle = {v: arrays[f"centre{index}_{v}_speckle"] for v in VIEWS}
+        centres[scanner] = ScannerCentre(features, speckle, guard.scanner_centres[scanner])
+    return centres
+
+
+def _check_centres(name: str, features: int, centres: dict[str, ScannerCentre] | None) -> None:
+    expected = {"features": (features,), "speckle": (len(SPECKLE_STATISTICS),)}
+    for scanner, centre in (centres or {}).items():
+        for part, shape in expected.items():
+            bad = {v: a.shape for v, a in getattr(centre, part).items() if a.shape != shape}
+            if bad:
+                raise BundleError(f"{name}: {scanner}'s guard centre has {part} of shape {bad}, expected {shape}")
 
 
 def _check_speckle_shapes(name: str, speckle: dict[str, SpeckleGuard] | None) -> None:
@@ -359,9 +428,12 @@ class GatePolicy:
             return Route(predicted, confidence, mismatch=mismatch)
         return Route(None, kept_out=predicted, mismatch=mismatch)
 
-    def guard(self, view: str, tensor: np.ndarray, features: np.ndarray) -> tuple[bool | None, str | None]:
-        """Whether the guard flags the frame, and which part of it does; (None, None) when the bundle has no guard."""
-        scored = self.gate.guard_score(view, tensor, features) if self.gate else None
+    def guard(
+        self, view: str, tensor: np.ndarray, features: np.ndarray, scanner: str | None = None
+    ) -> tuple[bool | None, str | None]:
+        """Whether the guard flags the frame (measured from its console's centre, when the bundle has one), and which
+        part of it does; (None, None) when the bundle has no guard."""
+        scored = self.gate.guard_score(view, tensor, features, scanner) if self.gate else None
         if scored is None:
             return None, None
         score, part = scored

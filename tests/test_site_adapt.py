@@ -28,12 +28,49 @@ def canon_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def canon_shifted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four subjects on the same console in a much brighter look (phantom.render.shifted)."""
+    from phantom.cohort import CohortForm, generate_cohort
+
+    out = tmp_path_factory.mktemp("canon-shifted")
+    form = CohortForm(layouts=(CANON,), appearance="shifted", id_prefix="SH")
+    generate_cohort(out, 4, seed=516, prevalence=0.5, with_masks=False, form=form)
+    return out
+
+
+def _flagged(bundle_dir: Path, site: Path) -> float:
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.profiles import load_profiles
+    from trainer.dataset import read_cohort
+    from trainer.guard_report import guard_report
+
+    profiles, harmonisation = load_profiles(str(site / "profiles.json")), load_bundle(bundle_dir).harmonisation
+    cohort = read_cohort(site / "manifest.csv", profiles, progress=False, harmonisation=harmonisation)
+    return guard_report(bundle_dir, cohort)["flagged_share"]
+
+
+def _guard_is_centred_on_the_new_console_only(parent_dir: Path, adapted_dir: Path, canon: Path, shifted: Path) -> None:
+    """The parent's guard (thresholds, components), centred on the CANON console from its 8 subjects: its frames
+    are in distribution, the same console in a new look is not."""
+    from edge_runtime.bundle import load_bundle
+
+    parent, adapted = load_bundle(parent_dir), load_bundle(adapted_dir)
+    assert adapted.meta.guard.scanner_centres == {CANON: 8}
+    assert adapted.meta.guard.thresholds == parent.meta.guard.thresholds
+    for view in ("liver", "kidney_liver"):
+        assert (adapted.gate.guards[view].components == parent.gate.guards[view].components).all()
+    own, new_look = _flagged(adapted_dir, canon), _flagged(adapted_dir, shifted)
+    assert own <= min(_flagged(parent_dir, canon), 0.25), own
+    assert new_look >= 0.75, new_look
+
+
 def _adapt(bundle_dir: Path, out: Path, *extra: str):
     return invoke_trainer("site-adapt", "--bundle", str(bundle_dir), "--out", str(out), *extra)
 
 
 def test_an_adapted_bundle_is_verified_and_names_its_parent_and_evidence(
-    bundle_dir: Path, run_dir: Path, canon_site: Path, tmp_path: Path
+    bundle_dir: Path, run_dir: Path, canon_site: Path, canon_shifted: Path, tmp_path: Path
 ) -> None:
     from edge_runtime.bundle import load_bundle
 
@@ -61,6 +98,7 @@ def test_an_adapted_bundle_is_verified_and_names_its_parent_and_evidence(
     assert adapted.model_info.site == "ward-7" and "adapted to site ward-7" in adapted.validation
     assert "nested figures" in result.output and "before" in result.output
     assert "encoding the run's training frames" not in result.output  # export kept them (trainer.gate_features)
+    _guard_is_centred_on_the_new_console_only(bundle_dir, out, canon_site, canon_shifted)
 
 
 def _subset(manifest: Path, dst: Path, keep, blank_pdff: bool = False) -> Path:

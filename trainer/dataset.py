@@ -36,6 +36,11 @@ class Cohort:
     def image(self, subject_id: str, view: str) -> np.ndarray:
         return self.images[(subject_id, view)]
 
+    def scanner(self, subject_id: str, view: str) -> str:
+        """The scanner profile a subject's view was captured on (the guard's centre is per console)."""
+        record = next(s for s in self.subjects if s.subject_id == subject_id)
+        return record.views[view].scanner
+
     def pdff(self) -> np.ndarray:
         return np.array([np.nan if s.pdff is None else s.pdff for s in self.subjects], dtype=np.float64)
 

@@ -25,8 +25,11 @@ def guard_report(bundle_dir: str | Path, cohort: Cohort) -> dict[str, Any]:
         raise FattyLiverError(f"{bundle_dir}: the bundle has no out-of-distribution guard (exported before guards?)")
     per_view = {}
     for view in VIEWS:
-        images = [cohort.image(s, view) for s in cohort.ids]
-        scores = [bundle.gate.guard_score(view, image, bundle.encode(view, image))[0] for image in images]
+        scores = []
+        for sid in cohort.ids:
+            image = cohort.image(sid, view)
+            scanner = cohort.scanner(sid, view)
+            scores.append(bundle.gate.guard_score(view, image, bundle.encode(view, image), scanner)[0])
         per_view[view] = float(np.mean(np.array(scores) > GUARD_LIMIT))
     share = float(np.mean(list(per_view.values())))
     target = bundle.meta.guard.false_alarm_target

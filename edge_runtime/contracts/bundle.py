@@ -344,6 +344,11 @@ class GuardSpec(StrictModel):
     speckle: SpeckleGuardSpec | None = Field(
         None, description="The speckle-texture part; none when fewer subjects than it needs were fitted."
     )
+    scanner_centres: dict[str, int] = Field(
+        default_factory=dict,
+        description="Consoles a site adaptation centred the guard on (scanner profile -> local frames per view): "
+        "their frames are measured from their own mean, on the same spread and thresholds.",
+    )
 
 
 SiteMetric = Literal[

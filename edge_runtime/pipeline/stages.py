@@ -120,7 +120,7 @@ class Gate:
         correlation = self.settings.repeated_frame_correlation
         if self.sessions.repeats(header.session, route.view, fingerprint, correlation, time.monotonic()):
             return Drop(counts=(Count.FRAMES_REPEATED,))
-        outside, part = self.policy.guard(route.view, frame.tensor, frame.features)
+        outside, part = self.policy.guard(route.view, frame.tensor, frame.features, header.scanner)
         if outside:
             frame.counts += [Count.FRAMES_OUT_OF_DISTRIBUTION, Count.out_of_distribution(part)]
         crop = frame.tensor if self.keep_crops else None

@@ -70,7 +70,7 @@ def run_subject(bundle: Bundle, gate: GatePolicy, cohort: Cohort, subject_id: st
     images = {v: cohort.image(subject_id, v) for v in VIEWS}
     features = {v: bundle.encode(v, images[v]) for v in VIEWS}
     routes = [gate.route("auto", images[v], features[v]) for v in VIEWS]
-    flags = [bool(gate.guard(v, images[v], features[v])[0]) for v in VIEWS]
+    flags = [bool(gate.guard(v, images[v], features[v], cohort.scanner(subject_id, v))[0]) for v in VIEWS]
     return RawAnswer(features, bundle.answer(features), tuple(r.view for r in routes), tuple(flags))
 
 

@@ -1,7 +1,13 @@
-"""The view gate and the guard refitted for a site: the run's training frames plus the site's own, through the
-bundle's encoder, so the site's views are recognised and its appearance is in distribution, while an appearance
-neither has shown is still flagged. Every frame is encoded once (views, other frames, severe-attenuation looks);
-each refit (one per nested fold, then the final one) is a logistic regression, a PCA and a covariance."""
+"""The view gate refitted and the guard centred for a site, so the site's views are recognised and its appearance is
+in distribution, while an appearance neither training nor the site has shown is still flagged.
+
+- The view head is refitted on the run's training frames plus the site's, through the bundle's encoder.
+- The guard keeps the parent's spread, components and thresholds, and gains a centre for each console the run
+  never trained on (edge_runtime.gate.ScannerCentre): a new console shifts every frame by about the same offset,
+  and refitting the whole guard on a few local frames would widen it for every console (DESIGN.md, "A new scanner
+  at a site"). Consoles the run trained on keep the parent's guard unchanged.
+Every frame is encoded once (views, other frames, severe-attenuation looks); each refit (one per nested fold, then
+the final one) is a logistic regression and a few means."""
 
 from __future__ import annotations
 
@@ -14,15 +20,16 @@ from tqdm.auto import tqdm
 from calibration.split import ExportSplit
 from edge_runtime.bundle import Bundle
 from edge_runtime.contracts import VIEWS, GuardSpec, ViewGateSpec
-from edge_runtime.gate import GUARD_LIMIT, Gate, GatePolicy
+from edge_runtime.gate import GUARD_LIMIT, Gate, GatePolicy, ScannerCentre, speckle_texture
 from trainer import gate_features
 from trainer.dataset import Cohort, read_cohort
-from trainer.export.gate import fit_guard, fit_view_gate, frame_rows
+from trainer.export.gate import fit_view_gate, frame_rows
 from trainer.gate_features import GateFeatures
 from trainer.runs import Run
 from trainer.site.bedside import RawAnswer
 
 LOCAL_PREFIX = "site:"  # local ids inside the combined cohort (a site's ids may repeat the run's)
+CENTRE_MIN_FRAMES = 6  # fewer local frames of a view: the console's mean is too noisy to centre the guard on
 
 
 class BundleEncoders:
@@ -54,7 +61,7 @@ def combined_cohort(source: Cohort, local: list[Cohort]) -> Cohort:
 
 @dataclass
 class GateRefit:
-    """Refits the view gate and the guard on the run's training frames plus chosen local ones."""
+    """Refits the view gate, and centres the parent's guard, on the run's training frames plus chosen local ones."""
 
     bundle: Bundle
     cohort: Cohort
@@ -63,21 +70,54 @@ class GateRefit:
     shots: tuple[np.ndarray, np.ndarray, np.ndarray]  # every frame the view head learns from: features, class, subject
     spec: GuardSpec | None = field(default=None, init=False)  # the last fit's bundle.json parts
     view_spec: ViewGateSpec | None = field(default=None, init=False)
+    textures: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, init=False)  # speckle, computed once
 
     def fit(self, local_ids: list[str]) -> Gate:
+        """The gate a bundle adapted on these local subjects carries."""
         fitted = self.source_ids + [LOCAL_PREFIX + s for s in local_ids]
-        views = {v: np.stack([self.features[v][s] for s in fitted]) for v in VIEWS}
-        split = ExportSplit(train=fitted, calibration=[], fidelity=[])
-        gate, self.spec, _ = fit_guard(BundleEncoders(self.bundle), self.cohort, split, views)
         rows, labels, groups = self.shots
         chosen = np.isin(groups, fitted)
         head, self.view_spec = fit_view_gate(rows[chosen], labels[chosen], list(groups[chosen]))
-        return replace(gate, view_head=head)
+        parent, spec = self.bundle.gate, self.bundle.meta.guard
+        if parent is None or not parent.guards or spec is None:
+            self.spec = None
+            return Gate(head, None)
+        centres = dict(parent.centres or {}) | self.new_centres(local_ids)
+        self.spec = spec.model_copy(update={"scanner_centres": {k: c.frames for k, c in centres.items()}})
+        return Gate(head, parent.guards, parent.speckle, centres or None)
+
+    def new_centres(self, local_ids: list[str]) -> dict[str, ScannerCentre]:
+        """A centre for each console of these local subjects that the run never trained on, given enough frames."""
+        trained = {self.cohort.scanner(s, v) for s in self.source_ids for v in VIEWS}
+        by_scanner: dict[str, list[str]] = {}
+        for sid in (LOCAL_PREFIX + s for s in local_ids):
+            scanner = self.cohort.scanner(sid, VIEWS[0])
+            if scanner not in trained:
+                by_scanner.setdefault(scanner, []).append(sid)
+        return {k: self.centre_of(ids) for k, ids in by_scanner.items() if len(ids) >= CENTRE_MIN_FRAMES}
+
+    def centre_of(self, subject_ids: list[str]) -> ScannerCentre:
+        """The mean features and speckle texture of these subjects' view frames (one console's)."""
+        features, speckle = {}, {}
+        for v in VIEWS:
+            features[v] = np.mean([self.features[v][s] for s in subject_ids], axis=0).astype(np.float32)
+            speckle[v] = np.mean([self.texture(s, v) for s in subject_ids], axis=0).astype(np.float32)
+        return ScannerCentre(features, speckle, len(subject_ids))
+
+    def texture(self, subject_id: str, view: str) -> np.ndarray:
+        key = (subject_id, view)
+        if key not in self.textures:
+            self.textures[key] = speckle_texture(self.cohort.image(subject_id, view))
+        return self.textures[key]
 
     def flags(self, gate: Gate, subject_id: str, raw: RawAnswer) -> list[bool]:
         """Per view, whether this guard flags a local subject's frame."""
-        images = [self.cohort.image(LOCAL_PREFIX + subject_id, v) for v in VIEWS]
-        return [gate.guard_score(v, im, raw.features[v])[0] > GUARD_LIMIT for v, im in zip(VIEWS, images, strict=True)]
+        sid = LOCAL_PREFIX + subject_id
+        flagged = []
+        for v in VIEWS:
+            scored = gate.guard_score(v, self.cohort.image(sid, v), raw.features[v], self.cohort.scanner(sid, v))
+            flagged.append(scored is not None and scored[0] > GUARD_LIMIT)
+        return flagged
 
     def views_filed(self, gate: Gate, subject_id: str, raw: RawAnswer) -> tuple[str | None, ...]:
         """Where this gate files a local subject's two view frames ('auto', at its own floor)."""

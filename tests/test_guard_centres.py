@@ -1,0 +1,97 @@
+"""A guard centred on an adapted console: that console's frames are measured from their own mean, on the parent's
+spread and thresholds, so its look is in distribution while anything else (on it or on any other console) is not;
+the centres travel in gate.npz and bundle.json, and a damaged one is refused by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_runtime.contracts import VIEWS, GuardSpec, SpeckleGuardSpec
+from edge_runtime.errors import FattyLiverError
+from edge_runtime.gate import (
+    FEATURES,
+    GUARD_LIMIT,
+    SPECKLE,
+    Gate,
+    GatePolicy,
+    ScannerCentre,
+    SpeckleGuard,
+    ViewGuard,
+    speckle_texture,
+)
+
+SIZE = 8
+NEW_CONSOLE, KNOWN_CONSOLE = "site-console", "trained-console"
+
+
+def _speckle_frame(seed: int) -> np.ndarray:
+    """A model input of fine random speckle (no clipping: its brightest level is rare)."""
+    grey = np.random.default_rng(seed).integers(40, 160, (224, 224), dtype=np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def _gate(centres: dict[str, ScannerCentre] | None, texture: np.ndarray) -> Gate:
+    """A guard fitted around features 0 (unit spread, threshold 4) and speckle ``texture`` (spread 0.02, limit 3)."""
+    guard = ViewGuard(np.zeros(SIZE, np.float32), np.ones(SIZE, np.float32), np.eye(2, SIZE, dtype=np.float32),
+                      np.ones(2, np.float32), 1.0, 4.0)  # fmt: skip
+    speckle = SpeckleGuard(texture, np.full(2, 0.02, np.float32), np.eye(2, dtype=np.float32), 3.0)
+    return Gate(None, dict.fromkeys(VIEWS, guard), dict.fromkeys(VIEWS, speckle), centres)
+
+
+def _centre(features: np.ndarray, texture: np.ndarray, frames: int = 12) -> ScannerCentre:
+    return ScannerCentre(dict.fromkeys(VIEWS, features), dict.fromkeys(VIEWS, texture), frames)
+
+
+def test_a_centred_console_is_in_distribution_and_a_new_look_on_it_is_not() -> None:
+    tensor = _speckle_frame(1)
+    texture = speckle_texture(tensor)
+    offset = np.full(SIZE, 3.0, np.float32)  # the new console moves every frame's features by the same amount
+    site_frame = offset + np.random.default_rng(2).normal(0, 0.3, SIZE).astype(np.float32)
+    gate = _gate({NEW_CONSOLE: _centre(offset, texture + 0.2)}, texture + 0.2)  # training speckle is coarser
+    policy = GatePolicy(gate, None, "model")
+    assert policy.guard("liver", tensor, site_frame, KNOWN_CONSOLE) == (True, FEATURES)  # the parent's guard
+    assert policy.guard("liver", tensor, site_frame, None) == (True, FEATURES)
+    centred = _gate({NEW_CONSOLE: _centre(offset, texture)}, texture + 0.2)
+    assert GatePolicy(centred, None, "model").guard("liver", tensor, site_frame, NEW_CONSOLE) == (False, None)
+    new_look = site_frame + np.eye(1, SIZE, 0, dtype=np.float32)[0] * 6.0  # far from the site's own mean
+    assert GatePolicy(centred, None, "model").guard("liver", tensor, new_look, NEW_CONSOLE) == (True, FEATURES)
+    other_speckle = _gate({NEW_CONSOLE: _centre(offset, texture - 0.2)}, texture + 0.2)  # the site's speckle moved
+    assert GatePolicy(other_speckle, None, "model").guard("liver", tensor, site_frame, NEW_CONSOLE) == (True, SPECKLE)
+
+
+def test_a_centre_from_few_frames_widens_its_scores_by_one_over_n() -> None:
+    """A mean from n frames is itself uncertain: a frame's score from it is divided by 1 + 1/n."""
+    tensor = _speckle_frame(3)
+    texture = speckle_texture(tensor)
+    frame = np.zeros(SIZE, np.float32)
+    frame[0] = 3.5  # 6.1 inside the subspace: beyond the threshold of 4, unless halved
+    scores = {}
+    for frames in (1, 1_000_000):
+        gate = _gate({NEW_CONSOLE: _centre(np.zeros(SIZE, np.float32), texture, frames)}, texture)
+        scores[frames] = gate.guard_score("liver", tensor, frame, NEW_CONSOLE)[0]
+    assert scores[1_000_000] == pytest.approx(2.0 * scores[1], rel=1e-4)
+    assert scores[1] < GUARD_LIMIT < scores[1_000_000]
+
+
+def _spec(centres: dict[str, int]) -> GuardSpec:
+    return GuardSpec(
+        method="test", components=2, false_alarm_target=0.02, thresholds=dict.fromkeys(VIEWS, 4.0),
+        speckle=SpeckleGuardSpec(method="test", thresholds=dict.fromkeys(VIEWS, 3.0)), scanner_centres=centres,
+    )  # fmt: skip
+
+
+def test_centres_travel_in_gate_npz_and_a_damaged_one_is_refused_by_name() -> None:
+    texture = np.array([0.6, 0.3], np.float32)
+    centres = {"b-console": _centre(np.full(SIZE, 2.0, np.float32), texture, 9),
+               "a-console": _centre(np.full(SIZE, -1.0, np.float32), texture, 7)}  # fmt: skip
+    data = _gate(centres, texture).to_bytes()
+    back = Gate.from_bytes(data, "gate.npz", SIZE, None, _spec({"a-console": 7, "b-console": 9}))
+    assert set(back.centres) == {"a-console", "b-console"} and back.centres["b-console"].frames == 9
+    np.testing.assert_array_equal(back.centres["a-console"].features["kidney_liver"], np.full(SIZE, -1.0))
+    assert Gate.from_bytes(data, "gate.npz", SIZE, None, _spec({})).centres is None  # bundle.json names none
+    with pytest.raises(FattyLiverError, match=r"gate\.npz: array 'centre2_liver_features' missing"):
+        Gate.from_bytes(data, "gate.npz", SIZE, None, _spec({"a": 1, "b": 1, "c": 1}))
+    short = {"a-console": _centre(np.zeros(SIZE - 1, np.float32), texture, 7)}
+    with pytest.raises(FattyLiverError, match=r"gate\.npz: a-console's guard centre has features of shape"):
+        Gate.from_bytes(_gate(short, texture).to_bytes(), "gate.npz", SIZE, None, _spec({"a-console": 7}))
