@@ -432,7 +432,14 @@ class GatePolicy:
         self, view: str, tensor: np.ndarray, features: np.ndarray, scanner: str | None = None
     ) -> tuple[bool | None, str | None]:
         """Whether the guard flags the frame (measured from its console's centre, when the bundle has one), and which
-        part of it does; (None, None) when the bundle has no guard."""
+        part of it does; (None, None) when the bundle has no guard.
+
+        Args:
+            view: the view the frame is filed under.
+            tensor: the model input.
+            features: its encoder features.
+            scanner: the console's profile, which picks its centre.
+        """
         scored = self.gate.guard_score(view, tensor, features, scanner) if self.gate else None
         if scored is None:
             return None, None
