@@ -74,6 +74,31 @@ def test_three_sites_train_in_the_simulation_runtime_and_the_run_exports_and_ser
     assert federation.sites == [site_hash(n) for n in LAYOUTS] and sum(federation.subjects.values()) == 36
     assert "A" not in json.dumps(federation.model_dump()) or site_hash("A") in federation.sites
     _serves(bundle, sites["A"], tmp_path)
+    _a_new_site_checks_and_adapts(bundle, run, tmp_path)
+
+
+def _a_new_site_checks_and_adapts(bundle: Path, run: Path, tmp_path: Path) -> None:
+    """A fourth hospital on a console no site had checks the federated bundle and adapts it with the federated run,
+    as it would any bundle: the adapted bundle names its parent and still records the federation."""
+    from edge_runtime.bundle import load_bundle
+    from phantom.cohort import CohortForm, generate_cohort
+
+    site = tmp_path / "new-site"
+    form = CohortForm(layouts=("phantom-philips-1280x1024",), other_frames=1, id_prefix="NEW")
+    generate_cohort(site, 8, seed=260, prevalence=0.5, with_masks=False, form=form)
+    criteria = tmp_path / "criteria.json"
+    criteria.write_text(json.dumps({"min_subjects": 8, "minimum": {"auc": 0.0}, "maximum": {}, "derived_from": "t"}))
+    local = ["--manifest", str(site / "manifest.csv"), "--profiles", str(site / "profiles.json")]
+    checked = invoke_trainer("site-check", "--bundle", str(bundle), *local, "--out", str(tmp_path / "check"),
+                             "--criteria", str(criteria))  # fmt: skip
+    assert checked.exit_code == 0, checked.output
+    assert json.loads((tmp_path / "check" / "site_check.json").read_text())["subjects"] == 8
+    adapted = tmp_path / "adapted"
+    result = invoke_trainer("site-adapt", "--bundle", str(bundle), "--run", str(run), *local, "--out", str(adapted))
+    assert result.exit_code == 0, result.output
+    meta = load_bundle(adapted).meta
+    assert meta.site.labelled_subjects == 8 and "heads" in meta.site.adapted
+    assert meta.training.federation == load_bundle(bundle).meta.training.federation
 
 
 def _serves(bundle: Path, site: Path, tmp_path: Path) -> None:

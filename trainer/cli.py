@@ -316,11 +316,16 @@ def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+FEDERATED_EPOCHS = 50  # local epochs per round: 20 rounds of 50 are the paper's 1000 epochs
+
+
 def federated_options(fn):
-    """The protocol's options but the TF distribution strategy (--strategy names the federation's here)."""
+    """The protocol's options but the TF distribution strategy (--strategy names the federation's here); --epochs
+    counts local epochs per round."""
     flags = {"learning_rate": ("--lr",)}
+    epochs = {"default": FEDERATED_EPOCHS, "help": "Local epochs per round (x the rounds: the study's epochs)."}
     for field in reversed(FEDERATED_FIELDS):
-        fn = setting(TrainConfig, field, *flags.get(field, ()))(fn)
+        fn = setting(TrainConfig, field, *flags.get(field, ()), **(epochs if field == "epochs" else {}))(fn)
     return fn
 
 
