@@ -90,7 +90,7 @@ def _f(value: float | None) -> str:
 @click.command()
 @click.option("--subjects", type=click.IntRange(10), default=30, show_default=True, help="Subjects per site.")
 @click.option("--rounds", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Local epochs per round.")
+@click.option("--epochs", type=click.IntRange(1), default=50, show_default=True, help="Local epochs per round.")
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True)
 @click.option("--weights", default="none", show_default=True, help="none, imagenet or a local weights file.")
 @click.option("--strategy", type=click.Choice(FEDERATION_STRATEGIES), default="fedavgm", show_default=True)
