@@ -190,6 +190,25 @@ def test_calibration_lowers_ece_and_every_statement_covers_what_it_declares_cros
     assert figures["risk_coverage"][0][1] == 1.0 and len(figures["risk_coverage"]) == 800
 
 
+def test_recalibrating_a_base_calibrator_moves_its_operating_point_without_reordering_subjects() -> None:
+    """A site's dozen subjects refit the parent's slope and intercept; a fresh fit on both outputs may reorder."""
+    config = TrainConfig(task="both", class_coverage=0.9)
+    parent, _ = measure(_oof_rows(400, 3), config)
+    site = _oof_rows(12, 4)
+    for row in site:  # the site's scale: every PDFF estimate 60 % too low, p_fatty with it
+        row["pdff_ensemble"] = row["pdff_pred"] = row["pdff_pred"] * 0.4
+    recalibrated, _ = measure(site, config, base=parent.p_fatty)
+    fresh, _ = measure(site, config)
+    rng = np.random.default_rng(5)  # answers whose two outputs disagree, where the calibrators' weights matter
+    p, pdff = rng.uniform(0.01, 0.99, 300), rng.gamma(2.0, 3.0, 300)
+    before = calibrated_logit(parent.p_fatty, p, pdff)
+    after = calibrated_logit(recalibrated.p_fatty, p, pdff)
+    assert recalibrated.p_fatty.inputs == parent.p_fatty.inputs
+    assert np.all(np.diff(after[np.argsort(before)]) >= -1e-9)  # the parent's order, kept
+    assert not np.allclose(after, before)  # and a new operating point
+    assert np.any(np.diff(calibrated_logit(fresh.p_fatty, p, pdff)[np.argsort(before)]) < -1e-6)
+
+
 def test_ece_is_zero_for_exact_frequencies_and_large_for_confident_mistakes() -> None:
     y = np.array([0, 1] * 50, dtype=float)
     assert expected_calibration_error(y, np.full(100, 0.5)) == pytest.approx(0.0)

@@ -62,15 +62,29 @@ def chance_ece(p: np.ndarray, draws: int = 200, seed: int = 0) -> float:
     return float(np.mean([expected_calibration_error((rng.random(len(p)) < p).astype(float), p) for _ in range(draws)]))
 
 
-def fit_platt(p_fatty: np.ndarray, pdff: np.ndarray, y: np.ndarray, inputs: list[str]) -> PlattCalibrator:
+def fit_platt(
+    p_fatty: np.ndarray, pdff: np.ndarray, y: np.ndarray, inputs: list[str], base: PlattCalibrator | None = None
+) -> PlattCalibrator:
     """Logistic regression of the truth on the calibrator's inputs (weakly regularised: C = 100).
+
+    With a ``base`` calibrator only its slope and intercept are refitted (logistic recalibration): the direction it
+    learned from many subjects is kept and a few new ones move its operating point without reordering anyone. A
+    slope that is not positive would reverse the base's ranking, so the base is kept as it is.
 
     Args:
         p_fatty: raw out-of-fold p_fatty per subject.
         pdff: out-of-fold PDFF estimate per subject (ignored unless "pdff" is an input).
         y: 1 for fatty subjects, 0 otherwise.
-        inputs: the design columns (see edge_runtime.exam.calibrator_inputs).
+        inputs: the design columns (see edge_runtime.exam.calibrator_inputs); a base brings its own.
+        base: a calibrator fitted elsewhere, to recalibrate rather than replace.
     """
+    if base is not None:
+        x = calibrated_logit(base, p_fatty, pdff)[:, None]
+        model = LogisticRegression(C=100.0, max_iter=1000).fit(x, y)
+        slope, shift = float(model.coef_[0][0]), float(model.intercept_[0])
+        slope, shift = (slope, shift) if slope > 0 else (1.0, 0.0)
+        return PlattCalibrator(inputs=base.inputs, coef=[slope * c for c in base.coef],
+                               intercept=slope * base.intercept + shift, subjects=len(y))  # fmt: skip
     x = calibrator_inputs(p_fatty, pdff, inputs)
     model = LogisticRegression(C=100.0, max_iter=1000).fit(x, y)
     return PlattCalibrator(
@@ -85,13 +99,15 @@ def conformal_halfwidth(truth: np.ndarray, predicted: np.ndarray, coverage: floa
     return float(residuals[rank - 1])
 
 
-def _cross_fitted(a: dict[str, np.ndarray], inputs: list[str] | None, coverage: float | None) -> dict[str, np.ndarray]:
+def _cross_fitted(
+    a: dict[str, np.ndarray], inputs: list[str] | None, coverage: float | None, base: PlattCalibrator | None
+) -> dict[str, np.ndarray]:
     """Per subject, calibrated p and PDFF interval from calibrators fitted on the other folds only."""
     out = {"p": np.full(len(a["y"]), np.nan), "lo": np.full(len(a["y"]), np.nan), "hi": np.full(len(a["y"]), np.nan)}
     for fold in np.unique(a["fold"]):
         test, train = a["fold"] == fold, a["fold"] != fold
         if inputs is not None and len(np.unique(a["y"][train])) == 2:
-            platt = fit_platt(a["p_fatty"][train], a["pdff_pred"][train], a["y"][train], inputs)
+            platt = fit_platt(a["p_fatty"][train], a["pdff_pred"][train], a["y"][train], inputs, base)
             out["p"][test] = sigmoid(calibrated_logit(platt, a["p_fatty"][test], a["pdff_pred"][test]))
         if coverage is not None:
             width = conformal_halfwidth(a["pdff"][train], a["pdff_pred"][train], coverage)
@@ -128,7 +144,10 @@ def _accuracy(call_fatty: np.ndarray, a: dict[str, np.ndarray]) -> float:
 
 
 def measure(
-    rows: list[dict[str, Any]], config: TrainConfig, interval_coverage: float = COVERAGE
+    rows: list[dict[str, Any]],
+    config: TrainConfig,
+    interval_coverage: float = COVERAGE,
+    base: PlattCalibrator | None = None,
 ) -> tuple[ExamCalibration, dict[str, Any]]:
     """Fit the exam calibration on every subject, and measure it cross-fitted; returns (calibration, figures).
 
@@ -136,6 +155,7 @@ def measure(
         rows: the run's out-of-fold predictions, one per subject.
         config: the run's configuration (its PDFF line and class-set coverage).
         interval_coverage: the PDFF intervals' coverage (a few subjects certify less than the run's 90 %).
+        base: a p_fatty calibrator to recalibrate (slope and intercept only) instead of fitting a new one.
     """
     line = config.fatty_threshold
     a = _arrays(rows, line)
@@ -144,17 +164,17 @@ def measure(
     has_pdff = "pdff_pred" in a
     if not has_pdff:
         a["pdff_pred"] = np.zeros_like(a["pdff"])
-    crossed = _cross_fitted(a, inputs, interval_coverage if has_pdff else None)
+    crossed = _cross_fitted(a, inputs, interval_coverage if has_pdff else None, base)
     figures: dict[str, Any] = {"subjects": len(rows), "fatty_pdff": line}
     platt = interval = sets = normalised = None
     vendors = [r["vendor"] for r in rows]
     if inputs is not None and len(np.unique(a["y"])) == 2:
-        platt = fit_platt(a["p_fatty"], a["pdff_pred"], a["y"], inputs)
+        platt = fit_platt(a["p_fatty"], a["pdff_pred"], a["y"], inputs, base)
         platt.ece_before = expected_calibration_error(a["y"], a["p_fatty"])
         platt.ece_after = expected_calibration_error(a["y"], crossed["p"])
         figures.update(_call_figures(a, crossed, line, both))
         figures["ece_chance"] = chance_ece(crossed["p"])
-        sets = _class_sets(a, platt, inputs, config.class_coverage, vendors)
+        sets = _class_sets(a, platt, inputs, config.class_coverage, vendors, base)
         figures["risk_coverage"] = risk_coverage(crossed["p"], a["y"] > 0.5)
     if has_pdff:
         inside = (crossed["lo"] <= a["pdff"]) & (a["pdff"] <= crossed["hi"])
@@ -177,12 +197,17 @@ def measure(
 
 
 def _class_sets(
-    a: dict[str, np.ndarray], platt: PlattCalibrator, inputs: list[str], coverage: float, vendors: list[str]
+    a: dict[str, np.ndarray],
+    platt: PlattCalibrator,
+    inputs: list[str],
+    coverage: float,
+    vendors: list[str],
+    base: PlattCalibrator | None,
 ) -> ClassSets:
     """The declared threshold from every subject, and its cross-fitted coverage, definite share and accuracy."""
 
     def calibrated(fit: np.ndarray, apply: np.ndarray) -> np.ndarray:
-        model = fit_platt(a["p_fatty"][fit], a["pdff_pred"][fit], a["y"][fit], inputs)
+        model = fit_platt(a["p_fatty"][fit], a["pdff_pred"][fit], a["y"][fit], inputs, base)
         return sigmoid(calibrated_logit(model, a["p_fatty"][apply], a["pdff_pred"][apply]))
 
     fatty = a["y"] > 0.5

@@ -114,16 +114,18 @@ def fold_members(local: Local, heads: HeadRefit | None, folds: np.ndarray, outer
 
 
 def fit_calibration(bundle: Bundle, rows: list[dict[str, Any]]) -> tuple[ExamModel, ExamCalibration]:
-    """The exam calibration refitted on these local subjects, as the bedside will apply it. Each statement's
-    coverage is the highest these few subjects certify: the class sets' from all of them, the intervals' from
-    the fewest any of its cross-fitted parts is fitted on (else the conformal quantile is unbounded)."""
+    """The exam calibration refitted on these local subjects, as the bedside will apply it. The parent's p_fatty
+    calibrator is recalibrated (slope and intercept) rather than refitted: a dozen subjects can move its operating
+    point but cannot be trusted to reorder patients the parent ranks well. Each statement's coverage is the highest
+    these few subjects certify: the class sets' from all of them, the intervals' from the fewest any of its
+    cross-fitted parts is fitted on (else the conformal quantile is unbounded)."""
     sets = bundle.meta.exam.class_sets
     stated = bundle.meta.exam.pdff_normalised or bundle.meta.exam.pdff_interval
     folds = [r["fold"] for r in rows]
     inner = len(rows) - max(folds.count(k) for k in set(folds))
     config = TrainConfig(task="both", class_coverage=attainable_coverage(len(rows), sets.coverage if sets else 0.95))
     interval = attainable_coverage(inner, stated.coverage if stated else 0.9)
-    calibration, _ = measure(rows, config, interval_coverage=interval)
+    calibration, _ = measure(rows, config, interval_coverage=interval, base=bundle.meta.exam.p_fatty)
     return ExamModel.from_bundle(calibration, bundle.threshold, ExamPolicy()), calibration
 
 
