@@ -17,7 +17,8 @@ logistic head on them, and the guard a few statistics, microseconds next to the 
   so it survives harmonisation where the features do not: a new probe or preset shows here first.
 - :class:`ScannerCentre`: a console the bundle was adapted to (`trainer site-adapt`) moves every frame's features
   and speckle by about the same offset. Its frames are measured from the site's own mean, not training's, on the
-  parent's spread and thresholds: the site's look is in distribution, anything else on that console still is not.
+  parent's spread and thresholds, widened (at most 2x) where the console's own frames spread wider: the site's look
+  is in distribution, anything else on that console still is not.
 
 :meth:`Gate.guard_score` puts all guard parts on one scale, 1.0 at the limit. :class:`GatePolicy` is the decision
 the pipeline's gate stage asks for: the view a frame is filed under (who wins when the header names a view and the
@@ -53,6 +54,7 @@ COLOUR_SHARE_MAX = 0.003  # more coloured pixels than this share of the model in
 FLOW_CONTRAST = 80  # red or blue this far above both other channels: a colour-flow pixel (a velocity map)
 FLOW_SHARE_MAX = 0.0005  # more flow pixels than this share (25 of 50 176): a Doppler box, however little flow
 COLOUR = "colour"  # what Gate.sort calls a frame with colour in the box
+CENTRE_MAX_WIDENING = 2.0  # the most a console's own spread may widen the guard on its frames (ScannerCentre)
 CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey level: saturated, out of distribution
 CLIPPED, FEATURES, SPECKLE = "clipped", "features", "speckle"  # why the guard flags a frame (counter suffixes)
 SPECKLE_BOX = 7  # the speckle residual: a grey level minus the mean of its 7x7 neighbourhood
@@ -220,11 +222,15 @@ class ScannerCentre:
     """Where one adapted console's frames lie, per view: the mean of its local frames' features and speckle texture.
 
     The mean is estimated from ``frames`` frames, so a new frame's offset from it varies (1 + 1/frames) times as
-    much as from the true mean: scores are divided by that, keeping the parent's false-alarm rate."""
+    much as from the true mean: feature and speckle distances are divided by that. ``widening`` is the console's
+    own spread: its local frames, each measured from the other subjects' mean, exceed the guard's limit no more
+    often than its false-alarm target once their scores are divided by it (at least 1, at most
+    CENTRE_MAX_WIDENING, so no console can excuse a saturated or foreign look)."""
 
     features: dict[str, np.ndarray]  # view -> (F,)
     speckle: dict[str, np.ndarray]  # view -> (S,)
     frames: int
+    widening: float = 1.0
 
     @property
     def inflation(self) -> float:
@@ -235,6 +241,7 @@ class ScannerCentre:
         for view in VIEWS:
             out[f"centre{index}_{view}_features"] = np.asarray(self.features[view], np.float32)
             out[f"centre{index}_{view}_speckle"] = np.asarray(self.speckle[view], np.float32)
+        out[f"centre{index}_widening"] = np.array([self.widening], np.float32)
         return out
 
 
@@ -279,7 +286,7 @@ class Gate:
             distance = float(speckle.scores(texture)[0]) / math.sqrt(inflation)
             parts[SPECKLE] = distance / max(speckle.threshold, 1e-12)
         reason = max(parts, key=parts.__getitem__)
-        return parts[reason], reason
+        return parts[reason] / (centre.widening if centre else 1.0), reason
 
     def to_bytes(self) -> bytes:
         arrays = self.view_head.arrays() if self.view_head else {}
@@ -350,7 +357,8 @@ def _centres(arrays: dict[str, np.ndarray], guard: GuardSpec | None) -> dict[str
     for index, scanner in enumerate(sorted(guard.scanner_centres)):
         features = {v: arrays[f"centre{index}_{v}_features"] for v in VIEWS}
         speckle = {v: arrays[f"centre{index}_{v}_speckle"] for v in VIEWS}
-        centres[scanner] = ScannerCentre(features, speckle, guard.scanner_centres[scanner])
+        widening = float(arrays.get(f"centre{index}_widening", np.ones(1))[0])
+        centres[scanner] = ScannerCentre(features, speckle, guard.scanner_centres[scanner], widening)
     return centres
 
 

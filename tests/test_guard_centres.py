@@ -10,6 +10,8 @@ import pytest
 from edge_runtime.contracts import VIEWS, GuardSpec, SpeckleGuardSpec
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.gate import (
+    CENTRE_MAX_WIDENING,
+    CLIPPED,
     FEATURES,
     GUARD_LIMIT,
     SPECKLE,
@@ -39,8 +41,8 @@ def _gate(centres: dict[str, ScannerCentre] | None, texture: np.ndarray) -> Gate
     return Gate(None, dict.fromkeys(VIEWS, guard), dict.fromkeys(VIEWS, speckle), centres)
 
 
-def _centre(features: np.ndarray, texture: np.ndarray, frames: int = 12) -> ScannerCentre:
-    return ScannerCentre(dict.fromkeys(VIEWS, features), dict.fromkeys(VIEWS, texture), frames)
+def _centre(features: np.ndarray, texture: np.ndarray, frames: int = 12, widening: float = 1.0) -> ScannerCentre:
+    return ScannerCentre(dict.fromkeys(VIEWS, features), dict.fromkeys(VIEWS, texture), frames, widening)
 
 
 def test_a_centred_console_is_in_distribution_and_a_new_look_on_it_is_not() -> None:
@@ -74,6 +76,23 @@ def test_a_centre_from_few_frames_widens_its_scores_by_one_over_n() -> None:
     assert scores[1] < GUARD_LIMIT < scores[1_000_000]
 
 
+def test_a_console_that_spreads_wider_is_judged_on_its_own_spread_but_never_excuses_saturation() -> None:
+    """Widening divides every part of the score, clipping too; capped, so a saturated frame is still flagged."""
+    tensor = _speckle_frame(4)
+    texture = speckle_texture(tensor)
+    mild, saturated = tensor.copy(), tensor.copy()
+    mild.reshape(-1, 3)[: int(224 * 224 * 0.08)] = 200  # 8 % of the sector at its top: 1.6 x the clipping limit
+    saturated.reshape(-1, 3)[: int(224 * 224 * 0.6)] = 200
+    features = np.zeros(SIZE, np.float32)
+    narrow = _gate({NEW_CONSOLE: _centre(features, texture)}, texture)
+    wide = _gate({NEW_CONSOLE: _centre(features, texture, widening=1.8)}, texture)
+    widest = _gate({NEW_CONSOLE: _centre(features, texture, widening=CENTRE_MAX_WIDENING)}, texture)
+    assert GatePolicy(narrow, None, "model").guard("liver", mild, features, NEW_CONSOLE) == (True, CLIPPED)
+    assert GatePolicy(wide, None, "model").guard("liver", mild, features, NEW_CONSOLE) == (False, None)
+    assert GatePolicy(wide, None, "model").guard("liver", mild, features, KNOWN_CONSOLE) == (True, CLIPPED)
+    assert GatePolicy(widest, None, "model").guard("liver", saturated, features, NEW_CONSOLE) == (True, CLIPPED)
+
+
 def _spec(centres: dict[str, int]) -> GuardSpec:
     return GuardSpec(
         method="test", components=2, false_alarm_target=0.02, thresholds=dict.fromkeys(VIEWS, 4.0),
@@ -83,11 +102,12 @@ def _spec(centres: dict[str, int]) -> GuardSpec:
 
 def test_centres_travel_in_gate_npz_and_a_damaged_one_is_refused_by_name() -> None:
     texture = np.array([0.6, 0.3], np.float32)
-    centres = {"b-console": _centre(np.full(SIZE, 2.0, np.float32), texture, 9),
+    centres = {"b-console": _centre(np.full(SIZE, 2.0, np.float32), texture, 9, widening=1.5),
                "a-console": _centre(np.full(SIZE, -1.0, np.float32), texture, 7)}  # fmt: skip
     data = _gate(centres, texture).to_bytes()
     back = Gate.from_bytes(data, "gate.npz", SIZE, None, _spec({"a-console": 7, "b-console": 9}))
     assert set(back.centres) == {"a-console", "b-console"} and back.centres["b-console"].frames == 9
+    assert back.centres["b-console"].widening == 1.5 and back.centres["a-console"].widening == 1.0
     np.testing.assert_array_equal(back.centres["a-console"].features["kidney_liver"], np.full(SIZE, -1.0))
     assert Gate.from_bytes(data, "gate.npz", SIZE, None, _spec({})).centres is None  # bundle.json names none
     with pytest.raises(FattyLiverError, match=r"gate\.npz: array 'centre2_liver_features' missing"):

@@ -347,7 +347,8 @@ class GuardSpec(StrictModel):
     scanner_centres: dict[str, int] = Field(
         default_factory=dict,
         description="Consoles a site adaptation centred the guard on (scanner profile -> local frames per view): "
-        "their frames are measured from their own mean, on the same spread and thresholds.",
+        "their frames are measured from their own mean, on the same spread and thresholds, widened by at most "
+        "2x for the console's own spread.",
     )
 
 

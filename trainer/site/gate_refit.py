@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from calibration.split import ExportSplit
 from edge_runtime.bundle import Bundle
 from edge_runtime.contracts import VIEWS, GuardSpec, ViewGateSpec
-from edge_runtime.gate import GUARD_LIMIT, Gate, GatePolicy, ScannerCentre, speckle_texture
+from edge_runtime.gate import CENTRE_MAX_WIDENING, GUARD_LIMIT, Gate, GatePolicy, ScannerCentre, speckle_texture
 from trainer import gate_features
 from trainer.dataset import Cohort, read_cohort
 from trainer.export.gate import fit_view_gate, frame_rows
@@ -94,7 +94,8 @@ class GateRefit:
             scanner = self.cohort.scanner(sid, VIEWS[0])
             if scanner not in trained:
                 by_scanner.setdefault(scanner, []).append(sid)
-        return {k: self.centre_of(ids) for k, ids in by_scanner.items() if len(ids) >= CENTRE_MIN_FRAMES}
+        centres = {k: self.centre_of(ids) for k, ids in by_scanner.items() if len(ids) >= CENTRE_MIN_FRAMES}
+        return {k: replace(c, widening=self.widening(k, by_scanner[k])) for k, c in centres.items()}
 
     def centre_of(self, subject_ids: list[str]) -> ScannerCentre:
         """The mean features and speckle texture of these subjects' view frames (one console's)."""
@@ -103,6 +104,19 @@ class GateRefit:
             features[v] = np.mean([self.features[v][s] for s in subject_ids], axis=0).astype(np.float32)
             speckle[v] = np.mean([self.texture(s, v) for s in subject_ids], axis=0).astype(np.float32)
         return ScannerCentre(features, speckle, len(subject_ids))
+
+    def widening(self, scanner: str, subject_ids: list[str]) -> float:
+        """The console's own spread (ScannerCentre.widening): each local subject's frames scored from the mean of
+        the others', the guard's false-alarm quantile of those scores, between 1 and CENTRE_MAX_WIDENING."""
+        parent = self.bundle.gate
+        scores = []
+        for held in subject_ids:
+            centre = self.centre_of([s for s in subject_ids if s != held])
+            probe = Gate(None, parent.guards, parent.speckle, {scanner: centre})
+            for v in VIEWS:
+                scores.append(probe.guard_score(v, self.cohort.image(held, v), self.features[v][held], scanner)[0])
+        quantile = float(np.quantile(scores, 1.0 - self.bundle.meta.guard.false_alarm_target))
+        return float(np.clip(quantile, 1.0, CENTRE_MAX_WIDENING))
 
     def texture(self, subject_id: str, view: str) -> np.ndarray:
         key = (subject_id, view)
