@@ -75,7 +75,7 @@ def test_an_adapted_bundle_is_verified_and_names_its_parent_and_evidence(
     from edge_runtime.bundle import load_bundle
 
     out = tmp_path / "adapted"
-    args = ["--run", str(run_dir), "--manifest", str(canon_site / "manifest.csv")]
+    args = ["--run", str(run_dir), "--manifest", str(canon_site / "manifest.csv"), "--retrain-heads"]
     result = _adapt(bundle_dir, out, *args, "--profiles", str(canon_site / "profiles.json"), "--site", "ward-7")
     assert result.exit_code == 0, result.output
     parent, adapted = load_bundle(bundle_dir), load_bundle(out)  # loading verifies every hash

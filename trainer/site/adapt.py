@@ -259,7 +259,7 @@ def site_adapt(
     unlabelled: str | None = None,
     profiles: str | None = None,
     site: str | None = None,
-    retrain_heads: bool = True,
+    retrain_heads: bool = False,
 ) -> dict[str, Any]:
     """Adapt a bundle to a site; writes the new bundle and returns its before/after figures and verdict.
 
