@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from benchmarks.common import machine, write_reports
+from trainer.cli import PERSONAL_EPOCHS
 from trainer.config import FEDERATION_STRATEGIES
 
 SITES = {"philips": "phantom-philips", "ge": "phantom-ge", "canon": "phantom-canon-1280x800"}
@@ -70,13 +71,14 @@ def markdown(result: dict[str, Any]) -> str:
     central = said.get("centralised") or {}
     for key in ("auc", "accuracy", "recall", "specificity", "r2", "mae"):
         lines.append(f"| {key} | {_f(said['federated'].get(key))} | {_f(central.get(key))} |")
-    lines += ["", "| site | alone AUC | federated AUC | centralised AUC | left out: AUC |",
-              "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines += ["", "| site | alone AUC | federated AUC | personalised AUC | centralised AUC | left out: AUC |",
+              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for name, site in sorted(said["sites"].items()):
         loso = (said["leave_one_site_out"].get(name) or {}).get("auc")
         pooled = (site.get("centralised") or {}).get("auc")
+        own = (site.get("personalised") or {}).get("auc")
         lines.append(f"| {name} | {_f(site['alone'].get('auc'))} | {_f(site['federated'].get('auc'))} | "
-                     f"{_f(pooled)} | {_f(loso)} |")  # fmt: skip
+                     f"{_f(own)} | {_f(pooled)} | {_f(loso)} |")  # fmt: skip
     lines += ["", f"Seconds per round, features kept: {said['seconds_per_round']:.1f} ({said['heads_per_round']} "
               f"heads per site and round); first run (features extracted) {result['first_s']:.0f} s, "
               f"kept {result['kept_s']:.0f} s in all.", f"Sites dropped: {said['dropped'] or 'none'}"]  # fmt: skip
@@ -92,16 +94,19 @@ def _f(value: float | None) -> str:
 @click.option("--rounds", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=50, show_default=True, help="Local epochs per round.")
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True)
+@click.option("--personal-epochs", type=click.IntRange(0), default=PERSONAL_EPOCHS, show_default=True,
+              help="Each site's fine-tuning of the federated head (0: none).")  # fmt: skip
 @click.option("--weights", default="none", show_default=True, help="none, imagenet or a local weights file.")
 @click.option("--strategy", type=click.Choice(FEDERATION_STRATEGIES), default="fedavgm", show_default=True)
 @click.option("--seed", type=int, default=300, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/benchmarks/federated")
-def main(subjects, rounds, epochs, folds, weights, strategy, seed, out_dir) -> None:
+def main(subjects, rounds, epochs, folds, personal_epochs, weights, strategy, seed, out_dir) -> None:
     """Federated vs centralised vs each site alone on three phantom sites, and the seconds per round."""
     out = Path(out_dir)
     sites = _sites(out / "sites", subjects, seed)
     options = ["--rounds", str(rounds), "--epochs", str(epochs), "--folds", str(folds), "--weights", weights,
-               "--strategy", strategy, "--augment", "none", "--appearance", "none",
+               "--strategy", strategy, "--personal-epochs", str(personal_epochs),
+               "--augment", "none", "--appearance", "none",
                "--cache-dir", str(out / "cache")]  # fmt: skip
     first, first_s = _federated(sites, out / "first", options)
     kept, kept_s = _federated(sites, out / "kept", options)

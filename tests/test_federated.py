@@ -51,10 +51,12 @@ def test_three_sites_train_in_the_simulation_runtime_and_the_run_exports_and_ser
     from trainer.federated.site import site_hash
 
     run = tmp_path / "run"
-    result = invoke_trainer(*_args(sites, run, feature_cache))
+    result = invoke_trainer(*_args(sites, run, feature_cache), "--personal-epochs", "5")
     assert result.exit_code == 0, result.output
     said = json.loads((run / "federated.json").read_text())
     assert said["federated"]["auc"] is not None and said["centralised"]["auc"] is not None
+    assert all(s["personalised"]["auc"] is not None for s in said["sites"].values()), said["sites"]
+    assert "personalised AUC" in result.output
     assert set(said["sites"]) == set(LAYOUTS) and all(s["subjects"] == 12 for s in said["sites"].values())
     assert all(s["alone"].get("auc") is not None for s in said["sites"].values())
     assert set(said["leave_one_site_out"]) == set(LAYOUTS) and len(said["rounds"]) == 2
@@ -79,7 +81,8 @@ def test_three_sites_train_in_the_simulation_runtime_and_the_run_exports_and_ser
 
 def _a_new_site_checks_and_adapts(bundle: Path, run: Path, tmp_path: Path) -> None:
     """A fourth hospital on a console no site had checks the federated bundle and adapts it with the federated run,
-    as it would any bundle: the adapted bundle names its parent and still records the federation."""
+    as it would any bundle (by default recalibrating the federated heads, which stay byte for byte): the adapted
+    bundle names its parent and still records the federation."""
     from edge_runtime.bundle import load_bundle
     from phantom.cohort import CohortForm, generate_cohort
 
@@ -97,7 +100,11 @@ def _a_new_site_checks_and_adapts(bundle: Path, run: Path, tmp_path: Path) -> No
     result = invoke_trainer("site-adapt", "--bundle", str(bundle), "--run", str(run), *local, "--out", str(adapted))
     assert result.exit_code == 0, result.output
     meta = load_bundle(adapted).meta
-    assert meta.site.labelled_subjects == 8 and "heads" in meta.site.adapted
+    assert meta.site.labelled_subjects == 8 and "exam_calibration" in meta.site.adapted
+    assert (
+        "heads" not in meta.site.adapted
+        and (adapted / meta.files.head).read_bytes() == (bundle / meta.files.head).read_bytes()
+    )
     assert meta.training.federation == load_bundle(bundle).meta.training.federation
 
 

@@ -317,6 +317,7 @@ def _figure(value: float | None) -> str:
 
 
 FEDERATED_EPOCHS = 50  # local epochs per round: 20 rounds of 50 are the paper's 1000 epochs
+PERSONAL_EPOCHS = 0  # set after measuring: see DESIGN "Training across sites"
 
 
 def federated_options(fn):
@@ -355,6 +356,8 @@ def _sites(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
               help="The server optimiser's learning rate (fedavgm; fedadam's eta).")  # fmt: skip
 @click.option("--server-momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
               help="FedAvgM's server momentum.")  # fmt: skip
+@click.option("--personal-epochs", type=click.IntRange(0), default=PERSONAL_EPOCHS, show_default=True,
+              help="Each site also fine-tunes the federated head on its own subjects (epochs; 0: no).")  # fmt: skip
 @click.option("--mode", type=click.Choice(["simulation", "deployment"]), default="simulation", show_default=True)
 @click.option(
     "--centralised/--no-centralised",
@@ -379,7 +382,8 @@ def federated(sites: tuple[str, ...], out_dir: str, **kw) -> None:
         sites=[(name, Path(manifest)) for name, manifest in _sites(sites, "--site")],
         rounds=kw.pop("rounds"), strategy=kw.pop("aggregation"), proximal_mu=kw.pop("proximal_mu"),
         server_learning_rate=kw.pop("server_lr"), server_momentum=kw.pop("server_momentum"),
-        mode=kw.pop("mode"), folds=kw["folds"], centralised=kw.pop("centralised"), site_settings=own,
+        personal_epochs=kw.pop("personal_epochs"), mode=kw.pop("mode"), folds=kw["folds"],
+        centralised=kw.pop("centralised"), site_settings=own,
         profiles=kw["profiles"],
     )  # fmt: skip
     config = _config(**kw, ensemble=0)
@@ -389,7 +393,8 @@ def federated(sites: tuple[str, ...], out_dir: str, **kw) -> None:
             click.echo(f"{name}: AUC {said[name]['auc']:.3f}, R2 {said[name]['r2']:.3f}")
     for name, site in sorted(said["sites"].items()):
         alone, fed = site["alone"].get("auc"), site["federated"].get("auc")
-        click.echo(f"site {name}: alone AUC {_figure(alone)}, federated AUC {_figure(fed)}")
+        own = f", personalised AUC {_figure(site['personalised'].get('auc'))}" if "personalised" in site else ""
+        click.echo(f"site {name}: alone AUC {_figure(alone)}, federated AUC {_figure(fed)}{own}")
     for name, why in said["why_dropped"].items():
         click.echo(f"site {name} left the study at {why}")
     click.echo(
@@ -414,9 +419,10 @@ def federated(sites: tuple[str, ...], out_dir: str, **kw) -> None:
 @click.option("--site", default=None, help="The site's name in the bundle (default: the manifest's folder).")
 @click.option(
     "--retrain-heads/--keep-heads",
-    default=True,
+    default=False,
     show_default=True,
-    help="With --run and labels: retrain the heads on the run's subjects plus the local ones (else only recalibrate).",
+    help="With --run and labels: also retrain the heads on the run's subjects plus the local ones (DESIGN.md: on the "
+    "CANON-like site recalibrating the parent's heads did better).",
 )
 @click.option("--sign-key", type=SIGN_KEY, default=None, help=SIGN_KEY_HELP)
 def site_adapt(bundle_dir: str, out_dir: str, manifest, run_dir, unlabelled, profiles, site, sign_key, **kw) -> None:

@@ -32,6 +32,7 @@ class Federation:
     proximal_mu: float = 0.1
     server_learning_rate: float = 1.0
     server_momentum: float = 0.9
+    personal_epochs: int = 0  # each site also fine-tunes the last federated head on its own training subjects
     mode: str = "simulation"  # or "deployment"
     folds: int = 5
     centralised: bool = True  # also train on the union, for comparison (only where the data may be pooled)
@@ -80,6 +81,7 @@ def write_plan(federation: Federation, config: TrainConfig, out: Path) -> Path:
         "proximal_mu": federation.proximal_mu,
         "server_learning_rate": federation.server_learning_rate,
         "server_momentum": federation.server_momentum,
+        "personal_epochs": federation.personal_epochs,
         "folds": federation.folds,
         "timeout_s": federation.timeout_s,
         "results": str(work / "coordinator" / "results.json"),

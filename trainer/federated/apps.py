@@ -132,18 +132,22 @@ def train(msg: Message, context: Context) -> Message:
 
 @client_app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Each head's answers for this site's held-out subjects of its fold (or all of them), with their truth."""
+    """Each head's answers for this site's held-out subjects of its fold (or all of them), with their truth; for
+    scope ``personalised``, those of the head first fine-tuned on the fold's training subjects here."""
     from edge_runtime.errors import FattyLiverError
-    from trainer.federated.local import scores
+    from trainer.federated.local import personalised_scores, scores
 
     try:
         site = _member(msg, context)
     except FattyLiverError as exc:
         return _refusal(msg, context, exc)
-    said = {}
-    for name, fold, scope in json.loads(str(msg.content["config"]["heads"])):
+    said, config = {}, dict(msg.content["config"])
+    for name, fold, scope in json.loads(str(config["heads"])):
         weights = from_record(msg.content[f"head:{name}"])
-        said[f"scores:{name}"] = ConfigRecord(scores(site, weights, int(fold), str(scope)))
+        if scope == "personalised":
+            said[f"scores:{name}:{scope}"] = ConfigRecord(personalised_scores(site, weights, int(fold), config))
+        else:
+            said[f"scores:{name}"] = ConfigRecord(scores(site, weights, int(fold), str(scope)))
     return _reply(msg, **said)
 
 

@@ -104,6 +104,21 @@ def scores(site: SiteData, weights: dict[str, np.ndarray], fold: int, scope: str
     return {k: [float(x) for x in v] if k != "vendor" else list(v) for k, v in said.items()}
 
 
+def personalised_scores(site: SiteData, weights: dict[str, np.ndarray], fold: int, config: dict) -> dict[str, Any]:
+    """The federated head fine-tuned here on the fold's training subjects (``config['personal_epochs']`` epochs of
+    the paper's SGD), scored on the fold's held-out subjects: the head this site would run after the study.
+
+    Args:
+        site: this site's data.
+        weights: the federated head as named arrays.
+        fold: the fold whose training subjects tune it and whose held-out subjects score it.
+        config: the evaluate message's settings (``personal_epochs``, ``seed``).
+    """
+    local = {"fold": fold, "epochs": int(config["personal_epochs"]), "seed": int(config["seed"])}
+    tuned, _ = train_locally(site, weights, local)
+    return scores(site, tuned, fold, "held_out")
+
+
 def alone_scores(site: SiteData, epochs: int) -> dict[str, Any]:
     """The site's own cross-validation (the same folds), each fold's head trained on its data only."""
     from trainer.crossval import fit_head_on_features, predict_rows

@@ -5,7 +5,8 @@
   export, `site-check` and `site-adapt` read it as any run.
 - ``centralised``: the same folds trained on the union of the sites' data (only where the data may be pooled).
 - ``sites.NAME.alone`` / ``sites.NAME.federated``: each site's own cross-validation against the federated head, on
-  that site's subjects; ``leave_one_site_out``: the other sites' head on the site it never saw.
+  that site's subjects, and ``sites.NAME.personalised`` (with ``--personal-epochs``): the federated head fine-tuned
+  on the site's own training subjects; ``leave_one_site_out``: the other sites' head on the site it never saw.
 - per round: the pooled held-out AUC, the seconds it took (every head of the study trains in each round: the CV
   folds', the final and the leave-one-site-out heads) and which sites each round heard.
 
@@ -42,11 +43,12 @@ def _pooled(parts: list[dict[str, list]]) -> dict[str, list]:
     return {k: [x for part in parts for x in part.get(k, [])] for k in keys}
 
 
-def oof_scores(results: dict[str, Any]) -> dict[str, dict[str, list]]:
-    """Site -> its subjects' out-of-fold scores: each fold's last round, held-out part."""
+def oof_scores(results: dict[str, Any], which: str = "scores") -> dict[str, dict[str, list]]:
+    """Site -> its subjects' out-of-fold scores: each fold's last round, held-out part (``which``: the federated
+    head's ``scores`` or the site's ``personalised`` head's)."""
     by_site: dict[str, list] = {}
     for k, fold in enumerate(results["folds"]):
-        for site, scores in fold["rounds"][-1]["scores"].items():
+        for site, scores in fold["rounds"][-1].get(which, {}).items():
             by_site.setdefault(site, []).append(scores | {"fold": [k] * len(scores["pdff"])})
     return {site: _pooled(parts) | {"fold": [f for p in parts for f in p["fold"]]} for site, parts in by_site.items()}
 
@@ -67,7 +69,7 @@ def per_round(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def summary(results: dict[str, Any], centralised: dict[str, Any] | None) -> dict[str, Any]:
     """federated.json: pooled federated vs centralised, each site alone vs federated, leave-one-site-out, rounds."""
-    oof = oof_scores(results)
+    oof, personal = oof_scores(results), oof_scores(results, "personalised")
     rounds = per_round(results)
     left = _left(rounds)
     sites = {}
@@ -76,6 +78,8 @@ def summary(results: dict[str, Any], centralised: dict[str, Any] | None) -> dict
         alone = metrics(results["alone"].get(name, {"pdff": []}))
         sites[name] = {"subjects": len(scores["pdff"]), "federated": metrics(scores), "alone": alone,
                        "centralised": (centralised or {}).get("sites", {}).get(name)}  # fmt: skip
+        if name in personal:
+            sites[name]["personalised"] = metrics(personal[name])
         if name in left:  # its subjects are not in the pooled figures unless it scored the last round
             sites[name]["left"] = left[name]
     loso = {name: metrics(scores) if scores else None for name, scores in results["loso"].items()}
@@ -221,8 +225,11 @@ def plot(path: Path, said: dict[str, Any]) -> None:
     left.legend()
     names = sorted(said["sites"])
     x = np.arange(len(names))
-    for offset, key in ((-0.2, "alone"), (0.2, "federated")):
-        right.bar(x + offset, [said["sites"][n][key].get("auc") or 0 for n in names], 0.4, label=key)
+    keys = [k for k in ("alone", "federated", "personalised") if all(k in said["sites"][n] for n in names)]
+    width = 0.8 / len(keys)
+    for k, key in enumerate(keys):
+        offset = (k - (len(keys) - 1) / 2) * width
+        right.bar(x + offset, [said["sites"][n][key].get("auc") or 0 for n in names], width, label=key)
     right.set(xticks=x, xticklabels=names, ylabel="AUC on the site's own held-out subjects", ylim=(0.4, 1.0),
               title="Each site: alone vs federated")  # fmt: skip
     right.legend()

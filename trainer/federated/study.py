@@ -8,7 +8,8 @@
    final head (every subject) and one per site left out (leave-one-site-out). A round is one train message per site
    carrying every head it takes part in; each head's replies are aggregated by its own Flower strategy
    (trainer.federated.aggregation). After each round every site scores the CV heads on its held-out
-   subjects; after the last, each left-out site scores the head that never saw it.
+   subjects; after the last, each left-out site scores the head that never saw it and, with ``personal_epochs``,
+   each site also scores the CV heads fine-tuned on its own training subjects (its personalised head).
 A site that fails or drops during a round is left out of that round's aggregate, and the results say so. Heads
 travel together because a deployed site answers each message in a new process: a study costs 2 + 2 x rounds
 messages, not one per head and round.
@@ -31,7 +32,7 @@ from edge_runtime.errors import FattyLiverError
 from trainer.federated.aggregation import ServerSettings, aggregate, new_strategy
 from trainer.federated.records import from_record, to_record
 
-HELD_OUT, EVERY_SUBJECT = "held_out", "all"
+HELD_OUT, EVERY_SUBJECT, PERSONALISED = "held_out", "all", "personalised"
 
 
 class FederationError(FattyLiverError):
@@ -198,6 +199,8 @@ def score_round(grid: Grid, nodes: dict[int, str], heads: list[Head], plan: dict
     for head in heads:
         if head.fold >= 0:
             judges = [(node, HELD_OUT) for node in head.nodes]
+            if last and plan.get("personal_epochs"):
+                judges += [(node, PERSONALISED) for node in head.nodes]
         elif last and head.judged_on in by_name:
             judges = [(by_name[head.judged_on], EVERY_SUBJECT)]
         else:
@@ -207,7 +210,13 @@ def score_round(grid: Grid, nodes: dict[int, str], heads: list[Head], plan: dict
             content["heads"].append([head.name, head.fold, scope])
             content[f"head:{head.name}"] = to_record(head.weights)
     for node, content in contents.items():
-        content["config"] = ConfigRecord({"heads": json.dumps(content.pop("heads")), "cohort": plan["cohorts"][node]})
+        config = {
+            "heads": json.dumps(content.pop("heads")),
+            "cohort": plan["cohorts"][node],
+            "personal_epochs": int(plan.get("personal_epochs", 0)),
+            "seed": int(plan["settings"]["seed"]),
+        }
+        content["config"] = ConfigRecord(config)
     said: dict[str, dict[str, dict[str, list]]] = {}
     answers = _ask(grid, contents, MessageType.EVALUATE, plan["timeout_s"])
     for reply in answers.replies:
@@ -237,6 +246,7 @@ def run_study(grid: Grid, plan: dict[str, Any]) -> dict[str, Any]:
             dropped = sorted(set(head.nodes.values()) - set(heard[k]))
             head.rounds.append({"round": r, "sites": heard[k], "dropped": dropped, "seconds": seconds,
                                 "heads": len(heads), "scores": scores.get(head.name, {}),
+                                "personalised": scores.get(f"{head.name}:{PERSONALISED}", {}),
                                 "why": {s: why[s] for s in head.nodes.values() if s in why}})  # fmt: skip
         progress.write(stage="round", round=r, of=plan["rounds"], seconds=round(seconds, 2), left=why)
     by_name = {h.name: h for h in heads}
