@@ -18,8 +18,7 @@ from typing import Any
 import click
 
 from benchmarks.common import machine, write_reports
-from trainer.cli import PERSONAL_EPOCHS
-from trainer.config import FEDERATION_STRATEGIES
+from trainer.config import FEDERATED_EPOCHS, FEDERATION_STRATEGIES, PERSONAL_EPOCHS
 
 SITES = {"philips": "phantom-philips", "ge": "phantom-ge", "canon": "phantom-canon-1280x800"}
 
@@ -92,7 +91,8 @@ def _f(value: float | None) -> str:
 @click.command()
 @click.option("--subjects", type=click.IntRange(10), default=30, show_default=True, help="Subjects per site.")
 @click.option("--rounds", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=50, show_default=True, help="Local epochs per round.")
+@click.option("--epochs", type=click.IntRange(1), default=FEDERATED_EPOCHS, show_default=True,
+              help="Local epochs per round.")  # fmt: skip
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True)
 @click.option("--personal-epochs", type=click.IntRange(0), default=PERSONAL_EPOCHS, show_default=True,
               help="Each site's fine-tuning of the federated head (0: none).")  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from edge_runtime.cli_support import ProductGroup, setting
-from trainer.config import FEDERATION_STRATEGIES, ExportSettings, TrainConfig
+from trainer.config import FEDERATED_EPOCHS, FEDERATION_STRATEGIES, PERSONAL_EPOCHS, ExportSettings, TrainConfig
 
 
 @click.group(cls=ProductGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -314,10 +314,6 @@ FEDERATED_FIELDS = tuple(f for f in PROTOCOL_FIELDS if f not in ("strategy", "en
 
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
-
-
-FEDERATED_EPOCHS = 50  # local epochs per round: 20 rounds of 50 are the paper's 1000 epochs
-PERSONAL_EPOCHS = 0  # set after measuring: see DESIGN "Training across sites"
 
 
 def federated_options(fn):

@@ -36,6 +36,8 @@ HOLDOUT_SHARE = 0.12  # share of a run's subjects in each of its calibration and
 REPRESENTATIVE_SAMPLES = 300  # images (and augmented variants) an int8 encoder is calibrated on
 FINETUNE_CHOICES = ("all", "block1", "block2", "block3", "block4", "block5")
 FEDERATION_STRATEGIES = ("fedavgm", "fedavg", "fedprox", "fedadam")  # trainer.federated.aggregation
+FEDERATED_EPOCHS = 50  # local epochs per round: 20 rounds of 50 are the paper's 1000 epochs
+PERSONAL_EPOCHS = 0  # off: fine-tuning at the paper's learning rate does not beat a site's own head (DESIGN.md)
 
 
 def appearance_families(value: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.config import TrainConfig
+from trainer.config import PERSONAL_EPOCHS, TrainConfig
 from trainer.federated.site import settings_fingerprint
 from trainer.federated.study import FederationError
 
@@ -32,7 +32,7 @@ class Federation:
     proximal_mu: float = 0.1
     server_learning_rate: float = 1.0
     server_momentum: float = 0.9
-    personal_epochs: int = 0  # each site also fine-tunes the last federated head on its own training subjects
+    personal_epochs: int = PERSONAL_EPOCHS  # each site fine-tunes the last federated head on its own subjects
     mode: str = "simulation"  # or "deployment"
     folds: int = 5
     centralised: bool = True  # also train on the union, for comparison (only where the data may be pooled)

@@ -19,6 +19,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from trainer.federated.records import from_record, to_record
+from trainer.federated.study import PERSONALISED
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -144,7 +145,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     said, config = {}, dict(msg.content["config"])
     for name, fold, scope in json.loads(str(config["heads"])):
         weights = from_record(msg.content[f"head:{name}"])
-        if scope == "personalised":
+        if scope == PERSONALISED:
             said[f"scores:{name}:{scope}"] = ConfigRecord(personalised_scores(site, weights, int(fold), config))
         else:
             said[f"scores:{name}"] = ConfigRecord(scores(site, weights, int(fold), str(scope)))
