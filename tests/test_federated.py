@@ -146,6 +146,25 @@ def test_what_no_federation_can_train_with_is_refused_naming_the_site(
     assert "site(s) C train with other settings" in refused.output
 
 
+def test_the_benchmark_counts_each_draw_where_a_site_loses_by_joining(tmp_path: Path) -> None:
+    """One cohort of 30 cannot say whether a site gains by joining; the benchmark's record over draws must count
+    a loss as a loss, however small, and the worst one must be the one reported."""
+    from benchmarks.federated import draws_plot, site_record
+
+    def draw(seed: int, alone: float, federated: float) -> dict:
+        site = {"alone": alone, "federated": federated, "centralised": federated, "personalised": None}
+        return {"seed": seed, "sites": {"philips": site, "ge": site | {"alone": 0.7}}}
+
+    draws = [draw(300, 0.796, 0.787), draw(301, 0.698, 0.920), draw(302, 0.80, 0.80)]
+    record = site_record(draws)
+    assert record["philips"]["met"] == 2 and record["philips"]["draws"] == 3
+    assert record["philips"]["worst_gain"] == pytest.approx(-0.009)
+    assert record["philips"]["gain"] == pytest.approx((-0.009 + 0.222 + 0.0) / 3)
+    assert record["ge"]["met"] == 3
+    draws_plot(tmp_path / "draws.png", draws)
+    assert (tmp_path / "draws.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def _change_once_prepared(progress: Path, manifest: Path, changed: threading.Event) -> None:
     """Drop the manifest's last row as soon as the coordinator says the study is prepared (its rounds begin)."""
     deadline = time.monotonic() + 600
