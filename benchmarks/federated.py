@@ -92,12 +92,13 @@ def site_record(draws: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def draws_markdown(result: dict[str, Any]) -> list[str]:
     """Every draw's pooled and per-site AUCs, then each site's record over the draws."""
+    names = list(result["record"])  # sorted by site_record
     lines = ["", f"## {len(result['draws'])} independent draws (data seeds)", "",
              "| seed | pooled AUC federated / centralised | pooled R² federated / centralised | "
-             + " | ".join(f"{n}: alone -> federated" for n in sorted(result["draws"][0]["sites"])) + " |",
-             "| --- | --- | --- |" + " --- |" * len(result["draws"][0]["sites"])]  # fmt: skip
+             + " | ".join(f"{n}: alone -> federated" for n in names) + " |",
+             "| --- | --- | --- |" + " --- |" * len(names)]  # fmt: skip
     for d in result["draws"]:
-        cells = [f"{_f(s['alone'])} -> {_f(s['federated'])}" for _, s in sorted(d["sites"].items())]
+        cells = [f"{_f(d['sites'][n]['alone'])} -> {_f(d['sites'][n]['federated'])}" for n in names]
         lines.append(f"| {d['seed']} | {_f(d['auc'])} / {_f(d['centralised_auc'])} | {_f(d['r2'])} / "
                      f"{_f(d['centralised_r2'])} | " + " | ".join(cells) + " |")  # fmt: skip
     lines += ["", "| site | mean AUC alone | mean AUC federated | mean gain | worst gain | draws federated >= alone |",
@@ -116,15 +117,16 @@ def draws_plot(path: Path, draws: list[dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     names = sorted(draws[0]["sites"])
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), sharey=True)
-    for ax, name in zip(np.atleast_1d(axes), names, strict=True):
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, name in zip(axes, names, strict=True):
         for d in draws:
             site = d["sites"][name]
             ax.plot([0, 1], [site["alone"], site["federated"]], marker="o", alpha=0.8, label=f"seed {d['seed']}")
         ax.set(xticks=[0, 1], xticklabels=["alone", "federated"], xlim=(-0.3, 1.3), title=f"{name}-like site")
         ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("AUC, the site's held-out subjects")
-    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("AUC, the site's held-out subjects")
+    axes[-1].legend(fontsize=7, loc="lower right")
     fig.suptitle("Joining the federation, draw by draw")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
