@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine (see README):
 #   make demo   - create .venv (and install Chromium), then run the end-to-end demo on embedded defaults
 #   make test   - create/update .venv, install Chromium, then lint (ruff) and run the test suite (pytest)
-# .ci/run calls `make test`.
+# .ci/run calls `make test`, then `make demo`.
 
 PYTHON ?= python3
 VENV := .venv

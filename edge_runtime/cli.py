@@ -119,13 +119,24 @@ def _log_unvalidated_outputs(bundle) -> None:
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None, help="Exit after this many seconds.")
 @click.option("--client-key", type=click.Path(dir_okay=False), default=None, help="CURVE: this display's *.key_secret")
 @click.option("--server-key", type=click.Path(dir_okay=False), default=None, help="CURVE: the runtime's public *.key")
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append every result received, as published (with its end-to-end time), to this JSON-lines file.",
+)
 def watch(
-    endpoint: str, count: int | None, timeout: float | None, client_key: str | None, server_key: str | None
+    endpoint: str,
+    count: int | None,
+    timeout: float | None,
+    client_key: str | None,
+    server_key: str | None,
+    record: Path | None,
 ) -> None:
     """Live results and latency percentiles in the terminal."""
     from edge_runtime.watch import watch as run_watch
 
-    results = run_watch(endpoint, click.echo, count, timeout, _client_keys(client_key, server_key))
+    results = run_watch(endpoint, click.echo, count, timeout, _client_keys(client_key, server_key), record)
     if count is not None and len(results) < count:
         raise click.ClickException(f"only {len(results)} of {count} results arrived before the timeout")
 

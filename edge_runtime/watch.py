@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from edge_runtime.contracts import (
     TOPIC_HEARTBEAT,
@@ -68,6 +69,7 @@ def watch(
     count: int | None = None,
     timeout: float | None = None,
     curve: CurveClientKeys | None = None,
+    record: Path | None = None,
 ) -> list[ResultMessage]:
     """Print results and metrics as they arrive; returns the results seen.
 
@@ -77,25 +79,39 @@ def watch(
         count: stop after this many results.
         timeout: stop after this many seconds.
         curve: this display's keys when the runtime uses CURVE.
+        record: also append each result, as published, to this JSON-lines file (what a display received, with its
+            end-to-end time, which the audit log cannot hold: it records a result before it is sent).
     """
     results: list[ResultMessage] = []
+    recorder = open(record, "a") if record is not None else None  # noqa: SIM115 - closed below
     deadline = None if timeout is None else time.monotonic() + timeout
-    last_heartbeat = time.monotonic()
-    with subscriber(endpoint, (TOPIC_RESULT, TOPIC_METRICS, TOPIC_HEARTBEAT), curve=curve) as sock:
-        hub = MessageHub(sock)
-        while (count is None or len(results) < count) and (deadline is None or time.monotonic() < deadline):
-            received = hub.receive(500)
-            if received is None:
-                if time.monotonic() - last_heartbeat > HEARTBEAT_SILENCE_S:
-                    echo(f"-- no heartbeat from the runtime for {HEARTBEAT_SILENCE_S:g} s")
-                    last_heartbeat = time.monotonic()
-                continue
-            _, message = received
-            if isinstance(message, ResultMessage):
-                results.append(message)
-                echo(format_result(message))
-            elif isinstance(message, MetricsMessage):
-                echo(format_metrics(message))
-            elif isinstance(message, HeartbeatMessage):
-                last_heartbeat = time.monotonic()
+    try:
+        with subscriber(endpoint, (TOPIC_RESULT, TOPIC_METRICS, TOPIC_HEARTBEAT), curve=curve) as sock:
+            _follow(MessageHub(sock), echo, results, recorder, count, deadline)
+    finally:
+        if recorder is not None:
+            recorder.close()
     return results
+
+
+def _follow(hub: MessageHub, echo, results: list[ResultMessage], recorder, count: int | None, deadline) -> None:
+    """Until ``count`` results or the deadline: print each message, keep and record each result."""
+    last_heartbeat = time.monotonic()
+    while (count is None or len(results) < count) and (deadline is None or time.monotonic() < deadline):
+        received = hub.receive(500)
+        if received is None:
+            if time.monotonic() - last_heartbeat > HEARTBEAT_SILENCE_S:
+                echo(f"-- no heartbeat from the runtime for {HEARTBEAT_SILENCE_S:g} s")
+                last_heartbeat = time.monotonic()
+            continue
+        _, message = received
+        if isinstance(message, ResultMessage):
+            results.append(message)
+            echo(format_result(message))
+            if recorder is not None:
+                recorder.write(message.model_dump_json() + "\n")
+                recorder.flush()
+        elif isinstance(message, MetricsMessage):
+            echo(format_metrics(message))
+        elif isinstance(message, HeartbeatMessage):
+            last_heartbeat = time.monotonic()

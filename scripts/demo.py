@@ -17,12 +17,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.audit import read_results
-from edge_runtime.contracts import BundleMeta, ResultMessage
+from edge_runtime.audit import read_final_exams, verify_audit
+from edge_runtime.contracts import BundleMeta, ExamEstimate, ResultMessage, Stage
 from edge_runtime.exam import count_flips
 
 OUT = Path(os.environ.get("DEMO_OUT", "out/demo"))
@@ -32,6 +33,7 @@ WEIGHTS = os.environ.get("DEMO_WEIGHTS", "none")
 # Half of the default looks: extraction is the demo's cost (docs/DESIGN.md, "Across scanners").
 DEMO_APPEARANCE = os.environ.get("DEMO_APPEARANCE", "gain,dynamic_range,zoom")
 SEED = 2021
+SESSIONS = 3
 FRAMES, RESULTS = "tcp://127.0.0.1:5755", "tcp://127.0.0.1:5756"
 PAGE = "127.0.0.1:8765"  # the bedside page (edge-runtime display), open it in a browser during the demo
 BIN = Path(sys.executable).parent
@@ -64,18 +66,35 @@ def wait_until_served(url: str, timeout: float = 15.0) -> None:
             time.sleep(0.2)
 
 
+OVERFLOWING_JS = """
+return Array.from(document.querySelectorAll('.card')).filter((card) => {
+  const call = card.querySelector('.call');
+  return call.scrollWidth > call.clientWidth || call.getBoundingClientRect().right > card.getBoundingClientRect().right;
+}).map((card) => card.dataset.session + ': ' + card.querySelector('.call').innerText);
+"""
+
+
 class PageCamera:
-    """Screenshots of the bedside page in a headless Chromium (when installed): no sessions, live, stale."""
+    """Screenshots of the bedside page in headless Chromium (`make demo` installs it): no sessions, live, stale."""
 
     def __init__(self, url: str, out: Path):
         from edge_runtime.display.browser import BrowserMissing, headless_chromium
 
-        self.url, self.out, self.browser = url, out, None
+        self.url, self.out, self.browser, self.missing = url, out, None, None
         print(f"    bedside page: {url} (open it in a browser while the exam runs)", flush=True)
         try:
             self.browser = headless_chromium()
         except BrowserMissing as exc:
-            print(f"    no screenshots of the page: {exc}", flush=True)
+            self.missing = f"no screenshots of the page: {exc}"
+            print(f"    {self.missing}", flush=True)
+
+    def overflowing(self) -> list[str]:
+        """What is wrong with the live page: no browser, no exam on it, or a verdict running out of its card."""
+        if self.browser is None:
+            return [self.missing or "no browser"]
+        if not self.browser.find_elements("css selector", ".card"):
+            return ["the live page shows no exam"]
+        return [f"the verdict overflows its card ({said})" for said in self.browser.execute_script(OVERFLOWING_JS)]
 
     def shot(self, state: str, after_s: float = 0.0) -> None:
         if self.browser is None:
@@ -106,59 +125,38 @@ def sign_demo_bundle(bundle: Path) -> Path:
     return trusted
 
 
-def live(bundle: Path, trusted: Path) -> dict:
+def command(program: str, *words: str, **options: object) -> list[str]:
+    """A command line: the program from this environment (none when empty), its words, then ``--option value``
+    for each option (``--flag`` alone for True)."""
+    line = [str(BIN / program)] if program else []
+    line += list(words)
+    for name, value in options.items():
+        line += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return line
+
+
+def live(bundle: Path, trusted: Path) -> LiveRun:
     banner("Bedside: edge-runtime serve + phantom exams with no view key (the bundle's gate decides) + live results")
-    audit, truth = OUT / "audit" / "results.jsonl", OUT / "audit" / "truth.json"
-    frame_log = OUT / "audit" / "frames.jsonl"
-    audit.unlink(missing_ok=True)
+    folder = OUT / "audit"
+    run = LiveRun(folder / "results.jsonl", folder / "received.jsonl", folder / "truth.json", folder / "frames.jsonl")
+    for path in (run.audit, run.received):
+        path.unlink(missing_ok=True)
     serve = subprocess.Popen(
-        [
-            str(BIN / "edge-runtime"),
-            "serve",
-            "--bundle",
-            str(bundle),
-            "--trusted-keys",
-            str(trusted),
-            "--frames",
-            FRAMES,
-            "--results",
-            RESULTS,
-            "--audit-log",
-            str(audit),
-            "--metrics-period",
-            "5",
-            "--thumbnails",
-        ]
+        command("edge-runtime", "serve", bundle=bundle, trusted_keys=trusted, frames=FRAMES, results=RESULTS)
+        + command("", audit_log=run.audit, metrics_period=5, thumbnails=True)
     )
-    display = subprocess.Popen([str(BIN / "edge-runtime"), "display", "--results", RESULTS, "--listen", PAGE])
+    display = subprocess.Popen(command("edge-runtime", "display", results=RESULTS, listen=PAGE))
     camera = PageCamera(f"http://{PAGE}/", OUT / "display")
     camera.shot("no-sessions", after_s=3.0)
+    exams = {"fps": 15, "sessions": SESSIONS, "script": "exam", "auto_views": True, "duration": 25, "seed": SEED}
     stream = subprocess.Popen(
-        [
-            str(BIN / "phantom"),
-            "stream",
-            "--frames",
-            FRAMES,
-            "--fps",
-            "15",
-            "--sessions",
-            "3",
-            "--script",
-            "exam",
-            "--auto-views",
-            "--frame-log",
-            str(frame_log),
-            "--duration",
-            "25",
-            "--seed",
-            str(SEED),
-            "--truth-log",
-            str(truth),
-        ]
+        command("phantom", "stream", frames=FRAMES, frame_log=run.frame_log, truth_log=run.truth, **exams)
     )
     try:
-        subprocess.run([str(BIN / "edge-runtime"), "watch", "--results", RESULTS, "--timeout", "45"], check=False)
+        watch = command("edge-runtime", "watch", results=RESULTS, timeout=45, record=run.received)
+        subprocess.run(watch, check=False)
         camera.shot("live")
+        run.problems += camera.overflowing()
     finally:
         stream.send_signal(signal.SIGINT)
         stream.wait(15)
@@ -169,20 +167,66 @@ def live(bundle: Path, trusted: Path) -> dict:
         display.send_signal(signal.SIGTERM)
         display.wait(15)
     print(f"    runtime exited with code {serve.returncode} (0 = clean shutdown)", flush=True)
-    records = [ResultMessage.model_validate(r) for r in read_results(audit)] if audit.exists() else []
-    e2e = np.array([r.latency_ms["end_to_end"] for r in records]) if records else np.zeros(1)
-    enc = np.array([r.latency_ms["encode"] for r in records]) if records else np.zeros(1)
+    if serve.returncode != 0:
+        run.problems.append(f"edge-runtime serve exited with code {serve.returncode}, not a clean shutdown")
+    return run
+
+
+@dataclass
+class LiveRun:
+    """Where the live part of the demo leaves its evidence, and what it found wrong."""
+
+    audit: Path  # the box's audit log: every result, recorded before it is sent, and each exam's final answer
+    received: Path  # what the display received (edge-runtime watch --record), with end-to-end times
+    truth: Path  # each session's subject and true PDFF (the phantom stream's)
+    frame_log: Path  # what each frame sent showed
+    problems: list[str] = field(default_factory=list)
+
+
+def summarise(run: LiveRun, sessions: int) -> dict:
+    """The live figures, and every way the run fell short of what the demo says it does (``problems``)."""
+    received = [ResultMessage.model_validate_json(line) for line in _lines(run.received)]
+    finals = {f["session"]: f for f in read_final_exams(run.audit)} if run.audit.exists() else {}
+    truth = json.loads(run.truth.read_text()) if run.truth.exists() else {}
+    problems = list(run.problems) + _live_problems(received, finals, truth, sessions)
+    if run.audit.exists() and not verify_audit(run.audit).intact:
+        problems.append(f"the audit log {run.audit} does not verify: {verify_audit(run.audit).broken}")
+    e2e = np.array([r.end_to_end_ms for r in received]) if received else np.full(1, np.nan)
+    enc = np.array([r.latency_ms[Stage.ENCODE] for r in received]) if received else np.full(1, np.nan)
     return {
-        "results": len(records),
-        "sessions": sorted({r.session for r in records}),
+        "results": len(received),
+        "sessions": sorted({r.session for r in received}),
         "e2e_p50": float(np.percentile(e2e, 50)),
         "e2e_p90": float(np.percentile(e2e, 90)),
-        "e2e_max": float(e2e.max()),
         "encode_p50": float(np.percentile(enc, 50)),
-        "audit": str(audit),
-        "exams": exam_lines(records, json.loads(truth.read_text()) if truth.exists() else {}),
-        "pairs": pair_line(records, frame_log),
+        "audit": str(run.audit),
+        "exams": exam_lines(received, finals, truth),
+        "pairs": pair_line(received, run.frame_log),
+        "problems": problems,
     }
+
+
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _live_problems(received: list[ResultMessage], finals: dict[str, dict], truth: dict, sessions: int) -> list[str]:
+    """A played exam with no result, no final record, or a final record with no answer is a demo that failed."""
+    problems = []
+    if not received:
+        problems.append("no result reached the display")
+    if any(np.isnan(r.end_to_end_ms) for r in received):
+        problems.append("a published result carries no end-to-end time")
+    played = sorted(truth) or [f"#{k}" for k in range(sessions)]
+    answered = {r.session for r in received}
+    for session in played:
+        if session not in answered:
+            problems.append(f"exam {session} was played but got no result")
+        elif session not in finals:
+            problems.append(f"exam {session} ended with no final record in the audit log")
+        elif finals[session]["exam"].get("call") is None:
+            problems.append(f"exam {session} ended with no answer: {finals[session]['exam'].get('reason')}")
+    return problems
 
 
 def pair_line(records: list[ResultMessage], frame_log: Path) -> str:
@@ -198,12 +242,13 @@ def pair_line(records: list[ResultMessage], frame_log: Path) -> str:
     return f"{correct}/{len(records)} results from a true liver + kidney-liver pair ({len(shows)} frames sent)"
 
 
-def exam_lines(records: list[ResultMessage], truth: dict) -> list[str]:
-    """Per live exam: how often the per-pair call and the exam call flipped, the exam answer and the truth."""
+def exam_lines(records: list[ResultMessage], finals: dict[str, dict], truth: dict) -> list[str]:
+    """Per live exam: how often the per-pair call and the exam call flipped, the final answer and the truth."""
     lines = []
     for session in sorted({r.session for r in records}):
         results = [r for r in records if r.session == session]
-        exam = results[-1].exam
+        final = finals.get(session)
+        exam = ExamEstimate.model_validate(final["exam"]) if final else results[-1].exam
         if exam.pdff is None:
             answer = f"no call ({exam.reason})"
         else:
@@ -289,7 +334,7 @@ def main() -> int:
         "--allow-fidelity-miss",
     )
     trusted = sign_demo_bundle(bundle)
-    summary = live(bundle, trusted)
+    summary = summarise(live(bundle, trusted), SESSIONS)
     total = time.perf_counter() - started
     report = json.loads((run / "report.json").read_text())["pooled"]
     fidelity = json.loads((bundle / "fidelity.json").read_text())
@@ -311,9 +356,14 @@ def main() -> int:
         f"- wall time {total / 60:.1f} min",
         "",
     ]
+    if summary["problems"]:
+        lines += ["## DEMO FAILED", "", *(f"- {p}" for p in summary["problems"]), ""]
     (OUT / "SUMMARY.md").write_text("\n".join(lines))
     banner("4/4 Summary")
     print("\n".join(lines))
+    if summary["problems"]:
+        print(f"\nmake demo FAILED: {len(summary['problems'])} problem(s), listed above", file=sys.stderr)
+        return 1
     return 0
 
 

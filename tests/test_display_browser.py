@@ -24,6 +24,8 @@ CARDS_JS = """
 return Array.from(document.querySelectorAll('.card')).map((card) => ({
   session: card.dataset.session,
   call: card.querySelector('.call').innerText,
+  call_fits: card.querySelector('.call').scrollWidth <= card.querySelector('.call').clientWidth
+    && card.querySelector('.call').getBoundingClientRect().right <= card.getBoundingClientRect().right,
   numbers: card.querySelector('.numbers').innerText,
   reason: card.querySelector('.reason').innerText,
   thumbs_loaded: Array.from(card.querySelectorAll('.thumbs img'))
@@ -138,10 +140,14 @@ def test_the_page_draws_only_what_passes_the_runtimes_schemas(browser) -> None:
         assert "broken" not in _cards(browser)
         card = _cards(browser)["unsure"]  # an honest "cannot tell" reads as such, never as a call
         assert card["call"] == "INDETERMINATE" and "fatty or normal at 95 %" in card["numbers"]
+        for width in (1920, 1280, 700, 420):  # four cards of 460 px, two, one, a phone: every verdict in its card
+            browser.set_window_size(width, 1080)
+            assert all(c["call_fits"] for c in _cards(browser).values()), f"a verdict overflows its card at {width} px"
         assert "90 % of patients like this one" in card["numbers"]
         skipped = browser.find_element(By.ID, "skipped").text
         assert "skipped" in skipped and "p_fatty" in skipped
         shown = browser.find_element(By.CSS_SELECTOR, ".card .latency").text
         assert shown.index("queue") < shown.index("gate") < shown.index("pair") < shown.index("end to end")
     finally:
+        browser.set_window_size(1920, 1080)
         display.stop()
