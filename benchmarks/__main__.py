@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edge_runtime.cli_support import ProductGroup
+from edge_runtime.tools.cli_support import ProductGroup
 
 
 @click.group(cls=ProductGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -36,8 +36,8 @@ from edge_runtime.contracts import (
     ThumbnailMessage,
 )
 from edge_runtime.display.browser import headless_chromium
-from edge_runtime.protocol import message_parts
-from edge_runtime.thumbnails import thumbnail_jpeg
+from edge_runtime.sinks.thumbnails import thumbnail_jpeg
+from edge_runtime.wire.protocol import message_parts
 
 MODEL = ModelInfo(name="load", version="0.0.0", sha="0" * 16)
 WARM_UP_S = 30.0

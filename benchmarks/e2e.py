@@ -23,10 +23,10 @@ import psutil
 import zmq
 
 from benchmarks.common import bars_plot, cdf_plot, free_port, machine, summarise, time_calls, write_reports
-from edge_runtime.bundle import load_bundle
 from edge_runtime.config import load_config, merge
 from edge_runtime.contracts import INPUT_SHAPE, BundleMeta, Stage
-from edge_runtime.profiles import default_profiles
+from edge_runtime.model.bundle import load_bundle
+from edge_runtime.scanners.profiles import default_profiles
 from edge_runtime.server import EdgeServer
 
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from benchmarks.common import machine, write_reports
 from benchmarks.exams import PlayedExam, play_exams
-from edge_runtime.bundle import load_bundle
 from edge_runtime.contracts import FATTY_PDFF, VIEWS, Count, ExamEstimate
+from edge_runtime.model.bundle import load_bundle
 from phantom.stream import EXAM_SCRIPT, StreamCohort, prepare_sessions
 
 BANDS = ((0.0, 5.0, "<5"), (5.0, 10.0, "5-10"), (10.0, 15.0, "10-15"), (15.0, 101.0, ">=15"))

@@ -17,13 +17,13 @@ from pathlib import Path
 import zmq
 from tqdm.auto import tqdm
 
-from edge_runtime.audit import read_final_exams
-from edge_runtime.bundle import Bundle
 from edge_runtime.config import load_config
 from edge_runtime.contracts import ExamRecord, ResultMessage
-from edge_runtime.pipeline import FrameContext
-from edge_runtime.profiles import default_profiles
+from edge_runtime.model.bundle import Bundle
+from edge_runtime.pipeline.frame import FrameContext
+from edge_runtime.scanners.profiles import default_profiles
 from edge_runtime.server import EdgeServer
+from edge_runtime.sinks.audit import read_final_exams
 from phantom.stream import EXAM_SCRIPT, PhantomStream, StreamSession
 
 START = 1_800_000_000.0  # the simulated clock's first frame time (unix s)

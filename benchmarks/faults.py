@@ -29,8 +29,8 @@ import zmq
 
 from benchmarks.common import machine, write_reports
 from benchmarks.fault_box import FAKETIME_LIBRARY, LiveBox
-from edge_runtime.audit import read_audit, verify_audit
-from edge_runtime.signing import make_signing_key, sign_bundle
+from edge_runtime.model.signing import make_signing_key, sign_bundle
+from edge_runtime.sinks.audit import read_audit, verify_audit
 
 BASE_FPS = 15.0
 FAULT_S = 5.0

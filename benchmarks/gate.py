@@ -26,14 +26,14 @@ import numpy as np
 import zmq
 
 from benchmarks.common import machine, summarise, time_calls, write_reports
-from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.config import load_config
 from edge_runtime.contracts import FATTY_PDFF, OTHER_VIEW, VIEWS
-from edge_runtime.gate import GUARD_LIMIT
-from edge_runtime.pipeline import FrameContext
-from edge_runtime.profiles import default_profiles, load_profiles
+from edge_runtime.model.bundle import Bundle, load_bundle
+from edge_runtime.model.gate import GUARD_LIMIT
+from edge_runtime.pipeline.frame import FrameContext
+from edge_runtime.pipeline.sessions import frame_fingerprint
+from edge_runtime.scanners.profiles import default_profiles, load_profiles
 from edge_runtime.server import EdgeServer
-from edge_runtime.sessions import frame_fingerprint
 from phantom.cohort import CohortForm, generate_cohort
 from phantom.stream import EXAM_SCRIPT, PhantomStream, prepare_sessions
 from trainer.dataset import Cohort, read_cohort

@@ -18,8 +18,8 @@ import numpy as np
 
 from benchmarks.common import cdf_plot, machine, rss_mb, summarise, time_calls, write_reports
 from benchmarks.models import float_encoder, tflite_runner
-from edge_runtime.bundle import load_bundle
 from edge_runtime.contracts import INPUT_SHAPE
+from edge_runtime.model.bundle import load_bundle
 
 
 @click.command()

@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.common import machine, summarise, time_calls, write_reports
 from benchmarks.models import float_encoder, tflite_runner
-from edge_runtime.bundle import load_bundle
+from edge_runtime.model.bundle import load_bundle
 
 
 def conv_macs(model) -> int:

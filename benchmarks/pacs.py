@@ -31,7 +31,7 @@ def _studies(folder: Path, count: int) -> list[Any]:
 
 
 def _finals(audit: Path) -> dict[str, dict[str, Any]]:
-    from edge_runtime.audit import read_final_exams
+    from edge_runtime.sinks.audit import read_final_exams
 
     return {f["session"]: f for f in read_final_exams(audit)}
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from benchmarks.common import machine, write_reports
-from edge_runtime.profile_detect import detect_boxes, draw_overlay, iou
+from edge_runtime.scanners.detect import detect_boxes, draw_overlay, iou
 from phantom.layouts import LAYOUTS, assign_layouts
 from phantom.render import render_dual, render_view
 from phantom.subject import draw_cohort

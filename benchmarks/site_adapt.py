@@ -80,8 +80,8 @@ def _scores(bundle: Path | str, test: Path, profiles: Path, criteria: str | None
 
 
 def _shifted_flagged(bundle: Path | str, shifted: Path) -> float:
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.profiles import load_profiles
+    from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.scanners.profiles import load_profiles
     from trainer.dataset import read_cohort
     from trainer.guard_report import guard_report
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import ProductGroup, nested_overrides, settings_options
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.contracts import AUTO_VIEW, VIEWS
-from edge_runtime.profile_cli import profile
+from edge_runtime.scanners.cli import profile
+from edge_runtime.tools.cli_support import ProductGroup, nested_overrides, settings_options
 
 SERVE_TABLES = (
     "model",
@@ -55,8 +55,8 @@ def serve(config_path: str | None, verbose: bool, **options) -> None:
     """Verify the bundle, then serve: frames in, results/metrics/heartbeats out, every result audited. SIGHUP
     verifies and warms up the configured bundle again and swaps it in between frames (the old one serves on if the
     new one fails)."""
-    from edge_runtime.bundle import BundleError
-    from edge_runtime.model_update import ConfiguredModel, ModelRefused
+    from edge_runtime.model.bundle import BundleError
+    from edge_runtime.model.served import ConfiguredModel, ModelRefused
     from edge_runtime.server import EdgeServer
 
     logging.basicConfig(
@@ -83,7 +83,7 @@ def serve(config_path: str | None, verbose: bool, **options) -> None:
 
 def _say_how_it_stopped(server, failure: str | None) -> None:
     """One line: "stopped cleanly" only when nothing failed and every result is in the audit log; else exit 1."""
-    from edge_runtime.status import metrics_message
+    from edge_runtime.box.health import metrics_message
 
     stats = metrics_message(server).counters
     said = f"{stats.get('results_published', 0)} results, {stats.get('frames_received', 0)} frames received"
@@ -134,7 +134,7 @@ def watch(
     record: Path | None,
 ) -> None:
     """Live results and latency percentiles in the terminal."""
-    from edge_runtime.watch import watch as run_watch
+    from edge_runtime.tools.watch import watch as run_watch
 
     results = run_watch(endpoint, click.echo, count, timeout, _client_keys(client_key, server_key), record)
     if count is not None and len(results) < count:
@@ -157,7 +157,7 @@ def display(config_path: str | None, client_key: str | None, server_key: str | N
 
 
 def _client_keys(client_key: str | None, server_key: str | None):
-    from edge_runtime.transport import CurveClientKeys
+    from edge_runtime.wire.transport import CurveClientKeys
 
     if bool(client_key) != bool(server_key):
         raise click.UsageError("CURVE needs both --client-key and --server-key")
@@ -165,7 +165,7 @@ def _client_keys(client_key: str | None, server_key: str | None):
 
 
 def _server_keys(server_key: str | None, allowed_clients: str | None):
-    from edge_runtime.transport import CurveServerKeys
+    from edge_runtime.wire.transport import CurveServerKeys
 
     if bool(server_key) != bool(allowed_clients):
         raise click.UsageError("CURVE needs both --server-key and --allowed-clients")
@@ -182,7 +182,7 @@ def keys() -> None:
 @click.option("--name", "names", multiple=True, default=("runtime", "source", "display"), show_default=True)
 def curve_keys(out_dir: str, names: tuple[str, ...]) -> None:
     """Create CURVE key pairs (NAME.key public, NAME.key_secret secret) for Ironhouse security."""
-    from edge_runtime.security import create_keypair
+    from edge_runtime.wire.security import create_keypair
 
     for name in names:
         public, secret = create_keypair(out_dir, name)
@@ -195,7 +195,7 @@ def curve_keys(out_dir: str, names: tuple[str, ...]) -> None:
 @click.option("--name", default="signing", show_default=True, help="Key file names: NAME.secret, NAME.public.")
 def signing_keys(out_dir: Path, name: str) -> None:
     """Create an Ed25519 key pair for signing bundles (NAME.secret 0600, NAME.public 0644)."""
-    from edge_runtime.signing import make_signing_key
+    from edge_runtime.model.signing import make_signing_key
 
     try:
         secret, public = make_signing_key(out_dir, name)
@@ -215,8 +215,8 @@ def bundle() -> None:
 @click.option("--key", "secret", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 def sign_command(bundle_dir: Path, secret: Path) -> None:
     """Sign BUNDLE_DIR's bundle.json (which holds every file's SHA-256) after verifying every hash."""
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.signing import sign_bundle
+    from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.model.signing import sign_bundle
 
     verified = load_bundle(bundle_dir)  # never sign a bundle whose files do not match their hashes
     click.echo(f"{bundle_dir}: signed by key {sign_bundle(bundle_dir, secret, verified.sha)}")
@@ -227,8 +227,8 @@ def sign_command(bundle_dir: Path, secret: Path) -> None:
 @click.option("--trusted-keys", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 def verify_command(bundle_dir: Path, trusted_keys: Path) -> None:
     """Check BUNDLE_DIR as `serve --trusted-keys` does: its signature, then every file's hash and shape."""
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.signing import TrustPolicy
+    from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.model.signing import TrustPolicy
 
     loaded = load_bundle(bundle_dir, trust=TrustPolicy.from_folder(trusted_keys))
     click.echo(f"{bundle_dir}: {loaded.name} {loaded.version} verified, signed by {loaded.signed_by}")
@@ -267,10 +267,10 @@ def grab(source: str, view: str, view_keys: bool, endpoint: str, loop: bool, **k
 
     from edge_runtime.contracts import SESSION_PATTERN
     from edge_runtime.errors import FattyLiverError
-    from edge_runtime.grabber import GrabTarget, ViewSelector
-    from edge_runtime.grabber import grab as run_grab
-    from edge_runtime.profiles import get_profile, load_profiles
-    from edge_runtime.transport import FrameSender, publisher
+    from edge_runtime.scanners.profiles import get_profile, load_profiles
+    from edge_runtime.tools.grabber import GrabTarget, ViewSelector
+    from edge_runtime.tools.grabber import grab as run_grab
+    from edge_runtime.wire.transport import FrameSender, publisher
 
     try:
         get_profile(load_profiles(kw.pop("profiles_file")), kw["scanner"])
@@ -293,8 +293,8 @@ def grab(source: str, view: str, view_keys: bool, endpoint: str, loop: bool, **k
 def _grab_session(session: str | None, worklist: str | None, accession: str | None, station: str | None) -> str:
     """The exam's session: as given, or the scheduled procedure the worklist lists (by accession, or the only one),
     named by its accession number so the box reports into its study. The patient's name is never printed."""
-    from edge_runtime.pacs.peers import Peer
-    from edge_runtime.pacs.worklist import choose, find_scheduled, session_for
+    from edge_runtime.hospital.peers import Peer
+    from edge_runtime.hospital.worklist import choose, find_scheduled, session_for
 
     if worklist is None:
         if session is None:
@@ -313,7 +313,7 @@ def _grab_session(session: str | None, worklist: str | None, accession: str | No
 def report(audit_log: Path | None, session: str | None, sr: Path | None, png: Path | None) -> None:
     """An ended exam's report: from the audit log's final record, or from a report document (DICOM SR, e.g. from
     the PACS); printed, and with --png drawn as one page for the record."""
-    from edge_runtime.pacs.summary import from_audit, from_document, page, text
+    from edge_runtime.hospital.summary import from_audit, from_document, page, text
 
     if (sr is None) == (audit_log is None) or (audit_log is not None and session is None):
         raise click.UsageError("give --sr FILE, or --audit-log LOG with --session S")
@@ -332,7 +332,7 @@ def audit() -> None:
 @click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def verify_audit_command(logs: tuple[Path, ...]) -> None:
     """Walk each log's hash chain (its rotated files included) and name the first edited or removed line."""
-    from edge_runtime.audit import verify_audit
+    from edge_runtime.sinks.audit import verify_audit
 
     broken = False
     for log in logs:

@@ -3,7 +3,7 @@
 ``[runtime.model]``, ``[runtime.transport]``, ``[runtime.scanners]``, ``[runtime.sessions]``, ``[runtime.gate]``,
 ``[runtime.exam]``, ``[runtime.audit]``, ``[runtime.metrics]``, ``[runtime.thumbnails]``, ``[runtime.display]``,
 ``[runtime.security]``, ``[runtime.dicom]`` and ``[runtime.pacs]``. ``edge-runtime serve`` builds one flag per key
-from these models (``edge_runtime.cli_support.settings_options``): a field's ``flag`` names it when the short name
+from these models (``edge_runtime.tools.cli_support.settings_options``): a field's ``flag`` names it when the short name
 is the natural one (``--frames``), else it is ``--<table>-<key>``. Unknown keys are errors: a typo must not
 silently fall back to a default at the bedside.
 """
@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge_runtime.contracts import ScannerSpec, StrictModel, validation_problems
 from edge_runtime.errors import ConfigError
-from edge_runtime.transport import CurveClientKeys, CurveServerKeys
+from edge_runtime.wire.transport import CurveClientKeys, CurveServerKeys
 
 
 def flag(name: str) -> dict[str, Any]:
@@ -214,7 +214,7 @@ AE_TITLE = r"^[ -~]{1,16}$"  # DICOM AE titles: 1-16 printable ASCII characters 
 
 class DicomSettings(StrictModel):
     """[runtime.dicom]: the bedside as a DICOM storage node: images and cine loops the scanner stores, one exam per
-    study (edge_runtime.dicom). Off unless ``listen`` is set."""
+    study (edge_runtime.sources.dicom). Off unless ``listen`` is set."""
 
     listen: str | None = Field(
         None, description="HOST:PORT the Storage SCP listens on (unset: no DICOM).", **flag("--dicom-listen")
@@ -283,7 +283,7 @@ class DicomSettings(StrictModel):
 
 
 class PacsSettings(StrictModel):
-    """[runtime.pacs]: each exam's report to the PACS (edge_runtime.pacs): a DICOM SR in the exam's study, sent by
+    """[runtime.pacs]: each exam's report to the PACS (edge_runtime.hospital): a DICOM SR in the exam's study, sent by
     C-STORE (and optionally STOW-RS) through an on-disk queue. Off unless a destination is set."""
 
     destinations: list[str] = Field(

@@ -3,7 +3,7 @@
 Every failure a user can act on (a bad manifest, a tampered bundle, a frame that does not fit its scanner, a
 missing key file, a bad setting) raises a subclass of :class:`FattyLiverError` whose message names the file,
 row or field and the problem. Each command-line group catches this class, and only this class, to print one
-clear line instead of a traceback (``edge_runtime.cli_support.ProductGroup``); anything else is a bug and keeps
+clear line instead of a traceback (``edge_runtime.tools.cli_support.ProductGroup``); anything else is a bug and keeps
 its traceback.
 """
 

@@ -1,11 +1,6 @@
-"""The bedside server: threads, sockets, heartbeat and lifecycle around the declared pipeline.
-
-The data flow itself is :func:`edge_runtime.pipeline.compose`. Here: the receive thread runs the frame source
-(it only drains its SUB socket, validates and keeps the newest frame per (session, view), so receiving never waits
-for inference); the worker thread owns the results PUB socket (ZeroMQ sockets are not thread-safe), runs the
-pipeline on each frame and emits heartbeats and metrics; the main thread supervises both (edge_runtime.supervision)
-and takes model updates on SIGHUP (edge_runtime.model_update). Nothing here imports TensorFlow.
-"""
+"""The bedside server: threads, sockets, heartbeat and lifecycle around the declared pipeline
+(:func:`edge_runtime.compose.compose`); the main thread supervises the stages (edge_runtime.box.supervision) and takes
+model updates on SIGHUP (edge_runtime.model.served). Nothing here imports TensorFlow."""
 
 from __future__ import annotations
 
@@ -17,22 +12,24 @@ from collections.abc import Callable, Mapping
 
 import zmq
 
-from edge_runtime.audit import AuditLog
-from edge_runtime.bundle import Bundle
+from edge_runtime.box.health import health_report, heartbeat_message, metrics_message
+from edge_runtime.box.stats import RuntimeStats, ThrottledLog
+from edge_runtime.box.supervision import ServiceManager, StageClock, supervise
+from edge_runtime.compose import compose
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.contracts import TOPIC_HEARTBEAT, TOPIC_METRICS, HeartbeatMessage
-from edge_runtime.dicom import open_listener
-from edge_runtime.exam import ExamModel
-from edge_runtime.model_update import ConfiguredModel, ModelUpdates, ServedModel
-from edge_runtime.pacs import open_hospital
-from edge_runtime.pipeline import FrameAdmission, Pipeline, ZmqFrameSource, compose
-from edge_runtime.profiles import ScannerProfile
-from edge_runtime.protocol import message_parts
-from edge_runtime.sessions import LatestFrames, SessionStore
-from edge_runtime.stats import RuntimeStats, ThrottledLog
-from edge_runtime.status import health_report, heartbeat_message, metrics_message
-from edge_runtime.supervision import ServiceManager, StageClock, supervise
-from edge_runtime.transport import publisher
+from edge_runtime.hospital import open_hospital
+from edge_runtime.model.bundle import Bundle
+from edge_runtime.model.served import ConfiguredModel, ModelUpdates, ServedModel
+from edge_runtime.pipeline.exam import ExamModel
+from edge_runtime.pipeline.runner import Pipeline
+from edge_runtime.pipeline.sessions import LatestFrames, SessionStore
+from edge_runtime.scanners.profiles import ScannerProfile
+from edge_runtime.sinks.audit import AuditLog
+from edge_runtime.sources.dicom import open_listener
+from edge_runtime.sources.frames import FrameAdmission, ZmqFrameSource
+from edge_runtime.wire.protocol import message_parts
+from edge_runtime.wire.transport import publisher
 
 log = logging.getLogger("edge_runtime")
 
@@ -159,7 +156,7 @@ class EdgeServer:
 
     def start(self) -> None:
         if self.config.metrics.prometheus_port:
-            from edge_runtime.prometheus import PrometheusExporter
+            from edge_runtime.box.prometheus import PrometheusExporter
 
             self.prometheus = PrometheusExporter(self.config.metrics.prometheus_port, lambda: health_report(self))
             self.stats.add_listener(self.prometheus)

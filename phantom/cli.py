@@ -8,8 +8,8 @@ from collections import Counter
 
 import click
 
-from edge_runtime.cli_support import ProductGroup
 from edge_runtime.contracts import FATTY_PDFF, VIEWS
+from edge_runtime.tools.cli_support import ProductGroup
 from phantom.formats import FORMATS
 from phantom.layouts import CLASSIC_LAYOUTS, DUAL_LAYOUT, LAYOUT_SETS, LAYOUTS
 from phantom.subject import PDFF_DISTRIBUTIONS
@@ -210,7 +210,7 @@ def stream(
     import threading
     from pathlib import Path
 
-    from edge_runtime.transport import CurveServerKeys, FrameSender, publisher
+    from edge_runtime.wire.transport import CurveServerKeys, FrameSender, publisher
     from phantom.stream import EXAM_SCRIPT, PhantomStream, StreamCohort, prepare_sessions, write_truth
 
     click.echo(f"rendering {n_sessions} session(s)...", err=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge_runtime.profiles import ScannerProfile
+from edge_runtime.scanners.profiles import ScannerProfile
 from phantom.bmode import depth_to_row
 from phantom.layouts import ClutterStyle
 from phantom.subject import Subject

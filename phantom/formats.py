@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_runtime.profiles import DICOM_REGION, FULL_FRAME
+from edge_runtime.scanners.profiles import DICOM_REGION, FULL_FRAME
 from phantom.dicom import UltrasoundRegion, write_ultrasound_dicom
 from phantom.layouts import ScreenLayout
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from edge_runtime.profiles import ScannerProfile, default_profiles
+from edge_runtime.scanners.profiles import ScannerProfile, default_profiles
 from phantom.subject import Subject
 
 Colour = tuple[int, int, int]

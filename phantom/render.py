@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edge_runtime.contracts import VIEWS
-from edge_runtime.profiles import ScannerProfile
+from edge_runtime.scanners.profiles import ScannerProfile
 from phantom.bmode import simulate_view
 from phantom.layouts import get_layout
 from phantom.other_views import OTHER_BUILDERS, OTHER_KINDS, colour_flow_box, menu_panel

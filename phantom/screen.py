@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge_runtime.profiles import ScannerProfile
+from edge_runtime.scanners.profiles import ScannerProfile
 from phantom.clutter import VIEW_CAPTION, calipers, depth_scale, draw_styled, grey_bar, text, tgc_curve, thumbnail
 from phantom.layouts import ScreenLayout
 from phantom.subject import Subject

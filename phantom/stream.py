@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.contracts import AUTO_VIEW, PROTOCOL_VERSION, VIEWS, FrameHeader
-from edge_runtime.transport import FrameSender
+from edge_runtime.wire.transport import FrameSender
 from phantom.render import profile_for, render_other, render_view
 from phantom.subject import Subject, draw_cohort
 

@@ -1,7 +1,7 @@
 """A phantom exam stored the way a console stores it: both views of one subject as DICOM images of one study, each
 in a chosen transfer syntax (phantom.dicom_forms), optionally with cine loops, and the patient, study and series a
 console writes. The Manufacturer is the vendor and the Manufacturer's Model Name the screen layout, so the bedside
-places each file on its scanner profile the way it places a real console's (edge_runtime.dicom.scanners)."""
+places each file on its scanner profile the way it places a real console's (edge_runtime.scanners.stored)."""
 
 from __future__ import annotations
 

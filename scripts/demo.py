@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.audit import read_final_exams, verify_audit
 from edge_runtime.contracts import BundleMeta, ExamEstimate, ResultMessage, Stage
-from edge_runtime.exam import count_flips
+from edge_runtime.pipeline.exam import count_flips
+from edge_runtime.sinks.audit import read_final_exams, verify_audit
 
 OUT = Path(os.environ.get("DEMO_OUT", "out/demo"))
 SUBJECTS = int(os.environ.get("DEMO_SUBJECTS", "48"))

@@ -12,15 +12,15 @@ assert importlib.util.find_spec("tensorflow") is None, "this check must run in a
 for module in (
     "edge_runtime.server",
     "edge_runtime.cli",
-    "edge_runtime.bundle",
-    "edge_runtime.grabber",
-    "edge_runtime.watch",
+    "edge_runtime.model.bundle",
+    "edge_runtime.tools.grabber",
+    "edge_runtime.tools.watch",
     "edge_runtime.display.service",
     "phantom.stream",
 ):
     importlib.import_module(module)
 assert "tensorflow" not in sys.modules
-from edge_runtime.interpreter import INTERPRETER_NAME  # noqa: E402
+from edge_runtime.model.interpreter import INTERPRETER_NAME  # noqa: E402
 
 assert INTERPRETER_NAME == "ai-edge-litert", INTERPRETER_NAME
 venv = Path(sys.executable).parent.parent

@@ -53,7 +53,7 @@ def run_dir(tiny_cohort: Path, feature_cache: Path, tmp_path_factory: pytest.Tem
 @pytest.fixture(scope="session")
 def release_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The signing key the test bundle is released with (its .public beside it)."""
-    from edge_runtime.signing import make_signing_key
+    from edge_runtime.model.signing import make_signing_key
 
     secret, _ = make_signing_key(tmp_path_factory.mktemp("release-keys"), "release")
     return secret

@@ -12,13 +12,13 @@ import numpy as np
 import zmq
 from click.testing import CliRunner, Result
 
-from edge_runtime.bundle import load_bundle
 from edge_runtime.config import RuntimeConfig, load_config, merge
 from edge_runtime.contracts import TOPIC_RESULT, FrameHeader, ResultMessage, parse_message
-from edge_runtime.pipeline import FrameContext
-from edge_runtime.profiles import default_profiles
-from edge_runtime.protocol import encode_frame
+from edge_runtime.model.bundle import load_bundle
+from edge_runtime.pipeline.frame import FrameContext
+from edge_runtime.scanners.profiles import default_profiles
 from edge_runtime.server import EdgeServer
+from edge_runtime.wire.protocol import encode_frame
 from phantom.render import profile_for, render_view
 from phantom.subject import draw_cohort
 

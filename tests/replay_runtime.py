@@ -68,8 +68,8 @@ def _result(result: Any) -> dict[str, Any] | None:
 
 def _server(bundle_dir: Path, audit: Path) -> tuple[Any, Any, Any]:
     """The runtime's server over the bundle, with a way to admit a message and to run one queued frame."""
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.profiles import default_profiles
+    from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.scanners.profiles import default_profiles
     from edge_runtime.server import EdgeServer
 
     if hasattr(EdgeServer, "process"):  # the runtime before the declared pipeline

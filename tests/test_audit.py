@@ -9,8 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from edge_runtime.audit import AuditLog, read_audit, verify_audit
 from edge_runtime.cli import main as edge_cli
+from edge_runtime.sinks.audit import AuditLog, read_audit, verify_audit
 
 
 def _log(path: Path, start: int, n: int, max_bytes: int = 50_000_000) -> None:

@@ -74,8 +74,8 @@ def test_feature_bias_is_the_mean_int8_error_and_refuses_mismatched_arrays() -> 
 
 def test_quantization_aware_head_learns_the_int8_encoders_error() -> None:
     from calibration.qat import convert_qat_head, quantization_aware_head
-    from edge_runtime.bundle import head_input_indices
-    from edge_runtime.interpreter import make_interpreter
+    from edge_runtime.model.bundle import head_input_indices
+    from edge_runtime.model.interpreter import make_interpreter
 
     head = _head()
     clean = _inputs(256, 2)

@@ -15,8 +15,8 @@ from pathlib import Path
 import zmq
 from helpers import Source, breathed, phantom_screens, send_until_encoded, start_server, wait_for
 
-from edge_runtime.audit import read_results
-from edge_runtime.watch import watch
+from edge_runtime.sinks.audit import read_results
+from edge_runtime.tools.watch import watch
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,8 +29,8 @@ def test_example_config_validates_and_documents_every_key() -> None:
 def test_serve_has_a_flag_for_every_key_of_every_stage_table() -> None:
     """The flags are generated from the config models, so a new key gets a flag and a help line by itself."""
     from edge_runtime.cli import SERVE_TABLES
-    from edge_runtime.cli_support import field_flag
     from edge_runtime.config import RuntimeConfig
+    from edge_runtime.tools.cli_support import field_flag
 
     help_text = CliRunner().invoke(edge_cli, ["serve", "--help"], terminal_width=200).output
     for table in SERVE_TABLES:

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from pydicom import uid
 
-from edge_runtime.dicom.images import DicomImageError, read_dataset, region_frames, rgb_frames
+from edge_runtime.sources.dicom.images import DicomImageError, read_dataset, region_frames, rgb_frames
 from phantom.dicom import UltrasoundRegion, write_ultrasound_dicom
 
 SHIPPED = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -134,15 +134,15 @@ def phantom_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _bedside_tensor(path: Path) -> np.ndarray:
+    from edge_runtime.pipeline.preprocess import preprocess_frame
     from edge_runtime.pipeline.stages import FULL_FRAME_PROFILE
-    from edge_runtime.preprocess import preprocess_frame
 
     return preprocess_frame(region_frames(read_dataset(path))[0].pixels, FULL_FRAME_PROFILE, harmonisation="none")
 
 
 def _trainer_tensor(path: Path, region: int | None = None) -> np.ndarray:
-    from edge_runtime.preprocess import preprocess_frame
-    from edge_runtime.profiles import ScannerProfile
+    from edge_runtime.pipeline.preprocess import preprocess_frame
+    from edge_runtime.scanners.profiles import ScannerProfile
     from trainer.images import read_for_profile
 
     profile = ScannerProfile.from_mapping("site-dicom", {"vendor": "GE", "crop": "dicom-region"})
@@ -152,7 +152,7 @@ def _trainer_tensor(path: Path, region: int | None = None) -> np.ndarray:
 def test_every_transfer_syntax_the_node_accepts_gives_the_raw_images_tensor(phantom_image: Path, tmp_path: Path):
     """Each form written by kept encoders (pydicom's plugins, dcmtk): the bedside's tensor is the trainer's, and the
     raw image's exactly (lossless) or within a stated tolerance (lossy)."""
-    from edge_runtime.dicom.sop import TRANSFER_SYNTAXES
+    from edge_runtime.sources.dicom.sop import TRANSFER_SYNTAXES
     from phantom.dicom_forms import FORMS, transcode
 
     raw = _bedside_tensor(phantom_image).astype(int)
@@ -191,8 +191,8 @@ def test_a_dual_display_row_names_its_region_and_reads_what_the_bedside_reads(tm
     path = write_dual(tmp_path / "dual.dcm", draw_cohort(2, 6, vendors=("GE",))[0], 6, DUAL_LAYOUT)
     bedside = region_frames(read_dataset(path))
     for k, frame in enumerate(bedside):
+        from edge_runtime.pipeline.preprocess import preprocess_frame
         from edge_runtime.pipeline.stages import FULL_FRAME_PROFILE
-        from edge_runtime.preprocess import preprocess_frame
 
         expected = preprocess_frame(frame.pixels, FULL_FRAME_PROFILE, harmonisation="none")
         assert np.array_equal(_trainer_tensor(path, region=k), expected)

@@ -16,9 +16,9 @@ import pytest
 import zmq
 from helpers import Source, offline_server, send_until_encoded, start_server, storescu, wait_for
 
-from edge_runtime.audit import read_final_exams
 from edge_runtime.contracts import Stage
-from edge_runtime.dicom.images import read_dataset, region_frames, rgb_frames
+from edge_runtime.sinks.audit import read_final_exams
+from edge_runtime.sources.dicom.images import read_dataset, region_frames, rgb_frames
 from phantom.dicom import StudyIdentity, write_ultrasound_dicom
 from phantom.render import profile_for
 from phantom.study import StoredStudy, write_dual, write_study

@@ -93,7 +93,7 @@ def test_a_thumbnail_of_any_crop_fits_the_limit_and_decodes() -> None:
     import numpy as np
 
     from edge_runtime.contracts import MAX_THUMBNAIL_BYTES
-    from edge_runtime.thumbnails import thumbnail_jpeg
+    from edge_runtime.sinks.thumbnails import thumbnail_jpeg
 
     noise = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)  # the hardest to compress
     jpeg = thumbnail_jpeg(noise)
@@ -154,7 +154,7 @@ def test_the_feed_skips_malformed_and_keeps_unknown_fields() -> None:
 
 
 def test_the_terminal_says_indeterminate_plainly_and_what_the_interval_means() -> None:
-    from edge_runtime.watch import format_exam
+    from edge_runtime.tools.watch import format_exam
 
     unsure = ExamEstimate(
         call="indeterminate",

@@ -14,7 +14,7 @@ import zmq
 from helpers import Display, Source, phantom_screens, start_server, wait_for
 
 from edge_runtime.contracts import FrameHeader
-from edge_runtime.protocol import encode_frame
+from edge_runtime.wire.protocol import encode_frame
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ def test_fuzzed_messages_are_counted_and_every_good_frame_is_served(bundle_dir: 
 
 
 def test_curve_ironhouse_admits_listed_displays_only(bundle_dir: Path, tmp_path: Path) -> None:
-    from edge_runtime.security import create_keypair, make_client, make_server
+    from edge_runtime.wire.security import create_keypair, make_client, make_server
 
     keys = tmp_path / "keys"
     for name in ("runtime", "source", "display", "intruder"):
@@ -199,7 +199,7 @@ def test_grab_serves_frames_only_to_listed_runtimes_with_curve(tmp_path: Path) -
     import subprocess
     import sys
 
-    from edge_runtime.security import create_keypair, make_client
+    from edge_runtime.wire.security import create_keypair, make_client
 
     keys = tmp_path / "keys"
     for name in ("grabber", "runtime", "intruder"):

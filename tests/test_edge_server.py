@@ -12,7 +12,7 @@ import pytest
 import zmq
 from helpers import Display, Source, breathed, phantom_screens, send_until_encoded, start_server, wait_for
 
-from edge_runtime.audit import read_final_exams, read_results
+from edge_runtime.sinks.audit import read_final_exams, read_results
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +132,7 @@ def test_a_bundle_without_a_calibrator_serves_raw_exams_and_says_so(bundle_dir: 
 
     from helpers import offline_server
 
-    from edge_runtime.sessions import ViewFeatures
+    from edge_runtime.pipeline.sessions import ViewFeatures
 
     raw = tmp_path / "raw"
     shutil.copytree(bundle_dir, raw)
@@ -161,7 +161,7 @@ def test_the_runtime_preprocesses_with_the_bundles_harmonisation(bundle_dir: Pat
 
     from helpers import frame_context, offline_server
 
-    from edge_runtime.preprocess import preprocess_frame
+    from edge_runtime.pipeline.preprocess import preprocess_frame
     from phantom.render import profile_for, render_view
     from phantom.subject import draw_cohort
 

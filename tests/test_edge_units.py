@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.audit import AuditLog, read_audit
 from edge_runtime.config import ExamPolicy, load_config
 from edge_runtime.contracts import FrameHeader
 from edge_runtime.errors import ConfigError
-from edge_runtime.exam import ExamModel, ExamTracker
-from edge_runtime.pipeline import FrameContext
-from edge_runtime.protocol import ProtocolError, check_payload, decode_payload, encode_frame, parse_header
-from edge_runtime.sessions import LatestFrames, SessionStore, ViewFeatures
+from edge_runtime.pipeline.exam import ExamModel, ExamTracker
+from edge_runtime.pipeline.frame import FrameContext
+from edge_runtime.pipeline.sessions import LatestFrames, SessionStore, ViewFeatures
+from edge_runtime.sinks.audit import AuditLog, read_audit
+from edge_runtime.wire.protocol import ProtocolError, check_payload, decode_payload, encode_frame, parse_header
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,7 +123,7 @@ def test_sessions_pair_within_the_window_and_stay_bounded() -> None:
 def test_a_study_pairs_across_the_study_and_ends_only_when_idle_with_nothing_waiting() -> None:
     """A stored study's views pair however far apart they were stored; it ends after its idle time, but never while
     frames of it still wait for the worker (a slow pipeline must not split one study into two exams)."""
-    from edge_runtime.sessions import StudyOrigin, StudyTerms
+    from edge_runtime.pipeline.sessions import StudyOrigin, StudyTerms
 
     waiting: set[str] = {"1.2.3"}
     new_exam = lambda: ExamTracker(ExamPolicy(), ExamModel(0.5))  # noqa: E731

@@ -10,8 +10,8 @@ import pytest
 
 from edge_runtime.config import ExamPolicy
 from edge_runtime.contracts import ClassSets, ExamCalibration, ExamEstimate, PlattCalibrator
-from edge_runtime.exam import CANNOT_TELL, ExamModel, ExamTracker, calibrated_logit, count_flips
-from edge_runtime.uncertainty import Members, class_set, combine_members, conformal_quantile, logit, sigmoid
+from edge_runtime.model.uncertainty import Members, class_set, combine_members, conformal_quantile, logit, sigmoid
+from edge_runtime.pipeline.exam import CANNOT_TELL, ExamModel, ExamTracker, calibrated_logit, count_flips
 from trainer.config import TrainConfig
 from trainer.exam_calibration import conformal_halfwidth, expected_calibration_error, measure
 

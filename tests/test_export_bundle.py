@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from helpers import copy_run, export, read_csv
 
-from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.contracts import BUNDLE_SCHEMA
+from edge_runtime.model.bundle import BundleError, load_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +104,7 @@ def test_qat_needs_int8_and_says_so(run_dir: Path, tmp_path: Path) -> None:
 
 def test_bedside_loading_does_not_import_tensorflow(bundle_dir: Path) -> None:
     code = (
-        "import sys, numpy as np; from edge_runtime.bundle import load_bundle;"
+        "import sys, numpy as np; from edge_runtime.model.bundle import load_bundle;"
         f"b = load_bundle({str(bundle_dir)!r});"
         "f = {v: b.encode(v, np.zeros((224, 224, 3), np.uint8)) for v in ('liver', 'kidney_liver')};"
         "a = b.answer(f); p, pdff = a.p_fatty, a.pdff; assert 0 <= p <= 1;"
@@ -230,9 +230,9 @@ def test_export_split_is_the_one_export_trained_on(run_dir: Path, bundle_dir: Pa
 def test_bundle_reproduces_exports_int8_answer_and_tracks_float_on_a_real_frame(
     run_dir: Path, bundle_dir: Path, tiny_cohort: Path
 ) -> None:
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.preprocess import preprocess_frame
-    from edge_runtime.profiles import default_profiles
+    from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.pipeline.preprocess import preprocess_frame
+    from edge_runtime.scanners.profiles import default_profiles
     from trainer.images import read_image
 
     record = _export_record(run_dir, bundle_dir)

@@ -47,7 +47,7 @@ def _args(sites: dict[str, Path], out: Path, cache: Path) -> list[str]:
 def test_three_sites_train_in_the_simulation_runtime_and_the_run_exports_and_serves(
     sites: dict[str, Path], feature_cache: Path, tmp_path: Path
 ) -> None:
-    from edge_runtime.bundle import load_bundle
+    from edge_runtime.model.bundle import load_bundle
     from trainer.federated.site import site_hash
 
     run = tmp_path / "run"
@@ -83,7 +83,7 @@ def _a_new_site_checks_and_adapts(bundle: Path, run: Path, tmp_path: Path) -> No
     """A fourth hospital on a console no site had checks the federated bundle and adapts it with the federated run,
     as it would any bundle (by default recalibrating the federated heads, which stay byte for byte): the adapted
     bundle names its parent and still records the federation."""
-    from edge_runtime.bundle import load_bundle
+    from edge_runtime.model.bundle import load_bundle
     from phantom.cohort import CohortForm, generate_cohort
 
     site = tmp_path / "new-site"

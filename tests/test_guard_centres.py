@@ -9,7 +9,7 @@ import pytest
 
 from edge_runtime.contracts import VIEWS, GuardSpec, SpeckleGuardSpec
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.gate import (
+from edge_runtime.model.gate import (
     CENTRE_MAX_WIDENING,
     CLIPPED,
     FEATURES,

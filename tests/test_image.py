@@ -20,7 +20,7 @@ import pytest
 import zmq
 from helpers import Display, Source, breathed, phantom_screens, wait_for
 
-from edge_runtime.audit import read_final_exams
+from edge_runtime.sinks.audit import read_final_exams
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "localhost/fatty-liver-edge:test"

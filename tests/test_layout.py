@@ -118,7 +118,7 @@ def test_the_server_keeps_only_threads_sockets_and_lifecycle() -> None:
 
 def test_the_stage_list_reads_on_one_screen() -> None:
     """compose()'s stage list, from the first stage to the last, fits in a screenful."""
-    text = (ROOT / "edge_runtime" / "pipeline" / "__init__.py").read_text()
+    text = (ROOT / "edge_runtime" / "compose.py").read_text()
     start, end = text.index("    return [\n        Decode()"), text.index("    ]\n", text.index("Decode()"))
     assert text[start:end].count("\n") <= 12
 

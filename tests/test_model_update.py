@@ -12,11 +12,11 @@ import zmq
 from click.testing import CliRunner
 from helpers import Display, Source, phantom_screens, runtime_config, send_until_encoded, wait_for
 
-from edge_runtime.audit import read_audit
-from edge_runtime.bundle import load_bundle
 from edge_runtime.cli import main as edge_cli
-from edge_runtime.model_update import ConfiguredModel
+from edge_runtime.model.bundle import load_bundle
+from edge_runtime.model.served import ConfiguredModel
 from edge_runtime.server import EdgeServer
+from edge_runtime.sinks.audit import read_audit
 
 
 def _bundle_variant(bundle_dir: Path, out: Path, version: str, sign_key: Path | None) -> Path:

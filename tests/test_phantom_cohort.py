@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from click.testing import CliRunner
 
-from edge_runtime.profiles import default_profiles
+from edge_runtime.scanners.profiles import default_profiles
 from phantom.cli import main as phantom_cli
 from phantom.cohort import generate_cohort
 

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import zmq
 
-from edge_runtime.profiles import default_profiles
-from edge_runtime.protocol import check_payload, decode_payload, parse_header
+from edge_runtime.scanners.profiles import default_profiles
+from edge_runtime.wire.protocol import check_payload, decode_payload, parse_header
 from phantom.stream import PhantomStream, prepare_sessions
 
 

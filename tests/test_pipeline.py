@@ -16,7 +16,7 @@ import pytest
 from helpers import breathed, frame_context, offline_server
 
 from edge_runtime.contracts import AUTO_VIEW, PIPELINE_STAGES, TOPIC_FRAME, Count, FrameHeader, Reject, Stage
-from edge_runtime.protocol import encode_frame
+from edge_runtime.wire.protocol import encode_frame
 from phantom.render import profile_for, render_other, render_view
 from phantom.subject import draw_cohort
 

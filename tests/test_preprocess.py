@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.preprocess import MODEL_SIZE, PreprocessError, preprocess_frame
-from edge_runtime.profiles import ProfileError, ScannerProfile, default_profiles, get_profile, load_profiles
+from edge_runtime.pipeline.preprocess import MODEL_SIZE, PreprocessError, preprocess_frame
+from edge_runtime.scanners.profiles import ProfileError, ScannerProfile, default_profiles, get_profile, load_profiles
 from trainer.images import ImageReadError, read_image
 
 
@@ -125,7 +125,7 @@ def test_harmonisation_ignores_a_grabbers_noisy_or_lifted_black() -> None:
     """A frame grabber seldom delivers exact black: noise of a grey level or two, or video's limited range (black
     at 16). The sector's median must come from echoes, not from the background, or one image harmonises to two
     brightnesses (and a frozen screen looks like new frames)."""
-    from edge_runtime.preprocess import SECTOR_MEDIAN_GREY, harmonise
+    from edge_runtime.pipeline.preprocess import SECTOR_MEDIAN_GREY, harmonise
     from phantom.render import profile_for, render_view
     from phantom.subject import draw_cohort
 

@@ -13,7 +13,7 @@ import zmq
 from click.testing import CliRunner
 from helpers import train_args
 
-from edge_runtime.profiles import ProfileError, read_profiles_file
+from edge_runtime.scanners.profiles import ProfileError, read_profiles_file
 from trainer.cli import main as trainer_cli
 
 SITE = {"site-epiq": {"vendor": "PHILIPS", "screen": [1920, 1080], "crop": [490, 160, 940, 680]}}
@@ -75,11 +75,11 @@ def test_a_site_scanner_trains_with_profiles_and_the_run_records_them(
 def test_the_bundle_lists_its_scanners_and_serve_refuses_an_unseen_one(bundle_dir: Path, tmp_path: Path) -> None:
     from helpers import phantom_screens, runtime_config
 
-    from edge_runtime.bundle import load_bundle
     from edge_runtime.contracts import FrameHeader
-    from edge_runtime.profiles import load_profiles
-    from edge_runtime.protocol import encode_frame
+    from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.scanners.profiles import load_profiles
     from edge_runtime.server import EdgeServer
+    from edge_runtime.wire.protocol import encode_frame
 
     bundle = load_bundle(bundle_dir)
     assert set(bundle.meta.scanners) == {"phantom-philips", "phantom-ge"}
@@ -98,8 +98,8 @@ def test_the_bundle_lists_its_scanners_and_serve_refuses_an_unseen_one(bundle_di
 def test_images_already_cropped_give_the_same_tensors_as_the_screens_they_came_from(tiny_cohort: Path) -> None:
     import numpy as np
 
-    from edge_runtime.preprocess import PreprocessError, preprocess_frame
-    from edge_runtime.profiles import default_profiles
+    from edge_runtime.pipeline.preprocess import PreprocessError, preprocess_frame
+    from edge_runtime.scanners.profiles import default_profiles
     from trainer.images import read_image
 
     profiles = default_profiles()
@@ -126,8 +126,8 @@ def _ultrasound_dicom(path: Path, screen, regions: list[tuple[int, int, int, int
 def test_dicom_files_are_cropped_by_their_own_ultrasound_region(tiny_cohort: Path, tmp_path: Path) -> None:
     import numpy as np
 
-    from edge_runtime.preprocess import preprocess_frame
-    from edge_runtime.profiles import default_profiles
+    from edge_runtime.pipeline.preprocess import preprocess_frame
+    from edge_runtime.scanners.profiles import default_profiles
     from trainer.images import ImageReadError, read_for_profile, read_image
 
     profiles = default_profiles()

@@ -98,7 +98,7 @@ def test_kernel_loop_cv_falls_within_the_keras_loops_interval(tiny_cohort: Path,
 def test_int8_features_run_exports_its_own_encoder_and_agrees_with_itself(
     tiny_cohort: Path, feature_cache: Path, tmp_path: Path
 ) -> None:
-    from edge_runtime.bundle import load_bundle
+    from edge_runtime.model.bundle import load_bundle
     from phantom.cohort import generate_cohort
     from trainer.dataset import read_cohort
 

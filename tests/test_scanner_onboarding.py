@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from helpers import train_args
 
 from edge_runtime.cli import main as edge_cli
-from edge_runtime.profile_detect import detect_box, detect_boxes, iou
-from edge_runtime.profiles import ProfileError, read_profiles_file
+from edge_runtime.scanners.detect import detect_box, detect_boxes, iou
+from edge_runtime.scanners.profiles import ProfileError, read_profiles_file
 from phantom.cohort import CohortForm, generate_cohort
 from phantom.formats import FORMATS
 from phantom.layouts import DUAL_LAYOUT, LAYOUT_SETS, LAYOUTS, assign_layouts
@@ -197,11 +197,11 @@ def test_a_cohort_of_three_layouts_plus_dicom_trains_exports_and_serves(
 def _serve_one_seen_and_one_unseen(bundle_dir: Path, tmp_path: Path) -> None:
     from helpers import runtime_config
 
-    from edge_runtime.bundle import load_bundle
     from edge_runtime.contracts import FrameHeader
-    from edge_runtime.profiles import load_profiles
-    from edge_runtime.protocol import encode_frame
+    from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.scanners.profiles import load_profiles
     from edge_runtime.server import EdgeServer
+    from edge_runtime.wire.protocol import encode_frame
 
     bundle = load_bundle(bundle_dir)
     trained = {name: spec.model_dump() for name, spec in bundle.meta.scanners.items()}

@@ -51,8 +51,8 @@ def test_signing_keys_are_private_and_never_overwritten(tmp_path: Path) -> None:
 
 
 def test_a_signed_bundle_verifies_and_names_its_key(signed: tuple[Path, Path]) -> None:
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.signing import TrustPolicy
+    from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.model.signing import TrustPolicy
 
     bundle, trusted = signed
     result = _edge("bundle", "verify", bundle, "--trusted-keys", trusted)
@@ -109,8 +109,8 @@ def test_tampered_untrusted_and_unsigned_bundles_are_refused_by_name(signed: tup
 def test_unsigned_bundles_load_only_when_allowed_and_a_broken_bundle_is_never_signed(
     bundle_dir: Path, tmp_path: Path
 ) -> None:
-    from edge_runtime.bundle import BundleError, load_bundle
-    from edge_runtime.signing import SignatureRefused, TrustPolicy, make_signing_key
+    from edge_runtime.model.bundle import BundleError, load_bundle
+    from edge_runtime.model.signing import SignatureRefused, TrustPolicy, make_signing_key
 
     unsigned = tmp_path / "unsigned"
     shutil.copytree(bundle_dir, unsigned)

@@ -40,8 +40,8 @@ def canon_shifted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _flagged(bundle_dir: Path, site: Path) -> float:
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.profiles import load_profiles
+    from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.scanners.profiles import load_profiles
     from trainer.dataset import read_cohort
     from trainer.guard_report import guard_report
 
@@ -53,7 +53,7 @@ def _flagged(bundle_dir: Path, site: Path) -> float:
 def _guard_is_centred_on_the_new_console_only(parent_dir: Path, adapted_dir: Path, canon: Path, shifted: Path) -> None:
     """The parent's guard (thresholds, components), centred on the CANON console from its 8 subjects: its frames
     are in distribution, the same console in a new look is not."""
-    from edge_runtime.bundle import load_bundle
+    from edge_runtime.model.bundle import load_bundle
 
     parent, adapted = load_bundle(parent_dir), load_bundle(adapted_dir)
     assert adapted.meta.guard.scanner_centres == {CANON: 8}
@@ -72,7 +72,7 @@ def _adapt(bundle_dir: Path, out: Path, *extra: str):
 def test_an_adapted_bundle_is_verified_and_names_its_parent_and_evidence(
     bundle_dir: Path, run_dir: Path, canon_site: Path, canon_shifted: Path, tmp_path: Path
 ) -> None:
-    from edge_runtime.bundle import load_bundle
+    from edge_runtime.model.bundle import load_bundle
 
     out = tmp_path / "adapted"
     args = ["--run", str(run_dir), "--manifest", str(canon_site / "manifest.csv"), "--retrain-heads"]

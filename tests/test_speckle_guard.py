@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import load_bundle
 from edge_runtime.contracts import VIEWS
-from edge_runtime.gate import clipped_share, speckle_texture
-from edge_runtime.preprocess import preprocess_frame
+from edge_runtime.model.bundle import load_bundle
+from edge_runtime.model.gate import clipped_share, speckle_texture
+from edge_runtime.pipeline.preprocess import preprocess_frame
 from phantom.render import profile_for, render_view
 from phantom.subject import Subject, draw_cohort
 from trainer.dataset import Cohort

@@ -14,7 +14,7 @@ from pathlib import Path
 import zmq
 from helpers import Source, start_server, wait_for
 
-from edge_runtime.supervision import ServiceManager, StageClock, supervise
+from edge_runtime.box.supervision import ServiceManager, StageClock, supervise
 
 
 def _free_port() -> int:

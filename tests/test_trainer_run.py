@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from helpers import read_csv
 
 from edge_runtime.contracts import HARMONISATIONS
-from edge_runtime.preprocess import harmonise, preprocess_frame
-from edge_runtime.profiles import default_profiles
+from edge_runtime.pipeline.preprocess import harmonise, preprocess_frame
+from edge_runtime.scanners.profiles import default_profiles
 from trainer.cli import main as trainer_cli
 from trainer.images import read_image
 from trainer.manifest import load_manifest

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from clkl.appearance import FAMILIES, apply_look, look_names
 from clkl.augment import IDENTITY, Variant, apply_variant, variants
-from edge_runtime.preprocess import PreprocessError, harmonise
+from edge_runtime.pipeline.preprocess import PreprocessError, harmonise
 from phantom.subject import draw_cohort
 from phantom.vendors import CANON, GE, PHILIPS
 

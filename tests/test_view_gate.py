@@ -12,7 +12,6 @@ import pytest
 import zmq
 from helpers import frame_context, runtime_config
 
-from edge_runtime.bundle import load_bundle
 from edge_runtime.config import ExamPolicy
 from edge_runtime.contracts import (
     AUTO_VIEW,
@@ -25,8 +24,8 @@ from edge_runtime.contracts import (
     ViewGateSpec,
 )
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.exam import OUTSIDE_TRAINING, ExamModel, ExamTracker
-from edge_runtime.gate import (
+from edge_runtime.model.bundle import load_bundle
+from edge_runtime.model.gate import (
     CLIPPED_SHARE_MAX,
     COLOUR_SHARE_MAX,
     Gate,
@@ -38,12 +37,13 @@ from edge_runtime.gate import (
     speckle_texture,
     view_features,
 )
-from edge_runtime.pipeline import FrameContext
-from edge_runtime.preprocess import preprocess_frame
-from edge_runtime.profiles import default_profiles
-from edge_runtime.protocol import encode_frame
+from edge_runtime.model.uncertainty import combine_members
+from edge_runtime.pipeline.exam import OUTSIDE_TRAINING, ExamModel, ExamTracker
+from edge_runtime.pipeline.frame import FrameContext
+from edge_runtime.pipeline.preprocess import preprocess_frame
+from edge_runtime.scanners.profiles import default_profiles
 from edge_runtime.server import EdgeServer
-from edge_runtime.uncertainty import combine_members
+from edge_runtime.wire.protocol import encode_frame
 from phantom.render import profile_for, render_other, render_view
 from phantom.subject import draw_cohort
 
@@ -134,7 +134,7 @@ def test_sparse_colour_flow_is_doppler_and_yellow_calipers_are_not(screens) -> N
     check and look like the liver under it; red or blue flow is now enough. Calipers (yellow) stay a view."""
     import cv2
 
-    from edge_runtime.gate import has_colour
+    from edge_runtime.model.gate import has_colour
 
     scanner, liver = screens["liver"]
     profile = default_profiles()[scanner]
@@ -151,7 +151,7 @@ def test_sparse_colour_flow_is_doppler_and_yellow_calipers_are_not(screens) -> N
 def test_has_colour_gives_the_two_count_rule_whatever_the_shortcut() -> None:
     """has_colour skips the flow count on frames with no coloured pixel; on grey frames with a few pixels of
     any colour it must still say exactly what both counts say."""
-    from edge_runtime.gate import FLOW_SHARE_MAX, flow_share, has_colour
+    from edge_runtime.model.gate import FLOW_SHARE_MAX, flow_share, has_colour
 
     rng = np.random.default_rng(7)
     for k in range(600):
@@ -330,12 +330,12 @@ def test_thumbnails_are_encoded_only_for_the_pairs_that_go_out(
     bundle_dir: Path, tmp_path: Path, screens, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At most one pair of thumbnails per session per period is published, so only those crops become JPEGs."""
-    import edge_runtime.pipeline.sinks
+    import edge_runtime.sinks.results
     from edge_runtime.contracts import TOPIC_THUMBNAIL
-    from edge_runtime.thumbnails import thumbnail_jpeg
+    from edge_runtime.sinks.thumbnails import thumbnail_jpeg
 
     encoded = []
-    monkeypatch.setattr(edge_runtime.pipeline.sinks, "thumbnail_jpeg", lambda t: encoded.append(1) or thumbnail_jpeg(t))
+    monkeypatch.setattr(edge_runtime.sinks.results, "thumbnail_jpeg", lambda t: encoded.append(1) or thumbnail_jpeg(t))
     server = _server(bundle_dir, tmp_path, None, thumbnails={"enabled": True, "period_s": 60.0})
     ctx = zmq.Context()
     pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)

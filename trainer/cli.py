@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import ProductGroup, setting
+from edge_runtime.tools.cli_support import ProductGroup, setting
 from trainer.config import FEDERATED_EPOCHS, FEDERATION_STRATEGIES, PERSONAL_EPOCHS, ExportSettings, TrainConfig
 
 
@@ -31,7 +31,7 @@ PROFILES_HELP = "Scanner profiles file (JSON or TOML) for scanners beyond the sh
 @click.option("--profiles", type=click.Path(dir_okay=False, exists=True), default=None, help=PROFILES_HELP)
 def validate(manifest: str, as_json: bool, profiles: str | None) -> None:
     """Check a manifest and every image it names; list all problems (exit 1) or summarise (exit 0)."""
-    from edge_runtime.profiles import load_profiles
+    from edge_runtime.scanners.profiles import load_profiles
     from trainer.manifest import ManifestError, load_manifest
 
     try:
@@ -275,9 +275,9 @@ def export(run_dir: str, out_dir: str, sign_key: Path | None, **fields) -> None:
 
 
 def _sign(bundle_dir: Path, secret: Path | None) -> None:
-    """Sign a bundle this command has just written and verified (edge_runtime.signing)."""
+    """Sign a bundle this command has just written and verified (edge_runtime.model.signing)."""
     if secret is not None:
-        from edge_runtime.signing import sign_bundle
+        from edge_runtime.model.signing import sign_bundle
 
         click.echo(f"{bundle_dir}: signed by key {sign_bundle(bundle_dir, secret)}")
 

@@ -1,4 +1,5 @@
-"""The exam's model-error statements, fitted on a run's out-of-fold predictions (edge_runtime.uncertainty applies them).
+"""The exam's model-error statements, fitted on a run's out-of-fold predictions (edge_runtime.model.uncertainty applies
+them).
 
 - Class sets: split conformal on the calibrated p_fatty; the threshold at the declared coverage.
 - PDFF intervals: normalised split conformal in log(1 + PDFF) on the ensemble's estimate (linearly recalibrated)
@@ -14,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edge_runtime.contracts import ClassSets, CrossFittedCoverage, NormalisedPdffInterval
-from edge_runtime.uncertainty import (
+from edge_runtime.model.uncertainty import (
     class_score,
     class_set,
     conformal_quantile,
@@ -109,7 +110,8 @@ def fit_pdff_interval(
 
 
 def normalised_bounds(spec: NormalisedPdffInterval, log_estimate: float, spread: float) -> tuple[float, float]:
-    """The interval (PDFF %) the bedside states for an estimate and its spread (edge_runtime.exam does the same)."""
+    """The interval (PDFF %) the bedside states for an estimate and its spread (edge_runtime.pipeline.exam does the
+    same)."""
     intercept, slope = spec.recalibration
     return log1p_bounds(intercept + slope * log_estimate, spec.multiplier * (spread + spec.spread_floor))
 

@@ -10,8 +10,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from edge_runtime.contracts import OTHER_VIEW, VIEWS
-from edge_runtime.preprocess import PreprocessError, preprocess_frame
-from edge_runtime.profiles import ProfileError, ScannerProfile, default_profiles, get_profile
+from edge_runtime.pipeline.preprocess import PreprocessError, preprocess_frame
+from edge_runtime.scanners.profiles import ProfileError, ScannerProfile, default_profiles, get_profile
 from trainer.images import ImageReadError, image_digest, read_for_profile
 from trainer.manifest import Manifest, ManifestError, SubjectRecord, duplicate_image_problems, load_manifest
 

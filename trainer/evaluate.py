@@ -19,7 +19,7 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from clkl.augment import IDENTITY
 from edge_runtime.contracts import P_FATTY_THRESHOLD
-from edge_runtime.profiles import read_profiles_file
+from edge_runtime.scanners.profiles import read_profiles_file
 from trainer.crossval import predict_outputs
 from trainer.dataset import Cohort, read_cohort
 from trainer.extraction import run_encoders

@@ -7,7 +7,7 @@ honest stand-ins for bedside outputs. From them the run learns:
 - a split-conformal 90 % interval for PDFF in log(1 + PDFF) space (errors grow with the fat fraction);
 - how often the call and the PDFF disagree about the 5 % line, before and after.
 Every "after" figure is cross-fitted: fitted on the other folds, scored on the fold held out.
-The bedside applies the calibrator with edge_runtime.exam, the same code that scores it here.
+The bedside applies the calibrator with edge_runtime.pipeline.exam, the same code that scores it here.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from edge_runtime.contracts import ClassSets, ExamCalibration, NormalisedPdffInterval, PdffInterval, PlattCalibrator
-from edge_runtime.exam import calibrated_logit, calibrator_inputs, log1p_interval
-from edge_runtime.uncertainty import definite_bounds, sigmoid
+from edge_runtime.model.uncertainty import definite_bounds, sigmoid
+from edge_runtime.pipeline.exam import calibrated_logit, calibrator_inputs, log1p_interval
 from trainer.config import TrainConfig
 from trainer.conformal import (
     coverage_by,
@@ -75,7 +75,7 @@ def fit_platt(
         p_fatty: raw out-of-fold p_fatty per subject.
         pdff: out-of-fold PDFF estimate per subject (ignored unless "pdff" is an input).
         y: 1 for fatty subjects, 0 otherwise.
-        inputs: the design columns (see edge_runtime.exam.calibrator_inputs); a base brings its own.
+        inputs: the design columns (see edge_runtime.pipeline.exam.calibrator_inputs); a base brings its own.
         base: a calibrator fitted elsewhere, to recalibrate rather than replace.
     """
     if base is not None:

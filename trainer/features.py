@@ -23,8 +23,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from clkl.augment import Variant, apply_variant
-from edge_runtime.bundle import EncoderModel
-from edge_runtime.interpreter import ALL_CORES, make_interpreter
+from edge_runtime.model.bundle import EncoderModel
+from edge_runtime.model.interpreter import ALL_CORES, make_interpreter
 
 
 def image_key(image: np.ndarray) -> str:

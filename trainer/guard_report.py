@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.bundle import load_bundle
 from edge_runtime.contracts import VIEWS
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.gate import GUARD_LIMIT
-from edge_runtime.interpreter import ALL_CORES
+from edge_runtime.model.bundle import load_bundle
+from edge_runtime.model.gate import GUARD_LIMIT
+from edge_runtime.model.interpreter import ALL_CORES
 from trainer.dataset import Cohort
 
 SHIFT_FACTOR = 3  # flagged share above this many times the guard's design rate: say so

@@ -44,8 +44,8 @@ def _read_raster(path: Path) -> np.ndarray:
 
 def _dicom_frames(path: Path):
     """The file's dataset and every frame as RGB uint8, decoded exactly as the bedside decodes what a scanner
-    stores (edge_runtime.dicom.images), so training and the bedside see the same pixels."""
-    from edge_runtime.dicom.images import DicomImageError, read_dataset, rgb_frames
+    stores (edge_runtime.sources.dicom.images), so training and the bedside see the same pixels."""
+    from edge_runtime.sources.dicom.images import DicomImageError, read_dataset, rgb_frames
 
     try:
         ds = read_dataset(path)
@@ -74,7 +74,7 @@ def tissue_region(ds, path: Path, size: tuple[int, int], region: int | None = No
         size: the pixel array's (width, height).
         region: which tissue region (the manifest's region column); None: the file must hold exactly one.
     """
-    from edge_runtime.dicom.images import DicomImageError, tissue_boxes
+    from edge_runtime.sources.dicom.images import DicomImageError, tissue_boxes
 
     if not list(getattr(ds, "SequenceOfUltrasoundRegions", None) or []):
         raise ImageReadError(f"{path}: no Sequence of Ultrasound Regions (0018,6011); use a screen profile")

@@ -19,7 +19,7 @@ from typing import Any
 
 from edge_runtime.contracts import FATTY_PDFF, OTHER_VIEW, VIEWS
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.profiles import ScannerProfile, default_profiles
+from edge_runtime.scanners.profiles import ScannerProfile, default_profiles
 from trainer.images import ImageReadError, image_digest, read_for_profile
 
 REQUIRED_COLUMNS = ("subject_id", "view", "scanner", "path", "pdff")

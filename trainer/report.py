@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.contracts import P_FATTY_THRESHOLD
-from edge_runtime.uncertainty import combine_members
+from edge_runtime.model.uncertainty import combine_members
 from trainer.config import TrainConfig
 from trainer.crossval import FoldOutcome
 from trainer.dataset import Cohort
@@ -46,7 +46,7 @@ def collect_predictions(cohort: Cohort, outcomes: list[FoldOutcome]) -> list[dic
 
 
 def _ensemble_columns(outcome: FoldOutcome, i: int) -> dict[str, float]:
-    """The fold's ensemble on test subject i (edge_runtime.uncertainty.combine_members): its answer and spread."""
+    """The fold's ensemble on test subject i (edge_runtime.model.uncertainty.combine_members): its answer and spread."""
     if len(outcome.members) < 2:
         return {}
     p = [m["p_fatty"][i] for m in outcome.members] if "p_fatty" in outcome.members[0] else [0.5] * len(outcome.members)

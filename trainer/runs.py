@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.profiles import ScannerProfile, load_profiles, profiles_mapping
+from edge_runtime.scanners.profiles import ScannerProfile, load_profiles, profiles_mapping
 from trainer.config import TrainConfig
 
 PROFILES_FILE = "profiles.json"  # the scanner profiles the run's images were cropped with

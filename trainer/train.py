@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_runtime.errors import ConfigError
-from edge_runtime.profiles import load_profiles
+from edge_runtime.scanners.profiles import load_profiles
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort, read_cohort
 from trainer.holdout import export_groups, save_split

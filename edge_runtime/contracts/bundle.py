@@ -42,7 +42,7 @@ class InputSpec(StrictModel):
     dtype: TensorDtype = Field("uint8", description="Pixels go in as they are (scale 1, zero point 0).")
     resize: Literal["area"] = Field("area", description="OpenCV INTER_AREA, in preprocess_frame.")
     color: Literal["rgb"] = "rgb"
-    preprocess: str = "edge_runtime.preprocess.preprocess_frame (scanner-profile crop, INTER_AREA)"
+    preprocess: str = "edge_runtime.pipeline.preprocess.preprocess_frame (scanner-profile crop, INTER_AREA)"
     harmonisation: Harmonisation = Field(description="preprocess_frame's last step, as the model was trained.")
 
     @field_validator("shape")
@@ -212,8 +212,8 @@ class CrossFittedCoverage(StrictModel):
 
 
 class ClassSets(StrictModel):
-    """Conformal class sets on the calibrated p_fatty (edge_runtime.uncertainty): a definite call only when one class
-    alone reaches the declared coverage."""
+    """Conformal class sets on the calibrated p_fatty (edge_runtime.model.uncertainty): a definite call only when one
+    class alone reaches the declared coverage."""
 
     coverage: float = Field(gt=0, lt=1, description="The coverage the bundle declares (and its threshold is at).")
     threshold: float = Field(ge=0, description="Largest 1 - p(class) a class may have and stay in the set.")
@@ -262,7 +262,7 @@ class EnsembleHead(StrictModel):
 
 class EnsembleSpec(StrictModel):
     """The head as a small ensemble: files.head (trained on the training group) and heads bagged on subsamples of
-    it; the bundle's answer is their mean, their spread the model's own uncertainty (edge_runtime.uncertainty)."""
+    it; the bundle's answer is their mean, their spread the model's own uncertainty (edge_runtime.model.uncertainty)."""
 
     method: str
     subsample: float = Field(gt=0, le=1, description="Share of the training subjects each bagged head trained on.")
@@ -291,8 +291,8 @@ class ViewGateSpec(StrictModel):
 
     classes: tuple[str, str, str] = VIEW_CLASSES
     feature_pooling: Literal["none", "grid2"] = Field(
-        description="How the head pools the encoder's features (edge_runtime.gate.view_features): 'grid2' for the "
-        "flatten encoder's 7x7 map, 'none' for the avg encoder's 512 features."
+        description="How the head pools the encoder's features (edge_runtime.model.gate.view_features): 'grid2' for "
+        "the flatten encoder's 7x7 map, 'none' for the avg encoder's 512 features."
     )
     confidence_floor: float = Field(ge=0, le=1, description="Frames below it are not paired (gate_rejected).")
     cv_confusion: list[list[int]] = Field(description="Subject-level CV: rows true class, columns predicted.")
@@ -318,7 +318,9 @@ class ViewGateSpec(StrictModel):
 class SpeckleGuardSpec(StrictModel):
     """The guard's speckle part: how far a frame's speckle texture lies from the training frames' of its view."""
 
-    statistics: tuple[str, ...] = Field(SPECKLE_STATISTICS, description="What edge_runtime.gate.speckle_texture gives.")
+    statistics: tuple[str, ...] = Field(
+        SPECKLE_STATISTICS, description="What edge_runtime.model.gate.speckle_texture gives."
+    )
     method: str = Field(description="How the score is computed (Mahalanobis distance, shrunk covariance).")
     thresholds: dict[View, float] = Field(description="Per view, the distance above which a frame is flagged.")
 

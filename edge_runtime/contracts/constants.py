@@ -19,7 +19,7 @@ P_FATTY_THRESHOLD = 0.5  # default decision threshold on the model's p_fatty
 PDFF_BANDS = (("<5", 0.0, 5.0), ("5-10", 5.0, 10.0), ("10-15", 10.0, 15.0), (">=15", 15.0, 101.0))  # PDFF % grades
 HARMONISATIONS = ("none", "sector_median")  # scanner harmonisation steps preprocess_frame knows (the last step)
 Harmonisation = Literal["none", "sector_median"]
-SPECKLE_STATISTICS = ("across", "down")  # edge_runtime.gate.speckle_texture: lag-1 speckle autocorrelation
+SPECKLE_STATISTICS = ("across", "down")  # edge_runtime.model.gate.speckle_texture: lag-1 speckle autocorrelation
 TensorDtype = Literal["uint8", "int8", "float32"]
 SEMVER_PATTERN = r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$"
 

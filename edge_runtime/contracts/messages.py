@@ -30,7 +30,7 @@ from edge_runtime.errors import FattyLiverError
 @dataclass(frozen=True)
 class FrameHeader:
     """The JSON header of a ``frame`` message. A plain dataclass rather than pydantic: it is parsed at up to
-    60 frames/s by ``edge_runtime.protocol.parse_header``, whose hand-ordered checks give each rejection the
+    60 frames/s by ``edge_runtime.wire.protocol.parse_header``, whose hand-ordered checks give each rejection the
     reason the runtime counts (``edge_runtime.contracts.names.Reject``)."""
 
     v: int
@@ -150,7 +150,7 @@ class AuditHealth(Message):
 
 
 class PacsStatus(Message):
-    """The report queue on its way to the PACS (edge_runtime.pacs): nothing waits unseen."""
+    """The report queue on its way to the PACS (edge_runtime.hospital): nothing waits unseen."""
 
     queued: int = Field(0, description="Reports waiting on disk for the PACS.")
     sent: int = Field(0, description="Reports every destination acknowledged, since start.")
@@ -193,8 +193,8 @@ class HeartbeatMessage(Message):
 
 
 class StudyReference(Message):
-    """The DICOM study an exam analysed (edge_runtime.dicom): what a report in the same study refers to. UIDs only:
-    no patient field ever reaches the audit log."""
+    """The DICOM study an exam analysed (edge_runtime.sources.dicom): what a report in the same study refers to. UIDs
+    only: no patient field ever reaches the audit log."""
 
     study_instance_uid: str
     series_instance_uids: list[str] = Field(description="Series whose frames the gate filed as a view.")

@@ -23,7 +23,7 @@ from edge_runtime.contracts import TOPIC_HEARTBEAT, TOPIC_METRICS, TOPIC_RESULT,
 from edge_runtime.display.app import create_app
 from edge_runtime.display.state import DisplayState
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.transport import CurveClientKeys, MessageHub, subscriber
+from edge_runtime.wire.transport import CurveClientKeys, MessageHub, subscriber
 
 TOPICS = (TOPIC_RESULT, TOPIC_METRICS, TOPIC_HEARTBEAT, TOPIC_THUMBNAIL)
 

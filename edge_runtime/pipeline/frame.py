@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.contracts import Count, ExamEstimate, FrameHeader, Reject, Stage, View
-from edge_runtime.sessions import StudyOrigin, ViewFeatures
-from edge_runtime.uncertainty import Members
+from edge_runtime.model.uncertainty import Members
+from edge_runtime.pipeline.sessions import StudyOrigin, ViewFeatures
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from edge_runtime.bundle import Bundle
+from edge_runtime.box.stats import RuntimeStats, ThrottledLog
 from edge_runtime.contracts import VIEWS, Count, ExamRecord, FrameRef, ResultMessage, Stage, StudyReference
+from edge_runtime.model.bundle import Bundle
 from edge_runtime.pipeline.frame import Drop, FrameContext
+from edge_runtime.pipeline.sessions import Session, SessionStore
 from edge_runtime.pipeline.stages import PipelineStage
-from edge_runtime.sessions import Session, SessionStore
-from edge_runtime.stats import RuntimeStats, ThrottledLog
 
 
 class Sink(Protocol):
@@ -47,7 +47,7 @@ class Pipeline:
         context: tuple[Bundle, SessionStore, RuntimeStats, ThrottledLog],
     ):
         """Args:
-        stages: the stages, in order (edge_runtime.pipeline.compose).
+        stages: the stages, in order (edge_runtime.compose.compose).
         sinks: where each result and each ended exam goes, in order.
         context: the bundle (for the result's model), the exams, the statistics and the throttled log.
         """

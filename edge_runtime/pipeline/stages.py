@@ -13,15 +13,15 @@ from typing import Protocol
 import numpy as np
 import zmq
 
-from edge_runtime.bundle import Bundle
 from edge_runtime.config import GateSettings
 from edge_runtime.contracts import VIEWS, Count, Reject, Stage
-from edge_runtime.gate import GatePolicy
+from edge_runtime.model.bundle import Bundle
+from edge_runtime.model.gate import GatePolicy
 from edge_runtime.pipeline.frame import Drop, FrameContext, Note
-from edge_runtime.preprocess import PreprocessError, preprocess_frame
-from edge_runtime.profiles import FULL_FRAME, ScannerProfile
-from edge_runtime.protocol import ProtocolError, decode_payload
-from edge_runtime.sessions import SessionStore, ViewFeatures, frame_fingerprint
+from edge_runtime.pipeline.preprocess import PreprocessError, preprocess_frame
+from edge_runtime.pipeline.sessions import SessionStore, ViewFeatures, frame_fingerprint
+from edge_runtime.scanners.profiles import FULL_FRAME, ScannerProfile
+from edge_runtime.wire.protocol import ProtocolError, decode_payload
 
 FULL_FRAME_PROFILE = ScannerProfile.from_mapping(FULL_FRAME, {"vendor": "unspecified", "crop": FULL_FRAME})
 BLANK_RANGE = 8  # a preprocessed frame whose pixels span fewer grey levels than this carries no image
@@ -91,8 +91,8 @@ class Encode:
 
 
 class Gate:
-    """Which view the frame shows (routing and view authority, edge_runtime.gate.GatePolicy), whether it repeats the
-    session's last kept frame of that view (a frozen screen is one image), and whether the guard flags it."""
+    """Which view the frame shows (routing and view authority, edge_runtime.model.gate.GatePolicy), whether it repeats
+    the session's last kept frame of that view (a frozen screen is one image), and whether the guard flags it."""
 
     name = Stage.GATE
 

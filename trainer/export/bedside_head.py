@@ -21,10 +21,10 @@ from calibration.convert import convert_head
 from calibration.qat import convert_qat_head, quantization_aware_head
 from clkl.augment import apply_variant
 from clkl.tf_setup import keras
-from edge_runtime.bundle import head_input_indices
 from edge_runtime.contracts import VIEWS, BiasCorrection
-from edge_runtime.interpreter import ALL_CORES, make_interpreter
-from edge_runtime.uncertainty import ensemble_mean
+from edge_runtime.model.bundle import head_input_indices
+from edge_runtime.model.interpreter import ALL_CORES, make_interpreter
+from edge_runtime.model.uncertainty import ensemble_mean
 from trainer.config import ExportSettings
 from trainer.dataset import Cohort
 from trainer.export.conversion import ConvertedEncoders
@@ -146,7 +146,7 @@ def output_mapping(interpreter: Any, inputs: dict[str, int], keras_head: keras.M
 
 @dataclass
 class BedsideEnsemble:
-    """The heads the bundle ships: its answer is their mean (edge_runtime.uncertainty.ensemble_mean)."""
+    """The heads the bundle ships: its answer is their mean (edge_runtime.model.uncertainty.ensemble_mean)."""
 
     members: list[BedsideHead]  # the head on the whole training group first, then the bagged ones
     kind: HeadKind

@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 
 from calibration.convert import convert_encoder
 from calibration.split import ExportSplit, representative_dataset
-from edge_runtime.bundle import EncoderModel
 from edge_runtime.contracts import VIEWS
-from edge_runtime.interpreter import ALL_CORES, make_interpreter
+from edge_runtime.model.bundle import EncoderModel
+from edge_runtime.model.interpreter import ALL_CORES, make_interpreter
 from trainer.config import ExportSettings
 from trainer.dataset import Cohort
 from trainer.export.final_model import FinalModel

@@ -10,7 +10,7 @@ import numpy as np
 from calibration.split import ExportSplit
 from clkl.tf_setup import keras
 from edge_runtime.contracts import VIEWS
-from edge_runtime.uncertainty import ensemble_mean
+from edge_runtime.model.uncertainty import ensemble_mean
 from trainer.config import ExportSettings, TrainConfig
 from trainer.crossval import bagged_heads, finetune_fold, fit_head_on_features, predict_outputs, predict_rows, targets
 from trainer.dataset import Cohort
@@ -82,7 +82,7 @@ class FinalModel:
         return self.feature_encoder if isinstance(self.feature_encoder, Int8Encoder) else None
 
     def head_outputs(self, features: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """The float ensemble's answer (edge_runtime.uncertainty.ensemble_mean) on both views' features."""
+        """The float ensemble's answer (edge_runtime.model.uncertainty.ensemble_mean) on both views' features."""
         x = {f"features_{v}": f for v, f in zip(VIEWS, features, strict=True)}
         return members_answer([predict_outputs(h, x, ("p_fatty", "pdff")) for h in self.heads])
 

@@ -35,8 +35,16 @@ from edge_runtime.contracts import (
     SpeckleGuardSpec,
     ViewGateSpec,
 )
-from edge_runtime.gate import GUARD_LIMIT, Gate, SpeckleGuard, ViewHead, has_colour, speckle_texture, view_features
-from edge_runtime.preprocess import harmonise
+from edge_runtime.model.gate import (
+    GUARD_LIMIT,
+    Gate,
+    SpeckleGuard,
+    ViewHead,
+    has_colour,
+    speckle_texture,
+    view_features,
+)
+from edge_runtime.pipeline.preprocess import harmonise
 from trainer.dataset import Cohort
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.guard import SPECKLE_MIN_SUBJECTS, fit_features, fit_speckle

@@ -19,7 +19,7 @@ from scipy import stats
 from sklearn.covariance import LedoitWolf
 from sklearn.model_selection import GroupKFold
 
-from edge_runtime.gate import SpeckleGuard, ViewGuard
+from edge_runtime.model.gate import SpeckleGuard, ViewGuard
 
 MAX_COMPONENTS = 32
 SPECKLE_MIN_SUBJECTS = 20  # fewer: the speckle part's false alarms on new subjects reach 10-30 % (DESIGN.md)

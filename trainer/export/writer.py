@@ -17,7 +17,6 @@ import numpy as np
 
 from calibration.fidelity import FidelityReport, markdown
 from calibration.split import ExportSplit, subject_hash
-from edge_runtime.bundle import Bundle, load_bundle, sha256_file
 from edge_runtime.contracts import (
     AcceptanceCriteria,
     BundleFiles,
@@ -39,7 +38,8 @@ from edge_runtime.contracts import (
     TrainingInfo,
     ViewGateSpec,
 )
-from edge_runtime.gate import GATE_FILE
+from edge_runtime.model.bundle import Bundle, load_bundle, sha256_file
+from edge_runtime.model.gate import GATE_FILE
 from trainer.config import ExportSettings
 from trainer.exam_calibration import load_exam_calibration
 from trainer.export.bedside_head import BedsideEnsemble, ExportError, HeadKind

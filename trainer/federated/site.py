@@ -124,7 +124,7 @@ def load_site(name: str, manifest: Path, config: TrainConfig, n_folds: int, prof
         n_folds: folds of the federated cross-validation.
         profiles: a scanner profiles file for the site's consoles.
     """
-    from edge_runtime.profiles import load_profiles
+    from edge_runtime.scanners.profiles import load_profiles
     from trainer.dataset import read_cohort
     from trainer.manifest import load_manifest
 

@@ -27,15 +27,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calibration.split import subject_hash
-from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.config import ExamPolicy
 from edge_runtime.contracts import VIEWS, ExamCalibration, SiteAdaptation
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.exam import ExamModel
-from edge_runtime.gate import GATE_FILE
-from edge_runtime.interpreter import ALL_CORES
-from edge_runtime.profiles import load_profiles, profiles_mapping
-from edge_runtime.uncertainty import Members
+from edge_runtime.model.bundle import Bundle, load_bundle
+from edge_runtime.model.gate import GATE_FILE
+from edge_runtime.model.interpreter import ALL_CORES
+from edge_runtime.model.uncertainty import Members
+from edge_runtime.pipeline.exam import ExamModel
+from edge_runtime.scanners.profiles import load_profiles, profiles_mapping
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort, read_cohort
 from trainer.exam_calibration import measure

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_runtime.bundle import Bundle
 from edge_runtime.config import ExamPolicy
 from edge_runtime.contracts import FATTY_PDFF, VIEWS
-from edge_runtime.exam import ExamModel
-from edge_runtime.gate import GatePolicy
-from edge_runtime.uncertainty import Members, class_set, sigmoid
+from edge_runtime.model.bundle import Bundle
+from edge_runtime.model.gate import GatePolicy
+from edge_runtime.model.uncertainty import Members, class_set, sigmoid
+from edge_runtime.pipeline.exam import ExamModel
 from trainer.dataset import Cohort
 from trainer.manifest import SubjectRecord
 

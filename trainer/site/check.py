@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.contracts import FATTY_PDFF, AcceptanceCriteria
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.interpreter import ALL_CORES
-from edge_runtime.profiles import load_profiles
-from edge_runtime.uncertainty import pdff_band
+from edge_runtime.model.bundle import Bundle, load_bundle
+from edge_runtime.model.interpreter import ALL_CORES
+from edge_runtime.model.uncertainty import pdff_band
+from edge_runtime.scanners.profiles import load_profiles
 from trainer.dataset import Cohort, read_cohort
 from trainer.metrics import bootstrap_ci, classification_metrics, regression_metrics
 from trainer.plots import bland_altman_plot, roc_plot

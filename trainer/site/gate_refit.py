@@ -3,7 +3,7 @@ in distribution, while an appearance neither training nor the site has shown is 
 
 - The view head is refitted on the run's training frames plus the site's, through the bundle's encoder.
 - The guard keeps the parent's spread, components and thresholds, and gains a centre for each console the run
-  never trained on (edge_runtime.gate.ScannerCentre): a new console shifts every frame by about the same offset,
+  never trained on (edge_runtime.model.gate.ScannerCentre): a new console shifts every frame by about the same offset,
   and refitting the whole guard on a few local frames would widen it for every console (DESIGN.md, "A new scanner
   at a site"). Consoles the run trained on keep the parent's guard unchanged.
 Every frame is encoded once (views, other frames, severe-attenuation looks); each refit (one per nested fold, then
@@ -18,9 +18,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calibration.split import ExportSplit
-from edge_runtime.bundle import Bundle
 from edge_runtime.contracts import VIEWS, GuardSpec, ViewGateSpec
-from edge_runtime.gate import CENTRE_MAX_WIDENING, GUARD_LIMIT, Gate, GatePolicy, ScannerCentre, speckle_texture
+from edge_runtime.model.bundle import Bundle
+from edge_runtime.model.gate import CENTRE_MAX_WIDENING, GUARD_LIMIT, Gate, GatePolicy, ScannerCentre, speckle_texture
 from trainer import gate_features
 from trainer.dataset import Cohort, read_cohort
 from trainer.export.gate import fit_view_gate, frame_rows

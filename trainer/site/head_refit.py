@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from clkl.tf_setup import keras
-from edge_runtime.bundle import head_input_indices
 from edge_runtime.contracts import VIEWS
-from edge_runtime.interpreter import ALL_CORES, make_interpreter
-from edge_runtime.uncertainty import Members, combine_members
+from edge_runtime.model.bundle import head_input_indices
+from edge_runtime.model.interpreter import ALL_CORES, make_interpreter
+from edge_runtime.model.uncertainty import Members, combine_members
 from trainer.config import TrainConfig
 from trainer.crossval import bagged_heads, fit_head_on_features, predict_outputs, targets
 from trainer.dataset import Cohort

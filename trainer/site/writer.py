@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.bundle import Bundle, load_bundle, sha256_file
 from edge_runtime.contracts import BundleMeta, EnsembleHead, EnsembleSpec, HeadOutputs
+from edge_runtime.model.bundle import Bundle, load_bundle, sha256_file
 from trainer.export.bedside_head import BedsideHead
 from trainer.export.writer import ENSEMBLE_METHOD, HEAD_FILE, bag_file
 

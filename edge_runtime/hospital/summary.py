@@ -1,0 +1,109 @@
+"""`edge-runtime report`: an ended exam's report in words, and a one-page picture for the record, from the audit log's
+final record (UIDs and the answer, never a patient field) or from a report document (e.g. retrieved from the PACS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_runtime.errors import FattyLiverError
+from edge_runtime.hospital.report import read_report
+from edge_runtime.sinks.audit import read_final_exams
+
+
+class ReportNotFound(FattyLiverError):
+    """No ended exam or report matches what was asked (the message says what was searched)."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What one page says: the answer, with its interval, and where it came from."""
+
+    title: str
+    call: str
+    lines: list[str]
+    pdff: float | None
+    interval: tuple[float, float] | None
+
+
+def from_audit(log: Path, session: str) -> Summary:
+    """The last final record of ``session`` in the audit log."""
+    finals = [f for f in read_final_exams(log) if f.get("session") == session]
+    if not finals:
+        raise ReportNotFound(f"{log}: no ended exam of session {session!r}")
+    record = finals[-1]
+    exam, model = record["exam"], record["model"]
+    call = exam.get("call") or "indeterminate"
+    lines = [f"session {session}", f"model {model['name']} {model['version']} (sha {model['sha']})"]
+    lines += [f"site adaptation: {model.get('site') or 'none'}", f"image pairs: {exam.get('n_pairs', 0)}"]
+    if exam.get("p_fatty") is not None:
+        lines.append(f"p_fatty {exam['p_fatty']:.3f} (call at {100 * (exam.get('coverage') or 0.95):.0f} % coverage)")
+    if exam.get("reason"):
+        lines.append(f"why: {exam['reason']}")
+    if record.get("study"):
+        lines.append(
+            f"study {record['study']['study_instance_uid']}, {len(record['study']['sop_instance_uids'])} images"
+        )
+    lines.append(f"PACS report: {record.get('report') or 'no PACS configured'}")
+    interval = tuple(exam["pdff_interval"]) if exam.get("pdff_interval") else None
+    return Summary(f"Fatty liver exam, ended {record['why']}", call, lines, exam.get("pdff"), interval)
+
+
+def from_document(path: Path) -> Summary:
+    """A report document (DICOM SR) as this product writes it."""
+    try:
+        said = read_report(path)
+    except (ValueError, KeyError, AttributeError, OSError) as exc:
+        raise ReportNotFound(f"{path}: not a fatty-liver-edge report ({exc})") from None
+    lines = [f"study {said.study_uid}", f"report {said.sop_instance_uid}", f"source images: {len(said.source_images)}"]
+    if said.p_fatty is not None:
+        lines.append(f"p_fatty {said.p_fatty:.3f}")
+    if said.why:
+        lines.append(f"why: {said.why}")
+    return Summary("Fatty liver report (DICOM SR)", said.call, lines, said.pdff, said.pdff_interval)
+
+
+def text(summary: Summary) -> str:
+    pdff = "n/a" if summary.pdff is None else f"{summary.pdff:.1f} %"
+    if summary.interval:
+        pdff += f" (90 % of patients like this one: {summary.interval[0]:.1f}-{summary.interval[1]:.1f} %)"
+    head = [summary.title, f"call: {summary.call.upper()}", f"PDFF: {pdff}"]
+    return "\n".join([*head, *summary.lines, "Research use, not a medical device."]) + "\n"
+
+
+def page(summary: Summary, path: Path) -> Path:
+    """One A4-proportioned page (1240 x 1754 px): the call in large type, the PDFF on a 0-40 % scale with its
+    interval, then every line, and the research-use notice."""
+    img = np.full((1754, 1240, 3), 255, np.uint8)
+    colours = {"fatty": (40, 110, 230), "normal": (200, 140, 40), "indeterminate": (110, 110, 110)}
+    cv2.putText(img, summary.title, (70, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (20, 20, 20), 2, cv2.LINE_AA)
+    cv2.putText(img, summary.call.upper(), (70, 290), cv2.FONT_HERSHEY_DUPLEX, 3.6, colours.get(summary.call,
+                (0, 0, 0)), 6, cv2.LINE_AA)  # fmt: skip
+    _pdff_scale(img, summary)
+    for k, line in enumerate(summary.lines):
+        cv2.putText(img, line[:90], (70, 620 + 52 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.85, (30, 30, 30), 2, cv2.LINE_AA)
+    cv2.putText(img, "Research use, not a medical device.", (70, 1680), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 200),
+                2, cv2.LINE_AA)  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), img):
+        raise ReportNotFound(f"could not write {path} (is its suffix .png?)")
+    return path
+
+
+def _pdff_scale(img: np.ndarray, summary: Summary, top: int = 400, left: int = 70, width: int = 1100) -> None:
+    x = lambda pdff: int(left + width * min(max(pdff, 0.0), 40.0) / 40.0)  # noqa: E731
+    cv2.rectangle(img, (left, top), (left + width, top + 40), (225, 225, 225), -1)
+    cv2.line(img, (x(5.0), top - 10), (x(5.0), top + 50), (0, 0, 0), 2)  # the 5 % line
+    cv2.putText(img, "5 %", (x(5.0) - 20, top + 85), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
+    if summary.interval:
+        low, high = summary.interval
+        cv2.rectangle(img, (x(low), top + 5), (x(high), top + 35), (240, 200, 120), -1)
+        said = f"90 % of patients like this one: {low:.1f}-{high:.1f} %"
+        cv2.putText(img, said, (left + 300, top + 85), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (60, 60, 60), 2, cv2.LINE_AA)
+    if summary.pdff is not None:
+        cv2.circle(img, (x(summary.pdff), top + 20), 14, (40, 40, 40), -1)
+        said = f"PDFF {summary.pdff:.1f} %"
+        cv2.putText(img, said, (left, top - 25), cv2.FONT_HERSHEY_SIMPLEX, 1.1, (20, 20, 20), 2, cv2.LINE_AA)

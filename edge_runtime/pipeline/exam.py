@@ -1,0 +1,296 @@
+"""The exam-level answer: many pairs of frames -> one stable call that is definite only when the model has earned it.
+
+A clinician reads an exam, not a frame. Per session the runtime keeps the recent pairs (the last ``window_pairs``
+within ``window_s`` seconds), each the bundle's ensemble answer (edge_runtime.model.uncertainty), and combines them
+robustly (trimmed means of calibrated logits and of log(1 + PDFF)). What the exam then says comes from the model's
+own error, fitted on the run's out-of-fold predictions, not from how much the frames agree:
+
+- the **class set** at the declared coverage (conformal): ``fatty`` or ``normal`` when one class alone reaches it,
+  else ``indeterminate`` with the reason ("the model cannot tell at 95 %");
+- the **PDFF interval**: 90 % of patients like this one, wider where the ensemble disagrees (normalised
+  conformal), widened further when this exam's pairs disagree;
+- a fatty call whose PDFF interval lies wholly below 5 % (or the reverse) is indeterminate: the two outputs
+  contradict each other beyond their uncertainty.
+
+A new call is shown only after it has been the candidate for ``hold_updates`` consecutive pairs and for at least
+``hold_s`` seconds of frame time, so the display does not flicker. docs/DESIGN.md, "The honest answer", has the
+numbers behind each choice. Numpy only: this runs at the bedside.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from edge_runtime.config import ExamPolicy
+from edge_runtime.contracts import FATTY_PDFF, VIEWS, ExamCalibration, ExamEstimate, PlattCalibrator
+from edge_runtime.model.uncertainty import (
+    Members,
+    class_set,
+    conformal_quantile,
+    definite_bounds,
+    log1p_bounds,
+    logit,
+    sigmoid,
+)
+
+Z_90 = 1.6448536269514722  # standard normal quantile for a two-sided 90 % interval
+OUTSIDE_TRAINING = "outside the model's training distribution"
+CANNOT_TELL = "the model cannot tell"
+
+__all__ = ["OUTSIDE_TRAINING", "ExamModel", "ExamTracker", "calibrated_logit", "count_flips", "logit", "sigmoid"]
+
+
+def calibrator_inputs(p_fatty: np.ndarray, pdff: np.ndarray, inputs: list[str]) -> np.ndarray:
+    """The calibrator's design matrix: logit(p_fatty) and, for two-output models, the PDFF estimate (%)."""
+    columns = {"logit_p_fatty": logit(p_fatty), "pdff": np.asarray(pdff, dtype=np.float64)}
+    return np.stack([columns[name] for name in inputs], axis=-1)
+
+
+def calibrated_logit(calibrator: PlattCalibrator | None, p_fatty, pdff) -> np.ndarray:
+    """Platt scaling (on both outputs when the model has both); the raw logit when there is no calibrator."""
+    if calibrator is None:
+        return np.atleast_1d(logit(p_fatty))
+    x = calibrator_inputs(np.atleast_1d(p_fatty), np.atleast_1d(pdff), calibrator.inputs)
+    return x @ np.asarray(calibrator.coef) + calibrator.intercept
+
+
+def count_flips(calls: list) -> int:
+    """How often a sequence of calls changes its mind (None, 'no call yet', is skipped)."""
+    shown = [c for c in calls if c is not None]
+    return sum(a != b for a, b in itertools.pairwise(shown))
+
+
+def trimmed_mean(values: np.ndarray, trim: float) -> float:
+    cut = math.floor(trim * len(values))
+    ordered = np.sort(values)
+    return float(ordered[cut : len(values) - cut].mean())
+
+
+def log1p_interval(center: float, halfwidth: float) -> tuple[float, float]:
+    """An interval for PDFF (%) symmetric in log(1 + PDFF): errors grow with the fat fraction."""
+    return log1p_bounds(math.log1p(max(center, 0.0)), halfwidth)
+
+
+@dataclass(frozen=True)
+class ExamModel:
+    """What the bundle says about its own error, at the coverage the site asks for."""
+
+    threshold: float  # p_fatty at or above which a single pair is fatty
+    calibrator: PlattCalibrator | None = None
+    class_threshold: float | None = None  # conformal: largest 1 - p(class) a class may have; None: no class sets
+    coverage: float | None = None  # the class sets' coverage
+    pdff_coverage: float | None = None
+    pdff_halfwidth: float = 0.0  # log(1 + PDFF); the half-width for every patient when there is no spread model
+    spread_multiplier: float | None = None  # normalised interval: half-width = multiplier x (spread + floor)
+    spread_floor: float = 0.0
+    recalibration: tuple[float, float] = (0.0, 1.0)  # log(1 + PDFF) estimate -> a + b x estimate
+    fatty_pdff: float = FATTY_PDFF
+
+    @classmethod
+    def from_bundle(cls, calibration: ExamCalibration, threshold: float, policy: ExamPolicy) -> ExamModel:
+        """The bundle's calibration at the policy's coverage (or the bundle's declared one)."""
+        sets, normalised, constant = calibration.class_sets, calibration.pdff_normalised, calibration.pdff_interval
+        model = cls(threshold, calibration.p_fatty, fatty_pdff=calibration.fatty_pdff)
+        if sets is not None:
+            coverage = policy.coverage or sets.coverage
+            model = replace(model, coverage=coverage, class_threshold=min(conformal_quantile(sets.scores, coverage), 1))
+        if constant is not None:
+            model = replace(model, pdff_coverage=constant.coverage, pdff_halfwidth=constant.halfwidth)
+        if normalised is not None:
+            coverage = policy.pdff_coverage or normalised.coverage
+            multiplier = conformal_quantile(normalised.scores, coverage)
+            model = replace(model, pdff_coverage=coverage, spread_multiplier=multiplier)
+            model = replace(model, spread_floor=normalised.spread_floor, recalibration=normalised.recalibration)
+        return model
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibrator is not None
+
+    def logit(self, members: Members) -> float:
+        return float(calibrated_logit(self.calibrator, members.p_fatty, members.pdff)[0])
+
+    def pdff_centre(self, log_pdff: float) -> float:
+        """The recalibrated estimate, in log(1 + PDFF) (unchanged without a spread model)."""
+        intercept, slope = self.recalibration
+        return intercept + slope * log_pdff
+
+    def pdff_bounds(self, centre: float, spread: float, pair_se: float) -> tuple[float, float]:
+        """The PDFF interval around the estimate: the model's own error (normalised by its spread when it has one)
+        and this exam's pair disagreement, in quadrature."""
+        if self.spread_multiplier is None:
+            return log1p_bounds(centre, math.hypot(self.pdff_halfwidth, pair_se))
+        model_error = self.spread_multiplier * (spread + self.spread_floor)
+        return log1p_bounds(centre, math.hypot(model_error, pair_se))
+
+
+@dataclass
+class Pair:
+    ts: float  # capture time of the newer frame
+    logit: float  # calibrated logit of the ensemble's p_fatty
+    log_pdff: float  # the ensemble's log(1 + PDFF)
+    spread: float  # the ensemble's spread of log(1 + PDFF)
+    outside: bool = False  # a frame of the pair lies outside the training distribution (the bundle's guard)
+    clock: float = 0.0  # the server's monotonic clock when the pair came: the window and the hold use it
+
+
+STUDY_WINDOW_S = 1e9  # a stored study's pairs all count, however long the study took
+
+
+def study_policy(live: ExamPolicy) -> ExamPolicy:
+    """A DICOM study's exam: every pair of the study (up to ``window_pairs``) counts, and the call is stated as soon
+    as the pairs support it. A study is complete when it ends; the hold and the minimum number of pairs steady a
+    live display, which a study's stored images do not need (the class sets are calibrated per single pair)."""
+    return live.model_copy(update={"window_s": STUDY_WINDOW_S, "min_pairs": 1, "hold_updates": 1, "hold_s": 0.0})
+
+
+@dataclass
+class Combined:
+    """The window's combination before any call is made."""
+
+    p: float
+    log_pdff: float
+    pdff_interval: tuple[float, float]
+    n_pairs: int
+
+    @property
+    def pdff(self) -> float:
+        return math.expm1(self.log_pdff)
+
+
+def combine(pairs: list[Pair], policy: ExamPolicy, model: ExamModel) -> Combined:
+    """Trimmed means over the pairs; the PDFF interval from the model's error and the pairs' disagreement."""
+    logits = np.array([p.logit for p in pairs])
+    logs = np.array([p.log_pdff for p in pairs])
+    n = len(pairs)
+    pair_se = Z_90 * (float(logs.std(ddof=1)) if n > 1 else 0.0) / math.sqrt(n)
+    centre = model.pdff_centre(trimmed_mean(logs, policy.trim))
+    bounds = model.pdff_bounds(centre, float(np.mean([p.spread for p in pairs])), pair_se)
+    return Combined(float(sigmoid(trimmed_mean(logits, policy.trim))), centre, bounds, n)
+
+
+def candidate_call(c: Combined, model: ExamModel) -> tuple[str, str | None, list[str] | None]:
+    """The call the window supports now, why it is indeterminate when it is, and the class set."""
+    if model.class_threshold is None:
+        return "indeterminate", f"{CANNOT_TELL}: the bundle states no class sets (no model-error calibration)", None
+    chosen = class_set(c.p, model.class_threshold)
+    if len(chosen) != 1:
+        low, high = definite_bounds(model.class_threshold)
+        needs = f"a call needs p_fatty >= {high:.2f} (fatty) or <= {low:.2f} (normal)"
+        return "indeterminate", f"{CANNOT_TELL} at {100 * model.coverage:.0f} %: p_fatty {c.p:.2f}; {needs}", chosen
+    call = chosen[0]
+    lo, hi = c.pdff_interval
+    span, line = f"PDFF {lo:.1f}-{hi:.1f} %", model.fatty_pdff
+    if call == "fatty" and hi < line:
+        return "indeterminate", f"discordant: p_fatty says fatty, {span} is below {line:g} %", chosen
+    if call == "normal" and lo >= line:
+        return "indeterminate", f"discordant: p_fatty says normal, {span} is above {line:g} %", chosen
+    return call, None, chosen
+
+
+@dataclass
+class ExamTracker:
+    """One session's exam: its recent pairs, the call on display and since when it has held."""
+
+    policy: ExamPolicy
+    model: ExamModel
+    pairs: deque[Pair] = field(default_factory=deque)
+    views_seen: set[str] = field(default_factory=set)
+    shown: str | None = None
+    stable_since: float | None = None
+    pending: str | None = None
+    streak: int = 0
+    pending_since: float = 0.0
+    last: ExamEstimate | None = None
+
+    def saw(self, view: str) -> None:
+        self.views_seen.add(view)
+
+    def add(self, ts: float, members: Members, outside: bool = False, clock: float | None = None) -> ExamEstimate:
+        """One new pair: slide the window, recombine, apply hysteresis; returns the exam as it now stands.
+
+        Args:
+            ts: capture time of the pair's newer frame.
+            members: the bundle's ensemble answer for the pair.
+            outside: the guard flagged a frame of the pair; such pairs never enter the combination, and while
+                they are the majority of the window the exam gives no call.
+            clock: the server's monotonic seconds, so that a wall-clock jump neither empties the window nor
+                skips the hold (default: ts, for replays that have only frame times).
+        """
+        clock = ts if clock is None else clock
+        pair = Pair(ts, self.model.logit(members), members.log_pdff, members.log_pdff_spread, outside, clock)
+        self.pairs.append(pair)
+        while len(self.pairs) > self.policy.window_pairs or clock - self.pairs[0].clock > self.policy.window_s:
+            self.pairs.popleft()
+        usable = [p for p in self.pairs if not p.outside]
+        if 2 * (len(self.pairs) - len(usable)) > len(self.pairs):
+            flagged = len(self.pairs) - len(usable)
+            self.last = self.waiting(f"{OUTSIDE_TRAINING}: {flagged} of {len(self.pairs)} recent pairs")
+            return self.last
+        if len(usable) < self.policy.min_pairs:
+            self.last = self.waiting(f"collecting: {len(usable)} of {self.policy.min_pairs} pairs")
+            return self.last
+        combined = combine(usable, self.policy, self.model)
+        call, reason, chosen = candidate_call(combined, self.model)
+        self._hold(call, ts, clock)
+        if self.shown is None:
+            reason = f"settling: {call} for {self.streak} of {self.policy.hold_updates} updates"
+        elif call != self.shown:
+            reason = f"holding {self.shown}: {call} for {self.streak} of {self.policy.hold_updates} updates"
+        self.last = self._estimate(combined, reason, chosen)
+        return self.last
+
+    def _hold(self, call: str, ts: float, clock: float) -> None:
+        """Hysteresis: a call replaces the shown one only after hold_updates consecutive updates over hold_s."""
+        if call == self.shown:
+            self.pending, self.streak = None, 0
+            return
+        if call != self.pending:
+            self.streak, self.pending_since = 0, clock
+        self.streak += 1
+        self.pending = call
+        held = clock - self.pending_since >= self.policy.hold_s
+        if self.streak >= self.policy.hold_updates and held:
+            self.shown, self.stable_since, self.pending, self.streak = call, ts, None, 0
+
+    def _estimate(self, c: Combined, reason: str | None, chosen: list[str] | None) -> ExamEstimate:
+        side_fatty = c.pdff >= self.model.fatty_pdff
+        discordant = self.shown in ("fatty", "normal") and side_fatty != (self.shown == "fatty")
+        return ExamEstimate(
+            call=self.shown,
+            reason=reason,
+            p_fatty=round(c.p, 4),
+            pdff=round(c.pdff, 2),
+            pdff_interval=(round(c.pdff_interval[0], 2), round(c.pdff_interval[1], 2)),
+            n_pairs=c.n_pairs,
+            stable_since=self.stable_since,
+            calibrated=self.model.calibrated,
+            discordant=discordant,
+            views_seen=sorted(self.views_seen),
+            class_set=chosen,
+            coverage=self.model.coverage,
+            pdff_coverage=self.model.pdff_coverage,
+        )
+
+    def waiting(self, reason: str) -> ExamEstimate:
+        return ExamEstimate(
+            call=None,
+            reason=reason,
+            n_pairs=len(self.pairs),
+            calibrated=self.model.calibrated,
+            views_seen=sorted(self.views_seen),
+            coverage=self.model.coverage,
+            pdff_coverage=self.model.pdff_coverage,
+        )
+
+    def status(self) -> ExamEstimate:
+        """The exam as it stands, for heartbeats and the final audit record (also before any pair)."""
+        if self.last is not None:
+            return self.last
+        missing = [v for v in VIEWS if v not in self.views_seen]
+        return self.waiting(f"no {' or '.join(missing)} frame yet: an exam needs both views")
