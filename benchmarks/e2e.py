@@ -26,6 +26,7 @@ from benchmarks.common import bars_plot, cdf_plot, free_port, machine, summarise
 from edge_runtime.config import load_config, merge
 from edge_runtime.contracts import INPUT_SHAPE, BundleMeta, Stage
 from edge_runtime.model.bundle import load_bundle
+from edge_runtime.model.served import ServedModel
 from edge_runtime.scanners.profiles import default_profiles
 from edge_runtime.server import EdgeServer
 
@@ -64,7 +65,8 @@ def one_run(
             "metrics": {"period_s": 5.0},
         }
         config = load_config(None, merge(settings, runtime or {}))
-        server = EdgeServer(config, load_bundle(bundle_dir, num_threads=threads), default_profiles(), zmq.Context())
+        model = ServedModel.prepared(load_bundle(bundle_dir, num_threads=threads), default_profiles(), config)
+        server = EdgeServer(config, model, zmq.Context())
         server.start()
         duration = seconds if seconds else 3600
         stream = subprocess.Popen(

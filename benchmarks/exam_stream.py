@@ -27,6 +27,7 @@ from benchmarks.common import free_port, machine, write_reports
 from edge_runtime.config import load_config
 from edge_runtime.contracts import FATTY_PDFF, TOPIC_RESULT, ResultMessage
 from edge_runtime.model.bundle import load_bundle
+from edge_runtime.model.served import ServedModel
 from edge_runtime.pipeline.exam import count_flips
 from edge_runtime.scanners.profiles import default_profiles
 from edge_runtime.server import EdgeServer
@@ -85,7 +86,8 @@ def run_exams(bundle_dir: str, sessions: int, seed: int, duration: float, fps: f
                 "audit": {"log": Path(tmp) / "a"},
             },
         )
-        server = EdgeServer(config, load_bundle(bundle_dir, num_threads=2), default_profiles(), zmq.Context())
+        model = ServedModel.prepared(load_bundle(bundle_dir, num_threads=2), default_profiles(), config)
+        server = EdgeServer(config, model, zmq.Context())
         server.start()
         command = [sys.executable, "-m", "phantom.cli", "stream", "--frames", frames, "--fps", str(fps)]
         command += ["--sessions", str(sessions), "--seed", str(seed), "--switch-every", str(switch_every)]

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from edge_runtime.config import load_config
 from edge_runtime.contracts import ExamRecord, ResultMessage
 from edge_runtime.model.bundle import Bundle
+from edge_runtime.model.served import ServedModel
 from edge_runtime.pipeline.frame import FrameContext
 from edge_runtime.scanners.profiles import default_profiles
 from edge_runtime.server import EdgeServer
@@ -53,7 +54,7 @@ def offline_server(bundle: Bundle, audit: Path, tables: dict | None = None) -> E
     """A server that is never started: its pipeline runs frames handed to it (audit log in ``audit``)."""
     config = load_config(None, {"audit": {"log": audit}, **(tables or {})})
     profiles = {**default_profiles()}
-    return EdgeServer(config, bundle, profiles, zmq.Context())
+    return EdgeServer(config, ServedModel.prepared(bundle, profiles, config), zmq.Context())
 
 
 def play_exams(
@@ -87,7 +88,7 @@ def play_exams(
             if result is not None:
                 exam.results.append(result)
         server.pipeline.end_exams(ending="shutdown")
-        server.audit.close()
+        server.bedside.audit.close()
         for record in read_final_exams(server.config.audit.log):
             played[record["session"]].final = ExamRecord.model_validate(record)
     return played

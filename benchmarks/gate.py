@@ -30,8 +30,9 @@ from edge_runtime.config import load_config
 from edge_runtime.contracts import FATTY_PDFF, OTHER_VIEW, VIEWS
 from edge_runtime.model.bundle import Bundle, load_bundle
 from edge_runtime.model.gate import GUARD_LIMIT
+from edge_runtime.model.served import ServedModel
 from edge_runtime.pipeline.frame import FrameContext
-from edge_runtime.pipeline.sessions import frame_fingerprint
+from edge_runtime.pipeline.repeats import frame_fingerprint
 from edge_runtime.scanners.profiles import default_profiles, load_profiles
 from edge_runtime.server import EdgeServer
 from phantom.cohort import CohortForm, generate_cohort
@@ -152,7 +153,9 @@ def scripted_exams(bundle_dir: str, sessions: int, seed: int, fps: float = 2.0) 
     """
     audit = Path(tempfile.mkdtemp()) / "audit.jsonl"
     config = load_config(None, {"audit": {"log": audit}})
-    server = EdgeServer(config, load_bundle(bundle_dir), default_profiles(), zmq.Context())
+    server = EdgeServer(
+        config, ServedModel.prepared(load_bundle(bundle_dir), default_profiles(), config), zmq.Context()
+    )
     shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
     stream = PhantomStream(prepare_sessions(sessions, seed, 2, shots=shots), fps, 1.0, script=EXAM_SCRIPT, auto=True)
     shows: dict[tuple[str, int], str] = {}
@@ -165,7 +168,7 @@ def scripted_exams(bundle_dir: str, sessions: int, seed: int, fps: float = 2.0) 
         if result is not None:
             results += 1
             correct += all(shows[result.session, result.frames[v].seq] == v for v in VIEWS)
-    server.audit.close()
+    server.bedside.audit.close()
     counters = server.stats.snapshot()["counters"]
     gated = {k: v for k, v in counters.items() if k.startswith("gate_rejected")}
     return {"frames": len(shows), "results": results, "correct_pairs": correct, "gate_rejected": gated}

@@ -76,20 +76,19 @@ def serve(config_path: str | None, verbose: bool, **options) -> None:
         said = "UNSIGNED BUNDLE %s served (--allow-unsigned, signature unchecked): development only, never at a bedside"
         logging.getLogger("edge_runtime").warning(said, served.bundle.name)
     _log_unvalidated_outputs(served.bundle)
-    server = EdgeServer(config, served.bundle, served.profiles, loader=configured)
+    server = EdgeServer(config, served, loader=configured)
     failure = server.serve_forever()
     _say_how_it_stopped(server, failure)
 
 
 def _say_how_it_stopped(server, failure: str | None) -> None:
     """One line: "stopped cleanly" only when nothing failed and every result is in the audit log; else exit 1."""
-    from edge_runtime.box.health import metrics_message
-
-    stats = metrics_message(server).counters
+    stats = server.bedside.status.metrics().counters
     said = f"{stats.get('results_published', 0)} results, {stats.get('frames_received', 0)} frames received"
     problems = [failure] if failure else []
-    if server.audit.failures:  # results went out that the audit log does not hold: never "cleanly"
-        problems.append(f"{server.audit.failures} records NOT in the audit log ({server.audit.last_error})")
+    audit = server.bedside.audit
+    if audit.failures:  # results went out that the audit log does not hold: never "cleanly"
+        problems.append(f"{audit.failures} records NOT in the audit log ({audit.last_error})")
     if problems:
         click.echo(f"stopped: {said}; {'; '.join(problems)}", err=True)
         raise SystemExit(1)

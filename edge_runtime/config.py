@@ -35,13 +35,15 @@ class ModelSettings(StrictModel):
         2, ge=1, le=64, description="Interpreter threads (the box's physical cores).", **flag("--threads")
     )
     trusted_keys: Path | None = Field(
-        None, description="Folder of trusted *.public signing keys; the bundle must carry a signature by one.",
+        None,
+        description="Folder of trusted *.public signing keys; the bundle must carry a signature by one.",
         **flag("--trusted-keys"),
-    )  # fmt: skip
+    )
     allow_unsigned: bool = Field(
-        False, description="Serve an unsigned bundle (development only: said in the log, heartbeat and page).",
+        False,
+        description="Serve an unsigned bundle (development only: said in the log, heartbeat and page).",
         **flag("--allow-unsigned"),
-    )  # fmt: skip
+    )
 
 
 class TransportSettings(StrictModel):
@@ -296,9 +298,10 @@ class PacsSettings(StrictModel):
         **flag("--pacs-queue"),
     )
     worklist: str | None = Field(
-        None, description="The Modality Worklist, AE@HOST:PORT: links screen-grab exams to their study.",
+        None,
+        description="The Modality Worklist, AE@HOST:PORT: links screen-grab exams to their study.",
         **flag("--worklist"),
-    )  # fmt: skip
+    )
     ae_title: str | None = Field(None, pattern=AE_TITLE, description="Calling AE title (default: dicom.ae_title).")
     retry_s: float = Field(5.0, gt=0, description="First retry after a failed send; doubling each time.")
     retry_max_s: float = Field(600.0, gt=0, description="The longest wait between retries.")

@@ -26,6 +26,7 @@ class StudyIdentity:
     series_uid: str
     study_date: str = "20260101"
     study_time: str = "090000"
+    character_set: tuple[str, ...] = ()  # SpecificCharacterSet as the console writes it (empty: the default set)
 
     @classmethod
     def new(cls, patient_id: str, accession: str | None = None) -> StudyIdentity:
@@ -76,6 +77,8 @@ def _identify(ds, study: StudyIdentity) -> None:
     ds.AccessionNumber, ds.ReferringPhysicianName = study.accession, ""
     ds.SeriesNumber, ds.InstanceNumber = 1, 1
     ds.ContentDate, ds.ContentTime = study.study_date, study.study_time
+    if study.character_set:  # pydicom encodes every text value in it when the file is written
+        ds.SpecificCharacterSet = list(study.character_set) if len(study.character_set) > 1 else study.character_set[0]
 
 
 def write_ultrasound_dicom(

@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from edge_runtime.config import RuntimeConfig, load_config, merge
 from edge_runtime.contracts import TOPIC_RESULT, FrameHeader, ResultMessage, parse_message
 from edge_runtime.model.bundle import load_bundle
+from edge_runtime.model.served import ServedModel
 from edge_runtime.pipeline.frame import FrameContext
 from edge_runtime.scanners.profiles import default_profiles
 from edge_runtime.server import EdgeServer
@@ -116,13 +117,15 @@ def runtime_config(tmp_path: Path, bundle: Path | None = None, **tables: dict[st
 def offline_server(bundle_dir: Path, tmp_path: Path, **tables: dict[str, Any]) -> EdgeServer:
     """A server that is never started: tests drive its pipeline (server.pipeline.run) and admission directly."""
     config = runtime_config(tmp_path, bundle_dir, **tables)
-    return EdgeServer(config, load_bundle(bundle_dir), default_profiles(), context=zmq.Context())
+    model = ServedModel.prepared(load_bundle(bundle_dir), default_profiles(), config)
+    return EdgeServer(config, model, context=zmq.Context())
 
 
 def start_server(bundle_dir: Path, frames: str, tmp_path: Path, **tables: dict[str, Any]) -> EdgeServer:
     tables = merge({"transport": {"frames": frames, "results": "tcp://127.0.0.1:*"}}, tables)
     config = runtime_config(tmp_path, bundle_dir, **tables)
-    server = EdgeServer(config, load_bundle(bundle_dir, num_threads=2), default_profiles(), context=zmq.Context())
+    model = ServedModel.prepared(load_bundle(bundle_dir, num_threads=2), default_profiles(), config)
+    server = EdgeServer(config, model, context=zmq.Context())
     server.start()
     time.sleep(0.3)  # let the SUB connect (ZeroMQ slow joiner)
     return server

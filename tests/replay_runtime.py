@@ -68,11 +68,11 @@ def _result(result: Any) -> dict[str, Any] | None:
 
 def _server(bundle_dir: Path, audit: Path) -> tuple[Any, Any, Any]:
     """The runtime's server over the bundle, with a way to admit a message and to run one queued frame."""
-    from edge_runtime.model.bundle import load_bundle
-    from edge_runtime.scanners.profiles import default_profiles
     from edge_runtime.server import EdgeServer
 
-    if hasattr(EdgeServer, "process"):  # the runtime before the declared pipeline
+    if hasattr(EdgeServer, "process"):  # the runtime before the declared pipeline: its modules sat at the top
+        from edge_runtime.bundle import load_bundle
+        from edge_runtime.profiles import default_profiles
         from edge_runtime.schema import BundleMeta
 
         from edge_runtime.config import RuntimeConfig
@@ -81,10 +81,16 @@ def _server(bundle_dir: Path, audit: Path) -> tuple[Any, Any, Any]:
         server = EdgeServer(RuntimeConfig(audit_log=audit), bundle, default_profiles(), zmq.Context())
         return server, server.handle_message, server.process
     from edge_runtime.config import load_config
+    from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.model.served import ServedModel
+    from edge_runtime.scanners.profiles import default_profiles
 
     config = load_config(None, {"audit": {"log": audit}})
-    server = EdgeServer(config, load_bundle(bundle_dir), default_profiles(), zmq.Context())
-    return server, server.admission.admit, server.pipeline.run
+    model = ServedModel.prepared(load_bundle(bundle_dir), default_profiles(), config)
+    server = EdgeServer(config, model, zmq.Context())
+    server.frames = server.bedside.worker.queue
+    server.audit = server.bedside.audit
+    return server, server.bedside.admission.admit, server.pipeline.run
 
 
 def replay(bundle_dir: Path, messages: list[list[bytes]], audit: Path) -> dict[str, Any]:
@@ -92,7 +98,7 @@ def replay(bundle_dir: Path, messages: list[list[bytes]], audit: Path) -> dict[s
     results = []
     for i, parts in enumerate(messages):
         admit(parts, 1000.0 + i)
-        while (frame := server.frames.take(timeout=0)) is not None:
+        while (frame := server.frames.take(timeout=0)) is not None:  # both runtimes name their queue so
             results.append(_result(run(frame)))
     snapshot = server.stats.snapshot()
     server.audit.close()

@@ -235,9 +235,26 @@ def _table_names(heading: str) -> set[str]:
     return {m for line in section.splitlines() if line.startswith("| `") for m in [line.split("`")[1]]}
 
 
-@pytest.mark.parametrize(
-    ("heading", "names"),
-    [("### Stages", Stage), ("### Counters", Count), ("### Reject reasons", Reject)],
-)
+@pytest.mark.parametrize(("heading", "names"), [("### Stages", Stage), ("### Reject reasons", Reject)])
 def test_the_architecture_tables_list_exactly_the_declared_names(heading: str, names) -> None:
     assert _table_names(heading) == {str(n) for n in names}
+
+
+def test_the_counters_table_lists_every_plain_counter_and_each_family_by_its_reasons() -> None:
+    """A counter by reason is written PREFIX_<Enum> once (the Reasons table lists the enum's members)."""
+    from edge_runtime.contracts.names import COUNTED_REASONS, PLAIN_COUNTERS
+
+    families = {f"{prefix}_<{kind.__name__}>" for kind, prefix in COUNTED_REASONS}
+    assert _table_names("### Counters") == set(PLAIN_COUNTERS) | families
+    assert len(Count) == len(PLAIN_COUNTERS) + sum(len(kind) for kind, _ in COUNTED_REASONS)
+
+
+def test_the_reasons_table_lists_every_declared_reason() -> None:
+    from edge_runtime.contracts.names import COUNTED_REASONS, ExamEnd
+
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    section = text.split("\n### Reasons\n", 1)[1].split("\n#", 1)[0]
+    rows = {line.split("`")[1]: line.split("|")[2] for line in section.splitlines() if line.startswith("| `")}
+    for kind in [k for k, _ in COUNTED_REASONS] + [ExamEnd]:
+        assert kind.__name__ in rows, kind.__name__
+        assert {m.split("`")[1] for m in rows[kind.__name__].split(",")} == {str(v) for v in kind}, kind.__name__

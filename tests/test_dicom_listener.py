@@ -49,7 +49,7 @@ def test_a_study_stored_over_dicom_is_the_exam_its_images_make_over_zeromq(
     audit = tmp_path / "audit" / "results.jsonl"
     scanner = profile_for(study.subject).name
     try:
-        assert storescu(study.files, server.dicom.port) == []
+        assert storescu(study.files, server.bedside.part("dicom").port) == []
         assert wait_for(lambda: server.stats.counters["dicom_frames"] == _frames_of(study), timeout=30)
         assert wait_for(lambda: any(f.get("study") for f in read_final_exams(audit)), timeout=60), "no study ended"
         for path in study.files:  # the same pixels as a grabber would send them, in the order they were stored
@@ -77,9 +77,9 @@ def test_a_dual_display_is_a_frame_per_image_filed_by_the_gate(bundle_dir: Path,
     subject = draw_cohort(3, 4, vendors=("GE",))[0]
     path = write_dual(tmp_path / "dual.dcm", subject, 4, DUAL_LAYOUT)
     server = offline_server(bundle_dir, tmp_path, dicom={"listen": "127.0.0.1:0"})
-    assert server.dicom.source.store(path.read_bytes(), time.time()) == 0x0000
-    frames = [server.frames.take(0.1) for _ in range(2)]
-    assert server.frames.take(0.05) is None and [f.origin.region for f in frames] == [0, 1]
+    assert server.bedside.part("dicom").stores.store(path.read_bytes(), time.time()) == 0x0000
+    frames = [server.bedside.worker.queue.take(0.1) for _ in range(2)]
+    assert server.bedside.worker.queue.take(0.05) is None and [f.origin.region for f in frames] == [0, 1]
     truth = region_frames(read_dataset(path))
     for frame, region in zip(frames, truth, strict=True):
         assert frame.header.session == str(pydicom.dcmread(path).StudyInstanceUID)
@@ -95,8 +95,10 @@ def test_an_image_no_profile_places_is_accepted_counted_and_named(bundle_dir: Pa
     screen = np.full((500, 700, 3), 40, np.uint8)
     path = write_ultrasound_dicom(tmp_path / "acme.dcm", screen, [], "ACME Imaging", "Sono 9", StudyIdentity.new("X1"))
     with caplog.at_level(logging.WARNING, logger="edge_runtime"):
-        assert server.dicom.source.store(path.read_bytes(), time.time()) == 0x0000  # never blocks the scanner
-    assert server.stats.counters["dicom_objects_not_analysed"] == 1 and len(server.frames) == 0
+        assert (
+            server.bedside.part("dicom").stores.store(path.read_bytes(), time.time()) == 0x0000
+        )  # never blocks the scanner
+    assert server.stats.counters["dicom_objects_not_analysed"] == 1 and len(server.bedside.worker.queue) == 0
     assert "ACME Imaging/Sono 9" in caplog.text and "[runtime.dicom.scanners]" in caplog.text
 
 
@@ -107,6 +109,10 @@ def _hostile(tmp_path: Path, good: Path) -> dict[str, tuple[pydicom.Dataset, int
     truncated = pydicom.dcmread(good)
     truncated.PixelData = truncated.PixelData[: len(truncated.PixelData) // 3]
     cases["truncated pixel data"] = (truncated, 0xC000)
+    unplaced = pydicom.dcmread(good)  # a console no profile places: refused at the door all the same
+    unplaced.Manufacturer, unplaced.ManufacturerModelName = "ACME Imaging", "Sono 9"
+    unplaced.PixelData = unplaced.PixelData[: len(unplaced.PixelData) // 3]
+    cases["truncated pixel data from a console no profile places"] = (unplaced, 0xC000)
     huge = pydicom.dcmread(good)
     huge.Rows, huge.Columns = 60000, 60000
     cases["huge Rows and Columns"] = (huge, 0xA700)
@@ -132,7 +138,7 @@ def test_hostile_datasets_and_peers_are_refused_counted_and_the_node_keeps_servi
 
     dicom = {"listen": "127.0.0.1:0", "allowed_calling": ["SCANNER"], "network_timeout_s": 1.0}
     server = start_server(bundle_dir, "tcp://127.0.0.1:1", tmp_path, dicom=dicom)
-    port = server.dicom.port
+    port = server.bedside.part("dicom").port
     good = next(p for p in study.files if "cine" in p.name)  # uncompressed: a cut-short copy fails to decode
     try:
         idle = socket.create_connection(("127.0.0.1", port), timeout=15)  # an association never begun, nor ended
@@ -155,7 +161,7 @@ def test_hostile_datasets_and_peers_are_refused_counted_and_the_node_keeps_servi
         server.stop()
     assert statuses == {name: want for name, (_, want) in _hostile(tmp_path, good).items()}
     counters = server.stats.counters
-    assert counters["dicom_objects_failed"] == 5 and counters["dicom_objects_analysed"] == 1
-    assert counters["dicom_failed_undecodable"] == 1 and counters["dicom_failed_too_large"] == 1
+    assert counters["dicom_objects_failed"] == 6 and counters["dicom_objects_analysed"] == 1
+    assert counters["dicom_failed_short_pixel_data"] == 2 and counters["dicom_failed_too_large"] == 1
     assert counters["dicom_failed_not_image"] == 3 and counters["dicom_associations_refused"] >= 1
     assert counters["inference_errors"] == 0

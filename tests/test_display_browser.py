@@ -116,7 +116,18 @@ def test_the_page_draws_only_what_passes_the_runtimes_schemas(browser) -> None:
     """A message that breaks its JSON Schema (docs/schemas) is skipped and counted on the page, never drawn; an
     indeterminate exam says so with its class set; the stage names the page shows are the result's own, in the
     runtime's declared order."""
-    from edge_runtime.contracts import ExamEstimate, FrameRef, ModelInfo, ResultMessage, Stage
+    from edge_runtime.contracts import (
+        BoxHealth,
+        ExamEstimate,
+        FrameRef,
+        HeartbeatMessage,
+        ModelInfo,
+        PacsStatus,
+        PartHealth,
+        QuarantinedReport,
+        ResultMessage,
+        Stage,
+    )
 
     display = DisplayServer("tcp://127.0.0.1:5998", Listen("127.0.0.1", 0), token=None).start()
     model = ModelInfo(name="m", version="1.0.0", sha="0" * 16)
@@ -135,6 +146,13 @@ def test_the_page_draws_only_what_passes_the_runtimes_schemas(browser) -> None:
         display.state.apply(good)
         display.state.apply(unsure)
         display.state.apply(broken)  # bypasses validation, as a foreign or corrupted feed would
+        set_aside = QuarantinedReport(sop_instance_uid="2.25.9", session="1.2.3", reason="StudyDate is no date")
+        pacs = PacsStatus(quarantined=1, quarantine=[set_aside])
+        failing = PartHealth(kind="service", errors=2, last_error="RuntimeError: the builder")
+        health = BoxHealth(healthy=True, parts={"reports": failing})
+        said = {"sessions": 2, "pending": 0, "calibrated": True, "validation": "phantom"}
+        beat = HeartbeatMessage(ts=time.time(), uptime_s=5, model=model, pacs=pacs, health=health, **said)
+        display.state.apply(beat)
         browser.get(display.url)
         assert wait_for(lambda: "good" in _cards(browser), timeout=10)
         assert "broken" not in _cards(browser)
@@ -144,6 +162,9 @@ def test_the_page_draws_only_what_passes_the_runtimes_schemas(browser) -> None:
             browser.set_window_size(width, 1080)
             assert all(c["call_fits"] for c in _cards(browser).values()), f"a verdict overflows its card at {width} px"
         assert "90 % of patients like this one" in card["numbers"]
+        alert = browser.find_element(By.ID, "pacs-alert").text
+        assert "1 REPORT(S) SET ASIDE" in alert and "StudyDate is no date" in alert and "1.2.3" in alert
+        assert "reports 2 (RuntimeError: the builder)" in browser.find_element(By.ID, "parts").text
         skipped = browser.find_element(By.ID, "skipped").text
         assert "skipped" in skipped and "p_fatty" in skipped
         shown = browser.find_element(By.CSS_SELECTOR, ".card .latency").text

@@ -19,7 +19,7 @@ from edge_runtime.contracts import (
     message_bytes,
 )
 from edge_runtime.display.app import create_app
-from edge_runtime.display.service import DisplayFeed, Listen, access_token
+from edge_runtime.display.service import Listen, PageFeed, access_token
 from edge_runtime.display.state import MAX_SESSIONS, STALE_AFTER_S, TREND_POINTS, DisplayState
 
 MODEL = ModelInfo(name="m", version="1.0.0", sha="0123456789abcdef")
@@ -134,7 +134,7 @@ def test_the_feed_skips_malformed_and_keeps_unknown_fields() -> None:
     pub = ctx.socket(zmq.PUB)
     pub.bind("tcp://127.0.0.1:*")
     state = DisplayState()
-    feed = DisplayFeed(pub.getsockopt(zmq.LAST_ENDPOINT).decode(), state).start()
+    feed = PageFeed(pub.getsockopt(zmq.LAST_ENDPOINT).decode(), state).start()
     try:
         time.sleep(0.4)  # slow joiner
         pub.send_multipart([b"result", b"{not json"])

@@ -64,3 +64,10 @@ def test_the_readme_is_a_users_guide_of_at_most_15_kb() -> None:
     assert len(readme.encode()) <= 15_000, f"README.md is {len(readme.encode())} bytes"
     for command in ("make demo", "make test", "trainer train", "trainer export", "edge-runtime serve"):
         assert command in readme, command
+
+
+def test_the_docs_stay_readable_in_an_hour() -> None:
+    """ARCHITECTURE is the system as it is (25 kB), DESIGN the decisions that hold (40 kB): history stays in git."""
+    for name, limit in (("ARCHITECTURE.md", 25_600), ("DESIGN.md", 40_960)):
+        size = len((ROOT / "docs" / name).read_text().encode())
+        assert size <= limit, f"docs/{name} is {size} bytes (at most {limit})"

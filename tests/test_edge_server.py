@@ -42,7 +42,7 @@ def test_results_for_every_session_with_the_right_seqs_and_no_loss(bundle_dir: P
             assert result.frames["liver"].seq == seq_l and result.frames["kidney_liver"].seq == seq_k
             assert 0.0 <= result.p_fatty <= 1.0 and result.fatty == (result.p_fatty >= result.threshold)
             assert set(result.latency_ms) >= {"queue", "decode", "preprocess", "encode", "head", "end_to_end"}
-            assert result.model.sha == server.bundle.sha
+            assert result.model.sha == server.served.current.bundle.sha
             assert result.exam is not None and result.exam.n_pairs == 1 and result.exam.call is None
             assert result.exam.reason.startswith("collecting") and result.exam.calibrated
 
@@ -144,12 +144,14 @@ def test_a_bundle_without_a_calibrator_serves_raw_exams_and_says_so(bundle_dir: 
     assert server.heartbeat().calibrated is False
 
     # A session that only ever showed the liver view: no call, a reason, and a final record when it expires.
-    server.sessions.update("one-view", "liver", ViewFeatures(np.zeros(4, np.float32), 1, time.time()))
+    sessions = server.bedside.worker.sessions
+    sessions.update("one-view", "liver", ViewFeatures(np.zeros(4, np.float32), 1, time.time()))
+    sessions.publish()  # what the worker does after each frame: the heartbeat reads what was published
     beat = server.heartbeat().exams["one-view"]
     assert beat.call is None and "kidney_liver" in beat.reason and not beat.calibrated
     time.sleep(0.1)
     assert server.pipeline.end_exams() == 1
-    server.audit.close()
+    server.bedside.audit.close()
     (final,) = read_final_exams(server.config.audit.log)
     assert final["why"] == "ttl" and final["exam"]["call"] is None and "kidney_liver" in final["exam"]["reason"]
 
@@ -178,6 +180,6 @@ def test_the_runtime_preprocesses_with_the_bundles_harmonisation(bundle_dir: Pat
         frame = frame_context("liver", 1, screen, profile.name)
         for stage in server.pipeline.stages[:2]:  # decode, preprocess
             frame = stage(frame)
-        assert server.bundle.harmonisation == expected
+        assert server.served.current.bundle.harmonisation == expected
         np.testing.assert_array_equal(frame.tensor, preprocess_frame(screen, profile, harmonisation=expected))
-        server.audit.close()
+        server.bedside.audit.close()

@@ -13,7 +13,8 @@ from edge_runtime.contracts import FrameHeader
 from edge_runtime.errors import ConfigError
 from edge_runtime.pipeline.exam import ExamModel, ExamTracker
 from edge_runtime.pipeline.frame import FrameContext
-from edge_runtime.pipeline.sessions import LatestFrames, SessionStore, ViewFeatures
+from edge_runtime.pipeline.queue import FrameQueue
+from edge_runtime.pipeline.sessions import SessionStore, ViewFeatures
 from edge_runtime.sinks.audit import AuditLog, read_audit
 from edge_runtime.wire.protocol import ProtocolError, check_payload, decode_payload, encode_frame, parse_header
 
@@ -92,7 +93,7 @@ def _pending(session: str, view: str, seq: int) -> FrameContext:
 
 
 def test_latest_frame_store_keeps_the_newest_and_counts_drops() -> None:
-    store = LatestFrames(max_keys=2)
+    store = FrameQueue(max_keys=2)
     assert store.put(_pending("a", "liver", 1)) is None
     assert store.put(_pending("a", "liver", 2)) == "stale"
     assert store.put(_pending("b", "liver", 3)) is None
@@ -117,13 +118,13 @@ def test_sessions_pair_within_the_window_and_stay_bounded() -> None:
     store.expire(now=500.0)
     assert len(store) == 0 and store.expired >= 5
     ended = store.take_ended()
-    assert {why for _, _, why in ended} == {"capacity", "ttl"} and store.take_ended() == []
+    assert {e.why for e in ended} == {"capacity", "ttl"} and store.take_ended() == []
 
 
 def test_a_study_pairs_across_the_study_and_ends_only_when_idle_with_nothing_waiting() -> None:
     """A stored study's views pair however far apart they were stored; it ends after its idle time, but never while
     frames of it still wait for the worker (a slow pipeline must not split one study into two exams)."""
-    from edge_runtime.pipeline.sessions import StudyOrigin, StudyTerms
+    from edge_runtime.pipeline.studies import StudyOrigin, StudyTerms
 
     waiting: set[str] = {"1.2.3"}
     new_exam = lambda: ExamTracker(ExamPolicy(), ExamModel(0.5))  # noqa: E731
@@ -137,8 +138,8 @@ def test_a_study_pairs_across_the_study_and_ends_only_when_idle_with_nothing_wai
     assert len(store) == 1  # idle by the clock, but frames of the study still wait
     waiting.clear()
     store.expire(now=60.0)
-    ((name, session, why),) = store.take_ended()
-    assert name == "1.2.3" and why == "ttl" and session.study.received == {"1.2.3.1.1"}
+    (ended,) = store.take_ended()
+    assert ended.name == "1.2.3" and ended.why == "ttl" and set(ended.session.study.received) == {"1.2.3.1.1"}
 
 
 def test_audit_log_appends_flushes_and_rotates(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from edge_runtime.contracts import ClassSets, ExamCalibration, ExamEstimate, Pla
 from edge_runtime.model.uncertainty import Members, class_set, combine_members, conformal_quantile, logit, sigmoid
 from edge_runtime.pipeline.exam import CANNOT_TELL, ExamModel, ExamTracker, calibrated_logit, count_flips
 from trainer.config import TrainConfig
-from trainer.exam_calibration import conformal_halfwidth, expected_calibration_error, measure
+from trainer.model_error import conformal_halfwidth, expected_calibration_error, measure
 
 SURE = ExamModel(threshold=0.5, class_threshold=0.1, coverage=0.95, pdff_halfwidth=0.3, pdff_coverage=0.9)
 

@@ -100,7 +100,7 @@ def _a_new_site_checks_and_adapts(bundle: Path, run: Path, tmp_path: Path) -> No
     result = invoke_trainer("site-adapt", "--bundle", str(bundle), "--run", str(run), *local, "--out", str(adapted))
     assert result.exit_code == 0, result.output
     meta = load_bundle(adapted).meta
-    assert meta.site.labelled_subjects == 8 and "exam_calibration" in meta.site.adapted
+    assert meta.site.labelled_subjects == 8 and "model_error" in meta.site.adapted
     assert (
         "heads" not in meta.site.adapted
         and (adapted / meta.files.head).read_bytes() == (bundle / meta.files.head).read_bytes()

@@ -56,22 +56,26 @@ def test_a_tampered_update_is_refused_and_a_good_one_swaps_between_frames(
     config = runtime_config(tmp_path, bundle_dir, **tables)
     loader = ConfiguredModel(config_file, {})
     first = loader.load()
-    server = EdgeServer(config, first.bundle, first.profiles, context=ctx, loader=loader)
+    server = EdgeServer(config, first, context=ctx, loader=loader)
     server.start()
     display = Display(ctx, server.results_endpoint)
     try:
         _pair(server, source, "before")
         served_since = server.heartbeat().model_since
         _point_config_at(config_file, tampered, trusted)
-        server.updates.request(server.bundle.model_info)
-        server.updates.wait(60)
+        server.served.updates.request(server.served.current.bundle.model_info)
+        server.served.updates.wait(60)
         refused = server.heartbeat().model_update
         assert refused is not None and not refused.ok and "does not match" in refused.error
-        assert server.bundle.version == "0.1.0" and len(server.sessions) == 1, "the old model and its exam serve on"
+        assert server.served.current.bundle.version == "0.1.0" and len(server.bedside.worker.sessions) == 1, (
+            "the old model and its exam serve on"
+        )
 
         _point_config_at(config_file, good, trusted)
-        server.updates.request(server.bundle.model_info)
-        assert wait_for(lambda: server.bundle.version == "0.2.0", timeout=60), "the good bundle was never swapped in"
+        server.served.updates.request(server.served.current.bundle.model_info)
+        assert wait_for(lambda: server.served.current.bundle.version == "0.2.0", timeout=60), (
+            "the good bundle was never swapped in"
+        )
         heartbeat = server.heartbeat()
         _pair(server, source, "after")
         assert wait_for(lambda: (display.poll(), any(r.session == "after" for r in display.received))[1])

@@ -58,7 +58,7 @@ def test_a_stored_study_ends_in_one_valid_report_in_its_study(bundle_dir, orthan
                           "study_idle_s": 3.0}, pacs=pacs)  # fmt: skip
     uid = study.identity.study_uid
     try:
-        assert storescu(study.files, server.dicom.port) == []
+        assert storescu(study.files, server.bedside.part("dicom").port) == []
         assert wait_for(lambda: len(orthanc.instances(uid, "SR")) == 1, timeout=90), "no report reached the PACS"
         time.sleep(1.5)
         assert len(orthanc.instances(uid, "SR")) == 1  # exactly one
@@ -231,7 +231,7 @@ def test_a_refusing_pacs_leaves_the_report_queued_counted_retried_and_said(bundl
     server = start_server(bundle_dir, "tcp://127.0.0.1:1", tmp_path, dicom={"listen": "127.0.0.1:0",
                           "study_idle_s": 3.0}, pacs=pacs)  # fmt: skip
     try:
-        assert storescu(study.files, server.dicom.port) == []
+        assert storescu(study.files, server.bedside.part("dicom").port) == []
         assert wait_for(lambda: server.stats.counters["report_send_failures"] >= 3, timeout=60)
         state = server.heartbeat().pacs
         assert state.queued == 1 and state.failed >= 3 and "0xA700" in state.last_error and state.oldest_age_s > 0
@@ -244,3 +244,56 @@ def test_a_refusing_pacs_leaves_the_report_queued_counted_retried_and_said(bundl
         server.stop()
         refusing.server.shutdown()
     assert threading.active_count() < 50
+
+
+CHARACTER_SETS = {  # what consoles write every day, and a name in each
+    "korean": (("", "ISO 2022 IR 149"), "Hong^Gildong=洪^吉洞=홍^길동"),
+    "japanese": (("", "ISO 2022 IR 87"), "Yamada^Tarou=山田^太郎=やまだ^たろう"),
+    "chinese": (("ISO_IR 192",), "Wang^XiaoDong=王^小東"),
+    "arabic": (("ISO_IR 127",), "قباني^لنزار"),
+    "latin": (("ISO_IR 100",), "Müller^Jürgen"),
+}
+
+
+def test_every_character_set_reaches_its_report_and_one_unbuildable_study_blocks_none(
+    bundle_dir: Path, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """Korean first (its ISO 2022 code extensions with an empty first value once stopped all reporting), then a study
+    whose report cannot be built (its StudyDate names a 13th month), then the others: each readable study gets
+    exactly one SR with the name as stored; the other is quarantined, counted and named, and blocks nothing."""
+    from dataclasses import replace
+
+    from phantom.dicom import StudyIdentity
+
+    subjects = draw_cohort(len(CHARACTER_SETS) + 1, 41)
+    order = ["korean", "broken", "japanese", "chinese", "arabic", "latin"]
+    studies = {}
+    for k, name in enumerate(order):
+        character_set, patient = CHARACTER_SETS.get(name, (("ISO_IR 100",), "Broken^Clock"))
+        identity = replace(StudyIdentity.new(f"CS{k}"), patient_name=patient, character_set=character_set)
+        if name == "broken":
+            identity = replace(identity, study_date="20261345")
+        studies[name] = write_study(tmp_path / name, subjects[k], 41, identity=identity)
+    pacs = {"destinations": [orthanc.peer], "queue": tmp_path / "queue"}
+    dicom = {"listen": "127.0.0.1:0", "study_idle_s": 2.0}
+    server = start_server(bundle_dir, "tcp://127.0.0.1:1", tmp_path, dicom=dicom, pacs=pacs)
+    reported = lambda name: orthanc.instances(studies[name].identity.study_uid, "SR")  # noqa: E731
+    try:
+        for name in order:
+            assert storescu(studies[name].files, server.bedside.part("dicom").port) == [], name
+        assert wait_for(lambda: all(len(reported(n)) == 1 for n in CHARACTER_SETS), timeout=120), "a report is missing"
+        assert wait_for(lambda: server.heartbeat().pacs.quarantined == 1, timeout=30)
+        time.sleep(1.5)
+        state = server.heartbeat().pacs
+    finally:
+        server.stop()
+    for name, (_, patient) in CHARACTER_SETS.items():
+        (report,) = reported(name)
+        stored = tmp_path / f"{name}.dcm"
+        stored.write_bytes(orthanc.file(report["ID"]))
+        assert str(pydicom.dcmread(stored).PatientName) == patient, name
+        assert _dciodvfy_errors(stored) == [], name
+    assert reported("broken") == [] and server.stats.counters["reports_quarantined"] == 1
+    (quarantined,) = state.quarantine
+    assert quarantined.session == studies["broken"].identity.study_uid and "DA" in quarantined.reason
+    assert state.queued == 0 and len(list((tmp_path / "queue" / "quarantine").glob("*.json"))) == 1

@@ -77,6 +77,7 @@ def test_the_bundle_lists_its_scanners_and_serve_refuses_an_unseen_one(bundle_di
 
     from edge_runtime.contracts import FrameHeader
     from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.model.served import ServedModel
     from edge_runtime.scanners.profiles import load_profiles
     from edge_runtime.server import EdgeServer
     from edge_runtime.wire.protocol import encode_frame
@@ -88,11 +89,11 @@ def test_the_bundle_lists_its_scanners_and_serve_refuses_an_unseen_one(bundle_di
     profiles = load_profiles(extra={"ward-x": SITE["site-epiq"] | {"screen": [screen.shape[1], screen.shape[0]]}})
     for allow, expected in ((False, {"unseen_scanner": 1}), (True, {})):
         config = runtime_config(tmp_path / str(allow), scanners={"allow_unseen": allow})
-        server = EdgeServer(config, bundle, profiles, context=zmq.Context())
-        server.admission.admit(encode_frame(header, screen), 1.0)
+        server = EdgeServer(config, ServedModel.prepared(bundle, profiles, config), context=zmq.Context())
+        server.bedside.admission.admit(encode_frame(header, screen), 1.0)
         assert server.stats.snapshot()["rejected"] == expected
-        assert len(server.frames) == (1 if allow else 0)
-        server.audit.close()
+        assert len(server.bedside.worker.queue) == (1 if allow else 0)
+        server.bedside.audit.close()
 
 
 def test_images_already_cropped_give_the_same_tensors_as_the_screens_they_came_from(tiny_cohort: Path) -> None:

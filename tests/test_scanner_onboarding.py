@@ -199,6 +199,7 @@ def _serve_one_seen_and_one_unseen(bundle_dir: Path, tmp_path: Path) -> None:
 
     from edge_runtime.contracts import FrameHeader
     from edge_runtime.model.bundle import load_bundle
+    from edge_runtime.model.served import ServedModel
     from edge_runtime.scanners.profiles import load_profiles
     from edge_runtime.server import EdgeServer
     from edge_runtime.wire.protocol import encode_frame
@@ -206,11 +207,12 @@ def _serve_one_seen_and_one_unseen(bundle_dir: Path, tmp_path: Path) -> None:
     bundle = load_bundle(bundle_dir)
     trained = {name: spec.model_dump() for name, spec in bundle.meta.scanners.items()}
     profiles = load_profiles(extra={n: LAYOUTS[n].profile.to_mapping() for n in ALL} | trained)
-    server = EdgeServer(runtime_config(tmp_path), bundle, profiles, context=zmq.Context())
+    config = runtime_config(tmp_path)
+    server = EdgeServer(config, ServedModel.prepared(bundle, profiles, config), context=zmq.Context())
     for seq, layout in enumerate(("phantom-ge-1366x768", "phantom-philips-1600x1200"), start=1):
         screen = _grabs(layout, 1, seed=4)[0]
         header = FrameHeader(1, seq, 1.0, "exam-1", layout, "liver", screen.shape[1], screen.shape[0], 3, "raw")
-        server.admission.admit(encode_frame(header, screen), 1.0)
+        server.bedside.admission.admit(encode_frame(header, screen), 1.0)
     assert server.stats.snapshot()["rejected"] == {"unseen_scanner": 1}
-    assert len(server.frames) == 1
-    server.audit.close()
+    assert len(server.bedside.worker.queue) == 1
+    server.bedside.audit.close()

@@ -85,7 +85,7 @@ def test_an_adapted_bundle_is_verified_and_names_its_parent_and_evidence(
     import hashlib
 
     assert site.parent_sha256 == hashlib.sha256(parent_json).hexdigest()
-    assert {"heads", "exam_calibration", "guard", "view_gate", "scanners"} <= set(site.adapted)
+    assert {"heads", "model_error", "guard", "view_gate", "scanners"} <= set(site.adapted)
     assert len(site.subject_id_sha256) == 8 and "CN0001" not in json.dumps(site.model_dump(mode="json"))
     assert set(site.before) == set(site.after) and "balanced_accuracy" in site.after
     assert CANON in adapted.meta.scanners and set(parent.meta.scanners) <= set(adapted.meta.scanners)

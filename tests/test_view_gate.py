@@ -20,6 +20,7 @@ from edge_runtime.contracts import (
     VIEWS,
     FrameHeader,
     GuardSpec,
+    NoCall,
     SpeckleGuardSpec,
     ViewGateSpec,
 )
@@ -37,8 +38,9 @@ from edge_runtime.model.gate import (
     speckle_texture,
     view_features,
 )
+from edge_runtime.model.served import ServedModel
 from edge_runtime.model.uncertainty import combine_members
-from edge_runtime.pipeline.exam import OUTSIDE_TRAINING, ExamModel, ExamTracker
+from edge_runtime.pipeline.exam import ExamModel, ExamTracker
 from edge_runtime.pipeline.frame import FrameContext
 from edge_runtime.pipeline.preprocess import preprocess_frame
 from edge_runtime.scanners.profiles import default_profiles
@@ -77,7 +79,8 @@ def _server(bundle_dir: Path, tmp_path: Path, favourite: str | None, meets_bar: 
     else:
         bundle.meta = bundle.meta.model_copy(update={"view_gate": _spec(meets_bar), "guard": None})
         bundle.gate = Gate(_constant_head(bundle.meta.features.size, favourite), None)
-    return EdgeServer(runtime_config(tmp_path, **tables), bundle, default_profiles(), context=zmq.Context())
+    config = runtime_config(tmp_path, **tables)
+    return EdgeServer(config, ServedModel.prepared(bundle, default_profiles(), config), context=zmq.Context())
 
 
 def _frame(view: str, seq: int, image: np.ndarray, scanner: str) -> FrameContext:
@@ -96,12 +99,12 @@ def test_auto_frames_are_routed_by_the_gate_and_others_are_counted(bundle_dir: P
     liver = _server(bundle_dir, tmp_path, "liver")
     scanner, image = screens["kidney_liver"]
     assert liver.pipeline.run(_frame(AUTO_VIEW, 1, image, scanner)) is None  # filed as liver: no pair yet
-    assert liver.sessions.get("exam-1").views.keys() == {"liver"}
+    assert liver.bedside.worker.sessions.get("exam-1").views.keys() == {"liver"}
     other = _server(bundle_dir, tmp_path, "other")
     assert other.pipeline.run(_frame(AUTO_VIEW, 1, image, scanner)) is None
     counters = other.stats.snapshot()["counters"]
     assert counters["gate_rejected"] == 1 and counters["gate_rejected_other"] == 1
-    assert other.sessions.get("exam-1") is None  # never paired, no session opened
+    assert other.bedside.worker.sessions.get("exam-1") is None  # never paired, no session opened
 
 
 def test_a_confident_gate_overrules_a_named_view_unless_the_header_has_authority(
@@ -111,11 +114,11 @@ def test_a_confident_gate_overrules_a_named_view_unless_the_header_has_authority
     model = _server(bundle_dir, tmp_path, "liver")
     model.pipeline.run(_frame("kidney_liver", 1, image, scanner))
     assert model.stats.snapshot()["counters"]["view_mismatch"] == 1
-    assert model.sessions.get("exam-1").views.keys() == {"liver"}
+    assert model.bedside.worker.sessions.get("exam-1").views.keys() == {"liver"}
     for config in ({"gate": {"view_authority": "header"}}, {"meets_bar": False}):
         header = _server(bundle_dir, tmp_path, "liver", **config)
         header.pipeline.run(_frame("kidney_liver", 1, image, scanner))
-        assert header.sessions.get("exam-1").views.keys() == {"kidney_liver"}, config
+        assert header.bedside.worker.sessions.get("exam-1").views.keys() == {"kidney_liver"}, config
         assert header.stats.snapshot()["counters"]["view_mismatch"] == 1, config  # counted whoever wins
 
 
@@ -169,8 +172,8 @@ def test_auto_without_a_view_gate_is_refused_by_reason(bundle_dir: Path, tmp_pat
     server = _server(bundle_dir, tmp_path, None)
     scanner, image = screens["liver"]
     header = FrameHeader(1, 1, 1.0, "exam-1", scanner, AUTO_VIEW, image.shape[1], image.shape[0], 3, "raw")
-    server.admission.admit(encode_frame(header, image), 1.0)
-    assert server.stats.snapshot()["rejected"] == {"no_view_model": 1} and len(server.frames) == 0
+    server.bedside.admission.admit(encode_frame(header, image), 1.0)
+    assert server.stats.snapshot()["rejected"] == {"no_view_model": 1} and len(server.bedside.worker.queue) == 0
 
 
 def _guarded_server(
@@ -186,7 +189,7 @@ def _guarded_server(
     bundle.gate = Gate(None, {"liver": guard, "kidney_liver": guard}, parts)
     bundle.meta = bundle.meta.model_copy(update={"view_gate": None, "guard": _guard_spec(threshold)})
     config = runtime_config(tmp_path, gate={"out_of_distribution": action})
-    return EdgeServer(config, bundle, default_profiles(), context=zmq.Context())
+    return EdgeServer(config, ServedModel.prepared(bundle, default_profiles(), config), context=zmq.Context())
 
 
 def _guard_spec(threshold: float, speckle: SpeckleGuardSpec | None = None) -> GuardSpec:
@@ -258,7 +261,7 @@ def test_the_exam_says_when_most_pairs_are_outside_the_training_distribution() -
     tracker = ExamTracker(ExamPolicy(min_pairs=3), ExamModel(0.5))
     for i in range(6):
         estimate = tracker.add(float(i), combine_members([0.9], [12.0]), outside=i >= 2)
-    assert estimate.call is None and estimate.reason.startswith(OUTSIDE_TRAINING)
+    assert estimate.call is None and estimate.why == NoCall.OUTSIDE_TRAINING and "outside" in estimate.reason
     assert "4 of 6" in estimate.reason
 
 
@@ -337,18 +340,10 @@ def test_thumbnails_are_encoded_only_for_the_pairs_that_go_out(
     encoded = []
     monkeypatch.setattr(edge_runtime.sinks.results, "thumbnail_jpeg", lambda t: encoded.append(1) or thumbnail_jpeg(t))
     server = _server(bundle_dir, tmp_path, None, thumbnails={"enabled": True, "period_s": 60.0})
-    ctx = zmq.Context()
-    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
-    pub.bind("inproc://results")
-    sub.connect("inproc://results")
-    sub.setsockopt(zmq.SUBSCRIBE, TOPIC_THUMBNAIL)
-    pipeline = server.compose(pub)
     (scanner, liver), (_, kidney) = screens["liver"], screens["kidney_liver"]
     frames = [("liver", liver)] + [("kidney_liver", np.roll(kidney, 3 * k, axis=0)) for k in range(3)]
-    results = [pipeline.run(_frame(view, i, image, scanner)) for i, (view, image) in enumerate(frames)]
+    results = [server.pipeline.run(_frame(view, i, image, scanner)) for i, (view, image) in enumerate(frames)]
     assert sum(r is not None for r in results) == 3
-    sent = []
-    while sub.poll(200):
-        sent.append(sub.recv_multipart())
+    sent = [item for item in server.bedside.part("feed").outbox.take(0) if item.topic == TOPIC_THUMBNAIL]
     assert len(sent) == 2 and len(encoded) == 2  # one pair of thumbnails, two JPEGs (not one per frame)
-    ctx.destroy(linger=0)
+    server.bedside.audit.close()

@@ -126,7 +126,7 @@ def risk_coverage_plot(path: Path, curve: list[tuple[float, float]], point: tupl
 
 def reliability_plot(path: Path, probabilities: dict[str, list[float]], bins: int) -> None:
     """Observed fatty rate against mean predicted p_fatty per bin, raw and calibrated; dot area = subjects."""
-    from trainer.exam_calibration import reliability_bins
+    from trainer.model_error import reliability_bins
 
     y = np.asarray(probabilities["y"])
     fig, ax = plt.subplots(figsize=(4.6, 4.2))

@@ -73,8 +73,8 @@ def train_run(
     """
     from clkl.tf_setup import device_summary
     from trainer.crossval import run_cross_validation
-    from trainer.exam_calibration import calibrate_run
     from trainer.extraction import run_extraction
+    from trainer.model_error import write_model_error
     from trainer.report import collect_predictions, write_report
 
     started = time.perf_counter()
@@ -96,6 +96,6 @@ def train_run(
     timings["total_s"] = time.perf_counter() - started
     timings["device"] = device_summary()
     report = write_report(out_dir, rows, config, {"timings": timings})
-    calibrate_run(out_dir, rows, config)
+    write_model_error(out_dir, rows, config)
     (out_dir / "timings.json").write_text(json.dumps(timings, indent=2))
     return report

@@ -1,52 +1,77 @@
-"""What the box says about itself: the metrics and heartbeat topics, and /healthz. Each reads the server's state
-and changes none of it."""
+"""What the box says about itself: the heartbeat and metrics topics, and /healthz. It reads the parts compose() made and
+changes none of them; every value it reads is a snapshot another thread published whole, or a counter under a lock."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from edge_runtime.contracts import AuditHealth, HeartbeatMessage, MetricsMessage
-
-if TYPE_CHECKING:
-    from edge_runtime.server import EdgeServer
-
-
-def metrics_message(server: EdgeServer) -> MetricsMessage:
-    return MetricsMessage(
-        ts=time.time(),
-        **server.stats.snapshot(),
-        sessions=len(server.sessions),
-        sessions_expired=server.sessions.expired,
-        pending=len(server.frames),
-    )
+from edge_runtime.box.telemetry import Telemetry
+from edge_runtime.contracts import AuditHealth, HeartbeatMessage, MetricsMessage, PacsStatus
+from edge_runtime.hospital.queue import ReportQueue
+from edge_runtime.model.served import Served
+from edge_runtime.pipeline.queue import FrameQueue
+from edge_runtime.pipeline.sessions import SessionStore
+from edge_runtime.sinks.audit import AuditLog
+from edge_runtime.sinks.reports import linked
 
 
-def audit_health(server: EdgeServer) -> AuditHealth:
-    audit = server.audit
-    return AuditHealth(ok=audit.error is None, error=audit.error, failures=audit.failures, retired=audit.retired)
+@dataclass(frozen=True)
+class BoxStatus:
+    """The parts the box's own messages read."""
 
+    served: Served
+    telemetry: Telemetry
+    queue: FrameQueue
+    sessions: SessionStore
+    audit: AuditLog
+    reports: ReportQueue | None
+    worklist: bool  # whether a worklist links screen-grab exams to their study
+    started_at: float
 
-def heartbeat_message(server: EdgeServer) -> HeartbeatMessage:
-    return HeartbeatMessage(
-        ts=time.time(),
-        uptime_s=round(time.time() - server.started_at, 1),
-        model=server.bundle.model_info,
-        sessions=len(server.sessions),
-        pending=len(server.frames),
-        calibrated=server.exam_model.calibrated,
-        validation=server.bundle.validation,
-        exams={name: session.exam.status() for name, session in server.sessions.active()},
-        audit=audit_health(server),
-        model_since=server.model_since,
-        model_update=server.updates.last,
-        pacs=server.hospital.status(server.sessions.active()) if server.hospital is not None else None,
-    )
+    def metrics(self) -> MetricsMessage:
+        return MetricsMessage(
+            ts=time.time(),
+            **self.telemetry.stats.snapshot(),
+            sessions=len(self.sessions.snapshot),
+            sessions_expired=self.sessions.expired,
+            pending=len(self.queue),
+        )
 
+    def audit_health(self) -> AuditHealth:
+        audit = self.audit
+        return AuditHealth(ok=audit.error is None, error=audit.error, failures=audit.failures, retired=audit.retired)
 
-def health_report(server: EdgeServer) -> dict:
-    """What /healthz answers: the stages' pulse decides; the audit log and the model are said alongside."""
-    health = server.clock.health().as_json()
-    said = {"audit": audit_health(server).model_dump(), "model": server.bundle.model_info.model_dump()}
-    said["pacs"] = server.hospital.status().model_dump() if server.hospital is not None else None
-    return health | said
+    def pacs(self) -> PacsStatus | None:
+        """The report queue's state, and which active sessions will end with no report."""
+        if self.reports is None:
+            return None
+        state = self.reports.snapshot()
+        studies = self.sessions.studies
+        unlinked = [name for name in self.sessions.snapshot if not linked(name, name in studies, self.worklist)]
+        return PacsStatus(**state.__dict__, unlinked=unlinked)
+
+    def heartbeat(self) -> HeartbeatMessage:
+        model = self.served.current
+        return HeartbeatMessage(
+            ts=time.time(),
+            uptime_s=round(time.time() - self.started_at, 1),
+            model=model.bundle.model_info,
+            sessions=len(self.sessions.snapshot),
+            pending=len(self.queue),
+            calibrated=model.exam.calibrated,
+            validation=model.bundle.validation,
+            exams=dict(self.sessions.snapshot),
+            audit=self.audit_health(),
+            model_since=self.served.since,
+            model_update=self.served.updates.last,
+            pacs=self.pacs(),
+            health=self.telemetry.supervisor.health().summary(),
+        )
+
+    def health(self) -> dict:
+        """What /healthz answers: every part's pulse decides; the audit log, the model and the reports beside."""
+        said = self.telemetry.supervisor.health().as_json()
+        said |= {"audit": self.audit_health().model_dump(), "model": self.served.current.bundle.model_info.model_dump()}
+        pacs = self.pacs()
+        return said | {"pacs": pacs.model_dump() if pacs is not None else None}

@@ -355,9 +355,17 @@ class GuardSpec(StrictModel):
 
 
 SiteMetric = Literal[
-    "auc", "recall", "specificity", "balanced_accuracy", "r2", "mae", "abs_bias", "interval_coverage", "guard_share",
+    "auc",
+    "recall",
+    "specificity",
+    "balanced_accuracy",
+    "r2",
+    "mae",
+    "abs_bias",
+    "interval_coverage",
+    "guard_share",
     "view_agreement",
-]  # fmt: skip
+]
 
 
 class AcceptanceCriteria(StrictModel):
@@ -381,7 +389,7 @@ class SiteAdaptation(StrictModel):
     labelled_subjects: int = Field(ge=0)
     unlabelled_subjects: int = Field(ge=0)
     subject_id_sha256: list[str] = Field(description="SHA-256 of each local subject id (no ids leave the site).")
-    adapted: list[str] = Field(description="What was refitted, e.g. exam_calibration, guard, scanners.")
+    adapted: list[str] = Field(description="What was refitted, e.g. model_error, guard, scanners.")
     before: dict[str, float | None] = Field(description="The parent bundle on the local subjects.")
     after: dict[str, float | None] = Field(description="The adaptation on the local subjects, nested CV.")
     criteria: AcceptanceCriteria | None = None

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, WithJsonSchema, field_validator
 
 from edge_runtime.contracts.base import Message, validation_problems
 from edge_runtime.contracts.constants import (
@@ -24,6 +24,7 @@ from edge_runtime.contracts.constants import (
     TOPIC_THUMBNAIL,
     View,
 )
+from edge_runtime.contracts.names import ExamEnd, NoCall
 from edge_runtime.errors import FattyLiverError
 
 
@@ -75,6 +76,9 @@ class ExamEstimate(Message):
 
     call: ExamCall | None = Field(description="None until enough pairs agree for long enough (see reason).")
     reason: str | None = Field(None, description="Why there is no call, why it is indeterminate, or what it holds.")
+    why: NoCall | None = Field(
+        None, description="The declared reason there is no definite call (names.NoCall); None when there is one."
+    )
     p_fatty: float | None = Field(None, ge=0, le=1, description="Calibrated when `calibrated` is true.")
     p_fatty_interval: tuple[float, float] | None = Field(
         None, description="Not filled: how much frames agree is not how often the model is right; see class_set."
@@ -149,6 +153,14 @@ class AuditHealth(Message):
     retired: int = Field(0, description="Rotated files deleted by retention (size or age) since start.")
 
 
+class QuarantinedReport(Message):
+    """A report that cannot be built: never retried by itself, never blocking the reports behind it."""
+
+    sop_instance_uid: str | None = None
+    session: str | None = None
+    reason: str | None = None
+
+
 class PacsStatus(Message):
     """The report queue on its way to the PACS (edge_runtime.hospital): nothing waits unseen."""
 
@@ -160,6 +172,10 @@ class PacsStatus(Message):
     not_linked: int = Field(0, description="Exams that ended linked to no study (no worklist, no DICOM): no report.")
     unlinked: list[str] = Field(default_factory=list, description="Active sessions that will end with no report.")
     destinations: list[str] = Field(default_factory=list, description="Where reports go (AE@HOST:PORT, stow).")
+    quarantined: int = Field(0, description="Reports that could not be built, set aside with their reason.")
+    quarantine: list[QuarantinedReport] = Field(
+        default_factory=list, description="The newest quarantined reports: what a person must look at, and why."
+    )
 
 
 class ModelUpdate(Message):
@@ -176,6 +192,24 @@ class ModelUpdate(Message):
     sessions_ended: int = Field(0, description="Exams ended (each with its exam_final) because the model changed.")
 
 
+class PartHealth(Message):
+    """One part of the bedside (a source, the stages, a sink, a service) as its supervisor sees it."""
+
+    kind: str = Field(description="source, stage, sink or service.")
+    alive: bool = Field(True, description="False: its thread ended (the box exits to be restarted).")
+    stalled: bool = Field(False, description="Its thread has not done its work for longer than it may.")
+    errors: int = Field(0, description="Unexpected exceptions since start (each counted, named and survived).")
+    last_error: str | None = Field(None, description="The last of them, in words.")
+
+
+class BoxHealth(Message):
+    """Every part's health: what /healthz decides on, said in the heartbeat so the page shows it."""
+
+    healthy: bool
+    problem: str | None = Field(None, description="What is dead or stalled, in one line.")
+    parts: dict[str, PartHealth] = Field(default_factory=dict)
+
+
 class HeartbeatMessage(Message):
     v: int = PROTOCOL_VERSION
     ts: float
@@ -190,6 +224,7 @@ class HeartbeatMessage(Message):
     model_since: float | None = Field(None, description="Unix seconds since which `model` has served.")
     model_update: ModelUpdate | None = Field(None, description="The last model update since start, if any.")
     pacs: PacsStatus | None = Field(None, description="The PACS report queue; None: no PACS configured.")
+    health: BoxHealth | None = Field(None, description="Every part's pulse and errors (as /healthz says them).")
 
 
 class StudyReference(Message):
@@ -208,7 +243,9 @@ class ExamRecord(Message):
     record: Literal["exam_final"] = "exam_final"
     session: str
     ended: float = Field(description="Unix seconds when the runtime closed the session.")
-    why: Literal["ttl", "capacity", "shutdown"] = Field(description="shutdown: the model serving it stopped serving.")
+    why: Annotated[ExamEnd, WithJsonSchema({"enum": [e.value for e in ExamEnd], "type": "string"})] = Field(
+        description="shutdown: the model serving it stopped serving."
+    )
     cause: str | None = Field(None, description="What ended it, in words, when more than `why`: e.g. a model update.")
     exam: ExamEstimate
     model: ModelInfo

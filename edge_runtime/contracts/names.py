@@ -1,4 +1,5 @@
-"""Names declared once: the pipeline's stages, the runtime's counters and why a frame is rejected.
+"""Names declared once: the pipeline's stages, every reason the box gives (a frame rejected or dropped, a view kept
+out, a DICOM object refused, an exam with no call, an exam's end) and the counters derived from them.
 
 The runner, the statistics, the metrics topic, Prometheus, the bedside page and the docs' tables all read these
 enums, so a stage or a counter is added here and appears everywhere (``tests/test_contracts.py`` checks the docs).
@@ -52,62 +53,103 @@ class Reject(StrEnum):
     BLANK = "blank"
 
 
-class Count(StrEnum):
-    """Every counter of the metrics topic and Prometheus (rejections are also counted by reason)."""
+class DropReason(StrEnum):
+    """Why a live frame waiting for the worker is dropped: a newer frame of its (session, view) replaced it, or the
+    queue held as many (session, view) keys as it may and the oldest went."""
 
-    FRAMES_RECEIVED = "frames_received"
-    FRAMES_REJECTED = "frames_rejected"
-    FRAMES_LOST_IN_TRANSPORT = "frames_lost_in_transport"
-    FRAMES_DROPPED_STALE = "frames_dropped_stale"
-    FRAMES_DROPPED_OVERFLOW = "frames_dropped_overflow"
-    FRAMES_UNSEEN_SCANNER = "frames_unseen_scanner"
-    FRAMES_ENCODED = "frames_encoded"
-    VIEW_MISMATCH = "view_mismatch"
-    GATE_REJECTED = "gate_rejected"
-    GATE_REJECTED_COLOUR = "gate_rejected_colour"
-    GATE_REJECTED_OTHER = "gate_rejected_other"
-    GATE_REJECTED_LIVER = "gate_rejected_liver"
-    GATE_REJECTED_KIDNEY_LIVER = "gate_rejected_kidney_liver"
-    FRAMES_REPEATED = "frames_repeated"
-    FRAMES_OUT_OF_DISTRIBUTION = "frames_out_of_distribution"
-    FRAMES_OUT_OF_DISTRIBUTION_FEATURES = "frames_out_of_distribution_features"
-    FRAMES_OUT_OF_DISTRIBUTION_SPECKLE = "frames_out_of_distribution_speckle"
-    FRAMES_OUT_OF_DISTRIBUTION_CLIPPED = "frames_out_of_distribution_clipped"
-    FRAMES_AWAITING_PAIR = "frames_awaiting_pair"
-    RESULTS_WITHHELD_OUT_OF_DISTRIBUTION = "results_withheld_out_of_distribution"
-    RESULTS_PUBLISHED = "results_published"
-    INFERENCE_ERRORS = "inference_errors"
-    AUDIT_WRITE_FAILURES = "audit_write_failures"
-    DICOM_ASSOCIATIONS = "dicom_associations"
-    DICOM_ASSOCIATIONS_REFUSED = "dicom_associations_refused"
-    DICOM_ASSOCIATIONS_ABORTED = "dicom_associations_aborted"
-    DICOM_OBJECTS_RECEIVED = "dicom_objects_received"
-    DICOM_OBJECTS_ANALYSED = "dicom_objects_analysed"
-    DICOM_OBJECTS_NOT_ANALYSED = "dicom_objects_not_analysed"
-    DICOM_OBJECTS_FAILED = "dicom_objects_failed"
-    DICOM_FAILED_UNREADABLE = "dicom_failed_unreadable"
-    DICOM_FAILED_NOT_IMAGE = "dicom_failed_not_image"
-    DICOM_FAILED_TOO_LARGE = "dicom_failed_too_large"
-    DICOM_FAILED_UNDECODABLE = "dicom_failed_undecodable"
-    DICOM_FAILED_BUSY = "dicom_failed_busy"
-    DICOM_FRAMES = "dicom_frames"
-    REPORTS_QUEUED = "reports_queued"
-    REPORTS_SENT = "reports_sent"
-    REPORT_SEND_FAILURES = "report_send_failures"
-    REPORTS_NOT_LINKED = "reports_not_linked"
+    STALE = "stale"
+    OVERFLOW = "overflow"
 
-    @classmethod
-    def gate_rejected(cls, what: str) -> Count:
-        """The counter of frames the gate keeps out because they showed ``what`` (colour, or a view class the gate
-        predicted: other, or a view below its confidence floor)."""
-        return cls(f"gate_rejected_{what}")
 
-    @classmethod
-    def dicom_failed(cls, why: str) -> Count:
-        """The counter of stored objects refused for ``why`` (unreadable, not_image, too_large, undecodable, busy)."""
-        return cls(f"dicom_failed_{why}")
+class GateKeptOut(StrEnum):
+    """What the view gate saw in a frame it keeps out of the pairing: colour in the box (never a view), a frame of no
+    view (``other``), or a view predicted below the gate's confidence floor."""
 
-    @classmethod
-    def out_of_distribution(cls, part: str) -> Count:
-        """The counter of frames flagged by one part of the guard (features, speckle or clipped)."""
-        return cls(f"frames_out_of_distribution_{part}")
+    COLOUR = "colour"
+    OTHER = "other"
+    LIVER = "liver"
+    KIDNEY_LIVER = "kidney_liver"
+
+
+class GuardPart(StrEnum):
+    """Which part of the out-of-distribution guard flags a frame."""
+
+    FEATURES = "features"
+    SPECKLE = "speckle"
+    CLIPPED = "clipped"
+
+
+class DicomFailure(StrEnum):
+    """Why a stored DICOM object is refused with a failure status (the scanner sees the status, the box counts it)."""
+
+    UNREADABLE = "unreadable"  # 0xC000: not a DICOM object pydicom can read
+    NOT_IMAGE = "not_image"  # 0xA900: not an image of its SOP class, or its identity is missing
+    TOO_LARGE = "too_large"  # 0xA700: outside the size limits
+    SHORT_PIXEL_DATA = "short_pixel_data"  # 0xC000: pixel data too short for Rows x Columns x frames
+    UNDECODABLE = "undecodable"  # 0xC000: pixel data no decoder reads
+    BUSY = "busy"  # 0xA700: the pipeline stayed full
+
+
+class NoCall(StrEnum):
+    """Why an exam states no definite call. The report's coded reason (edge_runtime.hospital.codes) and the words
+    on the page (NO_CALL_SAID) derive from it."""
+
+    COLLECTING = "collecting"  # fewer pairs than an answer needs
+    SETTLING = "settling"  # a first call has not yet held long enough to be shown
+    OUTSIDE_TRAINING = "outside_training"  # most recent pairs lie outside the training distribution
+    CANNOT_TELL = "cannot_tell"  # the model cannot tell at its certified level
+    DISCORDANT = "discordant"  # the call and the PDFF interval contradict each other
+    NOT_CALIBRATED = "not_calibrated"  # the bundle states no model-error calibration
+
+
+NO_CALL_SAID: dict[NoCall, str] = {
+    NoCall.COLLECTING: "collecting",
+    NoCall.SETTLING: "settling",
+    NoCall.OUTSIDE_TRAINING: "outside the model's training distribution",
+    NoCall.CANNOT_TELL: "the model cannot tell",
+    NoCall.DISCORDANT: "discordant",
+    NoCall.NOT_CALIBRATED: "the model cannot tell: the bundle states no model-error calibration",
+}
+
+
+class ExamEnd(StrEnum):
+    """Why an exam ended: no new frame for its time to live (a study: idle), the session cap, or the model serving it
+    stopped serving (shutdown or a model update)."""
+
+    TTL = "ttl"
+    CAPACITY = "capacity"
+    SHUTDOWN = "shutdown"
+
+
+PLAIN_COUNTERS = """
+    frames_received frames_rejected frames_lost_in_transport frames_unseen_scanner frames_encoded view_mismatch
+    gate_rejected frames_repeated frames_out_of_distribution frames_awaiting_pair results_withheld_out_of_distribution
+    results_published inference_errors sink_errors audit_write_failures exams_ended
+    dicom_associations dicom_associations_refused dicom_associations_aborted dicom_objects_received
+    dicom_objects_analysed dicom_objects_not_analysed dicom_objects_failed dicom_frames source_errors
+    reports_queued reports_sent report_send_failures reports_not_linked reports_quarantined service_errors
+""".split()  # noqa: SIM905 - one name per word reads better than 31 quoted lines
+# Counters by reason: each member of a reason enum is counted under PREFIX_<its value>.
+COUNTED_REASONS: tuple[tuple[type[StrEnum], str], ...] = (
+    (DropReason, "frames_dropped"),
+    (GateKeptOut, "gate_rejected"),
+    (GuardPart, "frames_out_of_distribution"),
+    (DicomFailure, "dicom_failed"),
+    (NoCall, "exams_no_call"),
+)
+_REASON_COUNTERS = {f"{prefix}_{reason.value}": (kind, reason) for kind, prefix in COUNTED_REASONS for reason in kind}
+
+Count = StrEnum(  # type: ignore[misc]  # members built from the declared names and reasons above
+    "Count", {name.upper(): name for name in (*PLAIN_COUNTERS, *_REASON_COUNTERS)}, module=__name__
+)
+Count.__doc__ = """Every counter of the metrics topic and Prometheus: the plain ones, and one per member of each
+reason enum in COUNTED_REASONS (rejected frames are also counted by Reject, under the metrics' ``rejected``)."""
+
+_BY_REASON: dict[tuple[type[StrEnum], str], Count] = {
+    (kind, reason.value): Count(name) for name, (kind, reason) in _REASON_COUNTERS.items()
+}
+
+
+def counted(reason: StrEnum) -> Count:
+    """The counter of one declared reason (a DropReason, GateKeptOut, GuardPart, DicomFailure or NoCall member)."""
+    return _BY_REASON[(type(reason), reason.value)]

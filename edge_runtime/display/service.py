@@ -63,7 +63,7 @@ def access_token(listen: Listen, given: str | None) -> str | None:
     return None if listen.loopback else secrets.token_urlsafe(24)
 
 
-class DisplayFeed:
+class PageFeed:
     """The runtime's messages into a DisplayState, on its own thread."""
 
     def __init__(self, endpoint: str, state: DisplayState, curve: CurveClientKeys | None = None):
@@ -76,7 +76,7 @@ class DisplayFeed:
     def malformed(self) -> int:
         return self.hub.malformed if self.hub else 0
 
-    def start(self) -> DisplayFeed:
+    def start(self) -> PageFeed:
         self._thread.start()
         return self
 
@@ -98,7 +98,7 @@ class DisplayServer:
 
     def __init__(self, results: str, listen: Listen, token: str | None, curve: CurveClientKeys | None = None):
         self.state = DisplayState()
-        self.feed = DisplayFeed(results, self.state, curve)
+        self.feed = PageFeed(results, self.state, curve)
         self.listen, self.token = listen, token
         app = create_app(self.state, token, lambda: self.feed.malformed)
         config = uvicorn.Config(app, host=listen.host, port=listen.port, log_level="warning", lifespan="off")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pydicom.sr.coding import Code
 
+from edge_runtime.contracts import NoCall
+
 PRIVATE_SCHEME = "99FLE"
 
 LIVER = Code("10200004", "SCT", "Liver")
@@ -34,13 +36,16 @@ NO_ANSWER = Code("FLE034", PRIVATE_SCHEME, "Too few liver and kidney-liver image
 CALLS = {"fatty": PRESENT, "normal": ABSENT, "indeterminate": INDETERMINATE}
 
 
-def why_code(reason: str | None) -> Code:
-    """The coded reason an exam gives no definite call, from the exam's reason in words."""
-    said = (reason or "").lower()
-    if said.startswith("discordant"):
-        return DISCORDANT
-    if "outside" in said:
-        return OUTSIDE_TRAINING
-    if "cannot tell" in said:
-        return CANNOT_TELL
-    return NO_ANSWER
+WHY: dict[NoCall, Code] = {
+    NoCall.CANNOT_TELL: CANNOT_TELL,
+    NoCall.NOT_CALIBRATED: CANNOT_TELL,
+    NoCall.DISCORDANT: DISCORDANT,
+    NoCall.OUTSIDE_TRAINING: OUTSIDE_TRAINING,
+    NoCall.COLLECTING: NO_ANSWER,
+    NoCall.SETTLING: NO_ANSWER,
+}
+
+
+def why_code(why: NoCall | str | None) -> Code:
+    """The coded reason an exam gives no definite call (no reason at all: too few pairs for an answer)."""
+    return WHY[NoCall(why)] if why else NO_ANSWER

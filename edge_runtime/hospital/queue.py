@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PENDING, SENT_LOG = "pending", "sent.jsonl"
+PENDING, QUARANTINE, SENT_LOG = "pending", "quarantine", "sent.jsonl"
+QUARANTINE_SHOWN = 20  # the newest quarantined reports the heartbeat and the page name
 
 
 @dataclass
@@ -51,6 +52,8 @@ class QueueState:
     last_error: str | None = None
     not_linked: int = 0  # exams that ended linked to no study: no report
     destinations: list[str] = field(default_factory=list)
+    quarantined: int = 0  # reports that cannot be built, set aside with their reason (never retried by themselves)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)  # the newest: report UID, session, reason
 
 
 def _write_synced(path: Path, text: str) -> None:
@@ -78,10 +81,13 @@ class ReportQueue:
 
     def __init__(self, folder: Path, destinations: list[str], backoff: tuple[float, float] = (5.0, 600.0)):
         self.folder, self.destinations, self.backoff = Path(folder), list(destinations), backoff
-        (self.folder / PENDING).mkdir(parents=True, exist_ok=True, mode=0o700)
+        for folder in (PENDING, QUARANTINE):
+            (self.folder / folder).mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
         self._jobs = {job.sop_instance_uid: job for job in self._load()}
         self.state = QueueState(queued=len(self._jobs), destinations=list(destinations))
+        self.state.quarantine = [self._said_file(p) for p in self._quarantined()][-QUARANTINE_SHOWN:]
+        self.state.quarantined = len(self._quarantined())
 
     def _load(self) -> list[Job]:
         """Jobs left by an earlier run (a restart or kill -9 loses none); half-written ones are dropped."""
@@ -91,8 +97,8 @@ class ReportQueue:
         for path in sorted((self.folder / PENDING).glob("*.json")):
             try:
                 jobs.append(Job(**json.loads(path.read_text())))
-            except (OSError, ValueError, TypeError):
-                continue  # unreadable: kept on disk for a person, never sent half-known
+            except (OSError, ValueError, TypeError):  # never sent half-known: set aside, named, for a person
+                os.replace(path, self.folder / QUARANTINE / path.name)
         return jobs
 
     def put(self, job: Job) -> None:
@@ -114,8 +120,12 @@ class ReportQueue:
             if job.remaining:
                 _write_synced(self._path(job), job.to_json())
                 return
-            line = {"sop_instance_uid": job.sop_instance_uid, "study_instance_uid": job.study_uid,
-                    "session": job.record.get("session"), "sent": time.time()}  # fmt: skip
+            line = {
+                "sop_instance_uid": job.sop_instance_uid,
+                "study_instance_uid": job.study_uid,
+                "session": job.record.get("session"),
+                "sent": time.time(),
+            }
             with open(self.folder / SENT_LOG, "a") as fh:
                 fh.write(json.dumps(line) + "\n")
                 fh.flush()
@@ -135,12 +145,40 @@ class ReportQueue:
             self.state.failed += 1
             self.state.last_error = error
 
+    def quarantine(self, job: Job, reason: str) -> None:
+        """A report that cannot be built is set aside with its reason: never retried by itself, never blocking the
+        reports behind it. Its file moves to ``quarantine/`` (patient data stay on the box until someone acts:
+        moving the file back to ``pending/`` and restarting retries it)."""
+        with self._lock:
+            job.last_error = reason
+            _write_synced(self._path(job), job.to_json())
+            os.replace(self._path(job), self.folder / QUARANTINE / self._path(job).name)
+            _sync_dir(self.folder / PENDING)
+            self._jobs.pop(job.sop_instance_uid, None)
+            self.state.queued, self.state.quarantined = len(self._jobs), self.state.quarantined + 1
+            self.state.quarantine = [*self.state.quarantine, self._said(job.__dict__)][-QUARANTINE_SHOWN:]
+
+    def _quarantined(self) -> list[Path]:
+        return sorted((self.folder / QUARANTINE).glob("*.json"), key=lambda p: p.stat().st_mtime)
+
+    def _said_file(self, path: Path) -> dict[str, Any]:
+        try:
+            return self._said(json.loads(path.read_text()))
+        except (OSError, ValueError, AttributeError):
+            return {"sop_instance_uid": path.stem, "session": None, "reason": "an unreadable job file"}
+
+    @staticmethod
+    def _said(job: dict[str, Any]) -> dict[str, Any]:
+        """A quarantined report as the page names it: UIDs, the session and the reason, never a patient field."""
+        session = (job.get("record") or {}).get("session")
+        return {"sop_instance_uid": job.get("sop_instance_uid"), "session": session, "reason": job.get("last_error")}
+
     def snapshot(self, now: float | None = None) -> QueueState:
         now = time.time() if now is None else now
         with self._lock:
             oldest = min((job.queued_at for job in self._jobs.values()), default=None)
             self.state.oldest_age_s = None if oldest is None else round(now - oldest, 1)
-            return QueueState(**self.state.__dict__)
+            return QueueState(**{**self.state.__dict__, "quarantine": list(self.state.quarantine)})
 
     def _path(self, job: Job) -> Path:
         return self.folder / PENDING / f"{job.sop_instance_uid}.json"

@@ -11,7 +11,7 @@ Contributing Equipment names this product as the processing equipment, as IHE AI
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,31 +19,20 @@ from pydicom.dataset import Dataset
 
 from edge_runtime.contracts import ExamRecord
 from edge_runtime.hospital import codes
+from edge_runtime.pipeline.studies import Evidence
+from edge_runtime.sources.dicom.attributes import patient_study_attributes
 
 PRODUCT = "fatty-liver-edge"
 REPORT_SERIES_NUMBER = 9701
-PATIENT_STUDY_KEYWORDS = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime",
-    "StudyID", "AccessionNumber", "ReferringPhysicianName", "SpecificCharacterSet",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """One stored image the exam analysed: what a report references."""
-
-    sop_class: str
-    sop_instance: str
-    series: str
 
 
 @dataclass(frozen=True)
 class StudyContext:
     """What a report inherits from its study: the patient and study modules (from a stored image, or the Modality
-    Worklist) and the images that contributed. Held in memory until the exam ends; then only inside the queued
-    report, which is deleted once sent."""
+    Worklist), in UTF-8, and the images that contributed. It lives only inside the queued report, which is deleted
+    once sent."""
 
-    attributes: Dataset  # only PATIENT_STUDY_KEYWORDS
+    attributes: Dataset  # only edge_runtime.sources.dicom.attributes.PATIENT_STUDY_KEYWORDS, in UTF-8
     evidence: tuple[Evidence, ...] = ()
 
     @property
@@ -57,12 +46,12 @@ class StudyContext:
     @classmethod
     def of(cls, source: Dataset, evidence: Sequence[Evidence] = ()) -> StudyContext:
         """The patient and study attributes of a stored image or a worklist item (missing ones empty, as type 2)."""
-        kept = Dataset()
-        for keyword in PATIENT_STUDY_KEYWORDS:
-            value = source.get(keyword)
-            if value is not None or keyword != "SpecificCharacterSet":
-                setattr(kept, keyword, value if value is not None else "")
-        return cls(kept, tuple(evidence))
+        return cls.from_json(patient_study_attributes(source), evidence)
+
+    @classmethod
+    def from_json(cls, attributes: Mapping[str, Any], evidence: Sequence[Evidence] = ()) -> StudyContext:
+        """The context from attributes as they travel (DICOM JSON, edge_runtime.pipeline.studies)."""
+        return cls(Dataset.from_json(dict(attributes)), tuple(evidence))
 
 
 @dataclass(frozen=True)
@@ -106,7 +95,7 @@ def _evaluations(exam: dict[str, Any], hd: Any) -> list:
     call = exam.get("call") or "indeterminate"
     out = [hd.sr.QualitativeEvaluation(codes.STEATOSIS_OF_LIVER, codes.CALLS[call])]
     if call == "indeterminate":
-        out.append(hd.sr.QualitativeEvaluation(codes.WHY_INDETERMINATE, codes.why_code(exam.get("reason"))))
+        out.append(hd.sr.QualitativeEvaluation(codes.WHY_INDETERMINATE, codes.why_code(exam.get("why"))))
     return out
 
 

@@ -80,13 +80,29 @@ def page(summary: Summary, path: Path) -> Path:
     img = np.full((1754, 1240, 3), 255, np.uint8)
     colours = {"fatty": (40, 110, 230), "normal": (200, 140, 40), "indeterminate": (110, 110, 110)}
     cv2.putText(img, summary.title, (70, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (20, 20, 20), 2, cv2.LINE_AA)
-    cv2.putText(img, summary.call.upper(), (70, 290), cv2.FONT_HERSHEY_DUPLEX, 3.6, colours.get(summary.call,
-                (0, 0, 0)), 6, cv2.LINE_AA)  # fmt: skip
+    cv2.putText(
+        img,
+        summary.call.upper(),
+        (70, 290),
+        cv2.FONT_HERSHEY_DUPLEX,
+        3.6,
+        colours.get(summary.call, (0, 0, 0)),
+        6,
+        cv2.LINE_AA,
+    )
     _pdff_scale(img, summary)
     for k, line in enumerate(summary.lines):
         cv2.putText(img, line[:90], (70, 620 + 52 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.85, (30, 30, 30), 2, cv2.LINE_AA)
-    cv2.putText(img, "Research use, not a medical device.", (70, 1680), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 200),
-                2, cv2.LINE_AA)  # fmt: skip
+    cv2.putText(
+        img,
+        "Research use, not a medical device.",
+        (70, 1680),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.9,
+        (0, 0, 200),
+        2,
+        cv2.LINE_AA,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), img):
         raise ReportNotFound(f"could not write {path} (is its suffix .png?)")

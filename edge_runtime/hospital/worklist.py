@@ -61,8 +61,9 @@ def _query(modality: str, station: str | None, accession: str | None) -> Dataset
     return ds
 
 
-def find_scheduled(peer: Peer, calling: str, station: str | None = None, accession: str | None = None,
-                   timeout: float = 10.0) -> list[Scheduled]:  # fmt: skip
+def find_scheduled(
+    peer: Peer, calling: str, station: str | None = None, accession: str | None = None, timeout: float = 10.0
+) -> list[Scheduled]:
     """Scheduled ultrasound procedure steps (for this station, or one accession), by C-FIND.
 
     Args:
@@ -102,8 +103,9 @@ def _scheduled(item: Dataset) -> Scheduled:
     start = f"{step.get('ScheduledProcedureStepStartDate', '')} {step.get('ScheduledProcedureStepStartTime', '')}"
     said = step.get("ScheduledProcedureStepDescription", "") or item.get("RequestedProcedureDescription", "")
     description = str(said or "")
-    return Scheduled(str(item.get("AccessionNumber", "")), str(item.get("StudyInstanceUID", "")), description,
-                     start.strip(), item)  # fmt: skip
+    return Scheduled(
+        str(item.get("AccessionNumber", "")), str(item.get("StudyInstanceUID", "")), description, start.strip(), item
+    )
 
 
 def choose(scheduled: list[Scheduled], accession: str | None) -> Scheduled:

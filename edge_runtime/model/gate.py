@@ -43,6 +43,8 @@ from edge_runtime.contracts import (
     VIEW_CLASSES,
     VIEWS,
     BundleError,
+    GateKeptOut,
+    GuardPart,
     GuardSpec,
     ViewGateSpec,
 )
@@ -53,10 +55,10 @@ COLOUR_CHROMA = 60  # max - min over RGB above this is a coloured pixel (colour 
 COLOUR_SHARE_MAX = 0.003  # more coloured pixels than this share of the model input: not a B-mode view
 FLOW_CONTRAST = 80  # red or blue this far above both other channels: a colour-flow pixel (a velocity map)
 FLOW_SHARE_MAX = 0.0005  # more flow pixels than this share (25 of 50 176): a Doppler box, however little flow
-COLOUR = "colour"  # what Gate.sort calls a frame with colour in the box
+COLOUR = GateKeptOut.COLOUR  # what Gate.sort calls a frame with colour in the box
 CENTRE_MAX_WIDENING = 2.0  # the most a console's own spread may widen the guard on its frames (ScannerCentre)
 CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey level: saturated, out of distribution
-CLIPPED, FEATURES, SPECKLE = "clipped", "features", "speckle"  # why the guard flags a frame (counter suffixes)
+CLIPPED, FEATURES, SPECKLE = GuardPart.CLIPPED, GuardPart.FEATURES, GuardPart.SPECKLE  # why the guard flags a frame
 SPECKLE_BOX = 7  # the speckle residual: a grey level minus the mean of its 7x7 neighbourhood
 SPECKLE_EDGE = np.ones((9, 9), np.uint8)  # the sector's rim (and anechoic holes) eroded out of the statistics
 GUARD_LIMIT = 1.0  # Gate.guard_score above this: out of distribution
@@ -401,7 +403,7 @@ class Route:
 
     view: str | None
     confidence: float | None = None
-    kept_out: str | None = None  # COLOUR, OTHER_VIEW, or a view predicted below the confidence floor
+    kept_out: GateKeptOut | None = None  # colour, other, or a view predicted below the confidence floor
     mismatch: str | None = None
 
 
@@ -434,11 +436,11 @@ class GatePolicy:
             return Route(named, confidence if predicted == named else None, mismatch=mismatch)
         if predicted in VIEWS and confident:
             return Route(predicted, confidence, mismatch=mismatch)
-        return Route(None, kept_out=predicted, mismatch=mismatch)
+        return Route(None, kept_out=GateKeptOut(predicted), mismatch=mismatch)
 
     def guard(
         self, view: str, tensor: np.ndarray, features: np.ndarray, scanner: str | None = None
-    ) -> tuple[bool | None, str | None]:
+    ) -> tuple[bool | None, GuardPart | None]:
         """Whether the guard flags the frame (measured from its console's centre, when the bundle has one), and which
         part of it does; (None, None) when the bundle has no guard.
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,9 @@ from edge_runtime.config import ModelSettings, RuntimeConfig, load_config
 from edge_runtime.contracts import INPUT_SHAPE, VIEWS, ModelInfo, ModelUpdate
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.model.bundle import Bundle, load_bundle
+from edge_runtime.model.gate import GatePolicy
 from edge_runtime.model.signing import TrustPolicy
+from edge_runtime.pipeline.exam import ExamModel
 from edge_runtime.scanners.profiles import ScannerProfile, load_profiles
 
 log = logging.getLogger("edge_runtime")
@@ -34,10 +38,40 @@ class ModelRefused(FattyLiverError):
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A verified, warmed-up bundle and the scanner profiles it reads frames with."""
+    """A verified, warmed-up bundle with everything read from it once: the scanner profiles it reads frames with, its
+    gate's decisions at the site's view authority, and its exam statements at the site's coverage. Immutable: a
+    model update makes a new one."""
 
     bundle: Bundle
-    profiles: dict[str, ScannerProfile]
+    profiles: Mapping[str, ScannerProfile]
+    gate: GatePolicy
+    exam: ExamModel
+
+    @classmethod
+    def prepared(cls, bundle: Bundle, profiles: Mapping[str, ScannerProfile], config: RuntimeConfig) -> ServedModel:
+        """The model as this site's configuration serves it."""
+        gate = GatePolicy(bundle.gate, bundle.meta.view_gate, config.gate.view_authority)
+        exam = ExamModel.from_bundle(bundle.meta.exam, bundle.threshold, config.exam)
+        return cls(bundle, MappingProxyType(dict(profiles)), gate, exam)
+
+
+class Served:
+    """The one reference to the model being served, and its updates. A reader takes ``current`` once per frame or
+    stored object and so sees one consistent model; an update is prepared beside it (``updates``) and replaces the
+    reference in one step, between two frames."""
+
+    def __init__(self, model: ServedModel, loader: ConfiguredModel | None = None):
+        """Args:
+        model: the verified, warmed-up model to serve first.
+        loader: where a model update (SIGHUP) reads the next bundle from; None: updates are refused.
+        """
+        self.current, self.since = model, time.time()
+        self.updates = ModelUpdates(loader)
+
+    def swap(self, model: ServedModel) -> ServedModel:
+        """Serve ``model`` from now on; returns the one it replaces."""
+        previous, self.current, self.since = self.current, model, time.time()
+        return previous
 
 
 def warm_up(bundle: Bundle) -> np.ndarray:
@@ -82,7 +116,7 @@ class ConfiguredModel:
         inline = {k: v.model_dump() for k, v in config.scanners.profiles.items()}
         profiles = load_profiles(config.scanners.profiles_file, extra={**trained, **inline})
         warm_up(bundle)
-        return ServedModel(bundle, profiles)
+        return ServedModel.prepared(bundle, profiles, config)
 
 
 class ModelUpdates:

@@ -27,7 +27,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from edge_runtime.config import ExamPolicy
-from edge_runtime.contracts import FATTY_PDFF, VIEWS, ExamCalibration, ExamEstimate, PlattCalibrator
+from edge_runtime.contracts import (
+    FATTY_PDFF,
+    NO_CALL_SAID,
+    VIEWS,
+    ExamCalibration,
+    ExamEstimate,
+    NoCall,
+    PlattCalibrator,
+)
 from edge_runtime.model.uncertainty import (
     Members,
     class_set,
@@ -39,10 +47,9 @@ from edge_runtime.model.uncertainty import (
 )
 
 Z_90 = 1.6448536269514722  # standard normal quantile for a two-sided 90 % interval
-OUTSIDE_TRAINING = "outside the model's training distribution"
-CANNOT_TELL = "the model cannot tell"
+CANNOT_TELL = NO_CALL_SAID[NoCall.CANNOT_TELL]
 
-__all__ = ["OUTSIDE_TRAINING", "ExamModel", "ExamTracker", "calibrated_logit", "count_flips", "logit", "sigmoid"]
+__all__ = ["ExamModel", "ExamTracker", "calibrated_logit", "count_flips", "logit", "sigmoid"]
 
 
 def calibrator_inputs(p_fatty: np.ndarray, pdff: np.ndarray, inputs: list[str]) -> np.ndarray:
@@ -130,7 +137,9 @@ class ExamModel:
 
 
 @dataclass
-class Pair:
+class ExamPair:
+    """One pair of frames as the exam keeps it."""
+
     ts: float  # capture time of the newer frame
     logit: float  # calibrated logit of the ensemble's p_fatty
     log_pdff: float  # the ensemble's log(1 + PDFF)
@@ -163,7 +172,7 @@ class Combined:
         return math.expm1(self.log_pdff)
 
 
-def combine(pairs: list[Pair], policy: ExamPolicy, model: ExamModel) -> Combined:
+def combine(pairs: list[ExamPair], policy: ExamPolicy, model: ExamModel) -> Combined:
     """Trimmed means over the pairs; the PDFF interval from the model's error and the pairs' disagreement."""
     logits = np.array([p.logit for p in pairs])
     logs = np.array([p.log_pdff for p in pairs])
@@ -174,23 +183,37 @@ def combine(pairs: list[Pair], policy: ExamPolicy, model: ExamModel) -> Combined
     return Combined(float(sigmoid(trimmed_mean(logits, policy.trim))), centre, bounds, n)
 
 
-def candidate_call(c: Combined, model: ExamModel) -> tuple[str, str | None, list[str] | None]:
+@dataclass(frozen=True)
+class Candidate:
+    """The call the window supports now; when it is indeterminate, why (declared) and in words; the class set."""
+
+    call: str
+    why: NoCall | None = None
+    reason: str | None = None
+    chosen: list[str] | None = None
+
+
+def candidate_call(c: Combined, model: ExamModel) -> Candidate:
     """The call the window supports now, why it is indeterminate when it is, and the class set."""
     if model.class_threshold is None:
-        return "indeterminate", f"{CANNOT_TELL}: the bundle states no class sets (no model-error calibration)", None
+        said = f"{CANNOT_TELL}: the bundle states no class sets (no model-error calibration)"
+        return Candidate("indeterminate", NoCall.NOT_CALIBRATED, said)
     chosen = class_set(c.p, model.class_threshold)
     if len(chosen) != 1:
         low, high = definite_bounds(model.class_threshold)
         needs = f"a call needs p_fatty >= {high:.2f} (fatty) or <= {low:.2f} (normal)"
-        return "indeterminate", f"{CANNOT_TELL} at {100 * model.coverage:.0f} %: p_fatty {c.p:.2f}; {needs}", chosen
+        said = f"{CANNOT_TELL} at {100 * model.coverage:.0f} %: p_fatty {c.p:.2f}; {needs}"
+        return Candidate("indeterminate", NoCall.CANNOT_TELL, said, chosen)
     call = chosen[0]
     lo, hi = c.pdff_interval
     span, line = f"PDFF {lo:.1f}-{hi:.1f} %", model.fatty_pdff
     if call == "fatty" and hi < line:
-        return "indeterminate", f"discordant: p_fatty says fatty, {span} is below {line:g} %", chosen
+        said = f"discordant: p_fatty says fatty, {span} is below {line:g} %"
+        return Candidate("indeterminate", NoCall.DISCORDANT, said, chosen)
     if call == "normal" and lo >= line:
-        return "indeterminate", f"discordant: p_fatty says normal, {span} is above {line:g} %", chosen
-    return call, None, chosen
+        said = f"discordant: p_fatty says normal, {span} is above {line:g} %"
+        return Candidate("indeterminate", NoCall.DISCORDANT, said, chosen)
+    return Candidate(call, chosen=chosen)
 
 
 @dataclass
@@ -199,9 +222,10 @@ class ExamTracker:
 
     policy: ExamPolicy
     model: ExamModel
-    pairs: deque[Pair] = field(default_factory=deque)
+    pairs: deque[ExamPair] = field(default_factory=deque)
     views_seen: set[str] = field(default_factory=set)
     shown: str | None = None
+    shown_why: NoCall | None = None  # why the shown call is indeterminate, when it is
     stable_since: float | None = None
     pending: str | None = None
     streak: int = 0
@@ -223,32 +247,41 @@ class ExamTracker:
                 skips the hold (default: ts, for replays that have only frame times).
         """
         clock = ts if clock is None else clock
-        pair = Pair(ts, self.model.logit(members), members.log_pdff, members.log_pdff_spread, outside, clock)
+        pair = ExamPair(ts, self.model.logit(members), members.log_pdff, members.log_pdff_spread, outside, clock)
         self.pairs.append(pair)
         while len(self.pairs) > self.policy.window_pairs or clock - self.pairs[0].clock > self.policy.window_s:
             self.pairs.popleft()
         usable = [p for p in self.pairs if not p.outside]
         if 2 * (len(self.pairs) - len(usable)) > len(self.pairs):
             flagged = len(self.pairs) - len(usable)
-            self.last = self.waiting(f"{OUTSIDE_TRAINING}: {flagged} of {len(self.pairs)} recent pairs")
+            said = f"{NO_CALL_SAID[NoCall.OUTSIDE_TRAINING]}: {flagged} of {len(self.pairs)} recent pairs"
+            self.last = self.waiting(NoCall.OUTSIDE_TRAINING, said)
             return self.last
         if len(usable) < self.policy.min_pairs:
-            self.last = self.waiting(f"collecting: {len(usable)} of {self.policy.min_pairs} pairs")
+            said = f"{NO_CALL_SAID[NoCall.COLLECTING]}: {len(usable)} of {self.policy.min_pairs} pairs"
+            self.last = self.waiting(NoCall.COLLECTING, said)
             return self.last
         combined = combine(usable, self.policy, self.model)
-        call, reason, chosen = candidate_call(combined, self.model)
-        self._hold(call, ts, clock)
-        if self.shown is None:
-            reason = f"settling: {call} for {self.streak} of {self.policy.hold_updates} updates"
-        elif call != self.shown:
-            reason = f"holding {self.shown}: {call} for {self.streak} of {self.policy.hold_updates} updates"
-        self.last = self._estimate(combined, reason, chosen)
+        candidate = candidate_call(combined, self.model)
+        self._hold(candidate, ts, clock)
+        self.last = self._estimate(combined, self._said(candidate))
         return self.last
 
-    def _hold(self, call: str, ts: float, clock: float) -> None:
+    def _said(self, candidate: Candidate) -> Candidate:
+        """What the exam says while a new call builds up: settling before the first, holding the shown one after."""
+        building = f"{candidate.call} for {self.streak} of {self.policy.hold_updates} updates"
+        if self.shown is None:
+            settling = f"{NO_CALL_SAID[NoCall.SETTLING]}: {building}"
+            return Candidate(candidate.call, NoCall.SETTLING, settling, candidate.chosen)
+        if candidate.call != self.shown:
+            return Candidate(candidate.call, self.shown_why, f"holding {self.shown}: {building}", candidate.chosen)
+        return candidate
+
+    def _hold(self, candidate: Candidate, ts: float, clock: float) -> None:
         """Hysteresis: a call replaces the shown one only after hold_updates consecutive updates over hold_s."""
+        call = candidate.call
         if call == self.shown:
-            self.pending, self.streak = None, 0
+            self.pending, self.streak, self.shown_why = None, 0, candidate.why
             return
         if call != self.pending:
             self.streak, self.pending_since = 0, clock
@@ -257,13 +290,15 @@ class ExamTracker:
         held = clock - self.pending_since >= self.policy.hold_s
         if self.streak >= self.policy.hold_updates and held:
             self.shown, self.stable_since, self.pending, self.streak = call, ts, None, 0
+            self.shown_why = candidate.why
 
-    def _estimate(self, c: Combined, reason: str | None, chosen: list[str] | None) -> ExamEstimate:
+    def _estimate(self, c: Combined, candidate: Candidate) -> ExamEstimate:
         side_fatty = c.pdff >= self.model.fatty_pdff
         discordant = self.shown in ("fatty", "normal") and side_fatty != (self.shown == "fatty")
         return ExamEstimate(
             call=self.shown,
-            reason=reason,
+            reason=candidate.reason,
+            why=candidate.why,
             p_fatty=round(c.p, 4),
             pdff=round(c.pdff, 2),
             pdff_interval=(round(c.pdff_interval[0], 2), round(c.pdff_interval[1], 2)),
@@ -272,15 +307,16 @@ class ExamTracker:
             calibrated=self.model.calibrated,
             discordant=discordant,
             views_seen=sorted(self.views_seen),
-            class_set=chosen,
+            class_set=candidate.chosen,
             coverage=self.model.coverage,
             pdff_coverage=self.model.pdff_coverage,
         )
 
-    def waiting(self, reason: str) -> ExamEstimate:
+    def waiting(self, why: NoCall, reason: str) -> ExamEstimate:
         return ExamEstimate(
             call=None,
             reason=reason,
+            why=why,
             n_pairs=len(self.pairs),
             calibrated=self.model.calibrated,
             views_seen=sorted(self.views_seen),
@@ -293,4 +329,4 @@ class ExamTracker:
         if self.last is not None:
             return self.last
         missing = [v for v in VIEWS if v not in self.views_seen]
-        return self.waiting(f"no {' or '.join(missing)} frame yet: an exam needs both views")
+        return self.waiting(NoCall.COLLECTING, f"no {' or '.join(missing)} frame yet: an exam needs both views")

@@ -9,7 +9,8 @@ import numpy as np
 
 from edge_runtime.contracts import Count, ExamEstimate, FrameHeader, Reject, Stage, View
 from edge_runtime.model.uncertainty import Members
-from edge_runtime.pipeline.sessions import StudyOrigin, ViewFeatures
+from edge_runtime.pipeline.sessions import ViewFeatures
+from edge_runtime.pipeline.studies import StudyOrigin
 
 
 @dataclass(frozen=True)

@@ -1,76 +1,122 @@
 """The one runner: a frame through the stages in order, each stage timed, every drop counted by its reason, and a
-result handed to the sinks. Statistics, the metrics topic, Prometheus and the page all read the same stage names
-(``edge_runtime.contracts.names.Stage``), so what the runner records is what every reader shows."""
+result handed to every sink. Statistics, the metrics topic, Prometheus and the page all read the same stage names
+(``edge_runtime.contracts.names.Stage``), so what the runner records is what every reader shows.
+
+A stage that raises on one frame is a bug, not a reason to stop the bedside: the frame is dropped, the stages' pulse
+counts and names it, and the next frame is served. A sink that raises is counted on its own pulse and the sinks
+after it still get the result, so a failing thumbnail never costs an audit record.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from edge_runtime.box.stats import RuntimeStats, ThrottledLog
-from edge_runtime.contracts import VIEWS, Count, ExamRecord, FrameRef, ResultMessage, Stage, StudyReference
+from edge_runtime.box.supervision import Kind, Pulse
+from edge_runtime.box.telemetry import Telemetry
+from edge_runtime.contracts import (
+    VIEWS,
+    Count,
+    ExamEnd,
+    ExamRecord,
+    FrameRef,
+    ResultMessage,
+    Stage,
+    StudyReference,
+    counted,
+)
 from edge_runtime.model.bundle import Bundle
 from edge_runtime.pipeline.frame import Drop, FrameContext
-from edge_runtime.pipeline.sessions import Session, SessionStore
+from edge_runtime.pipeline.sessions import EndedSession, SessionStore
 from edge_runtime.pipeline.stages import PipelineStage
+from edge_runtime.pipeline.studies import StudyEvidence
+
+
+@dataclass(frozen=True)
+class EndedExam:
+    """An exam's last word for the sinks: the final record (UIDs only, what the audit log keeps) and, for a DICOM
+    study, the attributes and images its report needs (which never reach the log)."""
+
+    record: ExamRecord
+    study: StudyEvidence | None = None
 
 
 class Sink(Protocol):
-    """Where results and ended exams go: the results socket, the audit log, thumbnails, later the PACS."""
+    """Where results and ended exams go: the results socket, the audit log, thumbnails, the PACS report queue."""
+
+    name: str
 
     def on_result(self, result: ResultMessage, frame: FrameContext) -> None: ...
 
-    def on_exam_final(self, record: ExamRecord) -> None: ...
+    def on_exam_final(self, ended: EndedExam) -> None: ...
 
 
-def study_ref(session: Session) -> StudyReference | None:
+def study_reference(ended: EndedSession) -> StudyReference | None:
     """A DICOM study's UIDs for its final record: the series and instances whose frames the gate filed."""
-    track = session.study
+    track = ended.session.study
     if track is None:
         return None
     return StudyReference(
         study_instance_uid=track.study,
         series_instance_uids=sorted(track.contributed),
-        sop_instance_uids=sorted({i for instances in track.contributed.values() for i in instances}),
+        sop_instance_uids=track.instances(),
         received=len(track.received),
     )
 
 
 class Pipeline:
-    """Stages in order, then sinks; ``run`` takes one frame from a source's queue."""
+    """Stages in order, then sinks; ``run`` takes one frame from the queue."""
 
     def __init__(
         self,
         stages: Sequence[PipelineStage],
         sinks: Sequence[Sink],
-        context: tuple[Bundle, SessionStore, RuntimeStats, ThrottledLog],
+        bundle: Bundle,
+        sessions: SessionStore,
+        telemetry: Telemetry,
     ):
         """Args:
-        stages: the stages, in order (edge_runtime.compose.compose).
+        stages: the stages, in order (edge_runtime.compose.stages).
         sinks: where each result and each ended exam goes, in order.
-        context: the bundle (for the result's model), the exams, the statistics and the throttled log.
+        bundle: the model the stages serve (the result names it).
+        sessions: the exams in progress.
+        telemetry: the statistics, the log and the supervisor.
         """
-        self.stages, self.sinks = list(stages), list(sinks)
-        self.bundle, self.sessions, self.stats, self.log = context
+        self.stages, self.sinks, self.bundle, self.sessions = list(stages), list(sinks), bundle, sessions
+        self.stats, self.log = telemetry.stats, telemetry.log
+        self.pulse = telemetry.pulse("stages", Kind.STAGE, threaded=False)
+        self.sink_pulses: dict[str, Pulse] = {s.name: telemetry.pulse(s.name, Kind.SINK, False) for s in sinks}
 
     @property
     def stage_names(self) -> list[Stage]:
         return [stage.name for stage in self.stages]
 
     def run(self, frame: FrameContext) -> ResultMessage | None:
-        """One frame: every stage in order, timed; the result (or None when a stage drops the frame)."""
+        """One frame: every stage in order, timed; the result (or None when a stage drops the frame or fails)."""
         self._finish(frame, Stage.QUEUE)
         for stage in self.stages:
-            outcome = stage(frame)
+            try:
+                outcome = stage(frame)
+            except Exception as exc:  # a bug must not take the bedside down: counted, named, the next frame served
+                self.pulse.failed(exc, f"stage {stage.name}, session {frame.header.session}: ")
+                return None
             self._finish(frame, stage.name)
             if isinstance(outcome, Drop):
                 self._drop(outcome)
                 return None
         result = self._result(frame)
         for sink in self.sinks:
-            sink.on_result(result, frame)
+            self._deliver(sink, "on_result", result, frame)
         return result
+
+    def _deliver(self, sink: Sink, method: str, *args: object) -> None:
+        """``sink.method(*args)``; a failure is counted on the sink's pulse."""
+        try:
+            getattr(sink, method)(*args)
+        except Exception as exc:  # one sink's failure is its own: the sinks after it still get the result
+            self.sink_pulses[sink.name].failed(exc)
 
     def _finish(self, frame: FrameContext, stage: Stage) -> None:
         previous = next(reversed(frame.finished.values()), frame.received)
@@ -122,23 +168,30 @@ class Pipeline:
             return None
         return {"logit": round(frame.members.logit_spread, 4), "log_pdff": round(frame.members.log_pdff_spread, 4)}
 
-    def end_exams(self, ending: str | None = None, cause: str | None = None) -> int:
+    def end_exams(self, ending: ExamEnd | None = None, cause: str | None = None) -> int:
         """Hand every ended exam (TTL, the session cap; every active one when ``ending`` names why, with its
         ``cause`` in words: shutdown, or a new model) to the sinks; how many."""
         self.sessions.expire(time.monotonic())
         if ending is not None:
             self.sessions.end_all(ending)
         ended = self.sessions.take_ended()
-        for name, session, why in ended:
-            exam, model = session.exam.status(), self.bundle.model_info
+        for session in ended:
+            exam = session.session.exam.status()
+            model, study = self.bundle.model_info, study_reference(session)
             record = ExamRecord(
-                session=name, ended=time.time(), why=why, cause=cause, exam=exam, model=model, study=study_ref(session)
+                session=session.name,
+                ended=time.time(),
+                why=session.why,
+                cause=cause,
+                exam=exam,
+                model=model,
+                study=study,
             )
+            track = session.session.study
+            final = EndedExam(record, track.evidence() if track is not None else None)
+            self.stats.count(Count.EXAMS_ENDED)
+            if exam.why is not None:
+                self.stats.count(counted(exam.why))
             for sink in self.sinks:
-                sink.on_exam_final(record)
+                self._deliver(sink, "on_exam_final", final)
         return len(ended)
-
-    def fail(self, frame: FrameContext) -> None:
-        """A stage raised: a bug must not take the bedside down, so it is logged and counted and serving goes on."""
-        self.log.error(f"inference failed for session {frame.header.session}")
-        self.stats.count(Count.INFERENCE_ERRORS)

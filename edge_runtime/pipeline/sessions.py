@@ -1,110 +1,25 @@
-"""Two pieces of bounded state: the newest unprocessed frame per (session, view), and per-session features.
+"""The exams in progress: each session's latest features per view, its exam and, for a DICOM study, its track.
 
-Latest-frame semantics (ZeroMQ CONFLATE does not work with multipart messages): a newer frame of the same
-(session, view) replaces the pending one, which is counted as dropped-stale. Sessions expire after a TTL
-and the number of sessions is capped (least recently seen goes first), so memory stays bounded under any
-input rate and any number of exams.
+Sessions expire after a TTL (a study: when idle) and their number is capped (least recently seen goes first), so
+memory stays bounded under any input rate and any number of exams. The worker thread owns the store; other threads
+read the ``snapshot`` it publishes after each change.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-import cv2
 import numpy as np
 
 from edge_runtime.config import RuntimeConfig
-from edge_runtime.contracts import VIEWS, FrameHeader
+from edge_runtime.contracts import VIEWS, ExamEnd, ExamEstimate
 from edge_runtime.pipeline.exam import ExamModel, ExamTracker, study_policy
-
-
-class Queued(Protocol):
-    """What waits for the worker: anything with a frame header (the pipeline's FrameContext)."""
-
-    header: FrameHeader
-
-
-class LatestFrames:
-    """What waits for the worker, in two lanes. Live frames: the newest unprocessed one per (session, view), bounded;
-    a newer one replaces it. Stored frames (DICOM images and cine loops): every one, in order, in a bounded lane
-    whose writer waits for room, so a scanner's store waits for the pipeline instead of losing frames. The worker
-    takes from the lanes in turn, the oldest first in each."""
-
-    def __init__(self, max_keys: int, max_stored: int = 64):
-        self._frames: OrderedDict[tuple[str, str], Queued] = OrderedDict()
-        self._stored: deque[Queued] = deque()
-        self._cond = threading.Condition()
-        self.max_keys, self.max_stored = max_keys, max_stored
-        self._closed = False
-        self._stored_turn = False
-
-    def put(self, frame: Queued) -> str | None:
-        """Store; returns the drop reason of the frame it displaced ('stale' or 'overflow'), if any."""
-        key = (frame.header.session, frame.header.view)
-        dropped = None
-        with self._cond:
-            if key in self._frames:
-                del self._frames[key]
-                dropped = "stale"
-            elif len(self._frames) >= self.max_keys:
-                self._frames.popitem(last=False)
-                dropped = "overflow"
-            self._frames[key] = frame  # newest at the end; the worker takes the oldest key first (fairness)
-            self._cond.notify_all()
-        return dropped
-
-    def put_stored(self, frames: list[Queued], timeout: float) -> int:
-        """Queue a stored image's frames, each to be processed, waiting up to ``timeout`` in all for room; returns
-        how many were queued (fewer when the lane stayed full or the queue closed)."""
-        deadline = time.monotonic() + timeout
-        queued = 0
-        with self._cond:
-            for frame in frames:
-                while len(self._stored) >= self.max_stored and not self._closed:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return queued
-                    self._cond.wait(left)
-                if self._closed:
-                    return queued
-                self._stored.append(frame)
-                queued += 1
-                self._cond.notify_all()
-        return queued
-
-    def take(self, timeout: float) -> Queued | None:
-        with self._cond:
-            if not self._frames and not self._stored and not self._closed:
-                self._cond.wait(timeout)
-            self._stored_turn = not self._stored_turn
-            if self._stored and (self._stored_turn or not self._frames):
-                frame = self._stored.popleft()
-                self._cond.notify_all()  # a waiting store may go on
-                return frame
-            if not self._frames:
-                return None
-            _, frame = self._frames.popitem(last=False)
-            return frame
-
-    def stored_sessions(self) -> set[str]:
-        """Sessions with stored frames still waiting: their study is not idle, whatever the clock says."""
-        with self._cond:
-            return {frame.header.session for frame in self._stored}
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._frames) + len(self._stored)
+from edge_runtime.pipeline.repeats import same_image
+from edge_runtime.pipeline.studies import StudyOrigin, StudyTerms, StudyTrack
 
 
 @dataclass
@@ -118,61 +33,24 @@ class ViewFeatures:
     fingerprint: np.ndarray | None = None  # frame_fingerprint of the model input: tells a frozen screen's repeats
 
 
-FINGERPRINT_SIZE = 56  # the model input averaged over 4 x 4 pixels: capture noise averages out, speckle does not
-CHANNEL_MEAN = np.full((1, 3), 1 / 3, np.float32)  # cv2.transform's matrix: RGB -> their mean
-
-
-def frame_fingerprint(tensor: np.ndarray) -> np.ndarray:
-    """A small grey picture of a model input, to tell a repeat of the same image (a frozen screen, resent)
-    from a new live frame: live speckle decorrelates between frames, a frozen screen differs by noise only."""
-    small = cv2.resize(tensor, (FINGERPRINT_SIZE, FINGERPRINT_SIZE), interpolation=cv2.INTER_AREA)
-    return cv2.transform(small.astype(np.float32), CHANNEL_MEAN).ravel()  # numpy's mean over axis 2: 20x slower
-
-
-def same_image(a: np.ndarray, b: np.ndarray, min_correlation: float) -> bool:
-    """Whether two fingerprints show one image: correlation at or above ``min_correlation``. Correlation, not a
-    grey-level difference, because harmonisation rescales a frozen frame when grabber noise moves its median."""
-    a, b = a - a.mean(), b - b.mean()
-    norm = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
-    return norm > 0 and float(np.dot(a, b)) / norm >= min_correlation
-
-
-@dataclass(frozen=True)
-class StudyOrigin:
-    """Where a frame stored over DICOM came from: its study is its session (edge_runtime.sources.dicom)."""
-
-    study: str  # StudyInstanceUID
-    series: str  # SeriesInstanceUID
-    instance: str  # SOPInstanceUID
-    frame: int  # the frame of a cine loop (0 for one image)
-    region: int | None  # the tissue region of a dual or quad display (None: the whole image)
-
-
-@dataclass(frozen=True)
-class StudyTerms:
-    """How a DICOM study's session differs from a live one: it ends when no image has come for ``idle_s``, its
-    views pair however far apart they were stored, and its exam follows the study policy (``new_exam``)."""
-
-    idle_s: float
-    new_exam: Callable[[], ExamTracker]
-
-
-@dataclass
-class StudyTrack:
-    """What one study's exam saw: every instance that reached the pipeline and those whose frames were filed."""
-
-    study: str
-    received: set[str] = field(default_factory=set)
-    contributed: dict[str, set[str]] = field(default_factory=dict)  # series -> instances with a filed frame
-
-
 @dataclass
 class Session:
+    """One exam in progress."""
+
     exam: ExamTracker
     views: dict[str, ViewFeatures] = field(default_factory=dict)
     last_seen: float = 0.0  # time.monotonic(): a wall-clock jump never ends an exam
     thumbnails_sent: float = -math.inf  # when this session's thumbnails last went out (monotonic)
     study: StudyTrack | None = None  # a DICOM study's session: ends when idle, pairs across the whole study
+
+
+@dataclass(frozen=True)
+class EndedSession:
+    """A session that ended and awaits its final exam record."""
+
+    name: str
+    session: Session
+    why: ExamEnd
 
 
 class SessionStore:
@@ -200,7 +78,9 @@ class SessionStore:
         self.study, self.waiting = study, waiting
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self.expired = 0
-        self.ended: list[tuple[str, Session, str]] = []  # (name, session, why) not yet recorded as final exams
+        self.ended: list[EndedSession] = []  # not yet recorded as final exams
+        self.snapshot: dict[str, ExamEstimate] = {}  # every active exam as it stands (read by other threads)
+        self.studies: frozenset[str] = frozenset()  # the active sessions that are DICOM studies (read likewise)
 
     @classmethod
     def configured(
@@ -219,12 +99,12 @@ class SessionStore:
         self.expire(now)
         state = self._sessions.pop(session, None)
         if state is None and origin is not None and self.study is not None:
-            state = Session(self.study.new_exam(), study=StudyTrack(origin.study))
+            state = Session(self.study.new_exam(), study=StudyTrack(origin.study, origin.attributes))
         state = state or Session(self.new_exam())
         state.last_seen = now
         self._sessions[session] = state
         while len(self._sessions) > self.max_sessions:
-            self.ended.append((*self._sessions.popitem(last=False), "capacity"))
+            self.ended.append(EndedSession(*self._sessions.popitem(last=False), ExamEnd.CAPACITY))
             self.expired += 1
         return state
 
@@ -233,7 +113,7 @@ class SessionStore:
         study whose frames show neither view still ends with a final record."""
         state = self._enter(session, now, origin)
         if state.study is not None:
-            state.study.received.add(origin.instance)
+            state.study.arrived(origin)
 
     def update(
         self,
@@ -257,7 +137,7 @@ class SessionStore:
         state.views[view] = features
         state.exam.saw(view)
         if state.study is not None and origin is not None:
-            state.study.contributed.setdefault(origin.series, set()).add(origin.instance)
+            state.study.filed(origin)
         other = next(v for v in VIEWS if v != view)
         if other not in state.views:
             return None
@@ -289,18 +169,23 @@ class SessionStore:
         busy = self.waiting() if self.study is not None else set()
         idle = [n for n, state in self._sessions.items() if now - state.last_seen > self._ttl(state) and n not in busy]
         for name in idle:
-            self.ended.append((name, self._sessions.pop(name), "ttl"))
+            self.ended.append(EndedSession(name, self._sessions.pop(name), ExamEnd.TTL))
             self.expired += 1
 
     def _ttl(self, state: Session) -> float:
         return self.study.idle_s if state.study is not None and self.study is not None else self.ttl_s
 
-    def end_all(self, why: str) -> None:
+    def end_all(self, why: ExamEnd) -> None:
         """End every active session now (shutdown, a new model): each gets its final exam record."""
-        self.ended += [(name, state, why) for name, state in self._sessions.items()]
+        self.ended += [EndedSession(name, state, why) for name, state in self._sessions.items()]
         self._sessions.clear()
 
-    def take_ended(self) -> list[tuple[str, Session, str]]:
+    def publish(self) -> None:
+        """Publish what every active exam says now, for the heartbeat (one reference, replaced whole)."""
+        self.snapshot = {name: state.exam.status() for name, state in self._sessions.items()}
+        self.studies = frozenset(name for name, state in self._sessions.items() if state.study is not None)
+
+    def take_ended(self) -> list[EndedSession]:
         """Sessions that ended (TTL or cap) since the last call; the server writes their final exam records."""
         ended, self.ended = self.ended, []
         return ended

@@ -8,18 +8,20 @@ nothing themselves: the runner times them, counts their drops and the counts the
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
 import zmq
 
 from edge_runtime.config import GateSettings
-from edge_runtime.contracts import VIEWS, Count, Reject, Stage
+from edge_runtime.contracts import VIEWS, Count, Reject, Stage, counted
 from edge_runtime.model.bundle import Bundle
 from edge_runtime.model.gate import GatePolicy
 from edge_runtime.pipeline.frame import Drop, FrameContext, Note
 from edge_runtime.pipeline.preprocess import PreprocessError, preprocess_frame
-from edge_runtime.pipeline.sessions import SessionStore, ViewFeatures, frame_fingerprint
+from edge_runtime.pipeline.repeats import frame_fingerprint
+from edge_runtime.pipeline.sessions import SessionStore, ViewFeatures
 from edge_runtime.scanners.profiles import FULL_FRAME, ScannerProfile
 from edge_runtime.wire.protocol import ProtocolError, decode_payload
 
@@ -40,7 +42,7 @@ def payload_view(payload: object) -> memoryview | np.ndarray:
     return memoryview(payload.buffer if isinstance(payload, zmq.Frame) else payload)
 
 
-class Decode:
+class DecodeStage:
     """PNG, JPEG or raw payload -> the screen as RGB (or grey) pixels."""
 
     name = Stage.DECODE
@@ -53,12 +55,12 @@ class Decode:
         return frame
 
 
-class Preprocess:
+class PreprocessStage:
     """The screen -> the model input, with the bundle's harmonisation; a frame with no image in the box stops."""
 
     name = Stage.PREPROCESS
 
-    def __init__(self, profiles: dict[str, ScannerProfile], harmonisation: str):
+    def __init__(self, profiles: Mapping[str, ScannerProfile], harmonisation: str):
         self.profiles, self.harmonisation = profiles, harmonisation
 
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
@@ -75,7 +77,7 @@ class Preprocess:
         return frame
 
 
-class Encode:
+class EncodeStage:
     """The model input -> the bundle encoder's features (int8 at the bedside, dequantized)."""
 
     name = Stage.ENCODE
@@ -90,7 +92,7 @@ class Encode:
         return frame
 
 
-class Gate:
+class GateStage:
     """Which view the frame shows (routing and view authority, edge_runtime.model.gate.GatePolicy), whether it repeats
     the session's last kept frame of that view (a frozen screen is one image), and whether the guard flags it."""
 
@@ -115,21 +117,21 @@ class Gate:
             text = f"session {header.session}: header says {header.view}, gate {route.mismatch}"
             frame.notes.append(Note("view_mismatch", text))
         if route.view is None:
-            return Drop(counts=(Count.GATE_REJECTED, Count.gate_rejected(route.kept_out)))
+            return Drop(counts=(Count.GATE_REJECTED, counted(route.kept_out)))
         fingerprint = frame_fingerprint(frame.tensor)
         correlation = self.settings.repeated_frame_correlation
         if self.sessions.repeats(header.session, route.view, fingerprint, correlation, time.monotonic()):
             return Drop(counts=(Count.FRAMES_REPEATED,))
         outside, part = self.policy.guard(route.view, frame.tensor, frame.features, header.scanner)
         if outside:
-            frame.counts += [Count.FRAMES_OUT_OF_DISTRIBUTION, Count.out_of_distribution(part)]
+            frame.counts += [Count.FRAMES_OUT_OF_DISTRIBUTION, counted(part)]
         crop = frame.tensor if self.keep_crops else None
         frame.view, frame.confidence = route.view, route.confidence
         frame.kept = ViewFeatures(frame.features, header.seq, header.ts, crop, route.confidence, outside, fingerprint)
         return frame
 
 
-class Pair:
+class PairStage:
     """File the frame in its exam; it goes on once the exam holds both views within the pairing window."""
 
     name = Stage.PAIR
@@ -145,7 +147,7 @@ class Pair:
         return frame
 
 
-class Head:
+class HeadStage:
     """Both views' features -> every head of the bundle's ensemble -> p_fatty, the PDFF estimate and their spread."""
 
     name = Stage.HEAD
@@ -159,7 +161,7 @@ class Head:
         return frame
 
 
-class Exam:
+class ExamStage:
     """The pair joins its exam's answer; a result on a frame beyond the guard is withheld when the site says so."""
 
     name = Stage.EXAM

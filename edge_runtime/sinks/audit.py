@@ -19,9 +19,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from edge_runtime.box.stats import RuntimeStats
+from edge_runtime.config import AuditSettings
+from edge_runtime.contracts import Count, Message, ResultMessage
 from edge_runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge_runtime.pipeline.runner import EndedExam
 
 CHAIN_FIELD = "prev_sha256"
 GENESIS = "0" * 64
@@ -171,6 +177,15 @@ class AuditLog:
         if self.fsync:
             os.fsync(self._fh.fileno())
 
+    @classmethod
+    def configured(cls, settings: AuditSettings) -> AuditLog:
+        """``[runtime.audit]``: the log file, its rotation and retention."""
+        return cls(settings.log, settings.max_bytes, settings.backups, settings.max_age_days)
+
+    def append_record(self, record: Message) -> bool:
+        """A record that is a declared message (a model update, say), as its JSON."""
+        return self.append(record.model_dump(mode="json"))
+
     def append(self, record: dict[str, Any]) -> bool:
         """Write one record; False (counted in ``failures``, said in ``error``) when the disk refused it."""
         with self._lock:
@@ -269,3 +284,25 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 def read_final_exams(path: str | Path) -> list[dict[str, Any]]:
     """The final exam records (schema.ExamRecord), one per session that ended by TTL, capacity or shutdown."""
     return [r for r in read_audit(path) if r.get("record") == "exam_final"]
+
+
+class AuditResults:
+    """The sink: every result and every exam's final answer, appended to the audit log (a display that is down loses
+    nothing). A result is recorded before it is sent, so it says whether it was; a full disk never stops results."""
+
+    name = "audit"
+
+    def __init__(self, audit: AuditLog, stats: RuntimeStats):
+        self.audit, self.stats = audit, stats
+
+    def on_result(self, result: ResultMessage, frame: object) -> None:
+        result.audited = self._append(result.model_dump(mode="json", exclude={"audited"}))
+
+    def on_exam_final(self, ended: EndedExam) -> None:
+        self._append(ended.record.model_dump(mode="json"))
+
+    def _append(self, record: dict) -> bool:
+        written = self.audit.append(record)
+        if not written:
+            self.stats.count(Count.AUDIT_WRITE_FAILURES)
+        return written

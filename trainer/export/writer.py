@@ -41,12 +41,12 @@ from edge_runtime.contracts import (
 from edge_runtime.model.bundle import Bundle, load_bundle, sha256_file
 from edge_runtime.model.gate import GATE_FILE
 from trainer.config import ExportSettings
-from trainer.exam_calibration import load_exam_calibration
 from trainer.export.bedside_head import BedsideEnsemble, ExportError, HeadKind
 from trainer.export.conversion import ConvertedEncoders
 from trainer.export.final_model import FinalModel, validated_outputs
 from trainer.export.gate import GateFit
 from trainer.export.guard import SPECKLE_MIN_SUBJECTS
+from trainer.model_error import load_model_error
 from trainer.runs import Run
 from trainer.site.criteria import default_criteria
 
@@ -168,7 +168,7 @@ def describe_bundle(
     """
     probe = next(iter(encoders.runners.values()))
     report = json.loads((run.path / "report.json").read_text())
-    exam = load_exam_calibration(run.path)
+    exam = load_model_error(run.path)
     return ModelParts(
         name=settings.name or out.name,
         version=settings.version,

@@ -179,9 +179,9 @@ def write_run(out: Path, federation: Any, config: TrainConfig, results: dict[str
         results: what the coordinator wrote.
         seconds: the study's wall time.
     """
-    from trainer.exam_calibration import calibrate_run
     from trainer.extraction import frozen_encoder
     from trainer.federated.compare import centralised_metrics
+    from trainer.model_error import write_model_error
     from trainer.report import write_report
 
     record = federation_record(federation, config, results)
@@ -199,7 +199,7 @@ def write_run(out: Path, federation: Any, config: TrainConfig, results: dict[str
     timings = {"total_s": seconds, "features": "float", "weights_id": frozen_encoder(run_config).weights_id}
     (out / "timings.json").write_text(json.dumps(timings, indent=2))
     write_report(out, predictions, run_config, {"timings": timings, "federation": record})
-    calibrate_run(out, predictions, run_config)
+    write_model_error(out, predictions, run_config)
     (out / "federated.json").write_text(json.dumps(said, indent=2, default=float))
     plot(out / "federated.png", said)
     return said

@@ -2,13 +2,13 @@
 bundle with its parent, its local evidence and its before/after figures in bundle.json's `site` section.
 
 What is refitted, and why (docs/DESIGN.md, "A new scanner at a site"):
-- with `--run` and labelled subjects, the heads: the run's training subjects plus the local ones through the
-  bundle's own int8 encoder, the run's protocol and ensemble (trainer.site.head_refit): a new scanner moves where
-  the decision should sit in feature space, not only the operating point;
-- the exam calibration (Platt on both outputs, the PDFF recalibration, class sets and intervals) on the local
-  labelled subjects, from answers of heads that never saw them: the operating point and the PDFF scale;
-- the view gate and the guard, on the run's training frames plus the local ones (labelled and unlabelled), so the
-  site's appearance is in distribution while foreign appearance is still flagged (needs `--run`);
+- the model-error statements on the local labelled subjects: the parent's Platt calibrator recalibrated (a new
+  slope and intercept: the operating point moves, the parent's ranking stays), the PDFF recalibration, the class
+  sets and the intervals;
+- with `--run`, the view gate on the run's training frames plus the local ones (labelled and unlabelled), and the
+  guard centred on each console the run never saw (measured from its own mean and spread), so the site's images are
+  in distribution while a foreign look is still flagged;
+- with `--retrain-heads`, the heads too (trainer.site.head_refit; opt-in: recalibration did better);
 - the scanner list, so the bedside accepts the site's consoles.
 The encoder is the parent's, byte for byte. Every `after` figure is nested: local subjects are split into folds,
 the adaptation (heads included) is fitted without each fold and scored on it.
@@ -38,7 +38,7 @@ from edge_runtime.pipeline.exam import ExamModel
 from edge_runtime.scanners.profiles import load_profiles, profiles_mapping
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort, read_cohort
-from trainer.exam_calibration import measure
+from trainer.model_error import measure
 from trainer.runs import Run, open_run
 from trainer.site.bedside import RawAnswer, SubjectAnswer, arrays, exam_model, run_cohort, state
 from trainer.site.check import site_metrics
@@ -80,7 +80,7 @@ def local_folds(fatty: np.ndarray, folds: int = LOCAL_FOLDS) -> np.ndarray:
 
 
 def calibration_rows(cohort: Cohort, members: list[Members], folds: np.ndarray) -> list[dict[str, Any]]:
-    """The local subjects as the rows the run's exam calibration is fitted on (trainer.exam_calibration)."""
+    """The local subjects as the rows the run's exam calibration is fitted on (trainer.model_error)."""
     return [
         {
             "pdff": float(s.pdff),
@@ -359,7 +359,7 @@ def finish(
         before, after = figures["before"], figures["after"]
         updates |= changed
         coverage = changed["exam"].class_sets.coverage if changed["exam"].class_sets else None
-        adapted += ["heads", "exam_calibration"] if heads is not None else ["exam_calibration"]
+        adapted += ["heads", "model_error"] if heads is not None else ["model_error"]
         findings = judge(after, parent.meta.acceptance) if parent.meta.acceptance else []
     else:
         before = {"guard_share": parent_guard_share(local)}

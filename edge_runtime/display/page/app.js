@@ -91,9 +91,25 @@ function pacs(p) {
   if (!p) { line.textContent = ""; alert.hidden = true; return; }
   const oldest = p.oldest_age_s === null || p.oldest_age_s === undefined ? "" : `, oldest ${Math.round(p.oldest_age_s)} s`;
   line.textContent = `PACS reports: ${p.queued} queued${oldest}, ${p.sent} sent, ${p.failed} failed attempts`;
-  const waiting = p.queued > 0 && p.failed > 0;
-  alert.hidden = !waiting;
-  alert.textContent = waiting ? `${p.queued} REPORT(S) NOT YET IN THE PACS, retrying: ${p.last_error || "send failed"}` : "";
+  const waiting = p.queued > 0 && p.failed > 0, set = p.quarantined || 0;
+  const said = [];
+  if (waiting) said.push(`${p.queued} REPORT(S) NOT YET IN THE PACS, retrying: ${p.last_error || "send failed"}`);
+  if (set) {
+    const newest = (p.quarantine || [])[(p.quarantine || []).length - 1] || {};
+    said.push(`${set} REPORT(S) SET ASIDE, never sent: ${newest.reason || "cannot be built"} (session ${newest.session || "?"})`);
+  }
+  alert.hidden = said.length === 0;
+  alert.textContent = said.join(" \u2014 ");
+}
+
+// Every part of the box that failed since start (counted, named and survived), or what is dead or stalled.
+function parts(health) {
+  const line = document.getElementById("parts");
+  if (!health) { line.textContent = ""; return; }
+  const failing = Object.entries(health.parts || {}).filter(([, p]) => p.errors > 0)
+    .map(([name, p]) => `${name} ${p.errors} (${p.last_error || "error"})`);
+  line.textContent = (health.problem ? `PROBLEM: ${health.problem}; ` : "") + (failing.length ? `errors: ${failing.join(", ")}` : "");
+  line.classList.toggle("problem", Boolean(health.problem));
 }
 
 function health(snap) {
@@ -108,6 +124,7 @@ function health(snap) {
     audit.textContent = failing ? `RESULTS ARE NOT BEING RECORDED: ${hb.audit.error || "audit log write failed"}` : "";
     document.getElementById("uptime").textContent = `uptime ${Math.round(hb.uptime_s)} s, ${hb.sessions} sessions`;
     pacs(hb.pacs);
+    parts(hb.health);
     if (hb.validation) document.getElementById("validation").textContent = `Validation cohort: ${hb.validation}`;
   }
   if (m) {

@@ -53,6 +53,26 @@ def describe(ds: Any) -> str:
     return f"SOP instance {getattr(ds, 'SOPInstanceUID', '?')} ({name})"
 
 
+def pixel_data_problem(ds: Any, frames: int) -> str | None:
+    """Why the Pixel Data cannot hold Rows x Columns x frames (too short uncompressed, or fewer compressed fragments
+    than frames), or None: checked at the door, before any profile or decoder is asked."""
+    from pydicom.encaps import parse_fragments
+    from pydicom.pixels.utils import get_expected_length
+
+    data = ds.get("PixelData")
+    if data is None:
+        return "no pixel data"
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        if syntax is not None and syntax.is_compressed:
+            fragments, _ = parse_fragments(data)
+            return None if fragments >= frames else f"{fragments} compressed fragments for {frames} frames"
+        expected = get_expected_length(ds, "bytes")
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        return f"pixel data that cannot be measured ({exc})"
+    return None if len(data) >= expected else f"{len(data)} bytes of pixel data, {expected} needed"
+
+
 def _decoded(ds: Any) -> np.ndarray:
     try:
         return np.asarray(ds.pixel_array)

@@ -11,17 +11,20 @@ cannot be used gets a failure status and a counter; nothing a peer sends can sto
 from __future__ import annotations
 
 import logging
+import socketserver
 import ssl
 import threading
 import time
 from typing import Any
 
-from edge_runtime.box.stats import RuntimeStats, ThrottledLog
+from edge_runtime.box.parts import LoopingPart
+from edge_runtime.box.supervision import Kind
+from edge_runtime.box.telemetry import Telemetry
 from edge_runtime.config import DicomSettings
 from edge_runtime.contracts import Count
 from edge_runtime.errors import ConfigError
 from edge_runtime.sources.dicom.sop import IMAGE_STORAGE, TRANSFER_SYNTAXES
-from edge_runtime.sources.dicom.store import CANNOT_UNDERSTAND, SUCCESS, DicomSource
+from edge_runtime.sources.dicom.store import CANNOT_UNDERSTAND, SUCCESS, DicomStores
 
 log = logging.getLogger("edge_runtime")
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # one line per PDU at INFO: the box's log says enough
@@ -42,12 +45,30 @@ def tls_context(settings: DicomSettings) -> ssl.SSLContext | None:
     return context
 
 
-class StorageListener:
-    """One Storage SCP: its application entity, its event handlers and its server thread."""
+def pulsed_server_class() -> type:
+    """pynetdicom's threaded association server, beating its part's pulse each time its accept loop turns."""
+    from pynetdicom.transport import ThreadedAssociationServer
 
-    def __init__(self, settings: DicomSettings, source: DicomSource, reporting: tuple[RuntimeStats, ThrottledLog]):
-        self.settings, self.source = settings, source
-        self.stats, self.log = reporting
+    class PulsedServer(ThreadedAssociationServer):
+        pulse = None
+
+        def service_actions(self) -> None:
+            super().service_actions()
+            if self.pulse is not None:
+                self.pulse.beat()
+
+    return PulsedServer
+
+
+class StorageListener(LoopingPart):
+    """The DICOM source: one Storage SCP, its application entity, its event handlers and its accept thread."""
+
+    name, kind = "dicom", Kind.SOURCE
+
+    def __init__(self, settings: DicomSettings, stores: DicomStores, telemetry: Telemetry):
+        super().__init__(telemetry)
+        self.settings, self.stores = settings, stores
+        self.stats, self.log = telemetry.stats, telemetry.log
         self._bytes: dict[int, int] = {}
         self._lock = threading.Lock()
         self.server: Any = None
@@ -66,11 +87,10 @@ class StorageListener:
         ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = self.settings.network_timeout_s
         return ae
 
-    def start(self) -> None:
-        """Listen (non-blocking); a ConfigError names an address that cannot be bound."""
+    def _handlers(self) -> list:
         from pynetdicom import evt
 
-        handlers = [
+        return [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, lambda event: SUCCESS),
             (evt.EVT_ACCEPTED, self._on_accepted),
@@ -79,31 +99,45 @@ class StorageListener:
             (evt.EVT_DATA_RECV, self._on_data),
             (evt.EVT_CONN_CLOSE, self._on_close),
         ]
+
+    def open(self) -> None:
+        """Bind the listening socket now; a ConfigError names an address that cannot be bound."""
+        ae, tls = self._application_entity(), tls_context(self.settings)
+        server_class, handlers = pulsed_server_class(), self._handlers()
         try:
-            self.server = self._application_entity().start_server(
-                self.settings.address, block=False, ssl_context=tls_context(self.settings), evt_handlers=handlers
-            )
+            self.server = ae.make_server(self.settings.address, None, None, tls, handlers, server_class)
         except OSError as exc:
             raise ConfigError(f"[runtime.dicom] cannot listen on {self.settings.listen}: {exc}") from None
+        self.server.pulse = self.pulse
         callers = ", ".join(self.settings.allowed_calling) or "any (no allowed_calling list)"
-        tls = "TLS" if self.settings.tls_certificate else "no TLS"
-        log.info("DICOM storage as AE %s on %s (%s); calling AEs: %s", self.settings.ae_title,
-                 self.settings.listen, tls, callers)  # fmt: skip
+        said = "TLS" if self.settings.tls_certificate else "no TLS"
+        where = (self.settings.ae_title, self.settings.listen, said, callers)
+        log.info("DICOM storage as AE %s on %s (%s); calling AEs: %s", *where)
+
+    def step(self) -> None:
+        """Accept associations until stopped (each is served on a thread of its own)."""
+        self.server.serve_forever(poll_interval=0.5)
+
+    def wake(self) -> None:
+        """Stop accepting: the accept loop ends within its poll interval (pynetdicom's own shutdown() also expects
+        the AE's start_server, which this part does not use)."""
+        if self.server is not None and self._thread is not None and self._thread.is_alive():
+            socketserver.BaseServer.shutdown(self.server)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.server_close()
+            self.server = None
 
     @property
     def port(self) -> int:
         return int(self.server.server_address[1]) if self.server is not None else 0
 
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server = None
-
     def _on_store(self, event: Any) -> int:
         try:
-            return self.source.store(event.encoded_dataset(), time.time())
-        except Exception:  # a bug must not answer nothing: the scanner gets a failure, the box keeps serving
-            self.log.error("a stored object could not be handled")
+            return self.stores.store(event.encoded_dataset(), time.time())
+        except Exception as exc:  # a bug must not answer nothing: the scanner gets a failure, the box keeps serving
+            self.pulse.failed(exc, "a stored object: ")
             self.stats.count(Count.DICOM_OBJECTS_FAILED)
             return CANNOT_UNDERSTAND
 

@@ -16,21 +16,28 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.box.stats import RuntimeStats, ThrottledLog
+from edge_runtime.box.telemetry import Telemetry
 from edge_runtime.config import DicomSettings, RuntimeConfig
-from edge_runtime.contracts import AUTO_VIEW, PROTOCOL_VERSION, Count, FrameHeader
-from edge_runtime.hospital.link import StudyRegistry
-from edge_runtime.hospital.report import Evidence
+from edge_runtime.contracts import AUTO_VIEW, PROTOCOL_VERSION, Count, DicomFailure, FrameHeader, counted
+from edge_runtime.model.served import Served, ServedModel
 from edge_runtime.pipeline.frame import FrameContext
-from edge_runtime.pipeline.sessions import LatestFrames, StudyOrigin
-from edge_runtime.scanners.profiles import ScannerProfile
+from edge_runtime.pipeline.queue import FrameQueue
+from edge_runtime.pipeline.studies import StudyOrigin
+from edge_runtime.scanners.seen import seen, unseen_refusal
 from edge_runtime.scanners.stored import StoredScanner, match_profile
-from edge_runtime.sources.dicom.images import DicomImageError, describe, read_dataset, region_frames, tissue_boxes
+from edge_runtime.sources.dicom.attributes import patient_study_attributes
+from edge_runtime.sources.dicom.images import (
+    DicomImageError,
+    describe,
+    pixel_data_problem,
+    read_dataset,
+    region_frames,
+    tissue_boxes,
+)
 from edge_runtime.sources.dicom.sop import IMAGE_STORAGE
 from edge_runtime.wire.protocol import MAX_DIMENSION
 
@@ -42,12 +49,22 @@ MIN_SIDE = 16
 UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # PS3.5 9.1: digits and dots, at most 64 characters
 
 
-class Refused(Exception):
-    """A stored object this box answers with a failure status: why (a counter's suffix), the status, and the detail."""
+STATUS = {  # what a scanner is answered for each failure (PS3.4 annex B.2.3)
+    DicomFailure.UNREADABLE: CANNOT_UNDERSTAND,
+    DicomFailure.NOT_IMAGE: NOT_THIS_SOP_CLASS,
+    DicomFailure.TOO_LARGE: OUT_OF_RESOURCES,
+    DicomFailure.SHORT_PIXEL_DATA: CANNOT_UNDERSTAND,
+    DicomFailure.UNDECODABLE: CANNOT_UNDERSTAND,
+    DicomFailure.BUSY: OUT_OF_RESOURCES,
+}
 
-    def __init__(self, why: str, status: int, detail: str):
+
+class Refused(Exception):
+    """A stored object this box answers with a failure status: why (declared; its status follows), and the detail."""
+
+    def __init__(self, why: DicomFailure, detail: str):
         super().__init__(detail)
-        self.why, self.status, self.detail = why, status, detail
+        self.why, self.status, self.detail = why, STATUS[why], detail
 
 
 class NotAnalysed(Exception):
@@ -65,11 +82,15 @@ class StoredObject:
     scanner: StoredScanner
     frames: int
 
+    @property
+    def sop_class(self) -> str:
+        return str(self.ds.SOPClassUID)
+
 
 def _uid(ds: Any, keyword: str) -> str:
     value = str(getattr(ds, keyword, "") or "").strip()
     if len(value) > 64 or not UID.match(value):
-        raise Refused("not_image", NOT_THIS_SOP_CLASS, f"{describe(ds)}: no valid {keyword}")
+        raise Refused(DicomFailure.NOT_IMAGE, f"{describe(ds)}: no valid {keyword}")
     return value
 
 
@@ -81,20 +102,23 @@ def identify(ds: Any, max_frames: int) -> StoredObject:
         max_frames: the most frames one object may hold.
     """
     if str(getattr(ds, "SOPClassUID", "")) not in IMAGE_STORAGE or "PixelData" not in ds:
-        raise Refused("not_image", NOT_THIS_SOP_CLASS, f"{describe(ds)}: not an ultrasound or secondary capture image")
+        raise Refused(DicomFailure.NOT_IMAGE, f"{describe(ds)}: not an ultrasound or secondary capture image")
     try:
         rows, columns = int(ds.Rows), int(ds.Columns)
         frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     except (AttributeError, TypeError, ValueError):
-        raise Refused("not_image", NOT_THIS_SOP_CLASS, f"{describe(ds)}: no usable Rows, Columns or frames") from None
+        raise Refused(DicomFailure.NOT_IMAGE, f"{describe(ds)}: no usable Rows, Columns or frames") from None
     if not (MIN_SIDE <= rows <= MAX_DIMENSION and MIN_SIDE <= columns <= MAX_DIMENSION) or not frames >= 1:
-        raise Refused("too_large", OUT_OF_RESOURCES, f"{describe(ds)}: {columns}x{rows} is outside 16-4096 a side")
+        raise Refused(DicomFailure.TOO_LARGE, f"{describe(ds)}: {columns}x{rows} is outside 16-4096 a side")
     if frames > max_frames:
-        raise Refused("too_large", OUT_OF_RESOURCES, f"{describe(ds)}: {frames} frames (at most {max_frames})")
+        raise Refused(DicomFailure.TOO_LARGE, f"{describe(ds)}: {frames} frames (at most {max_frames})")
+    short = pixel_data_problem(ds, frames)
+    if short is not None:
+        raise Refused(DicomFailure.SHORT_PIXEL_DATA, f"{describe(ds)}: {short}")
     try:
         has_regions = bool(tissue_boxes(ds, columns, rows))
     except DicomImageError as exc:
-        raise Refused("not_image", NOT_THIS_SOP_CLASS, str(exc)) from None
+        raise Refused(DicomFailure.NOT_IMAGE, str(exc)) from None
     manufacturer = str(getattr(ds, "Manufacturer", "") or "").strip()
     model = str(getattr(ds, "ManufacturerModelName", "") or "").strip()
     scanner = StoredScanner(manufacturer, model, columns, rows, has_regions)
@@ -110,27 +134,18 @@ def frame_seconds(ds: Any) -> float:
         return 0.0
 
 
-class DicomSource:
+class DicomStores:
     """Stored objects -> frames in the worker's stored lane, counted; one instance serves every association."""
 
-    def __init__(
-        self,
-        config: RuntimeConfig,
-        served: Any,
-        queue: LatestFrames,
-        reporting: tuple[RuntimeStats, ThrottledLog],
-        studies: StudyRegistry | None = None,
-    ):
+    def __init__(self, config: RuntimeConfig, served: Served, queue: FrameQueue, telemetry: Telemetry):
         """Args:
         config: the runtime's configuration ([runtime.dicom], scanners.allow_unseen).
-        served: what holds the model being served and its profiles (``.bundle``, ``.profiles``: FrameAdmission).
+        served: the model being served (its scanners and profiles), read once per stored object.
         queue: the worker's queue (its stored lane).
-        reporting: the statistics and the throttled log.
-        studies: where each analysed study's patient and study attributes wait for its report (None: no PACS).
+        telemetry: the statistics and the throttled log.
         """
         self.config, self.settings, self.served, self.queue = config, config.dicom, served, queue
-        self.studies = studies
-        self.stats, self.log = reporting
+        self.stats, self.log = telemetry.stats, telemetry.log
         self._seq: dict[str, int] = {}
         self._lock = threading.Lock()
         self.keeper = KeptObjects(self.settings) if self.settings.keep_dir else None
@@ -139,9 +154,9 @@ class DicomSource:
         """One received object (the encoded dataset with its file meta): its status for the C-STORE response."""
         self.stats.count(Count.DICOM_OBJECTS_RECEIVED)
         try:
-            stored, frames = self._frames(read_dataset(data), received)
+            frames = self._frames(read_dataset(data), received, self.served.current)
         except DicomImageError as exc:
-            return self._refused(Refused("unreadable", CANNOT_UNDERSTAND, str(exc)))
+            return self._refused(Refused(DicomFailure.UNREADABLE, str(exc)))
         except Refused as refusal:
             return self._refused(refusal)
         except NotAnalysed as why:
@@ -151,57 +166,62 @@ class DicomSource:
         queued = self.queue.put_stored(frames, self.settings.queue_timeout_s)
         self.stats.count(Count.DICOM_FRAMES, queued)
         if queued < len(frames):
-            detail = (
-                f"{len(frames) - queued} of {len(frames)} frames found no room in {self.settings.queue_timeout_s} s"
-            )
-            return self._refused(Refused("busy", OUT_OF_RESOURCES, detail))
+            waited = self.settings.queue_timeout_s
+            detail = f"{len(frames) - queued} of {len(frames)} frames found no room in {waited} s"
+            return self._refused(Refused(DicomFailure.BUSY, detail))
         self.stats.count(Count.DICOM_OBJECTS_ANALYSED)
-        if self.studies is not None:
-            sop_class = str(stored.ds.SOPClassUID)
-            self.studies.saw(stored.ds, stored.study, Evidence(sop_class, stored.instance, stored.series))
         if self.keeper is not None:
             self.keeper.keep(frames[0].origin.instance, data)
         return SUCCESS
 
     def _refused(self, refusal: Refused) -> int:
         self.stats.count(Count.DICOM_OBJECTS_FAILED)
-        self.stats.count(Count.dicom_failed(refusal.why))
+        self.stats.count(counted(refusal.why))
         self.log.once(f"dicom-{refusal.why}", refusal.detail, "stored object refused")
         return refusal.status
 
-    def _profile(self, stored: StoredObject) -> str:
+    def _profile(self, stored: StoredObject, model: ServedModel) -> str:
         """The scanner profile the object is analysed with; NotAnalysed when there is none the bundle may serve."""
-        profiles: Mapping[str, ScannerProfile] = self.served.profiles
-        name, why = match_profile(stored.scanner, profiles, self.settings.scanners)
+        name, why = match_profile(stored.scanner, model.profiles, self.settings.scanners)
         if name is None:
             raise NotAnalysed(why)
-        bundle = self.served.bundle
-        if name not in bundle.meta.scanners and not self.config.scanners.allow_unseen:
-            raise NotAnalysed(f"{stored.scanner.said} is profile {name!r}, which bundle {bundle.name!r} never saw")
+        refusal = unseen_refusal(model.bundle, name, self.config.scanners.allow_unseen)
+        if refusal is not None:
+            raise NotAnalysed(f"{stored.scanner.said}: {refusal}")
         return name
 
-    def _frames(self, ds: Any, received: float) -> tuple[StoredObject, list[FrameContext]]:
+    def _frames(self, ds: Any, received: float, model: ServedModel) -> list[FrameContext]:
         """Every region of every frame of the object, as pipeline frames of its study's session."""
         stored = identify(ds, self.settings.max_frames)
-        scanner = self._profile(stored)
+        scanner = self._profile(stored, model)
         try:
             regions = region_frames(ds)
         except DicomImageError as exc:
-            raise Refused("undecodable", CANNOT_UNDERSTAND, str(exc)) from None
-        step = frame_seconds(ds)
-        with self._lock:
-            first = self._seq.get(stored.study, -1) + 1
-            self._seq[stored.study] = first + len(regions) - 1
-            if len(self._seq) > 4096:  # studies long ended; their numbering restarts harmlessly
-                self._seq.pop(next(iter(self._seq)))
+            raise Refused(DicomFailure.UNDECODABLE, str(exc)) from None
+        if not seen(model.bundle, scanner):
+            self.stats.count(Count.FRAMES_UNSEEN_SCANNER, len(regions))
+        step, first = frame_seconds(ds), self._numbered(stored.study, len(regions))
+        attributes = patient_study_attributes(ds)
         out = []
         for k, region in enumerate(regions):
             height, width = region.pixels.shape[:2]
-            header = FrameHeader(PROTOCOL_VERSION, first + k, received + region.frame * step, stored.study, scanner,
-                                 AUTO_VIEW, width, height, 3, "raw")  # fmt: skip
-            origin = StudyOrigin(stored.study, stored.series, stored.instance, region.frame, region.region)
+            ts = received + region.frame * step
+            header = FrameHeader(
+                PROTOCOL_VERSION, first + k, ts, stored.study, scanner, AUTO_VIEW, width, height, 3, "raw"
+            )
+            where = (stored.study, stored.series, stored.instance, region.frame, region.region)
+            origin = StudyOrigin(*where, stored.sop_class, attributes)
             out.append(FrameContext(header, region.pixels, received, origin=origin))
-        return stored, out
+        return out
+
+    def _numbered(self, study: str, count: int) -> int:
+        """The first of ``count`` sequence numbers for a study's next frames (a study numbers its own frames)."""
+        with self._lock:
+            first = self._seq.get(study, -1) + 1
+            self._seq[study] = first + count - 1
+            if len(self._seq) > 4096:  # studies long ended; their numbering restarts harmlessly
+                self._seq.pop(next(iter(self._seq)))
+        return first
 
 
 class KeptObjects:

@@ -1,4 +1,5 @@
-"""Exam calibration from a run's out-of-fold predictions: a p_fatty calibrator and a PDFF interval.
+"""What a model knows about its own error, learnt from a run's out-of-fold predictions: the p_fatty calibrator (Platt),
+the class sets and the PDFF interval the exam states. ("Calibration" alone means the int8 calibration of calibration/.)
 
 Each subject in a cross-validated run has one prediction from the fold model that never saw it, so these are
 honest stand-ins for bedside outputs. From them the run learns:
@@ -33,7 +34,7 @@ from trainer.conformal import (
     risk_coverage,
 )
 
-CALIBRATION_FILE = "exam_calibration.json"
+MODEL_ERROR_FILE = "model_error.json"
 COVERAGE = 0.9
 ECE_BINS = 10
 
@@ -251,14 +252,14 @@ def _call_figures(a: dict[str, np.ndarray], crossed: dict[str, np.ndarray], line
     return figures
 
 
-def calibrate_run(out_dir: Path, rows: list[dict[str, Any]], config: TrainConfig) -> ExamCalibration:
-    """Write exam_calibration.json (read by export), its Markdown and the reliability diagram into the run."""
+def write_model_error(out_dir: Path, rows: list[dict[str, Any]], config: TrainConfig) -> ExamCalibration:
+    """Write model_error.json (read by export), its Markdown and the reliability diagram into the run."""
     from trainer.plots import reliability_plot, risk_coverage_plot
 
     calibration, figures = measure(rows, config)
     record = {"calibration": calibration.model_dump(mode="json"), "figures": figures}
-    (out_dir / CALIBRATION_FILE).write_text(json.dumps(record, indent=2))
-    (out_dir / "exam_calibration.md").write_text(markdown(calibration, figures))
+    (out_dir / MODEL_ERROR_FILE).write_text(json.dumps(record, indent=2))
+    (out_dir / "model_error.md").write_text(markdown(calibration, figures))
     if "probabilities" in figures:
         reliability_plot(out_dir / "reliability.png", figures["probabilities"], ECE_BINS)
     if calibration.class_sets is not None:
@@ -268,18 +269,18 @@ def calibrate_run(out_dir: Path, rows: list[dict[str, Any]], config: TrainConfig
     return calibration
 
 
-def load_exam_calibration(run_dir: Path) -> ExamCalibration:
+def load_model_error(run_dir: Path) -> ExamCalibration:
     """The run's exam calibration (written by trainer train); a RunError when the run has none."""
     from trainer.runs import RunError
 
-    path = run_dir / CALIBRATION_FILE
+    path = run_dir / MODEL_ERROR_FILE
     if not path.exists():
         raise RunError(f"{path} is missing: {run_dir} is not a complete training run")
     return ExamCalibration.model_validate(json.loads(path.read_text())["calibration"])
 
 
 def markdown(calibration: ExamCalibration, figures: dict[str, Any]) -> str:
-    lines = ["# Exam calibration (out-of-fold predictions, cross-fitted)", ""]
+    lines = ["# The model's error (out-of-fold predictions, cross-fitted)", ""]
     platt = calibration.p_fatty
     if platt is not None:
         lines += [
