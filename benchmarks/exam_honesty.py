@@ -1,5 +1,11 @@
 """`benchmarks exam-honesty`: is every definite answer earned, is "indeterminate" said when the model cannot tell,
-and do the sickest livers get an answer?
+and do the sickest livers get an answer, whatever the size of the run the bundle came from?
+
+With ``--train-sizes 40,60,90`` the suite trains a bundle at each size (phantom cohorts of that many subjects, the
+default protocol, `--weights none --augment light`; kept in ``--work`` and reused) and plays the same unseen cohort
+against each, so "definite" is compared across bundles: the error of definite calls against the level each bundle
+certifies, the share of definite calls, the severe livers answered, and interval coverage per band
+(``exam_honesty_sizes.png``: risk against training size).
 
 An independent phantom cohort (a seed the model never saw; by default 70 % fatty, severity-rich) is played as
 whole live exams with view 'auto', all at once, on the runtime's own pipeline (benchmarks.exams). Reported:
@@ -13,6 +19,8 @@ whole live exams with view 'auto', all at once, on the runtime's own pipeline (b
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -103,6 +111,7 @@ def summary_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "definite_wrong_share": float(np.mean([not r["correct"] for r in definite])) if definite else None,
         "definite_wrong": sum(not r["correct"] for r in definite),
         "severe_exams": len(severe),
+        "severe_with_results": sum(r["results"] > 0 for r in severe),
         "severe_with_results_and_call": sum(r["results"] > 0 and r["call"] is not None for r in severe),
         "severe_definite": sum(r["definite"] for r in severe),
         "pdff_interval_median_width": median_width(rows),
@@ -219,43 +228,17 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join([*lines, ""])
 
 
-@click.command()
-@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False), required=True)
-@click.option("--sessions", type=click.IntRange(1, 400), default=50, show_default=True)
-@click.option("--seed", type=int, default=2024, show_default=True, help="Cohort seed (not a training seed).")
-@click.option("--prevalence", type=click.FloatRange(0, 1), default=0.7, show_default=True)
-@click.option("--pdff-distribution", type=click.Choice(["paper", "severity-rich"]), default="severity-rich")
-@click.option("--seconds", type=click.FloatRange(5), default=50, show_default=True, help="Frame time per exam.")
-@click.option("--fps-per-exam", type=click.FloatRange(0.1), default=1.0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/benchmarks/exam_honesty")
-def main(
-    bundle_dir: str,
-    sessions: int,
-    seed: int,
-    prevalence: float,
-    pdff_distribution: str,
-    seconds: float,
-    fps_per_exam: float,
-    out_dir: str,
-) -> None:
-    """Play an independent cohort as live exams and score the honesty of the answers; writes exam_honesty.*."""
-    shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
-    cohort = StreamCohort(seed, prevalence, pdff_distribution)
-    click.echo(f"rendering {sessions} exams...", err=True)
-    exams = prepare_sessions(sessions, cohort, 2, shots=shots)
-    played = play_exams(load_bundle(bundle_dir), exams, seconds, fps_per_exam)
+def play_and_score(bundle_dir: str, sessions: list, seconds: float, fps_per_exam: float) -> dict[str, Any]:
+    """One bundle against the pre-rendered exams: every figure of the report."""
+    played = play_exams(load_bundle(bundle_dir), sessions, seconds, fps_per_exam)
     rows = [score_exam(e) for e in played.values()]
     summary = summary_of(rows)
     curve = risk_coverage(rows)
     point = (summary["definite_share"], 1 - (summary["definite_wrong_share"] or 0.0))
-    result = {
+    meta = load_bundle(bundle_dir).meta.exam.definite
+    summary["certified"] = None if meta is None else meta.model_dump(exclude={"evidence", "method"})
+    return {
         "bundle": bundle_dir,
-        "seed": seed,
-        "prevalence": prevalence,
-        "pdff_distribution": pdff_distribution,
-        "seconds": seconds,
-        "fps_per_exam": fps_per_exam,
-        "machine": machine(),
         "summary": summary,
         "per_band": breakdown(rows, played, "band"),
         "per_vendor": breakdown(rows, played, "vendor"),
@@ -263,7 +246,100 @@ def main(
         "operating_point": point,
         "exams": rows,
     }
-    out = Path(out_dir)
-    write_reports(out, "exam_honesty", result, markdown(result))
-    curve_plot(out / "exam_honesty.png", curve, point)
-    click.echo(markdown(result))
+
+
+def trained_bundle(work: Path, size: int) -> Path:
+    """A bundle trained on ``size`` phantom subjects with the default protocol, made once and kept in ``work``."""
+    bundle = work / f"bundle{size}"
+    if (bundle / "bundle.json").exists():
+        return bundle
+    cohort, run, tools = work / f"cohort{size}", work / f"run{size}", Path(sys.executable).parent
+    train = ["train", "--manifest", cohort / "manifest.csv", "--out", run, "--weights", "none", "--augment", "light"]
+    train += ["--task", "both"]
+    export = ["export", "--run", run, "--out", bundle, "--int8", "--version", "0.1.0", "--allow-fidelity-miss"]
+    steps = [
+        [tools / "phantom", "cohort", "--subjects", size, "--seed", 0, "--out", cohort],
+        [tools / "trainer", *train, "--cache-dir", work / "cache"],
+        [tools / "trainer", *export, "--no-debugger"],
+    ]
+    for step in steps:
+        click.echo(f"$ {' '.join(map(str, step))}", err=True)
+        subprocess.run([str(part) for part in step], check=True)
+    return bundle
+
+
+def sizes_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "# Definite means the same at every training size (exam-honesty --train-sizes)",
+        "",
+        "| subjects | certified error (on subjects) | definite share | wrong definite calls | cross-fitted error "
+        "fatty / normal | severe: results, call | interval covers per band |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        s, c = row["summary"], row["summary"]["certified"] or {}
+        cv = c.get("cv_error", {})
+        bands = ", ".join(f"{b} {_pct(v['pdff_interval_coverage'])} ({v['exams']})" for b, v in row["per_band"].items())
+        lines.append(
+            f"| {row['size']} | {_pct(c.get('error'))} ({c.get('subjects', 'n/a')}) | {_pct(s['definite_share'])} | "
+            f"{s['definite_wrong']} ({_pct(s['definite_wrong_share'])}) | {_pct(cv.get('fatty'))} / "
+            f"{_pct(cv.get('normal'))} | {s['severe_with_results']} of {s['severe_exams']}, "
+            f"{s['severe_with_results_and_call']} | {bands} |"
+        )
+    return "\n".join([*lines, ""])
+
+
+def sizes_plot(path: Path, rows: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [r["size"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    wrong = [r["summary"]["definite_wrong_share"] or 0.0 for r in rows]
+    ax.plot(sizes, wrong, "o-", color="tab:red", label="wrong definite calls (unseen exams)")
+    ax.plot(sizes, [r["summary"]["definite_share"] for r in rows], "s-", color="tab:blue", label="definite share")
+    ax.axhline(0.05, color="grey", ls="--", lw=0.8, label="the certified level (5 %)")
+    ax.set(xlabel="training subjects", ylabel="share of exams", ylim=(0, 1.02), xticks=sizes)
+    ax.set_title("Risk against training size")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@click.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False), default=None)
+@click.option("--train-sizes", default=None, help="Comma-separated training sizes: train a bundle at each instead.")
+@click.option("--work", type=click.Path(file_okay=False), default="out/benchmarks/exam_honesty/work")
+@click.option("--sessions", type=click.IntRange(1, 400), default=50, show_default=True)
+@click.option("--seed", type=int, default=2024, show_default=True, help="Cohort seed (not a training seed).")
+@click.option("--prevalence", type=click.FloatRange(0, 1), default=0.7, show_default=True)
+@click.option("--pdff-distribution", type=click.Choice(["paper", "severity-rich"]), default="severity-rich")
+@click.option("--seconds", type=click.FloatRange(5), default=50, show_default=True, help="Frame time per exam.")
+@click.option("--fps-per-exam", type=click.FloatRange(0.1), default=1.0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/benchmarks/exam_honesty")
+def main(bundle_dir: str | None, train_sizes: str | None, work: str, out_dir: str, **cohort: Any) -> None:
+    """Play an independent cohort as live exams and score the honesty of the answers; writes exam_honesty.*."""
+    if (bundle_dir is None) == (train_sizes is None):
+        raise click.UsageError("give --bundle B, or --train-sizes 40,60,90")
+    shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
+    stream = StreamCohort(cohort["seed"], cohort["prevalence"], cohort["pdff_distribution"])
+    click.echo(f"rendering {cohort['sessions']} exams...", err=True)
+    exams = prepare_sessions(cohort["sessions"], stream, 2, shots=shots)
+    out, timing = Path(out_dir), (cohort["seconds"], cohort["fps_per_exam"])
+    if bundle_dir is not None:
+        result = {**cohort, "machine": machine(), **play_and_score(bundle_dir, exams, *timing)}
+        write_reports(out, "exam_honesty", result, markdown(result))
+        curve_plot(out / "exam_honesty.png", result["risk_coverage"], result["operating_point"])
+        click.echo(markdown(result))
+        return
+    rows = []
+    for size in (int(v) for v in train_sizes.split(",")):
+        bundle = trained_bundle(Path(work), size)
+        rows.append({"size": size, **play_and_score(str(bundle), exams, *timing)})
+    result = {**cohort, "machine": machine(), "sizes": rows}
+    write_reports(out, "exam_honesty_sizes", result, sizes_markdown(rows))
+    sizes_plot(out / "exam_honesty_sizes.png", rows)
+    click.echo(sizes_markdown(rows))

@@ -121,15 +121,15 @@ class ExamPolicy(StrictModel):
     min_pairs: int = Field(5, ge=1, description="Pairs needed before any exam call.")
     hold_updates: int = Field(5, ge=1, description="Consecutive updates a new call must hold before it is shown.")
     hold_s: float = Field(2.0, ge=0, description="...and for at least this long (frame time), whatever the rate.")
-    coverage: float | None = Field(
-        None,
-        gt=0.5,
-        lt=1,
-        description="Coverage of the class sets: a definite call only when one class alone reaches it (default: "
-        "the bundle's declared coverage; higher gives fewer, surer definite calls).",
-    )
     pdff_coverage: float | None = Field(
         None, gt=0, lt=1, description="Coverage of the PDFF interval (default: the bundle's, 0.9)."
+    )
+    definite_error: float | None = Field(
+        None,
+        gt=0,
+        lt=0.5,
+        description="The largest share of wrong definite calls, per class, the bundle's calibration subjects must "
+        "certify before a call is definite (default: the bundle's, 5 %); a smaller share certifies fewer calls.",
     )
 
 

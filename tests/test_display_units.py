@@ -165,11 +165,12 @@ def test_the_terminal_says_indeterminate_plainly_and_what_the_interval_means() -
         n_pairs=8,
         calibrated=True,
         class_set=["fatty", "normal"],
-        coverage=0.95,
         pdff_coverage=0.9,
+        definite_error=0.05,
+        definite_subjects=90,
     )
     line = format_exam(unsure, now=0.0)
     assert "INDETERMINATE: the model cannot tell" in line and "p_fatty 0.61" in line
     assert "90 % of patients like this one" in line and "[2.1-9.8]" in line
     earned = format_exam(unsure.model_copy(update={"call": "fatty", "class_set": ["fatty"], "reason": None}), 0.0)
-    assert "FATTY" in earned and "earned at 95 %" in earned
+    assert "FATTY" in earned and "certified <= 5 % wrong" in earned

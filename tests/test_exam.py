@@ -9,13 +9,23 @@ import numpy as np
 import pytest
 
 from edge_runtime.config import ExamPolicy
-from edge_runtime.contracts import ClassSets, ExamCalibration, ExamEstimate, PlattCalibrator
-from edge_runtime.model.uncertainty import Members, class_set, combine_members, conformal_quantile, logit, sigmoid
-from edge_runtime.pipeline.exam import CANNOT_TELL, ExamModel, ExamTracker, calibrated_logit, count_flips
+from edge_runtime.contracts import CertifiedCalls, ExamCalibration, ExamEstimate, NoCall, PlattCalibrator
+from edge_runtime.model.uncertainty import (
+    Members,
+    certified_thresholds,
+    combine_members,
+    conformal_quantile,
+    fewest_calls,
+    logit,
+    sigmoid,
+)
+from edge_runtime.pipeline.exam import CANNOT_TELL, Definite, ExamModel, ExamTracker, calibrated_logit, count_flips
 from trainer.config import TrainConfig
+from trainer.conformal import band_scores
 from trainer.model_error import conformal_halfwidth, expected_calibration_error, measure
 
-SURE = ExamModel(threshold=0.5, class_threshold=0.1, coverage=0.95, pdff_halfwidth=0.3, pdff_coverage=0.9)
+CERTIFIED = Definite(fatty_threshold=0.9, normal_threshold=0.1, error=0.05, subjects=90)
+SURE = ExamModel(threshold=0.5, pdff_halfwidth=0.3, pdff_coverage=0.9, definite=CERTIFIED)
 
 
 def _pair(p: float, pdff: float, spread: float = 0.0) -> Members:
@@ -37,36 +47,51 @@ def test_a_clear_exam_settles_once_and_never_flips_while_its_pairs_do() -> None:
     assert count_flips(calls) == 0 and calls[-1] == "fatty"
     first = next(e for e in estimates if e.call is not None)
     assert all(e.stable_since == first.stable_since for e in estimates if e.call is not None)
-    assert estimates[-1].class_set == ["fatty"] and estimates[-1].coverage == 0.95
+    assert estimates[-1].class_set == ["fatty"] and estimates[-1].definite_error == 0.05
+    assert estimates[-1].definite_subjects == 90
     assert estimates[-1].p_fatty_interval is None  # frame agreement is not the model's certainty
 
 
 def test_pairs_that_agree_perfectly_do_not_earn_a_call_the_model_cannot_make() -> None:
-    """p_fatty 0.8 on every pair: no frame noise at all, but at 95 % the model's own error leaves both classes
-    possible, so the exam is indeterminate and says the model cannot tell."""
+    """p_fatty 0.8 on every pair: no frame noise at all, but below the certified threshold the model's own error
+    allows more than 5 % wrong fatty calls, so the exam is indeterminate and says the model cannot tell."""
     estimates = _stream(ExamTracker(ExamPolicy(), SURE), np.full(30, float(logit(0.8))), np.full(30, 7.0))
     last = estimates[-1]
-    assert last.call == "indeterminate" and last.reason.startswith(f"{CANNOT_TELL} at 95 %")
-    assert "p_fatty 0.80" in last.reason and "0.90 (fatty)" in last.reason
-    assert last.class_set == []  # at this coverage neither class alone is certain enough: no definite call
+    assert last.call == "indeterminate" and last.reason.startswith(f"{CANNOT_TELL} at 5 % error")
+    assert "p_fatty 0.80" in last.reason and "0.90 (fatty)" in last.reason and last.why == NoCall.CANNOT_TELL
+    assert last.class_set == ["fatty", "normal"]
 
 
-def test_a_bundle_without_class_sets_never_gives_a_definite_call() -> None:
+def test_a_bundle_without_certified_calls_never_gives_a_definite_call() -> None:
     unsure = ExamModel(threshold=0.5, pdff_halfwidth=0.3)
     estimates = _stream(ExamTracker(ExamPolicy(), unsure), np.full(20, 6.0), np.full(20, 20.0))
-    assert estimates[-1].call == "indeterminate" and "states no class sets" in estimates[-1].reason
+    assert estimates[-1].call == "indeterminate" and "certifies no definite calls" in estimates[-1].reason
+
+
+def test_a_bundle_too_small_to_certify_says_so_on_every_call() -> None:
+    """The sickest liver of a 40-subject bundle: p_fatty 0.999 on every pair, yet 20 fatty subjects cannot certify
+    5 % wrong fatty calls, so the exam says why it will not call it."""
+    small = ExamModel(0.5, pdff_halfwidth=0.3, definite=Definite(None, 0.02, 0.05, 40))
+    fatty = _stream(ExamTracker(ExamPolicy(), small), np.full(20, 7.0), np.full(20, 25.0))[-1]
+    assert fatty.call == "indeterminate" and fatty.why == NoCall.CANNOT_CERTIFY
+    assert fatty.reason == "this bundle's 40 calibration subjects cannot certify definite fatty calls at 5 %"
+    normal = _stream(ExamTracker(ExamPolicy(), small), np.full(20, -7.0), np.full(20, 1.0))[-1]
+    assert normal.call == "normal"  # the normal side is certified
+    neither = ExamModel(0.5, pdff_halfwidth=0.3, definite=Definite(None, None, 0.05, 12))
+    none = _stream(ExamTracker(ExamPolicy(), neither), np.full(20, -7.0), np.full(20, 1.0))[-1]
+    assert none.reason == "this bundle's 12 calibration subjects cannot certify definite calls at 5 %"
 
 
 def test_a_call_contradicted_by_pdff_beyond_its_interval_is_not_shown_as_fatty() -> None:
     """p_fatty says fatty with confidence while every pair's PDFF is 1 %: the rule makes it indeterminate."""
-    model = ExamModel(0.5, class_threshold=0.1, coverage=0.95, pdff_halfwidth=0.2)
+    model = ExamModel(0.5, pdff_halfwidth=0.2, definite=CERTIFIED)
     estimates = _stream(ExamTracker(ExamPolicy(min_pairs=3, hold_updates=2), model), np.full(10, 4.0), np.ones(10))
     assert estimates[-1].call == "indeterminate" and "discordant" in estimates[-1].reason
 
 
 def test_a_normal_call_with_a_fatty_pdff_is_flagged_discordant() -> None:
     """Within the PDFF uncertainty the call stands, but a fatty PDFF under a normal call is never silent."""
-    model = ExamModel(0.5, class_threshold=0.1, coverage=0.95, pdff_halfwidth=0.4)
+    model = ExamModel(0.5, pdff_halfwidth=0.4, definite=CERTIFIED)
     policy = ExamPolicy(min_pairs=3, hold_updates=2)
     estimates = _stream(ExamTracker(policy, model), np.full(10, -4.0), np.full(10, 6.0))
     assert estimates[-1].call == "normal" and estimates[-1].discordant
@@ -77,8 +102,8 @@ def test_a_normal_call_with_a_fatty_pdff_is_flagged_discordant() -> None:
 def test_the_pdff_interval_is_wider_where_the_ensemble_disagrees() -> None:
     """Normalised conformal: half-width = multiplier x (spread + floor) in log(1 + PDFF), around the recalibrated
     estimate; the exam's own pairs add in quadrature only when they disagree."""
-    model = ExamModel(0.5, class_threshold=0.1, coverage=0.95, spread_multiplier=2.0, spread_floor=0.05,
-                      recalibration=(0.1, 1.0), pdff_coverage=0.9)  # fmt: skip
+    shape = {"spread_multiplier": 2.0, "spread_floor": 0.05, "recalibration": (0.1, 1.0), "pdff_coverage": 0.9}
+    model = ExamModel(0.5, definite=CERTIFIED, **shape)
     widths = {}
     for spread in (0.0, 0.2):
         last = _stream(ExamTracker(ExamPolicy(), model), np.full(20, 4.0), np.full(20, 9.0), spread)[-1]
@@ -121,17 +146,79 @@ def test_at_fifteen_pairs_a_second_a_new_call_still_waits_hold_s() -> None:
     assert (first - (policy.min_pairs - 1)) / rate >= policy.hold_s  # not after 5 updates (0.33 s)
 
 
-def test_the_site_can_ask_for_another_coverage_from_the_bundles_own_scores() -> None:
-    scores = list(np.linspace(0.0, 0.6, 99))
-    sets = ClassSets(coverage=0.9, threshold=conformal_quantile(scores, 0.9), scores=scores, method="test")
-    calibration = ExamCalibration(class_sets=sets)
-    declared = ExamModel.from_bundle(calibration, 0.5, ExamPolicy())
-    stricter = ExamModel.from_bundle(calibration, 0.5, ExamPolicy(coverage=0.98))
-    assert declared.coverage == 0.9 and declared.class_threshold == pytest.approx(0.6 * 89 / 98)
-    assert stricter.coverage == 0.98 and stricter.class_threshold == pytest.approx(0.6 * 97 / 98)
-    assert class_set(0.7, declared.class_threshold) == ["fatty"]
-    assert class_set(0.42, declared.class_threshold) == ["normal"]  # 1 - 0.42 is beyond the 90 % threshold
-    assert class_set(0.42, stricter.class_threshold) == ["fatty", "normal"]  # at 98 % fatty stays possible too
+def test_the_site_can_ask_for_a_stricter_level_certified_from_the_bundles_own_evidence() -> None:
+    rng = np.random.default_rng(1)
+    fatty = rng.random(1000) < 0.5
+    p = np.clip(np.where(fatty, rng.beta(8, 2, 1000), rng.beta(2, 8, 1000)), 0, 1)
+    up, down = certified_thresholds(p, fatty, 0.05)
+    evidence = sorted((float(a), bool(b)) for a, b in zip(p, fatty, strict=True))
+    thresholds = {"fatty_threshold": up.threshold, "normal_threshold": down.threshold}
+    certified = CertifiedCalls(method="t", error=0.05, subjects=1000, evidence=evidence, **thresholds)
+    calibration = ExamCalibration(definite=certified)
+    declared = ExamModel.from_bundle(calibration, 0.5, ExamPolicy()).definite
+    stricter = ExamModel.from_bundle(calibration, 0.5, ExamPolicy(definite_error=0.01)).definite
+    assert (declared.fatty_threshold, declared.normal_threshold) == (up.threshold, down.threshold)
+    assert stricter.error == 0.01 and stricter.fatty_threshold > declared.fatty_threshold  # surer calls are fewer
+    assert stricter.normal_threshold < declared.normal_threshold
+
+
+def test_a_class_is_certified_only_where_its_plus_one_error_share_is_within_the_level() -> None:
+    assert fewest_calls(0.05) == 19 and fewest_calls(0.1) == 9
+    right = np.linspace(0.6, 1.0, 18)  # 18 fatty subjects above every normal: one short of 19
+    p, fatty = np.r_[right, np.linspace(0, 0.4, 40)], np.r_[np.ones(18, bool), np.zeros(40, bool)]
+    up, down = certified_thresholds(p, fatty, 0.05)
+    assert up.threshold is None and down.threshold == pytest.approx(0.4) and down.calls == 40 and down.wrong == 0
+    p[-1], fatty[-1] = 0.01, True  # a confidently wrong normal call: (1 + 1) / (40 + 1) = 4.9 % still certifies
+    down = certified_thresholds(p, fatty, 0.05)[1]
+    assert down.calls == 40 and down.wrong == 1
+    p[-2], fatty[-2] = 0.02, True  # a second: (2 + 1) / 41 = 7.3 % no longer does, at any threshold
+    assert certified_thresholds(p, fatty, 0.05)[1].threshold is None
+
+
+def test_certified_calls_are_wrong_no_more_than_the_level_on_average() -> None:
+    """Simulated runs of 90 subjects from a known population: the share of a large new cohort's definite calls that
+    are wrong at the thresholds each run certifies, averaged over runs, is within the level."""
+    rng = np.random.default_rng(7)
+
+    def cohort(n: int) -> tuple[np.ndarray, np.ndarray]:
+        fatty = rng.random(n) < 0.45
+        return np.clip(sigmoid(np.where(fatty, 1.8, -1.8) + 1.3 * rng.standard_normal(n)), 0, 1), fatty
+
+    population_p, population_fatty = cohort(200_000)
+    wrong_shares = []
+    for _ in range(300):
+        up, down = certified_thresholds(*cohort(90), 0.05)
+        sides = ((up.threshold, population_p >= (up.threshold or 2), ~population_fatty),)
+        sides += ((down.threshold, population_p <= (down.threshold or -1), population_fatty),)
+        wrong_shares += [wrong[called].mean() for threshold, called, wrong in sides if threshold is not None]
+    assert len(wrong_shares) > 300 and np.mean(wrong_shares) <= 0.05
+
+
+def test_interval_scale_per_band_merges_a_band_too_small_to_state_its_coverage() -> None:
+    estimate = np.r_[np.full(30, 2.0), np.full(12, 7.0), np.full(9, 12.0), np.full(4, 20.0)]
+    errors = np.r_[np.full(30, 0.5), np.full(12, 1.0), np.full(9, 1.5), np.full(4, 3.0)]
+    bands = band_scores(estimate, errors, 0.9)
+    assert bands["<5"] == [0.5] * 30 and bands["5-10"] == [1.0] * 12
+    assert bands["10-15"] == bands[">=15"] and len(bands[">=15"]) == 13  # 4 severe estimates join the band below
+    assert conformal_quantile(bands[">=15"], 0.9) == 3.0  # the severe tail sets the merged band's scale
+
+
+def test_an_estimate_outside_zero_to_a_hundred_is_graded_with_the_nearest_band() -> None:
+    """A recalibrated PDFF line can go below 0 % on a lean liver; its interval still needs a band."""
+    from edge_runtime.model.uncertainty import pdff_band
+
+    assert [pdff_band(v) for v in (-3.2, 0.0, 4.99, 5.0, 14.9, 15.0, 100.0, 130.0)] == [
+        "<5",
+        "<5",
+        "<5",
+        "5-10",
+        "10-15",
+        ">=15",
+        ">=15",
+        ">=15",
+    ]
+    with pytest.raises(ValueError, match="NaN"):
+        pdff_band(float("nan"))
 
 
 def test_the_ensemble_is_the_mean_of_logits_and_of_log_pdff() -> None:
@@ -177,6 +264,11 @@ def _oof_rows(n: int, seed: int) -> list[dict]:
 
 def test_calibration_lowers_ece_and_every_statement_covers_what_it_declares_cross_fitted() -> None:
     calibration, figures = measure(_oof_rows(800, 2), TrainConfig(task="both", class_coverage=0.9))
+    definite = calibration.definite
+    assert definite.subjects == 800 and definite.fatty_threshold is not None and definite.normal_threshold is not None
+    assert definite.cv_error["all"] <= definite.error, definite.cv_error  # its own claim, cross-fitted
+    assert all(err <= definite.error + 0.01 for err in definite.cv_error.values()), definite.cv_error
+    assert 0.5 < definite.cv_definite_share < 1 and len(definite.evidence) == 800
     platt = calibration.p_fatty
     assert platt is not None and platt.inputs == ["logit_p_fatty", "pdff"]
     assert platt.ece_after < platt.ece_before and platt.ece_after <= 0.05

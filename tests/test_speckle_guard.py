@@ -16,7 +16,7 @@ from edge_runtime.pipeline.preprocess import preprocess_frame
 from phantom.render import profile_for, render_view
 from phantom.subject import Subject, draw_cohort
 from trainer.dataset import Cohort
-from trainer.export.gate import fit_speckle_parts
+from trainer.export.gate import SEVERE_LOOKS, FittedLooks, fit_speckle_parts, severe_images
 from trainer.export.guard import SPECKLE_MIN_SUBJECTS, gaussian_bound
 
 
@@ -33,6 +33,14 @@ def trained() -> Cohort:
     return Cohort(subjects=[], images=images, harmonisation="sector_median")
 
 
+def _looks(cohort: Cohort, ids: list[str]) -> tuple[FittedLooks, list[str]]:
+    """The frames export fits the guard on (as shown and as severe steatosis fades them), and their subjects."""
+    images = {v: [cohort.image(s, v) for s in ids] for v in VIEWS}
+    faded = {v: severe_images(cohort, ids, v) for v in VIEWS}
+    none = {v: np.zeros((0, 1)) for v in VIEWS}  # the speckle part reads the images only
+    return FittedLooks(images, none, faded, none), ids + [s for s in ids for _ in SEVERE_LOOKS]
+
+
 def test_speckle_texture_ignores_gain_and_sees_speckle_size() -> None:
     subject = draw_cohort(1, 5)[0]
     frame = _tensor(subject, "liver", 5)
@@ -44,9 +52,12 @@ def test_speckle_texture_ignores_gain_and_sees_speckle_size() -> None:
     assert not speckle_texture(np.zeros((224, 224, 3), np.uint8)).any()
 
 
-def test_the_speckle_part_flags_a_new_probe_and_passes_new_subjects(trained: Cohort) -> None:
-    parts = fit_speckle_parts(trained, sorted({sid for sid, _ in trained.images}))
+def test_the_speckle_part_flags_a_new_probe_and_passes_new_subjects_however_fatty(trained: Cohort) -> None:
+    """Fitted on frames as shown and as severe steatosis fades them: new subjects pass, the sickest livers too, while
+    a new probe's finer speckle and a shifted look are still flagged."""
+    parts = fit_speckle_parts(*_looks(trained, sorted({sid for sid, _ in trained.images})))
     new = draw_cohort(10, 12)
+    severe = [replace(s, pdff=float(p)) for s, p in zip(new, np.linspace(18, 30, len(new)), strict=True)]
     for view in VIEWS:
         part = parts[view]
 
@@ -55,13 +66,14 @@ def test_the_speckle_part_flags_a_new_probe_and_passes_new_subjects(trained: Coh
             return [part.scores(speckle_texture(t))[0] > part.threshold or clipped_share(t) > 0.05 for t in tensors]
 
         assert sum(flagged(new)) <= 1
+        assert sum(flagged(severe)) <= 1, f"severe livers flagged on the {view} view"
         assert sum(flagged([replace(s, freq_mhz=s.freq_mhz * 1.9) for s in new])) >= 9  # finer speckle only
         assert sum(flagged(new, "shifted")) >= 9  # speckle, dynamic range, grey map and gain: with clipping
 
 
 def test_too_few_subjects_fit_no_speckle_part(trained: Cohort) -> None:
     few = sorted({sid for sid, _ in trained.images})[: SPECKLE_MIN_SUBJECTS - 1]
-    assert fit_speckle_parts(trained, few) is None
+    assert fit_speckle_parts(*_looks(trained, few)) is None
 
 
 def test_the_gaussian_bound_widens_for_few_frames() -> None:

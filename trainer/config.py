@@ -16,6 +16,7 @@ from clkl.appearance import FAMILIES, KEPT_FAMILIES, look_names
 from clkl.augment import Variant, variants
 from clkl.minmax import SPAN_FLOOR
 from edge_runtime.contracts import (
+    DEFINITE_ERROR,
     FATTY_PDFF,
     P_FATTY_THRESHOLD,
     SEMVER_PATTERN,
@@ -119,8 +120,14 @@ class TrainConfig(StrictModel):
         0.95,
         gt=0.5,
         lt=1,
-        description="Coverage of the exam's conformal class sets: a definite call only when one class alone reaches "
-        "it (the bundle declares it; [runtime.exam] coverage may choose another).",
+        description="Coverage of the exam's conformal class sets (stated beside a call; definite_error decides it).",
+    )
+    definite_error: float = Field(
+        DEFINITE_ERROR,
+        gt=0,
+        lt=0.5,
+        description="The largest share of wrong definite calls, per class, that the run must certify before any call "
+        "is definite (Learn-then-Test on the cross-fitted subjects; [runtime.exam] definite_error may ask more).",
     )
     head_loop: Literal["kernel", "keras"] = Field(
         "kernel",

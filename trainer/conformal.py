@@ -10,21 +10,30 @@ is the coverage a new patient meets. Coverage is given overall, per vendor and p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
-from edge_runtime.contracts import ClassSets, CrossFittedCoverage, NormalisedPdffInterval
+from edge_runtime.contracts import PDFF_BANDS, CertifiedCalls, ClassSets, CrossFittedCoverage, NormalisedPdffInterval
 from edge_runtime.model.uncertainty import (
+    band_multiplier,
+    certified_thresholds,
     class_score,
     class_set,
     conformal_quantile,
+    definite_call,
+    fewest_for_coverage,
     interval_score,
     log1p_bounds,
     pdff_band,
 )
 
 CLASS_SET_METHOD = "split conformal on the calibrated p_fatty; nonconformity 1 - p(true class)"
+CERTIFIED_METHOD = (
+    "conformal risk control per class on the cross-fitted calibrated p_fatty: the widest threshold with "
+    "(wrong + 1) / (calls + 1) <= error"
+)
 MIN_SPREAD_FLOOR = 0.02  # log(1 + PDFF): the floor when the ensemble hardly disagrees anywhere
 
 
@@ -99,21 +108,49 @@ def fit_pdff_interval(
     """
     intercept, slope = _recalibration(log_estimate, log_truth)
     floor = max(float(np.median(spread)), MIN_SPREAD_FLOOR)
-    scores = np.sort(interval_score(log_truth, intercept + slope * log_estimate, spread, floor))
+    estimate = intercept + slope * log_estimate
+    errors = interval_score(log_truth, estimate, spread, floor)
     return NormalisedPdffInterval(
         coverage=coverage,
-        multiplier=conformal_quantile(scores, coverage),
+        multiplier=conformal_quantile(errors, coverage),
         spread_floor=floor,
-        scores=[round(float(v), 6) for v in scores],
+        scores=[round(float(v), 6) for v in np.sort(errors)],
         recalibration=(intercept, slope),
+        band_scores=band_scores(np.expm1(estimate), errors, coverage),
     )
+
+
+def band_scores(estimate_pdff: np.ndarray, errors: np.ndarray, coverage: float) -> dict[str, list[float]]:
+    """Each band's sorted normalised errors, by the band of the estimate (what the bedside knows, not the truth). A band
+    holding too few subjects to state the coverage (a finite conformal quantile) is merged with its neighbour towards
+    the middle of the scale, until every group can; every band keeps its group's scores."""
+    names = [name for name, *_ in PDFF_BANDS]
+    bands = np.array([pdff_band(float(v)) for v in estimate_pdff])
+    groups = [[name] for name in names]
+    needed = fewest_for_coverage(coverage)
+    while len(groups) > 1:
+        sizes = [int(np.isin(bands, group).sum()) for group in groups]
+        small = [i for i, n in enumerate(sizes) if n < needed]
+        if not small:
+            break
+        i = small[0]
+        j = i + 1 if i == 0 else i - 1  # the lowest band joins the next; any other joins the one below it
+        groups[min(i, j)] = groups[min(i, j)] + groups[max(i, j)]
+        del groups[max(i, j)]
+    out = {}
+    for group in groups:
+        scores = [round(float(v), 6) for v in np.sort(errors[np.isin(bands, group)])]
+        out.update({name: scores for name in group})
+    return out
 
 
 def normalised_bounds(spec: NormalisedPdffInterval, log_estimate: float, spread: float) -> tuple[float, float]:
     """The interval (PDFF %) the bedside states for an estimate and its spread (edge_runtime.pipeline.exam does the
-    same)."""
+    same): the multiplier of the estimate's band."""
     intercept, slope = spec.recalibration
-    return log1p_bounds(intercept + slope * log_estimate, spec.multiplier * (spread + spec.spread_floor))
+    centre = intercept + slope * log_estimate
+    multiplier = band_multiplier(spec.band_scores, pdff_band(math.expm1(centre)), spec.coverage, spec.multiplier)
+    return log1p_bounds(centre, multiplier * (spread + spec.spread_floor))
 
 
 def cross_fit_pdff_interval(
@@ -142,3 +179,39 @@ def risk_coverage(p_fatty: np.ndarray, fatty: np.ndarray) -> list[tuple[float, f
     order = np.argsort(-np.abs(p_fatty - 0.5))
     right = np.cumsum((p_fatty[order] >= 0.5) == fatty[order])
     return [(k / len(order), float(right[k - 1] / k)) for k in range(1, len(order) + 1)]
+
+
+def fit_certified_calls(p_fatty: np.ndarray, fatty: np.ndarray, folds: np.ndarray, error: float) -> CertifiedCalls:
+    """The definite calls the run certifies on every subject's cross-fitted calibrated p_fatty, and their own
+    cross-fitted figures: each fold judged by thresholds certified on the other folds.
+
+    Args:
+        p_fatty: each subject's calibrated p_fatty from a calibrator fitted without its fold.
+        fatty: each subject's truth.
+        folds: each subject's fold.
+        error: the largest share of wrong definite calls to certify, per class.
+    """
+    up, down = certified_thresholds(p_fatty, fatty, error)
+    called = np.array([None] * len(fatty), dtype=object)
+    for fold in np.unique(folds):
+        test, train = folds == fold, folds != fold
+        f, n = certified_thresholds(p_fatty[train], fatty[train], error)
+        for i in np.flatnonzero(test):
+            called[i] = definite_call(float(p_fatty[i]), f.threshold, n.threshold)
+    definite = np.array([c is not None for c in called])
+    said = np.array([c == "fatty" for c in called])
+    cv_error = {"all": float(np.mean(said[definite] != fatty[definite])) if definite.any() else None}
+    for name, truth in (("fatty", True), ("normal", False)):
+        mine = np.array([c == name for c in called])
+        cv_error[name] = float(np.mean(fatty[mine] != truth)) if mine.any() else None
+    evidence = sorted((round(float(p), 6), bool(y)) for p, y in zip(p_fatty, fatty, strict=True))
+    return CertifiedCalls(
+        method=CERTIFIED_METHOD,
+        error=error,
+        subjects=len(fatty),
+        fatty_threshold=up.threshold,
+        normal_threshold=down.threshold,
+        evidence=evidence,
+        cv_definite_share=float(definite.mean()),
+        cv_error=cv_error,
+    )

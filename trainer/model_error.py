@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from edge_runtime.contracts import ClassSets, ExamCalibration, NormalisedPdffInterval, PdffInterval, PlattCalibrator
+from edge_runtime.contracts import (
+    CertifiedCalls,
+    ClassSets,
+    ExamCalibration,
+    NormalisedPdffInterval,
+    PdffInterval,
+    PlattCalibrator,
+)
 from edge_runtime.model.uncertainty import definite_bounds, sigmoid
 from edge_runtime.pipeline.exam import calibrated_logit, calibrator_inputs, log1p_interval
 from trainer.config import TrainConfig
@@ -29,6 +36,7 @@ from trainer.conformal import (
     coverage_by,
     cross_fit_class_sets,
     cross_fit_pdff_interval,
+    fit_certified_calls,
     fit_class_sets,
     fit_pdff_interval,
     risk_coverage,
@@ -167,7 +175,7 @@ def measure(
         a["pdff_pred"] = np.zeros_like(a["pdff"])
     crossed = _cross_fitted(a, inputs, interval_coverage if has_pdff else None, base)
     figures: dict[str, Any] = {"subjects": len(rows), "fatty_pdff": line}
-    platt = interval = sets = normalised = None
+    platt = interval = sets = normalised = definite = None
     vendors = [r["vendor"] for r in rows]
     if inputs is not None and len(np.unique(a["y"])) == 2:
         platt = fit_platt(a["p_fatty"], a["pdff_pred"], a["y"], inputs, base)
@@ -176,6 +184,8 @@ def measure(
         figures.update(_call_figures(a, crossed, line, both))
         figures["ece_chance"] = chance_ece(crossed["p"])
         sets = _class_sets(a, platt, inputs, config.class_coverage, vendors, base)
+        fatty = a["y"] > 0.5
+        definite = fit_certified_calls(crossed["p"], fatty, a["fold"], config.definite_error)
         figures["risk_coverage"] = risk_coverage(crossed["p"], a["y"] > 0.5)
     if has_pdff:
         inside = (crossed["lo"] <= a["pdff"]) & (a["pdff"] <= crossed["hi"])
@@ -190,6 +200,7 @@ def measure(
         p_fatty=platt,
         pdff_interval=interval,
         class_sets=sets,
+        definite=definite,
         pdff_normalised=normalised,
         fatty_pdff=line,
         discordance=figures.get("discordance", {}),
@@ -325,6 +336,7 @@ def _model_error_lines(calibration: ExamCalibration) -> list[str]:
             _coverage_line("coverage of the sets", sets.cv),
             "- risk-coverage (accuracy of definite calls against the share that get one): `risk_coverage.png`.",
         ]
+    lines += _definite_lines(calibration.definite)
     normalised = calibration.pdff_normalised
     if normalised is not None:
         a, b = normalised.recalibration
@@ -338,3 +350,19 @@ def _model_error_lines(calibration: ExamCalibration) -> list[str]:
             _coverage_line("coverage", normalised.cv),
         ]
     return lines
+
+
+def _definite_lines(definite: CertifiedCalls | None) -> list[str]:
+    """What the run certifies about its definite calls, and whether its own cross-fitted subjects bear it out."""
+    if definite is None:
+        return []
+    said = lambda t, side: "not certifiable" if t is None else f"p_fatty {side} {t:.3f}"  # noqa: E731
+    errors = ", ".join(f"{k} {'no call' if v is None else f'{v:.1%}'}" for k, v in definite.cv_error.items())
+    return [
+        "",
+        f"## Definite calls: at most {definite.error:.0%} wrong, per class",
+        "",
+        f"- certified on {definite.subjects} cross-fitted subjects ({definite.method}).",
+        f"- fatty when {said(definite.fatty_threshold, '>=')}; normal when {said(definite.normal_threshold, '<=')}.",
+        f"- cross-fitted: {definite.cv_definite_share:.1%} of subjects get a definite call; wrong: {errors}.",
+    ]

@@ -21,6 +21,7 @@ from edge_runtime.contracts.bundle import (
     BundleFiles,
     BundleMeta,
     CalibrationInfo,
+    CertifiedCalls,
     ClassOutput,
     ClassSets,
     CrossFittedCoverage,
@@ -48,6 +49,7 @@ from edge_runtime.contracts.bundle import (
 )
 from edge_runtime.contracts.constants import (
     AUTO_VIEW,
+    DEFINITE_ERROR,
     ENCODINGS,
     FATTY_PDFF,
     FEATURE_MAP,
@@ -117,6 +119,7 @@ __all__ = [
     "AUTO_VIEW",
     "BUNDLE_SCHEMA",
     "COUNTED_REASONS",
+    "DEFINITE_ERROR",
     "ENCODINGS",
     "FATTY_PDFF",
     "FEATURE_MAP",
@@ -150,6 +153,7 @@ __all__ = [
     "BundleFiles",
     "BundleMeta",
     "CalibrationInfo",
+    "CertifiedCalls",
     "ClassOutput",
     "ClassSets",
     "Count",

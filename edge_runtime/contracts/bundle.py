@@ -226,6 +226,25 @@ class ClassSets(StrictModel):
     cv_definite_accuracy: float | None = Field(None, description="How many of those single classes were right (CV).")
 
 
+class CertifiedCalls(StrictModel):
+    """Definite calls certified by conformal risk control on the run's cross-fitted subjects (model.uncertainty): a
+    call is definite only where at most ``error`` of such calls are wrong, per class."""
+
+    method: str
+    error: float = Field(gt=0, lt=1, description="The largest share of wrong definite calls certified, per class.")
+    subjects: int = Field(ge=0, description="The calibration subjects it rests on.")
+    fatty_threshold: float | None = Field(None, description="Calibrated p_fatty at or above which fatty is definite.")
+    normal_threshold: float | None = Field(None, description="Calibrated p_fatty at or below which normal is definite.")
+    evidence: list[tuple[float, bool]] = Field(
+        description="Each subject's cross-fitted calibrated p_fatty and whether it was fatty, sorted by p: "
+        "[runtime.exam] definite_error certifies again from them at the site's level."
+    )
+    cv_definite_share: float | None = Field(None, description="Share of subjects given a definite call (cross-fitted).")
+    cv_error: dict[str, float | None] = Field(
+        default_factory=dict, description="Cross-fitted share of wrong definite calls, per class (None: no call)."
+    )
+
+
 class NormalisedPdffInterval(StrictModel):
     """A PDFF interval whose width follows the patient: in log(1 + PDFF), the ensemble's estimate after a linear
     recalibration, plus or minus multiplier x (the ensemble's spread + spread_floor)."""
@@ -237,6 +256,11 @@ class NormalisedPdffInterval(StrictModel):
     recalibration: tuple[float, float] = Field(description="(intercept, slope): log estimate -> a + b x log estimate.")
     cv: CrossFittedCoverage | None = None
     cv_median_width: float | None = Field(None, description="Median width of the cross-fitted intervals, pp.")
+    band_scores: dict[str, list[float]] | None = Field(
+        None,
+        description="Per band of the recalibrated estimate (PDFF_BANDS), the sorted normalised errors of the subjects "
+        "estimated in it, a band with too few merged with its neighbour: the interval's scale per band (Mondrian).",
+    )
 
 
 class ExamCalibration(StrictModel):
@@ -244,7 +268,8 @@ class ExamCalibration(StrictModel):
 
     p_fatty: PlattCalibrator | None = Field(None, description="None: the run did not validate p_fatty (regress).")
     pdff_interval: PdffInterval | None = Field(None, description="None: the run did not validate PDFF (classify).")
-    class_sets: ClassSets | None = Field(None, description="None: no definite call is earned (the exam says so).")
+    class_sets: ClassSets | None = Field(None, description="Conformal class sets (informative: `definite` decides).")
+    definite: CertifiedCalls | None = Field(None, description="Certified definite calls; None: no call is definite.")
     pdff_normalised: NormalisedPdffInterval | None = Field(
         None, description="The patient-specific PDFF interval; None: the constant-width pdff_interval."
     )

@@ -15,6 +15,7 @@ MODEL_SIZE = 224  # VGG19's input side, in pixels
 INPUT_SHAPE = (MODEL_SIZE, MODEL_SIZE, 3)  # what preprocess_frame returns and every encoder takes (uint8 RGB)
 FEATURE_MAP = (7, 7, 512)  # VGG19's last pooled map for INPUT_SHAPE: rows, columns, channels ('flatten' = 25 088)
 FATTY_PDFF = 5.0  # MRI-PDFF (%) at and above which a liver is fatty (the paper's reference standard)
+DEFINITE_ERROR = 0.05  # at most this share of definite calls may be wrong, per class, certified before any is made
 P_FATTY_THRESHOLD = 0.5  # default decision threshold on the model's p_fatty
 PDFF_BANDS = (("<5", 0.0, 5.0), ("5-10", 5.0, 10.0), ("10-15", 10.0, 15.0), (">=15", 15.0, 101.0))  # PDFF % grades
 HARMONISATIONS = ("none", "sector_median")  # scanner harmonisation steps preprocess_frame knows (the last step)

@@ -93,11 +93,14 @@ class ExamEstimate(Message):
     discordant: bool = Field(False, description="The call and the PDFF point estimate sit on opposite sides of 5 %.")
     views_seen: list[View] = Field(default_factory=list)
     class_set: list[Literal["fatty", "normal"]] | None = Field(
-        None,
-        description="The classes the model cannot rule out at `coverage` (conformal); one class is a definite call.",
+        None, description="The classes the certified rule cannot rule out; one class is a definite call."
     )
-    coverage: float | None = Field(None, description="The coverage of the class set: e.g. 0.95 of patients like this.")
+    coverage: float | None = Field(None, description="Not filled: definite calls are certified (definite_error).")
     pdff_coverage: float | None = Field(None, description="The coverage of pdff_interval: e.g. 0.9 of patients.")
+    definite_error: float | None = Field(
+        None, description="At most this share of definite calls is wrong, per class, as the bundle certifies it."
+    )
+    definite_subjects: int | None = Field(None, description="The calibration subjects the certification rests on.")
 
 
 class ResultMessage(Message):

@@ -98,6 +98,7 @@ class NoCall(StrEnum):
     SETTLING = "settling"  # a first call has not yet held long enough to be shown
     OUTSIDE_TRAINING = "outside_training"  # most recent pairs lie outside the training distribution
     CANNOT_TELL = "cannot_tell"  # the model cannot tell at its certified level
+    CANNOT_CERTIFY = "cannot_certify"  # the bundle's calibration is too small to certify calls on this side
     DISCORDANT = "discordant"  # the call and the PDFF interval contradict each other
     NOT_CALIBRATED = "not_calibrated"  # the bundle states no model-error calibration
 
@@ -107,6 +108,7 @@ NO_CALL_SAID: dict[NoCall, str] = {
     NoCall.SETTLING: "settling",
     NoCall.OUTSIDE_TRAINING: "outside the model's training distribution",
     NoCall.CANNOT_TELL: "the model cannot tell",
+    NoCall.CANNOT_CERTIFY: "the bundle cannot certify a definite call",
     NoCall.DISCORDANT: "discordant",
     NoCall.NOT_CALIBRATED: "the model cannot tell: the bundle states no model-error calibration",
 }

@@ -25,19 +25,22 @@ P_FATTY = Code("FLE020", PRIVATE_SCHEME, "Probability that MRI-PDFF >= 5 %")
 FAT_FRACTION_LOWER = Code("FLE010", PRIVATE_SCHEME, "Fat fraction interval lower limit")
 FAT_FRACTION_UPPER = Code("FLE011", PRIVATE_SCHEME, "Fat fraction interval upper limit")
 INTERVAL_COVERAGE = Code("FLE012", PRIVATE_SCHEME, "Fat fraction interval coverage")
-CLASS_SET_COVERAGE = Code("FLE021", PRIVATE_SCHEME, "Call coverage")
 IMAGE_PAIRS = Code("FLE022", PRIVATE_SCHEME, "Image pairs combined")
 WHY_INDETERMINATE = Code("FLE030", PRIVATE_SCHEME, "Why indeterminate")
 CANNOT_TELL = Code("FLE031", PRIVATE_SCHEME, "The model cannot tell at the stated coverage")
 DISCORDANT = Code("FLE032", PRIVATE_SCHEME, "The call and the fat fraction interval disagree")
 OUTSIDE_TRAINING = Code("FLE033", PRIVATE_SCHEME, "Images outside the model's training distribution")
 NO_ANSWER = Code("FLE034", PRIVATE_SCHEME, "Too few liver and kidney-liver image pairs")
+CANNOT_CERTIFY = Code("FLE035", PRIVATE_SCHEME, "The model's calibration cannot certify a definite call")
+DEFINITE_ERROR = Code("FLE023", PRIVATE_SCHEME, "Certified error of definite calls")
+DEFINITE_SUBJECTS = Code("FLE025", PRIVATE_SCHEME, "Calibration subjects of the certification")
 
 CALLS = {"fatty": PRESENT, "normal": ABSENT, "indeterminate": INDETERMINATE}
 
 
 WHY: dict[NoCall, Code] = {
     NoCall.CANNOT_TELL: CANNOT_TELL,
+    NoCall.CANNOT_CERTIFY: CANNOT_CERTIFY,
     NoCall.NOT_CALIBRATED: CANNOT_TELL,
     NoCall.DISCORDANT: DISCORDANT,
     NoCall.OUTSIDE_TRAINING: OUTSIDE_TRAINING,

@@ -85,8 +85,9 @@ def _measurements(exam: dict[str, Any], hd: Any) -> list:
         out.append(num(codes.INTERVAL_COVERAGE, 100 * (exam.get("pdff_coverage") or 0.9), codes.PERCENT))
     if exam.get("p_fatty") is not None:
         out.append(num(codes.P_FATTY, exam["p_fatty"], codes.NO_UNITS))
-    if exam.get("coverage") is not None:
-        out.append(num(codes.CLASS_SET_COVERAGE, 100 * exam["coverage"], codes.PERCENT))
+    if exam.get("definite_error") is not None:
+        out.append(num(codes.DEFINITE_ERROR, 100 * exam["definite_error"], codes.PERCENT))
+        out.append(num(codes.DEFINITE_SUBJECTS, exam["definite_subjects"], codes.NO_UNITS))
     out.append(num(codes.IMAGE_PAIRS, exam.get("n_pairs") or 0, codes.NO_UNITS))
     return out
 

@@ -14,6 +14,11 @@ from edge_runtime.hospital.report import read_report
 from edge_runtime.sinks.audit import read_final_exams
 
 
+def certified_line(error: float, subjects: int) -> str:
+    """What a definite call rests on, in one line a clinician reads."""
+    return f"definite calls: at most {100 * error:g} % wrong, certified on {subjects} subjects"
+
+
 class ReportNotFound(FattyLiverError):
     """No ended exam or report matches what was asked (the message says what was searched)."""
 
@@ -40,7 +45,9 @@ def from_audit(log: Path, session: str) -> Summary:
     lines = [f"session {session}", f"model {model['name']} {model['version']} (sha {model['sha']})"]
     lines += [f"site adaptation: {model.get('site') or 'none'}", f"image pairs: {exam.get('n_pairs', 0)}"]
     if exam.get("p_fatty") is not None:
-        lines.append(f"p_fatty {exam['p_fatty']:.3f} (call at {100 * (exam.get('coverage') or 0.95):.0f} % coverage)")
+        lines.append(f"p_fatty {exam['p_fatty']:.3f}")
+    if exam.get("definite_error") is not None:
+        lines.append(certified_line(exam["definite_error"], exam["definite_subjects"]))
     if exam.get("reason"):
         lines.append(f"why: {exam['reason']}")
     if record.get("study"):

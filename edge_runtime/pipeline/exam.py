@@ -22,7 +22,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 import numpy as np
 
@@ -30,7 +32,9 @@ from edge_runtime.config import ExamPolicy
 from edge_runtime.contracts import (
     FATTY_PDFF,
     NO_CALL_SAID,
+    PDFF_BANDS,
     VIEWS,
+    CertifiedCalls,
     ExamCalibration,
     ExamEstimate,
     NoCall,
@@ -38,11 +42,13 @@ from edge_runtime.contracts import (
 )
 from edge_runtime.model.uncertainty import (
     Members,
-    class_set,
+    band_multiplier,
+    certified_thresholds,
     conformal_quantile,
-    definite_bounds,
+    definite_call,
     log1p_bounds,
     logit,
+    pdff_band,
     sigmoid,
 )
 
@@ -85,27 +91,24 @@ def log1p_interval(center: float, halfwidth: float) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class ExamModel:
-    """What the bundle says about its own error, at the coverage the site asks for."""
+    """What the bundle says about its own error, at the level the site asks for."""
 
     threshold: float  # p_fatty at or above which a single pair is fatty
     calibrator: PlattCalibrator | None = None
-    class_threshold: float | None = None  # conformal: largest 1 - p(class) a class may have; None: no class sets
-    coverage: float | None = None  # the class sets' coverage
     pdff_coverage: float | None = None
     pdff_halfwidth: float = 0.0  # log(1 + PDFF); the half-width for every patient when there is no spread model
     spread_multiplier: float | None = None  # normalised interval: half-width = multiplier x (spread + floor)
+    band_multipliers: Mapping[str, float] = field(default_factory=dict)  # the multiplier per band of the estimate
     spread_floor: float = 0.0
     recalibration: tuple[float, float] = (0.0, 1.0)  # log(1 + PDFF) estimate -> a + b x estimate
     fatty_pdff: float = FATTY_PDFF
+    definite: Definite | None = None  # the certified definite calls; None: the bundle certifies none
 
     @classmethod
     def from_bundle(cls, calibration: ExamCalibration, threshold: float, policy: ExamPolicy) -> ExamModel:
-        """The bundle's calibration at the policy's coverage (or the bundle's declared one)."""
-        sets, normalised, constant = calibration.class_sets, calibration.pdff_normalised, calibration.pdff_interval
+        """The bundle's statements at the policy's levels (or the bundle's declared ones)."""
+        normalised, constant = calibration.pdff_normalised, calibration.pdff_interval
         model = cls(threshold, calibration.p_fatty, fatty_pdff=calibration.fatty_pdff)
-        if sets is not None:
-            coverage = policy.coverage or sets.coverage
-            model = replace(model, coverage=coverage, class_threshold=min(conformal_quantile(sets.scores, coverage), 1))
         if constant is not None:
             model = replace(model, pdff_coverage=constant.coverage, pdff_halfwidth=constant.halfwidth)
         if normalised is not None:
@@ -113,6 +116,12 @@ class ExamModel:
             multiplier = conformal_quantile(normalised.scores, coverage)
             model = replace(model, pdff_coverage=coverage, spread_multiplier=multiplier)
             model = replace(model, spread_floor=normalised.spread_floor, recalibration=normalised.recalibration)
+            bands = {
+                name: band_multiplier(normalised.band_scores, name, coverage, multiplier) for name, *_ in PDFF_BANDS
+            }
+            model = replace(model, band_multipliers=MappingProxyType(bands))
+        if calibration.definite is not None:
+            model = replace(model, definite=Definite.at_policy(calibration.definite, policy))
         return model
 
     @property
@@ -132,8 +141,40 @@ class ExamModel:
         and this exam's pair disagreement, in quadrature."""
         if self.spread_multiplier is None:
             return log1p_bounds(centre, math.hypot(self.pdff_halfwidth, pair_se))
-        model_error = self.spread_multiplier * (spread + self.spread_floor)
+        multiplier = self.band_multipliers.get(pdff_band(math.expm1(centre)), self.spread_multiplier)
+        model_error = multiplier * (spread + self.spread_floor)
         return log1p_bounds(centre, math.hypot(model_error, pair_se))
+
+
+@dataclass(frozen=True)
+class Definite:
+    """The definite calls this box makes: the thresholds certified at the site's level, and what they rest on."""
+
+    fatty_threshold: float | None
+    normal_threshold: float | None
+    error: float
+    subjects: int
+
+    @classmethod
+    def at_policy(cls, certified: CertifiedCalls, policy: ExamPolicy) -> Definite:
+        """The bundle's certification, or certified again from its evidence at the level [runtime.exam] asks."""
+        error = policy.definite_error or certified.error
+        if error == certified.error:
+            return cls(certified.fatty_threshold, certified.normal_threshold, error, certified.subjects)
+        evidence = np.array(certified.evidence, dtype=np.float64).reshape(-1, 2)
+        up, down = certified_thresholds(evidence[:, 0], evidence[:, 1] > 0.5, error)
+        return cls(up.threshold, down.threshold, error, certified.subjects)
+
+    def cannot_certify(self, p_fatty: float) -> str | None:
+        """Why no threshold exists on this side of the line, in words, or None when one does."""
+        missing = [
+            name for name, t in (("fatty", self.fatty_threshold), ("normal", self.normal_threshold)) if t is None
+        ]
+        side = "fatty" if p_fatty >= 0.5 else "normal"
+        if len(missing) == 2 or side in missing:
+            what = "definite calls" if len(missing) == 2 else f"definite {side} calls"
+            return f"this bundle's {self.subjects} calibration subjects cannot certify {what} at {100 * self.error:g} %"
+        return None
 
 
 @dataclass
@@ -194,26 +235,37 @@ class Candidate:
 
 
 def candidate_call(c: Combined, model: ExamModel) -> Candidate:
-    """The call the window supports now, why it is indeterminate when it is, and the class set."""
-    if model.class_threshold is None:
-        said = f"{CANNOT_TELL}: the bundle states no class sets (no model-error calibration)"
-        return Candidate("indeterminate", NoCall.NOT_CALIBRATED, said)
-    chosen = class_set(c.p, model.class_threshold)
-    if len(chosen) != 1:
-        low, high = definite_bounds(model.class_threshold)
-        needs = f"a call needs p_fatty >= {high:.2f} (fatty) or <= {low:.2f} (normal)"
-        said = f"{CANNOT_TELL} at {100 * model.coverage:.0f} %: p_fatty {c.p:.2f}; {needs}"
-        return Candidate("indeterminate", NoCall.CANNOT_TELL, said, chosen)
-    call = chosen[0]
+    """The call the window supports now, why it is indeterminate when it is, and the classes it cannot rule out."""
+    if model.definite is None:
+        said = f"{CANNOT_TELL}: the bundle certifies no definite calls (no model-error calibration)"
+        return Candidate("indeterminate", NoCall.NOT_CALIBRATED, said, ["fatty", "normal"])
+    definite = model.definite
+    call = definite_call(c.p, definite.fatty_threshold, definite.normal_threshold)
+    if call is None:
+        uncertifiable = definite.cannot_certify(c.p)
+        if uncertifiable is not None:
+            return Candidate("indeterminate", NoCall.CANNOT_CERTIFY, uncertifiable, ["fatty", "normal"])
+        needs = _needs(definite)
+        said = f"{CANNOT_TELL} at {100 * definite.error:g} % error: p_fatty {c.p:.2f}; a definite call needs {needs}"
+        return Candidate("indeterminate", NoCall.CANNOT_TELL, said, ["fatty", "normal"])
     lo, hi = c.pdff_interval
     span, line = f"PDFF {lo:.1f}-{hi:.1f} %", model.fatty_pdff
     if call == "fatty" and hi < line:
         said = f"discordant: p_fatty says fatty, {span} is below {line:g} %"
-        return Candidate("indeterminate", NoCall.DISCORDANT, said, chosen)
+        return Candidate("indeterminate", NoCall.DISCORDANT, said, ["fatty", "normal"])
     if call == "normal" and lo >= line:
         said = f"discordant: p_fatty says normal, {span} is above {line:g} %"
-        return Candidate("indeterminate", NoCall.DISCORDANT, said, chosen)
-    return Candidate(call, chosen=chosen)
+        return Candidate("indeterminate", NoCall.DISCORDANT, said, ["fatty", "normal"])
+    return Candidate(call, chosen=[call])
+
+
+def _needs(definite: Definite) -> str:
+    parts = []
+    if definite.fatty_threshold is not None:
+        parts.append(f"p_fatty >= {definite.fatty_threshold:.2f} (fatty)")
+    if definite.normal_threshold is not None:
+        parts.append(f"<= {definite.normal_threshold:.2f} (normal)")
+    return " or ".join(parts)
 
 
 @dataclass
@@ -308,8 +360,8 @@ class ExamTracker:
             discordant=discordant,
             views_seen=sorted(self.views_seen),
             class_set=candidate.chosen,
-            coverage=self.model.coverage,
             pdff_coverage=self.model.pdff_coverage,
+            **self._certified(),
         )
 
     def waiting(self, why: NoCall, reason: str) -> ExamEstimate:
@@ -320,9 +372,16 @@ class ExamTracker:
             n_pairs=len(self.pairs),
             calibrated=self.model.calibrated,
             views_seen=sorted(self.views_seen),
-            coverage=self.model.coverage,
             pdff_coverage=self.model.pdff_coverage,
+            **self._certified(),
         )
+
+    def _certified(self) -> dict:
+        """What a definite call of this exam rests on: the certified error and the subjects."""
+        definite = self.model.definite
+        if definite is None:
+            return {}
+        return {"definite_error": definite.error, "definite_subjects": definite.subjects}
 
     def status(self) -> ExamEstimate:
         """The exam as it stands, for heartbeats and the final audit record (also before any pair)."""

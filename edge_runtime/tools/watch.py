@@ -37,8 +37,8 @@ def format_exam(exam: ExamEstimate, now: float) -> str:
     if exam.call == "indeterminate":
         head = f"exam INDETERMINATE: the model cannot tell ({exam.reason or 'no single class'})"
     else:
-        at = f" at {100 * exam.coverage:.0f} %" if exam.coverage else ""
-        head = f"exam {exam.call.upper():<7} p={exam.p_fatty:.2f} (earned{at})"
+        at = f" <= {100 * exam.definite_error:g} % wrong" if exam.definite_error else ""
+        head = f"exam {exam.call.upper():<7} p={exam.p_fatty:.2f} (certified{at})"
     return f"{head}  {pdff}  {exam.n_pairs:2d} pairs, {held}{flags}"
 
 

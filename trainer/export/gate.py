@@ -86,7 +86,11 @@ class GateFit:
 
 
 def frame_rows(
-    cohort: Cohort, encoders: ConvertedEncoders, ids: list[str], views: dict[str, np.ndarray]
+    cohort: Cohort,
+    encoders: ConvertedEncoders,
+    ids: list[str],
+    views: dict[str, np.ndarray],
+    faded: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Features, class index and subject of every view and other frame of these subjects that reaches the head
     at the bedside (frames with colour in the box are turned away before it, so it need not learn them).
@@ -96,11 +100,12 @@ def frame_rows(
         encoders: the bundle's encoder (only the other frames still need encoding).
         ids: the subjects, in the order of the rows of ``views``.
         views: view -> (subjects, F) features already computed for the guard.
+        faded: view -> the severe looks' features, subject by subject (None: encoded here).
     """
     kept = {sid: [image for image in cohort.others.get(sid, []) if not has_colour(image)] for sid in ids}
     others = [image for sid in ids for image in kept[sid]]
     other_features = iter(encoders.encode(VIEWS[0], others) if others else [])
-    faded = {v: _severe_looks(cohort, encoders, ids, v) for v in VIEWS}
+    faded = faded or {v: encoders.encode(v, severe_images(cohort, ids, v)) for v in VIEWS}
     rows, labels, groups = [], [], []
     for i, sid in enumerate(ids):  # per subject: its views (as shown, and as severe steatosis fades them), others
         shots = [(k, views[v][i]) for k, v in enumerate(VIEWS) if not has_colour(cohort.image(sid, v))]
@@ -114,10 +119,9 @@ def frame_rows(
     return np.stack(rows), np.array(labels), groups
 
 
-def _severe_looks(cohort: Cohort, encoders: ConvertedEncoders, ids: list[str], view: str) -> np.ndarray:
-    """Features of every subject's view frame at each severe-attenuation look, subject by subject."""
-    images = [attenuated(cohort.image(s, view), loss, cohort.harmonisation) for s in ids for loss in SEVERE_LOOKS]
-    return encoders.encode(view, images)
+def severe_images(cohort: Cohort, ids: list[str], view: str) -> list[np.ndarray]:
+    """Every subject's view frame at each severe-attenuation look, subject by subject."""
+    return [attenuated(cohort.image(s, view), loss, cohort.harmonisation) for s in ids for loss in SEVERE_LOOKS]
 
 
 VIEW_C = 1.0  # inverse L2 strength of the view head (chosen by subject-level CV: DESIGN.md, "The view gate")
@@ -209,20 +213,23 @@ def fit_view_gate(features: np.ndarray, labels: np.ndarray, groups: list[str]) -
 
 
 def fit_guard(
-    encoders: ConvertedEncoders, cohort: Cohort, split: ExportSplit, views: dict[str, np.ndarray]
+    encoders: ConvertedEncoders, cohort: Cohort, split: ExportSplit, looks: FittedLooks
 ) -> tuple[Gate, GuardSpec, GuardFitReport]:
     """The guard's features and speckle parts, each at half the false-alarm target (so together at most the
-    target), and its false alarms on the fidelity subjects as the bedside scores them (clipping included).
+    target), and its false alarms on the fidelity subjects as the bedside scores them (clipping included). Each
+    subject's frames count as shown and as severe steatosis fades them, so the sickest livers stay in distribution
+    however few of them the run had (DESIGN.md, "No blind spot by severity").
 
     Args:
         encoders: the bundle's encoder (the fidelity frames still need encoding).
         cohort: the preprocessed images of every subject named in ``split``.
         split: train and calibration subjects fit the guard; fidelity subjects judge it.
-        views: view -> (fitted subjects, F) features, in the order of train + calibration.
+        looks: the fitted subjects' frames and features, as shown and faded.
     """
     fitted = split.train + split.calibration
-    guards = {view: fit_features(views[view], fitted, GUARD_FALSE_ALARMS / 2) for view in VIEWS}
-    speckle = fit_speckle_parts(cohort, fitted)
+    groups = fitted + [s for s in fitted for _ in SEVERE_LOOKS]
+    guards = {v: fit_features(looks.all_features(v), groups, GUARD_FALSE_ALARMS / 2) for v in VIEWS}
+    speckle = fit_speckle_parts(looks, groups)
     gate = Gate(None, guards, speckle)
     flagged = []
     for view in VIEWS:
@@ -244,16 +251,39 @@ def fit_guard(
     return gate, spec, GuardFitReport(fitted_subjects=len(fitted), fidelity_frames=len(flagged), speckle=skipped)
 
 
-def fit_speckle_parts(cohort: Cohort, fitted: list[str]) -> dict[str, SpeckleGuard] | None:
-    """Per view, the speckle part on the fitted subjects' images (the model inputs, as the bedside sees them);
-    None under SPECKLE_MIN_SUBJECTS subjects, where its threshold would false-alarm on new subjects."""
-    if len(fitted) < SPECKLE_MIN_SUBJECTS:
+def fit_speckle_parts(looks: FittedLooks, groups: list[str]) -> dict[str, SpeckleGuard] | None:
+    """Per view, the speckle part on the fitted frames (the model inputs, as the bedside sees them, and faded); None
+    under SPECKLE_MIN_SUBJECTS subjects, where its threshold would false-alarm on new subjects."""
+    if len(set(groups)) < SPECKLE_MIN_SUBJECTS:
         return None
     parts = {}
     for view in VIEWS:
-        textures = np.stack([speckle_texture(cohort.image(s, view)) for s in fitted])
-        parts[view] = fit_speckle(textures, fitted, GUARD_FALSE_ALARMS / 2)
+        textures = np.stack([speckle_texture(image) for image in looks.all_images(view)])
+        parts[view] = fit_speckle(textures, groups, GUARD_FALSE_ALARMS / 2)
     return parts
+
+
+@dataclass(frozen=True)
+class FittedLooks:
+    """The fitted subjects' view frames as shown and at each severe look (subject by subject), with features."""
+
+    images: dict[str, list[np.ndarray]]
+    features: dict[str, np.ndarray]
+    faded_images: dict[str, list[np.ndarray]]
+    faded: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, cohort: Cohort, encoders: ConvertedEncoders, ids: list[str]) -> FittedLooks:
+        images = {v: [cohort.image(s, v) for s in ids] for v in VIEWS}
+        faded_images = {v: severe_images(cohort, ids, v) for v in VIEWS}
+        features = {v: encoders.encode(v, images[v]) for v in VIEWS}
+        return cls(images, features, faded_images, {v: encoders.encode(v, faded_images[v]) for v in VIEWS})
+
+    def all_features(self, view: str) -> np.ndarray:
+        return np.concatenate([self.features[view], self.faded[view]])
+
+    def all_images(self, view: str) -> list[np.ndarray]:
+        return self.images[view] + self.faded_images[view]
 
 
 def fit_gate(cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit) -> GateFit:
@@ -267,12 +297,13 @@ def fit_gate(cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit) ->
     if len(set(encoders.files.values())) != 1:
         return GateFit(None, None, None, GateFitReport(skipped="one encoder per view: no shared features to gate on"))
     fitted = split.train + split.calibration
-    views = {view: encoders.encode(view, [cohort.image(s, view) for s in fitted]) for view in VIEWS}  # once, for both
-    guarded, guard_spec, guard_report = fit_guard(encoders, cohort, split, views)
+    looks = FittedLooks.of(cohort, encoders, fitted)  # encoded once, for the guard and the view head
+    guarded, guard_spec, guard_report = fit_guard(encoders, cohort, split, looks)
     with_others = [s for s in fitted if cohort.others.get(s)]
     head, view_spec, skipped, kept = None, None, None, None
+    views = looks.features
     if len(with_others) >= 2:
-        features, labels, groups = frame_rows(cohort, encoders, fitted, views)
+        features, labels, groups = frame_rows(cohort, encoders, fitted, views, looks.faded)
         head, view_spec = fit_view_gate(features, labels, groups)
         kept = GateFeatures(fitted, views, features, labels, np.array(groups))
     else:

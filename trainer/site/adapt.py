@@ -28,12 +28,12 @@ from tqdm.auto import tqdm
 
 from calibration.split import subject_hash
 from edge_runtime.config import ExamPolicy
-from edge_runtime.contracts import VIEWS, ExamCalibration, SiteAdaptation
+from edge_runtime.contracts import VIEWS, CertifiedCalls, ExamCalibration, SiteAdaptation
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.model.bundle import Bundle, load_bundle
 from edge_runtime.model.gate import GATE_FILE
 from edge_runtime.model.interpreter import ALL_CORES
-from edge_runtime.model.uncertainty import Members
+from edge_runtime.model.uncertainty import Members, fewest_calls
 from edge_runtime.pipeline.exam import ExamModel
 from edge_runtime.scanners.profiles import load_profiles, profiles_mapping
 from trainer.config import TrainConfig
@@ -226,12 +226,12 @@ def parent_guard_share(local: Local) -> float:
     return float(np.mean([f for r in raws for f in r.guard_flags]))
 
 
-def adaptation_note(n: int, coverage: float | None, refit: bool, guard_after: float | None) -> str:
+def adaptation_note(n: int, definite: CertifiedCalls | None, refit: bool, guard_after: float | None) -> str:
     """What the adapted bundle can be trusted for, in words a physicist signs.
 
     Args:
         n: labelled local subjects.
-        coverage: the class sets' certified coverage (None without labels).
+        definite: the definite calls the local calibration certifies (None without labels).
         refit: whether the view gate and guard were refitted.
         guard_after: the refitted guard's nested flag share on local frames.
     """
@@ -241,14 +241,26 @@ def adaptation_note(n: int, coverage: float | None, refit: bool, guard_after: fl
             "to this scanner. Do not act on its calls until `trainer site-check` passes on labelled local subjects."
         )
     else:
-        needed = math.ceil(0.95 / 0.05)
-        said = f"Calibrated on {n} labelled local subjects; class sets certified at {coverage:.0%}"
-        said += f" ({n} subjects can certify at most n/(n+1); {needed} give 95 %)." if coverage < 0.95 else "."
+        said = f"Calibrated on {n} labelled local subjects; " + certified_words(definite)
     if not refit:
         said += " The guard is the parent's (no --run): it may still flag this site's frames."
     elif guard_after is not None and guard_after > 0.05:
         said += f" The refitted guard still flags {guard_after:.0%} of held-out local frames."
     return said
+
+
+def certified_words(definite: CertifiedCalls | None) -> str:
+    """Which definite calls the local calibration certifies, and how many subjects would certify the rest."""
+    if definite is None:
+        return "no definite calls are certified."
+    classes = [c for c, t in (("fatty", definite.fatty_threshold), ("normal", definite.normal_threshold)) if t]
+    if len(classes) == 2:
+        return f"definite calls of both classes are certified at {definite.error:.0%} wrong."
+    certified = f"only definite {classes[0]} calls are" if classes else "no definite calls are"
+    return (
+        f"{certified} certified at {definite.error:.0%} wrong: a class needs at least {fewest_calls(definite.error)} "
+        "right calls beyond its threshold, so label more local subjects to certify the rest."
+    )
 
 
 def site_adapt(
@@ -353,12 +365,12 @@ def finish(
     updates: dict[str, Any] = {"version": bump(parent.version), "created": dt.datetime.now(dt.UTC)}
     local_profiles = {k: v for c in cohorts for k, v in profiles_mapping(c.profiles).items()}
     updates["scanners"] = {**parent.meta.scanners, **local_profiles}
-    adapted, findings, coverage, replaced = ["scanners"], [], None, {}
+    adapted, findings, definite, replaced = ["scanners"], [], None, {}
     if local.labelled is not None:
         figures, replaced, changed = labelled_updates(parent, local, heads, refit)
         before, after = figures["before"], figures["after"]
         updates |= changed
-        coverage = changed["exam"].class_sets.coverage if changed["exam"].class_sets else None
+        definite = changed["exam"].definite
         adapted += ["heads", "model_error"] if heads is not None else ["model_error"]
         findings = judge(after, parent.meta.acceptance) if parent.meta.acceptance else []
     else:
@@ -383,7 +395,7 @@ def finish(
         after=after,
         criteria=parent.meta.acceptance if n else None,
         passed=all(f.passed for f in findings) if findings else None,
-        note=adaptation_note(n, coverage, refit is not None, after.get("guard_share")),
+        note=adaptation_note(n, definite, refit is not None, after.get("guard_share")),
     )
     meta = write_adapted(parent, out, updates, replaced)
     return {"bundle": str(out), "meta": meta, "before": before, "after": after, "findings": findings}

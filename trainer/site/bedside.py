@@ -13,7 +13,7 @@ from edge_runtime.config import ExamPolicy
 from edge_runtime.contracts import FATTY_PDFF, VIEWS
 from edge_runtime.model.bundle import Bundle
 from edge_runtime.model.gate import GatePolicy
-from edge_runtime.model.uncertainty import Members, class_set, sigmoid
+from edge_runtime.model.uncertainty import Members, definite_call, sigmoid
 from edge_runtime.pipeline.exam import ExamModel
 from trainer.dataset import Cohort
 from trainer.manifest import SubjectRecord
@@ -81,10 +81,12 @@ def run_cohort(bundle: Bundle, cohort: Cohort, progress=None) -> list[RawAnswer]
 
 
 def state(model: ExamModel, record: SubjectRecord, raw: RawAnswer) -> SubjectAnswer:
-    """What the bedside states about one subject's pair as a single-pair exam (the model's error only)."""
+    """What the bedside states about one subject's pair as a single-pair exam: a definite call only where the bundle
+    certifies it, and never on a pair the guard flags (the bedside gives no call then)."""
     p = float(sigmoid(model.logit(raw.members)))
     centre = model.pdff_centre(raw.members.log_pdff)
-    chosen = class_set(p, model.class_threshold) if model.class_threshold is not None else ["fatty", "normal"]
+    call = definite_call(p, model.definite.fatty_threshold, model.definite.normal_threshold) if model.definite else None
+    chosen = [call] if call is not None and not any(raw.guard_flags) else ["fatty", "normal"]  # as at the bedside
     return SubjectAnswer(
         subject_id=record.subject_id,
         vendor=record.vendor,

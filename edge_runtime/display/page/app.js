@@ -22,11 +22,13 @@ function callBlock(result) {
     const [flo, fhi] = exam.pdff_interval || [exam.pdff, exam.pdff];
     const held = exam.stable_since ? `stable ${Math.max(0, result.frames[result.trigger].ts - exam.stable_since).toFixed(0)} s` : "";
     const pdff = `PDFF ${fmt(exam.pdff, 1)} % [${fmt(flo, 1)}-${fmt(fhi, 1)}] <span class="label">${coverageLabel(exam.pdff_coverage)}</span>`;
-    const set = exam.class_set ? `${exam.class_set.join(" or ") || "neither class"} at ${Math.round(100 * exam.coverage)} %` : "";
+    const certified = exam.definite_error
+      ? `definite calls <= ${Math.round(1000 * exam.definite_error) / 10} % wrong (certified on ${exam.definite_subjects} subjects)` : "";
+    const set = exam.class_set ? `${exam.class_set.join(" or ") || "neither class"}` : "";
     const unsure = exam.call === "indeterminate";
     return {
       cls: exam.call, label: unsure ? "INDETERMINATE" : exam.call.toUpperCase(),
-      sub: unsure ? "the model cannot tell" : (exam.coverage ? `earned at ${Math.round(100 * exam.coverage)} %` : ""),
+      sub: unsure ? "the model cannot tell" : certified,
       numbers: `${pdff} &middot; p ${fmt(exam.p_fatty, 2)}${set ? " &middot; " + esc(set) : ""}`,
       reason: `${exam.n_pairs} pairs, ${held}${exam.reason ? " &middot; " + esc(exam.reason) : ""}`,
       flags: (exam.discordant ? '<span class="discordant">DISCORDANT: PDFF and call disagree</span> ' : "") + (exam.calibrated ? "" : "uncalibrated p_fatty"),
