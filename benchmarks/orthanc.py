@@ -32,6 +32,7 @@ class Orthanc:
     dicom_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     check_calling: list[str] | None = None  # only these calling AE titles may store (None: any)
+    move_destinations: dict[str, int] = field(default_factory=dict)  # AE title -> port on loopback (C-MOVE)
     process: subprocess.Popen | None = None
 
     @property
@@ -59,11 +60,16 @@ class Orthanc:
             "DicomAlwaysAllowFind": True,
             "DicomAlwaysAllowFindWorklist": True,
             "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowGet": True,
+            "DicomAlwaysAllowMove": True,
         }
+        modalities = {t.lower(): [t, "127.0.0.1", port] for t, port in self.move_destinations.items()}
         if self.check_calling is not None:
             config["DicomAlwaysAllowStore"] = False
             config["DicomCheckModalityHost"] = False
-            config["DicomModalities"] = {t.lower(): [t, "127.0.0.1", 1] for t in self.check_calling}
+            modalities |= {t.lower(): [t, "127.0.0.1", 1] for t in self.check_calling}
+        if modalities:
+            config["DicomModalities"] = modalities
         return config
 
     def start(self, timeout: float = 30) -> Orthanc:
@@ -109,6 +115,17 @@ class Orthanc:
             series = {s["ID"]: s for s in self.post("/tools/find", query)}
             found = [i for i in found if series[i["ParentSeries"]]["MainDicomTags"].get("Modality") == modality]
         return found
+
+    def upload(self, paths: list[Path]) -> int:
+        """Store files through the REST API (how an archive is seeded); how many Orthanc accepted."""
+        stored = 0
+        for path in paths:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{self.http_port}/instances", data=path.read_bytes(), method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                stored += json.loads(answer.read()).get("Status") in ("Success", "AlreadyStored")
+        return stored
 
     def file(self, instance_id: str) -> bytes:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/instances/{instance_id}/file") as answer:

@@ -143,6 +143,54 @@ def cohort(
 
 
 @main.command()
+@click.option("--patients", type=click.IntRange(8, 10_000), default=60, show_default=True, help="With an MRI result.")
+@click.option(
+    "--distractors",
+    type=click.IntRange(0, 10_000),
+    default=10,
+    show_default=True,
+    help="Patients with ultrasound studies and no MRI.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option(
+    "--layout",
+    "layouts",
+    type=click.Choice([n for n in LAYOUTS if n != DUAL_LAYOUT]),
+    multiple=True,
+    help="Console layout (repeat to mix). Default: the two classic layouts.",
+)
+@click.option("--cine-frames", type=click.IntRange(1, 60), default=4, show_default=True, help="Frames per cine loop.")
+@click.option(
+    "--gain-shift-db",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Every console's gain this far off its preset (a drifted console).",
+)
+@click.option("--id-prefix", default="AR", show_default=True, help="Truth ids are PREFIX0001...")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes (default: all cores).")
+def archive(patients: int, distractors: int, seed: int, out_dir: str, layouts: tuple[str, ...], cine_frames: int,
+            gain_shift_db: float, id_prefix: str, workers: int | None) -> None:  # fmt: skip
+    """Write a hospital archive with known truth: each patient's ultrasound studies (stills and cine loops among
+    other organs' frames) under their own ID, accession number and date, distractors, and the MRI-PDFF results as a
+    CSV list and a FHIR Bundle."""
+    from phantom.archive import ArchivePlan, archive_studies, write_archive
+
+    plan = ArchivePlan(patients, seed, layouts or CLASSIC_LAYOUTS, cine_frames, distractors=distractors,
+                       id_prefix=id_prefix, gain_shift_db=gain_shift_db)  # fmt: skip
+    try:
+        studies = len(archive_studies(plan))
+        with click.progressbar(length=studies, label="studies", file=sys.stderr) as bar:
+            written = write_archive(out_dir, plan, workers, on_study=lambda: bar.update(1))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{patients} patients with MRI, {distractors} distractors, {studies} studies in {out_dir}/archive")
+    click.echo("cases:     " + ", ".join(f"{n} {c}" for c, n in Counter(p.case for p in written).items()))
+    click.echo(f"reference: {out_dir}/reference.csv and reference.fhir.json; truth: {out_dir}/truth.json")
+
+
+@main.command()
 @click.option("--frames", "endpoint", default="tcp://127.0.0.1:5555", show_default=True, help="PUB bind endpoint.")
 @click.option("--fps", type=click.FloatRange(0.1, 1000), default=30, show_default=True)
 @click.option("--sessions", "n_sessions", type=click.IntRange(1, 1000), default=2, show_default=True)

@@ -69,13 +69,13 @@ def _region_item(region: UltrasoundRegion):
     return item
 
 
-def _identify(ds, study: StudyIdentity) -> None:
+def _identify(ds, study: StudyIdentity, instance: int) -> None:
     """The patient, general study and general series modules, as a console fills them."""
     ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = study.patient_id, study.patient_name, "", "O"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study.study_uid, study.series_uid
     ds.StudyDate, ds.StudyTime, ds.StudyID = study.study_date, study.study_time, study.accession[-16:]
     ds.AccessionNumber, ds.ReferringPhysicianName = study.accession, ""
-    ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    ds.SeriesNumber, ds.InstanceNumber = 1, instance
     ds.ContentDate, ds.ContentTime = study.study_date, study.study_time
     if study.character_set:  # pydicom encodes every text value in it when the file is written
         ds.SpecificCharacterSet = list(study.character_set) if len(study.character_set) > 1 else study.character_set[0]
@@ -88,6 +88,7 @@ def write_ultrasound_dicom(
     manufacturer: str = "PHANTOM",
     model: str = "",
     study: StudyIdentity | None = None,
+    instance: int = 1,
 ) -> Path:
     """Write one RGB screen (H x W x 3) or a cine loop (N x H x W x 3, 30 frames/s) as an uncompressed ultrasound
     file.
@@ -99,6 +100,7 @@ def write_ultrasound_dicom(
         manufacturer: (0008,0070): the vendor.
         model: (0008,1090), the scanner model (the phantom's screen layout).
         study: the patient, study and series (default: a new study of patient 'PHANTOM').
+        instance: the Instance Number within its series.
     """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import (
@@ -117,7 +119,7 @@ def write_ultrasound_dicom(
     ds = Dataset()
     ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, sop_class, meta.MediaStorageSOPInstanceUID
     ds.Modality, ds.Manufacturer, ds.ManufacturerModelName = "US", manufacturer, model
-    _identify(ds, study or StudyIdentity.new("PHANTOM"))
+    _identify(ds, study or StudyIdentity.new("PHANTOM"), instance)
     ds.Rows, ds.Columns = frames.shape[-3:-1]
     ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0

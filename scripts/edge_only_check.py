@@ -17,6 +17,9 @@ for module in (
     "edge_runtime.tools.watch",
     "edge_runtime.display.service",
     "phantom.stream",
+    "edge_runtime.validation.report",
+    "edge_runtime.hospital.reference",
+    "edge_runtime.hospital.retrieve",
 ):
     importlib.import_module(module)
 assert "tensorflow" not in sys.modules

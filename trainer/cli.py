@@ -282,6 +282,70 @@ def _sign(bundle_dir: Path, secret: Path | None) -> None:
         click.echo(f"{bundle_dir}: signed by key {sign_bundle(bundle_dir, secret)}")
 
 
+@main.command("site-cohort")
+@click.option(
+    "--reference",
+    type=click.Path(dir_okay=False, exists=True),
+    required=True,
+    help="MRI-PDFF results: CSV (patient_id, accession, mri_date, pdff) or a FHIR Bundle of Observations.",
+)
+@click.option("--pacs", required=True, help="The PACS to ask, AE@HOST:PORT.")
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, exists=True), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="The hospital's own folder.")
+@click.option("--profiles", type=click.Path(dir_okay=False, exists=True), default=None, help=PROFILES_HELP)
+@click.option(
+    "--window-days",
+    type=click.IntRange(0, 3650),
+    default=90,
+    show_default=True,
+    help="Longest gap between the ultrasound study and the MRI.",
+)
+@click.option(
+    "--retrieve",
+    "how",
+    type=click.Choice(["get", "move"]),
+    default="get",
+    show_default=True,
+    help="C-GET, or C-MOVE to this tool's storage SCP (the PACS must know --calling-ae at --move-port).",
+)
+@click.option("--calling-ae", default="FLECOHORT", show_default=True, help="This tool's AE title.")
+@click.option("--move-port", type=click.IntRange(1, 65535), default=None, help="Storage SCP port for C-MOVE.")
+@click.option(
+    "--id-key",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Pseudonym key file (default: OUT/private/identity.key, created on first use).",
+)
+@click.option(
+    "--adapt-subjects",
+    type=click.IntRange(0),
+    default=12,
+    show_default=True,
+    help="Subjects set aside in adapt.csv for site-adapt, half of each class; check.csv holds the rest.",
+)
+def site_cohort(reference: str, pacs: str, bundle_dir: str, out_dir: str, profiles, window_days, how, **kw) -> None:
+    """A validation study from the PACS: for each MRI-PDFF result, the nearest ultrasound study within the window,
+    retrieved, its best liver and kidney-liver frames chosen by the bundle's gate; a manifest for site-check and
+    site-adapt, a per-patient log and a contact sheet. Resumable: a second run skips finished patients."""
+    from edge_runtime.hospital.peers import Peer
+    from edge_runtime.hospital.reference import read_reference
+    from edge_runtime.hospital.retrieve import Archive
+    from trainer.site.cohort import site_cohort as build
+
+    results = read_reference(reference)
+    for refused in results.refused:
+        click.echo(f"refused: {refused}", err=True)
+    archive = Archive(Peer.parse(pacs), kw["calling_ae"], move_port=kw["move_port"])
+    summary = build(results, archive, bundle_dir, out_dir, profiles=profiles, window_days=window_days, how=how,
+                    key_file=kw["id_key"], adapt_count=kw["adapt_subjects"])  # fmt: skip
+    for outcome, n in sorted(summary["outcomes"].items()):
+        click.echo(f"{outcome:<24} {n:>4}")
+    seconds = summary["seconds_per_patient"]["median"]
+    click.echo(f"{summary['used']} of {summary['results']} patients used ({seconds or 0:.1f} s per patient, median); "
+               f"manifest {Path(out_dir) / 'manifest.csv'} (adapt.csv, check.csv), log cohort_log.csv, "
+               "contact_sheet.png")  # fmt: skip
+
+
 @main.command("site-check")
 @click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, exists=True), required=True)
 @click.option("--manifest", type=click.Path(dir_okay=False), required=True, help="The site's labelled subjects.")
@@ -297,12 +361,15 @@ def _sign(bundle_dir: Path, secret: Path | None) -> None:
 def site_check(bundle_dir: str, manifest: str, out_dir: str, profiles: str | None, criteria_file: str | None) -> None:
     """The acceptance test for a new scanner or site: the bundle's bedside path on the site's labelled subjects,
     each figure with a bootstrap CI, judged pass or fail. Exits 1 on fail."""
+    from edge_runtime.validation.verdict import remedy
     from trainer.site.check import site_check as check
 
     result = check(bundle_dir, manifest, out_dir, profiles, criteria_file)
     for f in result["findings"]:
         value = "n/a" if f["value"] is None else f"{f['value']:.3f}"
         click.echo(f"{'pass' if f['passed'] else 'FAIL'}  {f['metric']:<18} {value:>7}  (needs {f['bound']})")
+        if not f["passed"]:
+            click.echo(f"      {remedy(f['metric'])}")
     verdict = "PASS" if result["pass"] else "FAIL"
     click.echo(f"{verdict}: {result['subjects']} subjects; report {Path(out_dir) / 'site_check.md'}")
     if not result["pass"]:
@@ -426,6 +493,7 @@ def site_adapt(bundle_dir: str, out_dir: str, manifest, run_dir, unlabelled, pro
     its parent, the local evidence and the before/after figures (nested CV over the local subjects)."""
     import time
 
+    from edge_runtime.validation.verdict import remedy
     from trainer.site.adapt import site_adapt as adapt
 
     start = time.perf_counter()
@@ -438,6 +506,8 @@ def site_adapt(bundle_dir: str, out_dir: str, manifest, run_dir, unlabelled, pro
         click.echo(f"{key:<18} {fmt(before):>8} {fmt(after):>8}")
     for f in result["findings"]:
         click.echo(f"{'pass' if f.passed else 'FAIL'}  {f.metric} {f.bound}")
+        if not f.passed:
+            click.echo(f"      to fix: {remedy(f.metric)}")
     click.echo(site_info.note)
     verdict = {True: "meets", False: "MISSES", None: "cannot be judged against"}[site_info.passed]
     seconds, adapted = time.perf_counter() - start, ", ".join(site_info.adapted)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.stats import pearsonr, rankdata, spearmanr
+from scipy.stats import pearsonr, spearmanr
 
 from edge_runtime.contracts import FATTY_PDFF, P_FATTY_THRESHOLD
+from edge_runtime.validation.statistics import bootstrap_ci, r2, roc_auc  # noqa: F401 - the box shares these
 
 CLASSIFICATION = ("accuracy", "precision", "recall", "specificity", "f1", "auc", "auc_pdff10")
 REGRESSION = ("r2", "mae", "pearson", "spearman")
@@ -28,17 +29,6 @@ def _safe(fn: Callable[[], float]) -> float | None:
 
 def _ratio(num: int, den: int) -> float:
     return float(num / den) if den else 0.0
-
-
-def roc_auc(truth: np.ndarray, score: np.ndarray) -> float | None:
-    """ROC AUC as the Mann-Whitney statistic (ties count half), None with one class: scikit-learn's value, at a
-    cost small enough for a thousand bootstrap resamples."""
-    positives = int(truth.sum())
-    negatives = len(truth) - positives
-    if not positives or not negatives:
-        return None
-    ranks = rankdata(score)
-    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def classification_metrics(
@@ -66,15 +56,6 @@ def classification_metrics(
     }
 
 
-def r2(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """Coefficient of determination; a constant truth gives 1 when predicted exactly, else 0 (scikit-learn's)."""
-    residual = float(np.sum((truth - predicted) ** 2))
-    total = float(np.sum((truth - np.mean(truth)) ** 2))
-    if total == 0:
-        return 1.0 if residual == 0 else 0.0
-    return 1.0 - residual / total
-
-
 def regression_metrics(pdff: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
     pdff, predicted = np.asarray(pdff, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
     varied = len(pdff) > 2 and np.std(predicted) > 0 and np.std(pdff) > 0
@@ -100,29 +81,6 @@ def confusion(
     truth, decision = np.asarray(pdff) >= fatty_pdff, np.asarray(score) >= threshold
     normal = [int(np.sum(~truth & ~decision)), int(np.sum(~truth & decision))]
     return [normal, [int(np.sum(truth & ~decision)), int(np.sum(truth & decision))]]
-
-
-def bootstrap_ci(
-    metric: Callable[[np.ndarray], dict[str, float | None]], n_subjects: int, n_boot: int, seed: int
-) -> dict[str, list[float] | None]:
-    """Percentile 95 % intervals from resampling subjects with replacement; metric(indices) -> dict.
-
-    Args:
-        metric: resampled subject indices -> metrics.
-        n_subjects: how many subjects to resample from.
-        n_boot: number of resamples.
-        seed: resampling seed.
-    """
-    rng = np.random.default_rng(seed)
-    samples: dict[str, list[float]] = {}
-    for _ in range(n_boot):
-        for key, value in metric(rng.integers(0, n_subjects, n_subjects)).items():
-            if value is not None:
-                samples.setdefault(key, []).append(value)
-    return {
-        key: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) >= n_boot // 2 else None
-        for key, v in samples.items()
-    }
 
 
 def mean_sd(per_fold: list[dict[str, float | None]]) -> dict[str, list[float] | None]:

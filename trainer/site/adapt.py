@@ -36,13 +36,13 @@ from edge_runtime.model.interpreter import ALL_CORES
 from edge_runtime.model.uncertainty import Members, fewest_calls
 from edge_runtime.pipeline.exam import ExamModel
 from edge_runtime.scanners.profiles import load_profiles, profiles_mapping
+from edge_runtime.validation.verdict import judge
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort, read_cohort
 from trainer.model_error import measure
 from trainer.runs import Run, open_run
 from trainer.site.bedside import RawAnswer, SubjectAnswer, arrays, exam_model, run_cohort, state
 from trainer.site.check import site_metrics
-from trainer.site.criteria import judge
 from trainer.site.gate_refit import GateRefit, gate_refit, run_split
 from trainer.site.head_refit import HeadRefit, converted, head_refit
 from trainer.site.writer import bump, hashed_ids, head_files, write_adapted

@@ -19,11 +19,11 @@ from edge_runtime.model.bundle import Bundle, load_bundle
 from edge_runtime.model.interpreter import ALL_CORES
 from edge_runtime.model.uncertainty import pdff_band
 from edge_runtime.scanners.profiles import load_profiles
+from edge_runtime.validation.verdict import judge
 from trainer.dataset import Cohort, read_cohort
 from trainer.metrics import bootstrap_ci, classification_metrics, regression_metrics
 from trainer.plots import bland_altman_plot, roc_plot
 from trainer.site.bedside import SubjectAnswer, answer_cohort, arrays
-from trainer.site.criteria import judge
 
 N_BOOT = 1000
 REPORTED = (

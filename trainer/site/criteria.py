@@ -1,12 +1,11 @@
-"""The acceptance criteria a bundle carries, derived from its own cross-validation, and the verdict against them.
+"""The acceptance criteria a bundle carries, derived from its own cross-validation (edge_runtime.validation.verdict
+judges a site by them).
 
 The bounds leave room for a site's sampling error at about 30 subjects (an AUC's standard error there is about
 0.05-0.07), but not for a model that has lost what its CV promised: docs/DESIGN.md, "A new scanner at a site".
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from edge_runtime.contracts import AcceptanceCriteria
 
@@ -52,26 +51,3 @@ def default_criteria(pooled: dict[str, float | None], pdff_coverage: float | Non
             f"{GUARD_SHARE_MAX:.0%} of frames, the gate filing at least {VIEW_AGREEMENT_MIN:.0%} of view frames right"
         ),
     )
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One criterion against the site's figure."""
-
-    metric: str
-    bound: str  # ">= 0.80" or "<= 0.05"
-    value: float | None
-    passed: bool
-
-
-def judge(metrics: dict[str, float | None], criteria: AcceptanceCriteria) -> list[Finding]:
-    """Every bound against its metric; a metric the site's data cannot give (None) fails its bound."""
-    findings = [
-        Finding(k, f">= {b:g}", metrics.get(k), metrics.get(k) is not None and metrics[k] >= b)
-        for k, b in criteria.minimum.items()
-    ]
-    findings += [
-        Finding(k, f"<= {b:g}", metrics.get(k), metrics.get(k) is not None and metrics[k] <= b)
-        for k, b in criteria.maximum.items()
-    ]
-    return findings

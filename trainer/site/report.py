@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_runtime.validation.verdict import remedy
+
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
@@ -34,6 +36,10 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {f['metric']} | {f['bound']} | {_num(f['value'])} | {ci} | {'pass' if f['passed'] else 'FAIL'} |"
         )
+    failed = [f for f in result["findings"] if not f["passed"]]
+    if failed:
+        lines += ["", "What each failure means, and what would fix it:", ""]
+        lines += [f"- **{f['metric']}**: {remedy(f['metric'])}." for f in failed]
     if result["unknown_scanners"]:
         lines += ["", f"Scanners the bundle was not trained on: {', '.join(result['unknown_scanners'])}. The bedside "
                   "refuses their frames (`unseen_scanner`) until this test passes and the site sets "

@@ -1,0 +1,210 @@
+"""Asking the PACS for studies and fetching them: Study Root C-FIND, then C-GET (the PACS sends on the same
+association) or, where the PACS offers only C-MOVE, a move to this tool's own storage SCP. pynetdicom speaks DICOM;
+this module says what to ask and where the answers go.
+
+Retrieved objects are written as they arrive, each to a temporary name renamed when complete, so a crash leaves no
+half file and a second run finds what the first fetched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydicom.dataset import Dataset
+
+from edge_runtime.errors import FattyLiverError
+from edge_runtime.hospital.peers import Peer
+
+Retrieval = Literal["get", "move"]
+PENDING = (0xFF00, 0xFF01)
+SUCCESS = 0x0000
+WARNING = 0xB000  # some sub-operations failed (e.g. an object of a class we did not ask for)
+
+
+class RetrieveError(FattyLiverError):
+    """The PACS could not be asked or did not send what was asked (the message names the PACS and the status)."""
+
+
+@dataclass(frozen=True)
+class FoundStudy:
+    """One study as C-FIND describes it (no patient field beyond the identifiers asked by)."""
+
+    study_uid: str
+    date: dt.date | None
+    accession: str
+    modalities: tuple[str, ...]
+    instances: int | None
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What one retrieval brought: the files written, and the sub-operations the PACS says failed."""
+
+    files: list[Path]
+    failed: int
+
+
+def _storage_classes() -> list[str]:
+    """The objects a retrieval accepts: ultrasound images, secondary captures and structured reports (SRs are
+    accepted so a study holding one does not fail, and read only by who asks for them)."""
+    from pynetdicom import sop_class as sop
+
+    return [
+        sop.UltrasoundImageStorage, sop.UltrasoundMultiFrameImageStorage, sop.SecondaryCaptureImageStorage,
+        sop.MultiFrameTrueColorSecondaryCaptureImageStorage, sop.ComprehensiveSRStorage, sop.EnhancedSRStorage,
+        sop.BasicTextSRStorage, sop.Comprehensive3DSRStorage,
+    ]  # fmt: skip
+
+
+def _date(text: Any) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(str(text or "")[:8], "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+class Archive:
+    """One PACS as a query/retrieve peer."""
+
+    def __init__(self, peer: Peer, calling: str, timeout: float = 30.0, move_port: int | None = None):
+        """Args:
+        peer: the PACS (AE@HOST:PORT).
+        calling: this tool's AE title (also the move destination the PACS must know).
+        timeout: seconds before the PACS counts as not answering.
+        move_port: where this tool's storage SCP listens for C-MOVE (None: C-MOVE is not offered).
+        """
+        self.peer, self.calling, self.timeout, self.move_port = peer, calling, timeout, move_port
+
+    def _ae(self) -> Any:
+        from pynetdicom import AE
+
+        ae = AE(ae_title=self.calling)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
+        ae.maximum_pdu_size = 0
+        return ae
+
+    def _associate(self, ae: Any, **kwargs: Any) -> Any:
+        assoc = ae.associate(self.peer.host, self.peer.port, ae_title=self.peer.ae_title, **kwargs)
+        if not assoc.is_established:
+            raise RetrieveError(f"the PACS {self.peer} refused or did not answer the association")
+        return assoc
+
+    def find_studies(self, patient_id: str = "", accession: str = "") -> list[FoundStudy]:
+        """Every study of a patient (by patient ID when given, else of one accession number), by Study Root C-FIND."""
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FindModel
+
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.PatientID, query.AccessionNumber = patient_id, "" if patient_id else accession
+        query.StudyInstanceUID, query.StudyDate, query.ModalitiesInStudy = "", "", ""
+        query.NumberOfStudyRelatedInstances = ""
+        ae = self._ae()
+        ae.add_requested_context(FindModel)
+        assoc = self._associate(ae)
+        found, failure = [], None
+        try:
+            for status, item in assoc.send_c_find(query, FindModel):
+                code = int(getattr(status, "Status", 0xFFFF)) if status else 0xFFFF
+                if code in PENDING and item is not None:
+                    found.append(self._found(item))
+                elif code != SUCCESS:
+                    failure = f"C-FIND status 0x{code:04X}"
+        finally:
+            assoc.release()
+        if failure:
+            raise RetrieveError(f"the PACS {self.peer} answered {failure}")
+        return found
+
+    @staticmethod
+    def _found(item: Dataset) -> FoundStudy:
+        modalities = item.get("ModalitiesInStudy", "") or []
+        modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
+        count = item.get("NumberOfStudyRelatedInstances", None)
+        return FoundStudy(
+            str(item.get("StudyInstanceUID", "")), _date(item.get("StudyDate")), str(item.get("AccessionNumber", "")),
+            tuple(str(m) for m in modalities if m), int(count) if str(count or "").strip().isdigit() else None,
+        )  # fmt: skip
+
+    def retrieve(self, study_uid: str, into: Path, how: Retrieval = "get") -> Retrieved:
+        """Every object of a study written into ``into`` (``<SOPInstanceUID>.dcm``), by C-GET or C-MOVE."""
+        into.mkdir(parents=True, exist_ok=True)
+        keeper = _Keeper(into)
+        query = Dataset()
+        query.QueryRetrieveLevel, query.StudyInstanceUID = "STUDY", study_uid
+        failed = self._get(query, keeper) if how == "get" else self._move(query, keeper)
+        return Retrieved(keeper.files, failed)
+
+    def _get(self, query: Dataset, keeper: _Keeper) -> int:
+        from pynetdicom import ALL_TRANSFER_SYNTAXES, build_role, evt
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GetModel
+
+        ae = self._ae()
+        ae.add_requested_context(GetModel)
+        classes = _storage_classes()
+        for uid in classes:
+            ae.add_requested_context(uid, ALL_TRANSFER_SYNTAXES)
+        roles = [build_role(uid, scp_role=True) for uid in classes]
+        assoc = self._associate(ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, keeper.handle)])
+        try:
+            return _outcome(self.peer, "C-GET", assoc.send_c_get(query, GetModel))
+        finally:
+            assoc.release()
+
+    def _move(self, query: Dataset, keeper: _Keeper) -> int:
+        from pynetdicom import ALL_TRANSFER_SYNTAXES, evt
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MoveModel
+
+        if self.move_port is None:
+            raise RetrieveError("C-MOVE needs a port for this tool's storage SCP (--move-port)")
+        scp = self._ae()
+        for uid in _storage_classes():
+            scp.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
+        server = scp.start_server(("", self.move_port), block=False, evt_handlers=[(evt.EVT_C_STORE, keeper.handle)])
+        try:
+            ae = self._ae()
+            ae.add_requested_context(MoveModel)
+            assoc = self._associate(ae)
+            try:
+                return _outcome(self.peer, "C-MOVE", assoc.send_c_move(query, self.calling, MoveModel))
+            finally:
+                assoc.release()
+        finally:
+            server.shutdown()
+
+
+def _outcome(peer: Peer, what: str, responses: Iterable[tuple[Any, Any]]) -> int:
+    """The failed sub-operations of a retrieval; RetrieveError when the PACS refused it outright."""
+    failed, final = 0, None
+    for status, _ in responses:
+        if not status:
+            raise RetrieveError(f"the PACS {peer} did not answer the {what} in time")
+        final = int(status.Status)
+        failed = int(status.get("NumberOfFailedSuboperations", failed) or 0)
+    if final is None or (final not in (SUCCESS, WARNING, *PENDING) and not 0xB000 <= final <= 0xBFFF):
+        raise RetrieveError(f"the PACS {peer} answered {what} with status 0x{(final or 0):04X}")
+    return failed
+
+
+class _Keeper:
+    """Writes each object received during a retrieval; thread-safe (a move's objects arrive on the SCP's thread)."""
+
+    def __init__(self, into: Path):
+        self.into, self.files, self._lock = into, [], threading.Lock()
+
+    def handle(self, event: Any) -> int:
+        try:
+            instance = str(event.request.AffectedSOPInstanceUID)
+            path = self.into / f"{instance}.dcm"
+            partial = path.with_suffix(".part")
+            partial.write_bytes(event.encoded_dataset())
+            partial.replace(path)
+        except (OSError, ValueError, AttributeError):
+            return 0xA700  # out of resources: the PACS counts this object as failed
+        with self._lock:
+            self.files.append(path)
+        return SUCCESS
