@@ -28,8 +28,10 @@ def _register() -> None:
     from benchmarks.pacs import main as pacs
     from benchmarks.profile_detect import main as profile_detect
     from benchmarks.site_adapt import main as site_adapt
+    from benchmarks.site_cohort import main as site_cohort
     from benchmarks.trainer_epoch import main as trainer_epoch
     from benchmarks.trainer_protocol import main as trainer_protocol
+    from benchmarks.validation import main as validation
 
     main.add_command(dicom, "dicom")
     main.add_command(display_load, "display-load")
@@ -46,8 +48,10 @@ def _register() -> None:
     main.add_command(pacs, "pacs")
     main.add_command(profile_detect, "profile-detect")
     main.add_command(site_adapt, "site-adapt")
+    main.add_command(site_cohort, "site-cohort")
     main.add_command(trainer_epoch, "trainer-epoch")
     main.add_command(trainer_protocol, "trainer-protocol")
+    main.add_command(validation, "validation")
 
 
 _register()

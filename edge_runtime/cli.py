@@ -13,6 +13,7 @@ from edge_runtime.config import RuntimeConfig
 from edge_runtime.contracts import AUTO_VIEW, VIEWS
 from edge_runtime.scanners.cli import profile
 from edge_runtime.tools.cli_support import ProductGroup, nested_overrides, settings_options
+from edge_runtime.validation.cli import outcomes
 
 SERVE_TABLES = (
     "model",
@@ -350,6 +351,7 @@ def verify_audit_command(logs: tuple[Path, ...]) -> None:
 
 
 main.add_command(profile)
+main.add_command(outcomes)
 
 if __name__ == "__main__":
     main()

@@ -46,11 +46,14 @@ from edge_runtime.services.feed import DisplayFeed, Outbox
 from edge_runtime.services.heartbeat import Heartbeat
 from edge_runtime.services.reports import ReportSender
 from edge_runtime.sinks.audit import AuditLog, AuditResults
+from edge_runtime.sinks.identity import ExamIdentities
 from edge_runtime.sinks.reports import ReportToPacs
 from edge_runtime.sinks.results import PublishResults, PublishThumbnails
 from edge_runtime.sources.dicom.listener import StorageListener
 from edge_runtime.sources.dicom.store import DicomStores
 from edge_runtime.sources.frames import FrameAdmission, ZmqFrames
+from edge_runtime.validation.drift import DriftMonitor, Expected
+from edge_runtime.validation.watch import PublishedVerdict, SiteWatch
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,11 @@ def compose(config: RuntimeConfig, served: Served, telemetry: Telemetry, context
     audit, outbox, worklist = AuditLog.configured(config.audit), Outbox(), bool(config.pacs.worklist)
     reports, sender = report_service(config, telemetry) if config.pacs.enabled else (None, None)
     sinks: list[Sink] = [ReportToPacs(reports, worklist, telemetry.stats, sender.wake)] if sender else []
-    sinks += [AuditResults(audit, telemetry.stats), PublishResults(outbox)]
+    sinks += [AuditResults(audit, telemetry.stats, ExamIdentities.configured(config.audit)), PublishResults(outbox)]
     sinks += [PublishThumbnails(outbox, sessions, config.thumbnails)] if config.thumbnails.enabled else []
+    expected = lambda: Expected.of(served.current.bundle.meta)  # noqa: E731 - a model update brings its own
+    drift = DriftMonitor(config.drift, expected, telemetry.log) if config.drift.enabled else None
+    sinks += [drift] if drift is not None else []
     build = lambda model: Pipeline(stages(model, config, sessions), sinks, model.bundle, sessions, telemetry)  # noqa: E731
     worker = Worker(served, build, queue, sessions, telemetry)
     worker.on_swap = served.updates.on_refused = audit.append_record
@@ -109,7 +115,8 @@ def compose(config: RuntimeConfig, served: Served, telemetry: Telemetry, context
     sources: list[Part] = [ZmqFrames(config, admission, telemetry, context)]
     if config.dicom.listen is not None:
         sources.append(StorageListener(config.dicom, DicomStores(config, served, queue, telemetry), telemetry))
-    status = BoxStatus(served, telemetry, queue, sessions, audit, reports, worklist, time.time())
+    watch = SiteWatch(PublishedVerdict.beside(config.audit.log), drift)
+    status = BoxStatus(served, telemetry, queue, sessions, audit, reports, worklist, time.time(), watch)
     services = [DisplayFeed(config, outbox, telemetry, context), Heartbeat(config.metrics, status, outbox, telemetry)]
     services += [sender] if sender is not None else []
     return Bedside(tuple(sources), worker, tuple(sinks), tuple(services), status, admission, audit, reports)

@@ -142,6 +142,29 @@ class AuditSettings(StrictModel):
     max_age_days: float | None = Field(
         None, gt=0, description="Delete rotated files last written longer ago than this (counted); unset: by size only."
     )
+    identity_key: Path | None = Field(
+        None,
+        description="The site's pseudonym key (created on first start; default: identity.key beside the log): "
+        "exams are matched to MRI-PDFF by it.",
+    )
+
+    def identity_key_path(self) -> Path | None:
+        """Where the pseudonym key lives; None when the log is a device (nothing beside it to keep a key in)."""
+        if self.identity_key is not None:
+            return self.identity_key
+        return None if self.log.is_char_device() else self.log.parent / "identity.key"
+
+
+class DriftSettings(StrictModel):
+    """[runtime.drift]: each scanner's recent exams against what the bundle's validation expects
+    (edge_runtime.validation.drift); an alarm goes to the heartbeat, the page and Prometheus."""
+
+    enabled: bool = Field(True, description="Watch every scanner's recent exams.")
+    window_exams: int = Field(20, ge=5, le=1000, description="The most recent exams per scanner judged together.")
+    min_exams: int = Field(10, ge=5, le=1000, description="Exams a scanner needs before it is judged.")
+    alpha: float = Field(
+        0.001, gt=0, lt=0.5, description="Chance of an alarm on in-distribution exams at each check (after each exam)."
+    )
 
 
 class MetricsSettings(StrictModel):
@@ -330,6 +353,7 @@ class RuntimeConfig(StrictModel):
     gate: GateSettings = Field(default_factory=GateSettings)
     exam: ExamPolicy = Field(default_factory=ExamPolicy)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
     display: DisplayConfig = Field(default_factory=DisplayConfig)

@@ -117,6 +117,7 @@ def fit_pdff_interval(
         scores=[round(float(v), 6) for v in np.sort(errors)],
         recalibration=(intercept, slope),
         band_scores=band_scores(np.expm1(estimate), errors, coverage),
+        cv_estimates=[round(float(v), 3) for v in np.sort(np.expm1(estimate))],
     )
 
 

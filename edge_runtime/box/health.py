@@ -14,6 +14,7 @@ from edge_runtime.pipeline.queue import FrameQueue
 from edge_runtime.pipeline.sessions import SessionStore
 from edge_runtime.sinks.audit import AuditLog
 from edge_runtime.sinks.reports import linked
+from edge_runtime.validation.watch import SiteWatch
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class BoxStatus:
     reports: ReportQueue | None
     worklist: bool  # whether a worklist links screen-grab exams to their study
     started_at: float
+    watch: SiteWatch | None = None  # the reconciliation verdict and drift alarms (None: not watched)
 
     def metrics(self) -> MetricsMessage:
         return MetricsMessage(
@@ -67,6 +69,8 @@ class BoxStatus:
             model_update=self.served.updates.last,
             pacs=self.pacs(),
             health=self.telemetry.supervisor.health().summary(),
+            outcomes=self.watch.verdict.current() if self.watch else None,
+            drift=self.watch.alarms() if self.watch else None,
         )
 
     def health(self) -> dict:
@@ -74,4 +78,5 @@ class BoxStatus:
         said = self.telemetry.supervisor.health().as_json()
         said |= {"audit": self.audit_health().model_dump(), "model": self.served.current.bundle.model_info.model_dump()}
         pacs = self.pacs()
+        said |= self.watch.as_json() if self.watch else {}
         return said | {"pacs": pacs.model_dump() if pacs is not None else None}

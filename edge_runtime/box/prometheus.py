@@ -41,6 +41,38 @@ class _ReportQueueGauges:
         yield gauge
 
 
+VERDICT_GAUGE = {"pass": 1.0, "fail": 0.0, "insufficient": -1.0}
+
+
+class _SiteWatchGauges:
+    """The last reconciliation's verdict and the standing drift alarms, read from the health report at each scrape."""
+
+    def __init__(self, health: Callable[[], dict]):
+        self.health = health
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        said = self.health()
+        outcomes, drift = said.get("outcomes"), said.get("drift")
+        if outcomes:
+            verdict = GaugeMetricFamily(
+                "fatty_liver_edge_outcomes_verdict", "Last reconciliation with MRI-PDFF: 1 pass, 0 fail, -1 too few"
+            )
+            verdict.add_metric([], VERDICT_GAUGE[outcomes["verdict"]])
+            exams = GaugeMetricFamily("fatty_liver_edge_outcomes_exams", "Exams reconciled with MRI-PDFF")
+            exams.add_metric([], float(outcomes["exams"]))
+            yield from (verdict, exams)
+        if drift is not None:
+            alarm = GaugeMetricFamily(
+                "fatty_liver_edge_drift_alarm", "1 while a scanner's statistic is beyond its bound",
+                labels=["scanner", "statistic"],
+            )  # fmt: skip
+            for a in drift:
+                alarm.add_metric([a["scanner"], a["statistic"]], 1.0)
+            yield alarm
+
+
 class PrometheusExporter:
     def __init__(self, port: int, health: Callable[[], dict], address: str = "127.0.0.1"):
         """Serve /metrics (any path) and /healthz, whose body is ``health()`` and whose status its ``healthy``."""
@@ -55,6 +87,7 @@ class PrometheusExporter:
             "fatty_liver_edge_stage_seconds", "Per-stage latency", ["stage"], buckets=BUCKETS, registry=self.registry
         )
         self.registry.register(_ReportQueueGauges(health))
+        self.registry.register(_SiteWatchGauges(health))
         self.health, self._metrics = health, make_wsgi_app(self.registry)
         self.server = make_server(address, port, self._app, _ThreadingServer, _QuietHandler)
         self.port = self.server.server_port

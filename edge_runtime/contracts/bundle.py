@@ -261,6 +261,9 @@ class NormalisedPdffInterval(StrictModel):
         description="Per band of the recalibrated estimate (PDFF_BANDS), the sorted normalised errors of the subjects "
         "estimated in it, a band with too few merged with its neighbour: the interval's scale per band (Mondrian).",
     )
+    cv_estimates: list[float] | None = Field(
+        None, description="Sorted out-of-fold PDFF estimates, %: what drift compares a scanner's recent exams with."
+    )
 
 
 class ExamCalibration(StrictModel):

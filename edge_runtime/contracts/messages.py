@@ -213,6 +213,29 @@ class BoxHealth(Message):
     parts: dict[str, PartHealth] = Field(default_factory=dict)
 
 
+class OutcomesVerdict(Message):
+    """The last reconciliation of the box's answers with MRI-PDFF (`edge-runtime outcomes`), as the box shows it."""
+
+    verdict: Literal["pass", "fail", "insufficient"] = Field(description="insufficient: fewer exams than `minimum`.")
+    exams: int = Field(ge=0, description="Exams reconciled with MRI-PDFF.")
+    minimum: int = Field(ge=0, description="The fewest the bundle's acceptance criteria judge.")
+    failing: list[str] = Field(default_factory=list, description="Criteria the site's figures miss.")
+    created: float = Field(description="Unix seconds of the reconciliation.")
+    report: str = Field(description="Where its report is.")
+
+
+class DriftAlarm(Message):
+    """One statistic of one scanner's recent exams beyond what the bundle's validation leads to expect."""
+
+    scanner: str
+    statistic: Literal["guard_share", "indeterminate_share", "pdff_distribution"]
+    value: float = Field(description="The window's figure: a share, or the KS distance of the PDFF estimates.")
+    bound: float = Field(description="The figure beyond which it alarms (at this window's size).")
+    expected: float = Field(description="What the bundle's validation expects (a share; 0 for the KS distance).")
+    exams: int = Field(ge=1, description="Exams in the scanner's window.")
+    since: float = Field(description="Unix seconds since the alarm has stood.")
+
+
 class HeartbeatMessage(Message):
     v: int = PROTOCOL_VERSION
     ts: float
@@ -228,6 +251,8 @@ class HeartbeatMessage(Message):
     model_update: ModelUpdate | None = Field(None, description="The last model update since start, if any.")
     pacs: PacsStatus | None = Field(None, description="The PACS report queue; None: no PACS configured.")
     health: BoxHealth | None = Field(None, description="Every part's pulse and errors (as /healthz says them).")
+    outcomes: OutcomesVerdict | None = Field(None, description="The last reconciliation with MRI-PDFF, if any.")
+    drift: list[DriftAlarm] | None = Field(None, description="Standing drift alarms; None: drift is not watched.")
 
 
 class StudyReference(Message):
@@ -238,6 +263,22 @@ class StudyReference(Message):
     series_instance_uids: list[str] = Field(description="Series whose frames the gate filed as a view.")
     sop_instance_uids: list[str] = Field(description="Instances whose frames the gate filed as a view.")
     received: int = Field(0, ge=0, description="Instances of the study the box received.")
+
+
+class ExamIdentity(Message):
+    """Who and when an exam was, as keyed pseudonyms (edge_runtime.hospital.pseudonyms under the site's key): what
+    MRI-PDFF arriving weeks later is matched by (`edge-runtime outcomes`), with no patient field on the box's disk."""
+
+    patient: str | None = Field(None, description="Keyed pseudonym of the Patient ID; None: none known.")
+    accession: str | None = Field(None, description="Keyed pseudonym of the accession number; None: none known.")
+    date: str | None = Field(None, description="The study date (ISO), else the day the exam ended.")
+
+
+class FrameTally(Message):
+    """The exam's frames the gate filed as a view, and how many of them the guard flagged."""
+
+    filed: int = Field(0, ge=0)
+    flagged: int = Field(0, ge=0)
 
 
 class ExamRecord(Message):
@@ -258,6 +299,9 @@ class ExamRecord(Message):
     report: str | None = Field(
         None, description="The PACS report's SOP Instance UID, or why there is none (no PACS configured: None)."
     )
+    scanner: str | None = Field(None, description="The scanner profile of the exam's frames (the last filed).")
+    frames: FrameTally | None = Field(None, description="Frames filed as a view, and flagged by the guard.")
+    identity: ExamIdentity | None = Field(None, description="Pseudonyms for reconciliation (the audit log's copy).")
 
 
 class ThumbnailMessage(Message):

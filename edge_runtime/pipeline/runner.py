@@ -22,6 +22,7 @@ from edge_runtime.contracts import (
     ExamEnd,
     ExamRecord,
     FrameRef,
+    FrameTally,
     ResultMessage,
     Stage,
     StudyReference,
@@ -186,6 +187,8 @@ class Pipeline:
                 exam=exam,
                 model=model,
                 study=study,
+                scanner=session.session.scanner,
+                frames=FrameTally(filed=session.session.filed, flagged=session.session.flagged),
             )
             track = session.session.study
             final = EndedExam(record, track.evidence() if track is not None else None)

@@ -42,6 +42,9 @@ class Session:
     last_seen: float = 0.0  # time.monotonic(): a wall-clock jump never ends an exam
     thumbnails_sent: float = -math.inf  # when this session's thumbnails last went out (monotonic)
     study: StudyTrack | None = None  # a DICOM study's session: ends when idle, pairs across the whole study
+    scanner: str | None = None  # the scanner profile of the last frame filed
+    filed: int = 0  # frames filed as a view
+    flagged: int = 0  # of them, flagged by the guard
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class SessionStore:
         features: ViewFeatures,
         now: float | None = None,
         origin: StudyOrigin | None = None,
+        scanner: str | None = None,
     ) -> dict | None:
         """Store a view's features; returns both views' features when the session is paired within the window.
 
@@ -131,10 +135,12 @@ class SessionStore:
             features: the view's features with its frame's seq and capture time.
             now: the monotonic time (tests pass it; default: time.monotonic()).
             origin: the stored image the frame came from (DICOM), or None for a live frame.
+            scanner: the frame's scanner profile.
         """
         now = time.monotonic() if now is None else now
         state = self._enter(session, now, origin)
         state.views[view] = features
+        state.scanner, state.filed, state.flagged = scanner, state.filed + 1, state.flagged + bool(features.outside)
         state.exam.saw(view)
         if state.study is not None and origin is not None:
             state.study.filed(origin)

@@ -140,7 +140,9 @@ class PairStage:
         self.sessions = sessions
 
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
-        paired = self.sessions.update(frame.header.session, frame.view, frame.kept, time.monotonic(), frame.origin)
+        header = frame.header
+        now = time.monotonic()
+        paired = self.sessions.update(header.session, frame.view, frame.kept, now, frame.origin, header.scanner)
         if paired is None:
             return Drop(counts=(Count.FRAMES_AWAITING_PAIR,))
         frame.paired = paired

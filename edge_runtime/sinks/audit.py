@@ -28,6 +28,7 @@ from edge_runtime.errors import ConfigError
 
 if TYPE_CHECKING:
     from edge_runtime.pipeline.runner import EndedExam
+    from edge_runtime.sinks.identity import ExamIdentities
 
 CHAIN_FIELD = "prev_sha256"
 GENESIS = "0" * 64
@@ -292,14 +293,22 @@ class AuditResults:
 
     name = "audit"
 
-    def __init__(self, audit: AuditLog, stats: RuntimeStats):
-        self.audit, self.stats = audit, stats
+    def __init__(self, audit: AuditLog, stats: RuntimeStats, identities: ExamIdentities | None = None):
+        """Args:
+        audit: the log.
+        stats: the counters.
+        identities: pseudonymises each ended exam for reconciliation (None: the record names nobody).
+        """
+        self.audit, self.stats, self.identities = audit, stats, identities
 
     def on_result(self, result: ResultMessage, frame: object) -> None:
         result.audited = self._append(result.model_dump(mode="json", exclude={"audited"}))
 
     def on_exam_final(self, ended: EndedExam) -> None:
-        self._append(ended.record.model_dump(mode="json"))
+        record = ended.record
+        if self.identities is not None:
+            record = record.model_copy(update={"identity": self.identities.of(ended)})
+        self._append(record.model_dump(mode="json"))
 
     def _append(self, record: dict) -> bool:
         written = self.audit.append(record)

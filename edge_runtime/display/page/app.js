@@ -114,6 +114,25 @@ function parts(health) {
   line.classList.toggle("problem", Boolean(health.problem));
 }
 
+// After go-live: the last reconciliation with MRI-PDFF, and each scanner whose recent exams left what the bundle
+// was validated for (a red line naming the scanner and the statistic).
+const DRIFT_WORDS = {
+  guard_share: "exams flagged by the guard", indeterminate_share: "exams without a definite call",
+  pdff_distribution: "PDFF estimates unlike validation (KS distance)",
+};
+function siteWatch(hb) {
+  const line = document.getElementById("outcomes"), alert = document.getElementById("drift-alert");
+  const o = hb.outcomes;
+  line.textContent = o ? `real-world check: ${o.verdict.toUpperCase()} on ${o.exams} MRI-matched exams` +
+    (o.failing.length ? ` (misses ${o.failing.join(", ")})` : "") : "";
+  line.classList.toggle("problem", Boolean(o && o.verdict === "fail"));
+  const alarms = hb.drift || [];
+  alert.hidden = alarms.length === 0;
+  alert.textContent = alarms.map((a) => `DRIFT on ${a.scanner}: ${DRIFT_WORDS[a.statistic] || a.statistic} ` +
+    `${a.value.toFixed(2)} over its last ${a.exams} exams (bound ${a.bound.toFixed(2)}, validation ${a.expected.toFixed(2)})`)
+    .join(" \u2014 ");
+}
+
 function health(snap) {
   const hb = snap.heartbeat, m = snap.metrics;
   if (hb) {
@@ -127,6 +146,7 @@ function health(snap) {
     document.getElementById("uptime").textContent = `uptime ${Math.round(hb.uptime_s)} s, ${hb.sessions} sessions`;
     pacs(hb.pacs);
     parts(hb.health);
+    siteWatch(hb);
     if (hb.validation) document.getElementById("validation").textContent = `Validation cohort: ${hb.validation}`;
   }
   if (m) {
