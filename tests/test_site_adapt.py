@@ -135,3 +135,29 @@ def test_what_site_adapt_must_not_adapt_on_is_refused_by_name(
         result = _adapt(bundle_dir, out, *args)
         assert result.exit_code != 0 and said in result.output, (said, result.output)
         assert "Traceback" not in result.output and not out.exists()
+
+
+def test_a_known_console_name_showing_other_images_is_recentred_by_what_its_frames_measure(
+    bundle_dir: Path, run_dir: Path, tmp_path: Path
+) -> None:
+    """The site's consoles carry the profile names the run trained on, but another B-mode generator's look: the
+    parent's guard flags their frames, so the guard is centred on them, whatever their name says."""
+    from edge_runtime.model.bundle import load_bundle
+    from phantom.cohort import CohortForm, generate_cohort
+    from phantom.layouts import CLASSIC_LAYOUTS
+
+    site = tmp_path / "known-names"
+    form = CohortForm(layouts=CLASSIC_LAYOUTS, appearance="shifted", id_prefix="KN")
+    generate_cohort(site, 14, seed=517, prevalence=0.5, with_masks=False, form=form)
+    rows = list(csv.DictReader((site / "manifest.csv").open()))
+    per_console = {s: len({r["subject_id"] for r in rows if r["scanner"] == s}) for s in {r["scanner"] for r in rows}}
+    assert set(per_console) <= set(load_bundle(bundle_dir).meta.scanners)  # names the parent knows
+    before = _flagged(bundle_dir, site)
+    assert before >= 0.75  # ...on images the parent measures as foreign
+    out = tmp_path / "adapted"
+    args = ["--run", str(run_dir), "--manifest", str(site / "manifest.csv"), "--profiles", str(site / "profiles.json")]
+    result = _adapt(bundle_dir, out, *args)
+    assert result.exit_code == 0, result.output
+    centred = load_bundle(out).meta.guard.scanner_centres or {}
+    assert set(centred) == {s for s, n in per_console.items() if n >= 6} != set(), (centred, per_console)
+    assert _flagged(out, site) < before  # what stays flagged is saturation, which no centre excuses

@@ -132,17 +132,21 @@ def view_pooling(feature_size: int) -> str:
     return "grid2" if feature_size == int(np.prod(FEATURE_MAP)) else "none"
 
 
-def _logistic(features: np.ndarray, labels: np.ndarray) -> tuple[StandardScaler, LogisticRegression]:
+def _logistic(
+    features: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[StandardScaler, LogisticRegression]:
     scaler = StandardScaler().fit(features)
-    model = LogisticRegression(C=VIEW_C, max_iter=3000, class_weight="balanced").fit(scaler.transform(features), labels)
-    return scaler, model
+    model = LogisticRegression(C=VIEW_C, max_iter=3000, class_weight="balanced")
+    return scaler, model.fit(scaler.transform(features), labels, sample_weight=weights)
 
 
-def _cv_probabilities(features: np.ndarray, labels: np.ndarray, groups: list[str]) -> np.ndarray:
+def _cv_probabilities(
+    features: np.ndarray, labels: np.ndarray, groups: list[str], weights: np.ndarray | None = None
+) -> np.ndarray:
     folds = GroupKFold(n_splits=min(5, len(set(groups))))
     probs = np.zeros((len(labels), len(VIEW_CLASSES)))
     for fit, held in folds.split(features, labels, groups):
-        scaler, model = _logistic(features[fit], labels[fit])
+        scaler, model = _logistic(features[fit], labels[fit], None if weights is None else weights[fit])
         probs[np.ix_(held, model.classes_)] = model.predict_proba(scaler.transform(features[held]))
     return probs
 
@@ -173,23 +177,26 @@ def choose_floor(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(fine[0]) if fine else float(FLOORS[-1])
 
 
-def fit_view_gate(features: np.ndarray, labels: np.ndarray, groups: list[str]) -> tuple[ViewHead, ViewGateSpec]:
+def fit_view_gate(
+    features: np.ndarray, labels: np.ndarray, groups: list[str], weights: np.ndarray | None = None
+) -> tuple[ViewHead, ViewGateSpec]:
     """Pool, cross-validate by subject, choose the floor, then fit on every frame.
 
     Args:
         features: (N, F) encoder features.
         labels: (N,) index into VIEW_CLASSES.
         groups: each frame's subject.
+        weights: each frame's weight in the fit (a site's few frames count as much as the run's many), or None.
     """
     pooling = view_pooling(features.shape[1])
     features = view_features(features, pooling)
-    probs = _cv_probabilities(features, labels, groups)
+    probs = _cv_probabilities(features, labels, groups, weights)
     floor = choose_floor(probs, labels)
     predicted = probs.argmax(1)
     confusion = [[int(np.sum((labels == t) & (predicted == p))) for p in range(3)] for t in range(3)]
     admitted = _admitted(probs, labels, floor)
     recall = {c: float(np.mean(predicted[labels == k] == k)) for k, c in enumerate(VIEW_CLASSES)}
-    scaler, model = _logistic(features, labels)
+    scaler, model = _logistic(features, labels, weights)
     head = ViewHead(
         scaler.mean_.astype(np.float32),
         scaler.scale_.astype(np.float32),

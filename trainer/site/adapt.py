@@ -3,11 +3,11 @@ bundle with its parent, its local evidence and its before/after figures in bundl
 
 What is refitted, and why (docs/DESIGN.md, "A new scanner at a site"):
 - the model-error statements on the local labelled subjects: the parent's Platt calibrator recalibrated (a new
-  slope and intercept: the operating point moves, the parent's ranking stays), the PDFF recalibration, the class
-  sets and the intervals;
-- with `--run`, the view gate on the run's training frames plus the local ones (labelled and unlabelled), and the
-  guard centred on each console the run never saw (measured from its own mean and spread), so the site's images are
-  in distribution while a foreign look is still flagged;
+  slope and intercept: the operating point moves, the parent's ranking stays), the certified definite calls, the
+  class sets, and the PDFF interval's offset and scale (its shape stays the parent's: trainer.site.interval);
+- with `--run`, the view gate on the run's training frames plus the local ones (labelled and unlabelled, weighted to
+  count as much), and the guard centred on each console whose local frames the parent measures out of distribution
+  (from its own mean and spread), so the site's images are in distribution while a foreign look is still flagged;
 - with `--retrain-heads`, the heads too (trainer.site.head_refit; opt-in: recalibration did better);
 - the scanner list, so the bedside accepts the site's consoles.
 The encoder is the parent's, byte for byte. Every `after` figure is nested: local subjects are split into folds,
@@ -45,6 +45,7 @@ from trainer.site.bedside import RawAnswer, SubjectAnswer, arrays, exam_model, r
 from trainer.site.check import site_metrics
 from trainer.site.gate_refit import GateRefit, gate_refit, run_split
 from trainer.site.head_refit import HeadRefit, converted, head_refit
+from trainer.site.interval import site_interval
 from trainer.site.writer import bump, hashed_ids, head_files, write_adapted
 
 MIN_LABELLED = 8  # and at least 3 of each class: fewer cannot fit a calibrator and score it on held-out subjects
@@ -116,9 +117,9 @@ def fold_members(local: Local, heads: HeadRefit | None, folds: np.ndarray, outer
 def fit_calibration(bundle: Bundle, rows: list[dict[str, Any]]) -> tuple[ExamModel, ExamCalibration]:
     """The exam calibration refitted on these local subjects, as the bedside will apply it. The parent's p_fatty
     calibrator is recalibrated (slope and intercept) rather than refitted: a dozen subjects can move its operating
-    point but cannot be trusted to reorder patients the parent ranks well. Each statement's coverage is the highest
-    these few subjects certify: the class sets' from all of them, the intervals' from the fewest any of its
-    cross-fitted parts is fitted on (else the conformal quantile is unbounded)."""
+    point but cannot be trusted to reorder patients the parent ranks well. The class sets state the highest coverage
+    these few subjects certify; the PDFF interval keeps the parent's coverage, its shape from the parent's
+    calibration and its offset and scale from the site's residuals (trainer.site.interval)."""
     sets = bundle.meta.exam.class_sets
     stated = bundle.meta.exam.pdff_normalised or bundle.meta.exam.pdff_interval
     folds = [r["fold"] for r in rows]
@@ -126,6 +127,10 @@ def fit_calibration(bundle: Bundle, rows: list[dict[str, Any]]) -> tuple[ExamMod
     config = TrainConfig(task="both", class_coverage=attainable_coverage(len(rows), sets.coverage if sets else 0.95))
     interval = attainable_coverage(inner, stated.coverage if stated else 0.9)
     calibration, _ = measure(rows, config, interval_coverage=interval, base=bundle.meta.exam.p_fatty)
+    parent_interval = bundle.meta.exam.pdff_normalised
+    if parent_interval is not None and calibration.pdff_normalised is not None:
+        carried, _ = site_interval(parent_interval, rows)
+        calibration = calibration.model_copy(update={"pdff_normalised": carried})
     return ExamModel.from_bundle(calibration, bundle.threshold, ExamPolicy()), calibration
 
 

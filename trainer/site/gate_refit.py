@@ -1,11 +1,14 @@
 """The view gate refitted and the guard centred for a site, so the site's views are recognised and its appearance is
 in distribution, while an appearance neither training nor the site has shown is still flagged.
 
-- The view head is refitted on the run's training frames plus the site's, through the bundle's encoder.
-- The guard keeps the parent's spread, components and thresholds, and gains a centre for each console the run
-  never trained on (edge_runtime.model.gate.ScannerCentre): a new console shifts every frame by about the same offset,
-  and refitting the whole guard on a few local frames would widen it for every console (DESIGN.md, "A new scanner
-  at a site"). Consoles the run trained on keep the parent's guard unchanged.
+- The view head is refitted on the run's training frames plus the site's, through the bundle's encoder, the site's
+  frames weighted to count as much as the run's (a dozen subjects would otherwise be drowned by ninety).
+- The guard keeps the parent's spread, components and thresholds, and gains a centre for each console whose local
+  frames the parent's guard measures out of distribution, whatever profile name they carry
+  (edge_runtime.model.gate.ScannerCentre): a new console, or a known one with another B-mode generator, shifts every
+  frame by about the same offset, and refitting the whole guard on a few local frames would widen it for every
+  console (DESIGN.md, "A new scanner at a site"). A console whose frames the parent already holds in distribution
+  keeps the parent's guard.
 Every frame is encoded once (views, other frames, severe-attenuation looks); each refit (one per nested fold, then
 the final one) is a logistic regression and a few means."""
 
@@ -21,6 +24,7 @@ from calibration.split import ExportSplit
 from edge_runtime.contracts import VIEWS, GuardSpec, ViewGateSpec
 from edge_runtime.model.bundle import Bundle
 from edge_runtime.model.gate import CENTRE_MAX_WIDENING, GUARD_LIMIT, Gate, GatePolicy, ScannerCentre, speckle_texture
+from edge_runtime.model.uncertainty import conformal_quantile
 from trainer import gate_features
 from trainer.dataset import Cohort, read_cohort
 from trainer.export.gate import fit_view_gate, frame_rows
@@ -30,6 +34,8 @@ from trainer.site.bedside import RawAnswer
 
 LOCAL_PREFIX = "site:"  # local ids inside the combined cohort (a site's ids may repeat the run's)
 CENTRE_MIN_FRAMES = 6  # fewer local frames of a view: the console's mean is too noisy to centre the guard on
+CENTRE_FLAGGED_SHARE = 0.10  # the parent flags more of a console's local frames than this: it is re-centred
+SITE_WEIGHT_MAX = 10.0  # the most one local frame may count for in the view gate's fit
 
 
 class BundleEncoders:
@@ -71,13 +77,15 @@ class GateRefit:
     spec: GuardSpec | None = field(default=None, init=False)  # the last fit's bundle.json parts
     view_spec: ViewGateSpec | None = field(default=None, init=False)
     textures: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, init=False)  # speckle, computed once
+    parent_shares: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict, init=False)
 
     def fit(self, local_ids: list[str]) -> Gate:
         """The gate a bundle adapted on these local subjects carries."""
         fitted = self.source_ids + [LOCAL_PREFIX + s for s in local_ids]
         rows, labels, groups = self.shots
         chosen = np.isin(groups, fitted)
-        head, self.view_spec = fit_view_gate(rows[chosen], labels[chosen], list(groups[chosen]))
+        weights = site_weights(groups[chosen])
+        head, self.view_spec = fit_view_gate(rows[chosen], labels[chosen], list(groups[chosen]), weights)
         parent, spec = self.bundle.gate, self.bundle.meta.guard
         if parent is None or not parent.guards or spec is None:
             self.spec = None
@@ -87,15 +95,31 @@ class GateRefit:
         return Gate(head, parent.guards, parent.speckle, centres or None)
 
     def new_centres(self, local_ids: list[str]) -> dict[str, ScannerCentre]:
-        """A centre for each console of these local subjects that the run never trained on, given enough frames."""
-        trained = {self.cohort.scanner(s, v) for s in self.source_ids for v in VIEWS}
+        """A centre for each console of these local subjects whose frames the parent's guard measures out of
+        distribution (more than CENTRE_FLAGGED_SHARE flagged), given enough frames."""
         by_scanner: dict[str, list[str]] = {}
         for sid in (LOCAL_PREFIX + s for s in local_ids):
-            scanner = self.cohort.scanner(sid, VIEWS[0])
-            if scanner not in trained:
-                by_scanner.setdefault(scanner, []).append(sid)
-        centres = {k: self.centre_of(ids) for k, ids in by_scanner.items() if len(ids) >= CENTRE_MIN_FRAMES}
-        return {k: replace(c, widening=self.widening(k, by_scanner[k])) for k, c in centres.items()}
+            by_scanner.setdefault(self.cohort.scanner(sid, VIEWS[0]), []).append(sid)
+        shifted = {
+            k: ids
+            for k, ids in by_scanner.items()
+            if len(ids) >= CENTRE_MIN_FRAMES and self.parent_flagged_share(k, ids) > CENTRE_FLAGGED_SHARE
+        }
+        centres = {k: self.centre_of(ids) for k, ids in shifted.items()}
+        return {k: replace(c, widening=self.widening(k, shifted[k])) for k, c in centres.items()}
+
+    def parent_flagged_share(self, scanner: str, subject_ids: list[str]) -> float:
+        """The share of these subjects' view frames the parent's guard flags: their measured distance from
+        training, computed once per console."""
+        key = (scanner, tuple(subject_ids))
+        if key not in self.parent_shares:
+            parent, flagged = self.bundle.gate, []
+            for sid in subject_ids:
+                for v in VIEWS:
+                    scored = parent.guard_score(v, self.cohort.image(sid, v), self.features[v][sid], scanner)
+                    flagged.append(scored is not None and scored[0] > GUARD_LIMIT)
+            self.parent_shares[key] = float(np.mean(flagged))
+        return self.parent_shares[key]
 
     def centre_of(self, subject_ids: list[str]) -> ScannerCentre:
         """The mean features and speckle texture of these subjects' view frames (one console's)."""
@@ -107,7 +131,8 @@ class GateRefit:
 
     def widening(self, scanner: str, subject_ids: list[str]) -> float:
         """The console's own spread (ScannerCentre.widening): each local subject's frames scored from the mean of
-        the others', the guard's false-alarm quantile of those scores, between 1 and CENTRE_MAX_WIDENING."""
+        the others', the conformal quantile of those scores at the guard's false-alarm target, between 1 and
+        CENTRE_MAX_WIDENING (too few subjects to state the target: the most the console may widen)."""
         parent = self.bundle.gate
         scores = []
         for held in subject_ids:
@@ -115,7 +140,7 @@ class GateRefit:
             probe = Gate(None, parent.guards, parent.speckle, {scanner: centre})
             for v in VIEWS:
                 scores.append(probe.guard_score(v, self.cohort.image(held, v), self.features[v][held], scanner)[0])
-        quantile = float(np.quantile(scores, 1.0 - self.bundle.meta.guard.false_alarm_target))
+        quantile = conformal_quantile(scores, 1.0 - self.bundle.meta.guard.false_alarm_target)
         return float(np.clip(quantile, 1.0, CENTRE_MAX_WIDENING))
 
     def texture(self, subject_id: str, view: str) -> np.ndarray:
@@ -138,6 +163,16 @@ class GateRefit:
         policy = GatePolicy(gate, self.view_spec, "model")
         images = [self.cohort.image(LOCAL_PREFIX + subject_id, v) for v in VIEWS]
         return tuple(policy.route("auto", im, raw.features[v]).view for v, im in zip(VIEWS, images, strict=True))
+
+
+def site_weights(groups: np.ndarray) -> np.ndarray:
+    """Each frame's weight in the view gate's fit: the run's frames 1, the site's such that the site's frames together
+    weigh as much as the run's, at most SITE_WEIGHT_MAX each."""
+    local = np.char.startswith(groups.astype(str), LOCAL_PREFIX)
+    weights = np.ones(len(groups))
+    if local.any() and (~local).any():
+        weights[local] = min(float((~local).sum()) / float(local.sum()), SITE_WEIGHT_MAX)
+    return weights
 
 
 def source_features(bundle: Bundle, run: Run, source: Cohort, source_ids: list[str]) -> GateFeatures:
