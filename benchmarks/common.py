@@ -127,3 +127,43 @@ def bars_plot(path: Path, stages: dict[str, float], title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# -- DICOM peers (dcmtk) ------------------------------------------------------------------------------------------
+STORESCU_PROPOSE = {  # how storescu is told to send a file in its own transfer syntax (it proposes uncompressed else)
+    "1.2.840.10008.1.2": "-xi",
+    "1.2.840.10008.1.2.1": "-xe",
+    "1.2.840.10008.1.2.2": "-xb",
+    "1.2.840.10008.1.2.1.99": "-xd",
+    "1.2.840.10008.1.2.4.50": "-xy",
+    "1.2.840.10008.1.2.4.51": "-xx",
+    "1.2.840.10008.1.2.4.70": "-xs",
+    "1.2.840.10008.1.2.4.80": "-xt",
+    "1.2.840.10008.1.2.4.81": "-xu",
+    "1.2.840.10008.1.2.4.90": "-xv",
+    "1.2.840.10008.1.2.4.91": "-xw",
+    "1.2.840.10008.1.2.5": "-xr",
+}
+
+
+def storescu(
+    files: list[Path], port: int, calling: str = "SCANNER", called: str = "FATTYLIVER", timeout: float = 120
+) -> list[str]:
+    """dcmtk's storescu sends the files as a scanner would, one association per transfer syntax (in file order);
+    returns what each run printed on failure (empty when every store succeeded)."""
+    import subprocess
+
+    import pydicom
+
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        syntax = str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        groups.setdefault(syntax, []).append(path)
+    failures = []
+    for syntax, paths in groups.items():
+        option = STORESCU_PROPOSE.get(syntax, "-xe")
+        args = ["storescu", option, "-aet", calling, "-aec", called, "127.0.0.1", str(port), *map(str, paths)]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            failures.append(f"{syntax}: {done.stderr.strip()[-400:]}")
+    return failures

@@ -21,7 +21,7 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks.common import free_port, machine, write_reports
+from benchmarks.common import free_port, machine, storescu, write_reports
 from benchmarks.fault_box import LiveBox
 from edge_runtime.sinks.audit import read_final_exams
 
@@ -41,12 +41,11 @@ def _archive(folder: Path, patients: int, seed: int, shift_db: float = 0.0) -> d
 
 def _send(box: LiveBox, port: int, folder: Path, uid: str) -> None:
     """One study stored as a scanner stores it; returns when its exam has ended."""
-    import subprocess
 
     before = len(read_final_exams(box.audit_log)) if box.audit_log.is_file() else 0
-    files = sorted((folder / "archive" / uid).glob("*.dcm"))
-    args = ["storescu", "-xs", "-aet", "SCANNER", "-aec", "FATTYLIVER", "127.0.0.1", str(port), *map(str, files)]
-    subprocess.run(args, check=True, capture_output=True, timeout=300)
+    failures = storescu(sorted((folder / "archive" / uid).glob("*.dcm")), port, timeout=300)
+    if failures:  # storescu says why (a refused association, a transfer syntax nobody accepted)
+        raise RuntimeError(f"study {uid}: storescu failed: {failures}")
     deadline = time.monotonic() + 120
     while len(read_final_exams(box.audit_log)) <= before:
         if time.monotonic() > deadline:
