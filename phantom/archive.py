@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -286,7 +287,8 @@ def write_archive(
     studies = archive_studies(plan)
     patients = list(dict.fromkeys(p for p, _ in studies))
     jobs = [(s, plan.seed, str(out / "archive"), plan.form) for _, s in studies]
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    spawn = multiprocessing.get_context("spawn")  # a forked child of a process running TensorFlow can abort
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=spawn) as pool:
         for (patient, study), written in zip(studies, pool.map(write_study_plan, jobs), strict=True):
             patient.studies.append(study.identity.study_uid)
             if len(patient.studies) == 1:

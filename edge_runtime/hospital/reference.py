@@ -146,8 +146,13 @@ BUNDLE_TYPES = frozenset(
 
 def _validated_bundle(path: Path, text: str) -> Any:
     """The Bundle as fhir.resources models (R5, else R4B), or ReferenceError with the validator's first words."""
-    from fhir.resources.bundle import Bundle
-    from fhir.resources.R4B.bundle import Bundle as BundleR4B
+    try:
+        from fhir.resources.bundle import Bundle
+        from fhir.resources.R4B.bundle import Bundle as BundleR4B
+    except ImportError:  # the bedside image holds no FHIR models; the CSV form needs none
+        raise ReferenceError(
+            f"{path}: a FHIR Bundle needs the FHIR models (pip install 'fatty-liver-edge[site]'); or give the CSV form"
+        ) from None
 
     try:
         if json.loads(text).get("resourceType") != "Bundle":

@@ -5,6 +5,7 @@ box reads it into its heartbeat, its page and Prometheus."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -85,9 +86,12 @@ def write_outcomes(
         "unmatched": rec.unmatched,
         "refused": rec.refused,
     }
+    drawn = len(columns) > 0 and importlib.util.find_spec("matplotlib") is not None
+    if len(columns) and not drawn:  # the bedside image holds no plotting library
+        result["plot"] = "not drawn: matplotlib is not installed here (pip install 'fatty-liver-edge[site]')"
     (out / "outcomes.json").write_text(json.dumps(result, indent=1))
     (out / "outcomes.md").write_text(markdown(result))
-    if len(columns):
+    if drawn:
         plot(columns, out / "outcomes.png")
     if audit_dir is not None:
         (audit_dir / VERDICT_FILE).write_text(verdict.model_dump_json())
@@ -124,6 +128,8 @@ def markdown(result: dict[str, Any]) -> str:
     for f in result["findings"]:
         value = "-" if f["value"] is None else f"{f['value']:.3f}"
         lines.append(f"| {f['metric']} | {f['bound']} | {value} | {'pass' if f['passed'] else 'FAIL'} |")
+    shown = f"Plot {result['plot']}." if "plot" in result else "![MRI-PDFF against the estimate](outcomes.png)"
+    lines += ["", shown]
     lines += ["", "## Overall", "", *_table({"all": result["figures"]["overall"]}, "")]
     lines += ["", "## Per scanner", "", *_table(result["figures"]["per_scanner"], "scanner")]
     lines += ["", "## Per PDFF band (MRI)", "", *_table(result["figures"]["per_band"], "band")]
