@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from edge_runtime.contracts.validation import WINDOW_DAYS
 from edge_runtime.tools.cli_support import ProductGroup, setting
 from trainer.config import FEDERATED_EPOCHS, FEDERATION_STRATEGIES, PERSONAL_EPOCHS, ExportSettings, TrainConfig
 
@@ -296,7 +297,7 @@ def _sign(bundle_dir: Path, secret: Path | None) -> None:
 @click.option(
     "--window-days",
     type=click.IntRange(0, 3650),
-    default=90,
+    default=WINDOW_DAYS,
     show_default=True,
     help="Longest gap between the ultrasound study and the MRI.",
 )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+WINDOW_DAYS = 90  # the longest gap between an ultrasound exam and its MRI-PDFF (the paper's mean gap: 45 days)
+
 
 class CohortOutcome(StrEnum):
     """What became of one patient of the reference list in the site cohort."""

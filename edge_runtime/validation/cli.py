@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.contracts.validation import WINDOW_DAYS
+
 PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -34,7 +36,7 @@ PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option(
     "--window-days",
     type=click.IntRange(0, 3650),
-    default=90,
+    default=WINDOW_DAYS,
     show_default=True,
     help="Longest gap between the exam and the MRI.",
 )

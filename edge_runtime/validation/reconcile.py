@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_runtime.contracts import ExamRecord
-from edge_runtime.contracts.validation import ReconcileOutcome
+from edge_runtime.contracts.validation import WINDOW_DAYS, ReconcileOutcome
 from edge_runtime.hospital.pseudonyms import pseudonym
 from edge_runtime.hospital.reference import ReferenceList, ReferenceResult
 
@@ -58,7 +58,7 @@ def _candidates(result: ReferenceResult, exams: list[ExamRecord], key: bytes, wi
 
 
 def reconcile(
-    reference: ReferenceList, records: list[dict[str, Any]], key: bytes, window_days: int = 90
+    reference: ReferenceList, records: list[dict[str, Any]], key: bytes, window_days: int = WINDOW_DAYS
 ) -> Reconciliation:
     """Match every usable result of ``reference`` to the exam_final records of the audit log.
 

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from edge_runtime.contracts import VIEWS
-from edge_runtime.contracts.validation import CohortOutcome
+from edge_runtime.contracts.validation import WINDOW_DAYS, CohortOutcome
 from edge_runtime.hospital.pseudonyms import identity_key, pseudonym
 from edge_runtime.hospital.reference import ReferenceList, ReferenceResult
 from edge_runtime.hospital.retrieve import Archive, FoundStudy, Retrieval, RetrieveError
@@ -36,7 +36,6 @@ from edge_runtime.scanners.profiles import ScannerProfile, load_profiles
 from trainer.site.contact import write_contact_sheet
 from trainer.site.frames import FrameChoice, FrameScorer, choose_frames
 
-WINDOW_DAYS = 90
 LOG_COLUMNS = ("subject_id", "reference", "outcome", "detail", "candidates", "gap_days", "frames", "seconds")
 
 
