@@ -27,6 +27,7 @@ import numpy as np
 
 from edge_runtime.config import DriftSettings
 from edge_runtime.contracts import BundleMeta, DriftAlarm
+from edge_runtime.validation.verdict import binomial_tail
 
 if TYPE_CHECKING:
     from edge_runtime.box.stats import ThrottledLog
@@ -65,13 +66,16 @@ class Expected:
 
 
 def binomial_bound(expected: float, n: int, alpha: float) -> float:
-    """The smallest share k/n with P(X >= k) < alpha when X ~ Binomial(n, expected): at or beyond it, an alarm."""
-    tail = 0.0
-    for k in range(n, -1, -1):
-        tail += math.comb(n, k) * expected**k * (1 - expected) ** (n - k)
-        if tail >= alpha:
-            return (k + 1) / n
-    return 0.0
+    """The smallest share k/n with P(X >= k) < alpha when X ~ Binomial(n, expected): at or beyond it, an alarm.
+    The tail falls as k grows, so k is found by bisection over the verdict's own binomial tail."""
+    low, high = 1, n + 1  # P(X >= 0) = 1 is never below alpha; P(X >= n + 1) = 0 always is
+    while low < high:
+        middle = (low + high) // 2
+        if binomial_tail(middle, n, expected) < alpha:
+            high = middle
+        else:
+            low = middle + 1
+    return low / n
 
 
 def ks_distance(sample: np.ndarray, reference: np.ndarray) -> float:
