@@ -23,6 +23,7 @@ def _register() -> None:
     from benchmarks.federated import main as federated
     from benchmarks.gate import main as gate
     from benchmarks.head_loop import main as head_loop
+    from benchmarks.hri import main as hri
     from benchmarks.latency import main as latency
     from benchmarks.limit import main as limit
     from benchmarks.pacs import main as pacs
@@ -43,6 +44,7 @@ def _register() -> None:
     main.add_command(federated, "federated")
     main.add_command(gate, "gate")
     main.add_command(head_loop, "head-loop")
+    main.add_command(hri, "hri")
     main.add_command(latency, "latency")
     main.add_command(limit, "limit")
     main.add_command(pacs, "pacs")

@@ -24,7 +24,7 @@ from edge_runtime.contracts.constants import (
     TOPIC_THUMBNAIL,
     View,
 )
-from edge_runtime.contracts.names import ExamEnd, NoCall
+from edge_runtime.contracts.names import ExamEnd, HriAbsent, NoCall
 from edge_runtime.errors import FattyLiverError
 
 
@@ -69,6 +69,34 @@ class FrameRef(Message):
 
 
 ExamCall = Literal["fatty", "normal", "indeterminate"]
+Polygon = list[tuple[float, float]]
+
+
+class HriReading(Message):
+    """One kidney-liver frame's hepatorenal index (liver over renal cortex at the same depth, mean echo of the
+    displayed grey), with the two regions it was measured in, or why it is not measurable."""
+
+    seq: int = Field(description="The kidney-liver frame measured.")
+    value: float | None = Field(None, description="Liver / cortex mean echo; None: not measurable (see why).")
+    interval: tuple[float, float] | None = Field(None, description="95 % interval from the regions' speckle.")
+    why: HriAbsent | None = Field(None, description="Why there is no value.")
+    reason: str | None = Field(None, description="The same in words, for the page.")
+    liver_region: Polygon | None = Field(None, description="The liver region's outline, frame pixels (x, y).")
+    cortex_region: Polygon | None = Field(None, description="The cortex region's outline, frame pixels (x, y).")
+    liver_echo: float | None = Field(None, description="Mean grey level of the liver region (model input scale).")
+    cortex_echo: float | None = Field(None, description="Mean grey level of the cortex region (model input scale).")
+
+
+class ExamHri(Message):
+    """The exam's hepatorenal index over its guard-clean measured kidney-liver frames."""
+
+    value: float | None = Field(None, description="Geometric mean of the frames' HRI; None: none measurable.")
+    interval: tuple[float, float] | None = Field(
+        None, description="95 %: the spread between frames (three or more), else the frames' speckle."
+    )
+    frames: int = Field(0, ge=0, description="Frames measured.")
+    tried: int = Field(0, ge=0, description="Kidney-liver frames the measurement was tried on.")
+    why: HriAbsent | None = Field(None, description="The commonest reason when no frame was measurable.")
 
 
 class ExamEstimate(Message):
@@ -101,6 +129,7 @@ class ExamEstimate(Message):
         None, description="At most this share of definite calls is wrong, per class, as the bundle certifies it."
     )
     definite_subjects: int | None = Field(None, description="The calibration subjects the certification rests on.")
+    hri: ExamHri | None = Field(None, description="The exam's hepatorenal index; None: no kidney-liver frame tried.")
 
 
 class ResultMessage(Message):
@@ -119,6 +148,7 @@ class ResultMessage(Message):
         description="Per stage (edge_runtime.contracts.names.Stage, in its order) and end_to_end."
     )
     exam: ExamEstimate = Field(description="The session's exam-level answer after this pair.")
+    hri: HriReading | None = Field(None, description="The pair's kidney-liver frame's HRI, when it was measured.")
     out_of_distribution: bool | None = Field(
         None, description="A paired frame lies outside the training distribution; None: the bundle has no guard."
     )

@@ -19,6 +19,7 @@ class Stage(StrEnum):
     PREPROCESS = "preprocess"
     ENCODE = "encode"
     GATE = "gate"
+    MEASURE = "measure"
     PAIR = "pair"
     HEAD = "head"
     EXAM = "exam"
@@ -26,7 +27,16 @@ class Stage(StrEnum):
     END_TO_END = "end_to_end"
 
 
-PIPELINE_STAGES = (Stage.DECODE, Stage.PREPROCESS, Stage.ENCODE, Stage.GATE, Stage.PAIR, Stage.HEAD, Stage.EXAM)
+PIPELINE_STAGES = (
+    Stage.DECODE,
+    Stage.PREPROCESS,
+    Stage.ENCODE,
+    Stage.GATE,
+    Stage.MEASURE,
+    Stage.PAIR,
+    Stage.HEAD,
+    Stage.EXAM,
+)
 
 
 class Reject(StrEnum):
@@ -114,6 +124,25 @@ NO_CALL_SAID: dict[NoCall, str] = {
 }
 
 
+class HriAbsent(StrEnum):
+    """Why a kidney-liver frame or an exam gives no hepatorenal index (edge_runtime.measure.hri)."""
+
+    NO_KIDNEY = "no_kidney"  # no renal cortex in view
+    CORTEX_TOO_SMALL = "cortex_too_small"  # the cortex in view is too thin or too small to measure
+    NO_LIVER_AT_DEPTH = "no_liver_at_depth"  # no liver parenchyma beside the cortex at its depth
+    SATURATED = "saturated"  # a region's echoes are clipped at the display's white
+    NOISE_FLOOR = "noise_floor"  # a region's echoes are under the noise floor (attenuation, gain)
+
+
+HRI_ABSENT_SAID: dict[HriAbsent, str] = {
+    HriAbsent.NO_KIDNEY: "no renal cortex in view",
+    HriAbsent.CORTEX_TOO_SMALL: "the cortex in view is too small",
+    HriAbsent.NO_LIVER_AT_DEPTH: "no liver beside the cortex at its depth",
+    HriAbsent.SATURATED: "the regions are saturated",
+    HriAbsent.NOISE_FLOOR: "the regions are under the noise floor",
+}
+
+
 class ExamEnd(StrEnum):
     """Why an exam ended: no new frame for its time to live (a study: idle), the session cap, or the model serving it
     stopped serving (shutdown or a model update)."""
@@ -130,6 +159,7 @@ PLAIN_COUNTERS = """
     dicom_associations dicom_associations_refused dicom_associations_aborted dicom_objects_received
     dicom_objects_analysed dicom_objects_not_analysed dicom_objects_failed dicom_frames source_errors
     reports_queued reports_sent report_send_failures reports_not_linked reports_quarantined service_errors
+    hri_measured
 """.split()  # noqa: SIM905 - one name per word reads better than 31 quoted lines
 # Counters by reason: each member of a reason enum is counted under PREFIX_<its value>.
 COUNTED_REASONS: tuple[tuple[type[StrEnum], str], ...] = (
@@ -138,6 +168,7 @@ COUNTED_REASONS: tuple[tuple[type[StrEnum], str], ...] = (
     (GuardPart, "frames_out_of_distribution"),
     (DicomFailure, "dicom_failed"),
     (NoCall, "exams_no_call"),
+    (HriAbsent, "hri_not_measurable"),
 )
 _REASON_COUNTERS = {f"{prefix}_{reason.value}": (kind, reason) for kind, prefix in COUNTED_REASONS for reason in kind}
 
@@ -153,5 +184,5 @@ _BY_REASON: dict[tuple[type[StrEnum], str], Count] = {
 
 
 def counted(reason: StrEnum) -> Count:
-    """The counter of one declared reason (a DropReason, GateKeptOut, GuardPart, DicomFailure or NoCall member)."""
+    """The counter of one declared reason (a member of an enum in COUNTED_REASONS)."""
     return _BY_REASON[(type(reason), reason.value)]

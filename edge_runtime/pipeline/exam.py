@@ -37,9 +37,11 @@ from edge_runtime.contracts import (
     CertifiedCalls,
     ExamCalibration,
     ExamEstimate,
+    ExamHri,
     NoCall,
     PlattCalibrator,
 )
+from edge_runtime.measure.hri import FrameHri, exam_hri
 from edge_runtime.model.uncertainty import (
     Members,
     band_multiplier,
@@ -268,6 +270,9 @@ def _needs(definite: Definite) -> str:
     return " or ".join(parts)
 
 
+HRI_FRAMES = 30  # the exam's HRI combines its last this many measured kidney-liver frames
+
+
 @dataclass
 class ExamTracker:
     """One session's exam: its recent pairs, the call on display and since when it has held."""
@@ -283,9 +288,17 @@ class ExamTracker:
     streak: int = 0
     pending_since: float = 0.0
     last: ExamEstimate | None = None
+    hri_frames: deque[FrameHri] = field(default_factory=lambda: deque(maxlen=HRI_FRAMES))
 
     def saw(self, view: str) -> None:
         self.views_seen.add(view)
+
+    def add_hri(self, measured: FrameHri) -> None:
+        """A guard-clean kidney-liver frame's HRI (or why it had none) joins the exam's."""
+        self.hri_frames.append(measured)
+
+    def _hri(self) -> ExamHri | None:
+        return exam_hri(list(self.hri_frames)) if self.hri_frames else None
 
     def add(self, ts: float, members: Members, outside: bool = False, clock: float | None = None) -> ExamEstimate:
         """One new pair: slide the window, recombine, apply hysteresis; returns the exam as it now stands.
@@ -361,6 +374,7 @@ class ExamTracker:
             views_seen=sorted(self.views_seen),
             class_set=candidate.chosen,
             pdff_coverage=self.model.pdff_coverage,
+            hri=self._hri(),
             **self._certified(),
         )
 
@@ -373,6 +387,7 @@ class ExamTracker:
             calibrated=self.model.calibrated,
             views_seen=sorted(self.views_seen),
             pdff_coverage=self.model.pdff_coverage,
+            hri=self._hri(),
             **self._certified(),
         )
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.contracts import Count, ExamEstimate, FrameHeader, Reject, Stage, View
+from edge_runtime.contracts import Count, ExamEstimate, FrameHeader, HriReading, Reject, Stage, View
 from edge_runtime.model.uncertainty import Members
 from edge_runtime.pipeline.sessions import ViewFeatures
 from edge_runtime.pipeline.studies import StudyOrigin
@@ -45,10 +45,12 @@ class FrameContext:
     notes: list[Note] = field(default_factory=list)
     image: np.ndarray | None = None  # decoded screen
     tensor: np.ndarray | None = None  # the model input
+    box: tuple[int, int, int, int] | None = None  # where the model input was cut from the frame: x, y, w, h
     features: np.ndarray | None = None  # the encoder's features
     view: View | None = None  # the view the gate files the frame under
     confidence: float | None = None  # the gate's confidence in that view
     kept: ViewFeatures | None = None  # what the session keeps of this frame
+    hri: HriReading | None = None  # a kidney-liver frame's hepatorenal index, when measured
     paired: dict[str, ViewFeatures] | None = None  # both views' kept frames, once paired
     members: Members | None = None  # the bundle's ensemble on this pair: answer and spread
     p_fatty: float | None = None

@@ -161,6 +161,7 @@ class Pipeline:
             model=self.bundle.model_info,
             latency_ms={k: round(v, 3) for k, v in frame.stage_ms().items()},
             exam=frame.exam,
+            hri=paired[VIEWS[1]].hri,
             spread=self._spread(frame),
         )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_runtime.config import RuntimeConfig
-from edge_runtime.contracts import VIEWS, ExamEnd, ExamEstimate
+from edge_runtime.contracts import VIEWS, ExamEnd, ExamEstimate, HriReading
 from edge_runtime.pipeline.exam import ExamModel, ExamTracker, study_policy
 from edge_runtime.pipeline.repeats import same_image
 from edge_runtime.pipeline.studies import StudyOrigin, StudyTerms, StudyTrack
@@ -31,6 +31,7 @@ class ViewFeatures:
     view_confidence: float | None = None  # the view gate's confidence in the view these features are filed under
     outside: bool | None = None  # beyond the bundle's guard threshold (None: the bundle has no guard)
     fingerprint: np.ndarray | None = None  # frame_fingerprint of the model input: tells a frozen screen's repeats
+    hri: HriReading | None = None  # a kidney-liver frame's hepatorenal index, when measured
 
 
 @dataclass

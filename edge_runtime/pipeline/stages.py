@@ -1,4 +1,4 @@
-"""The pipeline's stages, in order: decode, preprocess, encode, gate, pair, head, exam.
+"""The pipeline's stages, in order: decode, preprocess, encode, gate, measure, pair, head, exam.
 
 Each stage is a small callable with a ``name`` (a :class:`Stage`): it takes a frame's context and returns it with
 its own part filled in, or a :class:`Drop` saying why the frame goes no further. Stages hold no sockets and count
@@ -7,6 +7,7 @@ nothing themselves: the runner times them, counts their drops and the counts the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Protocol
@@ -16,6 +17,7 @@ import zmq
 
 from edge_runtime.config import GateSettings
 from edge_runtime.contracts import VIEWS, Count, Reject, Stage, counted
+from edge_runtime.measure.hri import FrameHri, measure_frame
 from edge_runtime.model.bundle import Bundle
 from edge_runtime.model.gate import GatePolicy
 from edge_runtime.pipeline.frame import Drop, FrameContext, Note
@@ -26,6 +28,8 @@ from edge_runtime.scanners.profiles import FULL_FRAME, ScannerProfile
 from edge_runtime.wire.protocol import ProtocolError, decode_payload
 
 FULL_FRAME_PROFILE = ScannerProfile.from_mapping(FULL_FRAME, {"vendor": "unspecified", "crop": FULL_FRAME})
+HRI_EVERY_S = 0.5  # a session's kidney-liver frames are measured at most this often
+MEASURED_SESSIONS = 256  # beyond this many remembered sessions, the ones not measured lately are forgotten
 BLANK_RANGE = 8  # a preprocessed frame whose pixels span fewer grey levels than this carries no image
 
 
@@ -73,6 +77,7 @@ class PreprocessStage:
             return Drop(reject=Reject.SIZE_MISMATCH, detail=str(exc))
         if int(tensor.max()) - int(tensor.min()) < BLANK_RANGE:
             return Drop(reject=Reject.BLANK, detail=f"session {header.session} {header.view}: no image in the box")
+        frame.box = profile.box_for(frame.image.shape[1], frame.image.shape[0])
         frame.tensor, frame.image = tensor, None
         return frame
 
@@ -131,6 +136,28 @@ class GateStage:
         return frame
 
 
+class MeasureStage:
+    """A kidney-liver frame's hepatorenal index (edge_runtime.measure.hri), at most once per session every
+    ``every_s`` seconds: the exam needs several frames, not every one, and the frame budget stays the encoder's."""
+
+    name = Stage.MEASURE
+
+    def __init__(self, every_s: float = HRI_EVERY_S):
+        self.every_s, self.last = every_s, {}
+
+    def __call__(self, frame: FrameContext) -> FrameContext:
+        session, now = frame.header.session, time.monotonic()
+        if frame.view != VIEWS[1] or now - self.last.get(session, -math.inf) < self.every_s:
+            return frame
+        if len(self.last) > MEASURED_SESSIONS:
+            self.last = {k: t for k, t in self.last.items() if now - t < self.every_s}
+        self.last[session] = now
+        measured = measure_frame(frame.tensor)
+        frame.hri = frame.kept.hri = measured.reading(frame.header.seq, frame.box)
+        frame.counts.append(Count.HRI_MEASURED if measured.value is not None else counted(measured.absent))
+        return frame
+
+
 class PairStage:
     """File the frame in its exam; it goes on once the exam holds both views within the pairing window."""
 
@@ -174,6 +201,8 @@ class ExamStage:
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
         outside = any(frame.paired[v].outside for v in VIEWS)
         tracker = self.sessions.get(frame.header.session).exam
+        if frame.hri is not None and not frame.kept.outside:
+            tracker.add_hri(FrameHri.of(frame.hri))
         frame.exam = tracker.add(frame.header.ts, frame.members, outside, clock=time.monotonic())
         if outside and self.withhold_outside:
             return Drop(counts=(Count.RESULTS_WITHHELD_OUT_OF_DISTRIBUTION,))

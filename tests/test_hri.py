@@ -1,0 +1,138 @@
+"""The hepatorenal index: regions found on phantom kidney-liver frames land in the true liver and cortex, the
+number tracks the truth masks', and bad frames give a reason, never a number."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from edge_runtime.contracts import HriAbsent
+from edge_runtime.measure.hri import FrameHri, RegionEcho, exam_hri, measure_frame, ratio_interval
+from edge_runtime.pipeline.preprocess import crop_bmode, preprocess_frame
+from phantom.anatomy import CORTEX, LIVER
+from phantom.render import profile_for, render_view
+from phantom.subject import draw_cohort
+
+SEED = 321
+
+
+def _frame_and_mask(subject, view: str, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    rendered = render_view(subject, view, seed)
+    profile = profile_for(subject)
+    tensor = preprocess_frame(rendered.screen, profile, harmonisation="sector_median")
+    mask = crop_bmode(rendered.mask[:, :, None], profile)[:, :, 0]
+    return tensor, cv2.resize(mask, (224, 224), interpolation=cv2.INTER_NEAREST)
+
+
+def _truth_hri(tensor: np.ndarray, mask: np.ndarray) -> float:
+    """The truth masks' HRI: liver in the cortex's depth band over the cortex (tests/test_phantom_physics.py)."""
+    grey = tensor[:, :, 0].astype(np.float64)
+    rows = np.flatnonzero((mask == CORTEX).any(axis=1))
+    return float(grey[rows][mask[rows] == LIVER].mean() / grey[rows][mask[rows] == CORTEX].mean())
+
+
+@pytest.fixture(scope="module")
+def measured() -> list[tuple[float, FrameHri, np.ndarray, float]]:
+    subjects = draw_cohort(24, SEED, prevalence=0.6, pdff_distribution="severity-rich")
+    out = []
+    for subject in subjects:
+        tensor, mask = _frame_and_mask(subject, "kidney_liver")
+        out.append((subject.pdff, measure_frame(tensor), mask, _truth_hri(tensor, mask)))
+    return out
+
+
+def test_regions_lie_inside_the_true_liver_and_cortex(measured) -> None:
+    numbers = [(hri, mask) for _, hri, mask, _ in measured if hri.value is not None]
+    assert len(numbers) >= len(measured) // 2, "most kidney-liver frames of new subjects are measurable"
+    placed = 0
+    for hri, mask in numbers:
+        cortex_in = (mask[hri.cortex.mask(mask.shape)] == CORTEX).mean()
+        liver_in = (mask[hri.liver.mask(mask.shape)] == LIVER).mean()
+        placed += cortex_in >= 0.95 and liver_in >= 0.95
+    assert placed >= 0.9 * len(numbers), f"{placed} of {len(numbers)} frames have both regions inside the masks"
+
+
+def test_the_index_follows_the_truth_masks_index_and_its_interval_holds_it(measured) -> None:
+    pairs = [(hri.value, truth) for _, hri, _, truth in measured if hri.value is not None]
+    auto, truth = np.array(pairs).T
+    assert spearmanr(auto, truth).statistic >= 0.8
+    for _, hri, _, _ in measured:
+        if hri.value is not None:
+            assert hri.interval[0] < hri.value < hri.interval[1]
+
+
+def test_a_liver_view_sent_as_kidney_liver_gives_a_reason_not_a_number() -> None:
+    subjects = draw_cohort(12, SEED + 1)
+    answers = [measure_frame(_frame_and_mask(s, "liver")[0]) for s in subjects]
+    numbers = [a for a in answers if a.value is not None]
+    assert len(numbers) <= 1, f"{len(numbers)} liver views were given an HRI"
+    assert all(a.absent is not None for a in answers if a.value is None)
+
+
+def test_a_saturated_frame_and_a_frame_without_echoes_give_their_reasons() -> None:
+    subjects = draw_cohort(8, SEED + 2)
+    reasons = []
+    for subject in subjects:
+        tensor, _ = _frame_and_mask(subject, "kidney_liver")
+        if measure_frame(tensor).value is None:
+            continue
+        saturated = measure_frame(np.clip(tensor.astype(np.float64) * 3, 0, 255).astype(np.uint8))
+        assert saturated.value is None
+        reasons.append(saturated.absent)
+    assert reasons and reasons.count(HriAbsent.SATURATED) >= len(reasons) // 2
+    dark = measure_frame(np.full((224, 224, 3), 12, np.uint8))
+    assert dark.value is None and dark.absent is HriAbsent.NO_KIDNEY
+
+
+def test_the_ratio_interval_widens_with_speckle_and_frames_combine_on_the_log_scale() -> None:
+    quiet = ratio_interval(RegionEcho(120.0, 1.0, 150, 0.0), RegionEcho(100.0, 1.0, 50, 0.0))
+    noisy = ratio_interval(RegionEcho(120.0, 6.0, 150, 0.0), RegionEcho(100.0, 6.0, 50, 0.0))
+    assert quiet[0] == pytest.approx(1.2) and noisy[0] == pytest.approx(1.2)
+    assert noisy[1][1] - noisy[1][0] > 3 * (quiet[1][1] - quiet[1][0])
+
+    def frame(value: float) -> FrameHri:
+        echo = RegionEcho(100.0 * value, 2.0, 100, 0.0), RegionEcho(100.0, 2.0, 50, 0.0)
+        return FrameHri(value, ratio_interval(*echo)[1], None, liver_echo=echo[0], cortex_echo=echo[1])
+
+    exam = exam_hri([frame(1.4), frame(1.6), frame(1.5), FrameHri(None, None, HriAbsent.NO_KIDNEY)])
+    assert exam.frames == 3
+    assert exam.value == pytest.approx(float(np.exp(np.log([1.4, 1.6, 1.5]).mean())), abs=1e-4)
+    assert exam.interval[0] < 1.5 < exam.interval[1]
+    none = exam_hri([FrameHri(None, None, HriAbsent.SATURATED), FrameHri(None, None, HriAbsent.SATURATED)])
+    assert none.value is None and none.why is HriAbsent.SATURATED and none.tried == 2
+
+
+@pytest.mark.slow
+def test_a_live_exam_carries_each_frames_regions_in_frame_pixels_and_the_exams_hri(bundle_dir, tmp_path) -> None:
+    from helpers import breathed, frame_context, offline_server
+
+    from edge_runtime.contracts import Count, Stage, counted
+
+    server = offline_server(bundle_dir, tmp_path)
+    measure = next(stage for stage in server.pipeline.stages if stage.name == Stage.MEASURE)
+    measure.every_s = 0.0  # every kidney-liver frame, so the test needs no waiting
+    subject = draw_cohort(24, SEED, prevalence=0.6, pdff_distribution="severity-rich")[1]
+    profile = profile_for(subject)
+    screens = {v: render_view(subject, v, SEED).screen for v in ("liver", "kidney_liver")}
+    results = []
+    for k in range(6):
+        for i, view in enumerate(("liver", "kidney_liver")):
+            results.append(
+                server.pipeline.run(frame_context(view, 2 * k + i, breathed(screens[view], k), profile.name))
+            )
+    readings = [r.hri for r in results if r is not None and r.trigger == "kidney_liver"]
+    assert readings and all(r is not None for r in readings)
+    x, y, w, h = profile.box_for(*screens["kidney_liver"].shape[1::-1])
+    for reading in readings:
+        for outline in (reading.liver_region, reading.cortex_region):
+            points = np.array(outline)
+            assert (points[:, 0] >= x).all() and (points[:, 0] <= x + w).all()
+            assert (points[:, 1] >= y).all() and (points[:, 1] <= y + h).all()
+    exam = results[-1].exam.hri
+    measured = server.stats.counters[Count.HRI_MEASURED]
+    absent = sum(server.stats.counters[counted(reason)] for reason in HriAbsent)
+    assert measured + absent == 6 and exam.tried == 6 and exam.frames == measured >= 3
+    assert exam.interval[0] < exam.value < exam.interval[1]
+    server.bedside.audit.close()
