@@ -5,7 +5,7 @@ the scanner's display).
 How, in three steps a sonographer would recognise:
 1. **The kidney.** A bank of kidney templates (bright capsule rim, mid-grey cortex, a ring of dark medullary
    pyramids, a bright central sinus) is matched to the smoothed image at quarter scale; the best ellipse is then
-   refined at full scale. A weak best match means no kidney is in view.
+   refined at half scale. A weak case for a kidney (kidney_evidence) means no kidney is in view.
 2. **The cortex.** Inside the ellipse, between the pyramid ring and the capsule, on the near-field side and off
    the poles: the pixels whose smoothed echo is typical of that band (not a pyramid, not the rim).
 3. **The liver.** Outside the capsule, on the near-field side: the pixels typical of the parenchyma there (not a
@@ -31,16 +31,17 @@ SMOOTH_SIGMA = 2.0  # model-input px: averages speckle before the search and the
 LONG_AXES = (44.0, 50.0, 56.0)
 SHORT_AXES = (26.0, 29.0, 32.0, 35.0)
 TILTS = tuple(range(-80, 31, 10))
-MIN_KIDNEY_MATCH = 0.38  # normalised correlation below which no kidney is in view
-MIN_SINUS_CONTRAST = 1.0  # and the sinus stands out of the pyramid ring by at least this (sinus_contrast)
+KIDNEY_RULE = ((13.32, 1.32, 3.63, 0.69), -9.18)  # kidney_evidence: weights of match and contrasts, intercept
+MIN_KIDNEY_EVIDENCE = 0.7  # below this, no kidney is in view
 CORTEX_BAND = (0.74, 0.96)  # ellipse radius: outside the pyramids (which reach about 0.70), inside the capsule (1.0)
 LIVER_BAND = (1.3, 2.2)  # ellipse radius: beyond the capsule and perirenal fat
 MAX_POLAR = 0.85  # the cortex disc stays off the poles, where a template's long axis errs most
 TYPICAL_MADS = 2.5  # a pixel is typical of its band within this many median absolute deviations
-CORTEX_RADIUS = 4  # model-input px: the cortex disc (about 50 pixels)
+ATYPICAL_MARGIN = 2  # model-input px kept clear of an atypical pixel
+CORTEX_RADIUS = 3  # model-input px: the cortex disc (about 30 pixels)
 LIVER_RADIUS = 7  # model-input px: the liver disc (about 150 pixels)
-CORTEX_REACH = 9  # model-input px: how far the cortex region grows from its disc through typical cortex
-LIVER_REACH = 12  # model-input px: the same for the liver region
+CORTEX_REACH = 12  # model-input px: how far the cortex region grows from its disc through typical cortex
+LIVER_REACH = 18  # model-input px: the same for the liver region
 MAX_DEPTH_GAP = 6  # model-input px: how far apart in depth the two discs' centres may be
 
 
@@ -184,13 +185,18 @@ def find_kidney(smooth: np.ndarray) -> Kidney | None:
 
 
 def _typical(values: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """Candidates whose smoothed echo lies within TYPICAL_MADS median absolute deviations of the candidates'."""
+    """Candidates whose smoothed echo lies within TYPICAL_MADS median absolute deviations of the candidates', and
+    not within ATYPICAL_MARGIN pixels of one that does not (a vessel's or a pyramid's blurred edge)."""
     if not candidates.any():
         return candidates
     inside = values[candidates]
     median = float(np.median(inside))
     spread = max(float(np.median(np.abs(inside - median))) * 1.4826, 1.0)
-    return candidates & (np.abs(values - median) <= TYPICAL_MADS * spread)
+    typical = candidates & (np.abs(values - median) <= TYPICAL_MADS * spread)
+    atypical = cv2.dilate(
+        (candidates & ~typical).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=ATYPICAL_MARGIN
+    )
+    return typical & (atypical == 0)
 
 
 def _depth_profile(distance: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray]:
@@ -227,12 +233,26 @@ def _peak(distance: np.ndarray) -> tuple[float, float]:
     return float(x), float(y)
 
 
-def sinus_contrast(smooth: np.ndarray, rho: np.ndarray) -> float:
-    """How much brighter the ellipse's centre (the renal sinus) is than its ring of pyramids, in standard
-    deviations of the echo inside the ellipse: what tells a kidney from an oval of liver texture."""
-    inside = smooth[rho < 1.0]
-    sinus, ring = smooth[rho < 0.4].mean(), smooth[(rho >= 0.45) & (rho < 0.71)].mean()
-    return float((sinus - ring) / (inside.std() + 1.0))
+def kidney_evidence(smooth: np.ndarray, kidney: Kidney) -> float:
+    """How sure the image is that the matched ellipse is a kidney, 0 to 1: a logistic rule over the template match
+    and three contrasts in standard deviations of the echo inside the ellipse (sinus over pyramid ring, cortex over
+    pyramid ring, tissue in front over tissue behind). KIDNEY_RULE was fitted once on 200 phantom frames of both
+    views (three consoles) and checked on 200 new ones: 85 % of kidney-liver frames pass at 0.7, 2 % of liver views."""
+    rho, side, _ = kidney.radius(smooth.shape)
+    spread = float(smooth[rho < 1.0].std()) + 1.0
+
+    def mean(where: np.ndarray) -> float:
+        return float(smooth[where].mean()) if where.any() else 0.0
+
+    ring = mean((rho >= 0.45) & (rho < 0.71))
+    contrasts = (
+        (mean(rho < 0.4) - ring) / spread,
+        (mean((rho >= CORTEX_BAND[0]) & (rho < CORTEX_BAND[1])) - ring) / spread,
+        (mean((rho >= 1.2) & (rho < 1.8) & (side < 0)) - mean((rho >= 1.2) & (rho < 1.8) & (side > 0))) / spread,
+    )
+    weights, intercept = KIDNEY_RULE
+    logit = intercept + float(np.dot(weights, (kidney.match, *contrasts)))
+    return 1.0 / (1.0 + math.exp(-logit))
 
 
 def find_regions(grey: np.ndarray, floor: float) -> Regions:
@@ -245,11 +265,9 @@ def find_regions(grey: np.ndarray, floor: float) -> Regions:
     smooth = cv2.GaussianBlur(grey, (0, 0), SMOOTH_SIGMA)
     signal = smooth > floor
     kidney = find_kidney(smooth)
-    if kidney is None or kidney.match < MIN_KIDNEY_MATCH:
+    if kidney is None or kidney_evidence(smooth, kidney) < MIN_KIDNEY_EVIDENCE:
         return Regions(None, None, None)
     rho, side, polar = kidney.radius(grey.shape)
-    if sinus_contrast(smooth, rho) < MIN_SINUS_CONTRAST:
-        return Regions(None, None, None)
     near = side < 0
     usable = cv2.erode(signal.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     cortex = _typical(smooth, (rho >= CORTEX_BAND[0]) & (rho <= CORTEX_BAND[1]) & near & (polar < MAX_POLAR) & usable)
