@@ -25,6 +25,12 @@ $(EDGE_STAMP): pyproject.toml
 	$(EDGE_VENV)/bin/python -m pip install --quiet ".[edge]"
 	@touch $@
 
+# The JavaScript SR reader of the viewer test (dcmjs from the npm registry, pinned in tests/js/package-lock.json).
+JS_STAMP := tests/js/node_modules/.installed
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
 edge-check: $(EDGE_STAMP)
 	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py
 
@@ -32,10 +38,10 @@ edge-check: $(EDGE_STAMP)
 # systemd (systemd-analyze checks the unit), faketime (the wall-clock jump of `benchmarks faults`), dcmtk (storescu:
 # a scanner the tests did not write; dcmcjpeg/dcmconv: the phantom's DICOM forms), orthanc (a real PACS and Modality
 # Worklist for the report tests), dicom3tools (dciodvfy validates every report), and podman, buildah and mmdebstrap
-# (the bedside image, built with no registry: `make image`).
+# (the bedside image, built with no registry: `make image`), and node with npm (a JavaScript SR reader's test).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := chromium chromium-driver systemd faketime dcmtk orthanc dicom3tools podman buildah mmdebstrap
-DEBIAN_COMMANDS := chromium chromedriver systemd-analyze faketime storescu Orthanc dciodvfy podman buildah mmdebstrap
+DEBIAN_PACKAGES := chromium chromium-driver systemd faketime dcmtk orthanc dicom3tools podman buildah mmdebstrap nodejs npm
+DEBIAN_COMMANDS := chromium chromedriver systemd-analyze faketime storescu Orthanc dciodvfy podman buildah mmdebstrap node npm
 debian-tools:
 	@missing=; for c in $(DEBIAN_COMMANDS); do command -v $$c >/dev/null || missing=1; done; [ -z "$$missing" ] || \
 	  { $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null 2>&1 || \
@@ -44,7 +50,7 @@ debian-tools:
 demo: $(STAMP) debian-tools
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP) $(EDGE_STAMP) debian-tools
+test: $(STAMP) $(EDGE_STAMP) debian-tools $(JS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py

@@ -77,10 +77,25 @@ def test_a_stored_study_ends_in_one_valid_report_in_its_study(bundle_dir, orthan
     assert said.pdff_interval == tuple(exam["pdff_interval"]) if exam["pdff_interval"] else said.pdff_interval is None
     assert set(said.source_images) == set(final["study"]["sop_instance_uids"]) and said.source_images
     assert pydicom.dcmread(stored).PatientID == study.identity.patient_id  # the study's own patient module
+    _the_hri_is_drawn_on_a_kidney_liver_image_it_came_from(exam, said, study)
     assert not list((tmp_path / "queue" / "pending").iterdir())  # sent: nothing of the patient stays
     sent = (tmp_path / "queue" / "sent.jsonl").read_text()
     assert said.sop_instance_uid in sent and study.identity.patient_id not in sent
     _the_report_command_prints_both_sources(tmp_path, uid, stored, said.call)
+
+
+def _the_hri_is_drawn_on_a_kidney_liver_image_it_came_from(exam: dict, said, study: StoredStudy) -> None:
+    assert exam["hri"] is not None and exam["hri"]["tried"] >= 1, "the study's kidney-liver frames were measured"
+    if exam["hri"]["value"] is None:
+        assert said.hri is None and said.hri_regions == ()
+        return
+    assert said.hri == exam["hri"]["value"] and len(said.hri_regions) == 2
+    images = {str(ds.SOPInstanceUID): ds for ds in map(pydicom.dcmread, study.files)}
+    for region in said.hri_regions:
+        image = images[region.sop_instance_uid]
+        assert region.sop_instance_uid in said.source_images
+        assert 1 <= region.frame_number <= int(image.get("NumberOfFrames", 1))
+        assert all(0 <= x < image.Columns and 0 <= y < image.Rows for x, y in region.polygon)
 
 
 def _the_report_command_prints_both_sources(tmp_path: Path, uid: str, stored: Path, call: str) -> None:

@@ -34,6 +34,12 @@ NO_ANSWER = Code("FLE034", PRIVATE_SCHEME, "Too few liver and kidney-liver image
 CANNOT_CERTIFY = Code("FLE035", PRIVATE_SCHEME, "The model's calibration cannot certify a definite call")
 DEFINITE_ERROR = Code("FLE023", PRIVATE_SCHEME, "Certified error of definite calls")
 DEFINITE_SUBJECTS = Code("FLE025", PRIVATE_SCHEME, "Calibration subjects of the certification")
+KIDNEY = Code("64033007", "SCT", "Kidney")
+HEPATORENAL_INDEX = Code("FLE040", PRIVATE_SCHEME, "Hepatorenal index")
+HEPATORENAL_INDEX_LOWER = Code("FLE041", PRIVATE_SCHEME, "Hepatorenal index 95 % interval lower limit")
+HEPATORENAL_INDEX_UPPER = Code("FLE042", PRIVATE_SCHEME, "Hepatorenal index 95 % interval upper limit")
+HEPATORENAL_FRAMES = Code("FLE043", PRIVATE_SCHEME, "Kidney-liver frames measured")
+MEAN_ECHO = Code("FLE044", PRIVATE_SCHEME, "Mean echo level (displayed grey)")
 
 CALLS = {"fatty": PRESENT, "normal": ABSENT, "indeterminate": INDETERMINATE}
 

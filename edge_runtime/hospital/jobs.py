@@ -23,7 +23,7 @@ from edge_runtime.hospital.queue import Job
 from edge_runtime.hospital.report import Equipment, StudyContext, build_report
 from edge_runtime.hospital.sender import SendError
 from edge_runtime.hospital.worklist import WorklistError, choose, find_scheduled
-from edge_runtime.pipeline.studies import Evidence, StudyEvidence
+from edge_runtime.pipeline.studies import Evidence, HriEvidence, StudyEvidence
 
 
 class ReportUnbuildable(FattyLiverError):
@@ -37,7 +37,8 @@ def new_job(record: ExamRecord, study: dict[str, Any]) -> Job:
 
 def study_job(evidence: StudyEvidence) -> dict[str, Any]:
     """A stored study as a job holds it: its attributes and the images that contributed."""
-    return {"attributes": dict(evidence.attributes), "evidence": [e.__dict__ for e in evidence.evidence]}
+    job = {"attributes": dict(evidence.attributes), "evidence": [e.__dict__ for e in evidence.evidence]}
+    return job | ({"hri": evidence.hri.to_json()} if evidence.hri is not None else {})
 
 
 def accession_job(accession: str) -> dict[str, Any]:
@@ -93,7 +94,8 @@ class ReportBuilder:
         if "accession" not in job.study:
             try:
                 evidence = tuple(Evidence(**e) for e in job.study.get("evidence", []))
-                return StudyContext.from_json(job.study["attributes"], evidence)
+                hri = HriEvidence.from_json(job.study["hri"]) if job.study.get("hri") else None
+                return StudyContext.from_json(job.study["attributes"], evidence, hri)
             except (ValueError, TypeError, KeyError) as exc:
                 raise ReportUnbuildable(f"the study's attributes cannot be read: {exc}") from None
         if self.worklist is None:

@@ -19,8 +19,9 @@ from pydicom.dataset import Dataset
 
 from edge_runtime.contracts import ExamRecord
 from edge_runtime.hospital import codes
-from edge_runtime.pipeline.studies import Evidence
+from edge_runtime.pipeline.studies import Evidence, HriEvidence
 from edge_runtime.sources.dicom.attributes import patient_study_attributes
+from edge_runtime.sources.dicom.sop import MULTI_FRAME_STORAGE
 
 PRODUCT = "fatty-liver-edge"
 REPORT_SERIES_NUMBER = 9701
@@ -34,6 +35,7 @@ class StudyContext:
 
     attributes: Dataset  # only edge_runtime.sources.dicom.attributes.PATIENT_STUDY_KEYWORDS, in UTF-8
     evidence: tuple[Evidence, ...] = ()
+    hri: HriEvidence | None = None  # the frame the hepatorenal index is shown on, with both regions
 
     @property
     def study_uid(self) -> str:
@@ -49,9 +51,11 @@ class StudyContext:
         return cls.from_json(patient_study_attributes(source), evidence)
 
     @classmethod
-    def from_json(cls, attributes: Mapping[str, Any], evidence: Sequence[Evidence] = ()) -> StudyContext:
+    def from_json(
+        cls, attributes: Mapping[str, Any], evidence: Sequence[Evidence] = (), hri: HriEvidence | None = None
+    ) -> StudyContext:
         """The context from attributes as they travel (DICOM JSON, edge_runtime.pipeline.studies)."""
-        return cls(Dataset.from_json(dict(attributes)), tuple(evidence))
+        return cls(Dataset.from_json(dict(attributes)), tuple(evidence), hri)
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,13 @@ def _measurements(exam: dict[str, Any], hd: Any) -> list:
         out.append(num(codes.DEFINITE_ERROR, 100 * exam["definite_error"], codes.PERCENT))
         out.append(num(codes.DEFINITE_SUBJECTS, exam["definite_subjects"], codes.NO_UNITS))
     out.append(num(codes.IMAGE_PAIRS, exam.get("n_pairs") or 0, codes.NO_UNITS))
+    hri = exam.get("hri") or {}
+    if hri.get("value") is not None:
+        low, high = hri["interval"]
+        out += [num(codes.HEPATORENAL_INDEX, hri["value"], codes.NO_UNITS)]
+        out += [num(codes.HEPATORENAL_INDEX_LOWER, low, codes.NO_UNITS)]
+        out += [num(codes.HEPATORENAL_INDEX_UPPER, high, codes.NO_UNITS)]
+        out += [num(codes.HEPATORENAL_FRAMES, hri["frames"], codes.NO_UNITS)]
     return out
 
 
@@ -117,6 +128,41 @@ def _group(record: ExamRecord, study: StudyContext, hd: Any) -> Any:
     )
 
 
+def _region_group(name: str, site: Any, polygon: Sequence, echo: float, shown: HriEvidence, hd: Any, hri: bool) -> Any:
+    """A TID 1410 planar ROI group: one region as a closed polygon on the stored frame it was measured on, its mean
+    echo, and (on the liver's) that frame's hepatorenal index."""
+    import numpy as np
+
+    points = np.array([*polygon, polygon[0]], dtype=np.float32)  # a closed POLYLINE: its last point is its first
+    frames = [shown.frame_number] if shown.image.sop_class in MULTI_FRAME_STORAGE else None
+    source = hd.sr.SourceImageForRegion(
+        shown.image.sop_class, shown.image.sop_instance, referenced_frame_numbers=frames
+    )
+    measurements = [hd.sr.Measurement(name=codes.MEAN_ECHO, value=float(echo), unit=codes.NO_UNITS)]
+    if hri:
+        measurements.append(hd.sr.Measurement(name=codes.HEPATORENAL_INDEX, value=shown.value, unit=codes.NO_UNITS))
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(identifier=name, uid=hd.UID()),
+        referenced_region=hd.sr.ImageRegion(hd.sr.GraphicTypeValues.POLYLINE, points, source),
+        finding_type=codes.HEPATORENAL_INDEX,
+        finding_sites=[hd.sr.FindingSite(site)],
+        measurements=measurements,
+    )
+
+
+def _hri_groups(study: StudyContext, hd: Any) -> list:
+    """Both regions of the frame the exam's HRI is shown on, as a viewer draws them (none when none was measured)."""
+    shown = study.hri
+    if shown is None:
+        return []
+    return [
+        _region_group("liver region", codes.LIVER, shown.liver_region, shown.liver_echo, shown, hd, hri=True),
+        _region_group(
+            "renal cortex region", codes.KIDNEY, shown.cortex_region, shown.cortex_echo, shown, hd, hri=False
+        ),
+    ]
+
+
 def build_report(record: ExamRecord, study: StudyContext, equipment: Equipment, uids: tuple[str, str]) -> Dataset:
     """The exam's SR document in its study.
 
@@ -137,7 +183,7 @@ def build_report(record: ExamRecord, study: StudyContext, equipment: Equipment, 
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.ULTRASONOGRAPHY_OF_ABDOMEN,
-        imaging_measurements=[_group(record, study, hd)],
+        imaging_measurements=[_group(record, study, hd), *_hri_groups(study, hd)],
     )
     evidence = [_stub(study, e) for e in study.evidence] or [_stub(study, None)]
     ended = dt.datetime.fromtimestamp(record.ended, dt.UTC)
@@ -191,6 +237,30 @@ def contributing(equipment: Equipment, record: ExamRecord) -> Any:
 
 
 @dataclass(frozen=True)
+class ShownRegion:
+    """A region a report draws: its name, polygon (image pixels), the image and frame, and its mean echo."""
+
+    name: str
+    polygon: tuple[tuple[float, float], ...]
+    sop_instance_uid: str
+    frame_number: int
+    mean_echo: float
+
+
+def _shown_regions(sr: Any) -> tuple[ShownRegion, ...]:
+    """Every planar ROI group's region as a viewer reads it: the SCOORD and the image it is drawn on."""
+    out = []
+    for group in sr.content.get_planar_roi_measurement_groups():
+        scoord = group.roi
+        reference = scoord.ContentSequence[0].ReferencedSOPSequence[0]
+        echo = next(float(m.value) for m in group.get_measurements() if m.name.value == codes.MEAN_ECHO.value)
+        points = tuple((float(x), float(y)) for x, y in scoord.value[:-1])  # the closing point repeats the first
+        frame = int(reference.get("ReferencedFrameNumber", 1))
+        out.append(ShownRegion(str(group.tracking_identifier), points, reference.ReferencedSOPInstanceUID, frame, echo))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class ReportedValues:
     """What a report states, read back from the document with highdicom (as a PACS viewer or a registry would)."""
 
@@ -202,6 +272,8 @@ class ReportedValues:
     pdff_interval: tuple[float, float] | None
     p_fatty: float | None
     source_images: tuple[str, ...]
+    hri: float | None = None
+    hri_regions: tuple[ShownRegion, ...] = ()
 
 
 def read_report(source: Any) -> ReportedValues:
@@ -227,4 +299,6 @@ def read_report(source: Any) -> ReportedValues:
         pdff_interval=(values[interval[0]], values[interval[1]]) if interval[0] in values else None,
         p_fatty=values.get(codes.P_FATTY.value),
         source_images=tuple(s.referenced_sop_instance_uid for s in group.source_images),
+        hri=values.get(codes.HEPATORENAL_INDEX.value),
+        hri_regions=_shown_regions(sr),
     )

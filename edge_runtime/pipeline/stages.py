@@ -200,9 +200,12 @@ class ExamStage:
 
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
         outside = any(frame.paired[v].outside for v in VIEWS)
-        tracker = self.sessions.get(frame.header.session).exam
+        session = self.sessions.get(frame.header.session)
+        tracker = session.exam
         if frame.hri is not None and not frame.kept.outside:
             tracker.add_hri(FrameHri.of(frame.hri))
+            if frame.hri.value is not None and frame.origin is not None and session.study is not None:
+                session.study.hri_measured(frame.origin, frame.hri)
         frame.exam = tracker.add(frame.header.ts, frame.members, outside, clock=time.monotonic())
         if outside and self.withhold_outside:
             return Drop(counts=(Count.RESULTS_WITHHELD_OUT_OF_DISTRIBUTION,))

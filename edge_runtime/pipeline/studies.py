@@ -9,11 +9,15 @@ record holds UIDs only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edge_runtime.contracts import HriReading
 from edge_runtime.pipeline.exam import ExamTracker
+
+KEPT_HRI_FRAMES = 30  # a study keeps its last this many measured frames for the report's choice
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class StudyOrigin:
     region: int | None  # the tissue region of a dual or quad display (None: the whole image)
     sop_class: str = ""
     attributes: Mapping[str, Any] = field(default_factory=dict)  # the patient and study modules, DICOM JSON
+    offset: tuple[int, int] = (0, 0)  # the region's top-left pixel in the stored image (x, y)
 
     @property
     def evidence(self) -> Evidence:
@@ -52,11 +57,54 @@ class StudyTerms:
 
 
 @dataclass(frozen=True)
+class HriEvidence:
+    """The kidney-liver frame a report shows the hepatorenal index on: the stored image and frame (1-based, as
+    DICOM numbers frames), the frame's HRI, and both regions as polygons in the stored image's pixels."""
+
+    image: Evidence
+    frame_number: int
+    value: float
+    liver_region: tuple[tuple[float, float], ...]
+    cortex_region: tuple[tuple[float, float], ...]
+    liver_echo: float
+    cortex_echo: float
+
+    @classmethod
+    def of(cls, origin: StudyOrigin, reading: HriReading) -> HriEvidence:
+        """A measured reading of a stored frame, its regions moved from the frame into the stored image."""
+        dx, dy = origin.offset
+
+        def moved(polygon: list[tuple[float, float]] | None) -> tuple[tuple[float, float], ...]:
+            return tuple((round(x + dx, 1), round(y + dy, 1)) for x, y in polygon or ())
+
+        return cls(
+            origin.evidence,
+            origin.frame + 1,
+            float(reading.value),
+            moved(reading.liver_region),
+            moved(reading.cortex_region),
+            float(reading.liver_echo),
+            float(reading.cortex_echo),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HriEvidence:
+        polygon = lambda points: tuple(tuple(point) for point in points)  # noqa: E731
+        fields = dict(data) | {"image": Evidence(**data["image"])}
+        return cls(**fields | {k: polygon(fields[k]) for k in ("liver_region", "cortex_region")})
+
+
+@dataclass(frozen=True)
 class StudyEvidence:
-    """What an ended study hands its report: the patient and study attributes, and the images that contributed."""
+    """What an ended study hands its report: the patient and study attributes, the images that contributed, and
+    the frame whose hepatorenal index stands for the exam's (None: none was measured)."""
 
     attributes: Mapping[str, Any]
     evidence: tuple[Evidence, ...]
+    hri: HriEvidence | None = None
 
 
 @dataclass
@@ -68,6 +116,7 @@ class StudyTrack:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     received: dict[str, Evidence] = field(default_factory=dict)  # instance -> its evidence
     contributed: dict[str, set[str]] = field(default_factory=dict)  # series -> instances with a filed frame
+    measured: list[HriEvidence] = field(default_factory=list)  # guard-clean frames given an HRI (the last few)
 
     def arrived(self, origin: StudyOrigin) -> None:
         self.received[origin.instance] = origin.evidence
@@ -76,9 +125,20 @@ class StudyTrack:
     def filed(self, origin: StudyOrigin) -> None:
         self.contributed.setdefault(origin.series, set()).add(origin.instance)
 
+    def hri_measured(self, origin: StudyOrigin, reading: HriReading) -> None:
+        """A stored frame's HRI, kept so the report can show the exam's on an image."""
+        self.measured = [*self.measured[-(KEPT_HRI_FRAMES - 1) :], HriEvidence.of(origin, reading)]
+
+    def representative(self) -> HriEvidence | None:
+        """The measured frame whose HRI lies nearest the exam's (the geometric mean of the frames')."""
+        if not self.measured:
+            return None
+        centre = math.exp(sum(math.log(m.value) for m in self.measured) / len(self.measured))
+        return min(self.measured, key=lambda m: abs(math.log(m.value / centre)))
+
     def instances(self) -> list[str]:
         return sorted({i for instances in self.contributed.values() for i in instances})
 
     def evidence(self) -> StudyEvidence:
         used = [self.received[i] for i in self.instances() if i in self.received]
-        return StudyEvidence(dict(self.attributes), tuple(used))
+        return StudyEvidence(dict(self.attributes), tuple(used), self.representative())

@@ -32,6 +32,7 @@ class RegionFrame:
     frame: int  # the frame of a cine loop (0 for a single image)
     region: int | None  # index among the tissue regions; None: the object has none (a screen profile crops)
     pixels: np.ndarray  # (H, W, 3) uint8 RGB
+    offset: tuple[int, int] = (0, 0)  # where the region's top-left pixel lies in the stored image (x, y)
 
 
 def read_dataset(source: str | Path | bytes) -> Any:
@@ -147,7 +148,7 @@ def region_frames(ds: Any) -> list[RegionFrame]:
     if not boxes:
         return [RegionFrame(k, None, frame) for k, frame in enumerate(frames)]
     return [
-        RegionFrame(k, i, np.ascontiguousarray(frame[y0 : y1 + 1, x0 : x1 + 1]))
+        RegionFrame(k, i, np.ascontiguousarray(frame[y0 : y1 + 1, x0 : x1 + 1]), (x0, y0))
         for k, frame in enumerate(frames)
         for i, (x0, y0, x1, y1) in enumerate(boxes)
     ]

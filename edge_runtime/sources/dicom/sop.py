@@ -15,6 +15,11 @@ IMAGE_STORAGE: tuple[str, ...] = (
     uid.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
 )
 
+MULTI_FRAME_STORAGE: frozenset[str] = frozenset(IMAGE_STORAGE) - {
+    uid.UltrasoundImageStorage,
+    uid.SecondaryCaptureImageStorage,
+}  # a reference to one of their frames names the frame; to a single-frame image it must not (PS3.3 C.17.3)
+
 TRANSFER_SYNTAXES: tuple[str, ...] = (
     uid.ImplicitVRLittleEndian,
     uid.ExplicitVRLittleEndian,

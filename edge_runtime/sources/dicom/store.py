@@ -210,7 +210,7 @@ class DicomStores:
                 PROTOCOL_VERSION, first + k, ts, stored.study, scanner, AUTO_VIEW, width, height, 3, "raw"
             )
             where = (stored.study, stored.series, stored.instance, region.frame, region.region)
-            origin = StudyOrigin(*where, stored.sop_class, attributes)
+            origin = StudyOrigin(*where, stored.sop_class, attributes, region.offset)
             out.append(FrameContext(header, region.pixels, received, origin=origin))
         return out
 

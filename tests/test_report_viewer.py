@@ -1,0 +1,96 @@
+"""The report as a viewer reads it: the hepatorenal index with both regions drawn on the image they were measured
+on. dciodvfy validates the document, highdicom reads it back, and a JavaScript SR reader (dcmjs, the library OHIF
+builds on, from the npm registry: tests/js) finds the measurement groups and their polygons."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import UltrasoundImageStorage, generate_uid
+
+from edge_runtime.contracts import ExamEstimate, ExamHri, ExamRecord, ModelInfo
+from edge_runtime.hospital import codes
+from edge_runtime.hospital.jobs import study_job
+from edge_runtime.hospital.report import Equipment, StudyContext, build_report, read_report
+from edge_runtime.pipeline.studies import Evidence, HriEvidence, StudyEvidence
+
+ROOT = Path(__file__).resolve().parents[1]
+US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+LIVER = ((110.5, 200.0), (150.0, 196.0), (158.0, 230.0), (120.0, 236.0))
+CORTEX = ((300.0, 210.0), (318.0, 205.0), (322.0, 224.0), (304.0, 228.0))
+
+
+def _report(tmp_path: Path, with_hri: bool = True, sop_class: str = US_MULTIFRAME) -> tuple[Path, Evidence]:
+    exam = ExamEstimate(
+        call="fatty", p_fatty=0.93, pdff=12.1, pdff_interval=(8.0, 17.0), n_pairs=5, calibrated=True,
+        hri=ExamHri(value=1.41, interval=(1.32, 1.5), frames=4, tried=5) if with_hri else None,
+    )  # fmt: skip
+    record = ExamRecord(
+        session="s", ended=time.time(), why="ttl", exam=exam, model=ModelInfo(name="m", version="1.0.0", sha="0" * 16)
+    )
+    source = Dataset()
+    source.StudyInstanceUID, source.PatientID, source.PatientName = generate_uid(), "P-1", "DOE^JANE"
+    image = Evidence(sop_class, generate_uid(), generate_uid())
+    shown = HriEvidence(image, 3, 1.43, LIVER, CORTEX, 121.5, 85.0) if with_hri else None
+    study = StudyContext.of(source, (image,))
+    # the job round trip the queue makes, so the report is built from what the queue holds
+    held = study_job(StudyEvidence({}, (image,), shown))
+    study = StudyContext(study.attributes, study.evidence, HriEvidence.from_json(held["hri"]) if with_hri else None)
+    path = tmp_path / "report.dcm"
+    build_report(record, study, Equipment("BOX", "1.0"), (generate_uid(), generate_uid())).save_as(
+        path, enforce_file_format=True
+    )
+    return path, image
+
+
+def _dcmjs(path: Path) -> list[dict]:
+    reader = ROOT / "tests" / "js" / "read_sr.js"
+    done = subprocess.run(["node", str(reader), str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_report_holds_the_hri_and_both_regions_on_their_image_for_every_reader(tmp_path: Path) -> None:
+    path, image = _report(tmp_path)
+    checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    assert [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")] == []
+
+    said = read_report(path)
+    assert said.hri == pytest.approx(1.41)
+    regions = {r.name: r for r in said.hri_regions}
+    assert set(regions) == {"liver region", "renal cortex region"}
+    flat = lambda points: [v for point in points for v in point]  # noqa: E731
+    assert flat(regions["liver region"].polygon) == pytest.approx(flat(LIVER))
+    assert flat(regions["renal cortex region"].polygon) == pytest.approx(flat(CORTEX))
+    assert {(r.sop_instance_uid, r.frame_number) for r in said.hri_regions} == {(image.sop_instance, 3)}
+    assert regions["liver region"].mean_echo == pytest.approx(121.5)
+
+    groups = _dcmjs(path)
+    exam, *drawn = groups
+    assert {m["code"]: m["value"] for m in exam["measurements"]}[codes.HEPATORENAL_INDEX.value] == pytest.approx(1.41)
+    assert len(drawn) == 2 and all(len(g["regions"]) == 1 for g in drawn)
+    for group, outline in zip(drawn, (LIVER, CORTEX), strict=True):
+        region = group["regions"][0]
+        assert region["type"] == "POLYLINE" and region["image"] == image.sop_instance and region["frame"] == 3
+        assert region["points"][0] == region["points"][-1]  # closed
+        assert flat(region["points"][:-1]) == pytest.approx(flat(outline), abs=1e-3)
+    assert any(m["code"] == codes.HEPATORENAL_INDEX.value for m in drawn[0]["measurements"])
+
+
+def test_a_region_on_a_single_frame_image_names_no_frame(tmp_path: Path) -> None:
+    path, image = _report(tmp_path, sop_class=UltrasoundImageStorage)
+    checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    assert [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")] == []
+    assert {(r.sop_instance_uid, r.frame_number) for r in read_report(path).hri_regions} == {(image.sop_instance, 1)}
+
+
+def test_a_report_without_a_measured_hri_draws_no_region(tmp_path: Path) -> None:
+    path, _ = _report(tmp_path, with_hri=False)
+    said = read_report(path)
+    assert said.hri is None and said.hri_regions == ()
+    assert len(_dcmjs(path)) == 1
