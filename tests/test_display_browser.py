@@ -2,7 +2,8 @@
 
 The README's test command installs Debian's chromium and chromium-driver, so this runs in CI. Checked: each
 session's call, PDFF and thumbnails appear; the page updates within 1 s of a new result; it says STALE within
-3 s of stopping the runtime; it recovers when the runtime restarts, and after the browser reloads.
+3 s of stopping the runtime; it recovers when the runtime restarts, and after the browser reloads; each card states
+the exam's hepatorenal index (or why there is none) and draws its regions only on the frame they were measured on.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ return Array.from(document.querySelectorAll('.card')).map((card) => ({
     && card.querySelector('.call').getBoundingClientRect().right <= card.getBoundingClientRect().right,
   numbers: card.querySelector('.numbers').innerText,
   reason: card.querySelector('.reason').innerText,
+  hri: card.querySelector('.hri').innerText,
+  regions: card.querySelectorAll('.thumbs svg.regions polygon').length,
   thumbs_loaded: Array.from(card.querySelectorAll('.thumbs img'))
     .filter((i) => i.complete && i.naturalWidth > 0).length,
 }));
@@ -71,6 +74,9 @@ def test_the_page_follows_live_exams_goes_stale_and_recovers(bundle_dir: Path, t
             assert card["call"].upper() in ("FATTY", "NORMAL", "INDETERMINATE", "PAIR: FATTY", "PAIR: NORMAL"), card
             assert "PDFF" in card["numbers"] and "%" in card["numbers"]
         assert wait_for(lambda: all(c["thumbs_loaded"] == 2 for c in _cards(browser).values()), timeout=5)
+        for card in _cards(browser).values():  # the exam's HRI, or why not; regions only on their own frame, both
+            assert card["hri"].startswith(("liver/cortex", "HRI not measurable")), card
+            assert card["regions"] in (0, 2), card
 
         before = _cards(browser)["exam-a"]["reason"]
         published = server.stats.counters["results_published"]

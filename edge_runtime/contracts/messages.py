@@ -85,6 +85,9 @@ class HriReading(Message):
     cortex_region: Polygon | None = Field(None, description="The cortex region's outline, frame pixels (x, y).")
     liver_echo: float | None = Field(None, description="Mean grey level of the liver region (model input scale).")
     cortex_echo: float | None = Field(None, description="Mean grey level of the cortex region (model input scale).")
+    box: tuple[int, int, int, int] | None = Field(
+        None, description="Where the measured model input was cut from the frame (x, y, w, h): the page draws there."
+    )
 
 
 class ExamHri(Message):

@@ -75,6 +75,7 @@ class FrameHri:
             cortex_region=outline(self.cortex),
             liver_echo=None if self.liver_echo is None else round(self.liver_echo.mean, 2),
             cortex_echo=None if self.cortex_echo is None else round(self.cortex_echo.mean, 2),
+            box=tuple(int(v) for v in box),
         )
 
     @classmethod

@@ -64,13 +64,32 @@ function trendSvg(trend) {
     ${dots}<polyline points="${line("exam_pdff")}" fill="none" stroke="#f2f4f7" stroke-width="2.5"/></svg>`;
 }
 
+// The hepatorenal index: the exam's, and the regions of the kidney-liver frame on its thumbnail (only when the
+// thumbnail is that very frame: regions drawn on another frame would point at the wrong tissue).
+function hriLine(exam) {
+  const hri = exam && exam.hri;
+  if (!hri) return "";
+  if (hri.value === null || hri.value === undefined) return `HRI not measurable: ${esc((hri.why || "").replaceAll("_", " "))}`;
+  const [lo, hi] = hri.interval;
+  return `liver/cortex ${fmt(hri.value, 2)} (${fmt(lo, 2)}-${fmt(hi, 2)}) <span class="label">HRI, ${hri.frames} frame${hri.frames === 1 ? "" : "s"}</span>`;
+}
+
+function regionsSvg(reading, thumbUrl) {
+  const seq = thumbUrl && Number(new URL(thumbUrl, location.href).searchParams.get("seq"));
+  if (!reading || reading.value === null || !reading.box || seq !== reading.seq) return "";
+  const [x, y, w, h] = reading.box;
+  const outline = (points, cls) => `<polygon class="hri-region ${cls}" points="${points.map((p) => p.join(",")).join(" ")}"/>`;
+  return `<svg class="regions" viewBox="${x} ${y} ${w} ${h}" preserveAspectRatio="none" aria-label="HRI regions">
+    ${outline(reading.liver_region, "liver")}${outline(reading.cortex_region, "cortex")}</svg>`;
+}
+
 function card(s, unlinked) {
   const r = s.result;
   if (!r) return "";
   const report = unlinked.includes(s.session) ? '<div class="report">No PACS report: linked to no study</div>' : "";
   const c = callBlock(r);
   const thumbs = ["liver", "kidney_liver"].map((v) => s.thumbnails[v]
-    ? `<figure><img alt="${v} crop" src="${withToken(s.thumbnails[v])}"><figcaption>${v.replace("_", "-")}</figcaption></figure>` : "").join("");
+    ? `<figure><img alt="${v} crop" src="${withToken(s.thumbnails[v])}">${v === "kidney_liver" ? regionsSvg(r.hri, s.thumbnails[v]) : ""}<figcaption>${v.replace("_", "-")}</figcaption></figure>` : "").join("");
   // Stage names come from the result itself, in the runtime's declared order (edge_runtime.contracts.Stage).
   const lat = Object.entries(r.latency_ms)
     .map(([stage, ms]) => `${stage.replaceAll("_", " ")} ${fmt(ms, 0)} ms`).join(" &middot; ");
@@ -79,6 +98,7 @@ function card(s, unlinked) {
     <div class="call ${c.cls}" data-call="${c.cls}">${c.label}</div>
     <div class="sub">${esc(c.sub)}</div>
     <div class="numbers">${c.numbers}</div>
+    <div class="hri">${hriLine(r.exam)}</div>
     <div class="reason">${c.reason}</div>
     <div class="flags">${c.flags}</div>
     ${report}
