@@ -17,6 +17,7 @@ from edge_runtime.contracts import ExamEstimate, ExamHri, ExamRecord, ModelInfo
 from edge_runtime.hospital import codes
 from edge_runtime.hospital.jobs import study_job
 from edge_runtime.hospital.report import Equipment, StudyContext, build_report, read_report
+from edge_runtime.hospital.summary import from_document, text
 from edge_runtime.pipeline.studies import Evidence, HriEvidence, StudyEvidence
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +70,9 @@ def test_the_report_holds_the_hri_and_both_regions_on_their_image_for_every_read
     assert flat(regions["renal cortex region"].polygon) == pytest.approx(flat(CORTEX))
     assert {(r.sop_instance_uid, r.frame_number) for r in said.hri_regions} == {(image.sop_instance, 3)}
     assert regions["liver region"].mean_echo == pytest.approx(121.5)
+
+    printed = text(from_document(path))  # edge-runtime report --sr
+    assert "hepatorenal index (liver/cortex) 1.41" in printed and "renal cortex region (mean echo 85.0)" in printed
 
     groups = _dcmjs(path)
     exam, *drawn = groups

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.contracts import HRI_ABSENT_SAID, HriAbsent
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.hospital.report import read_report
 from edge_runtime.sinks.audit import read_final_exams
@@ -34,6 +35,15 @@ class Summary:
     interval: tuple[float, float] | None
 
 
+def hri_line(hri: dict) -> str:
+    """The exam's hepatorenal index in words: the value, its interval and frames, or why there is none."""
+    if hri.get("value") is None:
+        why = HRI_ABSENT_SAID[HriAbsent(hri["why"])] if hri.get("why") else "no frame"
+        return f"hepatorenal index: not measurable ({why})"
+    low, high = hri["interval"]
+    return f"hepatorenal index (liver/cortex) {hri['value']:.2f} (95 %: {low:.2f}-{high:.2f}, {hri['frames']} frames)"
+
+
 def from_audit(log: Path, session: str) -> Summary:
     """The last final record of ``session`` in the audit log."""
     finals = [f for f in read_final_exams(log) if f.get("session") == session]
@@ -50,6 +60,8 @@ def from_audit(log: Path, session: str) -> Summary:
         lines.append(certified_line(exam["definite_error"], exam["definite_subjects"]))
     if exam.get("reason"):
         lines.append(f"why: {exam['reason']}")
+    if exam.get("hri"):
+        lines.append(hri_line(exam["hri"]))
     if record.get("study"):
         lines.append(
             f"study {record['study']['study_instance_uid']}, {len(record['study']['sop_instance_uids'])} images"
@@ -70,6 +82,9 @@ def from_document(path: Path) -> Summary:
         lines.append(f"p_fatty {said.p_fatty:.3f}")
     if said.why:
         lines.append(f"why: {said.why}")
+    if said.hri is not None:
+        drawn = ", ".join(f"{r.name} (mean echo {r.mean_echo:.1f})" for r in said.hri_regions)
+        lines.append(f"hepatorenal index (liver/cortex) {said.hri:.2f}" + (f"; drawn: {drawn}" if drawn else ""))
     return Summary("Fatty liver report (DICOM SR)", said.call, lines, said.pdff, said.pdff_interval)
 
 
