@@ -221,8 +221,11 @@ def test_ablate_reports_every_row_on_the_same_folds(tiny_cohort: Path, feature_c
     )
     assert result.exit_code == 0, result.output
     table = (out / "ablation.md").read_text()
-    for row in ("| liver |", "| kidney_liver |", "| clkl |", "| clkl_no_augmentation |"):
+    for row in ("| liver |", "| kidney_liver |", "| clkl |", "| clkl_no_augmentation |", "| hri |", "| clkl_hri |"):
         assert row in table
+    hri = json.loads((out / "ablation.json").read_text())["hri_basis"]
+    assert 0 < hri["measured"] <= hri["subjects"] and set(hri["across_vendors"]) == {"GE", "PHILIPS"}
+    assert "## The hepatorenal index" in table
     assert (out / "ablation.png").is_file()
     across = table[table.index("## Across vendors") :]  # the tiny cohort has both vendors
     assert "| GE -> PHILIPS |" in across and "| PHILIPS -> GE |" in across and (out / "transfer.png").is_file()

@@ -1,7 +1,8 @@
 """`trainer ablate`: the paper's comparison in one table, every row on the same subject-level folds.
 
 Rows: liver only, kidney-liver only, CLKL (frozen), CLKL fine-tuned, CLKL without augmentation (neither
-rotations nor appearance looks). As in the paper, the rows are classifiers by default and the fine-tuned row
+rotations nor appearance looks), and the hepatorenal index alone and beside CLKL (trainer.hri_rows, on CLKL's
+folds and out-of-fold answers). As in the paper, the rows are classifiers by default and the fine-tuned row
 trains every layer; the table states the depth that was fine-tuned. With two or more vendors the report adds
 the CLKL row across vendors (trained without the test vendor), next to its within-vendor CV.
 """
@@ -14,12 +15,13 @@ from typing import Any
 
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort
+from trainer.hri_rows import HRI_ROWS, hri_ablation_rows
 from trainer.paper import paper_line
 from trainer.report import metric_cell
 from trainer.train import train_run
 from trainer.transfer_report import transfer_section
 
-ROWS = ("liver", "kidney_liver", "clkl", "clkl_finetuned", "clkl_no_augmentation")
+ROWS = ("liver", "kidney_liver", "clkl", "clkl_finetuned", "clkl_no_augmentation", *HRI_ROWS)
 
 
 def ablation_configs(base: TrainConfig, finetune: str, finetune_epochs: int | None) -> dict[str, TrainConfig]:
@@ -76,7 +78,7 @@ def run_ablation(
     shared = _shared_extraction(cohort, configs["clkl"], out_dir, rows, progress)
     results: dict[str, Any] = {}
     folds_file: Path | None = None
-    for name in rows:
+    for name in [n for n in rows if n in configs]:
         if progress:
             print(f"\n=== ablation row: {name} ===", flush=True)
         run_dir = out_dir / name
@@ -84,13 +86,20 @@ def run_ablation(
         report = train_run(cohort, configs[name], run_dir, folds_file, progress, extraction)
         folds_file = folds_file or run_dir / "folds.json"  # every later row reuses the first row's folds
         results[name] = {"config": configs[name].model_dump(), **report}
-    table = ablation_markdown(results)
+    hri_basis = None
+    if "clkl" in results and any(name in rows for name in HRI_ROWS):
+        scored, hri_basis = hri_ablation_rows(
+            cohort, read_predictions(out_dir / "clkl" / "predictions.csv"), configs["clkl"]
+        )
+        results |= {name: row for name, row in scored.items() if name in rows}
+    table = ablation_markdown(results) + (hri_section(hri_basis) if hri_basis else "")
     _plot(out_dir / "ablation.png", results)
     across = _across_vendors(cohort, configs["clkl"], shared, out_dir) if shared is not None else None
     if across is not None:
         table += "\n" + transfer_section(across)
         results = {**results, "across_vendors": across}
     (out_dir / "ablation.md").write_text(table)
+    results = {**results, "hri_basis": hri_basis} if hri_basis else results
     (out_dir / "ablation.json").write_text(json.dumps(results, indent=2, default=str))
     return results
 
@@ -107,6 +116,33 @@ def _across_vendors(cohort: Cohort, clkl: TrainConfig, shared, out_dir: Path) ->
     across = {"headline": clkl.appearance, "config": clkl.model_dump(), "settings": {clkl.appearance: scored}}
     transfer_plot(out_dir / "transfer.png", across)
     return across
+
+
+def read_predictions(path: Path) -> list[dict[str, Any]]:
+    """A run's predictions.csv back as rows (numbers as numbers)."""
+    import csv
+
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    numeric = {"fold": int, "pdff": float, "p_fatty": float, "pdff_pred": float}
+    return [{k: numeric[k](v) if k in numeric else v for k, v in r.items()} for r in rows]
+
+
+def hri_section(basis: dict[str, Any]) -> str:
+    """What the HRI rows rest on, and HRI alone on a vendor it was not fitted on."""
+    lines = [
+        "## The hepatorenal index",
+        "",
+        f"Measured on {basis['measured']} of {basis['subjects']} subjects' kidney-liver images (the others get their "
+        "training fold's median). `clkl_hri` combines CLKL's out-of-fold answer with log(HRI) in each fold: a "
+        "second-level fit, not a head retrained on features.",
+        "",
+        "| HRI alone, fitted without | AUC | accuracy | R^2 |",
+        "| --- | --- | --- | --- |",
+    ]
+    for vendor, m in basis["across_vendors"].items():
+        cells = [("-" if m.get(k) is None else f"{m[k]:.3f}") for k in ("auc", "accuracy", "r2")]
+        lines.append(f"| {vendor} | {' | '.join(cells)} |")
+    return "\n".join([*lines, ""])
 
 
 def _fold_mean(report: dict[str, Any], key: str) -> str:
