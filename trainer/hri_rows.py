@@ -2,8 +2,9 @@
 
 - **HRI alone**: in each fold, a logistic regression of PDFF >= 5 % on log(HRI) and a line of log(1 + PDFF) on
   log(HRI), fitted on the fold's training subjects, applied to its held-out ones.
-- **CLKL + HRI**: in each fold, the same two fits on CLKL's out-of-fold answer (logit p_fatty, log(1 + PDFF)) and
-  log(HRI): a second-level combination of the run's held-out answers, not a head retrained on features.
+- **CLKL + HRI**: in each fold, the same fits on CLKL's out-of-fold answer (logit p_fatty, log(1 + PDFF): the
+  outputs CLKL has) and log(HRI): a second-level combination of the run's held-out answers, not a head retrained
+  on features.
 - **Across vendors**: HRI alone fitted on every other vendor and judged on the one left out.
 A subject whose kidney-liver image gives no HRI (edge_runtime.measure.hri says why) gets its training fold's
 median log(HRI), so every row scores every subject; how many had none is stated.
@@ -22,6 +23,8 @@ from trainer.dataset import Cohort
 from trainer.report import score_rows, summarise
 
 HRI_ROWS = ("hri", "clkl_hri")
+OUTPUTS = ("p_fatty", "pdff_pred")
+TASKS = {("p_fatty",): "classify", ("pdff_pred",): "regress", OUTPUTS: "both"}
 
 
 def subject_hri(cohort: Cohort) -> dict[str, float | None]:
@@ -71,10 +74,9 @@ def _rows_for(kind: str, clkl_rows: list[dict[str, Any]], c: dict[str, np.ndarra
         p_out[test] = _fit_apply(p_x, fatty, log_pdff, train, test)[0]
         pdff_out[test] = _fit_apply(pdff_x, fatty, log_pdff, train, test)[1]
     keep = ("subject_id", "fold", "vendor", "pdff")
-    return [
-        {k: r[k] for k in keep} | {"p_fatty": p, "pdff_pred": q}
-        for r, p, q in zip(clkl_rows, p_out, pdff_out, strict=True)
-    ]
+    outputs = OUTPUTS if kind == "hri" else tuple(k for k in OUTPUTS if k in clkl_rows[0])  # CLKL's own outputs
+    answers = {"p_fatty": p_out, "pdff_pred": pdff_out}
+    return [{k: r[k] for k in keep} | {k: float(answers[k][i]) for k in outputs} for i, r in enumerate(clkl_rows)]
 
 
 def across_vendors(clkl_rows: list[dict[str, Any]], hri: dict[str, float | None], fatty_pdff: float) -> dict:
@@ -109,7 +111,8 @@ def hri_ablation_rows(
     rows = {}
     for kind in HRI_ROWS:
         scored = _rows_for(kind, clkl_rows, c, clkl.fatty_threshold)
-        rows[kind] = {"config": clkl.with_changes(task="both").model_dump(), **summarise(scored, clkl)}
+        task = TASKS[tuple(k for k in OUTPUTS if k in scored[0])]
+        rows[kind] = {"config": clkl.with_changes(task=task).model_dump(), **summarise(scored, clkl)}
     measured = sum(v is not None for v in hri.values())
     basis = {
         "measured": measured,
