@@ -28,7 +28,7 @@ from edge_runtime.scanners.profiles import FULL_FRAME, ScannerProfile
 from edge_runtime.wire.protocol import ProtocolError, decode_payload
 
 FULL_FRAME_PROFILE = ScannerProfile.from_mapping(FULL_FRAME, {"vendor": "unspecified", "crop": FULL_FRAME})
-HRI_EVERY_S = 0.5  # a session's kidney-liver frames are measured at most this often
+HRI_EVERY_S = 1.0  # a session's kidney-liver frames are measured at most this often (seconds)
 MEASURED_SESSIONS = 256  # beyond this many remembered sessions, the ones not measured lately are forgotten
 BLANK_RANGE = 8  # a preprocessed frame whose pixels span fewer grey levels than this carries no image
 
