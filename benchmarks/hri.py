@@ -24,32 +24,15 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.common import machine, summarise, write_reports
-from edge_runtime.contracts import FATTY_PDFF, MODEL_SIZE, PDFF_BANDS
+from edge_runtime.contracts import FATTY_PDFF, PDFF_BANDS
 from edge_runtime.measure.hri import FrameHri, exam_hri, measure_frame
 from edge_runtime.model.uncertainty import pdff_band
-from edge_runtime.pipeline.preprocess import crop_bmode, preprocess_frame
 from phantom.anatomy import CORTEX, LIVER
-from phantom.render import profile_for, render_view
 from phantom.subject import draw_cohort
+from phantom.truth import input_and_labels, truth_hri
 
 COHORTS = {"training consoles": ("PHILIPS", "GE"), "unseen console": ("CANON",)}
 INSIDE = 0.95  # a region is placed when at least this share of its pixels lies in its true tissue
-
-
-def frame_and_mask(subject: Any, seed: int, frame: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The kidney-liver model input of one speckle realisation and its truth labels at the same scale."""
-    rendered = render_view(subject, "kidney_liver", seed, frame)
-    profile = profile_for(subject)
-    tensor = preprocess_frame(rendered.screen, profile, harmonisation="sector_median")
-    labels = crop_bmode(rendered.mask[:, :, None], profile)[:, :, 0]
-    return tensor, cv2.resize(labels, (MODEL_SIZE, MODEL_SIZE), interpolation=cv2.INTER_NEAREST)
-
-
-def truth_hri(tensor: np.ndarray, labels: np.ndarray) -> float:
-    """Liver in the cortex's depth band over the cortex, on the truth masks."""
-    grey = tensor[:, :, 0].astype(np.float64)
-    rows = np.flatnonzero((labels == CORTEX).any(axis=1))
-    return float(grey[rows][labels[rows] == LIVER].mean() / grey[rows][labels[rows] == CORTEX].mean())
 
 
 def placed(hri: FrameHri, labels: np.ndarray) -> tuple[float, float]:
@@ -62,7 +45,7 @@ def placed(hri: FrameHri, labels: np.ndarray) -> tuple[float, float]:
 def score_subject(subject: Any, seed: int, frames: int) -> dict[str, Any]:
     """One subject's first frame judged against its masks, and its exam HRI over ``frames`` speckle realisations
     (as the bedside combines a cine loop's frames) against the truth masks' mean over the same frames."""
-    tensor, labels = frame_and_mask(subject, seed)
+    tensor, labels = input_and_labels(subject, "kidney_liver", seed)
     started = time.perf_counter()
     hri = measure_frame(tensor)
     row = {
@@ -76,7 +59,7 @@ def score_subject(subject: Any, seed: int, frames: int) -> dict[str, Any]:
     }
     if hri.value is not None:
         row["inside_cortex"], row["inside_liver"] = placed(hri, labels)
-    more = [frame_and_mask(subject, seed, k) for k in range(1, frames)]
+    more = [input_and_labels(subject, "kidney_liver", seed, k) for k in range(1, frames)]
     exam = exam_hri([hri, *(measure_frame(t) for t, _ in more)])
     truths = [row["truth"], *(truth_hri(t, m) for t, m in more)]
     row |= {"exam_hri": exam.value, "exam_frames": exam.frames, "exam_truth": float(np.exp(np.mean(np.log(truths))))}

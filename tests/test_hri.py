@@ -3,34 +3,18 @@ number tracks the truth masks', and bad frames give a reason, never a number."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
 from edge_runtime.contracts import HriAbsent
 from edge_runtime.measure.hri import FrameHri, RegionEcho, exam_hri, measure_frame, ratio_interval
-from edge_runtime.pipeline.preprocess import crop_bmode, preprocess_frame
 from phantom.anatomy import CORTEX, LIVER
 from phantom.render import profile_for, render_view
 from phantom.subject import draw_cohort
+from phantom.truth import input_and_labels, truth_hri
 
 SEED = 321
-
-
-def _frame_and_mask(subject, view: str, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
-    rendered = render_view(subject, view, seed)
-    profile = profile_for(subject)
-    tensor = preprocess_frame(rendered.screen, profile, harmonisation="sector_median")
-    mask = crop_bmode(rendered.mask[:, :, None], profile)[:, :, 0]
-    return tensor, cv2.resize(mask, (224, 224), interpolation=cv2.INTER_NEAREST)
-
-
-def _truth_hri(tensor: np.ndarray, mask: np.ndarray) -> float:
-    """The truth masks' HRI: liver in the cortex's depth band over the cortex (tests/test_phantom_physics.py)."""
-    grey = tensor[:, :, 0].astype(np.float64)
-    rows = np.flatnonzero((mask == CORTEX).any(axis=1))
-    return float(grey[rows][mask[rows] == LIVER].mean() / grey[rows][mask[rows] == CORTEX].mean())
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +22,8 @@ def measured() -> list[tuple[float, FrameHri, np.ndarray, float]]:
     subjects = draw_cohort(24, SEED, prevalence=0.6, pdff_distribution="severity-rich")
     out = []
     for subject in subjects:
-        tensor, mask = _frame_and_mask(subject, "kidney_liver")
-        out.append((subject.pdff, measure_frame(tensor), mask, _truth_hri(tensor, mask)))
+        tensor, mask = input_and_labels(subject, "kidney_liver", SEED)
+        out.append((subject.pdff, measure_frame(tensor), mask, truth_hri(tensor, mask)))
     return out
 
 
@@ -65,7 +49,7 @@ def test_the_index_follows_the_truth_masks_index_and_its_interval_holds_it(measu
 
 def test_a_liver_view_sent_as_kidney_liver_gives_a_reason_not_a_number() -> None:
     subjects = draw_cohort(12, SEED + 1)
-    answers = [measure_frame(_frame_and_mask(s, "liver")[0]) for s in subjects]
+    answers = [measure_frame(input_and_labels(s, "liver", SEED + 1)[0]) for s in subjects]
     numbers = [a for a in answers if a.value is not None]
     assert len(numbers) <= 1, f"{len(numbers)} liver views were given an HRI"
     assert all(a.absent is not None for a in answers if a.value is None)
@@ -75,7 +59,7 @@ def test_a_saturated_frame_and_a_frame_without_echoes_give_their_reasons() -> No
     subjects = draw_cohort(8, SEED + 2)
     reasons = []
     for subject in subjects:
-        tensor, _ = _frame_and_mask(subject, "kidney_liver")
+        tensor, _ = input_and_labels(subject, "kidney_liver", SEED + 2)
         if measure_frame(tensor).value is None:
             continue
         saturated = measure_frame(np.clip(tensor.astype(np.float64) * 3, 0, 255).astype(np.uint8))
@@ -136,3 +120,23 @@ def test_a_live_exam_carries_each_frames_regions_in_frame_pixels_and_the_exams_h
     assert measured + absent == 6 and exam.tried == 6 and exam.frames == measured >= 3
     assert exam.interval[0] < exam.value < exam.interval[1]
     server.bedside.audit.close()
+
+
+def test_hostile_frames_give_a_reason_and_never_raise() -> None:
+    """Noise, blank, white, stripes and a bright oval: each gets a declared reason (or a number), never an error:
+    the measurement must not cost the frame its answer."""
+    rng = np.random.default_rng(0)
+    oval = np.zeros((224, 224, 3), np.uint8)
+    ys, xs = np.mgrid[:224, :224]
+    oval[((xs - 112) / 60) ** 2 + ((ys - 120) / 35) ** 2 < 1] = 200
+    stripes = (np.sin(np.arange(224) / 3.0)[:, None, None] * 127 + 128).astype(np.uint8).repeat(224, 1).repeat(3, 2)
+    frames = [
+        np.zeros((224, 224, 3), np.uint8),
+        np.full((224, 224, 3), 255, np.uint8),
+        rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        oval,
+        stripes,
+    ]
+    for frame in frames:
+        answer = measure_frame(frame)
+        assert (answer.value is None) == (answer.absent is not None)

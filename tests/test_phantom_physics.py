@@ -12,20 +12,14 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from edge_runtime.contracts import FATTY_PDFF
-from phantom.anatomy import CORTEX, LIVER
+from phantom.anatomy import LIVER
 from phantom.bmode import simulate_view
 from phantom.subject import draw_cohort, draw_pdff
+from phantom.truth import truth_hri
 
 
 def _grey(path: Path) -> np.ndarray:
     return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).astype(np.float64)
-
-
-def _hepatorenal_index(image: np.ndarray, mask: np.ndarray) -> float:
-    """Mean liver intensity in the depth band of the kidney cortex / mean cortex intensity."""
-    rows = np.flatnonzero((mask == CORTEX).any(axis=1))
-    band_pixels, band_labels = image[rows], mask[rows]
-    return float(band_pixels[band_labels == LIVER].mean() / band_pixels[band_labels == CORTEX].mean())
 
 
 def _cohort_measures(cohort: Path) -> tuple[list[float], list[float], list[float]]:
@@ -36,7 +30,7 @@ def _cohort_measures(cohort: Path) -> tuple[list[float], list[float], list[float
     pdff, hri, liver_brightness = [], [], []
     for views in by_subject.values():
         kl, lv = views["kidney_liver"], views["liver"]
-        hri.append(_hepatorenal_index(_grey(cohort / kl["path"]), cv2.imread(str(cohort / kl["mask_path"]), 0)))
+        hri.append(truth_hri(_grey(cohort / kl["path"]), cv2.imread(str(cohort / kl["mask_path"]), 0)))
         liver_mask = cv2.imread(str(cohort / lv["mask_path"]), 0) == LIVER
         liver_brightness.append(float(_grey(cohort / lv["path"])[liver_mask].mean()))
         pdff.append(float(kl["pdff"]))
@@ -59,7 +53,7 @@ def test_more_fat_raises_hepatorenal_contrast_for_the_same_subject() -> None:
     for pdff in (2.0, 8.0, 20.0):
         subject = dataclasses.replace(base, pdff=pdff)
         image = simulate_view(subject, "kidney_liver", 500, 400, np.random.default_rng(5))
-        indices.append(_hepatorenal_index(image.pixels.astype(np.float64), image.labels))
+        indices.append(truth_hri(image.pixels.astype(np.float64), image.labels))
     assert indices[0] < indices[1] < indices[2]
 
 

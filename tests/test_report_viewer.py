@@ -73,6 +73,7 @@ def test_the_report_holds_the_hri_and_both_regions_on_their_image_for_every_read
 
     printed = text(from_document(path))  # edge-runtime report --sr
     assert "hepatorenal index (liver/cortex) 1.41" in printed and "renal cortex region (mean echo 85.0)" in printed
+    assert "patient DOE^JANE (P-1)" in printed and "model m 1.0.0" in printed
 
     groups = _dcmjs(path)
     exam, *drawn = groups

@@ -274,6 +274,9 @@ class ReportedValues:
     source_images: tuple[str, ...]
     hri: float | None = None
     hri_regions: tuple[ShownRegion, ...] = ()
+    patient: str = ""  # name and ID, as the study's patient module holds them
+    study_date: str = ""
+    model: str = ""  # the bundle's name and version (the Contributing Equipment's model name)
 
 
 def read_report(source: Any) -> ReportedValues:
@@ -301,4 +304,12 @@ def read_report(source: Any) -> ReportedValues:
         source_images=tuple(s.referenced_sop_instance_uid for s in group.source_images),
         hri=values.get(codes.HEPATORENAL_INDEX.value),
         hri_regions=_shown_regions(sr),
+        patient=f"{sr.get('PatientName', '') or ''} ({sr.get('PatientID', '') or 'no ID'})",
+        study_date=str(sr.get("StudyDate", "") or ""),
+        model=_model_name(sr),
     )
+
+
+def _model_name(sr: Any) -> str:
+    equipment = sr.get("ContributingEquipmentSequence") or []
+    return str(equipment[0].get("ManufacturerModelName", "")) if equipment else ""

@@ -53,6 +53,7 @@ def from_audit(log: Path, session: str) -> Summary:
     exam, model = record["exam"], record["model"]
     call = exam.get("call") or "indeterminate"
     lines = [f"session {session}", f"model {model['name']} {model['version']} (sha {model['sha']})"]
+    lines.append(f"scanner {record.get('scanner') or 'not recorded'} (the log keeps no patient field)")
     lines += [f"site adaptation: {model.get('site') or 'none'}", f"image pairs: {exam.get('n_pairs', 0)}"]
     if exam.get("p_fatty") is not None:
         lines.append(f"p_fatty {exam['p_fatty']:.3f}")
@@ -77,7 +78,8 @@ def from_document(path: Path) -> Summary:
         said = read_report(path)
     except (ValueError, KeyError, AttributeError, OSError) as exc:
         raise ReportNotFound(f"{path}: not a fatty-liver-edge report ({exc})") from None
-    lines = [f"study {said.study_uid}", f"report {said.sop_instance_uid}", f"source images: {len(said.source_images)}"]
+    lines = [f"patient {said.patient}, study date {said.study_date or 'not stated'}", f"model {said.model}"]
+    lines += [f"study {said.study_uid}", f"report {said.sop_instance_uid}", f"source images: {len(said.source_images)}"]
     if said.p_fatty is not None:
         lines.append(f"p_fatty {said.p_fatty:.3f}")
     if said.why:
