@@ -18,9 +18,11 @@ from edge_runtime.validation.drift import DriftMonitor, Expected, binomial_bound
 MODEL = ModelInfo(name="m", version="0.1.0", sha="0" * 16)
 
 
-def _exam(scanner: str, flagged: bool, definite: bool, pdff: float, filed: int = 10) -> EndedExam:
+def _exam(
+    scanner: str, flagged: bool, definite: bool, pdff: float, filed: int = 10, level: float | None = None
+) -> EndedExam:
     estimate = ExamEstimate(call="fatty" if definite else "indeterminate", calibrated=True, pdff=pdff, n_pairs=6)
-    tally = FrameTally(filed=filed, flagged=round(0.9 * filed) if flagged else 0)
+    tally = FrameTally(filed=filed, flagged=round(0.9 * filed) if flagged else 0, display_level=level)
     return EndedExam(ExamRecord(session="s", ended=0.0, why="ttl", exam=estimate, model=MODEL, scanner=scanner,
                                 frames=tally))  # fmt: skip
 
@@ -71,3 +73,28 @@ def test_a_scanner_is_judged_only_once_it_has_enough_exams_and_an_exam_without_f
     assert monitor.alarms == () and len(monitor.windows["new-console"]) == 9
     monitor.on_exam_final(_exam("new-console", True, False, 40.0))
     assert {a.statistic for a in monitor.alarms} == {"guard_share", "indeterminate_share", "pdff_distribution"}
+
+
+def test_a_gain_shift_the_answers_cannot_see_is_named_by_the_display_level() -> None:
+    """Harmonisation divides gain away, so the guard, the calls and the PDFF stay put; the display level, read
+    before harmonisation and judged against the console's own go-live baseline, moves."""
+    rng = np.random.default_rng(5)
+    expected = _expected(rng)
+    monitor = DriftMonitor(DriftSettings(), lambda: expected, ThrottledLog(60))
+
+    def exam(scanner: str, level: float) -> EndedExam:
+        return _exam(scanner, rng.random() < 0.05, rng.random() < 0.5, float(rng.choice(expected.pdff)), level=level)
+
+    for _ in range(200):  # go-live and beyond: each console at its own usual brightness
+        monitor.on_exam_final(exam("console-a", rng.normal(70, 6)))
+        monitor.on_exam_final(exam("console-b", rng.normal(110, 8)))
+        assert monitor.alarms == ()
+    shifted = 0
+    while not monitor.alarms and shifted < 20:  # console-a's gain up by about 12 dB on a log-compressed display
+        shifted += 1
+        monitor.on_exam_final(exam("console-a", rng.normal(70, 6) * 1.6))
+    assert shifted <= 15, shifted  # a window of 20 judged at alpha 0.001: about two thirds of it must have moved
+    alarm = monitor.alarms[0]
+    assert (alarm.scanner, alarm.statistic) == ("console-a", "display_level") and 60 < alarm.expected < 80
+    monitor.on_exam_final(_exam("console-c", False, True, 8.0))  # no level recorded: judged on the rest only
+    assert {a.scanner for a in monitor.alarms} == {"console-a"}

@@ -261,8 +261,10 @@ class DriftAlarm(Message):
     """One statistic of one scanner's recent exams beyond what the bundle's validation leads to expect."""
 
     scanner: str
-    statistic: Literal["guard_share", "indeterminate_share", "pdff_distribution"]
-    value: float = Field(description="The window's figure: a share, or the KS distance of the PDFF estimates.")
+    statistic: Literal["guard_share", "indeterminate_share", "pdff_distribution", "display_level"]
+    value: float = Field(
+        description="The window's figure: a share, or the KS distance of the PDFF estimates or of the display levels."
+    )
     bound: float = Field(description="The figure beyond which it alarms (at this window's size).")
     expected: float = Field(description="What the bundle's validation expects (a share; 0 for the KS distance).")
     exams: int = Field(ge=1, description="Exams in the scanner's window.")
@@ -312,6 +314,9 @@ class FrameTally(Message):
 
     filed: int = Field(0, ge=0)
     flagged: int = Field(0, ge=0)
+    display_level: float | None = Field(
+        None, description="Median echo of the filed frames as displayed, before harmonisation (drift reads it)."
+    )
 
 
 class ExamRecord(Message):

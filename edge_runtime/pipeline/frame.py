@@ -46,6 +46,7 @@ class FrameContext:
     image: np.ndarray | None = None  # decoded screen
     tensor: np.ndarray | None = None  # the model input
     box: tuple[int, int, int, int] | None = None  # where the model input was cut from the frame: x, y, w, h
+    level: float | None = None  # the crop's median echo as displayed, before harmonisation (drift reads it)
     features: np.ndarray | None = None  # the encoder's features
     view: View | None = None  # the view the gate files the frame under
     confidence: float | None = None  # the gate's confidence in that view

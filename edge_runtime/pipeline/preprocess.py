@@ -77,6 +77,16 @@ def channel_max(image: np.ndarray) -> np.ndarray:
     return cv2.max(cv2.max(r, g), b)
 
 
+def display_level(bmode: np.ndarray) -> float | None:
+    """The median echo of a B-mode crop as the console displays it (grey levels above SECTOR_FLOOR, every fourth
+    pixel each way): what sector-median harmonisation divides away, so drift reads it before harmonisation. None:
+    no echoes."""
+    sample = np.ascontiguousarray(bmode[::4, ::4])
+    grey = channel_max(sample) if sample.ndim == 3 and sample.shape[2] == 3 else sample.reshape(sample.shape[:2])
+    echoes = grey[grey > SECTOR_FLOOR]
+    return float(np.median(echoes)) if echoes.size else None
+
+
 def harmonise(image: np.ndarray, method: str) -> np.ndarray:
     """Scanner harmonisation of a preprocessed tensor, keeping relative contrast.
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from edge_runtime.box.supervision import Kind, Pulse
 from edge_runtime.box.telemetry import Telemetry
 from edge_runtime.contracts import (
@@ -30,7 +32,7 @@ from edge_runtime.contracts import (
 )
 from edge_runtime.model.bundle import Bundle
 from edge_runtime.pipeline.frame import Drop, FrameContext
-from edge_runtime.pipeline.sessions import EndedSession, SessionStore
+from edge_runtime.pipeline.sessions import EndedSession, Session, SessionStore
 from edge_runtime.pipeline.stages import PipelineStage
 from edge_runtime.pipeline.studies import StudyEvidence
 
@@ -65,6 +67,12 @@ def study_reference(ended: EndedSession) -> StudyReference | None:
         sop_instance_uids=track.instances(),
         received=len(track.received),
     )
+
+
+def tally(session: Session) -> FrameTally:
+    """The exam's frames for its record: filed, flagged, and their median display level."""
+    level = round(float(np.median(session.levels)), 2) if session.levels else None
+    return FrameTally(filed=session.filed, flagged=session.flagged, display_level=level)
 
 
 class Pipeline:
@@ -189,7 +197,7 @@ class Pipeline:
                 model=model,
                 study=study,
                 scanner=session.session.scanner,
-                frames=FrameTally(filed=session.session.filed, flagged=session.session.flagged),
+                frames=tally(session.session),
             )
             track = session.session.study
             final = EndedExam(record, track.evidence() if track is not None else None)

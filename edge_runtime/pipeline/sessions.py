@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +20,8 @@ from edge_runtime.contracts import VIEWS, ExamEnd, ExamEstimate, HriReading
 from edge_runtime.pipeline.exam import ExamModel, ExamTracker, study_policy
 from edge_runtime.pipeline.repeats import same_image
 from edge_runtime.pipeline.studies import StudyOrigin, StudyTerms, StudyTrack
+
+KEPT_LEVELS = 200  # the filed frames' display levels an exam keeps for its record (the latest)
 
 
 @dataclass
@@ -32,6 +34,7 @@ class ViewFeatures:
     outside: bool | None = None  # beyond the bundle's guard threshold (None: the bundle has no guard)
     fingerprint: np.ndarray | None = None  # frame_fingerprint of the model input: tells a frozen screen's repeats
     hri: HriReading | None = None  # a kidney-liver frame's hepatorenal index, when measured
+    level: float | None = None  # the frame's median echo as displayed, before harmonisation
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Session:
     scanner: str | None = None  # the scanner profile of the last frame filed
     filed: int = 0  # frames filed as a view
     flagged: int = 0  # of them, flagged by the guard
+    levels: deque[float] = field(default_factory=lambda: deque(maxlen=KEPT_LEVELS))  # filed frames' display levels
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,8 @@ class SessionStore:
         state = self._enter(session, now, origin)
         state.views[view] = features
         state.scanner, state.filed, state.flagged = scanner, state.filed + 1, state.flagged + bool(features.outside)
+        if features.level is not None:
+            state.levels.append(features.level)
         state.exam.saw(view)
         if state.study is not None and origin is not None:
             state.study.filed(origin)

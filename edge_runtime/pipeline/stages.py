@@ -21,7 +21,7 @@ from edge_runtime.measure.hri import FrameHri, measure_frame
 from edge_runtime.model.bundle import Bundle
 from edge_runtime.model.gate import GatePolicy
 from edge_runtime.pipeline.frame import Drop, FrameContext, Note
-from edge_runtime.pipeline.preprocess import PreprocessError, preprocess_frame
+from edge_runtime.pipeline.preprocess import PreprocessError, crop_bmode, display_level, preprocess_frame
 from edge_runtime.pipeline.repeats import frame_fingerprint
 from edge_runtime.pipeline.sessions import SessionStore, ViewFeatures
 from edge_runtime.scanners.profiles import FULL_FRAME, ScannerProfile
@@ -78,6 +78,7 @@ class PreprocessStage:
         if int(tensor.max()) - int(tensor.min()) < BLANK_RANGE:
             return Drop(reject=Reject.BLANK, detail=f"session {header.session} {header.view}: no image in the box")
         frame.box = profile.box_for(frame.image.shape[1], frame.image.shape[0])
+        frame.level = display_level(crop_bmode(frame.image, profile))
         frame.tensor, frame.image = tensor, None
         return frame
 
@@ -132,7 +133,8 @@ class GateStage:
             frame.counts += [Count.FRAMES_OUT_OF_DISTRIBUTION, counted(part)]
         crop = frame.tensor if self.keep_crops else None
         frame.view, frame.confidence = route.view, route.confidence
-        frame.kept = ViewFeatures(frame.features, header.seq, header.ts, crop, route.confidence, outside, fingerprint)
+        kept = ViewFeatures(frame.features, header.seq, header.ts, crop, route.confidence, outside, fingerprint)
+        frame.kept, kept.level = kept, frame.level
         return frame
 
 

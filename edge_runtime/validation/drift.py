@@ -8,6 +8,9 @@ Per scanner, over its last ``window_exams`` exams (once it has ``min_exams``):
   same binomial bound.
 - **PDFF distribution**: the exams' PDFF estimates against the bundle's cross-fitted estimates, by the two-sample
   Kolmogorov-Smirnov distance and its critical value at ``alpha``.
+- **display level**: the exams' median echo as the console displays it, before harmonisation, against the
+  scanner's own go-live baseline (its first ``window_exams`` exams since the box started), by the same KS test.
+  Harmonisation divides gain away, so the answers cannot show a gain, grey-map or probe change; this does.
 An alarm stands while its statistic stays beyond the bound; the heartbeat, the page and Prometheus name the scanner
 and the statistic. ``alpha`` is small because the check runs after every exam: at 0.001 a scanner's 100
 in-distribution exams raise no alarm (benchmarks drift).
@@ -43,6 +46,7 @@ class ExamStatistics:
     flagged: bool
     indeterminate: bool
     pdff: float | None
+    level: float | None = None  # the exam's median display level (before harmonisation)
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class DriftMonitor:
         """
         self.settings, self.expected, self.log = settings, expected, log
         self.windows: dict[str, deque[ExamStatistics]] = {}
+        self.baselines: dict[str, list[float]] = {}  # scanner -> display levels of its first window_exams exams
         self.alarms: tuple[DriftAlarm, ...] = ()  # replaced whole: the heartbeat reads it from another thread
         self._since: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
@@ -118,10 +123,14 @@ class DriftMonitor:
             flagged=record.frames.flagged >= FLAGGED_EXAM * record.frames.filed,
             indeterminate=record.exam.call not in ("fatty", "normal"),
             pdff=record.exam.pdff,
+            level=record.frames.display_level,
         )
         with self._lock:
             window = self.windows.setdefault(record.scanner, deque(maxlen=self.settings.window_exams))
             window.append(stats)
+            baseline = self.baselines.setdefault(record.scanner, [])
+            if stats.level is not None and len(baseline) < self.settings.window_exams:
+                baseline.append(stats.level)
             self.alarms = tuple(self._judge(self.expected()))
 
     def _judge(self, expected: Expected) -> list[DriftAlarm]:
@@ -129,7 +138,8 @@ class DriftMonitor:
         for scanner, window in self.windows.items():
             if len(window) < self.settings.min_exams:
                 continue
-            for statistic, value, bound, typical in self._statistics(window, expected):
+            found = [*self._statistics(window, expected), *self._display(window, self.baselines.get(scanner, []))]
+            for statistic, value, bound, typical in found:
                 key = (scanner, statistic)
                 if value < bound:
                     self._since.pop(key, None)
@@ -142,6 +152,15 @@ class DriftMonitor:
                                          bound=round(bound, 4), expected=round(typical, 4), exams=len(window),
                                          since=self._since[key]))  # fmt: skip
         return alarms
+
+    def _display(self, window: deque[ExamStatistics], baseline: list[float]):
+        """The display level against the scanner's go-live baseline, once the baseline is complete."""
+        levels = np.array([s.level for s in window if s.level is not None])
+        if len(baseline) < self.settings.window_exams or len(levels) < self.settings.min_exams:
+            return
+        reference = np.array(baseline)
+        bound = ks_bound(len(levels), len(reference), self.settings.alpha)
+        yield "display_level", ks_distance(levels, reference), bound, float(np.median(reference))
 
     def _statistics(self, window: deque[ExamStatistics], expected: Expected):
         """(statistic, value, bound, expected) for each statistic the bundle gives an expectation for."""

@@ -139,6 +139,7 @@ function parts(health) {
 const DRIFT_WORDS = {
   guard_share: "exams flagged by the guard", indeterminate_share: "exams without a definite call",
   pdff_distribution: "PDFF estimates unlike validation (KS distance)",
+  display_level: "display brightness unlike this console at go-live (KS distance)",
 };
 function siteWatch(hb) {
   const line = document.getElementById("outcomes"), alert = document.getElementById("drift-alert");
