@@ -42,6 +42,15 @@ def placed(hri: FrameHri, labels: np.ndarray) -> tuple[float, float]:
     return float(cortex), float(liver)
 
 
+def truth_at_depth(tensor: np.ndarray, labels: np.ndarray, hri: FrameHri) -> float:
+    """The truth masks' HRI over the rows the two regions span: the index of ideal regions at the depth chosen, so
+    its agreement with the automated one judges the regions alone, apart from which depth was chosen."""
+    shape = labels.shape
+    rows = np.flatnonzero((hri.liver.mask(shape) | hri.cortex.mask(shape)).any(axis=1))
+    grey = tensor[:, :, 0].astype(np.float64)[rows]
+    return float(grey[labels[rows] == LIVER].mean() / grey[labels[rows] == CORTEX].mean())
+
+
 def score_subject(subject: Any, seed: int, frames: int) -> dict[str, Any]:
     """One subject's first frame judged against its masks, and its exam HRI over ``frames`` speckle realisations
     (as the bedside combines a cine loop's frames) against the truth masks' mean over the same frames."""
@@ -59,6 +68,7 @@ def score_subject(subject: Any, seed: int, frames: int) -> dict[str, Any]:
     }
     if hri.value is not None:
         row["inside_cortex"], row["inside_liver"] = placed(hri, labels)
+        row["truth_at_depth"] = truth_at_depth(tensor, labels, hri)
     more = [input_and_labels(subject, "kidney_liver", seed, k) for k in range(1, frames)]
     exam = exam_hri([hri, *(measure_frame(t) for t, _ in more)])
     truths = [row["truth"], *(truth_hri(t, m) for t, m in more)]
@@ -88,6 +98,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "placed": len(both),
         "placed_share": len(both) / len(measured) if measured else None,
         "rho_truth": _rho(auto, truth),
+        "rho_truth_at_depth": _rho(auto, [r["truth_at_depth"] for r in measured]),
         "rho_pdff_auto": _rho(auto, pdff),
         "rho_pdff_truth": _rho(truth, pdff),
         "auc_auto": _auc(auto, pdff),
@@ -118,7 +129,8 @@ def markdown(result: dict[str, Any]) -> str:
         for vendor, s in vendors.items():
             lines.append(
                 f"| {cohort} | {vendor} | {s['frames']} | {s['measured']} | {s['placed']} "
-                f"({_figure(s['placed_share'] and 100 * s['placed_share'], 0)} %) | {_figure(s['rho_truth'])} | "
+                f"({_figure(s['placed_share'] and 100 * s['placed_share'], 0)} %) | {_figure(s['rho_truth'])} "
+                f"({_figure(s['rho_truth_at_depth'])} at the chosen depth) | "
                 f"{_figure(s['rho_pdff_auto'])}, {_figure(s['rho_pdff_truth'])} | {_figure(s['auc_auto'])}, "
                 f"{_figure(s['auc_truth_same_frames'])} | {s['exams_measured']}, {_figure(s['exam_rho_truth'])}, "
                 f"{_figure(s['exam_auc'])} | "
