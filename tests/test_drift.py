@@ -5,6 +5,8 @@ PDFF is named with the statistic within a few exams. The live box with a drifted
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -13,7 +15,7 @@ from edge_runtime.box.stats import ThrottledLog
 from edge_runtime.config import DriftSettings
 from edge_runtime.contracts import ExamEstimate, ExamRecord, FrameTally, ModelInfo
 from edge_runtime.pipeline.runner import EndedExam
-from edge_runtime.validation.drift import DriftMonitor, Expected, binomial_bound, ks_bound, ks_distance
+from edge_runtime.validation.drift import DriftMonitor, Expected, binomial_bound, ks_bound, ks_distance, step_run
 
 MODEL = ModelInfo(name="m", version="0.1.0", sha="0" * 16)
 
@@ -40,6 +42,9 @@ def test_the_bounds_are_the_exact_tails() -> None:
     a, b = rng.normal(size=20), rng.normal(0.5, 1, size=90)
     assert ks_distance(a, b) == pytest.approx(stats.ks_2samp(a, b).statistic)
     assert ks_bound(20, 90, 0.001) == pytest.approx(1.949 * np.sqrt(110 / 1800), rel=1e-3)
+    # the step rule's chance, counted: 4 new exams all above 20 exchangeable ones is 4! 20! / 24!, either side twice
+    exact = 2 * math.factorial(4) * math.factorial(20) / math.factorial(24)
+    assert step_run(20, 0.001) == 4 and exact < 0.001 < 2 * math.factorial(3) * math.factorial(20) / math.factorial(23)
 
 
 def test_in_distribution_exams_raise_no_alarm_and_a_drifted_scanner_is_named_within_a_few_exams() -> None:
@@ -93,8 +98,12 @@ def test_a_gain_shift_the_answers_cannot_see_is_named_by_the_display_level() -> 
     while not monitor.alarms and shifted < 20:  # console-a's gain up by about 12 dB on a log-compressed display
         shifted += 1
         monitor.on_exam_final(exam("console-a", rng.normal(70, 6) * 1.6))
-    assert shifted <= 15, shifted  # a window of 20 judged at alpha 0.001: about two thirds of it must have moved
+    assert shifted == step_run(20, 0.001) == 4  # a step: 4 exams in a row beyond 20 go-live exams' extremes
     alarm = monitor.alarms[0]
-    assert (alarm.scanner, alarm.statistic) == ("console-a", "display_level") and 60 < alarm.expected < 80
+    assert (alarm.scanner, alarm.statistic) == ("console-a", "display_step") and 60 < alarm.expected < 80
+    while shifted < 20:  # the step stays: the window's distribution follows it (KS)
+        shifted += 1
+        monitor.on_exam_final(exam("console-a", rng.normal(70, 6) * 1.6))
+    assert {a.statistic for a in monitor.alarms} == {"display_step", "display_level"}
     monitor.on_exam_final(_exam("console-c", False, True, 8.0))  # no level recorded: judged on the rest only
     assert {a.scanner for a in monitor.alarms} == {"console-a"}

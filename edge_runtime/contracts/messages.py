@@ -261,9 +261,10 @@ class DriftAlarm(Message):
     """One statistic of one scanner's recent exams beyond what the bundle's validation leads to expect."""
 
     scanner: str
-    statistic: Literal["guard_share", "indeterminate_share", "pdff_distribution", "display_level"]
+    statistic: Literal["guard_share", "indeterminate_share", "pdff_distribution", "display_level", "display_step"]
     value: float = Field(
-        description="The window's figure: a share, or the KS distance of the PDFF estimates or of the display levels."
+        description="The window's figure: a share, a KS distance (PDFF estimates, display levels), or the latest "
+        "exams in a row beyond the console's go-live display levels (display_step)."
     )
     bound: float = Field(description="The figure beyond which it alarms (at this window's size).")
     expected: float = Field(description="What the bundle's validation expects (a share; 0 for the KS distance).")

@@ -9,8 +9,10 @@ Per scanner, over its last ``window_exams`` exams (once it has ``min_exams``):
 - **PDFF distribution**: the exams' PDFF estimates against the bundle's cross-fitted estimates, by the two-sample
   Kolmogorov-Smirnov distance and its critical value at ``alpha``.
 - **display level**: the exams' median echo as the console displays it, before harmonisation, against the
-  scanner's own go-live baseline (its first ``window_exams`` exams since the box started), by the same KS test.
-  Harmonisation divides gain away, so the answers cannot show a gain, grey-map or probe change; this does.
+  scanner's own go-live baseline (its first ``window_exams`` exams since the box started): the window by the same
+  KS test (a drift), and the latest exams all beyond the baseline's extremes on one side (a step: ``step_run``
+  of them happen by chance with probability below ``alpha``). Harmonisation divides gain away, so the answers
+  cannot show a gain, grey-map or probe change; this does.
 An alarm stands while its statistic stays beyond the bound; the heartbeat, the page and Prometheus name the scanner
 and the statistic. ``alpha`` is small because the check runs after every exam: at 0.001 a scanner's 100
 in-distribution exams raise no alarm (benchmarks drift).
@@ -94,6 +96,29 @@ def ks_bound(n: int, m: int, alpha: float) -> float:
     return math.sqrt(-0.5 * math.log(alpha / 2)) * math.sqrt((n + m) / (n * m))
 
 
+def step_run(baseline: int, alpha: float) -> int:
+    """The fewest consecutive exams all beyond the baseline's extremes on one side that happen with probability
+    below ``alpha`` when nothing changed: with exchangeable exams, k of them all above n baseline values has
+    probability k! n! / (n + k)!, doubled for either side."""
+    k, chance = 1, 2.0 / (baseline + 1)
+    while chance >= alpha:
+        k += 1
+        chance *= k / (baseline + k)
+    return k
+
+
+def beyond_run(levels: np.ndarray, baseline: np.ndarray) -> int:
+    """How many of the latest exams, counting back, lie beyond the baseline's extremes on the same side."""
+    low, high = baseline.min(), baseline.max()
+    side = 1 if levels[-1] > high else -1 if levels[-1] < low else 0
+    run = 0
+    for level in levels[::-1]:
+        if side == 0 or (side > 0 and level <= high) or (side < 0 and level >= low):
+            break
+        run += 1
+    return run
+
+
 class DriftMonitor:
     """The sink: each ended exam joins its scanner's window; the alarms are re-judged and published whole."""
 
@@ -154,13 +179,16 @@ class DriftMonitor:
         return alarms
 
     def _display(self, window: deque[ExamStatistics], baseline: list[float]):
-        """The display level against the scanner's go-live baseline, once the baseline is complete."""
+        """The display level against the scanner's go-live baseline, once the baseline is complete: the window's
+        distribution (KS, for a drift), and the latest exams beyond the baseline's extremes (a step)."""
         levels = np.array([s.level for s in window if s.level is not None])
-        if len(baseline) < self.settings.window_exams or len(levels) < self.settings.min_exams:
+        if len(baseline) < self.settings.window_exams or not len(levels):
             return
-        reference = np.array(baseline)
-        bound = ks_bound(len(levels), len(reference), self.settings.alpha)
-        yield "display_level", ks_distance(levels, reference), bound, float(np.median(reference))
+        reference, alpha = np.array(baseline), self.settings.alpha
+        typical = float(np.median(reference))
+        yield "display_step", float(beyond_run(levels, reference)), float(step_run(len(reference), alpha)), typical
+        if len(levels) >= self.settings.min_exams:
+            yield "display_level", ks_distance(levels, reference), ks_bound(len(levels), len(reference), alpha), typical
 
     def _statistics(self, window: deque[ExamStatistics], expected: Expected):
         """(statistic, value, bound, expected) for each statistic the bundle gives an expectation for."""
