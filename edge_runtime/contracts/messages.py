@@ -263,8 +263,8 @@ class DriftAlarm(Message):
     scanner: str
     statistic: Literal["guard_share", "indeterminate_share", "pdff_distribution", "display_level", "display_step"]
     value: float = Field(
-        description="The window's figure: a share, a KS distance (PDFF estimates, display levels), or the latest "
-        "exams in a row beyond the console's go-live display levels (display_step)."
+        description="The window's figure: a share, a KS distance (PDFF estimates, display levels), or |z| of the "
+        "latest exams' mean display level against the console's go-live (display_step)."
     )
     bound: float = Field(description="The figure beyond which it alarms (at this window's size).")
     expected: float = Field(description="What the bundle's validation expects (a share; 0 for the KS distance).")

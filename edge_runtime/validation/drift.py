@@ -10,9 +10,9 @@ Per scanner, over its last ``window_exams`` exams (once it has ``min_exams``):
   Kolmogorov-Smirnov distance and its critical value at ``alpha``.
 - **display level**: the exams' median echo as the console displays it, before harmonisation, against the
   scanner's own go-live baseline (its first ``window_exams`` exams since the box started): the window by the same
-  KS test (a drift), and the latest exams all beyond the baseline's extremes on one side (a step: ``step_run``
-  of them happen by chance with probability below ``alpha``). Harmonisation divides gain away, so the answers
-  cannot show a gain, grey-map or probe change; this does.
+  KS test (a drift), and the mean of its latest STEP_EXAMS against the baseline's (a step, by a t test at
+  ``alpha``: exams vary with the patient and the operator's gain, so a step shows in a mean sooner than in any one
+  exam). Harmonisation divides gain away, so the answers cannot show a gain, grey-map or probe change; this does.
 An alarm stands while its statistic stays beyond the bound; the heartbeat, the page and Prometheus name the scanner
 and the statistic. ``alpha`` is small because the check runs after every exam: at 0.001 a scanner's 100
 in-distribution exams raise no alarm (benchmarks drift).
@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from edge_runtime.pipeline.runner import EndedExam
 
 FLAGGED_EXAM = 0.5  # an exam whose guard flags at least this share of its frames counts as flagged
+STEP_EXAMS = 5  # a display step is judged on the mean of a console's latest this many exams
 
 
 @dataclass(frozen=True)
@@ -96,27 +98,22 @@ def ks_bound(n: int, m: int, alpha: float) -> float:
     return math.sqrt(-0.5 * math.log(alpha / 2)) * math.sqrt((n + m) / (n * m))
 
 
-def step_run(baseline: int, alpha: float) -> int:
-    """The fewest consecutive exams all beyond the baseline's extremes on one side that happen with probability
-    below ``alpha`` when nothing changed: with exchangeable exams, k of them all above n baseline values has
-    probability k! n! / (n + k)!, doubled for either side."""
-    k, chance = 1, 2.0 / (baseline + 1)
-    while chance >= alpha:
-        k += 1
-        chance *= k / (baseline + k)
-    return k
+def level_shift(levels: np.ndarray, baseline: np.ndarray, recent: int = STEP_EXAMS) -> float | None:
+    """How far the latest ``recent`` exams' mean display level lies from the baseline's mean, in standard errors of
+    that difference (the baseline's spread stands for both); None until there are ``recent`` exams."""
+    if len(levels) < recent:
+        return None
+    spread = max(float(baseline.std(ddof=1)), 1.0)
+    return float((levels[-recent:].mean() - baseline.mean()) / (spread * math.sqrt(1 / recent + 1 / len(baseline))))
 
 
-def beyond_run(levels: np.ndarray, baseline: np.ndarray) -> int:
-    """How many of the latest exams, counting back, lie beyond the baseline's extremes on the same side."""
-    low, high = baseline.min(), baseline.max()
-    side = 1 if levels[-1] > high else -1 if levels[-1] < low else 0
-    run = 0
-    for level in levels[::-1]:
-        if side == 0 or (side > 0 and level <= high) or (side < 0 and level >= low):
-            break
-        run += 1
-    return run
+def shift_bound(alpha: float, baseline: int) -> float:
+    """The |t| beyond which a shift is named, two-sided at ``alpha``: Student's t with the baseline's degrees of
+    freedom (its spread is estimated), by the Cornish-Fisher expansion of the normal quantile (within 1 % of the
+    exact value from 10 degrees of freedom on)."""
+    z, df = NormalDist().inv_cdf(1 - alpha / 2), baseline - 1
+    terms = ((z**3 + z) / 4, (5 * z**5 + 16 * z**3 + 3 * z) / 96, (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384)
+    return z + sum(term / df ** (k + 1) for k, term in enumerate(terms))
 
 
 class DriftMonitor:
@@ -186,7 +183,9 @@ class DriftMonitor:
             return
         reference, alpha = np.array(baseline), self.settings.alpha
         typical = float(np.median(reference))
-        yield "display_step", float(beyond_run(levels, reference)), float(step_run(len(reference), alpha)), typical
+        shift = level_shift(levels, reference)
+        if shift is not None:
+            yield "display_step", abs(shift), shift_bound(alpha, len(reference)), typical
         if len(levels) >= self.settings.min_exams:
             yield "display_level", ks_distance(levels, reference), ks_bound(len(levels), len(reference), alpha), typical
 

@@ -140,7 +140,7 @@ const DRIFT_WORDS = {
   guard_share: "exams flagged by the guard", indeterminate_share: "exams without a definite call",
   pdff_distribution: "PDFF estimates unlike validation (KS distance)",
   display_level: "display brightness unlike this console at go-live (KS distance)",
-  display_step: "exams in a row brighter or darker than any at this console's go-live",
+  display_step: "latest exams brighter or darker than this console at go-live (z)",
 };
 function siteWatch(hb) {
   const line = document.getElementById("outcomes"), alert = document.getElementById("drift-alert");
