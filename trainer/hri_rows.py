@@ -88,10 +88,7 @@ def across_vendors(clkl_rows: list[dict[str, Any]], hri: dict[str, float | None]
     for vendor in sorted(set(vendors)):
         test, train = vendors == vendor, vendors != vendor
         p, pdff = _fit_apply(_filled(c["log_hri"], train)[:, None], fatty, log_pdff, train, test)
-        rows = [
-            {"pdff": r["pdff"], "p_fatty": a, "pdff_pred": b}
-            for r, a, b in zip([r for r, t in zip(clkl_rows, test, strict=True) if t], p, pdff, strict=True)
-        ]
+        rows = [{"pdff": t, "p_fatty": a, "pdff_pred": b} for t, a, b in zip(c["pdff"][test], p, pdff, strict=True)]
         out[vendor] = score_rows(rows, fatty_pdff)
     return out
 

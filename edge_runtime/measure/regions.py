@@ -79,11 +79,6 @@ class Disc:
         ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]]
         return (xs - self.cx) ** 2 + (ys - self.cy) ** 2 <= self.radius**2
 
-    def polygon(self, vertices: int = 16) -> list[tuple[float, float]]:
-        """The disc's outline as a closed polygon's vertices (x, y), in model-input pixels."""
-        angles = np.linspace(0.0, 2 * math.pi, vertices, endpoint=False)
-        return [(self.cx + self.radius * math.cos(a), self.cy + self.radius * math.sin(a)) for a in angles]
-
 
 @dataclass(frozen=True)
 class Region:
