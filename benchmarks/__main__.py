@@ -21,6 +21,7 @@ def _register() -> None:
     from benchmarks.exam_stream import main as exam_stream
     from benchmarks.faults import main as faults
     from benchmarks.federated import main as federated
+    from benchmarks.followup import main as followup
     from benchmarks.gate import main as gate
     from benchmarks.head_loop import main as head_loop
     from benchmarks.hri import main as hri
@@ -44,6 +45,7 @@ def _register() -> None:
     main.add_command(federated, "federated")
     main.add_command(gate, "gate")
     main.add_command(head_loop, "head-loop")
+    main.add_command(followup, "followup")
     main.add_command(hri, "hri")
     main.add_command(latency, "latency")
     main.add_command(limit, "limit")

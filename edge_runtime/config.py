@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge_runtime.contracts import ScannerSpec, StrictModel, validation_problems
 from edge_runtime.errors import ConfigError
+from edge_runtime.followup.change import DEFAULT_CHANGE_SCALE, DEFAULT_REPEAT_FLOOR, ChangeRule
 from edge_runtime.wire.transport import CurveClientKeys, CurveServerKeys
 
 
@@ -343,6 +344,29 @@ class PacsSettings(StrictModel):
         return bool(self.destinations or self.stow_url)
 
 
+class FollowUpSettings(StrictModel):
+    """[runtime.followup]: each exam linked to a study against the patient's previous report by this product, read
+    from the PACS off the result path (edge_runtime.followup). On whenever a PACS is configured."""
+
+    enabled: bool = Field(True, description="Compare each report's exam with the patient's previous one.")
+    window_days: int = Field(730, ge=1, le=36500, description="How far back a previous report is looked for.")
+    peer: str | None = Field(None, description="The PACS to ask, AE@HOST:PORT (default: the first report destination).")
+    timeout_s: float = Field(10.0, gt=0, description="Seconds before the PACS counts as not answering the query.")
+    scale: float = Field(
+        DEFAULT_CHANGE_SCALE,
+        gt=0,
+        description="Multiplier on both exams' repeat errors that bounds 90 % of unchanged pairs (benchmarks "
+        "followup calibrates it for a bundle).",
+    )
+    floor: float = Field(
+        DEFAULT_REPEAT_FLOOR, ge=0, description="The least repeat error an exam is credited with, log(1 + PDFF)."
+    )
+
+    @property
+    def rule(self) -> ChangeRule:
+        return ChangeRule(self.scale, self.floor)
+
+
 class RuntimeConfig(StrictModel):
     """edge.toml's [runtime]: one table per stage of the bedside."""
 
@@ -360,6 +384,7 @@ class RuntimeConfig(StrictModel):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     dicom: DicomSettings = Field(default_factory=DicomSettings)
     pacs: PacsSettings = Field(default_factory=PacsSettings)
+    followup: FollowUpSettings = Field(default_factory=FollowUpSettings)
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -79,12 +79,20 @@ def prepare_sessions(
     subjects = drawn[first_subject : first_subject + n_sessions]
     sessions = []
     for i, subject in enumerate(subjects):
-        screens = {shot: [_render(subject, shot, seed, k) for k in range(realisations)] for shot in shots}
+        screens = {shot: [render_shot(subject, shot, seed, k) for k in range(realisations)] for shot in shots}
         sessions.append(StreamSession(f"exam-{seed:04d}-{i + 1:03d}", subject, screens))
     return sessions
 
 
-def _render(subject: Subject, shot: str, seed: int, frame: int) -> np.ndarray:
+def render_shot(subject: Subject, shot: str, seed: int, frame: int) -> np.ndarray:
+    """One screen of a shot.
+
+    Args:
+        subject: the subject.
+        shot: a view, or an other-frame kind (phantom.other_views).
+        seed: the cohort seed.
+        frame: the speckle realisation.
+    """
     return (render_view if shot in VIEWS else render_other)(subject, shot, seed, frame=frame).screen
 
 

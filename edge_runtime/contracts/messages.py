@@ -24,7 +24,7 @@ from edge_runtime.contracts.constants import (
     TOPIC_THUMBNAIL,
     View,
 )
-from edge_runtime.contracts.names import ExamEnd, HriAbsent, NoCall
+from edge_runtime.contracts.names import Change, ExamEnd, HriAbsent, NoCall
 from edge_runtime.errors import FattyLiverError
 
 
@@ -117,6 +117,12 @@ class ExamEstimate(Message):
     pdff: float | None = Field(None, description="Trimmed mean of the pairs' ensemble PDFF, recalibrated on CV, %.")
     pdff_interval: tuple[float, float] | None = Field(
         None, description="At pdff_coverage: the model's CV error scaled by its ensemble spread, and the pairs' spread."
+    )
+    pdff_se: float | None = Field(
+        None,
+        ge=0,
+        description="Standard error of the estimate on log(1 + PDFF) from its pairs' disagreement: how far a repeat "
+        "exam of the same liver moves it (follow-up comparisons rest on it); None: fewer than 2 pairs.",
     )
     n_pairs: int = Field(0, ge=0)
     stable_since: float | None = Field(None, description="Frame time (unix s) since which the call has held.")
@@ -341,6 +347,45 @@ class ExamRecord(Message):
     scanner: str | None = Field(None, description="The scanner profile of the exam's frames (the last filed).")
     frames: FrameTally | None = Field(None, description="Frames filed as a view, and flagged by the guard.")
     identity: ExamIdentity | None = Field(None, description="Pseudonyms for reconciliation (the audit log's copy).")
+
+
+class PriorReport(Message):
+    """The patient's previous report by this product, as read back from the PACS (edge_runtime.hospital.priors)."""
+
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str = ""
+    date: str = Field(description="The prior study's date (ISO).")
+    call: Literal["fatty", "normal", "indeterminate"]
+    why: NoCall | None = Field(None, description="Why the prior was indeterminate, when it was.")
+    pdff: float | None = Field(None, description="The prior's PDFF estimate, %.")
+    pdff_interval: tuple[float, float] | None = None
+    pdff_se: float | None = Field(None, description="The prior's repeat standard error on log(1 + PDFF).")
+    model: str = Field(description="The bundle that made it: name (the lineage) and version.")
+    lineage: str = Field(description="The bundle's name and site adaptation: scales agree only within one lineage.")
+    scanner: str | None = Field(None, description="The scanner profile of the prior's frames, when stated.")
+
+
+class FollowUp(Message):
+    """This exam against the patient's previous report: the change in PDFF with its interval, and what it means."""
+
+    statement: Change
+    reason: str = Field(description="The statement in words, with why when not comparable or no prior.")
+    prior: PriorReport | None = None
+    days: int | None = Field(None, description="Days between the prior study and this one.")
+    change: float | None = Field(None, description="This exam's PDFF minus the prior's, percentage points.")
+    change_interval: tuple[float, float] | None = Field(
+        None, description="The change's 90 % interval from both exams' repeat errors, percentage points."
+    )
+    relative_change: float | None = Field(None, description="The change over the prior's PDFF (-0.3: a 30 % fall).")
+    response: bool | None = Field(
+        None,
+        description="True: the interval lies wholly beyond a 30 % relative fall (the trials' response); False: "
+        "wholly short of it; None: the interval cannot say.",
+    )
+    history: list[PriorReport] = Field(
+        default_factory=list, description="Every earlier report in the window, oldest first (the page's trend)."
+    )
 
 
 class ThumbnailMessage(Message):

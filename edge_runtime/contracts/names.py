@@ -143,6 +143,25 @@ HRI_ABSENT_SAID: dict[HriAbsent, str] = {
 }
 
 
+class Change(StrEnum):
+    """What a follow-up exam says against the patient's previous report (edge_runtime.followup.change)."""
+
+    DECREASED = "decreased"  # the fat fraction fell beyond what the two measurements can resolve
+    INCREASED = "increased"  # it rose beyond that
+    NO_CHANGE = "no_change"  # no change beyond what the two measurements can resolve
+    NOT_COMPARABLE = "not_comparable"  # the two exams' numbers cannot be set side by side (reason given)
+    NO_PRIOR = "no_prior"  # no earlier report was found, or the PACS could not be asked (reason given)
+
+
+CHANGE_SAID: dict[Change, str] = {
+    Change.DECREASED: "decreased",
+    Change.INCREASED: "increased",
+    Change.NO_CHANGE: "no change beyond what the two measurements can resolve",
+    Change.NOT_COMPARABLE: "not comparable",
+    Change.NO_PRIOR: "prior not available",
+}
+
+
 class ExamEnd(StrEnum):
     """Why an exam ended: no new frame for its time to live (a study: idle), the session cap, or the model serving it
     stopped serving (shutdown or a model update)."""

@@ -209,6 +209,7 @@ class Combined:
     log_pdff: float
     pdff_interval: tuple[float, float]
     n_pairs: int
+    log_se: float | None  # the estimate's standard error on log(1 + PDFF) from the pairs' disagreement
 
     @property
     def pdff(self) -> float:
@@ -220,10 +221,11 @@ def combine(pairs: list[ExamPair], policy: ExamPolicy, model: ExamModel) -> Comb
     logits = np.array([p.logit for p in pairs])
     logs = np.array([p.log_pdff for p in pairs])
     n = len(pairs)
-    pair_se = Z_90 * (float(logs.std(ddof=1)) if n > 1 else 0.0) / math.sqrt(n)
+    sd = float(logs.std(ddof=1)) if n > 1 else 0.0
     centre = model.pdff_centre(trimmed_mean(logs, policy.trim))
-    bounds = model.pdff_bounds(centre, float(np.mean([p.spread for p in pairs])), pair_se)
-    return Combined(float(sigmoid(trimmed_mean(logits, policy.trim))), centre, bounds, n)
+    bounds = model.pdff_bounds(centre, float(np.mean([p.spread for p in pairs])), Z_90 * sd / math.sqrt(n))
+    log_se = model.recalibration[1] * sd / math.sqrt(n) if n > 1 else None
+    return Combined(float(sigmoid(trimmed_mean(logits, policy.trim))), centre, bounds, n, log_se)
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,7 @@ class ExamTracker:
             p_fatty=round(c.p, 4),
             pdff=round(c.pdff, 2),
             pdff_interval=(round(c.pdff_interval[0], 2), round(c.pdff_interval[1], 2)),
+            pdff_se=None if c.log_se is None else round(c.log_se, 5),
             n_pairs=c.n_pairs,
             stable_since=self.stable_since,
             calibrated=self.model.calibrated,

@@ -1,0 +1,186 @@
+"""Follow-up honesty: phantom patients scanned twice, with and without a real change, played as live exams.
+
+Three groups of subjects from one unseen cohort, each scanned on a first visit and again months later
+(phantom.followup): a calibration group and a no-change group at the same PDFF, and a change group whose PDFF moved
+by at least 6 pp, both directions mixed. The calibration group fixes the change rule's scale (the conformal 90 %
+quantile of unchanged pairs' normalised change); the other two are judged with it and with the runtime's default
+rule: called changed in the right direction, in the wrong one, and unchanged livers called changed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from benchmarks.common import machine, write_reports
+from benchmarks.exams import PlayedExam, play_exams
+from edge_runtime.config import FollowUpSettings
+from edge_runtime.contracts import Change, ExamRecord
+from edge_runtime.followup.change import ChangeRule, ThisExam, as_prior, compare, lineage_of
+from edge_runtime.model.bundle import load_bundle
+from edge_runtime.model.uncertainty import conformal_quantile
+from phantom.followup import first_visit, revisit, visit_session
+from phantom.stream import EXAM_SCRIPT
+from phantom.subject import Subject, draw_cohort
+
+GROUPS = ("calibration", "no_change", "change")
+MIN_CHANGE_PP = 6.0
+DAYS_APART = 120
+
+
+@dataclass(frozen=True)
+class FollowedPatient:
+    group: str
+    before: Subject
+    after: Subject
+
+    @property
+    def true_change(self) -> float:
+        return round(self.after.pdff - self.before.pdff, 2)
+
+
+def second_pdff(subject: Subject, rng: np.random.Generator) -> float:
+    """A real change of at least 6 pp: a fatty liver at 12 % or more improves, any other worsens."""
+    if subject.pdff >= 12.0:
+        return float(rng.uniform(max(1.0, 0.3 * subject.pdff), subject.pdff - MIN_CHANGE_PP))
+    return subject.pdff + float(rng.uniform(MIN_CHANGE_PP, 12.0))
+
+
+def followed_patients(per_group: int, seed: int) -> list[FollowedPatient]:
+    """Per group ``per_group`` subjects of one cohort (60 % fatty, grades evenly spread), each with a second visit."""
+    subjects = draw_cohort(3 * per_group, seed, 0.6, pdff_distribution="severity-rich")
+    rng = np.random.default_rng([seed, 0xF0])
+    patients = []
+    for k, subject in enumerate(subjects):
+        group = GROUPS[k // per_group]
+        pdff = second_pdff(subject, rng) if group == "change" else subject.pdff
+        patients.append(FollowedPatient(group, subject, revisit(subject, pdff, 1, DAYS_APART, seed).subject))
+    return patients
+
+
+def play_visits(bundle_dir: str, patients: list[FollowedPatient], seed: int, timing: tuple[float, float]) -> dict:
+    """Both visits of every patient as live exams, all at once: session name -> played exam."""
+    shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
+    sessions = []
+    for p in patients:
+        sessions.append(visit_session(first_visit(p.before), seed, f"{p.before.subject_id}-v0", shots, 2))
+        visit = revisit(p.before, p.after.pdff, 1, DAYS_APART, seed)
+        sessions.append(visit_session(visit, seed, f"{p.before.subject_id}-v1", shots, 2))
+    return play_exams(load_bundle(bundle_dir), sessions, *timing)
+
+
+def judged(p: FollowedPatient, played: dict[str, PlayedExam], rule: ChangeRule) -> dict[str, Any]:
+    """One patient's comparison under ``rule``, beside its truth."""
+    first: ExamRecord = played[f"{p.before.subject_id}-v0"].final
+    second: ExamRecord = played[f"{p.before.subject_id}-v1"].final
+    prior = as_prior(first, "2026-01-01")
+    follow = compare(prior, ThisExam(second.exam, lineage_of(second.model), second.scanner), DAYS_APART, rule)
+    return {
+        "patient": p.before.subject_id, "group": p.group, "vendor": p.before.vendor,
+        "pdff_before": p.before.pdff, "pdff_after": p.after.pdff, "true_change": p.true_change,
+        "measured_before": first.exam.pdff, "measured_after": second.exam.pdff,
+        "se_before": first.exam.pdff_se, "se_after": second.exam.pdff_se,
+        "statement": follow.statement.value, "change": follow.change, "interval": follow.change_interval,
+        "reason": follow.reason, "response": follow.response,
+    }  # fmt: skip
+
+
+def calibrated_scale(rows: list[dict[str, Any]], floor: float, coverage: float = 0.9) -> float:
+    """The conformal quantile of unchanged pairs' |change| over their combined repeat error (log(1 + PDFF))."""
+    scores = []
+    for r in rows:
+        if r["measured_before"] is None or r["measured_after"] is None:
+            continue
+        moved = abs(math.log1p(r["measured_after"]) - math.log1p(r["measured_before"]))
+        scores.append(moved / ChangeRule(1.0, floor).bound(r["se_before"], r["se_after"]))
+    return conformal_quantile(scores, coverage)
+
+
+def bars(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's bars: real changes called in the right direction, none in the wrong one, few false changes."""
+    change = [r for r in rows if r["group"] == "change"]
+    still = [r for r in rows if r["group"] == "no_change"]
+    direction = lambda r: Change.INCREASED.value if r["true_change"] > 0 else Change.DECREASED.value  # noqa: E731
+    right = sum(r["statement"] == direction(r) for r in change)
+    wrong = sum(r["statement"] in (Change.INCREASED.value, Change.DECREASED.value) and r["statement"] != direction(r)
+                for r in change)  # fmt: skip
+    false = sum(r["statement"] in (Change.INCREASED.value, Change.DECREASED.value) for r in still)
+    return {
+        "change_patients": len(change), "right_direction": right, "wrong_direction": wrong,
+        "not_comparable_change": sum(r["statement"] == Change.NOT_COMPARABLE.value for r in change),
+        "no_change_patients": len(still), "false_change": false,
+        "not_comparable_still": sum(r["statement"] == Change.NOT_COMPARABLE.value for r in still),
+        "right_share": right / max(1, len(change)), "false_share": false / max(1, len(still)),
+    }  # fmt: skip
+
+
+def plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
+    """Measured change against true change, with each comparison's interval, coloured by statement."""
+    colours = {"increased": "tab:red", "decreased": "tab:green", "no_change": "tab:grey", "not_comparable": "black"}
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for r in rows:
+        if r["group"] == "calibration" or r["change"] is None:
+            continue
+        low, high = r["interval"]
+        ax.errorbar(r["true_change"], r["change"], yerr=[[r["change"] - low], [high - r["change"]]], fmt="o", ms=4,
+                    color=colours[r["statement"]], alpha=0.8, lw=0.8)  # fmt: skip
+    ax.axline((0, 0), slope=1, color="grey", ls="--", lw=0.8)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set(xlabel="true change in PDFF, pp", ylabel="measured change (90 % interval), pp", title=title)
+    for name, colour in colours.items():
+        ax.plot([], [], "o", color=colour, label=name.replace("_", " "))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [f"# Follow-up honesty: {result['bundle']}", "", f"Machine: {result['machine'].get('cpu', '')}", ""]
+    lines += ["| rule | scale | floor | right direction | wrong direction | unchanged called changed |"]
+    lines += ["| --- | --- | --- | --- | --- | --- |"]
+    for name in ("calibrated", "default"):
+        rule, b = result[name]["rule"], result[name]["bars"]
+        lines.append(
+            f"| {name} | {rule['scale']:.2f} | {rule['floor']:.3f} | {b['right_direction']}/{b['change_patients']} "
+            f"| {b['wrong_direction']} | {b['false_change']}/{b['no_change_patients']} |"
+        )
+    lines += ["", "| patient | group | true change | measured | statement |", "| --- | --- | --- | --- | --- |"]
+    for r in result["calibrated"]["rows"]:
+        lines.append(f"| {r['patient']} | {r['group']} | {r['true_change']:+.1f} | {r['reason']} | {r['statement']} |")
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False), required=True)
+@click.option("--per-group", type=click.IntRange(5, 200), default=30, show_default=True)
+@click.option("--seed", type=int, default=4545, show_default=True, help="Cohort seed (not a training seed).")
+@click.option("--seconds", type=click.FloatRange(5), default=40, show_default=True, help="Frame time per exam.")
+@click.option("--fps-per-exam", type=click.FloatRange(0.1), default=1.0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/benchmarks/followup")
+def main(bundle_dir: str, per_group: int, seed: int, seconds: float, fps_per_exam: float, out_dir: str) -> None:
+    """Play followed phantom patients twice and score the change statements; writes followup.*."""
+    patients = followed_patients(per_group, seed)
+    click.echo(f"playing {2 * len(patients)} exams of {len(patients)} followed patients...", err=True)
+    played = play_visits(bundle_dir, patients, seed, (seconds, fps_per_exam))
+    default = FollowUpSettings().rule
+    first = [judged(p, played, default) for p in patients]
+    scale = calibrated_scale([r for r in first if r["group"] == "calibration"], default.floor)
+    calibrated = ChangeRule(scale, default.floor)
+    result: dict[str, Any] = {"bundle": bundle_dir, "machine": machine(), "per_group": per_group, "seed": seed}
+    for name, rule in (("calibrated", calibrated), ("default", default)):
+        rows = [judged(p, played, rule) for p in patients]
+        result[name] = {"rule": {"scale": rule.scale, "floor": rule.floor}, "bars": bars(rows), "rows": rows}
+    out = Path(out_dir)
+    write_reports(out, "followup", result, markdown(result))
+    plot(out / "followup.png", result["calibrated"]["rows"], f"Follow-up, scale {scale:.2f} calibrated")
+    click.echo(markdown(result))

@@ -1,0 +1,160 @@
+"""Did the liver change? This exam's PDFF against the patient's previous report, with an honest answer.
+
+Two exams of one patient by one bundle lineage on one scanner share most of the model's error: the same body wall,
+the same operator habits, the same scanner's grey map. What they do not share is what a repeat exam moves: which
+frames were caught, the day's gain and probe angle. Each exam states that as ``pdff_se``, the standard error of its
+estimate on log(1 + PDFF) from its own pairs' disagreement. The change on that scale is judged against both exams'
+repeat errors in quadrature, each at least ``floor``, times ``scale``: the multiplier calibrated on repeat phantom
+exams at the same PDFF so that at most 10 % of unchanged livers are called changed (benchmarks/followup.py;
+docs/DESIGN.md, "Follow-up"). Numbers from different lineages, or from different scanners without a site
+adaptation, are not set side by side, nor are exams whose estimate the bundle itself does not stand behind.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from edge_runtime.contracts import (
+    CHANGE_SAID,
+    NO_CALL_SAID,
+    Change,
+    ExamEstimate,
+    ExamRecord,
+    FollowUp,
+    ModelInfo,
+    NoCall,
+    PriorReport,
+)
+
+RESPONSE_FALL = -0.30  # trials' response: a relative MRI-PDFF fall of at least 30 %
+UNRELIABLE = (NoCall.OUTSIDE_TRAINING, NoCall.DISCORDANT, NoCall.COLLECTING, NoCall.NOT_CALIBRATED)
+# An exam indeterminate for one of these reasons has no estimate the bundle stands behind. One indeterminate because
+# the fatty/normal line cannot be certified (cannot_tell, cannot_certify) still measures its PDFF as well as any.
+
+
+DEFAULT_CHANGE_SCALE = 1.645  # replaced by the scale benchmarks/followup.py calibrates (docs/DESIGN.md, "Follow-up")
+DEFAULT_REPEAT_FLOOR = 0.02  # log(1 + PDFF): no exam's repeat error is taken as smaller than about 2 %
+SITE_MARK = ", adapted to site "
+
+
+def lineage_of(model: ModelInfo) -> str:
+    """A bundle's lineage: its name, and the site it was adapted to (versions of one lineage share a scale)."""
+    return model.name + (f"{SITE_MARK}{model.site}" if model.site else "")
+
+
+@dataclass(frozen=True)
+class ChangeRule:
+    """How far apart two exams must lie to be called a change."""
+
+    scale: float  # multiplier on the combined repeat error: the calibrated 90 % no-change bound
+    floor: float  # the least repeat error an exam is credited with, log(1 + PDFF)
+
+    def bound(self, prior_se: float | None, current_se: float | None) -> float:
+        """The largest change on log(1 + PDFF) that two unchanged exams show 90 % of the time."""
+        first, second = max(prior_se or 0.0, self.floor), max(current_se or 0.0, self.floor)
+        return self.scale * math.hypot(first, second)
+
+
+@dataclass(frozen=True)
+class ThisExam:
+    """This exam as a comparison sees it: its answer, the bundle lineage that made it and its scanner."""
+
+    estimate: ExamEstimate
+    lineage: str
+    scanner: str | None
+
+
+def not_comparable(prior: PriorReport, current: ThisExam) -> str | None:
+    """Why the two exams' numbers cannot be set side by side, in words; None when they can."""
+    if prior.lineage != current.lineage:
+        made = f"the prior was made by {prior.lineage}, this exam by {current.lineage}"
+        return f"{made}: their scales are not known to agree"
+    adapted = SITE_MARK in current.lineage
+    if prior.scanner and current.scanner and prior.scanner != current.scanner and not adapted:
+        scanned = f"the prior was scanned on {prior.scanner}, this exam on {current.scanner}"
+        return f"{scanned}, and the bundle is not adapted to this site's scanners"
+    if prior.pdff is None or (prior.call == "indeterminate" and prior.why in UNRELIABLE):
+        return f"the prior was indeterminate ({_said(prior.why)})"
+    exam = current.estimate
+    if exam.pdff is None or (exam.call in (None, "indeterminate") and exam.why in UNRELIABLE):
+        return f"this exam is indeterminate ({_said(exam.why)})"
+    return None
+
+
+def _said(why: NoCall | None) -> str:
+    return NO_CALL_SAID[why] if why is not None else "no estimate"
+
+
+def compare(prior: PriorReport, current: ThisExam, days: int | None, rule: ChangeRule) -> FollowUp:
+    """The follow-up statement of this exam against ``prior``.
+
+    Args:
+        prior: the patient's most recent earlier report.
+        current: this exam, its lineage and scanner.
+        days: days between the two studies (None: unknown).
+        rule: the calibrated change rule.
+    """
+    why = not_comparable(prior, current)
+    if why is not None:
+        return FollowUp(statement=Change.NOT_COMPARABLE, reason=f"not comparable: {why}", prior=prior, days=days)
+    before, after = float(prior.pdff), float(current.estimate.pdff)
+    moved = math.log1p(after) - math.log1p(before)
+    bound = rule.bound(prior.pdff_se, current.estimate.pdff_se)
+    low, high = ((1 + before) * math.expm1(moved + side * bound) for side in (-1, 1))
+    statement = Change.NO_CHANGE if abs(moved) <= bound else Change.INCREASED if moved > 0 else Change.DECREASED
+    relative = (low / before, high / before) if before > 0 else None
+    response = None
+    if relative is not None and relative[1] <= RESPONSE_FALL:
+        response = True
+    elif relative is not None and relative[0] > RESPONSE_FALL:
+        response = False
+    return FollowUp(
+        statement=statement,
+        reason=_reason(statement, after - before, (low, high), response),
+        prior=prior,
+        days=days,
+        change=round(after - before, 2),
+        change_interval=(round(low, 2), round(high, 2)),
+        relative_change=round((after - before) / before, 3) if before > 0 else None,
+        response=response,
+    )
+
+
+def _reason(statement: Change, change: float, interval: tuple[float, float], response: bool | None) -> str:
+    words = f"{CHANGE_SAID[statement]}: {change:+.1f} pp ({interval[0]:+.1f} to {interval[1]:+.1f})"
+    if response is True:
+        return words + ", a fall of at least 30 %"
+    if response is False and statement == Change.DECREASED:
+        return words + ", less than a 30 % fall"
+    return words
+
+
+def no_prior(why: str) -> FollowUp:
+    """The comparison when no prior can be read: why, in words."""
+    return FollowUp(statement=Change.NO_PRIOR, reason=f"prior not available: {why}")
+
+
+def as_prior(record: ExamRecord, date: str, sop_instance_uid: str = "", study_uid: str = "") -> PriorReport:
+    """An ended exam as a later exam reads it back from its report (the same fields the SR states).
+
+    Args:
+        record: the earlier exam's final record.
+        date: its study date (ISO).
+        sop_instance_uid: its report's UID.
+        study_uid: its study's UID.
+    """
+    exam = record.exam
+    return PriorReport(
+        sop_instance_uid=sop_instance_uid,
+        study_instance_uid=study_uid,
+        date=date,
+        call=exam.call or "indeterminate",
+        why=exam.why if exam.call in (None, "indeterminate") else None,
+        pdff=exam.pdff,
+        pdff_interval=exam.pdff_interval,
+        pdff_se=exam.pdff_se,
+        model=f"{record.model.name} {record.model.version}",
+        lineage=lineage_of(record.model),
+        scanner=record.scanner,
+    )
