@@ -22,10 +22,12 @@ from edge_runtime.box.health import BoxStatus
 from edge_runtime.box.parts import Part
 from edge_runtime.box.telemetry import Telemetry
 from edge_runtime.config import RuntimeConfig
+from edge_runtime.followup.priors import PriorLookup
 from edge_runtime.hospital.jobs import ReportBuilder
 from edge_runtime.hospital.peers import Peer
 from edge_runtime.hospital.queue import ReportQueue
 from edge_runtime.hospital.report import Equipment
+from edge_runtime.hospital.retrieve import Archive
 from edge_runtime.hospital.sender import destinations_for
 from edge_runtime.model.served import Served, ServedModel
 from edge_runtime.pipeline.queue import FrameQueue
@@ -134,5 +136,14 @@ def report_service(config: RuntimeConfig, telemetry: Telemetry) -> tuple[ReportQ
     reports = ReportQueue(settings.queue, list(destinations), (settings.retry_s, settings.retry_max_s))
     equipment = Equipment(calling, __version__, socket.gethostname()[:64])
     worklist = Peer.parse(settings.worklist) if settings.worklist else None
-    builder = ReportBuilder(equipment, worklist, calling, settings.timeout_s)
+    builder = ReportBuilder(equipment, worklist, calling, settings.timeout_s, prior_lookup(config, calling))
     return reports, ReportSender(reports, builder, destinations, telemetry, settings.timeout_s)
+
+
+def prior_lookup(config: RuntimeConfig, calling: str) -> PriorLookup | None:
+    """``[runtime.followup]``: the PACS asked for the patient's previous reports (default: the first destination)."""
+    settings = config.followup
+    peer = settings.peer or next(iter(config.pacs.destinations), None)
+    if not settings.enabled or peer is None:
+        return None
+    return PriorLookup(Archive(Peer.parse(peer), calling, settings.timeout_s), settings.window_days, settings.rule)

@@ -9,11 +9,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import UltrasoundImageStorage, generate_uid
 
-from edge_runtime.contracts import ExamEstimate, ExamHri, ExamRecord, ModelInfo
+from edge_runtime.contracts import Change, ExamEstimate, ExamHri, ExamRecord, FollowUp, ModelInfo, PriorReport
 from edge_runtime.hospital import codes
 from edge_runtime.hospital.jobs import study_job
 from edge_runtime.hospital.report import Equipment, StudyContext, build_report, read_report
@@ -26,14 +27,17 @@ LIVER = ((110.5, 200.0), (150.0, 196.0), (158.0, 230.0), (120.0, 236.0))
 CORTEX = ((300.0, 210.0), (318.0, 205.0), (322.0, 224.0), (304.0, 228.0))
 
 
-def _report(tmp_path: Path, with_hri: bool = True, sop_class: str = US_MULTIFRAME) -> tuple[Path, Evidence]:
+def _report(
+    tmp_path: Path, with_hri: bool = True, sop_class: str = US_MULTIFRAME, followup: FollowUp | None = None
+) -> tuple[Path, Evidence]:
     exam = ExamEstimate(
-        call="fatty", p_fatty=0.93, pdff=12.1, pdff_interval=(8.0, 17.0), n_pairs=5, calibrated=True,
+        call="fatty", p_fatty=0.93, pdff=12.1, pdff_interval=(8.0, 17.0), n_pairs=5, calibrated=True, pdff_se=0.031,
         hri=ExamHri(value=1.41, interval=(1.32, 1.5), frames=4, tried=5) if with_hri else None,
     )  # fmt: skip
     record = ExamRecord(
-        session="s", ended=time.time(), why="ttl", exam=exam, model=ModelInfo(name="m", version="1.0.0", sha="0" * 16)
-    )
+        session="s", ended=time.time(), why="ttl", exam=exam, model=ModelInfo(name="m", version="1.0.0", sha="0" * 16),
+        scanner="philips-epiq",
+    )  # fmt: skip
     source = Dataset()
     source.StudyInstanceUID, source.PatientID, source.PatientName = generate_uid(), "P-1", "DOE^JANE"
     image = Evidence(sop_class, generate_uid(), generate_uid())
@@ -43,7 +47,7 @@ def _report(tmp_path: Path, with_hri: bool = True, sop_class: str = US_MULTIFRAM
     held = study_job(StudyEvidence({}, (image,), shown))
     study = StudyContext(study.attributes, study.evidence, HriEvidence.from_json(held["hri"]) if with_hri else None)
     path = tmp_path / "report.dcm"
-    build_report(record, study, Equipment("BOX", "1.0"), (generate_uid(), generate_uid())).save_as(
+    build_report(record, study, Equipment("BOX", "1.0"), (generate_uid(), generate_uid()), followup).save_as(
         path, enforce_file_format=True
     )
     return path, image
@@ -99,3 +103,30 @@ def test_a_report_without_a_measured_hri_draws_no_region(tmp_path: Path) -> None
     said = read_report(path)
     assert said.hri is None and said.hri_regions == ()
     assert len(_dcmjs(path)) == 1
+
+
+def test_the_report_states_the_change_since_the_prior_and_references_the_prior_report(tmp_path: Path) -> None:
+    prior = PriorReport(
+        sop_instance_uid=generate_uid(), study_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
+        date="2026-02-01", call="fatty", pdff=21.0, pdff_se=0.03, model="m 1.0.0", lineage="m",
+    )  # fmt: skip
+    followup = FollowUp(
+        statement=Change.DECREASED, reason="decreased: -8.9 pp (-11.0 to -6.5), a fall of at least 30 %",
+        prior=prior, days=120, change=-8.9, change_interval=(-11.0, -6.5), response=True,
+    )  # fmt: skip
+    path, _ = _report(tmp_path, followup=followup)
+    checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    assert [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")] == []
+
+    said = read_report(path)
+    assert (said.change, said.prior_report) == ("decreased", prior.sop_instance_uid)
+    assert said.change_said.startswith("decreased: -8.9 pp")
+    assert (said.pdff_se, said.lineage, said.scanner) == (pytest.approx(0.031), "m", "philips-epiq")
+    evidence = pydicom.dcmread(path).PertinentOtherEvidenceSequence[0]
+    assert evidence.StudyInstanceUID == prior.study_instance_uid
+    assert (
+        evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == prior.sop_instance_uid
+    )
+    change = {m["code"]: m["value"] for m in _dcmjs(path)[0]["measurements"]}[codes.CHANGE.value]
+    assert change == pytest.approx(-8.9)
+    assert read_report(_report(tmp_path)[0]).change is None  # no follow-up asked: none stated

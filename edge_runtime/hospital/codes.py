@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydicom.sr.coding import Code
 
-from edge_runtime.contracts import NoCall
+from edge_runtime.contracts import Change, NoCall
 
 PRIVATE_SCHEME = "99FLE"
 
@@ -40,6 +40,13 @@ HEPATORENAL_INDEX_LOWER = Code("FLE041", PRIVATE_SCHEME, "Hepatorenal index 95 %
 HEPATORENAL_INDEX_UPPER = Code("FLE042", PRIVATE_SCHEME, "Hepatorenal index 95 % interval upper limit")
 HEPATORENAL_FRAMES = Code("FLE043", PRIVATE_SCHEME, "Kidney-liver frames measured")
 MEAN_ECHO = Code("FLE044", PRIVATE_SCHEME, "Mean echo level (displayed grey)")
+REPEAT_ERROR = Code("FLE045", PRIVATE_SCHEME, "Fat fraction repeat standard error, log(1 + PDFF)")
+CHANGE = Code("FLE050", PRIVATE_SCHEME, "Change in fat fraction since the prior report")
+CHANGE_LOWER = Code("FLE051", PRIVATE_SCHEME, "Change in fat fraction 90 % interval lower limit")
+CHANGE_UPPER = Code("FLE052", PRIVATE_SCHEME, "Change in fat fraction 90 % interval upper limit")
+CHANGE_SINCE_PRIOR = Code("FLE053", PRIVATE_SCHEME, "Change since the prior report")
+PRIOR_REPORT = Code("FLE059", PRIVATE_SCHEME, "Prior report compared")
+FOLLOW_UP_SAID = Code("FLE060", PRIVATE_SCHEME, "Follow-up statement")
 
 CALLS = {"fatty": PRESENT, "normal": ABSENT, "indeterminate": INDETERMINATE}
 
@@ -58,3 +65,17 @@ WHY: dict[NoCall, Code] = {
 def why_code(why: NoCall | str | None) -> Code:
     """The coded reason an exam gives no definite call (no reason at all: too few pairs for an answer)."""
     return WHY[NoCall(why)] if why else NO_ANSWER
+
+
+CHANGES: dict[Change, Code] = {
+    Change.DECREASED: Code("FLE054", PRIVATE_SCHEME, "Decreased beyond the two exams' repeat error"),
+    Change.INCREASED: Code("FLE055", PRIVATE_SCHEME, "Increased beyond the two exams' repeat error"),
+    Change.NO_CHANGE: Code("FLE056", PRIVATE_SCHEME, "No change beyond what the two measurements can resolve"),
+    Change.NOT_COMPARABLE: Code("FLE057", PRIVATE_SCHEME, "Not comparable with the prior report"),
+    Change.NO_PRIOR: Code("FLE058", PRIVATE_SCHEME, "Prior report not available"),
+}
+
+
+def why_of(code_value: str | None) -> NoCall | None:
+    """The declared reason behind a report's coded one (the first that codes to it), None for none."""
+    return next((why for why, code in WHY.items() if code.value == code_value), None) if code_value else None

@@ -16,8 +16,9 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from edge_runtime.contracts import ExamRecord
+from edge_runtime.contracts import ExamRecord, FollowUp
 from edge_runtime.errors import FattyLiverError
+from edge_runtime.followup.priors import PriorLookup
 from edge_runtime.hospital.peers import Peer
 from edge_runtime.hospital.queue import Job
 from edge_runtime.hospital.report import Equipment, StudyContext, build_report
@@ -71,24 +72,38 @@ def unreadable_attribute(attributes: Dataset) -> str | None:
 class ReportBuilder:
     """Jobs into SR documents, asking the worklist for a screen-grab exam's study."""
 
-    def __init__(self, equipment: Equipment, worklist: Peer | None, calling: str, timeout: float):
+    def __init__(
+        self, equipment: Equipment, worklist: Peer | None, calling: str, timeout: float, priors: PriorLookup | None
+    ):
         """Args:
         equipment: this box as the report names it.
         worklist: the Modality Worklist (None: none configured).
         calling: this box's AE title.
         timeout: seconds before the worklist counts as not answering.
+        priors: where the patient's previous reports are looked up (None: follow-up is off).
         """
         self.equipment, self.worklist, self.calling, self.timeout = equipment, worklist, calling, timeout
+        self.priors = priors
 
     def build(self, job: Job) -> Dataset:
         """The job's report; SendError while the worklist cannot answer, ReportUnbuildable when it never will."""
         context = self._study(job)
         try:
             record = ExamRecord.model_validate(job.record)
-            return build_report(record, context, self.equipment, (job.sop_instance_uid, job.series_uid))
+            followup = self._followup(job, record, context)
+            uids = (job.sop_instance_uid, job.series_uid)
+            return build_report(record, context, self.equipment, uids, followup)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             said = unreadable_attribute(context.attributes) or f"{type(exc).__name__}: {exc}"
             raise ReportUnbuildable(f"the report cannot be built: {said}") from None
+
+    def _followup(self, job: Job, record: ExamRecord, context: StudyContext) -> FollowUp | None:
+        """The comparison with the prior, looked up once and kept in the job: every resend states the same."""
+        if self.priors is None:
+            return None
+        if "followup" not in job.study:
+            job.study["followup"] = self.priors.followup(record, context).model_dump(mode="json")
+        return FollowUp.model_validate(job.study["followup"])
 
     def _study(self, job: Job) -> StudyContext:
         if "accession" not in job.study:

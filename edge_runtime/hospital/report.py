@@ -10,6 +10,7 @@ Contributing Equipment names this product as the processing equipment, as IHE AI
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from edge_runtime.contracts import ExamRecord
+from edge_runtime.contracts import ExamRecord, FollowUp, PriorReport
+from edge_runtime.followup.change import SITE_MARK
 from edge_runtime.hospital import codes
 from edge_runtime.pipeline.studies import Evidence, HriEvidence
 from edge_runtime.sources.dicom.attributes import patient_study_attributes
@@ -25,6 +27,8 @@ from edge_runtime.sources.dicom.sop import MULTI_FRAME_STORAGE
 
 PRODUCT = "fatty-liver-edge"
 REPORT_SERIES_NUMBER = 9701
+REPORT_SERIES_DESCRIPTION = "AI result: fatty liver (research use)"
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ def _measurements(exam: dict[str, Any], hd: Any) -> list:
         out.append(num(codes.DEFINITE_ERROR, 100 * exam["definite_error"], codes.PERCENT))
         out.append(num(codes.DEFINITE_SUBJECTS, exam["definite_subjects"], codes.NO_UNITS))
     out.append(num(codes.IMAGE_PAIRS, exam.get("n_pairs") or 0, codes.NO_UNITS))
+    if exam.get("pdff_se") is not None:
+        out.append(num(codes.REPEAT_ERROR, exam["pdff_se"], codes.NO_UNITS))
     hri = exam.get("hri") or {}
     if hri.get("value") is not None:
         low, high = hri["interval"]
@@ -111,13 +117,15 @@ def _evaluations(exam: dict[str, Any], hd: Any) -> list:
     return out
 
 
-def _group(record: ExamRecord, study: StudyContext, hd: Any) -> Any:
-    """The TID 1501 group: the measurements, the call, the algorithm, the source images."""
+def _group(record: ExamRecord, study: StudyContext, hd: Any, followup: FollowUp | None = None) -> Any:
+    """The TID 1501 group: the measurements, the call, the algorithm, the source images, and the comparison with
+    the prior report when one was asked for."""
     model = record.model
     parameters = [f"sha {model.sha}", f"site {model.site or 'none (as trained)'}"]
+    parameters += [f"scanner {record.scanner}"] if record.scanner else []
     sources = [hd.sr.SourceImageForMeasurementGroup(e.sop_class, e.sop_instance) for e in study.evidence] or None
     exam = record.exam.model_dump()
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(identifier=f"fatty liver exam {record.session}"[:64]),
         finding_type=codes.STEATOSIS_OF_LIVER,
         finding_sites=[hd.sr.FindingSite(codes.LIVER)],
@@ -126,6 +134,9 @@ def _group(record: ExamRecord, study: StudyContext, hd: Any) -> Any:
         qualitative_evaluations=_evaluations(exam, hd),
         source_images=sources,
     )
+    if followup is not None:
+        group[0].ContentSequence.extend(_followup_items(followup, hd))
+    return group
 
 
 def _region_group(name: str, site: Any, polygon: Sequence, echo: float, shown: HriEvidence, hd: Any, hri: bool) -> Any:
@@ -163,7 +174,37 @@ def _hri_groups(study: StudyContext, hd: Any) -> list:
     ]
 
 
-def build_report(record: ExamRecord, study: StudyContext, equipment: Equipment, uids: tuple[str, str]) -> Dataset:
+def _followup_items(followup: FollowUp, hd: Any) -> list:
+    """The comparison with the prior report: the coded statement, its words, the change with its interval, and the
+    prior report itself, in the exam's group."""
+    said = hd.sr.CodeContentItem(codes.CHANGE_SINCE_PRIOR, codes.CHANGES[followup.statement], "CONTAINS")
+    items = [said, hd.sr.TextContentItem(codes.FOLLOW_UP_SAID, followup.reason[:1024], "CONTAINS")]
+    if followup.change is not None:
+        said_values = (followup.change, *followup.change_interval)
+        for code, value in zip((codes.CHANGE, codes.CHANGE_LOWER, codes.CHANGE_UPPER), said_values, strict=True):
+            items.append(hd.sr.NumContentItem(code, float(value), codes.PERCENT, relationship_type="CONTAINS"))
+    if followup.prior is not None:
+        prior = followup.prior.sop_instance_uid
+        items.append(hd.sr.CompositeContentItem(codes.PRIOR_REPORT, COMPREHENSIVE_3D_SR, prior, "CONTAINS"))
+    return items
+
+
+def _prior_stub(study: StudyContext, prior: PriorReport) -> Dataset:
+    """The prior report as evidence: highdicom lists it under Pertinent Other Evidence (another study of the
+    patient)."""
+    ds = _stub(StudyContext(copy.deepcopy(study.attributes)), None)  # its own elements: the study's stay as they are
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = prior.study_instance_uid, prior.series_instance_uid
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = COMPREHENSIVE_3D_SR, prior.sop_instance_uid, "SR"
+    return ds
+
+
+def build_report(
+    record: ExamRecord,
+    study: StudyContext,
+    equipment: Equipment,
+    uids: tuple[str, str],
+    followup: FollowUp | None = None,
+) -> Dataset:
     """The exam's SR document in its study.
 
     Args:
@@ -171,6 +212,7 @@ def build_report(record: ExamRecord, study: StudyContext, equipment: Equipment, 
         study: the patient, study and contributing images.
         equipment: this box, as the report names it.
         uids: the report's SOP Instance UID and its series' UID (kept for every resend: the PACS never holds two).
+        followup: the comparison with the patient's previous report (None: not asked).
     """
     import highdicom as hd
 
@@ -183,9 +225,11 @@ def build_report(record: ExamRecord, study: StudyContext, equipment: Equipment, 
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.ULTRASONOGRAPHY_OF_ABDOMEN,
-        imaging_measurements=[_group(record, study, hd), *_hri_groups(study, hd)],
+        imaging_measurements=[_group(record, study, hd, followup), *_hri_groups(study, hd)],
     )
     evidence = [_stub(study, e) for e in study.evidence] or [_stub(study, None)]
+    prior = followup.prior if followup is not None else None
+    evidence += [_prior_stub(study, prior)] if prior is not None else []
     ended = dt.datetime.fromtimestamp(record.ended, dt.UTC)
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
@@ -196,8 +240,8 @@ def build_report(record: ExamRecord, study: StudyContext, equipment: Equipment, 
         instance_number=1,
         manufacturer=PRODUCT,
         is_complete=True,
-        record_evidence=bool(study.evidence),
-        series_description="AI result: fatty liver (research use)",
+        record_evidence=bool(study.evidence) or prior is not None,
+        series_description=REPORT_SERIES_DESCRIPTION,
         content_date=ended.date(),
         content_time=ended.time(),
         contributing_equipment=[contributing(equipment, record)],
@@ -277,6 +321,14 @@ class ReportedValues:
     patient: str = ""  # name and ID, as the study's patient module holds them
     study_date: str = ""
     model: str = ""  # the bundle's name and version (the Contributing Equipment's model name)
+    pdff_se: float | None = None
+    why_code: str | None = None  # the coded reason's value (edge_runtime.hospital.codes.WHY)
+    lineage: str = ""  # the bundle's name and site adaptation (edge_runtime.followup.change.lineage_of)
+    scanner: str | None = None
+    series_uid: str = ""
+    change: str | None = None  # the follow-up statement (edge_runtime.contracts.Change), when one was made
+    change_said: str | None = None
+    prior_report: str | None = None  # the SOP Instance UID of the prior report compared
 
 
 def read_report(source: Any) -> ReportedValues:
@@ -307,7 +359,46 @@ def read_report(source: Any) -> ReportedValues:
         patient=f"{sr.get('PatientName', '') or ''} ({sr.get('PatientID', '') or 'no ID'})",
         study_date=str(sr.get("StudyDate", "") or ""),
         model=_model_name(sr),
+        pdff_se=values.get(codes.REPEAT_ERROR.value),
+        why_code=why.value if why is not None else None,
+        series_uid=str(sr.SeriesInstanceUID),
+        **_algorithm(group[0]),
+        **_followup_read(group[0]),
     )
+
+
+def _items(container: Any) -> dict[str, list[Any]]:
+    """A container's content items by their concept's code value."""
+    out: dict[str, list[Any]] = {}
+    for item in container.ContentSequence:
+        out.setdefault(str(item.ConceptNameCodeSequence[0].CodeValue), []).append(item)
+    return out
+
+
+def _algorithm(container: Any) -> dict[str, Any]:
+    """The lineage (name and site) and scanner a report's TID 4019 algorithm identification states."""
+    items = _items(container)
+    name = str(items["111001"][0].TextValue) if "111001" in items else ""
+    parameters = [str(i.TextValue) for i in items.get("111002", [])]
+    said = dict(p.split(" ", 1) for p in parameters if " " in p)
+    site = said.get("site", "")
+    site = "" if site.startswith("none") else site
+    return {"lineage": name + (f"{SITE_MARK}{site}" if site else ""), "scanner": said.get("scanner")}
+
+
+def _followup_read(container: Any) -> dict[str, Any]:
+    items = _items(container)
+    if codes.CHANGE_SINCE_PRIOR.value not in items:
+        return {}
+    coded = str(items[codes.CHANGE_SINCE_PRIOR.value][0].ConceptCodeSequence[0].CodeValue)
+    statement = next(change.value for change, code in codes.CHANGES.items() if code.value == coded)
+    prior = items.get(codes.PRIOR_REPORT.value)
+    said = items.get(codes.FOLLOW_UP_SAID.value)
+    return {
+        "change": statement,
+        "change_said": str(said[0].TextValue) if said else None,
+        "prior_report": str(prior[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID) if prior else None,
+    }
 
 
 def _model_name(sr: Any) -> str:

@@ -42,6 +42,15 @@ class FoundStudy:
 
 
 @dataclass(frozen=True)
+class FoundSeries:
+    """One series as C-FIND describes it."""
+
+    series_uid: str
+    number: str
+    description: str
+
+
+@dataclass(frozen=True)
 class Retrieved:
     """What one retrieval brought: the files written, and the sub-operations the PACS says failed."""
 
@@ -96,29 +105,12 @@ class Archive:
 
     def find_studies(self, patient_id: str = "", accession: str = "") -> list[FoundStudy]:
         """Every study of a patient (by patient ID when given, else of one accession number), by Study Root C-FIND."""
-        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FindModel
-
         query = Dataset()
         query.QueryRetrieveLevel = "STUDY"
         query.PatientID, query.AccessionNumber = patient_id, "" if patient_id else accession
         query.StudyInstanceUID, query.StudyDate, query.ModalitiesInStudy = "", "", ""
         query.NumberOfStudyRelatedInstances = ""
-        ae = self._ae()
-        ae.add_requested_context(FindModel)
-        assoc = self._associate(ae)
-        found, failure = [], None
-        try:
-            for status, item in assoc.send_c_find(query, FindModel):
-                code = int(getattr(status, "Status", 0xFFFF)) if status else 0xFFFF
-                if code in PENDING and item is not None:
-                    found.append(self._found(item))
-                elif code != SUCCESS:
-                    failure = f"C-FIND status 0x{code:04X}"
-        finally:
-            assoc.release()
-        if failure:
-            raise RetrieveError(f"the PACS {self.peer} answered {failure}")
-        return found
+        return [self._found(item) for item in self._find(query)]
 
     @staticmethod
     def _found(item: Dataset) -> FoundStudy:
@@ -130,12 +122,53 @@ class Archive:
             tuple(str(m) for m in modalities if m), int(count) if str(count or "").strip().isdigit() else None,
         )  # fmt: skip
 
-    def retrieve(self, study_uid: str, into: Path, how: Retrieval = "get") -> Retrieved:
-        """Every object of a study written into ``into`` (``<SOPInstanceUID>.dcm``), by C-GET or C-MOVE."""
+    def find_series(self, study_uid: str, modality: str) -> list[FoundSeries]:
+        """The series of one study holding ``modality`` objects, by Study Root C-FIND at the series level."""
+        query = Dataset()
+        query.QueryRetrieveLevel, query.StudyInstanceUID, query.Modality = "SERIES", study_uid, modality
+        query.SeriesInstanceUID, query.SeriesNumber, query.SeriesDescription = "", "", ""
+        return [
+            FoundSeries(str(item.get("SeriesInstanceUID", "")), str(item.get("SeriesNumber", "") or ""),
+                        str(item.get("SeriesDescription", "") or ""))
+            for item in self._find(query)
+        ]  # fmt: skip
+
+    def _find(self, query: Dataset) -> list[Dataset]:
+        """Every match of a Study Root C-FIND; RetrieveError when the PACS cannot be asked or answers a failure."""
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FindModel
+
+        ae = self._ae()
+        ae.add_requested_context(FindModel)
+        assoc = self._associate(ae)
+        found, failure = [], None
+        try:
+            for status, item in assoc.send_c_find(query, FindModel):
+                code = int(getattr(status, "Status", 0xFFFF)) if status else 0xFFFF
+                if code in PENDING and item is not None:
+                    found.append(item)
+                elif code != SUCCESS:
+                    failure = f"C-FIND status 0x{code:04X}"
+        finally:
+            assoc.release()
+        if failure:
+            raise RetrieveError(f"the PACS {self.peer} answered {failure}")
+        return found
+
+    def retrieve(self, study_uid: str, into: Path, how: Retrieval = "get", series_uid: str = "") -> Retrieved:
+        """Every object of a study (or of one of its series) written into ``into``, by C-GET or C-MOVE.
+
+        Args:
+            study_uid: the study.
+            into: the folder (``<SOPInstanceUID>.dcm`` each).
+            how: 'get' (on the same association) or 'move' (to this tool's own storage SCP).
+            series_uid: only this series of the study (empty: the whole study).
+        """
         into.mkdir(parents=True, exist_ok=True)
         keeper = _Keeper(into)
         query = Dataset()
-        query.QueryRetrieveLevel, query.StudyInstanceUID = "STUDY", study_uid
+        query.QueryRetrieveLevel, query.StudyInstanceUID = "SERIES" if series_uid else "STUDY", study_uid
+        if series_uid:
+            query.SeriesInstanceUID = series_uid
         failed = self._get(query, keeper) if how == "get" else self._move(query, keeper)
         return Retrieved(keeper.files, failed)
 
