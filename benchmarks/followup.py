@@ -9,6 +9,7 @@ rule: called changed in the right direction, in the wrong one, and unchanged liv
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from benchmarks.common import machine, write_reports
-from benchmarks.exams import PlayedExam, play_exams
+from benchmarks.exams import play_exams
 from edge_runtime.config import FollowUpSettings
 from edge_runtime.contracts import Change, ExamRecord
 from edge_runtime.followup.change import ChangeRule, ThisExam, as_prior, compare, lineage_of
@@ -67,21 +68,25 @@ def followed_patients(per_group: int, seed: int) -> list[FollowedPatient]:
     return patients
 
 
-def play_visits(bundle_dir: str, patients: list[FollowedPatient], seed: int, timing: tuple[float, float]) -> dict:
-    """Both visits of every patient as live exams, all at once: session name -> played exam."""
+def play_visits(
+    bundle_dir: str, patients: list[FollowedPatient], seed: int, timing: tuple[float, float]
+) -> dict[str, ExamRecord]:
+    """Both visits of every patient as live exams, all at once (the box keeps every one of them open): session name
+    -> the exam's final record."""
     shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
     sessions = []
     for p in patients:
         sessions.append(visit_session(first_visit(p.before), seed, f"{p.before.subject_id}-v0", shots, 2))
         visit = revisit(p.before, p.after.pdff, 1, DAYS_APART, seed)
         sessions.append(visit_session(visit, seed, f"{p.before.subject_id}-v1", shots, 2))
-    return play_exams(load_bundle(bundle_dir), sessions, *timing)
+    tables = {"sessions": {"max_active": 2 * len(sessions)}}
+    played = play_exams(load_bundle(bundle_dir), sessions, *timing, tables=tables)
+    return {name: exam.final for name, exam in played.items()}
 
 
-def judged(p: FollowedPatient, played: dict[str, PlayedExam], rule: ChangeRule) -> dict[str, Any]:
+def judged(p: FollowedPatient, finals: dict[str, ExamRecord], rule: ChangeRule) -> dict[str, Any]:
     """One patient's comparison under ``rule``, beside its truth."""
-    first: ExamRecord = played[f"{p.before.subject_id}-v0"].final
-    second: ExamRecord = played[f"{p.before.subject_id}-v1"].final
+    first, second = finals[f"{p.before.subject_id}-v0"], finals[f"{p.before.subject_id}-v1"]
     prior = as_prior(first, "2026-01-01")
     follow = compare(prior, ThisExam(second.exam, lineage_of(second.model), second.scanner), DAYS_APART, rule)
     return {
@@ -94,15 +99,18 @@ def judged(p: FollowedPatient, played: dict[str, PlayedExam], rule: ChangeRule) 
     }  # fmt: skip
 
 
-def calibrated_scale(rows: list[dict[str, Any]], floor: float, coverage: float = 0.9) -> float:
-    """The conformal quantile of unchanged pairs' |change| over their combined repeat error (log(1 + PDFF))."""
-    scores = []
-    for r in rows:
-        if r["measured_before"] is None or r["measured_after"] is None:
-            continue
-        moved = abs(math.log1p(r["measured_after"]) - math.log1p(r["measured_before"]))
-        scores.append(moved / ChangeRule(1.0, floor).bound(r["se_before"], r["se_after"]))
-    return conformal_quantile(scores, coverage)
+def calibrated_rule(rows: list[dict[str, Any]], coverage: float = 0.9) -> ChangeRule:
+    """The rule from unchanged pairs: the between-visit sd by moments (what the changes spread beyond the exams' own
+    errors), then the scale as the conformal quantile of |change| over the pair's repeat error."""
+    pairs = [r for r in rows if None not in (r["measured_before"], r["measured_after"], r["se_before"], r["se_after"])]
+    moved = np.array([r["measured_after"] - r["measured_before"] for r in pairs])
+    own_sd = lambda r, visit: r[f"se_{visit}"] * (1 + r[f"measured_{visit}"])  # noqa: E731
+    own = np.array([own_sd(r, "before") ** 2 + own_sd(r, "after") ** 2 for r in pairs])
+    between = math.sqrt(max(0.0, float(np.mean(moved**2) - np.mean(own)) / 2))
+    unit = ChangeRule(1.0, between)
+    scores = [abs(m) / unit.repeat_error((r["measured_before"], r["se_before"]), (r["measured_after"], r["se_after"]))
+              for m, r in zip(moved, pairs, strict=True)]  # fmt: skip
+    return ChangeRule(conformal_quantile(scores, coverage), between)
 
 
 def bars(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -146,13 +154,14 @@ def plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Follow-up honesty: {result['bundle']}", "", f"Machine: {result['machine'].get('cpu', '')}", ""]
-    lines += ["| rule | scale | floor | right direction | wrong direction | unchanged called changed |"]
+    lines += ["| rule | scale | between visits, pp | right direction | wrong direction | unchanged called changed |"]
     lines += ["| --- | --- | --- | --- | --- | --- |"]
     for name in ("calibrated", "default"):
         rule, b = result[name]["rule"], result[name]["bars"]
         lines.append(
-            f"| {name} | {rule['scale']:.2f} | {rule['floor']:.3f} | {b['right_direction']}/{b['change_patients']} "
-            f"| {b['wrong_direction']} | {b['false_change']}/{b['no_change_patients']} |"
+            f"| {name} | {rule['scale']:.2f} | {rule['between_visits']:.2f} "
+            f"| {b['right_direction']}/{b['change_patients']} | {b['wrong_direction']} "
+            f"| {b['false_change']}/{b['no_change_patients']} |"
         )
     lines += ["", "| patient | group | true change | measured | statement |", "| --- | --- | --- | --- | --- |"]
     for r in result["calibrated"]["rows"]:
@@ -167,20 +176,28 @@ def markdown(result: dict[str, Any]) -> str:
 @click.option("--seconds", type=click.FloatRange(5), default=40, show_default=True, help="Frame time per exam.")
 @click.option("--fps-per-exam", type=click.FloatRange(0.1), default=1.0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/benchmarks/followup")
-def main(bundle_dir: str, per_group: int, seed: int, seconds: float, fps_per_exam: float, out_dir: str) -> None:
+@click.option("--rescore", is_flag=True, help="Judge the exams a previous run kept in --out again, without playing.")
+def main(
+    bundle_dir: str, per_group: int, seed: int, seconds: float, fps_per_exam: float, out_dir: str, rescore: bool
+) -> None:
     """Play followed phantom patients twice and score the change statements; writes followup.*."""
-    patients = followed_patients(per_group, seed)
-    click.echo(f"playing {2 * len(patients)} exams of {len(patients)} followed patients...", err=True)
-    played = play_visits(bundle_dir, patients, seed, (seconds, fps_per_exam))
+    patients, out = followed_patients(per_group, seed), Path(out_dir)
+    kept = out / "followup_exams.json"  # every exam's final record: --rescore judges them again without playing
+    if rescore:
+        finals = {k: ExamRecord.model_validate(v) for k, v in json.loads(kept.read_text()).items()}
+    else:
+        click.echo(f"playing {2 * len(patients)} exams of {len(patients)} followed patients...", err=True)
+        finals = play_visits(bundle_dir, patients, seed, (seconds, fps_per_exam))
+        out.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps({k: v.model_dump(mode="json") for k, v in finals.items()}))
     default = FollowUpSettings().rule
-    first = [judged(p, played, default) for p in patients]
-    scale = calibrated_scale([r for r in first if r["group"] == "calibration"], default.floor)
-    calibrated = ChangeRule(scale, default.floor)
+    calibrated = calibrated_rule([judged(p, finals, default) for p in patients if p.group == "calibration"])
     result: dict[str, Any] = {"bundle": bundle_dir, "machine": machine(), "per_group": per_group, "seed": seed}
     for name, rule in (("calibrated", calibrated), ("default", default)):
-        rows = [judged(p, played, rule) for p in patients]
-        result[name] = {"rule": {"scale": rule.scale, "floor": rule.floor}, "bars": bars(rows), "rows": rows}
-    out = Path(out_dir)
+        rows = [judged(p, finals, rule) for p in patients]
+        said = {"scale": rule.scale, "between_visits": rule.between_visits}
+        result[name] = {"rule": said, "bars": bars(rows), "rows": rows}
     write_reports(out, "followup", result, markdown(result))
-    plot(out / "followup.png", result["calibrated"]["rows"], f"Follow-up, scale {scale:.2f} calibrated")
+    title = f"Follow-up: scale {calibrated.scale:.2f}, between visits {calibrated.between_visits:.2f} pp"
+    plot(out / "followup.png", result["calibrated"]["rows"], title)
     click.echo(markdown(result))

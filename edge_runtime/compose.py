@@ -115,6 +115,8 @@ def compose(config: RuntimeConfig, served: Served, telemetry: Telemetry, context
     build = lambda model: Pipeline(stages(model, config, sessions), sinks, model.bundle, sessions, telemetry)  # noqa: E731
     worker = Worker(served, build, queue, sessions, telemetry)
     worker.on_swap = served.updates.on_refused = audit.append_record
+    if sender is not None:
+        sender.on_followup = audit.append_record
     admission = FrameAdmission(served, config, queue, telemetry)
     sources: list[Part] = [ZmqFrames(config, admission, telemetry, context)]
     if config.dicom.listen is not None:

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge_runtime.contracts import ScannerSpec, StrictModel, validation_problems
 from edge_runtime.errors import ConfigError
-from edge_runtime.followup.change import DEFAULT_CHANGE_SCALE, DEFAULT_REPEAT_FLOOR, ChangeRule
+from edge_runtime.followup.change import DEFAULT_BETWEEN_VISITS_PP, DEFAULT_CHANGE_SCALE, ChangeRule
 from edge_runtime.wire.transport import CurveClientKeys, CurveServerKeys
 
 
@@ -355,16 +355,16 @@ class FollowUpSettings(StrictModel):
     scale: float = Field(
         DEFAULT_CHANGE_SCALE,
         gt=0,
-        description="Multiplier on both exams' repeat errors that bounds 90 % of unchanged pairs (benchmarks "
-        "followup calibrates it for a bundle).",
+        description="Multiplier on two exams' repeat error that bounds 90 % of unchanged pairs (benchmarks "
+        "followup calibrates it and between_visits for a bundle).",
     )
-    floor: float = Field(
-        DEFAULT_REPEAT_FLOOR, ge=0, description="The least repeat error an exam is credited with, log(1 + PDFF)."
+    between_visits: float = Field(
+        DEFAULT_BETWEEN_VISITS_PP, ge=0, description="Sd of what a new day moves an exam's PDFF, percentage points."
     )
 
     @property
     def rule(self) -> ChangeRule:
-        return ChangeRule(self.scale, self.floor)
+        return ChangeRule(self.scale, self.between_visits)
 
 
 class RuntimeConfig(StrictModel):

@@ -191,6 +191,36 @@ def archive(patients: int, distractors: int, seed: int, out_dir: str, layouts: t
 
 
 @main.command()
+@click.option("--subject", "index", type=click.IntRange(0, 99_999), default=0, show_default=True,
+              help="Which subject of the seed's cohort is followed.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--visits",
+    default="0:",
+    show_default=True,
+    help="DAY:PDFF per visit, comma-separated (empty PDFF: the subject's own), e.g. 0:22,120:15.",
+)
+@click.option("--cine-frames", type=click.IntRange(0, 60), default=0, show_default=True, help="Frames per cine loop.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+def study(index: int, seed: int, visits: str, cine_frames: int, out_dir: str) -> None:
+    """Write a patient's studies over months as a console stores them: one DICOM study per visit, each dated, the
+    same patient, anatomy, scanner and operator, the liver at each visit's PDFF (phantom.followup)."""
+    from phantom.followup import parse_visits, write_series
+    from phantom.subject import draw_cohort
+
+    try:
+        plan = parse_visits(visits)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--visits") from None
+    subject = draw_cohort(index + 1, seed)[index]
+    for written in write_series(out_dir, subject, plan, seed, cine_frames=cine_frames):
+        identity = written.identity
+        where = written.images[0].path.parent
+        click.echo(f"{identity.study_date} study {identity.study_uid}: {written.subject.subject_id} at PDFF "
+                   f"{written.subject.pdff:.1f} %, {len(written.images)} images in {where}")  # fmt: skip
+
+
+@main.command()
 @click.option("--frames", "endpoint", default="tcp://127.0.0.1:5555", show_default=True, help="PUB bind endpoint.")
 @click.option("--fps", type=click.FloatRange(0.1, 1000), default=30, show_default=True)
 @click.option("--sessions", "n_sessions", type=click.IntRange(1, 1000), default=2, show_default=True)

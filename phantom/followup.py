@@ -10,11 +10,16 @@ truth: docs/PHANTOM.md, "Follow-up visits".
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
+from phantom.dicom import StudyIdentity
 from phantom.stream import StreamSession, render_shot
+from phantom.study import StoredStudy, write_study
 from phantom.subject import Subject
 
 VISIT_FRAMES = 100_000  # speckle realisations per visit: visit k renders frames from k * VISIT_FRAMES
@@ -74,3 +79,49 @@ def visit_session(visit: Visit, seed: int, name: str, shots: tuple[str, ...], re
     first = visit.visit * VISIT_FRAMES
     screens = {shot: [render_shot(visit.subject, shot, seed, first + k) for k in range(realisations)] for shot in shots}
     return StreamSession(name, visit.subject, screens)
+
+
+FIRST_STUDY_DATE = dt.date(2026, 1, 5)
+
+
+def parse_visits(text: str) -> list[tuple[int, float | None]]:
+    """``DAY:PDFF,...`` (e.g. ``0:22,120:15,240:``): each visit's day and PDFF (empty: the subject's own)."""
+    visits = []
+    for part in text.split(","):
+        day, _, pdff = part.strip().partition(":")
+        try:
+            visits.append((int(day), float(pdff) if pdff.strip() else None))
+        except ValueError:
+            raise ValueError(f"a visit is DAY:PDFF (e.g. 120:15.5), got {part.strip()!r}") from None
+    days = [day for day, _ in visits]
+    if days != sorted(set(days)) or days[0] < 0:
+        raise ValueError(f"visit days must rise from 0 or later, got {days}")
+    return visits
+
+
+def write_series(
+    out: str | Path, subject: Subject, visits: Sequence[tuple[int, float | None]], seed: int, **study: object
+) -> list[StoredStudy]:
+    """A patient's series of studies over months: one study per visit, each dated, all of one patient.
+
+    Args:
+        out: the folder; each visit writes ``visit_<day>/``.
+        subject: the subject as first scanned.
+        visits: (day, PDFF) per visit, PDFF None for the subject's own; the first is the first visit.
+        seed: the cohort seed.
+        study: passed to phantom.study.write_study (forms, cine_frames).
+    """
+    studies = []
+    for number, (day, pdff) in enumerate(visits):
+        visit = first_visit(subject) if number == 0 else revisit(subject, subject.pdff if pdff is None else pdff,
+                                                                 number, day, seed)  # fmt: skip
+        if number == 0 and pdff is not None:
+            visit = Visit(replace(subject, pdff=round(pdff, 2)), 0, day)
+        date = (FIRST_STUDY_DATE + dt.timedelta(days=day)).strftime("%Y%m%d")
+        identity = replace(
+            StudyIdentity.new(subject.subject_id, f"ACC{subject.subject_id}-{day}"[:16]), study_date=date
+        )
+        folder = Path(out) / f"visit_{day:04d}"
+        studies.append(write_study(folder, visit.subject, seed, identity=identity,
+                                   first_frame=number * VISIT_FRAMES, **study))  # fmt: skip
+    return studies

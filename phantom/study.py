@@ -61,6 +61,7 @@ def write_study(
     forms: Sequence[str] = ("explicit-le",),
     cine_frames: int = 0,
     identity: StudyIdentity | None = None,
+    first_frame: int = 0,
 ) -> StoredStudy:
     """Both views of ``subject``, once per form (each a new live frame, as a sonographer stores several images),
     then one cine loop per view when ``cine_frames`` is given.
@@ -72,6 +73,7 @@ def write_study(
         forms: transfer syntaxes (phantom.dicom_forms.FORMS keys), one still image per view each.
         cine_frames: frames of one cine loop per view (0: none).
         identity: the patient and study (default: a new study of this subject).
+        first_frame: the first speckle realisation (a later visit renders its own: phantom.followup).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,12 +81,12 @@ def write_study(
     images = []
     for k, form in enumerate(forms):
         for view in VIEWS:
-            screen = render_view(subject, view, seed, frame=k).screen
+            screen = render_view(subject, view, seed, frame=first_frame + k).screen
             path = _write(out / f"{subject.subject_id}_{view}_{k}_{form}.dcm", screen, subject, identity, form)
             images.append(StoredImage(path, view, form, 1))
     if cine_frames:
         for view in VIEWS:
-            loop = np.stack([render_view(subject, view, seed, frame=CINE_FIRST_FRAME + j).screen
+            loop = np.stack([render_view(subject, view, seed, frame=first_frame + CINE_FIRST_FRAME + j).screen
                              for j in range(cine_frames)])  # fmt: skip
             path = _write(out / f"{subject.subject_id}_{view}_cine.dcm", loop, subject, identity, "explicit-le")
             images.append(StoredImage(path, view, "explicit-le", cine_frames))

@@ -125,11 +125,14 @@ def test_the_page_draws_only_what_passes_the_runtimes_schemas(browser) -> None:
     from edge_runtime.contracts import (
         BoxHealth,
         ExamEstimate,
+        ExamFollowUp,
+        FollowUp,
         FrameRef,
         HeartbeatMessage,
         ModelInfo,
         PacsStatus,
         PartHealth,
+        PriorReport,
         QuarantinedReport,
         ResultMessage,
         Stage,
@@ -153,7 +156,13 @@ def test_the_page_draws_only_what_passes_the_runtimes_schemas(browser) -> None:
         display.state.apply(unsure)
         display.state.apply(broken)  # bypasses validation, as a foreign or corrupted feed would
         set_aside = QuarantinedReport(sop_instance_uid="2.25.9", session="1.2.3", reason="StudyDate is no date")
-        pacs = PacsStatus(quarantined=1, quarantine=[set_aside])
+        prior = PriorReport(sop_instance_uid="2.25.7", study_instance_uid="2.25.6", date="2026-01-05", call="fatty",
+                            pdff=21.0, pdff_interval=(15.0, 28.0), model="m 1.0.0", lineage="m")  # fmt: skip
+        change = FollowUp(statement="decreased", reason="decreased: -12.0 pp (-15.1 to -8.6)", date="2026-05-05",
+                          prior=prior, history=[prior], change=-12.0, change_interval=(-15.1, -8.6))  # fmt: skip
+        followed = ExamFollowUp(session="1.2.4", report="2.25.8", at=time.time(), ended=time.time(), pdff=9.0,
+                                pdff_interval=(6.0, 13.0), followup=change)  # fmt: skip
+        pacs = PacsStatus(quarantined=1, quarantine=[set_aside], followups=[followed])
         failing = PartHealth(kind="service", errors=2, last_error="RuntimeError: the builder")
         health = BoxHealth(healthy=True, parts={"reports": failing})
         said = {"sessions": 2, "pending": 0, "calibrated": True, "validation": "phantom"}
@@ -171,6 +180,9 @@ def test_the_page_draws_only_what_passes_the_runtimes_schemas(browser) -> None:
         alert = browser.find_element(By.ID, "pacs-alert").text
         assert "1 REPORT(S) SET ASIDE" in alert and "StudyDate is no date" in alert and "1.2.3" in alert
         assert "reports 2 (RuntimeError: the builder)" in browser.find_element(By.ID, "parts").text
+        follow = browser.find_element(By.CSS_SELECTOR, "#followups .followup")  # the change and the visits drawn
+        assert "decreased: -12.0 pp" in follow.text and "2026-01-05" in follow.text and "2026-05-05" in follow.text
+        assert len(follow.find_elements(By.CSS_SELECTOR, "svg circle")) == 2
         skipped = browser.find_element(By.ID, "skipped").text
         assert "skipped" in skipped and "p_fatty" in skipped
         shown = browser.find_element(By.CSS_SELECTOR, ".card .latency").text

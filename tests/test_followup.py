@@ -27,7 +27,7 @@ from phantom.followup import VISIT_FRAMES, first_visit, revisit, visit_session
 from phantom.subject import draw_cohort
 
 MODEL = ModelInfo(name="fatty-liver-clkl", version="1.0.0", sha="0" * 16)
-RULE = ChangeRule(scale=2.0, floor=0.02)
+RULE = ChangeRule(scale=2.0, between_visits=1.0)
 US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"
 
 
@@ -50,8 +50,8 @@ def test_a_fall_beyond_both_exams_repeat_errors_is_a_decrease_with_its_interval(
     assert said.change == pytest.approx(-10.0)
     low, high = said.change_interval
     assert low < -10.0 < high < 0  # the interval straddles the change and excludes no change
-    bound = RULE.scale * math.hypot(0.03, 0.03)
-    assert high == pytest.approx(21.0 * math.expm1(math.log(11 / 21) + bound), abs=0.01)
+    bound = RULE.scale * math.sqrt((0.03 * 21) ** 2 + (0.03 * 11) ** 2 + 2 * 1.0**2)
+    assert (low, high) == (pytest.approx(-10 - bound, abs=0.01), pytest.approx(-10 + bound, abs=0.01))
     assert said.prior.sop_instance_uid == "1.2.3" and said.days == 120
 
 
@@ -68,17 +68,23 @@ def test_noisy_exams_need_a_larger_move_to_be_called_changed() -> None:
     assert follow(exam(12.0, se=0.15), exam(16.0, se=0.15)).statement == Change.NO_CHANGE
 
 
-def test_the_floor_keeps_two_suspiciously_steady_exams_from_calling_a_tiny_move() -> None:
-    assert follow(exam(12.0, se=0.0), exam(12.6, se=0.0)).statement == Change.NO_CHANGE
+def test_the_between_visit_part_keeps_two_suspiciously_steady_exams_from_calling_a_small_move() -> None:
+    assert follow(exam(12.0, se=0.0), exam(14.5, se=0.0)).statement == Change.NO_CHANGE
+    assert follow(exam(12.0, se=0.0), exam(15.0, se=0.0)).statement == Change.INCREASED  # 3 > 2 x sqrt(2)
+
+
+def test_an_exam_with_one_pair_has_no_known_repeat_error_and_is_not_compared() -> None:
+    said = follow(exam(20.0), exam(8.0, se=None))
+    assert said.statement == Change.NOT_COMPARABLE and "fewer than 2 image pairs" in said.reason
 
 
 def test_response_is_said_only_when_the_interval_lies_wholly_beyond_a_30_percent_fall() -> None:
     big = follow(exam(24.0, se=0.02), exam(8.0, se=0.02))
     assert big.response is True and "a fall of at least 30 %" in big.reason
-    small = follow(exam(24.0, se=0.02), exam(19.0, se=0.02))
-    assert small.statement == Change.DECREASED and small.response is False
+    small = follow(exam(24.0, se=0.02), exam(20.5, se=0.02))
+    assert small.statement == Change.DECREASED and small.response is False and "less than a 30 % fall" in small.reason
     unsure = follow(exam(24.0, se=0.08), exam(15.5, se=0.08))
-    assert unsure.response is None
+    assert unsure.statement == Change.DECREASED and unsure.response is None
 
 
 @pytest.mark.parametrize(

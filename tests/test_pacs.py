@@ -23,6 +23,7 @@ from benchmarks.common import free_port
 from benchmarks.orthanc import Orthanc
 from edge_runtime.hospital.report import read_report
 from edge_runtime.sinks.audit import read_final_exams
+from phantom.followup import write_series
 from phantom.render import profile_for, render_view
 from phantom.study import StoredStudy, write_study
 from phantom.subject import draw_cohort
@@ -82,6 +83,47 @@ def test_a_stored_study_ends_in_one_valid_report_in_its_study(bundle_dir, orthan
     sent = (tmp_path / "queue" / "sent.jsonl").read_text()
     assert said.sop_instance_uid in sent and study.identity.patient_id not in sent
     _the_report_command_prints_both_sources(tmp_path, uid, stored, said.call)
+
+
+def test_a_patient_s_second_study_is_compared_with_the_first_report_in_the_pacs(
+    bundle_dir, orthanc, tmp_path: Path
+) -> None:
+    subject = draw_cohort(3, 23)[2]
+    first, second = write_series(tmp_path / "series", subject, [(0, 21.0), (120, 8.0)], 23)
+    pacs = {"destinations": [orthanc.peer], "queue": tmp_path / "queue"}
+    server = start_server(bundle_dir, "tcp://127.0.0.1:1", tmp_path, dicom={"listen": "127.0.0.1:0",
+                          "study_idle_s": 2.0}, pacs=pacs)  # fmt: skip
+    try:
+        for study in (first, second):
+            assert storescu(study.files, server.bedside.part("dicom").port) == []
+            uid = study.identity.study_uid
+            assert wait_for(lambda uid=uid: len(orthanc.instances(uid, "SR")) == 1, timeout=90), "no report"
+        shown = server.bedside.reports.snapshot().followups
+    finally:
+        server.stop()
+    reports = []
+    for study in (first, second):
+        path = tmp_path / f"{study.identity.study_date}.dcm"
+        path.write_bytes(orthanc.file(orthanc.instances(study.identity.study_uid, "SR")[0]["ID"]))
+        reports.append(read_report(path))
+    assert reports[0].change == "no_prior" and "no earlier report" in reports[0].change_said
+    assert reports[1].prior_report == reports[0].sop_instance_uid  # the first report, read back from the PACS
+    assert reports[1].change in ("decreased", "increased", "no_change", "not_comparable")
+    finals = {f["session"]: f for f in read_final_exams(tmp_path / "audit" / "results.jsonl")}
+    followup = finals[second.identity.study_uid]["followup"]  # exam_final carries it, joined when read
+    assert followup["prior"]["sop_instance_uid"] == reports[0].sop_instance_uid and followup["days"] == 120
+    assert [f["session"] for f in shown] == [first.identity.study_uid, second.identity.study_uid]  # the heartbeat's
+    from click.testing import CliRunner
+
+    from edge_runtime.cli import main as edge_cli
+
+    audit, page = tmp_path / "audit" / "results.jsonl", tmp_path / "follow.png"
+    args = ["report", "--audit-log", str(audit), "--session", second.identity.study_uid, "--png", str(page)]
+    printed = CliRunner().invoke(edge_cli, args)
+    assert printed.exit_code == 0, printed.output
+    assert f"follow-up: {followup['reason']}" in printed.output and "PDFF over the visits:" in printed.output
+    assert "  2026-01-05: " in printed.output and "  2026-05-05: " in printed.output  # the trend, oldest first
+    assert cv2.imread(str(page)).shape == (1754, 1240, 3)
 
 
 def _the_hri_is_drawn_on_a_kidney_liver_image_it_came_from(exam: dict, said, study: StoredStudy) -> None:

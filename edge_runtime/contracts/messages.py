@@ -203,6 +203,60 @@ class QuarantinedReport(Message):
     reason: str | None = None
 
 
+class PriorReport(Message):
+    """The patient's previous report by this product, as read back from the PACS (edge_runtime.hospital.priors)."""
+
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str = ""
+    date: str = Field(description="The prior study's date (ISO).")
+    call: Literal["fatty", "normal", "indeterminate"]
+    why: NoCall | None = Field(None, description="Why the prior was indeterminate, when it was.")
+    pdff: float | None = Field(None, description="The prior's PDFF estimate, %.")
+    pdff_interval: tuple[float, float] | None = None
+    pdff_se: float | None = Field(None, description="The prior's repeat standard error on log(1 + PDFF).")
+    model: str = Field(description="The bundle that made it: name (the lineage) and version.")
+    lineage: str = Field(description="The bundle's name and site adaptation: scales agree only within one lineage.")
+    scanner: str | None = Field(None, description="The scanner profile of the prior's frames, when stated.")
+
+
+class FollowUp(Message):
+    """This exam against the patient's previous report: the change in PDFF with its interval, and what it means."""
+
+    statement: Change
+    reason: str = Field(description="The statement in words, with why when not comparable or no prior.")
+    date: str | None = Field(None, description="This exam's study date (ISO).")
+    prior: PriorReport | None = None
+    days: int | None = Field(None, description="Days between the prior study and this one.")
+    change: float | None = Field(None, description="This exam's PDFF minus the prior's, percentage points.")
+    change_interval: tuple[float, float] | None = Field(
+        None, description="The change's 90 % interval from both exams' repeat errors, percentage points."
+    )
+    relative_change: float | None = Field(None, description="The change over the prior's PDFF (-0.3: a 30 % fall).")
+    response: bool | None = Field(
+        None,
+        description="True: the interval lies wholly beyond a 30 % relative fall (the trials' response); False: "
+        "wholly short of it; None: the interval cannot say.",
+    )
+    history: list[PriorReport] = Field(
+        default_factory=list, description="Every earlier report in the window, oldest first (the page's trend)."
+    )
+
+
+class ExamFollowUp(Message):
+    """An ended exam's comparison with the patient's prior report, written to the audit log by the report sender
+    when it is made; readers join it to the exam's ``exam_final`` (edge_runtime.sinks.audit.read_final_exams)."""
+
+    record: Literal["exam_followup"] = "exam_followup"
+    session: str
+    report: str = Field(description="The SR's SOP Instance UID (the exam_final's `report`).")
+    at: float = Field(description="Unix seconds when the comparison was made.")
+    ended: float = Field(description="Unix seconds when the exam ended (so the comparison's delay is known).")
+    pdff: float | None = Field(None, description="This exam's PDFF estimate, % (the trend's newest point).")
+    pdff_interval: tuple[float, float] | None = None
+    followup: FollowUp
+
+
 class PacsStatus(Message):
     """The report queue on its way to the PACS (edge_runtime.hospital): nothing waits unseen."""
 
@@ -215,6 +269,9 @@ class PacsStatus(Message):
     unlinked: list[str] = Field(default_factory=list, description="Active sessions that will end with no report.")
     destinations: list[str] = Field(default_factory=list, description="Where reports go (AE@HOST:PORT, stow).")
     quarantined: int = Field(0, description="Reports that could not be built, set aside with their reason.")
+    followups: list[ExamFollowUp] = Field(
+        default_factory=list, description="The newest comparisons with prior reports, newest last (the page's trend)."
+    )
     quarantine: list[QuarantinedReport] = Field(
         default_factory=list, description="The newest quarantined reports: what a person must look at, and why."
     )
@@ -347,44 +404,10 @@ class ExamRecord(Message):
     scanner: str | None = Field(None, description="The scanner profile of the exam's frames (the last filed).")
     frames: FrameTally | None = Field(None, description="Frames filed as a view, and flagged by the guard.")
     identity: ExamIdentity | None = Field(None, description="Pseudonyms for reconciliation (the audit log's copy).")
-
-
-class PriorReport(Message):
-    """The patient's previous report by this product, as read back from the PACS (edge_runtime.hospital.priors)."""
-
-    sop_instance_uid: str
-    study_instance_uid: str
-    series_instance_uid: str = ""
-    date: str = Field(description="The prior study's date (ISO).")
-    call: Literal["fatty", "normal", "indeterminate"]
-    why: NoCall | None = Field(None, description="Why the prior was indeterminate, when it was.")
-    pdff: float | None = Field(None, description="The prior's PDFF estimate, %.")
-    pdff_interval: tuple[float, float] | None = None
-    pdff_se: float | None = Field(None, description="The prior's repeat standard error on log(1 + PDFF).")
-    model: str = Field(description="The bundle that made it: name (the lineage) and version.")
-    lineage: str = Field(description="The bundle's name and site adaptation: scales agree only within one lineage.")
-    scanner: str | None = Field(None, description="The scanner profile of the prior's frames, when stated.")
-
-
-class FollowUp(Message):
-    """This exam against the patient's previous report: the change in PDFF with its interval, and what it means."""
-
-    statement: Change
-    reason: str = Field(description="The statement in words, with why when not comparable or no prior.")
-    prior: PriorReport | None = None
-    days: int | None = Field(None, description="Days between the prior study and this one.")
-    change: float | None = Field(None, description="This exam's PDFF minus the prior's, percentage points.")
-    change_interval: tuple[float, float] | None = Field(
-        None, description="The change's 90 % interval from both exams' repeat errors, percentage points."
-    )
-    relative_change: float | None = Field(None, description="The change over the prior's PDFF (-0.3: a 30 % fall).")
-    response: bool | None = Field(
+    followup: FollowUp | None = Field(
         None,
-        description="True: the interval lies wholly beyond a 30 % relative fall (the trials' response); False: "
-        "wholly short of it; None: the interval cannot say.",
-    )
-    history: list[PriorReport] = Field(
-        default_factory=list, description="Every earlier report in the window, oldest first (the page's trend)."
+        description="The comparison with the prior report: made after the exam ends, off the result path, and "
+        "joined from its exam_followup record when the log is read.",
     )
 
 
@@ -417,7 +440,11 @@ MESSAGES: dict[bytes, type[Message]] = {
     TOPIC_THUMBNAIL: ThumbnailMessage,
 }
 # audit-log records besides results
-RECORDS: dict[str, type[Message]] = {"exam_final": ExamRecord, "model_update": ModelUpdate}
+RECORDS: dict[str, type[Message]] = {
+    "exam_final": ExamRecord,
+    "model_update": ModelUpdate,
+    "exam_followup": ExamFollowUp,
+}
 
 
 def message_bytes(message: Message) -> bytes:

@@ -14,6 +14,7 @@ from typing import Any
 
 from edge_runtime.contracts.bundle import BundleMeta
 from edge_runtime.contracts.messages import (
+    ExamFollowUp,
     ExamRecord,
     HeartbeatMessage,
     MetricsMessage,
@@ -31,6 +32,7 @@ CONTRACTS = {
     "thumbnail": ThumbnailMessage,
     "exam_final": ExamRecord,
     "model_update": ModelUpdate,
+    "exam_followup": ExamFollowUp,
 }
 
 

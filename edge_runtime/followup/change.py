@@ -2,12 +2,12 @@
 
 Two exams of one patient by one bundle lineage on one scanner share most of the model's error: the same body wall,
 the same operator habits, the same scanner's grey map. What they do not share is what a repeat exam moves: which
-frames were caught, the day's gain and probe angle. Each exam states that as ``pdff_se``, the standard error of its
-estimate on log(1 + PDFF) from its own pairs' disagreement. The change on that scale is judged against both exams'
-repeat errors in quadrature, each at least ``floor``, times ``scale``: the multiplier calibrated on repeat phantom
-exams at the same PDFF so that at most 10 % of unchanged livers are called changed (benchmarks/followup.py;
-docs/DESIGN.md, "Follow-up"). Numbers from different lineages, or from different scanners without a site
-adaptation, are not set side by side, nor are exams whose estimate the bundle itself does not stand behind.
+frames were caught (each exam states it as ``pdff_se``, from its own pairs' disagreement) and what a new day moves
+(gain, probe angle), which no single exam can see: ``between_visits``. The change in PDFF points is judged against
+both in quadrature, times ``scale``; both are calibrated on repeat phantom exams at the same PDFF so that at most
+10 % of unchanged livers are called changed (benchmarks/followup.py; docs/DESIGN.md, "Follow-up"). Numbers from
+different lineages, or from different scanners without a site adaptation, are not set side by side, nor are exams
+whose estimate the bundle itself does not stand behind.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ UNRELIABLE = (NoCall.OUTSIDE_TRAINING, NoCall.DISCORDANT, NoCall.COLLECTING, NoC
 # the fatty/normal line cannot be certified (cannot_tell, cannot_certify) still measures its PDFF as well as any.
 
 
-DEFAULT_CHANGE_SCALE = 1.645  # replaced by the scale benchmarks/followup.py calibrates (docs/DESIGN.md, "Follow-up")
-DEFAULT_REPEAT_FLOOR = 0.02  # log(1 + PDFF): no exam's repeat error is taken as smaller than about 2 %
+DEFAULT_CHANGE_SCALE = 1.645  # calibrated by benchmarks/followup.py (docs/DESIGN.md, "Follow-up")
+DEFAULT_BETWEEN_VISITS_PP = 1.0  # calibrated by benchmarks/followup.py
 SITE_MARK = ", adapted to site "
 
 
@@ -47,13 +47,23 @@ def lineage_of(model: ModelInfo) -> str:
 class ChangeRule:
     """How far apart two exams must lie to be called a change."""
 
-    scale: float  # multiplier on the combined repeat error: the calibrated 90 % no-change bound
-    floor: float  # the least repeat error an exam is credited with, log(1 + PDFF)
+    scale: float  # multiplier on the pair's repeat error: the calibrated 90 % no-change bound
+    between_visits: float  # sd of what a new day moves an exam's PDFF (gain, probe, frames), pp; exams cannot see it
 
-    def bound(self, prior_se: float | None, current_se: float | None) -> float:
-        """The largest change on log(1 + PDFF) that two unchanged exams show 90 % of the time."""
-        first, second = max(prior_se or 0.0, self.floor), max(current_se or 0.0, self.floor)
-        return self.scale * math.hypot(first, second)
+    def repeat_error(self, prior: tuple[float, float], current: tuple[float, float]) -> float:
+        """The sd of the change between two unchanged exams, pp: each exam's own error (its ``pdff_se`` on
+        log(1 + PDFF), times 1 + PDFF) and the between-visit part of each, in quadrature.
+
+        Args:
+            prior: the prior's PDFF and pdff_se.
+            current: this exam's PDFF and pdff_se.
+        """
+        own = [se * (1.0 + pdff) for pdff, se in (prior, current)]
+        return math.sqrt(own[0] ** 2 + own[1] ** 2 + 2 * self.between_visits**2)
+
+    def bound(self, prior: tuple[float, float], current: tuple[float, float]) -> float:
+        """The largest change, pp, that two unchanged exams show 90 % of the time."""
+        return self.scale * self.repeat_error(prior, current)
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,9 @@ def not_comparable(prior: PriorReport, current: ThisExam) -> str | None:
     exam = current.estimate
     if exam.pdff is None or (exam.call in (None, "indeterminate") and exam.why in UNRELIABLE):
         return f"this exam is indeterminate ({_said(exam.why)})"
+    unknown = [name for name, se in (("the prior", prior.pdff_se), ("this exam", exam.pdff_se)) if se is None]
+    if unknown:
+        return f"{' and '.join(unknown)} had fewer than 2 image pairs: its repeat error is unknown"
     return None
 
 
@@ -99,9 +112,9 @@ def compare(prior: PriorReport, current: ThisExam, days: int | None, rule: Chang
     if why is not None:
         return FollowUp(statement=Change.NOT_COMPARABLE, reason=f"not comparable: {why}", prior=prior, days=days)
     before, after = float(prior.pdff), float(current.estimate.pdff)
-    moved = math.log1p(after) - math.log1p(before)
-    bound = rule.bound(prior.pdff_se, current.estimate.pdff_se)
-    low, high = ((1 + before) * math.expm1(moved + side * bound) for side in (-1, 1))
+    moved = after - before
+    bound = rule.bound((before, float(prior.pdff_se)), (after, float(current.estimate.pdff_se)))
+    low, high = moved - bound, moved + bound
     statement = Change.NO_CHANGE if abs(moved) <= bound else Change.INCREASED if moved > 0 else Change.DECREASED
     relative = (low / before, high / before) if before > 0 else None
     response = None

@@ -30,20 +30,22 @@ class PriorLookup:
 
     def followup(self, record: ExamRecord, study: StudyContext) -> FollowUp:
         """This exam against the patient's most recent earlier report in the window (or why there is none)."""
+        today = _study_date(study) or dt.datetime.fromtimestamp(record.ended, dt.UTC).date()
+        dated = {"date": today.isoformat()}
         patient = str(study.attributes.get("PatientID", "") or "")
         if not patient:
-            return no_prior("the study names no patient ID to look the prior up by")
-        today = _study_date(study) or dt.datetime.fromtimestamp(record.ended, dt.UTC).date()
+            return no_prior("the study names no patient ID to look the prior up by").model_copy(update=dated)
         try:
             history = self.earlier_reports(patient, study.study_uid, today)
         except RetrieveError as exc:
-            return no_prior(str(exc))
+            return no_prior(str(exc)).model_copy(update=dated)
         if not history:
-            return no_prior(f"no earlier report by this product for this patient within {self.window_days} days")
+            none = f"no earlier report by this product for this patient within {self.window_days} days"
+            return no_prior(none).model_copy(update=dated)
         prior = history[-1]
         this = ThisExam(record.exam, lineage_of(record.model), record.scanner)
         days = (today - dt.date.fromisoformat(prior.date)).days
-        return compare(prior, this, days, self.rule).model_copy(update={"history": history})
+        return compare(prior, this, days, self.rule).model_copy(update={"history": history, **dated})
 
     def earlier_reports(self, patient: str, this_study: str, today: dt.date) -> list[PriorReport]:
         """Every earlier report of the patient in the window, oldest first."""

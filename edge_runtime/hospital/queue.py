@@ -20,6 +20,7 @@ from typing import Any
 
 PENDING, QUARANTINE, SENT_LOG = "pending", "quarantine", "sent.jsonl"
 QUARANTINE_SHOWN = 20  # the newest quarantined reports the heartbeat and the page name
+FOLLOWUPS_SHOWN = 10  # the newest comparisons with prior reports the heartbeat carries
 
 
 @dataclass
@@ -54,6 +55,7 @@ class QueueState:
     destinations: list[str] = field(default_factory=list)
     quarantined: int = 0  # reports that cannot be built, set aside with their reason (never retried by themselves)
     quarantine: list[dict[str, Any]] = field(default_factory=list)  # the newest: report UID, session, reason
+    followups: list[dict[str, Any]] = field(default_factory=list)  # the newest ExamFollowUp records (JSON)
 
 
 def _write_synced(path: Path, text: str) -> None:
@@ -107,6 +109,11 @@ class ReportQueue:
             _write_synced(self._path(job), job.to_json())
             self._jobs[job.sop_instance_uid] = job
             self.state.queued = len(self._jobs)
+
+    def followed(self, record: dict[str, Any]) -> None:
+        """A comparison with the prior was made: the heartbeat shows the newest."""
+        with self._lock:
+            self.state.followups = [*self.state.followups, record][-FOLLOWUPS_SHOWN:]
 
     def due(self, now: float | None = None) -> list[Job]:
         now = time.time() if now is None else now

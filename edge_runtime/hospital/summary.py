@@ -33,6 +33,33 @@ class Summary:
     lines: list[str]
     pdff: float | None
     interval: tuple[float, float] | None
+    trend: tuple[Visit, ...] = ()  # the patient's PDFF over the visits, oldest first (follow-up), this exam last
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One point of the trend: a study date, its PDFF and interval."""
+
+    date: str
+    pdff: float
+    interval: tuple[float, float] | None
+
+
+def followup_lines(followup: dict, exam: dict) -> tuple[list[str], tuple[Visit, ...]]:
+    """The comparison with the prior report in words, and the visits it rests on."""
+    lines = [f"follow-up: {followup['reason']}"]
+    prior = followup.get("prior")
+    if prior:
+        lines.append(f"prior report {prior['sop_instance_uid']} of {prior['date']} by {prior['model']}")
+    trend = [Visit(h["date"], h["pdff"], _pair(h.get("pdff_interval"))) for h in followup.get("history") or []
+             if h.get("pdff") is not None]  # fmt: skip
+    if followup.get("date") and exam.get("pdff") is not None:
+        trend.append(Visit(followup["date"], exam["pdff"], _pair(exam.get("pdff_interval"))))
+    return lines, tuple(trend)
+
+
+def _pair(values: list | None) -> tuple[float, float] | None:
+    return (float(values[0]), float(values[1])) if values else None
 
 
 def hri_line(hri: dict) -> str:
@@ -68,8 +95,9 @@ def from_audit(log: Path, session: str) -> Summary:
             f"study {record['study']['study_instance_uid']}, {len(record['study']['sop_instance_uids'])} images"
         )
     lines.append(f"PACS report: {record.get('report') or 'no PACS configured'}")
+    said, trend = followup_lines(record["followup"], exam) if record.get("followup") else ([], ())
     interval = tuple(exam["pdff_interval"]) if exam.get("pdff_interval") else None
-    return Summary(f"Fatty liver exam, ended {record['why']}", call, lines, exam.get("pdff"), interval)
+    return Summary(f"Fatty liver exam, ended {record['why']}", call, lines + said, exam.get("pdff"), interval, trend)
 
 
 def from_document(path: Path) -> Summary:
@@ -87,6 +115,9 @@ def from_document(path: Path) -> Summary:
     if said.hri is not None:
         drawn = ", ".join(f"{r.name} (mean echo {r.mean_echo:.1f})" for r in said.hri_regions)
         lines.append(f"hepatorenal index (liver/cortex) {said.hri:.2f}" + (f"; drawn: {drawn}" if drawn else ""))
+    if said.change_said:
+        lines.append(f"follow-up: {said.change_said}")
+        lines += [f"prior report {said.prior_report}"] if said.prior_report else []
     return Summary("Fatty liver report (DICOM SR)", said.call, lines, said.pdff, said.pdff_interval)
 
 
@@ -95,7 +126,10 @@ def text(summary: Summary) -> str:
     if summary.interval:
         pdff += f" (90 % of patients like this one: {summary.interval[0]:.1f}-{summary.interval[1]:.1f} %)"
     head = [summary.title, f"call: {summary.call.upper()}", f"PDFF: {pdff}"]
-    return "\n".join([*head, *summary.lines, "Research use, not a medical device."]) + "\n"
+    trend = [f"  {v.date}: {v.pdff:.1f} %" + (f" ({v.interval[0]:.1f}-{v.interval[1]:.1f})" if v.interval else "")
+             for v in summary.trend]  # fmt: skip
+    trend = ["PDFF over the visits:", *trend] if trend else []
+    return "\n".join([*head, *summary.lines, *trend, "Research use, not a medical device."]) + "\n"
 
 
 def page(summary: Summary, path: Path) -> Path:
@@ -115,8 +149,11 @@ def page(summary: Summary, path: Path) -> Path:
         cv2.LINE_AA,
     )
     _pdff_scale(img, summary)
+    if len(summary.trend) > 1:
+        _trend(img, summary.trend)
+    step = min(52, 780 // max(1, len(summary.lines)))  # every line fits above the trend
     for k, line in enumerate(summary.lines):
-        cv2.putText(img, line[:90], (70, 620 + 52 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.85, (30, 30, 30), 2, cv2.LINE_AA)
+        cv2.putText(img, line[:90], (70, 620 + step * k), cv2.FONT_HERSHEY_SIMPLEX, 0.85, (30, 30, 30), 2, cv2.LINE_AA)
     cv2.putText(
         img,
         "Research use, not a medical device.",
@@ -147,3 +184,23 @@ def _pdff_scale(img: np.ndarray, summary: Summary, top: int = 400, left: int = 7
         cv2.circle(img, (x(summary.pdff), top + 20), 14, (40, 40, 40), -1)
         said = f"PDFF {summary.pdff:.1f} %"
         cv2.putText(img, said, (left, top - 25), cv2.FONT_HERSHEY_SIMPLEX, 1.1, (20, 20, 20), 2, cv2.LINE_AA)
+
+
+def _trend(img: np.ndarray, visits: tuple[Visit, ...], top: int = 1430, left: int = 100, width: int = 1040) -> None:
+    """The PDFF at each visit with its interval, by date, under the lines (a follow-up's page)."""
+    import datetime as dt
+
+    days = [dt.date.fromisoformat(v.date).toordinal() for v in visits]
+    d0, span = min(days), max(max(days) - min(days), 1)
+    high = max(10.0, *(v.interval[1] if v.interval else v.pdff for v in visits)) * 1.1
+    x = lambda day: int(left + width * (day - d0) / span)  # noqa: E731
+    y = lambda pdff: int(top + 170 - 170 * pdff / high)  # noqa: E731
+    ink, soft = (30, 30, 30), (200, 140, 40)
+    cv2.line(img, (left, y(5.0)), (left + width, y(5.0)), (0, 0, 200), 1, cv2.LINE_AA)
+    cv2.putText(img, "PDFF over the visits", (left, top - 20), cv2.FONT_HERSHEY_SIMPLEX, 0.9, ink, 2, cv2.LINE_AA)
+    for day, visit in zip(days, visits, strict=True):
+        if visit.interval:
+            cv2.line(img, (x(day), y(visit.interval[0])), (x(day), y(visit.interval[1])), soft, 4, cv2.LINE_AA)
+        cv2.circle(img, (x(day), y(visit.pdff)), 10, ink, -1)
+        said = f"{visit.date}: {visit.pdff:.1f} %"
+        cv2.putText(img, said, (x(day) - 80, top + 205), cv2.FONT_HERSHEY_SIMPLEX, 0.7, ink, 2, cv2.LINE_AA)

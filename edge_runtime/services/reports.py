@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from edge_runtime.box.parts import LoopingPart
 from edge_runtime.box.supervision import Kind
 from edge_runtime.box.telemetry import Telemetry
-from edge_runtime.contracts import Count
+from edge_runtime.contracts import Count, ExamFollowUp, FollowUp
 from edge_runtime.hospital.jobs import ReportBuilder, ReportUnbuildable
 from edge_runtime.hospital.queue import Job, ReportQueue
 from edge_runtime.hospital.sender import SendError
@@ -53,6 +53,7 @@ class ReportSender(LoopingPart):
         self.queue, self.builder, self.destinations = queue, builder, destinations
         self.stats = telemetry.stats
         self._wake = threading.Event()
+        self.on_followup: Callable[[ExamFollowUp], object] = lambda record: None  # compose() audits each
 
     def wake(self) -> None:
         """A report was queued (or the box is stopping): try now rather than at the next poll."""
@@ -85,6 +86,7 @@ class ReportSender(LoopingPart):
                 self._failed(job, said)
             return False
         job.study_uid = str(report.StudyInstanceUID)
+        self._said_followup(job)
         for name in list(job.remaining):
             if not self._send(job, name, report):
                 return False
@@ -92,6 +94,24 @@ class ReportSender(LoopingPart):
         self.stats.count(Count.REPORTS_SENT)
         log.info("report %s of session %s sent", job.sop_instance_uid, job.record.get("session"))
         return True
+
+    def _said_followup(self, job: Job) -> None:
+        """The comparison with the prior, once per report: to the audit log and the heartbeat."""
+        if "followup" not in job.study or job.study.get("followup_said"):
+            return
+        exam = job.record.get("exam") or {}
+        record = ExamFollowUp(
+            session=job.record.get("session", ""),
+            report=job.sop_instance_uid,
+            at=time.time(),
+            ended=float(job.record.get("ended", 0.0)),
+            pdff=exam.get("pdff"),
+            pdff_interval=exam.get("pdff_interval"),
+            followup=FollowUp.model_validate(job.study["followup"]),
+        )
+        self.queue.followed(record.model_dump(mode="json"))
+        self.on_followup(record)
+        job.study["followup_said"] = True
 
     def _send(self, job: Job, name: str, report: Dataset) -> bool:
         send = self.destinations.get(name)

@@ -283,8 +283,12 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 
 
 def read_final_exams(path: str | Path) -> list[dict[str, Any]]:
-    """The final exam records (schema.ExamRecord), one per session that ended by TTL, capacity or shutdown."""
-    return [r for r in read_audit(path) if r.get("record") == "exam_final"]
+    """The final exam records (schema.ExamRecord), one per session that ended by TTL, capacity or shutdown, each
+    joined with its comparison with the prior report when the report sender has made one."""
+    records = read_audit(path)
+    followups = {r.get("report"): r.get("followup") for r in records if r.get("record") == "exam_followup"}
+    finals = [r for r in records if r.get("record") == "exam_final"]
+    return [f | {"followup": followups[f.get("report")]} if f.get("report") in followups else f for f in finals]
 
 
 class AuditResults:

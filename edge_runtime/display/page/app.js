@@ -124,6 +124,39 @@ function pacs(p) {
   alert.textContent = said.join(" \u2014 ");
 }
 
+// Follow-up: each newest comparison with the patient's prior report, its words and the PDFF over the visits with
+// their intervals (prior reports from the PACS, then this exam), drawn by date.
+const CHANGE_CLASS = { decreased: "normal", increased: "fatty", no_change: "indeterminate" };
+function visitsSvg(points) {
+  const w = 480, h = 120, pad = 22;
+  const days = points.map((p) => Date.parse(p.date) / 864e5), d0 = Math.min(...days), d1 = Math.max(...days, d0 + 1);
+  const top = Math.max(10, ...points.flatMap((p) => (p.interval || [p.pdff]).concat(p.pdff))) * 1.1;
+  const x = (d) => pad + ((d - d0) / (d1 - d0)) * (w - 2 * pad), y = (v) => h - 16 - (v / top) * (h - 26);
+  const marks = points.map((p, i) => {
+    const cx = x(days[i]).toFixed(1);
+    const bar = p.interval ? `<line x1="${cx}" x2="${cx}" y1="${y(p.interval[0]).toFixed(1)}" y2="${y(p.interval[1]).toFixed(1)}" stroke="#5cc8ff" stroke-width="2"/>` : "";
+    return `${bar}<circle cx="${cx}" cy="${y(p.pdff).toFixed(1)}" r="4" fill="#f2f4f7"/>` +
+      `<text x="${cx}" y="${h - 3}" fill="#a8b0bb" font-size="11" text-anchor="middle">${esc(p.date)}</text>`;
+  }).join("");
+  return `<svg class="trend" viewBox="0 0 ${w} ${h}" role="img" aria-label="PDFF over visits">
+    <line x1="0" x2="${w}" y1="${y(FATTY_PDFF)}" y2="${y(FATTY_PDFF)}" stroke="#ff4d4d" stroke-dasharray="4 3"/>
+    <text x="4" y="12" fill="#a8b0bb" font-size="11">PDFF ${top.toFixed(0)} %</text>${marks}</svg>`;
+}
+function followups(p) {
+  const area = document.getElementById("followups");
+  const shown = ((p && p.followups) || []).slice(-3).reverse();
+  area.hidden = shown.length === 0;
+  area.innerHTML = shown.map((f) => {
+    const points = (f.followup.history || []).filter((h) => h.pdff !== null)
+      .map((h) => ({ date: h.date, pdff: h.pdff, interval: h.pdff_interval }));
+    if (f.pdff !== null && f.pdff !== undefined && f.followup.date) points.push({ date: f.followup.date, pdff: f.pdff, interval: f.pdff_interval });
+    const cls = CHANGE_CLASS[f.followup.statement] || "waiting";
+    return `<section class="followup" data-session="${esc(f.session)}"><h2>follow-up: ${esc(f.session)}</h2>
+      <div class="sub ${cls}" data-change="${esc(f.followup.statement)}">${esc(f.followup.reason)}</div>
+      ${points.length ? visitsSvg(points) : ""}</section>`;
+  }).join("");
+}
+
 // Every part of the box that failed since start (counted, named and survived), or what is dead or stalled.
 function parts(health) {
   const line = document.getElementById("parts");
@@ -167,6 +200,7 @@ function health(snap) {
     audit.textContent = failing ? `RESULTS ARE NOT BEING RECORDED: ${hb.audit.error || "audit log write failed"}` : "";
     document.getElementById("uptime").textContent = `uptime ${Math.round(hb.uptime_s)} s, ${hb.sessions} sessions`;
     pacs(hb.pacs);
+    followups(hb.pacs);
     parts(hb.health);
     siteWatch(hb);
     if (hb.validation) document.getElementById("validation").textContent = `Validation cohort: ${hb.validation}`;
