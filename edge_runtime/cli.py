@@ -27,6 +27,7 @@ SERVE_TABLES = (
     "thumbnails",
     "dicom",
     "pacs",
+    "followup",
 )
 
 

@@ -308,6 +308,14 @@ class DicomSettings(StrictModel):
         return host.strip("[]"), int(port)
 
 
+def checked_peers(peers: list[str]) -> list[str]:
+    """DICOM peers as edge.toml writes them, AE@HOST:PORT; a ValueError names the ones that are not."""
+    bad = [p for p in peers if not re.fullmatch(r"[ -~]{1,16}@[A-Za-z0-9.\-_:\[\]]+:\d{1,5}", p)]
+    if bad:
+        raise ValueError(f"not AE@HOST:PORT: {bad}")
+    return peers
+
+
 class PacsSettings(StrictModel):
     """[runtime.pacs]: each exam's report to the PACS (edge_runtime.hospital): a DICOM SR in the exam's study, sent by
     C-STORE (and optionally STOW-RS) through an on-disk queue. Off unless a destination is set."""
@@ -334,10 +342,7 @@ class PacsSettings(StrictModel):
     @field_validator("destinations")
     @classmethod
     def _peers(cls, peers: list[str]) -> list[str]:
-        bad = [p for p in peers if not re.fullmatch(r"[ -~]{1,16}@[A-Za-z0-9.\-_:\[\]]+:\d{1,5}", p)]
-        if bad:
-            raise ValueError(f"not AE@HOST:PORT: {bad}")
-        return peers
+        return checked_peers(peers)
 
     @property
     def enabled(self) -> bool:
@@ -361,6 +366,11 @@ class FollowUpSettings(StrictModel):
     between_visits: float = Field(
         DEFAULT_BETWEEN_VISITS_PP, ge=0, description="Sd of what a new day moves an exam's PDFF, percentage points."
     )
+
+    @field_validator("peer")
+    @classmethod
+    def _peer(cls, peer: str | None) -> str | None:
+        return None if peer is None else checked_peers([peer])[0]
 
     @property
     def rule(self) -> ChangeRule:

@@ -126,6 +126,8 @@ def test_no_prior_says_why_and_the_settings_refuse_nonsense() -> None:
     assert FollowUpSettings().rule.scale > 0
     with pytest.raises(ConfigError, match="scale"):
         load_config(None, {"followup": {"scale": -1}})
+    with pytest.raises(ConfigError, match="not AE@HOST:PORT"):
+        load_config(None, {"followup": {"peer": "pacs.example"}})
 
 
 def test_a_revisit_keeps_the_patient_and_scanner_and_changes_only_what_a_day_changes() -> None:
