@@ -71,15 +71,16 @@ def followed_patients(per_group: int, seed: int) -> list[FollowedPatient]:
 def play_visits(
     bundle_dir: str, patients: list[FollowedPatient], seed: int, timing: tuple[float, float]
 ) -> dict[str, ExamRecord]:
-    """Both visits of every patient as live exams, all at once (the box keeps every one of them open): session name
-    -> the exam's final record."""
+    """Both visits of every patient as live exams, all at once (the box keeps every one of them open, each whole):
+    session name -> the exam's final record."""
     shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
     sessions = []
     for p in patients:
         sessions.append(visit_session(first_visit(p.before), seed, f"{p.before.subject_id}-v0", shots, 2))
         visit = revisit(p.before, p.after.pdff, 1, DAYS_APART, seed)
         sessions.append(visit_session(visit, seed, f"{p.before.subject_id}-v1", shots, 2))
-    tables = {"sessions": {"max_active": 2 * len(sessions)}}
+    # The exam's window runs on the box's clock; played faster or slower than frame time, it would cut exams short.
+    tables = {"sessions": {"max_active": 2 * len(sessions)}, "exam": {"window_s": 1e9}}
     played = play_exams(load_bundle(bundle_dir), sessions, *timing, tables=tables)
     return {name: exam.final for name, exam in played.items()}
 
@@ -122,12 +123,16 @@ def bars(rows: list[dict[str, Any]]) -> dict[str, Any]:
     wrong = sum(r["statement"] in (Change.INCREASED.value, Change.DECREASED.value) and r["statement"] != direction(r)
                 for r in change)  # fmt: skip
     false = sum(r["statement"] in (Change.INCREASED.value, Change.DECREASED.value) for r in still)
+    ratios = [r["change"] / r["true_change"] for r in change if r["change"] is not None]
     return {
         "change_patients": len(change), "right_direction": right, "wrong_direction": wrong,
         "not_comparable_change": sum(r["statement"] == Change.NOT_COMPARABLE.value for r in change),
         "no_change_patients": len(still), "false_change": false,
         "not_comparable_still": sum(r["statement"] == Change.NOT_COMPARABLE.value for r in still),
         "right_share": right / max(1, len(change)), "false_share": false / max(1, len(still)),
+        "read_ratio": [float(np.percentile(ratios, q)) for q in (50, 10, 90)] if ratios else [math.nan] * 3,
+        "response_said": sum(r["response"] is True for r in change),
+        "response_right": sum(r["response"] is True and r["true_change"] / r["pdff_before"] <= -0.3 for r in change),
     }  # fmt: skip
 
 
@@ -153,7 +158,9 @@ def plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"# Follow-up honesty: {result['bundle']}", "", f"Machine: {result['machine'].get('cpu', '')}", ""]
+    m = result["machine"]
+    lines = [f"# Follow-up honesty: {result['bundle']}", "", f"Machine: {m['cpu']}, {m['cores']} cores, flags "
+             f"{' '.join(m['flags'])}", ""]  # fmt: skip
     lines += ["| rule | scale | between visits, pp | right direction | wrong direction | unchanged called changed |"]
     lines += ["| --- | --- | --- | --- | --- | --- |"]
     for name in ("calibrated", "default"):
@@ -163,6 +170,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {b['right_direction']}/{b['change_patients']} | {b['wrong_direction']} "
             f"| {b['false_change']}/{b['no_change_patients']} |"
         )
+    b = result["calibrated"]["bars"]
+    lines += ["", f"Measured change over true change (change group): median {b['read_ratio'][0]:.2f}, 10-90 % "
+              f"{b['read_ratio'][1]:.2f}-{b['read_ratio'][2]:.2f}; a 30 % fall said {b['response_said']} times, "
+              f"{b['response_right']} of them true."]  # fmt: skip
     lines += ["", "| patient | group | true change | measured | statement |", "| --- | --- | --- | --- | --- |"]
     for r in result["calibrated"]["rows"]:
         lines.append(f"| {r['patient']} | {r['group']} | {r['true_change']:+.1f} | {r['reason']} | {r['statement']} |")

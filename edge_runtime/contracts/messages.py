@@ -235,8 +235,8 @@ class FollowUp(Message):
     relative_change: float | None = Field(None, description="The change over the prior's PDFF (-0.3: a 30 % fall).")
     response: bool | None = Field(
         None,
-        description="True: the interval lies wholly beyond a 30 % relative fall (the trials' response); False: "
-        "wholly short of it; None: the interval cannot say.",
+        description="True: the interval lies wholly beyond a 30 % relative fall (the trials' response); False: the "
+        "liver got fatter; None: not said (the model reads changes short, so a shorter interval does not show less).",
     )
     history: list[PriorReport] = Field(
         default_factory=list, description="Every earlier report in the window, oldest first (the page's trend)."
