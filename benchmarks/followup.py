@@ -95,23 +95,27 @@ def judged(p: FollowedPatient, finals: dict[str, ExamRecord], rule: ChangeRule) 
         "pdff_before": p.before.pdff, "pdff_after": p.after.pdff, "true_change": p.true_change,
         "measured_before": first.exam.pdff, "measured_after": second.exam.pdff,
         "se_before": first.exam.pdff_se, "se_after": second.exam.pdff_se,
+        "n_before": first.exam.n_pairs, "n_after": second.exam.n_pairs,
         "statement": follow.statement.value, "change": follow.change, "interval": follow.change_interval,
         "reason": follow.reason, "response": follow.response,
     }  # fmt: skip
 
 
 def calibrated_rule(rows: list[dict[str, Any]], coverage: float = 0.9) -> ChangeRule:
-    """The rule from unchanged pairs: the between-visit sd by moments (what the changes spread beyond the exams' own
-    errors), then the scale as the conformal quantile of |change| over the pair's repeat error."""
+    """The rule from unchanged pairs: one pair's sd pooled over the exams, the between-visit sd by moments (what the
+    changes spread beyond the exams' own errors), then the scale as the conformal quantile of |change| over the
+    pair's repeat error."""
     pairs = [r for r in rows if None not in (r["measured_before"], r["measured_after"], r["se_before"], r["se_after"])]
+    spread = [r[f"se_{visit}"] ** 2 * r[f"n_{visit}"] for r in pairs for visit in ("before", "after")]
+    pair_sd = math.sqrt(float(np.mean(spread)))
     moved = np.array([r["measured_after"] - r["measured_before"] for r in pairs])
     own_sd = lambda r, visit: r[f"se_{visit}"] * (1 + r[f"measured_{visit}"])  # noqa: E731
     own = np.array([own_sd(r, "before") ** 2 + own_sd(r, "after") ** 2 for r in pairs])
     between = math.sqrt(max(0.0, float(np.mean(moved**2) - np.mean(own)) / 2))
-    unit = ChangeRule(1.0, between)
+    unit = ChangeRule(1.0, between, pair_sd)
     scores = [abs(m) / unit.repeat_error((r["measured_before"], r["se_before"]), (r["measured_after"], r["se_after"]))
               for m, r in zip(moved, pairs, strict=True)]  # fmt: skip
-    return ChangeRule(conformal_quantile(scores, coverage), between)
+    return ChangeRule(conformal_quantile(scores, coverage), between, pair_sd)
 
 
 def bars(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -161,12 +165,14 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [f"# Follow-up honesty: {result['bundle']}", "", f"Machine: {m['cpu']}, {m['cores']} cores, flags "
              f"{' '.join(m['flags'])}", ""]  # fmt: skip
-    lines += ["| rule | scale | between visits, pp | right direction | wrong direction | unchanged called changed |"]
-    lines += ["| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "| rule | scale | between visits, pp | pair sd | right direction | wrong direction | unchanged called changed |"
+    ]
+    lines += ["| --- | --- | --- | --- | --- | --- | --- |"]
     for name in ("calibrated", "default"):
         rule, b = result[name]["rule"], result[name]["bars"]
         lines.append(
-            f"| {name} | {rule['scale']:.2f} | {rule['between_visits']:.2f} "
+            f"| {name} | {rule['scale']:.2f} | {rule['between_visits']:.2f} | {rule['pair_sd']:.3f} "
             f"| {b['right_direction']}/{b['change_patients']} | {b['wrong_direction']} "
             f"| {b['false_change']}/{b['no_change_patients']} |"
         )
@@ -206,7 +212,7 @@ def main(
     result: dict[str, Any] = {"bundle": bundle_dir, "machine": machine(), "per_group": per_group, "seed": seed}
     for name, rule in (("calibrated", calibrated), ("default", default)):
         rows = [judged(p, finals, rule) for p in patients]
-        said = {"scale": rule.scale, "between_visits": rule.between_visits}
+        said = {"scale": rule.scale, "between_visits": rule.between_visits, "pair_sd": rule.pair_sd}
         result[name] = {"rule": said, "bars": bars(rows), "rows": rows}
     write_reports(out, "followup", result, markdown(result))
     title = f"Follow-up: scale {calibrated.scale:.2f}, between visits {calibrated.between_visits:.2f} pp"

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge_runtime.contracts import ScannerSpec, StrictModel, validation_problems
 from edge_runtime.errors import ConfigError
-from edge_runtime.followup.change import DEFAULT_BETWEEN_VISITS_PP, DEFAULT_CHANGE_SCALE, ChangeRule
+from edge_runtime.followup.change import DEFAULT_BETWEEN_VISITS_PP, DEFAULT_CHANGE_SCALE, DEFAULT_PAIR_SD, ChangeRule
 from edge_runtime.wire.transport import CurveClientKeys, CurveServerKeys
 
 
@@ -366,6 +366,9 @@ class FollowUpSettings(StrictModel):
     between_visits: float = Field(
         DEFAULT_BETWEEN_VISITS_PP, ge=0, description="Sd of what a new day moves an exam's PDFF, percentage points."
     )
+    pair_sd: float = Field(
+        DEFAULT_PAIR_SD, gt=0, description="One image pair's sd on log(1 + PDFF): an exam of one pair's error."
+    )
 
     @field_validator("peer")
     @classmethod
@@ -374,7 +377,7 @@ class FollowUpSettings(StrictModel):
 
     @property
     def rule(self) -> ChangeRule:
-        return ChangeRule(self.scale, self.between_visits)
+        return ChangeRule(self.scale, self.between_visits, self.pair_sd)
 
 
 class RuntimeConfig(StrictModel):

@@ -73,9 +73,12 @@ def test_the_between_visit_part_keeps_two_suspiciously_steady_exams_from_calling
     assert follow(exam(12.0, se=0.0), exam(15.0, se=0.0)).statement == Change.INCREASED  # 3 > 2 x sqrt(2)
 
 
-def test_an_exam_with_one_pair_has_no_known_repeat_error_and_is_not_compared() -> None:
-    said = follow(exam(20.0), exam(8.0, se=None))
-    assert said.statement == Change.NOT_COMPARABLE and "fewer than 2 image pairs" in said.reason
+def test_an_exam_of_one_pair_is_credited_with_the_pooled_pair_error() -> None:
+    one = ExamEstimate(call="fatty", pdff=14.0, pdff_se=None, n_pairs=1, calibrated=True)
+    said = follow(exam(20.0), one)
+    wide = RULE.scale * math.sqrt((0.03 * 21) ** 2 + (RULE.pair_sd * 15) ** 2 + 2 * 1.0**2)
+    assert said.change_interval[1] == pytest.approx(-6.0 + wide, abs=0.01)
+    assert follow(exam(20.0), one.model_copy(update={"pdff": 18.0})).statement == Change.NO_CHANGE
 
 
 def test_response_is_said_only_when_the_interval_lies_wholly_beyond_a_30_percent_fall() -> None:

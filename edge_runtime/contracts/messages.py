@@ -215,6 +215,7 @@ class PriorReport(Message):
     pdff: float | None = Field(None, description="The prior's PDFF estimate, %.")
     pdff_interval: tuple[float, float] | None = None
     pdff_se: float | None = Field(None, description="The prior's repeat standard error on log(1 + PDFF).")
+    n_pairs: int = Field(0, ge=0, description="Image pairs the prior combined.")
     model: str = Field(description="The bundle that made it: name (the lineage) and version.")
     lineage: str = Field(description="The bundle's name and site adaptation: scales agree only within one lineage.")
     scanner: str | None = Field(None, description="The scanner profile of the prior's frames, when stated.")

@@ -36,6 +36,8 @@ UNRELIABLE = (NoCall.OUTSIDE_TRAINING, NoCall.DISCORDANT, NoCall.COLLECTING, NoC
 # Calibrated by benchmarks/followup.py on the 90-subject default bundle's repeat phantom exams (docs/DESIGN.md).
 DEFAULT_CHANGE_SCALE = 1.90
 DEFAULT_BETWEEN_VISITS_PP = 0.94
+DEFAULT_PAIR_SD = 0.12  # log(1 + PDFF), pooled over the calibration exams' pairs
+
 SITE_MARK = ", adapted to site "
 
 
@@ -50,6 +52,12 @@ class ChangeRule:
 
     scale: float  # multiplier on the pair's repeat error: the calibrated 90 % no-change bound
     between_visits: float  # sd of what a new day moves an exam's PDFF (gain, probe, frames), pp; exams cannot see it
+    pair_sd: float = DEFAULT_PAIR_SD  # one pair's sd on log(1 + PDFF), pooled: the error of an exam with one pair
+
+    def exam_se(self, pdff_se: float | None, n_pairs: int) -> float:
+        """An exam's own standard error on log(1 + PDFF): its stated one, or the pooled pair sd over its pairs
+        (a stored study of one image per view has one pair, and no spread of its own)."""
+        return pdff_se if pdff_se is not None else self.pair_sd / math.sqrt(max(1, n_pairs))
 
     def repeat_error(self, prior: tuple[float, float], current: tuple[float, float]) -> float:
         """The sd of the change between two unchanged exams, pp: each exam's own error (its ``pdff_se`` on
@@ -90,9 +98,6 @@ def not_comparable(prior: PriorReport, current: ThisExam) -> str | None:
     exam = current.estimate
     if exam.pdff is None or (exam.call in (None, "indeterminate") and exam.why in UNRELIABLE):
         return f"this exam is indeterminate ({_said(exam.why)})"
-    unknown = [name for name, se in (("the prior", prior.pdff_se), ("this exam", exam.pdff_se)) if se is None]
-    if unknown:
-        return f"{' and '.join(unknown)} had fewer than 2 image pairs: its repeat error is unknown"
     return None
 
 
@@ -114,7 +119,9 @@ def compare(prior: PriorReport, current: ThisExam, days: int | None, rule: Chang
         return FollowUp(statement=Change.NOT_COMPARABLE, reason=f"not comparable: {why}", prior=prior, days=days)
     before, after = float(prior.pdff), float(current.estimate.pdff)
     moved = after - before
-    bound = rule.bound((before, float(prior.pdff_se)), (after, float(current.estimate.pdff_se)))
+    exam = current.estimate
+    first, second = rule.exam_se(prior.pdff_se, prior.n_pairs), rule.exam_se(exam.pdff_se, exam.n_pairs)
+    bound = rule.bound((before, first), (after, second))
     low, high = moved - bound, moved + bound
     statement = Change.NO_CHANGE if abs(moved) <= bound else Change.INCREASED if moved > 0 else Change.DECREASED
     response = responded(statement, high / before if before > 0 else None)
@@ -170,6 +177,7 @@ def as_prior(record: ExamRecord, date: str, sop_instance_uid: str = "", study_ui
         pdff=exam.pdff,
         pdff_interval=exam.pdff_interval,
         pdff_se=exam.pdff_se,
+        n_pairs=exam.n_pairs,
         model=f"{record.model.name} {record.model.version}",
         lineage=lineage_of(record.model),
         scanner=record.scanner,

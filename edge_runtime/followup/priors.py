@@ -89,6 +89,7 @@ def _prior(read: ReportedValues, date: dt.date) -> PriorReport:
         pdff=read.pdff,
         pdff_interval=read.pdff_interval,
         pdff_se=read.pdff_se,
+        n_pairs=read.n_pairs,
         model=read.model,
         lineage=read.lineage,
         scanner=read.scanner,

@@ -322,6 +322,7 @@ class ReportedValues:
     study_date: str = ""
     model: str = ""  # the bundle's name and version (the Contributing Equipment's model name)
     pdff_se: float | None = None
+    n_pairs: int = 0
     why_code: str | None = None  # the coded reason's value (edge_runtime.hospital.codes.WHY)
     lineage: str = ""  # the bundle's name and site adaptation (edge_runtime.followup.change.lineage_of)
     scanner: str | None = None
@@ -360,6 +361,7 @@ def read_report(source: Any) -> ReportedValues:
         study_date=str(sr.get("StudyDate", "") or ""),
         model=_model_name(sr),
         pdff_se=values.get(codes.REPEAT_ERROR.value),
+        n_pairs=int(values.get(codes.IMAGE_PAIRS.value, 0)),
         why_code=why.value if why is not None else None,
         series_uid=str(sr.SeriesInstanceUID),
         **_algorithm(group[0]),
