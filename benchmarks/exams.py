@@ -17,7 +17,7 @@ from pathlib import Path
 import zmq
 from tqdm.auto import tqdm
 
-from edge_runtime.config import load_config
+from edge_runtime.config import load_config, merge
 from edge_runtime.contracts import ExamRecord, ResultMessage
 from edge_runtime.model.bundle import Bundle
 from edge_runtime.model.served import ServedModel
@@ -28,6 +28,7 @@ from edge_runtime.sinks.audit import read_final_exams
 from phantom.stream import EXAM_SCRIPT, PhantomStream, StreamSession
 
 START = 1_800_000_000.0  # the simulated clock's first frame time (unix s)
+WHOLE_EXAM_S = 1e9  # an exam window no replay outlasts
 
 
 @dataclass
@@ -71,6 +72,9 @@ def play_exams(
         tables: edge.toml tables to change (e.g. {"exam": {"min_pairs": 3}}).
     """
     played = {s.name: PlayedExam(s) for s in sessions}
+    # The exam's window runs on the box's own clock; a replay slower than frame time would otherwise keep only each
+    # exam's last pairs. Every pair of the played time counts (up to window_pairs), as on a box that keeps up.
+    tables = merge({"exam": {"window_s": WHOLE_EXAM_S}}, tables or {})
     rate = fps_per_exam * len(sessions)
     stream = PhantomStream(sessions, rate, 1.0, script=EXAM_SCRIPT, auto=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -71,16 +71,14 @@ def followed_patients(per_group: int, seed: int) -> list[FollowedPatient]:
 def play_visits(
     bundle_dir: str, patients: list[FollowedPatient], seed: int, timing: tuple[float, float]
 ) -> dict[str, ExamRecord]:
-    """Both visits of every patient as live exams, all at once (the box keeps every one of them open, each whole):
-    session name -> the exam's final record."""
+    """Both visits of every patient as live exams, all at once: session name -> the exam's final record."""
     shots = tuple(dict.fromkeys(shot for shot, _ in EXAM_SCRIPT))
     sessions = []
     for p in patients:
         sessions.append(visit_session(first_visit(p.before), seed, f"{p.before.subject_id}-v0", shots, 2))
         visit = revisit(p.before, p.after.pdff, 1, DAYS_APART, seed)
         sessions.append(visit_session(visit, seed, f"{p.before.subject_id}-v1", shots, 2))
-    # The exam's window runs on the box's clock; played faster or slower than frame time, it would cut exams short.
-    tables = {"sessions": {"max_active": 2 * len(sessions)}, "exam": {"window_s": 1e9}}
+    tables = {"sessions": {"max_active": 2 * len(sessions)}}  # every exam open at once
     played = play_exams(load_bundle(bundle_dir), sessions, *timing, tables=tables)
     return {name: exam.final for name, exam in played.items()}
 
