@@ -313,3 +313,14 @@ def test_conformal_quantiles_are_the_finite_sample_ones() -> None:
     assert conformal_halfwidth(truth, predicted, 0.8) == pytest.approx(0.8)  # ceil(10 * 0.8) = 8th smallest
     assert conformal_quantile(np.arange(1, 10) / 10, 0.8) == pytest.approx(0.8)
     assert conformal_quantile([0.1, 0.2], 0.9) == math.inf  # two scores cannot promise 90 %
+
+
+def test_an_exam_states_its_repeat_error_non_negative_whatever_the_recalibration_slope() -> None:
+    """pdff_se is the spread of the pairs through the recalibration: a small run can fit a negative slope, and the
+    error's size is the slope's magnitude times the pairs' standard error."""
+    pdffs = np.array([6.0, 9.0, 12.0, 7.0, 10.0, 8.0])
+    for slope in (0.8, -0.6):
+        model = ExamModel(0.5, definite=CERTIFIED, recalibration=(0.0, slope), pdff_halfwidth=0.3, pdff_coverage=0.9)
+        last = _stream(ExamTracker(ExamPolicy(), model), np.full(6, 4.0), pdffs)[-1]
+        expected = abs(slope) * np.log1p(pdffs).std(ddof=1) / math.sqrt(len(pdffs))
+        assert last.pdff_se == pytest.approx(expected, abs=1e-4)

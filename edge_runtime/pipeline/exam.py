@@ -224,7 +224,7 @@ def combine(pairs: list[ExamPair], policy: ExamPolicy, model: ExamModel) -> Comb
     sd = float(logs.std(ddof=1)) if n > 1 else 0.0
     centre = model.pdff_centre(trimmed_mean(logs, policy.trim))
     bounds = model.pdff_bounds(centre, float(np.mean([p.spread for p in pairs])), Z_90 * sd / math.sqrt(n))
-    log_se = model.recalibration[1] * sd / math.sqrt(n) if n > 1 else None
+    log_se = abs(model.recalibration[1]) * sd / math.sqrt(n) if n > 1 else None
     return Combined(float(sigmoid(trimmed_mean(logits, policy.trim))), centre, bounds, n, log_se)
 
 
