@@ -41,9 +41,13 @@ DEFAULT_PAIR_SD = 0.12  # log(1 + PDFF), pooled over the calibration exams' pair
 SITE_MARK = ", adapted to site "
 
 
-def lineage_of(model: ModelInfo) -> str:
+def lineage(name: str, site: str | None) -> str:
     """A bundle's lineage: its name, and the site it was adapted to (versions of one lineage share a scale)."""
-    return model.name + (f"{SITE_MARK}{model.site}" if model.site else "")
+    return name + (f"{SITE_MARK}{site}" if site else "")
+
+
+def lineage_of(model: ModelInfo) -> str:
+    return lineage(model.name, model.site)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from edge_runtime.contracts import ExamRecord, FollowUp, NoCall, PriorReport
 from edge_runtime.followup.change import ChangeRule, ThisExam, compare, lineage_of, no_prior
 from edge_runtime.hospital.codes import why_of
 from edge_runtime.hospital.report import REPORT_SERIES_DESCRIPTION, ReportedValues, StudyContext, read_report
-from edge_runtime.hospital.retrieve import Archive, RetrieveError
+from edge_runtime.hospital.retrieve import Archive, RetrieveError, dicom_date
 
 
 @dataclass(frozen=True)
@@ -29,23 +29,25 @@ class PriorLookup:
     rule: ChangeRule
 
     def followup(self, record: ExamRecord, study: StudyContext) -> FollowUp:
-        """This exam against the patient's most recent earlier report in the window (or why there is none)."""
-        today = _study_date(study) or dt.datetime.fromtimestamp(record.ended, dt.UTC).date()
-        dated = {"date": today.isoformat()}
+        """This exam against the patient's most recent earlier report in the window (or why there is none), dated
+        with this exam's study date."""
+        today = dicom_date(study.attributes.get("StudyDate")) or dt.datetime.fromtimestamp(record.ended, dt.UTC).date()
+        return self._against_prior(record, study, today).model_copy(update={"date": today.isoformat()})
+
+    def _against_prior(self, record: ExamRecord, study: StudyContext, today: dt.date) -> FollowUp:
         patient = str(study.attributes.get("PatientID", "") or "")
         if not patient:
-            return no_prior("the study names no patient ID to look the prior up by").model_copy(update=dated)
+            return no_prior("the study names no patient ID to look the prior up by")
         try:
             history = self.earlier_reports(patient, study.study_uid, today)
         except RetrieveError as exc:
-            return no_prior(str(exc)).model_copy(update=dated)
+            return no_prior(str(exc))
         if not history:
-            none = f"no earlier report by this product for this patient within {self.window_days} days"
-            return no_prior(none).model_copy(update=dated)
+            return no_prior(f"no earlier report by this product for this patient within {self.window_days} days")
         prior = history[-1]
         this = ThisExam(record.exam, lineage_of(record.model), record.scanner)
         days = (today - dt.date.fromisoformat(prior.date)).days
-        return compare(prior, this, days, self.rule).model_copy(update={"history": history, **dated})
+        return compare(prior, this, days, self.rule).model_copy(update={"history": history})
 
     def earlier_reports(self, patient: str, this_study: str, today: dt.date) -> list[PriorReport]:
         """Every earlier report of the patient in the window, oldest first."""
@@ -94,11 +96,3 @@ def _prior(read: ReportedValues, date: dt.date) -> PriorReport:
         lineage=read.lineage,
         scanner=read.scanner,
     )
-
-
-def _study_date(study: StudyContext) -> dt.date | None:
-    text = str(study.attributes.get("StudyDate", "") or "")
-    try:
-        return dt.datetime.strptime(text[:8], "%Y%m%d").date()
-    except ValueError:
-        return None

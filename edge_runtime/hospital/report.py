@@ -19,7 +19,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from edge_runtime.contracts import ExamRecord, FollowUp, PriorReport
-from edge_runtime.followup.change import SITE_MARK
+from edge_runtime.followup.change import lineage
 from edge_runtime.hospital import codes
 from edge_runtime.pipeline.studies import Evidence, HriEvidence
 from edge_runtime.sources.dicom.attributes import patient_study_attributes
@@ -74,7 +74,7 @@ class Equipment:
 def _stub(study: StudyContext, evidence: Evidence | None) -> Dataset:
     """An evidence dataset as highdicom reads one: the study's attributes and, for a real image, its identity."""
     ds = Dataset()
-    ds.update(study.attributes)
+    ds.update(copy.deepcopy(study.attributes))  # its own elements: setting one never changes the study's or a sibling's
     ds.SOPClassUID = evidence.sop_class if evidence else "1.2.840.10008.5.1.4.1.1.6.1"
     ds.SOPInstanceUID = evidence.sop_instance if evidence else "2.25.1"
     ds.SeriesInstanceUID = evidence.series if evidence else "2.25.2"
@@ -192,7 +192,7 @@ def _followup_items(followup: FollowUp, hd: Any) -> list:
 def _prior_stub(study: StudyContext, prior: PriorReport) -> Dataset:
     """The prior report as evidence: highdicom lists it under Pertinent Other Evidence (another study of the
     patient)."""
-    ds = _stub(StudyContext(copy.deepcopy(study.attributes)), None)  # its own elements: the study's stay as they are
+    ds = _stub(study, None)
     ds.StudyInstanceUID, ds.SeriesInstanceUID = prior.study_instance_uid, prior.series_instance_uid
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = COMPREHENSIVE_3D_SR, prior.sop_instance_uid, "SR"
     return ds
@@ -385,7 +385,7 @@ def _algorithm(container: Any) -> dict[str, Any]:
     said = dict(p.split(" ", 1) for p in parameters if " " in p)
     site = said.get("site", "")
     site = "" if site.startswith("none") else site
-    return {"lineage": name + (f"{SITE_MARK}{site}" if site else ""), "scanner": said.get("scanner")}
+    return {"lineage": lineage(name, site or None), "scanner": said.get("scanner")}
 
 
 def _followup_read(container: Any) -> dict[str, Any]:

@@ -70,7 +70,8 @@ def _storage_classes() -> list[str]:
     ]  # fmt: skip
 
 
-def _date(text: Any) -> dt.date | None:
+def dicom_date(text: Any) -> dt.date | None:
+    """A DICOM DA value (YYYYMMDD) as a date; None when empty or not a date."""
     try:
         return dt.datetime.strptime(str(text or "")[:8], "%Y%m%d").date()
     except ValueError:
@@ -118,7 +119,8 @@ class Archive:
         modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
         count = item.get("NumberOfStudyRelatedInstances", None)
         return FoundStudy(
-            str(item.get("StudyInstanceUID", "")), _date(item.get("StudyDate")), str(item.get("AccessionNumber", "")),
+            str(item.get("StudyInstanceUID", "")), dicom_date(item.get("StudyDate")),
+            str(item.get("AccessionNumber", "")),
             tuple(str(m) for m in modalities if m), int(count) if str(count or "").strip().isdigit() else None,
         )  # fmt: skip
 
