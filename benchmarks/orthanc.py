@@ -1,6 +1,6 @@
-"""A real PACS on loopback for the suites and tests: Debian's Orthanc, with its Modality Worklist plugin, in a
-temporary folder, on free ports; stopped and started again on the same storage (a PACS that goes down and comes back).
-Its REST API answers what a PACS administrator would look up: which instances a study holds."""
+"""A real PACS on loopback for the suites and tests: Debian's Orthanc, with its Modality Worklist and DICOMweb
+plugins, in a temporary folder, on free ports; stopped and started again on the same storage (a PACS that goes down
+and comes back). Its REST API answers what a PACS administrator would look up: which instances a study holds."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from benchmarks.common import free_port
 
 ORTHANC = "Orthanc"
 WORKLIST_PLUGIN = Path("/usr/share/orthanc/plugins/libModalityWorklists.so")
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")  # Debian package orthanc-dicomweb
 
 
 class OrthancMissing(RuntimeError):
@@ -40,6 +41,11 @@ class Orthanc:
         return f"{self.ae_title}@127.0.0.1:{self.dicom_port}"
 
     @property
+    def dicomweb(self) -> str:
+        """The DICOMweb root (QIDO-RS, WADO-RS, STOW-RS)."""
+        return f"http://127.0.0.1:{self.http_port}/dicom-web"
+
+    @property
     def worklists(self) -> Path:
         return self.folder / "worklists"
 
@@ -54,7 +60,8 @@ class Orthanc:
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
             "DicomCheckCalledAet": True,
-            "Plugins": [str(WORKLIST_PLUGIN)] if WORKLIST_PLUGIN.is_file() else [],
+            "Plugins": [str(plugin) for plugin in (WORKLIST_PLUGIN, DICOMWEB_PLUGIN) if plugin.is_file()],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
             "Worklists": {"Enable": True, "Database": str(self.worklists)},
             "StableAge": 1,
             "DicomAlwaysAllowFind": True,

@@ -23,11 +23,12 @@ from edge_runtime.box.parts import Part
 from edge_runtime.box.telemetry import Telemetry
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.followup.priors import PriorLookup
+from edge_runtime.hospital.dicomweb import DicomWebArchive
 from edge_runtime.hospital.jobs import ReportBuilder
 from edge_runtime.hospital.peers import Peer
 from edge_runtime.hospital.queue import ReportQueue
 from edge_runtime.hospital.report import Equipment
-from edge_runtime.hospital.retrieve import Archive
+from edge_runtime.hospital.retrieve import Archive, StudyArchive
 from edge_runtime.hospital.sender import destinations_for
 from edge_runtime.model.served import Served, ServedModel
 from edge_runtime.pipeline.queue import FrameQueue
@@ -143,9 +144,17 @@ def report_service(config: RuntimeConfig, telemetry: Telemetry) -> tuple[ReportQ
 
 
 def prior_lookup(config: RuntimeConfig, calling: str) -> PriorLookup | None:
-    """``[runtime.followup]``: the PACS asked for the patient's previous reports (default: the first destination)."""
-    settings = config.followup
-    peer = settings.peer or next(iter(config.pacs.destinations), None)
-    if not settings.enabled or peer is None:
+    """``[runtime.followup]``: the archive asked for the patient's previous reports. The one configured (a DICOMweb
+    service, else a PACS), else where the reports go: the first PACS destination, else the STOW-RS service."""
+    settings, pacs = config.followup, config.pacs
+    if not settings.enabled:
         return None
-    return PriorLookup(Archive(Peer.parse(peer), calling, settings.timeout_s), settings.window_days, settings.rule)
+    archive: StudyArchive
+    peer = settings.peer or (None if settings.dicomweb_url else next(iter(pacs.destinations), None))
+    if peer is not None:
+        archive = Archive(Peer.parse(peer), calling, settings.timeout_s)
+    elif settings.dicomweb_url or pacs.stow_url:
+        archive = DicomWebArchive(settings.dicomweb_url or pacs.stow_url, settings.timeout_s)
+    else:
+        return None
+    return PriorLookup(archive, settings.window_days, settings.rule)

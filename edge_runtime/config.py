@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from edge_runtime.contracts import ScannerSpec, StrictModel, validation_problems
 from edge_runtime.errors import ConfigError
 from edge_runtime.followup.change import DEFAULT_BETWEEN_VISITS_PP, DEFAULT_CHANGE_SCALE, DEFAULT_PAIR_SD, ChangeRule
+from edge_runtime.hospital.peers import checked_url
 from edge_runtime.wire.transport import CurveClientKeys, CurveServerKeys
 
 
@@ -344,6 +345,11 @@ class PacsSettings(StrictModel):
     def _peers(cls, peers: list[str]) -> list[str]:
         return checked_peers(peers)
 
+    @field_validator("stow_url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        return None if url is None else checked_url(url)
+
     @property
     def enabled(self) -> bool:
         return bool(self.destinations or self.stow_url)
@@ -356,6 +362,11 @@ class FollowUpSettings(StrictModel):
     enabled: bool = Field(True, description="Compare each report's exam with the patient's previous one.")
     window_days: int = Field(730, ge=1, le=36500, description="How far back a previous report is looked for.")
     peer: str | None = Field(None, description="The PACS to ask, AE@HOST:PORT (default: the first report destination).")
+    dicomweb_url: str | None = Field(
+        None,
+        description="A DICOMweb service to ask instead, by QIDO-RS and WADO-RS (default: pacs.stow_url when no PACS "
+        "is a report destination).",
+    )
     timeout_s: float = Field(10.0, gt=0, description="Seconds before the PACS counts as not answering the query.")
     scale: float = Field(
         DEFAULT_CHANGE_SCALE,
@@ -374,6 +385,11 @@ class FollowUpSettings(StrictModel):
     @classmethod
     def _peer(cls, peer: str | None) -> str | None:
         return None if peer is None else checked_peers([peer])[0]
+
+    @field_validator("dicomweb_url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        return None if url is None else checked_url(url)
 
     @property
     def rule(self) -> ChangeRule:

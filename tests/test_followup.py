@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,17 +14,19 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from benchmarks.orthanc import Orthanc
+from edge_runtime.compose import prior_lookup
 from edge_runtime.config import FollowUpSettings, load_config
 from edge_runtime.contracts import Change, ExamEstimate, ExamRecord, ModelInfo, NoCall
 from edge_runtime.errors import ConfigError
 from edge_runtime.followup.change import ChangeRule, ThisExam, as_prior, compare, lineage_of, no_prior
 from edge_runtime.followup.priors import PriorLookup
+from edge_runtime.hospital.dicomweb import DicomWebArchive
 from edge_runtime.hospital.jobs import ReportBuilder, new_job
 from edge_runtime.hospital.jobs import study_job as study_job_of
 from edge_runtime.hospital.peers import Peer
 from edge_runtime.hospital.report import Equipment, StudyContext, read_report
-from edge_runtime.hospital.retrieve import Archive
-from edge_runtime.hospital.sender import destinations_for
+from edge_runtime.hospital.retrieve import Archive, StudyArchive
+from edge_runtime.hospital.sender import STOW, SendError, destinations_for
 from edge_runtime.pipeline.studies import Evidence, StudyEvidence
 from phantom.followup import VISIT_FRAMES, first_visit, revisit, visit_session
 from phantom.subject import draw_cohort
@@ -158,12 +163,17 @@ def test_each_visit_has_its_own_speckle() -> None:
 
 
 # -- the prior from a real PACS (Debian's Orthanc on loopback) ------------------------------------------------------
-def _linked_study(patient: str, date: str) -> StudyEvidence:
-    """A stored study of ``patient`` on ``date`` as an ended exam hands it to its report."""
+def _source(patient: str, date: str) -> Dataset:
+    """A stored image's study attributes: ``patient`` scanned on ``date``."""
     source = Dataset()
     source.StudyInstanceUID, source.PatientID, source.PatientName = generate_uid(), patient, "DOE^JANE"
     source.StudyDate, source.AccessionNumber = date, f"A-{date}"
-    attributes = StudyContext.of(source).attributes.to_json_dict()
+    return source
+
+
+def _linked_study(patient: str, date: str) -> StudyEvidence:
+    """A stored study of ``patient`` on ``date`` as an ended exam hands it to its report."""
+    attributes = StudyContext.of(_source(patient, date)).attributes.to_json_dict()
     return StudyEvidence(attributes, (Evidence(US_IMAGE, generate_uid(), generate_uid()),))
 
 
@@ -173,20 +183,32 @@ def _file(report: Dataset, folder: Path) -> Path:
     return path
 
 
+def _box_and_archive(pacs: Orthanc, protocol: str) -> tuple[Any, StudyArchive, str]:
+    """How the box stores its report in ``pacs`` and asks it back: C-STORE and C-FIND/C-GET, or STOW-RS and
+    QIDO-RS/WADO-RS; and how a down archive is named."""
+    if protocol == "dimse":
+        send = destinations_for([Peer.parse(pacs.peer)], None, "FATTYLIVER", 10.0)
+        return next(iter(send.values())), Archive(Peer.parse(pacs.peer), "FATTYLIVER", 10.0), "the PACS ORTHANC@127"
+    send = destinations_for([], pacs.dicomweb, "FATTYLIVER", 10.0)
+    return send[STOW], DicomWebArchive(pacs.dicomweb, 10.0), f"the DICOMweb service {pacs.dicomweb} failed"
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["dimse", "dicomweb"])
 def test_the_second_exam_s_report_compares_with_the_first_held_in_the_pacs_and_a_down_pacs_says_so(
-    tmp_path: Path,
+    tmp_path: Path, protocol: str
 ) -> None:
     pacs = Orthanc(tmp_path / "orthanc").start()
-    lookup = PriorLookup(Archive(Peer.parse(pacs.peer), "FATTYLIVER", 10.0), 730, RULE)
+    send, archive, down_said = _box_and_archive(pacs, protocol)
+    lookup = PriorLookup(archive, 730, RULE)
     builder = ReportBuilder(Equipment("BOX", "1.0"), None, "FATTYLIVER", 10.0, lookup)
     first = new_job(record(exam(21.0, se=0.03)), study_job_of(_linked_study("P-7", "20260110")))
     report = builder.build(first)
     assert first.study["followup"]["statement"] == Change.NO_PRIOR
     assert "no earlier report by this product" in first.study["followup"]["reason"]
     try:
-        send = next(iter(destinations_for([Peer.parse(pacs.peer)], None, "FATTYLIVER", 10.0).values()))
-        send(report)  # the box's own C-STORE of its report
+        send(report)  # the box's own store of its report
+        assert len(pacs.instances(report.StudyInstanceUID, "SR")) == 1
         second = new_job(record(exam(9.5, se=0.03)), study_job_of(_linked_study("P-7", "20260510")))
         said = read_report(_file(builder.build(second), tmp_path))
         assert (said.change, said.prior_report) == (Change.DECREASED.value, report.SOPInstanceUID)
@@ -200,6 +222,39 @@ def test_the_second_exam_s_report_compares_with_the_first_held_in_the_pacs_and_a
     third = new_job(record(exam(9.0)), study_job_of(_linked_study("P-7", "20260610")))
     down = read_report(_file(builder.build(third), tmp_path))  # the report is still built, the comparison says why
     assert down.change == Change.NO_PRIOR.value and down.prior_report is None
-    assert down.change_said.startswith("prior not available: the PACS ORTHANC@127.0.0.1")
+    assert down.change_said.startswith(f"prior not available: {down_said}")
     again = builder.build(third)  # a resend states the same: the lookup is kept in the job
     assert read_report(_file(again, tmp_path)).change_said == down.change_said
+
+
+def test_the_prior_is_asked_where_configured_else_where_the_reports_go() -> None:
+    dimse = prior_lookup(load_config(None, {"pacs": {"destinations": ["PACS@10.0.0.5:104"]}}), "BOX")
+    assert isinstance(dimse.archive, Archive) and str(dimse.archive.peer) == "PACS@10.0.0.5:104"
+    stow_only = prior_lookup(load_config(None, {"pacs": {"stow_url": "http://vna:8042/dicom-web/"}}), "BOX")
+    assert isinstance(stow_only.archive, DicomWebArchive) and stow_only.archive.url == "http://vna:8042/dicom-web"
+    both = {"pacs": {"destinations": ["PACS@10.0.0.5:104"]}, "followup": {"dicomweb_url": "https://vna/qido"}}
+    assert prior_lookup(load_config(None, both), "BOX").archive.url == "https://vna/qido"
+    off = {"pacs": {"destinations": ["PACS@10.0.0.5:104"]}, "followup": {"enabled": False}}
+    assert prior_lookup(load_config(None, off), "BOX") is None
+    assert prior_lookup(load_config(None, {}), "BOX") is None
+    for table, key in (("followup", "dicomweb_url"), ("pacs", "stow_url")):
+        with pytest.raises(ConfigError, match="not a DICOMweb service URL"):
+            load_config(None, {table: {key: "vna:8042/dicom-web"}})
+
+
+def test_a_dicomweb_service_that_never_answers_costs_the_timeout_and_is_named(tmp_path: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections, never answers a request
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/dicom-web"
+    try:
+        started = time.monotonic()
+        lookup = PriorLookup(DicomWebArchive(url, timeout=1.0), 730, RULE)
+        said = lookup.followup(record(exam(9.0)), StudyContext.of(_source("P-9", "20260610")))
+        assert said.statement == Change.NO_PRIOR
+        assert said.reason.startswith(f"prior not available: the DICOMweb service {url} failed the study search")
+        with pytest.raises(SendError, match=r"STOW-RS to http://127\.0\.0\.1"):
+            destinations_for([], url, "BOX", 1.0)[STOW](Dataset())
+        assert time.monotonic() - started < 10
+    finally:
+        silent.close()

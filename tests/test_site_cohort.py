@@ -43,8 +43,11 @@ def pacs(archive: Path, tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
-def _cohort(archive: Path, pacs, bundle: Path, out: Path, *extra: str, reference: str = "reference.csv"):
-    args = ["site-cohort", "--reference", str(archive / reference), "--pacs", pacs.peer, "--bundle", str(bundle)]
+def _cohort(
+    archive: Path, pacs, bundle: Path, out: Path, *extra: str, reference: str = "reference.csv", via: str = "--pacs"
+):
+    asked = pacs.peer if via == "--pacs" else pacs.dicomweb
+    args = ["site-cohort", "--reference", str(archive / reference), via, asked, "--bundle", str(bundle)]
     return invoke_trainer(*args, "--out", str(out), "--profiles", str(archive / "profiles.json"), *extra)
 
 
@@ -110,6 +113,21 @@ def test_a_second_run_fetches_nothing_again_and_cmove_gives_the_same_cohort(
     assert again.exit_code == 0, again.output
     assert json.loads((out / "cohort.json").read_text())["fetched_this_run"] == 0
     assert (out / "manifest.csv").read_text() == first
+    web = tmp_path / "by-dicomweb"
+    by_wado = _cohort(
+        archive, pacs, bundle_dir, web, "--id-key", str(out / "private" / "identity.key"), via="--dicomweb"
+    )
+    assert by_wado.exit_code == 0, by_wado.output
+    assert json.loads((web / "cohort.json").read_text())["fetched_this_run"] == 8
+    assert (web / "manifest.csv").read_text() == first  # QIDO-RS and WADO-RS find and fetch the same frames
+
+
+def test_site_cohort_asks_exactly_one_archive(archive: Path, pacs, bundle_dir: Path, tmp_path: Path) -> None:
+    both = _cohort(archive, pacs, bundle_dir, tmp_path / "a", "--dicomweb", pacs.dicomweb)
+    assert both.exit_code == 2 and "--pacs AE@HOST:PORT or --dicomweb URL" in both.output
+    args = ["site-cohort", "--reference", str(archive / "reference.csv"), "--dicomweb", "pacs:8042"]
+    refused = invoke_trainer(*args, "--bundle", str(bundle_dir), "--out", str(tmp_path / "c"))
+    assert refused.exit_code == 2 and "not a DICOMweb service URL" in refused.output
 
 
 def test_a_fhir_bundle_gives_the_same_results_and_a_bad_row_is_refused_by_name(archive: Path, tmp_path: Path) -> None:

@@ -290,7 +290,8 @@ def _sign(bundle_dir: Path, secret: Path | None) -> None:
     required=True,
     help="MRI-PDFF results: CSV (patient_id, accession, mri_date, pdff) or a FHIR Bundle of Observations.",
 )
-@click.option("--pacs", required=True, help="The PACS to ask, AE@HOST:PORT.")
+@click.option("--pacs", default=None, help="The PACS to ask, AE@HOST:PORT (C-FIND, then --retrieve).")
+@click.option("--dicomweb", default=None, help="Or a DICOMweb service to ask, its root URL (QIDO-RS, then WADO-RS).")
 @click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, exists=True), required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="The hospital's own folder.")
 @click.option("--profiles", type=click.Path(dir_okay=False, exists=True), default=None, help=PROFILES_HELP)
@@ -324,19 +325,18 @@ def _sign(bundle_dir: Path, secret: Path | None) -> None:
     show_default=True,
     help="Subjects set aside in adapt.csv for site-adapt, half of each class; check.csv holds the rest.",
 )
-def site_cohort(reference: str, pacs: str, bundle_dir: str, out_dir: str, profiles, window_days, how, **kw) -> None:
-    """A validation study from the PACS: for each MRI-PDFF result, the nearest ultrasound study within the window,
-    retrieved, its best liver and kidney-liver frames chosen by the bundle's gate; a manifest for site-check and
-    site-adapt, a per-patient log and a contact sheet. Resumable: a second run skips finished patients."""
-    from edge_runtime.hospital.peers import Peer
+def site_cohort(reference: str, bundle_dir: str, out_dir: str, profiles, window_days, how, **kw) -> None:
+    """A validation study from the PACS (DIMSE or DICOMweb): for each MRI-PDFF result, the nearest ultrasound study
+    within the window, retrieved, its best liver and kidney-liver frames chosen by the bundle's gate; a manifest for
+    site-check and site-adapt, a per-patient log and a contact sheet. Resumable: a second run skips finished
+    patients."""
     from edge_runtime.hospital.reference import read_reference
-    from edge_runtime.hospital.retrieve import Archive
     from trainer.site.cohort import site_cohort as build
 
+    archive = _archive(kw["pacs"], kw["dicomweb"], kw["calling_ae"], kw["move_port"])
     results = read_reference(reference)
     for refused in results.refused:
         click.echo(f"refused: {refused}", err=True)
-    archive = Archive(Peer.parse(pacs), kw["calling_ae"], move_port=kw["move_port"])
     summary = build(results, archive, bundle_dir, out_dir, profiles=profiles, window_days=window_days, how=how,
                     key_file=kw["id_key"], adapt_count=kw["adapt_subjects"])  # fmt: skip
     for outcome, n in sorted(summary["outcomes"].items()):
@@ -345,6 +345,22 @@ def site_cohort(reference: str, pacs: str, bundle_dir: str, out_dir: str, profil
     click.echo(f"{summary['used']} of {summary['results']} patients used ({seconds or 0:.1f} s per patient, median); "
                f"manifest {Path(out_dir) / 'manifest.csv'} (adapt.csv, check.csv), log cohort_log.csv, "
                "contact_sheet.png")  # fmt: skip
+
+
+def _archive(pacs: str | None, dicomweb: str | None, calling: str, move_port: int | None):
+    """The archive site-cohort asks: a PACS over DIMSE or a DICOMweb service, exactly one."""
+    from edge_runtime.hospital.dicomweb import DicomWebArchive
+    from edge_runtime.hospital.peers import Peer
+    from edge_runtime.hospital.retrieve import Archive
+
+    if (pacs is None) == (dicomweb is None):
+        raise click.UsageError("name the archive to ask: --pacs AE@HOST:PORT or --dicomweb URL (one of them)")
+    if pacs is not None:
+        return Archive(Peer.parse(pacs), calling, move_port=move_port)
+    try:
+        return DicomWebArchive(dicomweb)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--dicomweb") from None
 
 
 @main.command("site-check")

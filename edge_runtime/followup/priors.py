@@ -1,6 +1,7 @@
-"""The patient's previous reports by this product, read back from the PACS: Study Root C-FIND for the patient's
-studies within the window, C-FIND for this product's report series in each, C-GET of that series, and the reports
-read with highdicom (edge_runtime.hospital.report.read_report), as any registry would read them.
+"""The patient's previous reports by this product, read back from the PACS: a search for the patient's studies within
+the window, then for this product's report series in each, retrieval of that series, and the reports read with
+highdicom (edge_runtime.hospital.report.read_report), as any registry would read them. The archive speaks DIMSE
+(C-FIND, C-GET) or DICOMweb (QIDO-RS, WADO-RS): both are a StudyArchive.
 
 It runs on the report sender's thread when a report is first built, never on the result path. A PACS that is down or
 slow costs at most the query's timeout, and the comparison says "prior not available" with the reason.
@@ -17,14 +18,14 @@ from edge_runtime.contracts import ExamRecord, FollowUp, NoCall, PriorReport
 from edge_runtime.followup.change import ChangeRule, ThisExam, compare, lineage_of, no_prior
 from edge_runtime.hospital.codes import why_of
 from edge_runtime.hospital.report import REPORT_SERIES_DESCRIPTION, ReportedValues, StudyContext, read_report
-from edge_runtime.hospital.retrieve import Archive, RetrieveError, dicom_date
+from edge_runtime.hospital.retrieve import RetrieveError, StudyArchive, dicom_date
 
 
 @dataclass(frozen=True)
 class PriorLookup:
     """Where the previous reports are asked for, how far back, and the change rule that judges them."""
 
-    archive: Archive
+    archive: StudyArchive
     window_days: int
     rule: ChangeRule
 

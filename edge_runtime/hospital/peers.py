@@ -1,10 +1,11 @@
-"""Where the box sends and asks: a DICOM peer written ``AE@HOST:PORT`` (the PACS, the Modality Worklist), parsed
-once with a message naming what is wrong."""
+"""Where the box sends and asks: a DICOM peer written ``AE@HOST:PORT`` (the PACS, the Modality Worklist), or a
+DICOMweb service's root URL, checked once with a message naming what is wrong."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from edge_runtime.errors import ConfigError
 
@@ -27,3 +28,12 @@ class Peer:
 
     def __str__(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def checked_url(url: str) -> str:
+    """A DICOMweb root as configured: http or https with a host; ValueError naming what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not a DICOMweb service URL, http(s)://HOST[:PORT]/PATH (e.g. http://pacs:8042/dicom-web): "
+                         f"{url!r}")  # fmt: skip
+    return url.rstrip("/")

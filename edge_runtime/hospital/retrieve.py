@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydicom.dataset import Dataset
 
@@ -78,6 +78,43 @@ def dicom_date(text: Any) -> dt.date | None:
         return None
 
 
+def found_study(item: Dataset) -> FoundStudy:
+    """A study-level match (C-FIND or QIDO-RS) as the archive's callers read it."""
+    modalities = item.get("ModalitiesInStudy", "") or []
+    modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
+    count = item.get("NumberOfStudyRelatedInstances", None)
+    return FoundStudy(
+        str(item.get("StudyInstanceUID", "")), dicom_date(item.get("StudyDate")), str(item.get("AccessionNumber", "")),
+        tuple(str(m) for m in modalities if m), int(count) if str(count or "").strip().isdigit() else None,
+    )  # fmt: skip
+
+
+def found_series(item: Dataset) -> FoundSeries:
+    """A series-level match (C-FIND or QIDO-RS)."""
+    return FoundSeries(str(item.get("SeriesInstanceUID", "")), str(item.get("SeriesNumber", "") or ""),
+                       str(item.get("SeriesDescription", "") or ""))  # fmt: skip
+
+
+class StudyArchive(Protocol):
+    """What the prior lookup and the site cohort ask of an archive, over DIMSE (Archive) or DICOMweb
+    (edge_runtime.hospital.dicomweb.DicomWebArchive)."""
+
+    def find_studies(self, patient_id: str = "", accession: str = "") -> list[FoundStudy]: ...
+
+    def find_series(self, study_uid: str, modality: str) -> list[FoundSeries]: ...
+
+    def retrieve(self, study_uid: str, into: Path, how: Retrieval = "get", series_uid: str = "") -> Retrieved:
+        """Every object of a study (or of one series) written into ``into`` as ``<SOPInstanceUID>.dcm``.
+
+        Args:
+            study_uid: the study.
+            into: the folder.
+            how: over DIMSE, 'get' or 'move'; DICOMweb has one way (WADO-RS).
+            series_uid: only this series of the study (empty: the whole study).
+        """
+        ...
+
+
 class Archive:
     """One PACS as a query/retrieve peer."""
 
@@ -111,29 +148,14 @@ class Archive:
         query.PatientID, query.AccessionNumber = patient_id, "" if patient_id else accession
         query.StudyInstanceUID, query.StudyDate, query.ModalitiesInStudy = "", "", ""
         query.NumberOfStudyRelatedInstances = ""
-        return [self._found(item) for item in self._find(query)]
-
-    @staticmethod
-    def _found(item: Dataset) -> FoundStudy:
-        modalities = item.get("ModalitiesInStudy", "") or []
-        modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
-        count = item.get("NumberOfStudyRelatedInstances", None)
-        return FoundStudy(
-            str(item.get("StudyInstanceUID", "")), dicom_date(item.get("StudyDate")),
-            str(item.get("AccessionNumber", "")),
-            tuple(str(m) for m in modalities if m), int(count) if str(count or "").strip().isdigit() else None,
-        )  # fmt: skip
+        return [found_study(item) for item in self._find(query)]
 
     def find_series(self, study_uid: str, modality: str) -> list[FoundSeries]:
         """The series of one study holding ``modality`` objects, by Study Root C-FIND at the series level."""
         query = Dataset()
         query.QueryRetrieveLevel, query.StudyInstanceUID, query.Modality = "SERIES", study_uid, modality
         query.SeriesInstanceUID, query.SeriesNumber, query.SeriesDescription = "", "", ""
-        return [
-            FoundSeries(str(item.get("SeriesInstanceUID", "")), str(item.get("SeriesNumber", "") or ""),
-                        str(item.get("SeriesDescription", "") or ""))
-            for item in self._find(query)
-        ]  # fmt: skip
+        return [found_series(item) for item in self._find(query)]
 
     def _find(self, query: Dataset) -> list[Dataset]:
         """Every match of a Study Root C-FIND; RetrieveError when the PACS cannot be asked or answers a failure."""

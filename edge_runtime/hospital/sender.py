@@ -48,12 +48,20 @@ def c_store(report: Dataset, peer: Peer, calling: str, timeout: float) -> None:
         raise SendError(f"{peer} answered " + (f"status 0x{code:04X}" if code >= 0 else "nothing"))
 
 
-def stow(report: Dataset, url: str) -> None:
-    """The report to a DICOMweb service by STOW-RS; a SendError on any failure."""
+def stow(report: Dataset, url: str, timeout: float) -> None:
+    """The report to a DICOMweb service by STOW-RS; a SendError on any failure, a silent service included.
+
+    Args:
+        report: the SR document.
+        url: the service's root.
+        timeout: seconds before the service counts as not answering.
+    """
     from dicomweb_client import DICOMwebClient
 
     try:
-        DICOMwebClient(url=url).store_instances([report])
+        client = DICOMwebClient(url=url, timeout=timeout)
+        client.set_http_retry_params(retry=False)  # the report queue retries, with its own backoff
+        client.store_instances([report])
     except Exception as exc:  # requests' and the client's own errors alike: the report stays queued
         raise SendError(f"STOW-RS to {url}: {type(exc).__name__}: {exc}") from None
 
@@ -69,5 +77,5 @@ def destinations_for(pacs: list[Peer], stow_url: str | None, calling: str, timeo
     """
     out: dict[str, Any] = {str(p): (lambda report, p=p: c_store(report, p, calling, timeout)) for p in pacs}
     if stow_url:
-        out[STOW] = lambda report: stow(report, stow_url)
+        out[STOW] = lambda report: stow(report, stow_url, timeout)
     return out

@@ -29,7 +29,7 @@ from edge_runtime.contracts import VIEWS
 from edge_runtime.contracts.validation import WINDOW_DAYS, CohortOutcome
 from edge_runtime.hospital.pseudonyms import identity_key, pseudonym
 from edge_runtime.hospital.reference import ReferenceList, ReferenceResult
-from edge_runtime.hospital.retrieve import Archive, FoundStudy, Retrieval, RetrieveError
+from edge_runtime.hospital.retrieve import FoundStudy, Retrieval, RetrieveError, StudyArchive
 from edge_runtime.model.bundle import load_bundle
 from edge_runtime.model.interpreter import ALL_CORES
 from edge_runtime.scanners.profiles import ScannerProfile, load_profiles
@@ -92,7 +92,7 @@ def _days(gap: int) -> str:
 class SiteCohort:
     """One cohort folder being filled from one PACS with one bundle."""
 
-    def __init__(self, out: Path, archive: Archive, scorer: FrameScorer, key: bytes, window_days: int):
+    def __init__(self, out: Path, archive: StudyArchive, scorer: FrameScorer, key: bytes, window_days: int):
         self.out, self.archive, self.scorer, self.key, self.window_days = out, archive, scorer, key, window_days
         self.private = out / "private"
         for folder in ("dicom", "state", "sheet"):
@@ -150,7 +150,7 @@ class SiteCohort:
 
 
 def site_cohort(
-    reference: ReferenceList, pacs: Archive, bundle_dir: str | Path, out_dir: str | Path, *,
+    reference: ReferenceList, pacs: StudyArchive, bundle_dir: str | Path, out_dir: str | Path, *,
     profiles: str | None = None, window_days: int = WINDOW_DAYS, how: Retrieval = "get", key_file: str | None = None,
     adapt_count: int = 12,
 ) -> dict[str, Any]:  # fmt: skip
@@ -158,12 +158,12 @@ def site_cohort(
 
     Args:
         reference: the MRI-PDFF results (edge_runtime.hospital.reference.read_reference).
-        pacs: the PACS to ask.
+        pacs: the archive to ask (a PACS over DIMSE, or a DICOMweb service).
         bundle_dir: the bundle whose gate and guard choose the frames.
         out_dir: the hospital's own folder for the cohort.
         profiles: the site's scanner profiles file.
         window_days: the longest gap between ultrasound and MRI.
-        how: 'get' (C-GET) or 'move' (C-MOVE to this tool's storage SCP).
+        how: 'get' (C-GET) or 'move' (C-MOVE to this tool's storage SCP); DICOMweb retrieves by WADO-RS.
         key_file: the pseudonym key (default: private/identity.key in the folder).
         adapt_count: subjects set aside in adapt.csv for site-adapt; check.csv holds the others.
     """
