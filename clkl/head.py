@@ -30,6 +30,7 @@ def build_head(
     outputs: tuple[str, ...],
     minmax: tuple[np.ndarray, np.ndarray],
     seed: int,
+    scalars: tuple[str, ...] = (),
 ) -> keras.Model:
     """Args:
     views: the views whose features are concatenated, in order.
@@ -37,8 +38,10 @@ def build_head(
     outputs: 'p_fatty' (sigmoid) and/or 'pdff' (linear), one Dense(10) -> Dense(1) branch each.
     minmax: (min, range) per concatenated feature, fitted on the training fold.
     seed: initialiser seed.
+    scalars: one-number inputs concatenated after the views (e.g. 'hri': trainer.hri_input).
     """
     inputs = [keras.Input((feature_size,), name=f"features_{v}") for v in views]
+    inputs += [keras.Input((1,), name=name) for name in scalars]
     x = keras.layers.Concatenate(name="concat")(inputs) if len(inputs) > 1 else inputs[0]
     lo, span = minmax
     x = keras.layers.Normalization(mean=lo, variance=span**2, name="minmax")(x)

@@ -221,15 +221,20 @@ def test_ablate_reports_every_row_on_the_same_folds(tiny_cohort: Path, feature_c
     )
     assert result.exit_code == 0, result.output
     table = (out / "ablation.md").read_text()
-    for row in ("| liver |", "| kidney_liver |", "| clkl |", "| clkl_no_augmentation |", "| hri |", "| clkl_hri |"):
-        assert row in table
+    rows = ("liver", "kidney_liver", "clkl", "clkl_no_augmentation", "clkl_hri_head", "hri", "clkl_hri")
+    groups = table[table.index("## Per vendor and per PDFF band") :]
+    for row in rows:
+        assert f"| {row} |" in table and groups.count(f"| {row} |") == 2  # once per vendor, once per band
+    assert "| GE AUC |" in groups and "| >=15 n |" in groups
+    assert json.loads((out / "clkl_hri_head" / "config.json").read_text())["hri"] is True
     hri = json.loads((out / "ablation.json").read_text())["hri_basis"]
     assert 0 < hri["measured"] <= hri["subjects"] and set(hri["across_vendors"]) == {"GE", "PHILIPS"}
     assert "## The hepatorenal index" in table
     assert (out / "ablation.png").is_file()
     across = table[table.index("## Across vendors") :]  # the tiny cohort has both vendors
     assert "| GE -> PHILIPS |" in across and "| PHILIPS -> GE |" in across and (out / "transfer.png").is_file()
-    folds = {json.dumps(json.loads((out / r / "folds.json").read_text())) for r in ("liver", "kidney_liver", "clkl")}
+    runs = ("liver", "kidney_liver", "clkl", "clkl_hri_head")
+    folds = {json.dumps(json.loads((out / r / "folds.json").read_text())) for r in runs}
     assert len(folds) == 1
     bad = CliRunner().invoke(
         trainer_cli, ["ablate", "--manifest", str(tiny_cohort / "manifest.csv"), "--out", str(out), "--skip", "spleen"]

@@ -184,3 +184,39 @@ def test_feature_minmax_is_fitted_on_training_rows_only_and_test_folds_see_the_u
     assert np.allclose(lo, expected, atol=1e-6)
     predicted = predict_rows(head, feats, test, config)["p_fatty"]
     assert predicted.shape == (4,) and np.isfinite(predicted).all()  # NaN variants 1.. were never read
+
+
+@pytest.mark.parametrize("head_loop", ["kernel", "keras"])
+def test_an_hri_head_takes_the_index_as_one_more_input_and_its_answer_moves_with_it(head_loop: str) -> None:
+    from trainer.config import TrainConfig
+    from trainer.crossval import fit_head_on_features, predict_rows
+
+    rng = np.random.default_rng(1)
+    n, variants, size = 24, 2, 6
+    hri = rng.uniform(0.0, 0.6, n).astype(np.float32)  # log HRI: the fatty subjects are the bright livers
+    feats = {v: rng.normal(0, 1, (n, variants, size)).astype(np.float32) for v in ("liver", "kidney_liver")}
+    feats["hri"] = np.repeat(hri[:, None, None], variants, axis=1)
+    y = {"p_fatty": (hri > 0.3).astype(np.float32)}
+    config = TrainConfig(weights="none", augment="light", epochs=300, learning_rate=0.05, task="classify", hri=True,
+                         head_loop=head_loop)  # fmt: skip
+    head, _ = fit_head_on_features(feats, y, np.arange(n), config, 0, "t", False)
+    assert [i.name for i in head.inputs] == ["features_liver", "features_kidney_liver", "hri"]
+    bright = {**feats, "hri": np.full_like(feats["hri"], 0.6)}
+    dull = {**feats, "hri": np.full_like(feats["hri"], 0.0)}
+    rows = np.arange(n)
+    assert (
+        predict_rows(head, bright, rows, config)["p_fatty"] > predict_rows(head, dull, rows, config)["p_fatty"]
+    ).all()
+
+
+def test_an_hri_head_needs_the_kidney_liver_view_and_is_never_exported(tmp_path: Path) -> None:
+    from edge_runtime.errors import ConfigError
+    from trainer.config import ExportSettings, build_config
+    from trainer.export.final_model import exportable
+    from trainer.runs import Run, RunError
+
+    with pytest.raises(ConfigError, match="hri needs the kidney-liver view"):
+        build_config(weights="none", views="liver", hri=True)
+    run = Run(tmp_path, build_config(weights="none", hri=True), [], None, None, {}, "phantom")
+    with pytest.raises(RunError, match="hepatorenal index"):
+        exportable(run, ExportSettings())

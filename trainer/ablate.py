@@ -1,10 +1,12 @@
 """`trainer ablate`: the paper's comparison in one table, every row on the same subject-level folds.
 
 Rows: liver only, kidney-liver only, CLKL (frozen), CLKL fine-tuned, CLKL without augmentation (neither
-rotations nor appearance looks), and the hepatorenal index alone and beside CLKL (trainer.hri_rows, on CLKL's
-folds and out-of-fold answers). As in the paper, the rows are classifiers by default and the fine-tuned row
-trains every layer; the table states the depth that was fine-tuned. With two or more vendors the report adds
-the CLKL row across vendors (trained without the test vendor), next to its within-vendor CV.
+rotations nor appearance looks), a CLKL head retrained with the hepatorenal index as one more input
+(trainer.hri_input), and the index alone and beside CLKL's answer (trainer.hri_rows, on CLKL's folds and
+out-of-fold answers). Each row is also scored per vendor and per PDFF band. As in the paper, the rows are
+classifiers by default and the fine-tuned row trains every layer; the table states the depth that was fine-tuned.
+With two or more vendors the report adds the CLKL row across vendors (trained without the test vendor), next to its
+within-vendor CV.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.contracts import PDFF_BANDS
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort
 from trainer.hri_rows import HRI_ROWS, hri_ablation_rows
@@ -21,7 +24,7 @@ from trainer.report import metric_cell
 from trainer.train import train_run
 from trainer.transfer_report import transfer_section
 
-ROWS = ("liver", "kidney_liver", "clkl", "clkl_finetuned", "clkl_no_augmentation", *HRI_ROWS)
+ROWS = ("liver", "kidney_liver", "clkl", "clkl_finetuned", "clkl_no_augmentation", "clkl_hri_head", *HRI_ROWS)
 
 
 def ablation_configs(base: TrainConfig, finetune: str, finetune_epochs: int | None) -> dict[str, TrainConfig]:
@@ -31,6 +34,7 @@ def ablation_configs(base: TrainConfig, finetune: str, finetune_epochs: int | No
         "clkl": base.with_changes(views="clkl"),
         "clkl_finetuned": base.with_changes(views="clkl", finetune=finetune, epochs=finetune_epochs or base.epochs),
         "clkl_no_augmentation": base.with_changes(views="clkl", augment="none", appearance="none"),
+        "clkl_hri_head": base.with_changes(views="clkl", hri=True),
     }
 
 
@@ -92,7 +96,7 @@ def run_ablation(
             cohort, read_predictions(out_dir / "clkl" / "predictions.csv"), configs["clkl"]
         )
         results |= {name: row for name, row in scored.items() if name in rows}
-    table = ablation_markdown(results) + (hri_section(hri_basis) if hri_basis else "")
+    table = ablation_markdown(results) + groups_section(results) + (hri_section(hri_basis) if hri_basis else "")
     _plot(out_dir / "ablation.png", results)
     across = _across_vendors(cohort, configs["clkl"], shared, out_dir) if shared is not None else None
     if across is not None:
@@ -143,6 +147,41 @@ def hri_section(basis: dict[str, Any]) -> str:
         cells = [("-" if m.get(k) is None else f"{m[k]:.3f}") for k in ("auc", "accuracy", "r2")]
         lines.append(f"| {vendor} | {' | '.join(cells)} |")
     return "\n".join([*lines, ""])
+
+
+def _cells(metrics: dict[str, Any] | None, keys: tuple[str, ...]) -> list[str]:
+    metrics = metrics or {}
+    percent = {"accuracy"}
+    return [
+        "-" if metrics.get(k) is None else f"{100 * metrics[k]:.0f} %" if k in percent else f"{metrics[k]:.2f}"
+        for k in keys
+    ]
+
+
+def groups_section(results: dict[str, Any]) -> str:
+    """Every row per vendor (AUC, accuracy, R^2) and per true PDFF band (subjects, accuracy, MAE): a mean can hide
+    a scanner or a grade that does badly."""
+    vendors = sorted({v for r in results.values() for v in r.get("by_vendor", {})})
+    bands = [name for name, *_ in PDFF_BANDS]
+    head = " | ".join(f"{v} AUC | {v} accuracy | {v} R^2" for v in vendors)
+    lines = ["", "## Per vendor and per PDFF band (pooled out of fold)", "", f"| setting | {head} |",
+             "| --- |" + " --- |" * (3 * len(vendors))]  # fmt: skip
+    for name, r in results.items():
+        cells = [c for v in vendors for c in _cells(r.get("by_vendor", {}).get(v), ("auc", "accuracy", "r2"))]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    head = " | ".join(f"{b} n | {b} accuracy | {b} MAE" for b in bands)
+    lines += ["", f"| setting | {head} |", "| --- |" + " --- |" * (3 * len(bands))]
+    for name, r in results.items():
+        groups = r.get("by_band", {})
+        cells = [c for b in bands for c in _band_cells(groups.get(b))]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join([*lines, "", ""])
+
+
+def _band_cells(metrics: dict[str, Any] | None) -> list[str]:
+    if not metrics:
+        return ["0", "-", "-"]
+    return [str(int(metrics["n"])), *_cells(metrics, ("accuracy", "mae"))]
 
 
 def _fold_mean(report: dict[str, Any], key: str) -> str:

@@ -121,6 +121,7 @@ def _labelled_cohort(manifest: str, config: TrainConfig):
 @setting(TrainConfig, "views")
 @setting(TrainConfig, "task")
 @setting(TrainConfig, "finetune")
+@setting(TrainConfig, "hri")
 @click.option("--folds-file", type=click.Path(dir_okay=False), default=None, help="Reuse another run's folds.json.")
 @protocol_options
 def train(manifest: str, out_dir: str, folds_file: str | None, **fields) -> None:
@@ -161,6 +162,7 @@ def ablate(manifest: str, out_dir: str, finetune_from: str, finetune_epochs: int
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @setting(TrainConfig, "views")
 @setting(TrainConfig, "task")
+@setting(TrainConfig, "hri")
 @click.option(
     "--study/--no-study",
     default=False,

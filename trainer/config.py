@@ -74,6 +74,11 @@ class TrainConfig(StrictModel):
     )
     epochs: int | None = Field(None, ge=1, description="Default: 1000 classify, 500 regress, 1000 both.")
     finetune: str | None = Field(None, description="Unfreeze the backbone: 'all' or from a block (block1..block5).")
+    hri: bool = Field(
+        False,
+        description="Give the head the kidney-liver image's hepatorenal index beside the features (evaluation: "
+        "ablate and transfer compare it; export refuses it, the bedside head takes features only).",
+    )
     pooling: Literal["flatten", "avg"] = Field("flatten", description="How the last VGG19 feature map is flattened.")
     folds: int = Field(5, ge=2, le=20, description="Subject-level cross-validation folds.")
     seed: int = 0
@@ -148,6 +153,14 @@ class TrainConfig(StrictModel):
         appearance_families(value)  # raises, naming the unknown family
         return value
 
+    @model_validator(mode="after")
+    def _hri_needs_the_kidney_and_features(self) -> TrainConfig:
+        if self.hri and ("kidney_liver" not in self.view_names or self.finetune is not None):
+            got = f"views {self.views}, finetune {self.finetune}"
+            raise ValueError(f"hri needs the kidney-liver view and a frozen backbone (views clkl or kidney_liver, no "
+                             f"finetune); got {got}")  # fmt: skip
+        return self
+
     @property
     def appearance_families(self) -> tuple[str, ...]:
         return appearance_families(self.appearance)
@@ -160,6 +173,11 @@ class TrainConfig(StrictModel):
     @property
     def view_names(self) -> tuple[View, ...]:
         return VIEW_SETS[self.views]
+
+    @property
+    def head_scalars(self) -> tuple[str, ...]:
+        """The head's one-number inputs after the views' features (trainer.hri_input)."""
+        return ("hri",) if self.hri else ()
 
     @property
     def n_epochs(self) -> int:

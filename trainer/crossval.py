@@ -24,6 +24,7 @@ from edge_runtime.contracts import INPUT_SHAPE
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort
 from trainer.folds import fold_rows, load_folds, make_folds, save_folds
+from trainer.hri_input import with_hri_input
 from trainer.kernel_sgd import SgdSettings, train_head
 from trainer.progress import EpochBar
 
@@ -79,20 +80,20 @@ def fit_head_on_features(
         desc: progress bar label.
         progress: show the epoch bar.
     """
-    views = config.view_names
+    views, blocks = config.view_names, head_blocks(config)
     n_variants = next(iter(feats.values())).shape[1]
-    x_train = np.concatenate([feats[v][rows].reshape(len(rows) * n_variants, -1) for v in views], axis=1)
+    x_train = np.concatenate([feats[b][rows].reshape(len(rows) * n_variants, -1) for b in blocks], axis=1)
     y_train = {o: np.repeat(t[rows], n_variants) for o, t in y.items()}
     keras.utils.set_random_seed(seed)
     with choose_strategy(config.strategy).scope():
-        head = build_head(
-            views, feats[views[0]].shape[2], config.outputs, fit_minmax(x_train, config.minmax_floor), seed
-        )
+        minmax = fit_minmax(x_train, config.minmax_floor)
+        head = build_head(views, feats[views[0]].shape[2], config.outputs, minmax, seed, config.head_scalars)
         compile_head(head, config.outputs, config.learning_rate, config.momentum)
     if config.head_loop == "kernel":
         sgd = SgdSettings(config.n_epochs, config.batch_size, config.learning_rate, config.momentum, seed)
         return head, train_head(head, x_train, y_train, sgd, desc, progress)
-    x_by_view = dict(zip((f"features_{v}" for v in views), np.split(x_train, len(views), axis=1), strict=True))
+    edges = np.cumsum([feats[b].shape[2] for b in blocks])[:-1]
+    x_by_view = dict(zip((input_name(b, config) for b in blocks), np.split(x_train, edges, axis=1), strict=True))
     bar = EpochBar(config.n_epochs, desc, progress)
     history = head.fit(
         x_by_view,
@@ -117,8 +118,18 @@ def predict_rows(head: keras.Model, feats: dict[str, np.ndarray], rows: np.ndarr
         rows: the subjects to predict.
         config: which views and outputs.
     """
-    x = {f"features_{v}": feats[v][rows, 0] for v in config.view_names}
+    x = {input_name(b, config): feats[b][rows, 0] for b in head_blocks(config)}
     return predict_outputs(head, x, config.outputs)
+
+
+def head_blocks(config: TrainConfig) -> tuple[str, ...]:
+    """The features dict's blocks a head takes, in input order: each view's, then its one-number inputs."""
+    return (*config.view_names, *config.head_scalars)
+
+
+def input_name(block: str, config: TrainConfig) -> str:
+    """The head input a features block feeds."""
+    return block if block in config.head_scalars else f"features_{block}"
 
 
 def finetune_fold(
@@ -214,6 +225,7 @@ def run_cross_validation(
         folds = make_folds(ids, cohort.vendors(), list(pdff >= config.fatty_threshold), config.folds, config.seed)
     save_folds(out_dir / "folds.json", folds)
     y = targets(cohort, config.outputs, config.fatty_threshold)
+    features = with_hri_input(features, cohort, config) if features is not None else None
 
     outcomes = []
     progress_bar = {"total": len(folds), "desc": "folds", "unit": "fold", "disable": not progress}

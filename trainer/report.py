@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.contracts import P_FATTY_THRESHOLD
+from edge_runtime.contracts import P_FATTY_THRESHOLD, PDFF_BANDS
 from edge_runtime.model.uncertainty import combine_members
 from trainer.config import TrainConfig
 from trainer.crossval import FoldOutcome
@@ -111,7 +111,19 @@ def summarise(rows: list[dict[str, Any]], config: TrainConfig) -> dict[str, Any]
             v: score_rows([r for r in rows if r["vendor"] == v], config.fatty_threshold)
             for v in sorted({r["vendor"] for r in rows})
         },
+        "by_band": by_band(rows, config.fatty_threshold),
     }
+
+
+def by_band(rows: list[dict[str, Any]], fatty_threshold: float) -> dict[str, dict[str, float | None]]:
+    """The metrics of each true PDFF band's subjects (contracts.PDFF_BANDS), with their count: within a band the
+    AUC is defined only when the band straddles the threshold, so accuracy and MAE are what every band states."""
+    out = {}
+    for name, low, high in PDFF_BANDS:
+        members = [r for r in rows if low <= r["pdff"] < high]
+        if members:
+            out[name] = {"n": float(len(members)), **score_rows(members, fatty_threshold)}
+    return out
 
 
 def _fmt(value: float | None, pct: bool = False) -> str:

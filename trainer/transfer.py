@@ -102,8 +102,10 @@ def score_setting(cohort: Cohort, feats, config: TrainConfig, rows: list[Transfe
         rows: the transfer rows.
     """
     from trainer.crossval import targets
+    from trainer.hri_input import with_hri_input
     from trainer.report import collect_predictions, summarise
 
+    feats = with_hri_input(feats, cohort, config)
     y = targets(cohort, config.outputs, config.fatty_threshold)
     vendors = np.array(cohort.vendors())
     within = within_predictions(cohort, feats, y, config)

@@ -24,6 +24,9 @@ def exportable(run: Run, settings: ExportSettings) -> Run:
     """The run, once it is known to make a bedside bundle; RunError says why not."""
     if run.config.views != "clkl":
         raise RunError(f"{run.path} trained views={run.config.views!r}; a bedside bundle needs a CLKL run")
+    if run.config.hri:
+        raise RunError(f"{run.path} trained its head with the hepatorenal index (--hri), which the bedside head "
+                       "does not take: export a run without --hri")  # fmt: skip
     if run.manifest is None or not run.manifest.is_file():
         raise RunError(f"{run.path}: its manifest {run.manifest} is not available")
     if settings.qat and run.config.finetune is not None:
