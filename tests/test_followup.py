@@ -183,12 +183,23 @@ def _file(report: Dataset, folder: Path) -> Path:
     return path
 
 
+class CountedArchive(Archive):
+    """The PACS over DIMSE, counting the associations it opens."""
+
+    opened = 0
+
+    def _associate(self, ae: Any, **kwargs: Any) -> Any:
+        self.opened += 1
+        return super()._associate(ae, **kwargs)
+
+
 def _box_and_archive(pacs: Orthanc, protocol: str) -> tuple[Any, StudyArchive, str]:
     """How the box stores its report in ``pacs`` and asks it back: C-STORE and C-FIND/C-GET, or STOW-RS and
     QIDO-RS/WADO-RS; and how a down archive is named."""
     if protocol == "dimse":
         send = destinations_for([Peer.parse(pacs.peer)], None, "FATTYLIVER", 10.0)
-        return next(iter(send.values())), Archive(Peer.parse(pacs.peer), "FATTYLIVER", 10.0), "the PACS ORTHANC@127"
+        archive = CountedArchive(Peer.parse(pacs.peer), "FATTYLIVER", 10.0)
+        return next(iter(send.values())), archive, "the PACS ORTHANC@127"
     send = destinations_for([], pacs.dicomweb, "FATTYLIVER", 10.0)
     return send[STOW], DicomWebArchive(pacs.dicomweb, 10.0), f"the DICOMweb service {pacs.dicomweb} failed"
 
@@ -214,6 +225,8 @@ def test_the_second_exam_s_report_compares_with_the_first_held_in_the_pacs_and_a
         assert (said.change, said.prior_report) == (Change.DECREASED.value, report.SOPInstanceUID)
         assert said.change_said.startswith("decreased: -11.5 pp")
         assert second.study["followup"]["days"] == 120 and len(second.study["followup"]["history"]) == 1
+        if isinstance(archive, CountedArchive):  # a lookup is one association (C-FIND, C-FIND, C-GET on it)
+            assert archive.opened == 2
         elsewhere = new_job(record(exam(9.5)), study_job_of(_linked_study("P-8", "20260510")))
         builder.build(elsewhere)
         assert elsewhere.study["followup"]["statement"] == Change.NO_PRIOR  # another patient's report is not a prior
@@ -258,3 +271,22 @@ def test_a_dicomweb_service_that_never_answers_costs_the_timeout_and_is_named(tm
         assert time.monotonic() - started < 10
     finally:
         silent.close()
+
+
+def test_a_store_only_pacs_costs_the_comparison_with_its_reason_never_the_report() -> None:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Comprehensive3DSRStorage
+
+    from benchmarks.common import free_port
+
+    scp = AE(ae_title="STOREONLY")
+    scp.add_supported_context(Comprehensive3DSRStorage)  # takes reports, answers no query
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False)
+    try:
+        lookup = PriorLookup(Archive(Peer.parse(f"STOREONLY@127.0.0.1:{port}"), "FATTYLIVER", 5.0), 730, RULE)
+        said = lookup.followup(record(exam(9.0)), StudyContext.of(_source("P-9", "20260610")))
+        assert said.statement == Change.NO_PRIOR
+        assert "does not offer Study Root C-FIND" in said.reason
+    finally:
+        server.shutdown()

@@ -10,6 +10,7 @@ slow costs at most the query's timeout, and the comparison says "prior not avail
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from edge_runtime.followup.change import ChangeRule, ThisExam, compare, lineage_
 from edge_runtime.hospital.codes import why_of
 from edge_runtime.hospital.report import REPORT_SERIES_DESCRIPTION, ReportedValues, StudyContext, read_report
 from edge_runtime.hospital.retrieve import RetrieveError, StudyArchive, dicom_date
+
+log = logging.getLogger("edge_runtime")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class PriorLookup:
             history = self.earlier_reports(patient, study.study_uid, today)
         except RetrieveError as exc:
             return no_prior(str(exc))
+        except Exception as exc:  # an archive's unforeseen answer costs the comparison, never the report
+            log.exception("the prior lookup failed")
+            return no_prior(f"the lookup failed ({type(exc).__name__}: {exc})")
         if not history:
             return no_prior(f"no earlier report by this product for this patient within {self.window_days} days")
         prior = history[-1]
@@ -53,12 +59,12 @@ class PriorLookup:
     def earlier_reports(self, patient: str, this_study: str, today: dt.date) -> list[PriorReport]:
         """Every earlier report of the patient in the window, oldest first."""
         since = today - dt.timedelta(days=self.window_days)
-        studies = [
-            s for s in self.archive.find_studies(patient_id=patient)
-            if s.study_uid != this_study and s.date is not None and since <= s.date <= today
-        ]  # fmt: skip
         found = []
-        with tempfile.TemporaryDirectory(prefix="priors-") as tmp:
+        with self.archive.held(), tempfile.TemporaryDirectory(prefix="priors-") as tmp:  # one association for all
+            studies = [
+                s for s in self.archive.find_studies(patient_id=patient)
+                if s.study_uid != this_study and s.date is not None and since <= s.date <= today
+            ]  # fmt: skip
             for study in studies:
                 for series in self.archive.find_series(study.study_uid, "SR"):
                     if series.description != REPORT_SERIES_DESCRIPTION:

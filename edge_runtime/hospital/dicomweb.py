@@ -7,6 +7,8 @@ answers go. Any failure is a :class:`~edge_runtime.hospital.retrieve.RetrieveErr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +38,25 @@ class DicomWebArchive:
         timeout: seconds before the service counts as not answering (each request).
         """
         self.url, self.timeout = checked_url(url), timeout
+        self._held: Any = None  # the client a run of questions shares (held())
 
     def _client(self) -> Any:
+        if self._held is not None:
+            return self._held
         from dicomweb_client import DICOMwebClient
 
         client = DICOMwebClient(url=self.url, timeout=self.timeout)
         client.set_http_retry_params(retry=False)  # one attempt: a slow or down service costs the timeout, once
         return client
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """One client, and so one kept-alive HTTP session, for a run of questions."""
+        self._held = self._client()
+        try:
+            yield
+        finally:
+            self._held = None
 
     def _ask(self, what: str, call: Any) -> Any:
         """One request; every failure (refused, timed out, an HTTP error, an unreadable answer) a RetrieveError."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -99,6 +100,10 @@ class StudyArchive(Protocol):
     """What the prior lookup and the site cohort ask of an archive, over DIMSE (Archive) or DICOMweb
     (edge_runtime.hospital.dicomweb.DicomWebArchive)."""
 
+    def held(self) -> AbstractContextManager[None]:
+        """One connection for a run of questions (an association, or an HTTP session)."""
+        ...
+
     def find_studies(self, patient_id: str = "", accession: str = "") -> list[FoundStudy]: ...
 
     def find_series(self, study_uid: str, modality: str) -> list[FoundSeries]: ...
@@ -116,7 +121,8 @@ class StudyArchive(Protocol):
 
 
 class Archive:
-    """One PACS as a query/retrieve peer."""
+    """One PACS as a query/retrieve peer. Not shared between threads: a held association and the retrieval in progress
+    belong to the caller's thread."""
 
     def __init__(self, peer: Peer, calling: str, timeout: float = 30.0, move_port: int | None = None):
         """Args:
@@ -126,6 +132,8 @@ class Archive:
         move_port: where this tool's storage SCP listens for C-MOVE (None: C-MOVE is not offered).
         """
         self.peer, self.calling, self.timeout, self.move_port = peer, calling, timeout, move_port
+        self._held: Any = None  # the association a run of questions shares (held())
+        self._keeper: _Keeper | None = None  # where the C-GET in progress writes its objects
 
     def _ae(self) -> Any:
         from pynetdicom import AE
@@ -140,6 +148,59 @@ class Archive:
         if not assoc.is_established:
             raise RetrieveError(f"the PACS {self.peer} refused or did not answer the association")
         return assoc
+
+    def _find_and_get(self) -> tuple[Any, dict[str, Any]]:
+        """An AE asking for C-FIND and C-GET, and the association's arguments: this tool takes the storage SCP role
+        for every class a C-GET may send, and each object goes to the retrieval in progress."""
+        from pynetdicom import ALL_TRANSFER_SYNTAXES, build_role, evt
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FindModel
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GetModel
+
+        ae = self._ae()
+        ae.add_requested_context(FindModel)
+        ae.add_requested_context(GetModel)
+        for uid in _storage_classes():
+            ae.add_requested_context(uid, ALL_TRANSFER_SYNTAXES)
+        roles = [build_role(uid, scp_role=True) for uid in _storage_classes()]
+        return ae, {"ext_neg": roles, "evt_handlers": [(evt.EVT_C_STORE, self._store)]}
+
+    def _store(self, event: Any) -> int:
+        return self._keeper.handle(event) if self._keeper is not None else 0xA700
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """One association for a run of C-FINDs and C-GETs (a follow-up's lookup asks 2 + 2 per prior study); without
+        it each question opens and releases its own."""
+        ae, arguments = self._find_and_get()
+        self._held = self._associate(ae, **arguments)
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            held.release()
+
+    @contextmanager
+    def _association(self) -> Iterator[Any]:
+        """The held association, else one of its own for this question."""
+        if self._held is not None:
+            if not self._held.is_established:
+                raise RetrieveError(f"the PACS {self.peer} closed the association")
+            yield self._held
+            return
+        ae, arguments = self._find_and_get()
+        assoc = self._associate(ae, **arguments)
+        try:
+            yield assoc
+        finally:
+            assoc.release()
+
+    def _offered(self, send: Any, query: Dataset, model: Any, what: str) -> Iterable[tuple[Any, Any]]:
+        """The responses of one request; RetrieveError when the PACS took the association but not this service (a
+        store-only PACS accepts the storage contexts a C-GET asks for, and no query)."""
+        try:
+            yield from send(query, model)
+        except ValueError as exc:  # pynetdicom: no accepted presentation context for the model
+            raise RetrieveError(f"the PACS {self.peer} does not offer Study Root {what}: {exc}") from None
 
     def find_studies(self, patient_id: str = "", accession: str = "") -> list[FoundStudy]:
         """Every study of a patient (by patient ID when given, else of one accession number), by Study Root C-FIND."""
@@ -161,19 +222,14 @@ class Archive:
         """Every match of a Study Root C-FIND; RetrieveError when the PACS cannot be asked or answers a failure."""
         from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FindModel
 
-        ae = self._ae()
-        ae.add_requested_context(FindModel)
-        assoc = self._associate(ae)
         found, failure = [], None
-        try:
-            for status, item in assoc.send_c_find(query, FindModel):
+        with self._association() as assoc:
+            for status, item in self._offered(assoc.send_c_find, query, FindModel, "C-FIND"):
                 code = int(getattr(status, "Status", 0xFFFF)) if status else 0xFFFF
                 if code in PENDING and item is not None:
                     found.append(item)
                 elif code != SUCCESS:
                     failure = f"C-FIND status 0x{code:04X}"
-        finally:
-            assoc.release()
         if failure:
             raise RetrieveError(f"the PACS {self.peer} answered {failure}")
         return found
@@ -197,20 +253,14 @@ class Archive:
         return Retrieved(keeper.files, failed)
 
     def _get(self, query: Dataset, keeper: _Keeper) -> int:
-        from pynetdicom import ALL_TRANSFER_SYNTAXES, build_role, evt
         from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GetModel
 
-        ae = self._ae()
-        ae.add_requested_context(GetModel)
-        classes = _storage_classes()
-        for uid in classes:
-            ae.add_requested_context(uid, ALL_TRANSFER_SYNTAXES)
-        roles = [build_role(uid, scp_role=True) for uid in classes]
-        assoc = self._associate(ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, keeper.handle)])
-        try:
-            return _outcome(self.peer, "C-GET", assoc.send_c_get(query, GetModel))
-        finally:
-            assoc.release()
+        with self._association() as assoc:
+            self._keeper = keeper
+            try:
+                return _outcome(self.peer, "C-GET", self._offered(assoc.send_c_get, query, GetModel, "C-GET"))
+            finally:
+                self._keeper = None
 
     def _move(self, query: Dataset, keeper: _Keeper) -> int:
         from pynetdicom import ALL_TRANSFER_SYNTAXES, evt
