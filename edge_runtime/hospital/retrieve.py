@@ -19,11 +19,10 @@ from typing import Any, Literal, Protocol
 from pydicom.dataset import Dataset
 
 from edge_runtime.errors import FattyLiverError
+from edge_runtime.hospital.dimse import PENDING, SUCCESS, associate, find_all, scu
 from edge_runtime.hospital.peers import Peer
 
 Retrieval = Literal["get", "move"]
-PENDING = (0xFF00, 0xFF01)
-SUCCESS = 0x0000
 WARNING = 0xB000  # some sub-operations failed (e.g. an object of a class we did not ask for)
 
 
@@ -136,18 +135,12 @@ class Archive:
         self._keeper: _Keeper | None = None  # where the C-GET in progress writes its objects
 
     def _ae(self) -> Any:
-        from pynetdicom import AE
-
-        ae = AE(ae_title=self.calling)
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
+        ae = scu(self.calling, self.timeout)
         ae.maximum_pdu_size = 0
         return ae
 
     def _associate(self, ae: Any, **kwargs: Any) -> Any:
-        assoc = ae.associate(self.peer.host, self.peer.port, ae_title=self.peer.ae_title, **kwargs)
-        if not assoc.is_established:
-            raise RetrieveError(f"the PACS {self.peer} refused or did not answer the association")
-        return assoc
+        return associate(ae, self.peer, RetrieveError, "the PACS", **kwargs)
 
     def _find_and_get(self) -> tuple[Any, dict[str, Any]]:
         """An AE asking for C-FIND and C-GET, and the association's arguments: this tool takes the storage SCP role
@@ -194,11 +187,12 @@ class Archive:
         finally:
             assoc.release()
 
-    def _offered(self, send: Any, query: Dataset, model: Any, what: str) -> Iterable[tuple[Any, Any]]:
-        """The responses of one request; RetrieveError when the PACS took the association but not this service (a
-        store-only PACS accepts the storage contexts a C-GET asks for, and no query)."""
+    @contextmanager
+    def _offered(self, what: str) -> Iterator[None]:
+        """One request; RetrieveError when the PACS took the association but not this service (a store-only PACS
+        accepts the storage contexts a C-GET asks for, and no query)."""
         try:
-            yield from send(query, model)
+            yield
         except ValueError as exc:  # pynetdicom: no accepted presentation context for the model
             raise RetrieveError(f"the PACS {self.peer} does not offer Study Root {what}: {exc}") from None
 
@@ -222,14 +216,8 @@ class Archive:
         """Every match of a Study Root C-FIND; RetrieveError when the PACS cannot be asked or answers a failure."""
         from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FindModel
 
-        found, failure = [], None
-        with self._association() as assoc:
-            for status, item in self._offered(assoc.send_c_find, query, FindModel, "C-FIND"):
-                code = int(getattr(status, "Status", 0xFFFF)) if status else 0xFFFF
-                if code in PENDING and item is not None:
-                    found.append(item)
-                elif code != SUCCESS:
-                    failure = f"C-FIND status 0x{code:04X}"
+        with self._association() as assoc, self._offered("C-FIND"):
+            found, failure = find_all(assoc, query, FindModel)
         if failure:
             raise RetrieveError(f"the PACS {self.peer} answered {failure}")
         return found
@@ -258,7 +246,8 @@ class Archive:
         with self._association() as assoc:
             self._keeper = keeper
             try:
-                return _outcome(self.peer, "C-GET", self._offered(assoc.send_c_get, query, GetModel, "C-GET"))
+                with self._offered("C-GET"):
+                    return _outcome(self.peer, "C-GET", assoc.send_c_get(query, GetModel))
             finally:
                 self._keeper = None
 

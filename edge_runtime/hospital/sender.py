@@ -9,6 +9,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from edge_runtime.hospital.dimse import associate, scu
 from edge_runtime.hospital.peers import Peer
 
 log = logging.getLogger("edge_runtime")
@@ -31,14 +32,10 @@ def c_store(report: Dataset, peer: Peer, calling: str, timeout: float) -> None:
         timeout: seconds before the PACS counts as not answering.
     """
     from pydicom.uid import ExplicitVRLittleEndian
-    from pynetdicom import AE
 
-    ae = AE(ae_title=calling)
+    ae = scu(calling, timeout)
     ae.add_requested_context(report.SOPClassUID, ExplicitVRLittleEndian)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
-    if not assoc.is_established:
-        raise SendError(f"{peer} refused the association or did not answer")
+    assoc = associate(ae, peer, SendError, "the PACS")
     try:
         status = assoc.send_c_store(report)
     finally:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 
 from edge_runtime.errors import FattyLiverError
+from edge_runtime.hospital.dimse import associate, find_all, scu
 from edge_runtime.hospital.peers import Peer
 from edge_runtime.hospital.report import StudyContext
 
@@ -73,28 +74,18 @@ def find_scheduled(
         accession: only this accession number (None: any).
         timeout: seconds before the worklist counts as unreachable.
     """
-    from pynetdicom import AE
     from pynetdicom.sop_class import ModalityWorklistInformationFind
 
-    ae = AE(ae_title=calling)
+    ae = scu(calling, timeout)
     ae.add_requested_context(ModalityWorklistInformationFind)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
-    if not assoc.is_established:
-        raise WorklistError(f"the worklist {peer} refused or did not answer the association")
-    found, failure = [], None
+    assoc = associate(ae, peer, WorklistError, "the worklist")
     try:
-        for status, item in assoc.send_c_find(_query("US", station, accession), ModalityWorklistInformationFind):
-            code = int(getattr(status, "Status", 0xFFFF)) if status else 0xFFFF
-            if code in (0xFF00, 0xFF01) and item is not None:
-                found.append(_scheduled(item))
-            elif code != 0x0000:
-                failure = f"status 0x{code:04X}"
+        found, failure = find_all(assoc, _query("US", station, accession), ModalityWorklistInformationFind)
     finally:
         assoc.release()
     if failure:
         raise WorklistError(f"the worklist {peer} answered {failure}")
-    return found
+    return [_scheduled(item) for item in found]
 
 
 def _scheduled(item: Dataset) -> Scheduled:
