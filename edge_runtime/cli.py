@@ -311,17 +311,46 @@ def _grab_session(session: str | None, worklist: str | None, accession: str | No
 @click.option("--session", default=None, help="With --audit-log: the ended exam (its session, or study UID).")
 @click.option("--sr", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="A report.")
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A one-page summary.")
-def report(audit_log: Path | None, session: str | None, sr: Path | None, png: Path | None) -> None:
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="With --sr: the study's DICOM files, to draw the hepatorenal regions on the frame they were measured on.",
+)
+@click.option("--pacs", default=None, help="With --sr: fetch the study from this PACS instead (AE@HOST:PORT, C-GET).")
+@click.option("--dicomweb", default=None, help="With --sr: fetch the study from this DICOMweb service (WADO-RS).")
+def report(audit_log: Path | None, session: str | None, sr: Path | None, png: Path | None, **where) -> None:
     """An ended exam's report: from the audit log's final record, or from a report document (DICOM SR, e.g. from
-    the PACS); printed, and with --png drawn as one page for the record."""
+    the PACS); printed, and with --png drawn as one page for the record, with the measured frame and its regions
+    when the study's images are given or fetched."""
     from edge_runtime.hospital.summary import from_audit, from_document, page, text
 
     if (sr is None) == (audit_log is None) or (audit_log is not None and session is None):
         raise click.UsageError("give --sr FILE, or --audit-log LOG with --session S")
-    summary = from_document(sr) if sr is not None else from_audit(audit_log, session)
+    if sum(v is not None for v in where.values()) > 1 or (sr is None and any(where.values())):
+        raise click.UsageError("--images, --pacs and --dicomweb go with --sr, one of them at a time")
+    summary = from_document(sr, _frame_source(**where)) if sr is not None else from_audit(audit_log, session)
     click.echo(text(summary), nl=False)
     if png is not None:
         click.echo(f"page: {page(summary, png)}", err=True)
+
+
+def _frame_source(images: Path | None, pacs: str | None, dicomweb: str | None):
+    """Where `report` finds the frame a report's regions were drawn on (None: nowhere, no frame is drawn)."""
+    from edge_runtime.hospital.dicomweb import DicomWebArchive
+    from edge_runtime.hospital.drawn import drawn_fetched, drawn_from
+    from edge_runtime.hospital.peers import Peer
+    from edge_runtime.hospital.retrieve import Archive
+
+    if images is not None:
+        return lambda said: drawn_from(images, said.hri_regions)
+    if pacs is None and dicomweb is None:
+        return None
+    try:
+        archive = Archive(Peer.parse(pacs), "FLEREPORT") if pacs else DicomWebArchive(dicomweb)
+    except ValueError as exc:  # a malformed peer or URL, named
+        raise click.UsageError(str(exc)) from None
+    return lambda said: drawn_fetched(archive, said.study_uid, said.hri_regions)
 
 
 @main.group(cls=ProductGroup)

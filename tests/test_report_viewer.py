@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from click.testing import CliRunner
 from pydicom.dataset import Dataset
 from pydicom.uid import UltrasoundImageStorage, generate_uid
 
@@ -28,7 +29,11 @@ CORTEX = ((300.0, 210.0), (318.0, 205.0), (322.0, 224.0), (304.0, 228.0))
 
 
 def _report(
-    tmp_path: Path, with_hri: bool = True, sop_class: str = US_MULTIFRAME, followup: FollowUp | None = None
+    tmp_path: Path,
+    with_hri: bool = True,
+    sop_class: str = US_MULTIFRAME,
+    followup: FollowUp | None = None,
+    source_image: Path | None = None,
 ) -> tuple[Path, Evidence]:
     exam = ExamEstimate(
         call="fatty", p_fatty=0.93, pdff=12.1, pdff_interval=(8.0, 17.0), n_pairs=5, calibrated=True, pdff_se=0.031,
@@ -41,7 +46,12 @@ def _report(
     source = Dataset()
     source.StudyInstanceUID, source.PatientID, source.PatientName = generate_uid(), "P-1", "DOE^JANE"
     image = Evidence(sop_class, generate_uid(), generate_uid())
-    shown = HriEvidence(image, 3, 1.43, LIVER, CORTEX, 121.5, 85.0) if with_hri else None
+    if source_image is not None:  # a real stored image: the report references it
+        stored = pydicom.dcmread(source_image, stop_before_pixels=True)
+        source.StudyInstanceUID = stored.StudyInstanceUID
+        image = Evidence(stored.SOPClassUID, stored.SOPInstanceUID, stored.SeriesInstanceUID)
+    frame = 3 if source_image is None else 1
+    shown = HriEvidence(image, frame, 1.43, LIVER, CORTEX, 121.5, 85.0) if with_hri else None
     study = StudyContext.of(source, (image,))
     # the job round trip the queue makes, so the report is built from what the queue holds
     held = study_job(StudyEvidence({}, (image,), shown))
@@ -130,3 +140,49 @@ def test_the_report_states_the_change_since_the_prior_and_references_the_prior_r
     change = {m["code"]: m["value"] for m in _dcmjs(path)[0]["measurements"]}[codes.CHANGE.value]
     assert change == pytest.approx(-8.9)
     assert read_report(_report(tmp_path)[0]).change is None  # no follow-up asked: none stated
+
+
+def _region_pixels(page: Path) -> dict[str, int]:
+    """How many page pixels carry each region's outline colour (the page is BGR on disk, the colours RGB)."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.hospital.drawn import REGION_COLOURS
+
+    img = cv2.cvtColor(cv2.imread(str(page)), cv2.COLOR_BGR2RGB).astype(int)
+    return {name: int((np.abs(img - np.array(rgb)).sum(axis=2) < 30).sum()) for name, rgb in REGION_COLOURS.items()}
+
+
+def test_the_report_page_draws_both_regions_on_the_stored_frame_fetched_or_given(tmp_path: Path) -> None:
+    from benchmarks.orthanc import Orthanc
+    from edge_runtime.cli import main as edge_cli
+    from phantom.study import write_study
+    from phantom.subject import draw_cohort
+
+    study = write_study(tmp_path / "study", draw_cohort(2, seed=3)[1], seed=3)
+    kidney = next(image.path for image in study.images if image.view == "kidney_liver")
+    path, _ = _report(tmp_path, source_image=kidney)
+    runner = CliRunner()
+    given = runner.invoke(edge_cli, ["report", "--sr", str(path), "--png", str(tmp_path / "given.png"),
+                                     "--images", str(tmp_path / "study")])  # fmt: skip
+    assert given.exit_code == 0, given.output
+    assert "regions drawn on image" in given.output and "scanner philips-epiq" in given.output
+    drawn = _region_pixels(tmp_path / "given.png")
+    assert min(drawn.values()) > 30, drawn
+    missing = runner.invoke(edge_cli, ["report", "--sr", str(path), "--png", str(tmp_path / "none.png"),
+                                       "--images", str(tmp_path / "js_nothing_here")])  # fmt: skip
+    assert missing.exit_code == 2  # a folder that does not exist is refused by click
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(edge_cli, ["report", "--sr", str(path), "--images", str(tmp_path / "empty")])
+    assert empty.exit_code == 0 and "is not among the files given" in empty.output
+    pacs = Orthanc(tmp_path / "orthanc").start()
+    try:
+        assert pacs.upload(sorted((tmp_path / "study").glob("*.dcm"))) == len(study.images)
+        fetched = runner.invoke(edge_cli, ["report", "--sr", str(path), "--png", str(tmp_path / "fetched.png"),
+                                           "--dicomweb", pacs.dicomweb])  # fmt: skip
+        assert fetched.exit_code == 0, fetched.output
+        assert _region_pixels(tmp_path / "fetched.png") == drawn  # the same frame, fetched by WADO-RS
+        both = runner.invoke(edge_cli, ["report", "--sr", str(path), "--pacs", pacs.peer, "--dicomweb", pacs.dicomweb])
+        assert both.exit_code == 2 and "one of them at a time" in both.output
+    finally:
+        pacs.stop()

@@ -3,7 +3,8 @@ final record (UIDs and the answer, never a patient field) or from a report docum
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,8 @@ import numpy as np
 
 from edge_runtime.contracts import HRI_ABSENT_SAID, HriAbsent
 from edge_runtime.errors import FattyLiverError
-from edge_runtime.hospital.report import read_report
+from edge_runtime.hospital.drawn import DrawnFrame
+from edge_runtime.hospital.report import ReportedValues, read_report
 from edge_runtime.sinks.audit import read_final_exams
 
 
@@ -34,6 +36,7 @@ class Summary:
     pdff: float | None
     interval: tuple[float, float] | None
     trend: tuple[Visit, ...] = ()  # the patient's PDFF over the visits, oldest first (follow-up), this exam last
+    frame: np.ndarray | None = None  # the measured frame with its hepatorenal regions drawn (RGB), when found
 
 
 @dataclass(frozen=True)
@@ -100,13 +103,27 @@ def from_audit(log: Path, session: str) -> Summary:
     return Summary(f"Fatty liver exam, ended {record['why']}", call, lines + said, exam.get("pdff"), interval, trend)
 
 
-def from_document(path: Path) -> Summary:
-    """A report document (DICOM SR) as this product writes it."""
+def from_document(path: Path, images: Callable[[ReportedValues], DrawnFrame] | None = None) -> Summary:
+    """A report document (DICOM SR) as this product writes it.
+
+    Args:
+        path: the SR file.
+        images: where the frame its regions were measured on is found (None: the page draws no frame).
+    """
     try:
         said = read_report(path)
     except (ValueError, KeyError, AttributeError, OSError) as exc:
         raise ReportNotFound(f"{path}: not a fatty-liver-edge report ({exc})") from None
-    lines = [f"patient {said.patient}, study date {said.study_date or 'not stated'}", f"model {said.model}"]
+    drawn = images(said) if images is not None else None
+    summary = _document_summary(said)
+    if drawn is None:
+        return summary
+    return replace(summary, lines=[*summary.lines, drawn.said], frame=drawn.image)
+
+
+def _document_summary(said: ReportedValues) -> Summary:
+    lines = [f"patient {said.patient}, study date {said.study_date or 'not stated'}",
+             f"model {said.model}, scanner {said.scanner or 'not stated'}"]  # fmt: skip
     lines += [f"study {said.study_uid}", f"report {said.sop_instance_uid}", f"source images: {len(said.source_images)}"]
     if said.p_fatty is not None:
         lines.append(f"p_fatty {said.p_fatty:.3f}")
@@ -154,6 +171,9 @@ def page(summary: Summary, path: Path) -> Path:
     step = min(52, 780 // max(1, len(summary.lines)))  # every line fits above the trend
     for k, line in enumerate(summary.lines):
         cv2.putText(img, line[:90], (70, 620 + step * k), cv2.FONT_HERSHEY_SIMPLEX, 0.85, (30, 30, 30), 2, cv2.LINE_AA)
+    if summary.frame is not None:
+        bottom = 1380 if len(summary.trend) > 1 else 1640
+        _frame(img, summary.frame, top=620 + step * len(summary.lines), bottom=bottom)
     cv2.putText(
         img,
         "Research use, not a medical device.",
@@ -168,6 +188,17 @@ def page(summary: Summary, path: Path) -> Path:
     if not cv2.imwrite(str(path), img):
         raise ReportNotFound(f"could not write {path} (is its suffix .png?)")
     return path
+
+
+def _frame(img: np.ndarray, frame: np.ndarray, top: int, bottom: int, left: int = 70, width: int = 1100) -> None:
+    """The measured frame with its regions, scaled to fit between the lines and the trend (BGR on the page)."""
+    height = bottom - top
+    if height < 120:
+        return
+    scale = min(width / frame.shape[1], height / frame.shape[0])
+    size = (max(1, int(frame.shape[1] * scale)), max(1, int(frame.shape[0] * scale)))
+    shown = cv2.cvtColor(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
+    img[top : top + size[1], left : left + size[0]] = shown
 
 
 def _pdff_scale(img: np.ndarray, summary: Summary, top: int = 400, left: int = 70, width: int = 1100) -> None:
