@@ -182,6 +182,10 @@ def test_the_report_page_draws_both_regions_on_the_stored_frame_fetched_or_given
                                            "--dicomweb", pacs.dicomweb])  # fmt: skip
         assert fetched.exit_code == 0, fetched.output
         assert _region_pixels(tmp_path / "fetched.png") == drawn  # the same frame, fetched by WADO-RS
+        by_get = runner.invoke(edge_cli, ["report", "--sr", str(path), "--png", str(tmp_path / "get.png"),
+                                          "--pacs", pacs.peer])  # fmt: skip
+        assert by_get.exit_code == 0, by_get.output
+        assert _region_pixels(tmp_path / "get.png") == drawn  # and by C-GET
         both = runner.invoke(edge_cli, ["report", "--sr", str(path), "--pacs", pacs.peer, "--dicomweb", pacs.dicomweb])
         assert both.exit_code == 2 and "one of them at a time" in both.output
     finally:
