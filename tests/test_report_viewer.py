@@ -178,6 +178,10 @@ def test_the_report_page_draws_both_regions_on_the_stored_frame_fetched_or_given
     (tmp_path / "empty").mkdir()
     empty = runner.invoke(edge_cli, ["report", "--sr", str(path), "--images", str(tmp_path / "empty")])
     assert empty.exit_code == 0 and "is not among the files given" in empty.output
+    (tmp_path / "unmeasured").mkdir()
+    unmeasured, _ = _report(tmp_path / "unmeasured", with_hri=False, source_image=kidney)
+    plain = runner.invoke(edge_cli, ["report", "--sr", str(unmeasured), "--images", str(tmp_path / "study")])
+    assert plain.exit_code == 0 and "no region to draw" in plain.output
     pacs = Orthanc(tmp_path / "orthanc").start()
     try:
         assert pacs.upload(sorted((tmp_path / "study").glob("*.dcm"))) == len(study.images)

@@ -62,10 +62,13 @@ def draw_regions(frame: np.ndarray, regions: tuple[ShownRegion, ...]) -> np.ndar
     return out
 
 
+NOTHING_TO_DRAW = DrawnFrame(None, "no region to draw: the report measured no hepatorenal index")
+
+
 def drawn_from(folder: Path, regions: tuple[ShownRegion, ...]) -> DrawnFrame:
     """The regions drawn on their frame, found in ``folder``; or why not (no region, no such image, unreadable)."""
     if not regions:
-        return DrawnFrame(None, "no region to draw: the report measured no hepatorenal index")
+        return NOTHING_TO_DRAW
     uid, frame = regions[0].sop_instance_uid, regions[0].frame_number
     path = instance_path(folder, uid)
     if path is None:
@@ -105,7 +108,7 @@ def drawn_fetched(archive: StudyArchive, report: Path, study_uid: str, regions: 
         regions: the report's regions.
     """
     if not regions:
-        return drawn_from(Path("."), regions)
+        return NOTHING_TO_DRAW
     series = image_series(report, regions[0].sop_instance_uid)
     with tempfile.TemporaryDirectory(prefix="report-") as tmp:
         try:
