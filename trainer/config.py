@@ -50,6 +50,9 @@ def appearance_families(value: str) -> tuple[str, ...]:
     return families
 
 
+HRI_SCALAR = "hri"  # the head's one-number input for the hepatorenal index (trainer.hri_input)
+
+
 class TrainConfig(StrictModel):
     """One cross-validated configuration (Kim et al. 2021 defaults)."""
 
@@ -177,7 +180,7 @@ class TrainConfig(StrictModel):
     @property
     def head_scalars(self) -> tuple[str, ...]:
         """The head's one-number inputs after the views' features (trainer.hri_input)."""
-        return ("hri",) if self.hri else ()
+        return (HRI_SCALAR,) if self.hri else ()
 
     @property
     def n_epochs(self) -> int:

@@ -11,15 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.measure.hri import measure_frame
-from trainer.config import TrainConfig
+from trainer.config import HRI_SCALAR, TrainConfig
 from trainer.dataset import Cohort
 
-HRI_INPUT = "hri"  # the head's input name and the features dict's key
+HRI_INPUT = HRI_SCALAR  # the head's input name and the features dict's key
+
+
+def subject_hri(cohort: Cohort) -> dict[str, float | None]:
+    """Each subject's HRI on its kidney-liver image (None: not measurable)."""
+    return {sid: measure_frame(cohort.image(sid, "kidney_liver")).value for sid in cohort.ids}
 
 
 def log_hri_column(cohort: Cohort) -> tuple[np.ndarray, int]:
     """Each subject's log(HRI), missing ones filled with the measured median; and how many were measured."""
-    values = [measure_frame(cohort.image(sid, "kidney_liver")).value for sid in cohort.ids]
+    values = subject_hri(cohort).values()
     logs = np.array([np.log(v) if v else np.nan for v in values], dtype=np.float32)
     measured = np.isfinite(logs)
     fill = float(np.median(logs[measured])) if measured.any() else 0.0

@@ -17,19 +17,14 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from edge_runtime.measure.hri import measure_frame
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort
+from trainer.hri_input import subject_hri
 from trainer.report import score_rows, summarise
 
 HRI_ROWS = ("hri", "clkl_hri")
 OUTPUTS = ("p_fatty", "pdff_pred")
 TASKS = {("p_fatty",): "classify", ("pdff_pred",): "regress", OUTPUTS: "both"}
-
-
-def subject_hri(cohort: Cohort) -> dict[str, float | None]:
-    """Each subject's HRI on its kidney-liver image (None: not measurable)."""
-    return {sid: measure_frame(cohort.image(sid, "kidney_liver")).value for sid in cohort.ids}
 
 
 def _filled(log_hri: np.ndarray, train: np.ndarray) -> np.ndarray:
