@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from edge_runtime.hospital.retrieve import (
     RetrieveError,
     found_series,
     found_study,
+    written_whole,
 )
 
 STUDY_FIELDS = ("StudyDate", "AccessionNumber", "ModalitiesInStudy", "NumberOfStudyRelatedInstances")
@@ -96,13 +98,5 @@ class DicomWebArchive:
             objects = self._ask("series retrieval (WADO-RS)", lambda c: c.retrieve_series(study_uid, series_uid))
         else:
             objects = self._ask("study retrieval (WADO-RS)", lambda c: c.retrieve_study(study_uid))
-        return Retrieved([_write(item, into) for item in objects], 0)
-
-
-def _write(item: Dataset, into: Path) -> Path:
-    """One retrieved object as a DICOM file, written whole under a temporary name and then renamed."""
-    path = into / f"{item.SOPInstanceUID}.dcm"
-    partial = path.with_suffix(".part")
-    item.save_as(partial, enforce_file_format=True)
-    partial.replace(path)
-    return path
+        saved = [(str(item.SOPInstanceUID), partial(item.save_as, enforce_file_format=True)) for item in objects]
+        return Retrieved([written_whole(into, uid, save) for uid, save in saved], 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +286,16 @@ def _outcome(peer: Peer, what: str, responses: Iterable[tuple[Any, Any]]) -> int
     return failed
 
 
+def written_whole(into: Path, sop_instance_uid: str, write: Callable[[Path], Any]) -> Path:
+    """One retrieved object as ``<SOPInstanceUID>.dcm`` in ``into``, written by ``write`` under a temporary name and
+    renamed when complete, so a crash leaves no half file."""
+    path = into / f"{sop_instance_uid}.dcm"
+    partial = path.with_suffix(".part")
+    write(partial)
+    partial.replace(path)
+    return path
+
+
 class _Keeper:
     """Writes each object received during a retrieval; thread-safe (a move's objects arrive on the SCP's thread)."""
 
@@ -295,10 +305,7 @@ class _Keeper:
     def handle(self, event: Any) -> int:
         try:
             instance = str(event.request.AffectedSOPInstanceUID)
-            path = self.into / f"{instance}.dcm"
-            partial = path.with_suffix(".part")
-            partial.write_bytes(event.encoded_dataset())
-            partial.replace(path)
+            path = written_whole(self.into, instance, lambda partial: partial.write_bytes(event.encoded_dataset()))
         except (OSError, ValueError, AttributeError):
             return 0xA700  # out of resources: the PACS counts this object as failed
         with self._lock:
