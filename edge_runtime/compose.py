@@ -150,11 +150,13 @@ def prior_lookup(config: RuntimeConfig, calling: str) -> PriorLookup | None:
     if not settings.enabled:
         return None
     archive: StudyArchive
-    peer = settings.peer or (None if settings.dicomweb_url else next(iter(pacs.destinations), None))
-    if peer is not None:
+    peer = settings.peer or next(iter(pacs.destinations), None)
+    if settings.dicomweb_url:
+        archive = DicomWebArchive(settings.dicomweb_url, settings.timeout_s)
+    elif peer is not None:
         archive = Archive(Peer.parse(peer), calling, settings.timeout_s)
-    elif settings.dicomweb_url or pacs.stow_url:
-        archive = DicomWebArchive(settings.dicomweb_url or pacs.stow_url, settings.timeout_s)
+    elif pacs.stow_url:
+        archive = DicomWebArchive(pacs.stow_url, settings.timeout_s)
     else:
         return None
     return PriorLookup(archive, settings.window_days, settings.rule)

@@ -247,6 +247,11 @@ def test_the_prior_is_asked_where_configured_else_where_the_reports_go() -> None
     assert isinstance(stow_only.archive, DicomWebArchive) and stow_only.archive.url == "http://vna:8042/dicom-web"
     both = {"pacs": {"destinations": ["PACS@10.0.0.5:104"]}, "followup": {"dicomweb_url": "https://vna/qido"}}
     assert prior_lookup(load_config(None, both), "BOX").archive.url == "https://vna/qido"
+    named = {"followup": {"dicomweb_url": "https://vna/qido", "peer": "OTHER@10.0.0.6:104"}}
+    assert prior_lookup(load_config(None, named), "BOX").archive.url == "https://vna/qido"  # asked instead
+    assert str(prior_lookup(load_config(None, {"followup": {"peer": "OTHER@10.0.0.6:104"}}), "BOX").archive.peer) == (
+        "OTHER@10.0.0.6:104"
+    )
     off = {"pacs": {"destinations": ["PACS@10.0.0.5:104"]}, "followup": {"enabled": False}}
     assert prior_lookup(load_config(None, off), "BOX") is None
     assert prior_lookup(load_config(None, {}), "BOX") is None
