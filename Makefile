@@ -57,7 +57,7 @@ test: $(STAMP) $(EDGE_STAMP) debian-tools $(JS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 # The bedside image (deploy/Containerfile) on local Debian bases; size, SBOM and build times in out/image/.
 image: debian-tools
