@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from edge_runtime.contracts import ScannerSpec, StrictModel, validation_problems
 from edge_runtime.errors import ConfigError
@@ -309,6 +309,9 @@ class DicomSettings(StrictModel):
         return host.strip("[]"), int(port)
 
 
+DicomWebUrl = Annotated[str, AfterValidator(checked_url)]  # a DICOMweb root, http(s)://HOST[:PORT]/PATH
+
+
 def checked_peers(peers: list[str]) -> list[str]:
     """DICOM peers as edge.toml writes them, AE@HOST:PORT; a ValueError names the ones that are not."""
     bad = [p for p in peers if not re.fullmatch(r"[ -~]{1,16}@[A-Za-z0-9.\-_:\[\]]+:\d{1,5}", p)]
@@ -324,7 +327,7 @@ class PacsSettings(StrictModel):
     destinations: list[str] = Field(
         default_factory=list, description="PACS to store reports in, AE@HOST:PORT.", **flag("--pacs")
     )
-    stow_url: str | None = Field(None, description="A DICOMweb service to store reports in too (STOW-RS).")
+    stow_url: DicomWebUrl | None = Field(None, description="A DICOMweb service to store reports in too (STOW-RS).")
     queue: Path = Field(
         Path("reports"),
         description="The store-and-forward queue folder (patient data until sent).",
@@ -345,11 +348,6 @@ class PacsSettings(StrictModel):
     def _peers(cls, peers: list[str]) -> list[str]:
         return checked_peers(peers)
 
-    @field_validator("stow_url")
-    @classmethod
-    def _url(cls, url: str | None) -> str | None:
-        return None if url is None else checked_url(url)
-
     @property
     def enabled(self) -> bool:
         return bool(self.destinations or self.stow_url)
@@ -362,7 +360,7 @@ class FollowUpSettings(StrictModel):
     enabled: bool = Field(True, description="Compare each report's exam with the patient's previous one.")
     window_days: int = Field(730, ge=1, le=36500, description="How far back a previous report is looked for.")
     peer: str | None = Field(None, description="The PACS to ask, AE@HOST:PORT (default: the first report destination).")
-    dicomweb_url: str | None = Field(
+    dicomweb_url: DicomWebUrl | None = Field(
         None,
         description="A DICOMweb service to ask instead, by QIDO-RS and WADO-RS (default: pacs.stow_url when no PACS "
         "is a report destination).",
@@ -385,11 +383,6 @@ class FollowUpSettings(StrictModel):
     @classmethod
     def _peer(cls, peer: str | None) -> str | None:
         return None if peer is None else checked_peers([peer])[0]
-
-    @field_validator("dicomweb_url")
-    @classmethod
-    def _url(cls, url: str | None) -> str | None:
-        return None if url is None else checked_url(url)
 
     @property
     def rule(self) -> ChangeRule:

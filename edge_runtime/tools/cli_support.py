@@ -35,11 +35,11 @@ class ProductGroup(click.Group):
 
 
 def _plain(annotation: Any) -> Any:
-    """The annotation without Optional (X | None -> X)."""
+    """The annotation without Optional and validators (X | None -> X, Annotated[X, ...] -> X)."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return (
-        args[0] if typing.get_origin(annotation) in (typing.Union, type(int | None)) and len(args) == 1 else annotation
-    )
+    optional = typing.get_origin(annotation) in (typing.Union, type(int | None)) and len(args) == 1
+    plain = args[0] if optional else annotation
+    return typing.get_args(plain)[0] if typing.get_origin(plain) is typing.Annotated else plain
 
 
 def click_type(annotation: Any) -> Any:
