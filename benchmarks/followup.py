@@ -174,6 +174,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {b['right_direction']}/{b['change_patients']} | {b['wrong_direction']} "
             f"| {b['false_change']}/{b['no_change_patients']} |"
         )
+    rule = result["calibrated"]["rule"]
+    lines += ["", "The rule is the bundle's: a box serving this bundle sets, in edge.toml,", "", "```toml",
+              "[runtime.followup]", f"scale = {rule['scale']:.2f}", f"between_visits = {rule['between_visits']:.2f}",
+              f"pair_sd = {rule['pair_sd']:.3f}", "```"]  # fmt: skip
     b = result["calibrated"]["bars"]
     lines += ["", f"Measured change over true change (change group): median {b['read_ratio'][0]:.2f}, 10-90 % "
               f"{b['read_ratio'][1]:.2f}-{b['read_ratio'][2]:.2f}; a 30 % fall said {b['response_said']} times, "
