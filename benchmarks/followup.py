@@ -4,7 +4,9 @@ Three groups of subjects from one unseen cohort, each scanned on a first visit a
 (phantom.followup): a calibration group and a no-change group at the same PDFF, and a change group whose PDFF moved
 by at least 6 pp, both directions mixed. The calibration group fixes the change rule's scale (the conformal 90 %
 quantile of unchanged pairs' normalised change); the other two are judged with it and with the runtime's default
-rule: called changed in the right direction, in the wrong one, and unchanged livers called changed.
+rule: called changed in the right direction, in the wrong one, and unchanged livers called changed. Runs on the
+same bundle with other seeds can pool their calibration groups (``--calibrate-with``), so one rule rests on more
+unchanged patients and is judged on every run's other groups.
 """
 
 from __future__ import annotations
@@ -81,6 +83,22 @@ def play_visits(
     tables = {"sessions": {"max_active": 2 * len(sessions)}}  # every exam open at once
     played = play_exams(load_bundle(bundle_dir), sessions, *timing, tables=tables)
     return {name: exam.final for name, exam in played.items()}
+
+
+KEPT = "followup_exams.json"  # every exam's final record: --rescore judges them again without playing
+
+
+def kept_finals(out: Path) -> dict[str, ExamRecord]:
+    """The exams a run kept in its --out, by session."""
+    return {k: ExamRecord.model_validate(v) for k, v in json.loads((out / KEPT).read_text()).items()}
+
+
+def calibration_rows(out: Path, rule: ChangeRule) -> list[dict[str, Any]]:
+    """Another run's calibration group, judged again from its kept exams (its patients rebuilt from its seed)."""
+    said = json.loads((out / "followup.json").read_text())
+    patients = followed_patients(said["per_group"], said["seed"])
+    finals = kept_finals(out)
+    return [judged(p, finals, rule) for p in patients if p.group == "calibration"]
 
 
 def judged(p: FollowedPatient, finals: dict[str, ExamRecord], rule: ChangeRule) -> dict[str, Any]:
@@ -175,6 +193,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {b['false_change']}/{b['no_change_patients']} |"
         )
     rule = result["calibrated"]["rule"]
+    pooled = result.get("calibrated_with") or []
+    unchanged = result["per_group"] * (1 + len(pooled))
+    lines += ["", f"The calibrated rule rests on {unchanged} unchanged patients"
+              + (f" (this run's and {', '.join(pooled)}'s calibration groups)." if pooled else ".")]  # fmt: skip
     lines += ["", "The rule is the bundle's: a box serving this bundle sets, in edge.toml,", "", "```toml",
               "[runtime.followup]", f"scale = {rule['scale']:.2f}", f"between_visits = {rule['between_visits']:.2f}",
               f"pair_sd = {rule['pair_sd']:.3f}", "```"]  # fmt: skip
@@ -196,22 +218,40 @@ def markdown(result: dict[str, Any]) -> str:
 @click.option("--fps-per-exam", type=click.FloatRange(0.1), default=1.0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/benchmarks/followup")
 @click.option("--rescore", is_flag=True, help="Judge the exams a previous run kept in --out again, without playing.")
+@click.option(
+    "--calibrate-with",
+    "pooled_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Another run's --out (same bundle, another --seed): its calibration group joins this one's, so the rule "
+    "rests on more unchanged patients; neither run's judged groups are used to calibrate.",
+)
 def main(
-    bundle_dir: str, per_group: int, seed: int, seconds: float, fps_per_exam: float, out_dir: str, rescore: bool
+    bundle_dir: str,
+    per_group: int,
+    seed: int,
+    seconds: float,
+    fps_per_exam: float,
+    out_dir: str,
+    rescore: bool,
+    pooled_dirs: tuple[str, ...],
 ) -> None:
     """Play followed phantom patients twice and score the change statements; writes followup.*."""
     patients, out = followed_patients(per_group, seed), Path(out_dir)
-    kept = out / "followup_exams.json"  # every exam's final record: --rescore judges them again without playing
+    if any(Path(d).resolve() == out.resolve() for d in pooled_dirs):
+        raise click.UsageError("--calibrate-with names --out itself: its calibration group would count twice")
     if rescore:
-        finals = {k: ExamRecord.model_validate(v) for k, v in json.loads(kept.read_text()).items()}
+        finals = kept_finals(out)
     else:
         click.echo(f"playing {2 * len(patients)} exams of {len(patients)} followed patients...", err=True)
         finals = play_visits(bundle_dir, patients, seed, (seconds, fps_per_exam))
         out.mkdir(parents=True, exist_ok=True)
-        kept.write_text(json.dumps({k: v.model_dump(mode="json") for k, v in finals.items()}))
+        (out / KEPT).write_text(json.dumps({k: v.model_dump(mode="json") for k, v in finals.items()}))
     default = FollowUpSettings().rule
-    calibrated = calibrated_rule([judged(p, finals, default) for p in patients if p.group == "calibration"])
+    calibration = [judged(p, finals, default) for p in patients if p.group == "calibration"]
+    calibrated = calibrated_rule(calibration + [row for d in pooled_dirs for row in calibration_rows(Path(d), default)])
     result: dict[str, Any] = {"bundle": bundle_dir, "machine": machine(), "per_group": per_group, "seed": seed}
+    result["calibrated_with"] = [str(d) for d in pooled_dirs]
     for name, rule in (("calibrated", calibrated), ("default", default)):
         rows = [judged(p, finals, rule) for p in patients]
         said = {"scale": rule.scale, "between_visits": rule.between_visits, "pair_sd": rule.pair_sd}
