@@ -58,6 +58,7 @@ def test_a_fall_beyond_both_exams_repeat_errors_is_a_decrease_with_its_interval(
     bound = RULE.scale * math.sqrt((0.03 * 21) ** 2 + (0.03 * 11) ** 2 + 2 * 1.0**2)
     assert (low, high) == (pytest.approx(-10 - bound, abs=0.01), pytest.approx(-10 + bound, abs=0.01))
     assert said.prior.sop_instance_uid == "1.2.3" and said.days == 120
+    assert (said.rule.scale, said.rule.between_visits, said.rule.pair_sd) == (2.0, 1.0, RULE.pair_sd)  # audited
 
 
 def test_a_rise_is_an_increase_and_a_small_move_is_no_change() -> None:
@@ -113,7 +114,7 @@ def test_what_cannot_be_set_side_by_side_is_not_comparable_with_the_reason(
     prior = as_prior(record(before, prior_model, scanner), "2026-01-05")
     said = compare(prior, ThisExam(after, lineage_of(MODEL), "philips-epiq"), 30, RULE)
     assert said.statement == Change.NOT_COMPARABLE
-    assert words in said.reason and said.change is None
+    assert words in said.reason and said.change is None and said.rule is None  # nothing was judged
 
 
 def test_a_site_adapted_lineage_compares_across_its_scanners_and_differs_from_the_parent() -> None:

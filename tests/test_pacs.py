@@ -122,6 +122,9 @@ def test_a_patient_s_second_study_is_compared_with_the_first_report_in_the_pacs(
     printed = CliRunner().invoke(edge_cli, args)
     assert printed.exit_code == 0, printed.output
     assert f"follow-up: {followup['reason']}" in printed.output and "PDFF over the visits:" in printed.output
+    rule = followup["rule"]  # which rule said it, unless nothing could be judged
+    assert (rule is None) == (followup["statement"] == "not_comparable")
+    assert rule is None or f"judged by the change rule: scale {rule['scale']:.2f}" in printed.output
     assert "  2026-01-05: " in printed.output and "  2026-05-05: " in printed.output  # the trend, oldest first
     assert cv2.imread(str(page)).shape == (1754, 1240, 3)
 

@@ -221,6 +221,14 @@ class PriorReport(Message):
     scanner: str | None = Field(None, description="The scanner profile of the prior's frames, when stated.")
 
 
+class FollowUpRule(Message):
+    """The change rule a statement was judged by ([runtime.followup]; calibrated per bundle by benchmarks followup)."""
+
+    scale: float = Field(description="Multiplier on two exams' repeat error: the calibrated 90 % no-change bound.")
+    between_visits: float = Field(description="Sd of what a new day moves an exam's PDFF, percentage points.")
+    pair_sd: float = Field(description="One image pair's sd on log(1 + PDFF): an exam of one pair's error.")
+
+
 class FollowUp(Message):
     """This exam against the patient's previous report: the change in PDFF with its interval, and what it means."""
 
@@ -241,6 +249,9 @@ class FollowUp(Message):
     )
     history: list[PriorReport] = Field(
         default_factory=list, description="Every earlier report in the window, oldest first (the page's trend)."
+    )
+    rule: FollowUpRule | None = Field(
+        None, description="The rule the change was judged by (None: not judged), so an audit sees which one said it."
     )
 
 

@@ -22,6 +22,7 @@ from edge_runtime.contracts import (
     ExamEstimate,
     ExamRecord,
     FollowUp,
+    FollowUpRule,
     ModelInfo,
     NoCall,
     PriorReport,
@@ -140,13 +141,14 @@ def compare(prior: PriorReport, current: ThisExam, days: int | None, rule: Chang
         change_interval=(round(low, 2), round(high, 2)),
         relative_change=round((after - before) / before, 3) if before > 0 else None,
         response=response,
+        rule=FollowUpRule(scale=rule.scale, between_visits=rule.between_visits, pair_sd=rule.pair_sd),
     )
 
 
 def responded(statement: Change, relative_high: float | None) -> bool | None:
     """A response (a relative fall of at least 30 %) only when the change's whole interval lies beyond it; not one
-    when the liver got fatter. Nothing else is said: the model reads changes short (0.66 of the true change at the
-    median on repeat phantom exams), so an interval short of 30 % does not show a fall short of 30 %."""
+    when the liver got fatter. Nothing else is said: the model reads changes short (0.66 to 0.85 of the true change at
+    the median on repeat phantom exams), so an interval short of 30 % does not show a fall short of 30 %."""
     if statement == Change.INCREASED:
         return False
     if statement == Change.DECREASED and relative_high is not None and relative_high <= RESPONSE_FALL:

@@ -54,6 +54,11 @@ def followup_lines(followup: dict, exam: dict) -> tuple[list[str], tuple[Visit, 
     prior = followup.get("prior")
     if prior:
         lines.append(f"prior report {prior['sop_instance_uid']} of {prior['date']} by {prior['model']}")
+    rule = followup.get("rule")
+    if rule:
+        scale, between, pair_sd = rule["scale"], rule["between_visits"], rule["pair_sd"]
+        lines.append(f"judged by the change rule: scale {scale:.2f}, between visits {between:.2f} pp, "
+                     f"pair sd {pair_sd:.3f}")  # fmt: skip
     trend = [Visit(h["date"], h["pdff"], _pair(h.get("pdff_interval"))) for h in followup.get("history") or []
              if h.get("pdff") is not None]  # fmt: skip
     if followup.get("date") and exam.get("pdff") is not None:
