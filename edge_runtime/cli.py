@@ -329,13 +329,13 @@ def report(audit_log: Path | None, session: str | None, sr: Path | None, png: Pa
         raise click.UsageError("give --sr FILE, or --audit-log LOG with --session S")
     if sum(v is not None for v in where.values()) > 1 or (sr is None and any(where.values())):
         raise click.UsageError("--images, --pacs and --dicomweb go with --sr, one of them at a time")
-    summary = from_document(sr, _frame_source(sr, **where)) if sr is not None else from_audit(audit_log, session)
+    summary = from_document(sr, _frame_source(**where)) if sr is not None else from_audit(audit_log, session)
     click.echo(text(summary), nl=False)
     if png is not None:
         click.echo(f"page: {page(summary, png)}", err=True)
 
 
-def _frame_source(sr: Path, images: Path | None, pacs: str | None, dicomweb: str | None):
+def _frame_source(images: Path | None, pacs: str | None, dicomweb: str | None):
     """Where `report` finds the frame a report's regions were drawn on (None: nowhere, no frame is drawn)."""
     from edge_runtime.hospital.dicomweb import DicomWebArchive
     from edge_runtime.hospital.drawn import drawn_fetched, drawn_from
@@ -350,7 +350,7 @@ def _frame_source(sr: Path, images: Path | None, pacs: str | None, dicomweb: str
         archive = Archive(Peer.parse(pacs), "FLEREPORT") if pacs else DicomWebArchive(dicomweb)
     except ValueError as exc:  # a malformed peer or URL, named
         raise click.UsageError(str(exc)) from None
-    return lambda said: drawn_fetched(archive, sr, said.study_uid, said.hri_regions)
+    return lambda said: drawn_fetched(archive, said.study_uid, said.hri_regions)
 
 
 @main.group(cls=ProductGroup)

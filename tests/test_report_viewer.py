@@ -156,15 +156,15 @@ def _region_pixels(page: Path) -> dict[str, int]:
 def test_the_report_page_draws_both_regions_on_the_stored_frame_fetched_or_given(tmp_path: Path) -> None:
     from benchmarks.orthanc import Orthanc
     from edge_runtime.cli import main as edge_cli
-    from edge_runtime.hospital.drawn import image_series
+    from edge_runtime.hospital.report import image_series
     from phantom.study import write_study
     from phantom.subject import draw_cohort
 
     study = write_study(tmp_path / "study", draw_cohort(2, seed=3)[1], seed=3)
     kidney = next(image.path for image in study.images if image.view == "kidney_liver")
     path, image = _report(tmp_path, source_image=kidney)
-    assert image_series(path, image.sop_instance) == image.series  # only the image's series is fetched
-    assert image_series(path, "1.2.3.4") == ""
+    assert read_report(path).hri_regions[0].series_uid == image.series  # only the image's series is fetched
+    assert image_series(pydicom.dcmread(path), "1.2.3.4") == ""
     runner = CliRunner()
     given = runner.invoke(edge_cli, ["report", "--sr", str(path), "--png", str(tmp_path / "given.png"),
                                      "--images", str(tmp_path / "study")])  # fmt: skip

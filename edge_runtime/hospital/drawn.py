@@ -82,37 +82,14 @@ def drawn_from(folder: Path, regions: tuple[ShownRegion, ...]) -> DrawnFrame:
     return DrawnFrame(draw_regions(frames[frame - 1], regions), f"regions drawn on image {uid}, frame {frame}")
 
 
-def image_series(report: Path, sop_instance_uid: str) -> str:
-    """The series the report's evidence lists an image in ('' when none does), so only that series is fetched
-    rather than a study whose cine loops may run to hundreds of megabytes."""
-    import pydicom
-
-    document = pydicom.dcmread(report, stop_before_pixels=True)
-    for evidence in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
-        for study in document.get(evidence, []):
-            for series in study.get("ReferencedSeriesSequence", []):
-                listed = {str(i.ReferencedSOPInstanceUID) for i in series.get("ReferencedSOPSequence", [])}
-                if sop_instance_uid in listed:
-                    return str(series.SeriesInstanceUID)
-    return ""
-
-
-def drawn_fetched(archive: StudyArchive, report: Path, study_uid: str, regions: tuple[ShownRegion, ...]) -> DrawnFrame:
+def drawn_fetched(archive: StudyArchive, study_uid: str, regions: tuple[ShownRegion, ...]) -> DrawnFrame:
     """The regions drawn on their frame, fetched from the archive first: its series, or the whole study when the
-    report lists no series for it.
-
-    Args:
-        archive: the PACS or DICOMweb service.
-        report: the SR file (its evidence names the image's series).
-        study_uid: the study.
-        regions: the report's regions.
-    """
+    report lists no series for it."""
     if not regions:
         return NOTHING_TO_DRAW
-    series = image_series(report, regions[0].sop_instance_uid)
     with tempfile.TemporaryDirectory(prefix="report-") as tmp:
         try:
-            archive.retrieve(study_uid, Path(tmp), series_uid=series)
+            archive.retrieve(study_uid, Path(tmp), series_uid=regions[0].series_uid)
         except RetrieveError as exc:
             return DrawnFrame(None, f"regions not drawn: {exc}")
         return drawn_from(Path(tmp), regions)

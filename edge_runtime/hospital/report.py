@@ -289,10 +289,23 @@ class ShownRegion:
     sop_instance_uid: str
     frame_number: int
     mean_echo: float
+    series_uid: str = ""  # the image's series, as the report's evidence lists it ('' when it does not)
+
+
+def image_series(sr: Dataset, sop_instance_uid: str) -> str:
+    """The series the report's evidence lists an image in ('' when none does), so a viewer fetches only that series
+    rather than a study whose cine loops may run to hundreds of megabytes."""
+    for evidence in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        for study in sr.get(evidence, []):
+            for series in study.get("ReferencedSeriesSequence", []):
+                listed = {str(i.ReferencedSOPInstanceUID) for i in series.get("ReferencedSOPSequence", [])}
+                if sop_instance_uid in listed:
+                    return str(series.SeriesInstanceUID)
+    return ""
 
 
 def _shown_regions(sr: Any) -> tuple[ShownRegion, ...]:
-    """Every planar ROI group's region as a viewer reads it: the SCOORD and the image it is drawn on."""
+    """Every planar ROI group's region as a viewer reads it: the SCOORD, the image it is drawn on and its series."""
     out = []
     for group in sr.content.get_planar_roi_measurement_groups():
         scoord = group.roi
@@ -300,7 +313,8 @@ def _shown_regions(sr: Any) -> tuple[ShownRegion, ...]:
         echo = next(float(m.value) for m in group.get_measurements() if m.name.value == codes.MEAN_ECHO.value)
         points = tuple((float(x), float(y)) for x, y in scoord.value[:-1])  # the closing point repeats the first
         frame = int(reference.get("ReferencedFrameNumber", 1))
-        out.append(ShownRegion(str(group.tracking_identifier), points, reference.ReferencedSOPInstanceUID, frame, echo))
+        uid = str(reference.ReferencedSOPInstanceUID)
+        out.append(ShownRegion(str(group.tracking_identifier), points, uid, frame, echo, image_series(sr, uid)))
     return tuple(out)
 
 
