@@ -93,12 +93,15 @@ def kept_finals(out: Path) -> dict[str, ExamRecord]:
     return {k: ExamRecord.model_validate(v) for k, v in json.loads((out / KEPT).read_text()).items()}
 
 
-def calibration_rows(out: Path, rule: ChangeRule) -> list[dict[str, Any]]:
+def calibration_rows(patients: list[FollowedPatient], finals: dict[str, ExamRecord], rule: ChangeRule) -> list[dict]:
+    """The calibration group's comparisons under ``rule``: what calibrated_rule is fitted on."""
+    return [judged(p, finals, rule) for p in patients if p.group == "calibration"]
+
+
+def kept_calibration_rows(out: Path, rule: ChangeRule) -> list[dict[str, Any]]:
     """Another run's calibration group, judged again from its kept exams (its patients rebuilt from its seed)."""
     said = json.loads((out / "followup.json").read_text())
-    patients = followed_patients(said["per_group"], said["seed"])
-    finals = kept_finals(out)
-    return [judged(p, finals, rule) for p in patients if p.group == "calibration"]
+    return calibration_rows(followed_patients(said["per_group"], said["seed"]), kept_finals(out), rule)
 
 
 def judged(p: FollowedPatient, finals: dict[str, ExamRecord], rule: ChangeRule) -> dict[str, Any]:
@@ -193,9 +196,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {b['false_change']}/{b['no_change_patients']} |"
         )
     rule = result["calibrated"]["rule"]
-    pooled = result.get("calibrated_with") or []
-    unchanged = result["per_group"] * (1 + len(pooled))
-    lines += ["", f"The calibrated rule rests on {unchanged} unchanged patients"
+    pooled = result["calibrated_with"]
+    lines += ["", f"The calibrated rule rests on {result['calibration_patients']} unchanged patients"
               + (f" (this run's and {', '.join(pooled)}'s calibration groups)." if pooled else ".")]  # fmt: skip
     lines += ["", "The rule is the bundle's: a box serving this bundle sets, in edge.toml,", "", "```toml",
               "[runtime.followup]", f"scale = {rule['scale']:.2f}", f"between_visits = {rule['between_visits']:.2f}",
@@ -248,10 +250,11 @@ def main(
         out.mkdir(parents=True, exist_ok=True)
         (out / KEPT).write_text(json.dumps({k: v.model_dump(mode="json") for k, v in finals.items()}))
     default = FollowUpSettings().rule
-    calibration = [judged(p, finals, default) for p in patients if p.group == "calibration"]
-    calibrated = calibrated_rule(calibration + [row for d in pooled_dirs for row in calibration_rows(Path(d), default)])
+    calibration = calibration_rows(patients, finals, default)
+    calibration += [row for d in pooled_dirs for row in kept_calibration_rows(Path(d), default)]
+    calibrated = calibrated_rule(calibration)
     result: dict[str, Any] = {"bundle": bundle_dir, "machine": machine(), "per_group": per_group, "seed": seed}
-    result["calibrated_with"] = [str(d) for d in pooled_dirs]
+    result |= {"calibrated_with": [str(d) for d in pooled_dirs], "calibration_patients": len(calibration)}
     for name, rule in (("calibrated", calibrated), ("default", default)):
         rows = [judged(p, finals, rule) for p in patients]
         said = {"scale": rule.scale, "between_visits": rule.between_visits, "pair_sd": rule.pair_sd}

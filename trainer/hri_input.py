@@ -14,8 +14,6 @@ from edge_runtime.measure.hri import measure_frame
 from trainer.config import HRI_SCALAR, TrainConfig
 from trainer.dataset import Cohort
 
-HRI_INPUT = HRI_SCALAR  # the head's input name and the features dict's key
-
 
 def subject_hri(cohort: Cohort) -> dict[str, float | None]:
     """Each subject's HRI on its kidney-liver image (None: not measurable)."""
@@ -33,8 +31,8 @@ def log_hri_column(cohort: Cohort) -> tuple[np.ndarray, int]:
 
 def with_hri_input(features: dict[str, np.ndarray], cohort: Cohort, config: TrainConfig) -> dict[str, np.ndarray]:
     """``features`` plus, when the configuration asks for it, the log HRI as one more (subjects, variants, 1) block."""
-    if not config.hri or HRI_INPUT in features:
+    if not config.hri or HRI_SCALAR in features:
         return features
     variants = next(iter(features.values())).shape[1]
     column, _ = log_hri_column(cohort)
-    return {**features, HRI_INPUT: np.repeat(column[:, None, None], variants, axis=1)}
+    return {**features, HRI_SCALAR: np.repeat(column[:, None, None], variants, axis=1)}

@@ -98,5 +98,7 @@ class DicomWebArchive:
             objects = self._ask("series retrieval (WADO-RS)", lambda c: c.retrieve_series(study_uid, series_uid))
         else:
             objects = self._ask("study retrieval (WADO-RS)", lambda c: c.retrieve_study(study_uid))
-        saved = [(str(item.SOPInstanceUID), partial(item.save_as, enforce_file_format=True)) for item in objects]
-        return Retrieved([written_whole(into, uid, save) for uid, save in saved], 0)
+        written = [
+            written_whole(into, str(o.SOPInstanceUID), partial(o.save_as, enforce_file_format=True)) for o in objects
+        ]
+        return Retrieved(written, 0)
