@@ -34,8 +34,9 @@ def _known_fields(data: Any, model: Any) -> Any:
     return kept
 
 
-def _older_bundle(bundle: Path, meta_model: Any) -> Path:
-    copy = Path(tempfile.mkdtemp()) / bundle.name
+def _older_bundle(bundle: Path, meta_model: Any, work: Path) -> Path:
+    """A copy of the bundle, in the replay's own folder, whose bundle.json holds only what the older runtime reads."""
+    copy = work / bundle.name
     shutil.copytree(bundle, copy)
     meta = json.loads((bundle / "bundle.json").read_text())
     (copy / "bundle.json").write_text(json.dumps(_known_fields(meta, meta_model)))
@@ -77,7 +78,7 @@ def _server(bundle_dir: Path, audit: Path) -> tuple[Any, Any, Any]:
 
         from edge_runtime.config import RuntimeConfig
 
-        bundle = load_bundle(_older_bundle(bundle_dir, BundleMeta))
+        bundle = load_bundle(_older_bundle(bundle_dir, BundleMeta, audit.parent))
         server = EdgeServer(RuntimeConfig(audit_log=audit), bundle, default_profiles(), zmq.Context())
         return server, server.handle_message, server.process
     from edge_runtime.config import load_config

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "localhost/fatty-liver-edge:test"
 IMAGE_USER = 10001
 BUDGET_BYTES = 450_000_000
+TITLE = "org.opencontainers.image.title=fatty-liver-edge"
 TOOLS = ("podman", "mmdebstrap", "unshare", "chroot")
 
 
@@ -58,6 +59,14 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> dict:
                                check=True).stdout.strip())  # fmt: skip
     yield {"report": report, "inspect": inspected, "root": root, "sbom": out / "sbom.cdx.json"}
     subprocess.run(["podman", "image", "unmount", IMAGE], capture_output=True)
+
+
+def test_a_build_leaves_no_unnamed_images_of_its_own(image: dict) -> None:
+    """Every build replaces the last one: the images it superseded, and its build stage, are removed, so repeated
+    builds (each `make test` runs one) do not fill the disk. Tagged bases and other projects' images stay."""
+    unnamed = ["podman", "images", "--all", "--filter", "dangling=true", "--filter", f"label={TITLE}", "-q"]
+    listed = subprocess.run(unnamed, capture_output=True, text=True, check=True)
+    assert listed.stdout.split() == [], listed.stdout
 
 
 def _in_image(image: dict, volumes: dict[Path, tuple[str, str]], argv: list[str]) -> list[str]:

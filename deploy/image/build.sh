@@ -50,6 +50,9 @@ podman build --quiet --log-level=error --isolation chroot --format docker --laye
     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     -f deploy/Containerfile -t "$IMAGE" . >/dev/null
 done_at=$(date +%s)
+# What this build superseded (the tag's last image, the build stage's layers) is unnamed now: removed, so that
+# repeated builds do not fill the disk. Only the project's own images are touched; bases are tagged and stay.
+podman image prune --force --filter label=org.opencontainers.image.title=fatty-liver-edge >/dev/null
 
 # The SBOM beside the image, and what the image weighs.
 mount=$(podman image mount "$IMAGE")
