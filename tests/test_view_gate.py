@@ -96,29 +96,51 @@ def screens() -> dict[str, tuple[str, np.ndarray]]:
 
 
 def test_auto_frames_are_routed_by_the_gate_and_others_are_counted(bundle_dir: Path, tmp_path: Path, screens) -> None:
-    liver = _server(bundle_dir, tmp_path, "liver")
-    scanner, image = screens["kidney_liver"]
-    assert liver.pipeline.run(_frame(AUTO_VIEW, 1, image, scanner)) is None  # filed as liver: no pair yet
-    assert liver.bedside.worker.sessions.get("exam-1").views.keys() == {"liver"}
+    liver = _server(bundle_dir, tmp_path, "kidney_liver")
+    scanner, image = screens["liver"]
+    assert liver.pipeline.run(_frame(AUTO_VIEW, 1, image, scanner)) is None  # filed as the head says: no pair yet
+    assert liver.bedside.worker.sessions.get("exam-1").views.keys() == {"kidney_liver"}
     other = _server(bundle_dir, tmp_path, "other")
+    scanner, image = screens["liver"]  # no kidney in view: the kidney finder does not overrule the head
     assert other.pipeline.run(_frame(AUTO_VIEW, 1, image, scanner)) is None
     counters = other.stats.snapshot()["counters"]
     assert counters["gate_rejected"] == 1 and counters["gate_rejected_other"] == 1
     assert other.bedside.worker.sessions.get("exam-1") is None  # never paired, no session opened
 
 
+@pytest.mark.parametrize("head_says", ["other", "liver"])
+def test_a_kidney_the_finder_is_sure_of_makes_a_kidney_liver_view_whatever_the_head_says(
+    bundle_dir: Path, tmp_path: Path, screens, head_says: str
+) -> None:
+    """A head fitted on a run without severe livers calls their kidney-liver view 'other' or 'liver'; the unlearned
+    kidney finder files it, counted, with its evidence as the confidence. Frames of no kidney keep the head's view."""
+    server = _server(bundle_dir, tmp_path, head_says)
+    scanner, image = screens["kidney_liver"]
+    server.pipeline.run(_frame(AUTO_VIEW, 1, image, scanner))
+    kept = server.bedside.worker.sessions.get("exam-1").views
+    assert kept.keys() == {"kidney_liver"} and kept["kidney_liver"].view_confidence >= 0.9
+    assert server.stats.snapshot()["counters"]["view_kidney_found"] == 1
+    for seq, shot in enumerate(("doppler", "air", "liver"), start=2):
+        server.pipeline.run(_frame(AUTO_VIEW, seq, screens[shot][1], screens[shot][0]))
+    assert server.stats.snapshot()["counters"]["view_kidney_found"] == 1
+    named_liver = _server(bundle_dir, tmp_path, head_says)  # the header's liver and the head agree or win
+    named_liver.pipeline.run(_frame("liver", 1, image, scanner))
+    session = named_liver.bedside.worker.sessions.get("exam-1")
+    assert session is None or "kidney_liver" not in session.views
+
+
 def test_a_confident_gate_overrules_a_named_view_unless_the_header_has_authority(
     bundle_dir: Path, tmp_path: Path, screens
 ) -> None:
-    scanner, image = screens["kidney_liver"]
-    model = _server(bundle_dir, tmp_path, "liver")
-    model.pipeline.run(_frame("kidney_liver", 1, image, scanner))
+    scanner, image = screens["liver"]
+    model = _server(bundle_dir, tmp_path, "kidney_liver")
+    model.pipeline.run(_frame("liver", 1, image, scanner))
     assert model.stats.snapshot()["counters"]["view_mismatch"] == 1
-    assert model.bedside.worker.sessions.get("exam-1").views.keys() == {"liver"}
+    assert model.bedside.worker.sessions.get("exam-1").views.keys() == {"kidney_liver"}
     for config in ({"gate": {"view_authority": "header"}}, {"meets_bar": False}):
-        header = _server(bundle_dir, tmp_path, "liver", **config)
-        header.pipeline.run(_frame("kidney_liver", 1, image, scanner))
-        assert header.bedside.worker.sessions.get("exam-1").views.keys() == {"kidney_liver"}, config
+        header = _server(bundle_dir, tmp_path, "kidney_liver", **config)
+        header.pipeline.run(_frame("liver", 1, image, scanner))
+        assert header.bedside.worker.sessions.get("exam-1").views.keys() == {"liver"}, config
         assert header.stats.snapshot()["counters"]["view_mismatch"] == 1, config  # counted whoever wins
 
 

@@ -6,6 +6,9 @@ logistic head on them, and the guard a few statistics, microseconds next to the 
 - Colour: a frame with colour in the box (Doppler, a menu, an overlay) is not a B-mode view, whatever it is named.
 - :class:`ViewHead`: pooled, standardised features -> softmax over ``VIEW_CLASSES``. Frames whose predicted view is
   ``other``, or whose confidence is below the bundle's floor, are never paired.
+- The kidney finder (edge_runtime.measure.regions, unlearned): a frame the head would not file as a kidney-liver view
+  is one when a kidney is surely in view. The head learns from the run's subjects; a run with few severe livers
+  has not seen one's kidney-liver view (a bright liver over a dark cortex) and calls it ``other`` or ``liver``.
 - :class:`ViewGuard`: per view, a PCA summary of the training features. The score adds the Mahalanobis
   distance inside the principal subspace (per component) to the residual outside it (relative to training);
   both are about 1 for a training-like frame. Above the view's threshold the frame is out of distribution.
@@ -38,6 +41,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.contracts import (
+    AUTO_VIEW,
     FEATURE_MAP,
     SPECKLE_STATISTICS,
     VIEW_CLASSES,
@@ -48,6 +52,7 @@ from edge_runtime.contracts import (
     GuardSpec,
     ViewGateSpec,
 )
+from edge_runtime.measure.regions import KIDNEY_VIEW_EVIDENCE, kidney_in_view
 from edge_runtime.pipeline.preprocess import SECTOR_FLOOR, channel_max
 
 GATE_FILE = "gate.npz"
@@ -405,6 +410,7 @@ class Route:
     confidence: float | None = None
     kept_out: GateKeptOut | None = None  # colour, other, or a view predicted below the confidence floor
     mismatch: str | None = None
+    by_kidney: bool = False  # filed kidney_liver by the kidney finder where the view head would not have
 
 
 class GatePolicy:
@@ -418,10 +424,32 @@ class GatePolicy:
         """
         self.gate, self.spec, self.view_authority = gate, spec, view_authority
 
-    def route(self, named: str, tensor: np.ndarray, features: np.ndarray) -> Route:
+    def route(self, named: str, tensor: np.ndarray, features: np.ndarray, look_for_kidney: bool = True) -> Route:
         """The view a frame is paired under. A named view is used as sent unless the gate confidently says otherwise
         (and wins: view_authority 'model' and a gate meeting its CV bar); the disagreement is reported whoever wins.
-        An 'auto' frame needs a confident liver or kidney_liver prediction. Colour comes first: it is not a view."""
+        An 'auto' frame needs a confident liver or kidney_liver prediction. Colour comes first: it is not a view.
+        An 'auto' or kidney-liver frame the head would not file as kidney_liver is one when the kidney finder is
+        sure of a kidney.
+
+        Args:
+            named: the view the frame's header names ('auto' when the source does not know).
+            tensor: the model input.
+            features: its encoder features.
+            look_for_kidney: ask the kidney finder if needed (it costs tens of ms; the caller may ration it).
+        """
+        route = self._head_route(named, tensor, features)
+        kidney_liver = VIEWS[1]
+        if not look_for_kidney or route.view == kidney_liver or route.kept_out == COLOUR:
+            return route
+        if named not in (AUTO_VIEW, kidney_liver) or self.gate is None or self.gate.view_head is None:
+            return route
+        evidence = kidney_in_view(channel_max(tensor))
+        if evidence < KIDNEY_VIEW_EVIDENCE:
+            return route
+        return Route(kidney_liver, evidence, mismatch=route.mismatch, by_kidney=True)
+
+    def _head_route(self, named: str, tensor: np.ndarray, features: np.ndarray) -> Route:
+        """The route the view head and view authority give."""
         if self.gate is None or self.gate.view_head is None:
             return Route(named)
         predicted, confidence = self.gate.sort(tensor, features)

@@ -29,7 +29,8 @@ from edge_runtime.wire.protocol import ProtocolError, decode_payload
 
 FULL_FRAME_PROFILE = ScannerProfile.from_mapping(FULL_FRAME, {"vendor": "unspecified", "crop": FULL_FRAME})
 HRI_EVERY_S = 1.0  # a session's kidney-liver frames are measured at most this often (seconds)
-MEASURED_SESSIONS = 256  # beyond this many remembered sessions, the ones not measured lately are forgotten
+MEASURED_SESSIONS = 256  # beyond this many remembered sessions, the ones not looked at lately are forgotten
+KIDNEY_LOOK_EVERY_S = 0.5  # the gate asks the kidney finder about a session's frames at most this often (seconds)
 BLANK_RANGE = 8  # a preprocessed frame whose pixels span fewer grey levels than this carries no image
 
 
@@ -98,6 +99,22 @@ class EncodeStage:
         return frame
 
 
+class Ration:
+    """At most one costly look per session every ``every_s`` seconds, remembering a bounded number of sessions."""
+
+    def __init__(self, every_s: float):
+        self.every_s, self.last = every_s, {}
+
+    def due(self, session: str, now: float) -> bool:
+        """Whether this session may have its look now (and, if so, the look is taken)."""
+        if now - self.last.get(session, -math.inf) < self.every_s:
+            return False
+        if len(self.last) > MEASURED_SESSIONS:
+            self.last = {k: t for k, t in self.last.items() if now - t < self.every_s}
+        self.last[session] = now
+        return True
+
+
 class GateStage:
     """Which view the frame shows (routing and view authority, edge_runtime.model.gate.GatePolicy), whether it repeats
     the session's last kept frame of that view (a frozen screen is one image), and whether the guard flags it."""
@@ -112,12 +129,16 @@ class GateStage:
         keep_crops: keep the model input for thumbnails.
         """
         self.policy, self.sessions, self.settings, self.keep_crops = policy, sessions, settings, keep_crops
+        self.kidney_looks = Ration(KIDNEY_LOOK_EVERY_S)
 
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
         header = frame.header
         if frame.origin is not None:
             self.sessions.arrived(header.session, frame.origin, time.monotonic())
-        route = self.policy.route(header.view, frame.tensor, frame.features)
+        look = self.kidney_looks.due(header.session, time.monotonic())
+        route = self.policy.route(header.view, frame.tensor, frame.features, look_for_kidney=look)
+        if route.by_kidney:
+            frame.counts.append(Count.VIEW_KIDNEY_FOUND)
         if route.mismatch is not None:
             frame.counts.append(Count.VIEW_MISMATCH)
             text = f"session {header.session}: header says {header.view}, gate {route.mismatch}"
@@ -145,15 +166,11 @@ class MeasureStage:
     name = Stage.MEASURE
 
     def __init__(self, every_s: float = HRI_EVERY_S):
-        self.every_s, self.last = every_s, {}
+        self.measures = Ration(every_s)
 
     def __call__(self, frame: FrameContext) -> FrameContext:
-        session, now = frame.header.session, time.monotonic()
-        if frame.view != VIEWS[1] or now - self.last.get(session, -math.inf) < self.every_s:
+        if frame.view != VIEWS[1] or not self.measures.due(frame.header.session, time.monotonic()):
             return frame
-        if len(self.last) > MEASURED_SESSIONS:
-            self.last = {k: t for k, t in self.last.items() if now - t < self.every_s}
-        self.last[session] = now
         measured = measure_frame(frame.tensor)
         frame.hri = frame.kept.hri = measured.reading(frame.header.seq, frame.box)
         frame.counts.append(Count.HRI_MEASURED if measured.value is not None else counted(measured.absent))
