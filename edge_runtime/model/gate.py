@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -424,7 +425,9 @@ class GatePolicy:
         """
         self.gate, self.spec, self.view_authority = gate, spec, view_authority
 
-    def route(self, named: str, tensor: np.ndarray, features: np.ndarray, look_for_kidney: bool = True) -> Route:
+    def route(
+        self, named: str, tensor: np.ndarray, features: np.ndarray, may_look: Callable[[], bool] | None = None
+    ) -> Route:
         """The view a frame is paired under. A named view is used as sent unless the gate confidently says otherwise
         (and wins: view_authority 'model' and a gate meeting its CV bar); the disagreement is reported whoever wins.
         An 'auto' frame needs a confident liver or kidney_liver prediction. Colour comes first: it is not a view.
@@ -435,13 +438,14 @@ class GatePolicy:
             named: the view the frame's header names ('auto' when the source does not know).
             tensor: the model input.
             features: its encoder features.
-            look_for_kidney: ask the kidney finder if needed (it costs tens of ms; the caller may ration it).
+            may_look: asked just before the kidney finder would run (it costs tens of ms), so a caller can ration
+                the looks actually taken; None: always.
         """
         route = self._head_route(named, tensor, features)
         kidney_liver = VIEWS[1]
-        if not look_for_kidney or route.view == kidney_liver or route.kept_out == COLOUR:
+        if route.view == kidney_liver or route.kept_out == COLOUR or named not in (AUTO_VIEW, kidney_liver):
             return route
-        if named not in (AUTO_VIEW, kidney_liver) or self.gate is None or self.gate.view_head is None:
+        if self.gate is None or self.gate.view_head is None or (may_look is not None and not may_look()):
             return route
         evidence = kidney_in_view(channel_max(tensor))
         if evidence < KIDNEY_VIEW_EVIDENCE:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -105,8 +106,9 @@ class Ration:
     def __init__(self, every_s: float):
         self.every_s, self.last = every_s, {}
 
-    def due(self, session: str, now: float) -> bool:
+    def due(self, session: str, now: float | None = None) -> bool:
         """Whether this session may have its look now (and, if so, the look is taken)."""
+        now = time.monotonic() if now is None else now
         if now - self.last.get(session, -math.inf) < self.every_s:
             return False
         if len(self.last) > MEASURED_SESSIONS:
@@ -135,8 +137,9 @@ class GateStage:
         header = frame.header
         if frame.origin is not None:
             self.sessions.arrived(header.session, frame.origin, time.monotonic())
-        look = self.kidney_looks.due(header.session, time.monotonic())
-        route = self.policy.route(header.view, frame.tensor, frame.features, look_for_kidney=look)
+        route = self.policy.route(
+            header.view, frame.tensor, frame.features, partial(self.kidney_looks.due, header.session)
+        )
         if route.by_kidney:
             frame.counts.append(Count.VIEW_KIDNEY_FOUND)
         if route.mismatch is not None:
