@@ -96,7 +96,7 @@ def test_a_live_exam_carries_each_frames_regions_in_frame_pixels_and_the_exams_h
 
     server = offline_server(bundle_dir, tmp_path)
     measure = next(stage for stage in server.pipeline.stages if stage.name == Stage.MEASURE)
-    measure.every_s = 0.0  # every kidney-liver frame, so the test needs no waiting
+    measure.measures.every_s = 0.0  # every kidney-liver frame, so the test needs no waiting
     subject = draw_cohort(24, SEED, prevalence=0.6, pdff_distribution="severity-rich")[1]
     profile = profile_for(subject)
     screens = {v: render_view(subject, v, SEED).screen for v in ("liver", "kidney_liver")}
