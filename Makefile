@@ -40,15 +40,8 @@ edge-check: $(EDGE_STAMP)
 # real PACS, Modality Worklist and DICOMweb service for the report tests), dicom3tools (dciodvfy validates every
 # report), podman, buildah and mmdebstrap (the bedside image, built with no registry: `make image`), and node with
 # npm (a JavaScript SR reader's test).
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := chromium chromium-driver systemd faketime dcmtk orthanc orthanc-dicomweb dicom3tools podman buildah mmdebstrap nodejs npm
-DEBIAN_PLUGIN := /usr/share/orthanc/plugins/libOrthancDicomWeb.so
-DEBIAN_COMMANDS := chromium chromedriver systemd-analyze faketime storescu Orthanc dciodvfy podman buildah mmdebstrap node npm
 debian-tools:
-	@missing=; for c in $(DEBIAN_COMMANDS); do command -v $$c >/dev/null || missing=1; done; \
-	  [ -f $(DEBIAN_PLUGIN) ] || missing=1; [ -z "$$missing" ] || \
-	  { $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null 2>&1 || \
-	    { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); }; }
+	@sh scripts/debian_tools.sh
 
 demo: $(STAMP) debian-tools
 	$(BIN)/python scripts/demo.py
