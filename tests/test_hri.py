@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from edge_runtime.contracts import HriAbsent
+from edge_runtime.contracts import FrameHeader, HriAbsent
 from edge_runtime.measure.hri import FrameHri, RegionEcho, exam_hri, measure_frame, ratio_interval
+from edge_runtime.pipeline.frame import FrameContext
+from edge_runtime.pipeline.preprocess import channel_max
+from edge_runtime.pipeline.sessions import ViewFeatures
+from edge_runtime.pipeline.stages import MeasureStage
 from phantom.anatomy import CORTEX, LIVER
 from phantom.render import profile_for, render_view
 from phantom.subject import draw_cohort
@@ -92,11 +96,9 @@ def test_the_ratio_interval_widens_with_speckle_and_frames_combine_on_the_log_sc
 def test_a_live_exam_carries_each_frames_regions_in_frame_pixels_and_the_exams_hri(bundle_dir, tmp_path) -> None:
     from helpers import breathed, frame_context, offline_server
 
-    from edge_runtime.contracts import Count, Stage, counted
+    from edge_runtime.contracts import Count, counted
 
     server = offline_server(bundle_dir, tmp_path)
-    measure = next(stage for stage in server.pipeline.stages if stage.name == Stage.MEASURE)
-    measure.measures.every_s = 0.0  # every kidney-liver frame, so the test needs no waiting
     subject = draw_cohort(24, SEED, prevalence=0.6, pdff_distribution="severity-rich")[1]
     profile = profile_for(subject)
     screens = {v: render_view(subject, v, SEED).screen for v in ("liver", "kidney_liver")}
@@ -120,6 +122,43 @@ def test_a_live_exam_carries_each_frames_regions_in_frame_pixels_and_the_exams_h
     assert measured + absent == 6 and exam.tried == 6 and exam.frames == measured >= 3
     assert exam.interval[0] < exam.value < exam.interval[1]
     server.bedside.audit.close()
+
+
+def _kidney_liver_frame(tensor: np.ndarray, session: str, ts: float) -> FrameContext:
+    header = FrameHeader(1, int(ts * 100), ts, session, "PHILIPS-like", "kidney_liver", 224, 224, 3, "raw")
+    frame = FrameContext(header, b"", ts)
+    frame.view, frame.tensor, frame.box = "kidney_liver", tensor, (0, 0, 224, 224)
+    frame.kept = ViewFeatures(np.zeros(1, np.float32), header.seq, ts)
+    return frame
+
+
+def test_a_session_is_measured_by_its_own_capture_time_whatever_the_replay_speed() -> None:
+    """Frames captured a quarter second apart, handed over at once (a replay), are measured once a second of
+    capture time, as they were live; a scanner clock set back starts the count again."""
+    subject = draw_cohort(24, SEED, prevalence=0.6, pdff_distribution="severity-rich")[1]
+    tensor = input_and_labels(subject, "kidney_liver", SEED)[0]
+    stage = MeasureStage(every_s=1.0)
+    stamps = [100.0 + 0.25 * k for k in range(8)] + [50.0, 50.5]
+    measured = [stage(_kidney_liver_frame(tensor, "replayed", ts)).hri is not None for ts in stamps]
+    assert measured == [True, False, False, False, True, False, False, False, True, False]
+    assert stage(_kidney_liver_frame(tensor, "another exam", 100.25)).hri is not None
+
+
+def test_a_frame_the_gate_filed_by_its_kidney_is_searched_once(monkeypatch) -> None:
+    """The gate's kidney search travels with the frame: the HRI stage measures on it, with the same answer."""
+    from edge_runtime.measure import regions
+
+    subject = draw_cohort(24, SEED, prevalence=0.6, pdff_distribution="severity-rich")[1]
+    tensor = input_and_labels(subject, "kidney_liver", SEED)[0]
+    alone = measure_frame(tensor)
+    searches = []
+    real = regions.find_kidney
+    monkeypatch.setattr(regions, "find_kidney", lambda smooth: searches.append(1) or real(smooth))
+    frame = _kidney_liver_frame(tensor, "rescued", 100.0)
+    frame.kidney = regions.look_for_kidney(channel_max(tensor))
+    reading = MeasureStage()(frame).hri
+    assert len(searches) == 1
+    assert reading == alone.reading(frame.header.seq, frame.box)
 
 
 def test_hostile_frames_give_a_reason_and_never_raise() -> None:

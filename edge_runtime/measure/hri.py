@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_runtime.contracts import HRI_ABSENT_SAID, ExamHri, HriAbsent, HriReading
 from edge_runtime.contracts.constants import MODEL_SIZE
-from edge_runtime.measure.regions import Region, find_regions
+from edge_runtime.measure.regions import KidneyLook, Region, find_regions
 from edge_runtime.pipeline.preprocess import SECTOR_FLOOR, channel_max
 
 Z_95 = 1.959964
@@ -120,10 +120,11 @@ def absent_reason(liver: RegionEcho, cortex: RegionEcho) -> HriAbsent | None:
     return None
 
 
-def measure_frame(tensor: np.ndarray) -> FrameHri:
-    """The HRI of one kidney-liver frame (the model input), or why it is not measurable."""
+def measure_frame(tensor: np.ndarray, look: KidneyLook | None = None) -> FrameHri:
+    """The HRI of one kidney-liver frame (the model input), or why it is not measurable; ``look`` is the view
+    gate's kidney search on this frame, when it made one."""
     grey = channel_max(tensor).astype(np.float32)
-    found = find_regions(grey, SECTOR_FLOOR)
+    found = find_regions(grey, SECTOR_FLOOR, look)
     if found.kidney is None:
         return FrameHri(None, None, HriAbsent.NO_KIDNEY)
     shape = grey.shape

@@ -254,29 +254,38 @@ def kidney_evidence(smooth: np.ndarray, kidney: Kidney) -> float:
     return 1.0 / (1.0 + math.exp(-logit))
 
 
-def _kidney_in(smooth: np.ndarray) -> tuple[Kidney | None, float]:
+@dataclass(frozen=True)
+class KidneyLook:
+    """One search for a kidney on a frame: the smoothed grey image it searched, the best ellipse (None: no template
+    fits) and how sure the image is that it is a kidney (kidney_evidence, 0 to 1). The view gate's look travels with
+    the frame, so the HRI stage measures on it instead of searching again (about 50 ms)."""
+
+    smooth: np.ndarray
+    kidney: Kidney | None
+    evidence: float
+
+
+def look_for_kidney(grey: np.ndarray) -> KidneyLook:
+    """Search a frame's model-input grey image for a kidney. Nothing here is learned from a run, so it does not
+    depend on which livers a run saw: the view gate asks it when its own head would not file a frame as a
+    kidney-liver view, and find_regions starts from it."""
+    smooth = cv2.GaussianBlur(grey.astype(np.float32), (0, 0), SMOOTH_SIGMA)
     kidney = find_kidney(smooth)
-    return kidney, (0.0 if kidney is None else kidney_evidence(smooth, kidney))
+    return KidneyLook(smooth, kidney, 0.0 if kidney is None else kidney_evidence(smooth, kidney))
 
 
-def kidney_in_view(grey: np.ndarray) -> float:
-    """How sure a frame's model-input grey image is that a kidney is in view, 0 to 1 (kidney_evidence of the best
-    template; 0 when none fits). Nothing here is learned from a run, so it does not depend on which livers a run
-    saw: the view gate asks it when its own head would not file a frame as a kidney-liver view."""
-    return _kidney_in(cv2.GaussianBlur(grey.astype(np.float32), (0, 0), SMOOTH_SIGMA))[1]
-
-
-def find_regions(grey: np.ndarray, floor: float) -> Regions:
+def find_regions(grey: np.ndarray, floor: float, look: KidneyLook | None = None) -> Regions:
     """The kidney, the cortex region and the liver region on a kidney-liver frame.
 
     Args:
         grey: the frame's model-input grey levels (float32).
         floor: the grey level under which the smoothed image holds no echoes (outside the sector, noise).
+        look: the search already made on this grey image (the view gate's), or None to search here.
     """
-    smooth = cv2.GaussianBlur(grey, (0, 0), SMOOTH_SIGMA)
+    look = look_for_kidney(grey) if look is None else look
+    smooth, kidney = look.smooth, look.kidney
     signal = smooth > floor
-    kidney, evidence = _kidney_in(smooth)
-    if kidney is None or evidence < MIN_KIDNEY_EVIDENCE:
+    if kidney is None or look.evidence < MIN_KIDNEY_EVIDENCE:
         return Regions(None, None, None)
     rho, side, polar = kidney.radius(grey.shape)
     near = side < 0

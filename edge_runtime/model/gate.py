@@ -53,7 +53,7 @@ from edge_runtime.contracts import (
     GuardSpec,
     ViewGateSpec,
 )
-from edge_runtime.measure.regions import KIDNEY_VIEW_EVIDENCE, kidney_in_view
+from edge_runtime.measure.regions import KIDNEY_VIEW_EVIDENCE, KidneyLook, look_for_kidney
 from edge_runtime.pipeline.preprocess import SECTOR_FLOOR, channel_max
 
 GATE_FILE = "gate.npz"
@@ -411,7 +411,12 @@ class Route:
     confidence: float | None = None
     kept_out: GateKeptOut | None = None  # colour, other, or a view predicted below the confidence floor
     mismatch: str | None = None
-    by_kidney: bool = False  # filed kidney_liver by the kidney finder where the view head would not have
+    kidney: KidneyLook | None = None  # the kidney finder's look, when it filed the frame where the head would not
+
+    @property
+    def by_kidney(self) -> bool:
+        """Filed kidney_liver by the kidney finder where the view head would not have."""
+        return self.kidney is not None
 
 
 class GatePolicy:
@@ -447,10 +452,10 @@ class GatePolicy:
             return route
         if self.gate is None or self.gate.view_head is None or (may_look is not None and not may_look()):
             return route
-        evidence = kidney_in_view(channel_max(tensor))
-        if evidence < KIDNEY_VIEW_EVIDENCE:
+        look = look_for_kidney(channel_max(tensor))
+        if look.evidence < KIDNEY_VIEW_EVIDENCE:
             return route
-        return Route(kidney_liver, evidence, mismatch=route.mismatch, by_kidney=True)
+        return Route(kidney_liver, look.evidence, mismatch=route.mismatch, kidney=look)
 
     def _head_route(self, named: str, tensor: np.ndarray, features: np.ndarray) -> Route:
         """The route the view head and view authority give."""

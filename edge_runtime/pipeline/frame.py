@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.contracts import Count, ExamEstimate, FrameHeader, HriReading, Reject, Stage, View
+from edge_runtime.measure.regions import KidneyLook
 from edge_runtime.model.uncertainty import Members
 from edge_runtime.pipeline.sessions import ViewFeatures
 from edge_runtime.pipeline.studies import StudyOrigin
@@ -50,6 +51,7 @@ class FrameContext:
     features: np.ndarray | None = None  # the encoder's features
     view: View | None = None  # the view the gate files the frame under
     confidence: float | None = None  # the gate's confidence in that view
+    kidney: KidneyLook | None = None  # the gate's kidney search, when it filed the frame by it: the HRI stage reuses it
     kept: ViewFeatures | None = None  # what the session keeps of this frame
     hri: HriReading | None = None  # a kidney-liver frame's hepatorenal index, when measured
     paired: dict[str, ViewFeatures] | None = None  # both views' kept frames, once paired

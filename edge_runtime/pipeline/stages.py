@@ -7,8 +7,8 @@ nothing themselves: the runner times them, counts their drops and the counts the
 
 from __future__ import annotations
 
-import math
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from functools import partial
 from typing import Protocol
@@ -30,7 +30,6 @@ from edge_runtime.wire.protocol import ProtocolError, decode_payload
 
 FULL_FRAME_PROFILE = ScannerProfile.from_mapping(FULL_FRAME, {"vendor": "unspecified", "crop": FULL_FRAME})
 HRI_EVERY_S = 1.0  # a session's kidney-liver frames are measured at most this often (seconds)
-MEASURED_SESSIONS = 256  # beyond this many remembered sessions, the ones not looked at lately are forgotten
 KIDNEY_LOOK_EVERY_S = 0.5  # the gate asks the kidney finder about a session's frames at most this often (seconds)
 BLANK_RANGE = 8  # a preprocessed frame whose pixels span fewer grey levels than this carries no image
 
@@ -101,19 +100,24 @@ class EncodeStage:
 
 
 class Ration:
-    """At most one costly look per session every ``every_s`` seconds, remembering a bounded number of sessions."""
+    """At most one costly look per session every ``every_s`` seconds of the session's own capture time (its frames'
+    ``ts``): a live exam and its replay at any speed get the same looks. A clock set back starts the count again.
+    The ``remembered`` sessions looked at last are kept; a forgotten one simply gets its next look at once."""
+
+    remembered = 256
 
     def __init__(self, every_s: float):
-        self.every_s, self.last = every_s, {}
+        self.every_s, self.last = every_s, OrderedDict()
 
-    def due(self, session: str, now: float | None = None) -> bool:
-        """Whether this session may have its look now (and, if so, the look is taken)."""
-        now = time.monotonic() if now is None else now
-        if now - self.last.get(session, -math.inf) < self.every_s:
+    def due(self, session: str, ts: float) -> bool:
+        """Whether this session may have its look on a frame captured at ``ts`` (and, if so, the look is taken)."""
+        last = self.last.get(session)
+        if last is not None and 0.0 <= ts - last < self.every_s:
             return False
-        if len(self.last) > MEASURED_SESSIONS:
-            self.last = {k: t for k, t in self.last.items() if now - t < self.every_s}
-        self.last[session] = now
+        self.last[session] = ts
+        self.last.move_to_end(session)
+        if len(self.last) > self.remembered:
+            self.last.popitem(last=False)
         return True
 
 
@@ -138,10 +142,11 @@ class GateStage:
         if frame.origin is not None:
             self.sessions.arrived(header.session, frame.origin, time.monotonic())
         route = self.policy.route(
-            header.view, frame.tensor, frame.features, partial(self.kidney_looks.due, header.session)
+            header.view, frame.tensor, frame.features, partial(self.kidney_looks.due, header.session, header.ts)
         )
         if route.by_kidney:
             frame.counts.append(Count.VIEW_KIDNEY_FOUND)
+            frame.kidney = route.kidney
         if route.mismatch is not None:
             frame.counts.append(Count.VIEW_MISMATCH)
             text = f"session {header.session}: header says {header.view}, gate {route.mismatch}"
@@ -172,9 +177,9 @@ class MeasureStage:
         self.measures = Ration(every_s)
 
     def __call__(self, frame: FrameContext) -> FrameContext:
-        if frame.view != VIEWS[1] or not self.measures.due(frame.header.session, time.monotonic()):
+        if frame.view != VIEWS[1] or not self.measures.due(frame.header.session, frame.header.ts):
             return frame
-        measured = measure_frame(frame.tensor)
+        measured = measure_frame(frame.tensor, frame.kidney)
         frame.hri = frame.kept.hri = measured.reading(frame.header.seq, frame.box)
         frame.counts.append(Count.HRI_MEASURED if measured.value is not None else counted(measured.absent))
         return frame
