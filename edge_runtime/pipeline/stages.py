@@ -29,8 +29,8 @@ from edge_runtime.scanners.profiles import FULL_FRAME, ScannerProfile
 from edge_runtime.wire.protocol import ProtocolError, decode_payload
 
 FULL_FRAME_PROFILE = ScannerProfile.from_mapping(FULL_FRAME, {"vendor": "unspecified", "crop": FULL_FRAME})
-HRI_EVERY_S = 1.0  # a session's kidney-liver frames are measured at most this often (seconds)
-KIDNEY_LOOK_EVERY_S = 0.5  # the gate asks the kidney finder about a session's frames at most this often (seconds)
+HRI_EVERY_S = 1.0  # a session's kidney-liver frames are measured at most this often (capture seconds)
+KIDNEY_LOOK_EVERY_S = 0.5  # the gate asks the kidney finder about a session's frames at most this often (capture s)
 BLANK_RANGE = 8  # a preprocessed frame whose pixels span fewer grey levels than this carries no image
 
 
@@ -169,7 +169,8 @@ class GateStage:
 
 class MeasureStage:
     """A kidney-liver frame's hepatorenal index (edge_runtime.measure.hri), at most once per session every
-    ``every_s`` seconds: the exam needs several frames, not every one, and the frame budget stays the encoder's."""
+    ``every_s`` seconds of capture time: the exam needs several frames, not every one, and the frame budget stays
+    the encoder's. A frame the gate filed by its kidney is measured on the gate's search, not a second one."""
 
     name = Stage.MEASURE
 
