@@ -107,7 +107,8 @@ class Ration:
     remembered = 256
 
     def __init__(self, every_s: float):
-        self.every_s, self.last = every_s, OrderedDict()
+        self.every_s = every_s
+        self.last: OrderedDict[str, float] = OrderedDict()  # session -> capture time of its last look
 
     def due(self, session: str, ts: float) -> bool:
         """Whether this session may have its look on a frame captured at ``ts`` (and, if so, the look is taken)."""
