@@ -200,3 +200,31 @@ def test_a_dual_display_row_names_its_region_and_reads_what_the_bedside_reads(tm
         _trainer_tensor(path)
     with pytest.raises(ImageReadError, match=r"region 2 asked for, but the file holds 2"):
         _trainer_tensor(path, region=2)
+
+
+@pytest.mark.parametrize(
+    ("timing", "expected"),
+    [
+        ({"FrameTime": "40"}, [0.0, 0.04, 0.08]),
+        ({"FrameTimeVector": ["0", "40", "60"]}, [0.0, 0.04, 0.10]),
+        ({"FrameTime": "not a number", "CineRate": "25"}, [0.0, 0.04, 0.08]),
+        ({"FrameTimeVector": ["0", "40"], "RecommendedDisplayFrameRate": "50"}, [0.0, 0.02, 0.04]),
+        ({"FrameTime": "-5"}, [0.0, 0.0, 0.0]),
+        ({}, [0.0, 0.0, 0.0]),
+    ],
+)
+def test_a_cine_loops_frames_are_spaced_as_captured_whatever_its_cine_module_holds(timing, expected) -> None:
+    """Frame Time, else the Frame Time Vector (PS3.3 C.7.6.5: each frame's increment, the first 0), else a frame
+    rate; a value that is unreadable, negative or of the wrong length is passed over, never an error."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.dataset import Dataset
+
+    from edge_runtime.sources.dicom.store import frame_offsets
+
+    ds = Dataset()
+    for keyword, value in timing.items():
+        raw = "\\".join(value) if isinstance(value, list) else value  # as a scanner wrote it, unvalidated
+        tag = tag_for_keyword(keyword)
+        ds[tag] = RawDataElement(tag, dictionary_VR(tag), len(raw), raw.encode(), 0, True, True)
+    assert frame_offsets(ds, 3) == pytest.approx(expected)

@@ -14,11 +14,15 @@ disk unless ``keep_dir`` is set, and then within ``keep_max_bytes``.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edge_runtime.box.telemetry import Telemetry
 from edge_runtime.config import DicomSettings, RuntimeConfig
@@ -126,12 +130,35 @@ def identify(ds: Any, max_frames: int) -> StoredObject:
     return StoredObject(ds, *ids, scanner, frames)
 
 
-def frame_seconds(ds: Any) -> float:
-    """Seconds between a cine loop's frames (Frame Time, ms), so the exam sees their capture spacing."""
+def frame_offsets(ds: Any, frames: int) -> list[float]:
+    """Each frame's capture time after the first (seconds), from the cine module: Frame Time (ms), else the Frame
+    Time Vector (ms since the previous frame), else Cine Rate or Recommended Display Frame Rate (frames/s); all
+    zero when none is readable. The exam's pairing and the per-session rations count these, so a loop's frames
+    are spaced as they were captured, whichever of the standard's ways the scanner chose."""
+    step = _numbers(ds, "FrameTime", 1)
+    if step is not None and step[0] > 0:
+        return [k * step[0] / 1000 for k in range(frames)]
+    vector = _numbers(ds, "FrameTimeVector", frames)
+    if vector is not None and min(vector) >= 0:
+        return [float(t) / 1000 for t in np.cumsum(vector)]
+    for keyword in ("CineRate", "RecommendedDisplayFrameRate"):
+        rate = _numbers(ds, keyword, 1)
+        if rate is not None and rate[0] > 0:
+            return [k / rate[0] for k in range(frames)]
+    return [0.0] * frames
+
+
+def _numbers(ds: Any, keyword: str, count: int) -> list[float] | None:
+    """The attribute's ``count`` finite numbers, or None when it is absent, unreadable or of another length."""
     try:
-        return max(0.0, float(getattr(ds, "FrameTime", 0) or 0) / 1000)
+        value = getattr(ds, keyword, None)
+        several = isinstance(value, Iterable) and not isinstance(value, str | bytes)
+        values = [] if value is None else [float(v) for v in (value if several else [value])]
     except (TypeError, ValueError):
-        return 0.0
+        return None
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        return None
+    return values
 
 
 class DicomStores:
@@ -200,12 +227,13 @@ class DicomStores:
             raise Refused(DicomFailure.UNDECODABLE, str(exc)) from None
         if not seen(model.bundle, scanner):
             self.stats.count(Count.FRAMES_UNSEEN_SCANNER, len(regions))
-        step, first = frame_seconds(ds), self._numbered(stored.study, len(regions))
+        offsets = frame_offsets(ds, max(region.frame for region in regions) + 1)
+        first = self._numbered(stored.study, len(regions))
         attributes = patient_study_attributes(ds)
         out = []
         for k, region in enumerate(regions):
             height, width = region.pixels.shape[:2]
-            ts = received + region.frame * step
+            ts = received + offsets[region.frame]
             header = FrameHeader(
                 PROTOCOL_VERSION, first + k, ts, stored.study, scanner, AUTO_VIEW, width, height, 3, "raw"
             )
