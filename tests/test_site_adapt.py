@@ -161,3 +161,19 @@ def test_a_known_console_name_showing_other_images_is_recentred_by_what_its_fram
     centred = load_bundle(out).meta.guard.scanner_centres or {}
     assert set(centred) == {s for s, n in per_console.items() if n >= 6} != set(), (centred, per_console)
     assert _flagged(out, site) < before  # what stays flagged is saturation, which no centre excuses
+
+
+def test_a_retrained_heads_tflite_answers_are_judged_to_float32_rounding_of_their_own_size() -> None:
+    """A PDFF of tens of percent through 50 176 features carries float32 rounding of about 1e-4 in TFLite's order of
+    summation: that is the same answer (an absolute 1e-4 refused it, and `site-adapt --retrain-heads` failed on an
+    unseen console). A changed answer is still refused, for p_fatty and for PDFF."""
+    import numpy as np
+
+    from trainer.site.head_refit import converts_faithfully
+
+    keras_pdff = np.array([0.8, 19.5, 38.2], np.float32)
+    assert converts_faithfully(keras_pdff + np.float32(1.03e-4), keras_pdff)
+    assert not converts_faithfully(keras_pdff + np.float32(0.01), keras_pdff)
+    keras_p = np.array([0.01, 0.5, 0.99], np.float32)
+    assert converts_faithfully(keras_p + np.float32(2e-6), keras_p)
+    assert not converts_faithfully(keras_p + np.float32(3e-4), keras_p)
