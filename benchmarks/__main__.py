@@ -25,6 +25,7 @@ def _register() -> None:
     from benchmarks.gate import main as gate
     from benchmarks.head_loop import main as head_loop
     from benchmarks.hri import main as hri
+    from benchmarks.kidney_rule import main as kidney_rule
     from benchmarks.latency import main as latency
     from benchmarks.limit import main as limit
     from benchmarks.pacs import main as pacs
@@ -47,6 +48,7 @@ def _register() -> None:
     main.add_command(head_loop, "head-loop")
     main.add_command(followup, "followup")
     main.add_command(hri, "hri")
+    main.add_command(kidney_rule, "kidney-rule")
     main.add_command(latency, "latency")
     main.add_command(limit, "limit")
     main.add_command(pacs, "pacs")

@@ -232,11 +232,10 @@ def _peak(distance: np.ndarray) -> tuple[float, float]:
     return float(x), float(y)
 
 
-def kidney_evidence(smooth: np.ndarray, kidney: Kidney) -> float:
-    """How sure the image is that the matched ellipse is a kidney, 0 to 1: a logistic rule over the template match
-    and three contrasts in standard deviations of the echo inside the ellipse (sinus over pyramid ring, cortex over
-    pyramid ring, tissue in front over tissue behind). KIDNEY_RULE was fitted once on 200 phantom frames of both
-    views (three consoles) and checked on 200 new ones: 85 % of kidney-liver frames pass at 0.7, 2 % of liver views."""
+def kidney_signs(smooth: np.ndarray, kidney: Kidney) -> np.ndarray:
+    """What makes a matched ellipse look like a kidney: the template match and three contrasts in standard
+    deviations of the echo inside the ellipse (sinus over pyramid ring, cortex over pyramid ring, tissue in front
+    over tissue behind). KIDNEY_RULE weighs them; `benchmarks kidney-rule` fits and checks it."""
     rho, side, _ = kidney.radius(smooth.shape)
     spread = float(smooth[rho < 1.0].std()) + 1.0
 
@@ -244,14 +243,25 @@ def kidney_evidence(smooth: np.ndarray, kidney: Kidney) -> float:
         return float(smooth[where].mean()) if where.any() else 0.0
 
     ring = mean((rho >= 0.45) & (rho < 0.71))
-    contrasts = (
-        (mean(rho < 0.4) - ring) / spread,
-        (mean((rho >= CORTEX_BAND[0]) & (rho < CORTEX_BAND[1])) - ring) / spread,
-        (mean((rho >= 1.2) & (rho < 1.8) & (side < 0)) - mean((rho >= 1.2) & (rho < 1.8) & (side > 0))) / spread,
+    return np.array(
+        [
+            kidney.match,
+            (mean(rho < 0.4) - ring) / spread,
+            (mean((rho >= CORTEX_BAND[0]) & (rho < CORTEX_BAND[1])) - ring) / spread,
+            (mean((rho >= 1.2) & (rho < 1.8) & (side < 0)) - mean((rho >= 1.2) & (rho < 1.8) & (side > 0))) / spread,
+        ]
     )
-    weights, intercept = KIDNEY_RULE
-    logit = intercept + float(np.dot(weights, (kidney.match, *contrasts)))
-    return 1.0 / (1.0 + math.exp(-logit))
+
+
+def evidence_of(signs: np.ndarray, rule: tuple[tuple[float, ...], float] = KIDNEY_RULE) -> float:
+    """The logistic rule's case for a kidney, 0 to 1, from kidney_signs."""
+    weights, intercept = rule
+    return 1.0 / (1.0 + math.exp(-(intercept + float(np.dot(weights, signs)))))
+
+
+def kidney_evidence(smooth: np.ndarray, kidney: Kidney) -> float:
+    """How sure the image is that the matched ellipse is a kidney, 0 to 1 (KIDNEY_RULE over kidney_signs)."""
+    return evidence_of(kidney_signs(smooth, kidney))
 
 
 @dataclass(frozen=True)
