@@ -129,6 +129,24 @@ def test_a_kidney_the_finder_is_sure_of_makes_a_kidney_liver_view_whatever_the_h
     assert session is None or "kidney_liver" not in session.views
 
 
+def test_a_kidney_the_head_did_not_see_as_a_liver_view_needs_only_a_measurable_case(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    """A severe liver's kidney is faint: the finder's case for it can stay between the measurable level (0.7) and
+    the level that overrules a head seeing a liver view (0.9), and its head calls the frame 'other'. Two witnesses
+    then agree that it is no liver view and that a kidney is there, so the frame is filed; against a head that sees
+    a liver view the finder still needs 0.9."""
+    subject = draw_cohort(12, 17)[0]
+    scanner, image = profile_for(subject).name, render_view(subject, "kidney_liver", 17).screen
+    kept = {}
+    for head_says in ("other", "liver"):
+        server = _server(bundle_dir, tmp_path, head_says)
+        server.pipeline.run(_frame(AUTO_VIEW, 1, image, scanner))
+        kept[head_says] = server.bedside.worker.sessions.get("exam-1").views
+    assert kept["other"].keys() == {"kidney_liver"} and 0.7 <= kept["other"]["kidney_liver"].view_confidence < 0.9
+    assert kept["liver"].keys() == {"liver"}
+
+
 def test_a_confident_gate_overrules_a_named_view_unless_the_header_has_authority(
     bundle_dir: Path, tmp_path: Path, screens
 ) -> None:

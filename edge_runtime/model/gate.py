@@ -53,7 +53,7 @@ from edge_runtime.contracts import (
     GuardSpec,
     ViewGateSpec,
 )
-from edge_runtime.measure.regions import KIDNEY_VIEW_EVIDENCE, KidneyLook, look_for_kidney
+from edge_runtime.measure.regions import KIDNEY_VIEW_EVIDENCE, MIN_KIDNEY_EVIDENCE, KidneyLook, look_for_kidney
 from edge_runtime.pipeline.preprocess import SECTOR_FLOOR, channel_max
 
 GATE_FILE = "gate.npz"
@@ -419,6 +419,17 @@ class Route:
         return self.kidney is not None
 
 
+def kidney_bar(route: Route) -> float:
+    """The kidney finder's evidence that files a frame as a kidney-liver view against the head's route. Against a
+    head that sees a liver view, the finder must be sure (KIDNEY_VIEW_EVIDENCE): a liver view's vessels and
+    gallbladder can look like a kidney. A frame the head sees as no view at all needs only the level at which a
+    kidney is measured (MIN_KIDNEY_EVIDENCE): the head calls a severe liver's kidney-liver view 'other' when the run
+    had few severe livers, and the two witnesses then agree that it is no liver view and that a kidney is there.
+    `benchmarks kidney-rule` measures both levels on every frame kind."""
+    seen = route.view if route.view is not None else route.kept_out
+    return KIDNEY_VIEW_EVIDENCE if seen == VIEWS[0] else MIN_KIDNEY_EVIDENCE
+
+
 class GatePolicy:
     """The gate's decisions for one bundle: routing with view authority, and the guard's verdict."""
 
@@ -436,8 +447,8 @@ class GatePolicy:
         """The view a frame is paired under. A named view is used as sent unless the gate confidently says otherwise
         (and wins: view_authority 'model' and a gate meeting its CV bar); the disagreement is reported whoever wins.
         An 'auto' frame needs a confident liver or kidney_liver prediction. Colour comes first: it is not a view.
-        An 'auto' or kidney-liver frame the head would not file as kidney_liver is one when the kidney finder is
-        sure of a kidney.
+        An 'auto' or kidney-liver frame the head would not file as kidney_liver is one when the kidney finder makes
+        its case (kidney_bar).
 
         Args:
             named: the view the frame's header names ('auto' when the source does not know).
@@ -453,7 +464,7 @@ class GatePolicy:
         if self.gate is None or self.gate.view_head is None or (may_look is not None and not may_look()):
             return route
         look = look_for_kidney(channel_max(tensor))
-        if look.evidence < KIDNEY_VIEW_EVIDENCE:
+        if look.evidence < kidney_bar(route):
             return route
         return Route(kidney_liver, look.evidence, mismatch=route.mismatch, kidney=look)
 
