@@ -1,11 +1,12 @@
 """`benchmarks kidney-rule`: fit the kidney finder's rule (KIDNEY_RULE) on phantom frames and check it on new ones.
 
-The kidney finder decides two things: whether a kidney-liver frame can be measured (MIN_KIDNEY_EVIDENCE), and
-whether the view gate files a frame as a kidney-liver view whatever its head says (KIDNEY_VIEW_EVIDENCE). Its rule
-comes from the phantom's physics, not from a run, so it holds for livers of every severity however few of them a run
-saw. Frames: kidney-liver views (the positives), and liver views and every other-frame kind (the negatives), of
-subjects on three consoles (PHILIPS-, GE- and CANON-like), half drawn with the paper's PDFF distribution and half
-severity-rich. The fit and the check cohorts have seeds of their own.
+The kidney finder decides whether a kidney-liver frame can be measured, and whether the view gate files a frame as a
+kidney-liver view: at MIN_KIDNEY_EVIDENCE when the view head sees no view in it, at KIDNEY_VIEW_EVIDENCE against a
+head that sees a liver view (model.gate.kidney_bar). Its rule comes from the phantom's physics, not from a run, so it
+holds for livers of every severity however few of them a run saw. Frames: kidney-liver views (the positives), and
+liver views and every other-frame kind (the negatives), of subjects on three consoles (PHILIPS-, GE- and
+CANON-like), half drawn with the paper's PDFF distribution and half severity-rich. The fit and the check cohorts
+have seeds of their own.
 
 Reported for the rule in the code and for the one refitted here: the share of frames at or above each level, per
 frame kind, and for kidney-liver frames per console and PDFF band. Writes kidney_rule.json and kidney_rule.md.
@@ -40,7 +41,7 @@ from phantom.subject import Subject, draw_cohort
 
 CONSOLES = ("PHILIPS", "GE", "CANON")
 DISTRIBUTIONS = ("paper", "severity-rich")
-LEVELS = {"measurable": MIN_KIDNEY_EVIDENCE, "files the view": KIDNEY_VIEW_EVIDENCE}
+LEVELS = {"measurable": MIN_KIDNEY_EVIDENCE, "overrules a liver head": KIDNEY_VIEW_EVIDENCE}
 Rule = tuple[tuple[float, ...], float]
 
 
@@ -115,8 +116,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"- rule in the code: `{result['code_rule']}`",
         f"- refitted: `{result['refitted_rule']}`",
         "",
-        "| frames (check cohort) | code: measurable | code: files the view | refitted: measurable | refitted: files "
-        "the view |",
+        "| frames (check cohort) | code: measurable | code: overrules a liver head | refitted: measurable | "
+        "refitted: overrules a liver head |",
         "| --- | --- | --- | --- | --- |",
     ]
     code, refit = result["check"]["code"], result["check"]["refitted"]
