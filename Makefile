@@ -34,12 +34,7 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 edge-check: $(EDGE_STAMP)
 	PYTHONPATH=$(CURDIR) $(EDGE_VENV)/bin/python scripts/edge_only_check.py
 
-# From Debian: chromium + chromium-driver (the display's browser tests and the demo's screenshots of the page),
-# systemd (systemd-analyze checks the unit), faketime (the wall-clock jump of `benchmarks faults`), dcmtk (storescu:
-# a scanner the tests did not write; dcmcjpeg/dcmconv: the phantom's DICOM forms), orthanc with orthanc-dicomweb (a
-# real PACS, Modality Worklist and DICOMweb service for the report tests), dicom3tools (dciodvfy validates every
-# report), podman, buildah and mmdebstrap (the bedside image, built with no registry: `make image`), and node with
-# npm (a JavaScript SR reader's test).
+# The Debian tools the tests and the demo run, each with its reason: scripts/debian_tools.sh.
 debian-tools:
 	@sh scripts/debian_tools.sh
 
