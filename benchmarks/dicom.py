@@ -25,8 +25,9 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks.common import free_port, machine, time_calls, write_reports
+from benchmarks.common import machine, time_calls, write_reports
 from benchmarks.fault_box import LiveBox
+from edge_runtime.tools.ports import free_port
 
 CINE_FRAMES, CINE_SIZE = 60, (640, 480)
 BOX_CONFIG = '[runtime.dicom]\nallowed_calling = ["SCANNER"]\nnetwork_timeout_s = 2.0\nstudy_idle_s = 5.0\n'

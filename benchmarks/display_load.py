@@ -21,7 +21,7 @@ import numpy as np
 import psutil
 import zmq
 
-from benchmarks.common import free_port, machine, summarise, write_reports
+from benchmarks.common import machine, summarise, write_reports
 from benchmarks.e2e import one_run
 from edge_runtime.contracts import (
     INPUT_SHAPE,
@@ -37,6 +37,7 @@ from edge_runtime.contracts import (
 )
 from edge_runtime.display.browser import headless_chromium
 from edge_runtime.sinks.thumbnails import thumbnail_jpeg
+from edge_runtime.tools.ports import free_port
 from edge_runtime.wire.protocol import message_parts
 
 MODEL = ModelInfo(name="load", version="0.0.0", sha="0" * 16)

@@ -22,13 +22,14 @@ import numpy as np
 import psutil
 import zmq
 
-from benchmarks.common import bars_plot, cdf_plot, free_port, machine, summarise, time_calls, write_reports
+from benchmarks.common import bars_plot, cdf_plot, machine, summarise, time_calls, write_reports
 from edge_runtime.config import load_config, merge
 from edge_runtime.contracts import INPUT_SHAPE, BundleMeta, Stage
 from edge_runtime.model.bundle import load_bundle
 from edge_runtime.model.served import ServedModel
 from edge_runtime.scanners.profiles import default_profiles
 from edge_runtime.server import EdgeServer
+from edge_runtime.tools.ports import free_port
 
 
 def _naive_two_view_ms(bundle_meta: BundleMeta, calls: int = 15) -> float | None:

@@ -23,7 +23,7 @@ import click
 import numpy as np
 import zmq
 
-from benchmarks.common import free_port, machine, write_reports
+from benchmarks.common import machine, write_reports
 from edge_runtime.config import load_config
 from edge_runtime.contracts import FATTY_PDFF, TOPIC_RESULT, ResultMessage
 from edge_runtime.model.bundle import load_bundle
@@ -31,6 +31,7 @@ from edge_runtime.model.served import ServedModel
 from edge_runtime.pipeline.exam import count_flips
 from edge_runtime.scanners.profiles import default_profiles
 from edge_runtime.server import EdgeServer
+from edge_runtime.tools.ports import free_port
 from edge_runtime.wire.transport import MessageHub, subscriber
 
 CLEAR_PP, NEAR_PP = 1.5, 1.0

@@ -16,8 +16,8 @@ from typing import Any
 
 import zmq
 
-from benchmarks.common import free_port
 from edge_runtime.contracts import TOPIC_HEARTBEAT, TOPIC_METRICS, TOPIC_RESULT, parse_message
+from edge_runtime.tools.ports import free_port
 
 FAKETIME_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 

@@ -22,10 +22,11 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks.common import free_port, machine, write_reports
+from benchmarks.common import machine, write_reports
 from benchmarks.fault_box import LiveBox
 from benchmarks.orthanc import Orthanc
 from edge_runtime.sinks.audit import read_audit, read_final_exams
+from edge_runtime.tools.ports import free_port
 
 
 def _visits(folder: Path, count: int) -> tuple[list[Any], list[Any]]:

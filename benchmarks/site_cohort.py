@@ -19,9 +19,10 @@ from typing import Any
 
 import click
 
-from benchmarks.common import free_port, machine, write_reports
+from benchmarks.common import machine, write_reports
 from benchmarks.orthanc import Orthanc
 from edge_runtime.contracts.validation import CohortOutcome
+from edge_runtime.tools.ports import free_port
 
 MOVE_AE = "FLECOHORT"
 

@@ -21,9 +21,10 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks.common import free_port, machine, storescu, write_reports
+from benchmarks.common import machine, storescu, write_reports
 from benchmarks.fault_box import LiveBox
 from edge_runtime.sinks.audit import read_final_exams
+from edge_runtime.tools.ports import free_port
 
 BOX_CONFIG = '[runtime.dicom]\nallowed_calling = ["SCANNER"]\nstudy_idle_s = 1.0\n'
 

@@ -283,7 +283,7 @@ def test_a_store_only_pacs_costs_the_comparison_with_its_reason_never_the_report
     from pynetdicom import AE
     from pynetdicom.sop_class import Comprehensive3DSRStorage
 
-    from benchmarks.common import free_port
+    from edge_runtime.tools.ports import free_port
 
     scp = AE(ae_title="STOREONLY")
     scp.add_supported_context(Comprehensive3DSRStorage)  # takes reports, answers no query

@@ -174,7 +174,7 @@ def _play_exam(argv: list[str], ports: tuple[int, int], work: Path) -> tuple[lis
 def test_a_phantom_exam_through_the_images_serve_equals_the_edge_venvs(
     image: dict, bundle_dir: Path, release_key: Path, tmp_path: Path
 ) -> None:
-    from benchmarks.common import free_port
+    from edge_runtime.tools.ports import free_port
 
     ports = (free_port(), free_port())
     mounts = _field(tmp_path / "image", bundle_dir, release_key, ports)
@@ -204,7 +204,7 @@ def test_a_phantom_exam_through_the_images_serve_equals_the_edge_venvs(
 def test_serve_in_the_image_refuses_a_volume_it_cannot_write(
     image: dict, bundle_dir: Path, release_key: Path, tmp_path: Path
 ) -> None:
-    from benchmarks.common import free_port
+    from edge_runtime.tools.ports import free_port
 
     mounts = _field(tmp_path, bundle_dir, release_key, (free_port(), free_port()))
     state = next(h for h, (p, _) in mounts.items() if p == "/var/lib/fatty-liver-edge")

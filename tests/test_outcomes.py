@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 from helpers import start_server, storescu, wait_for
 
-from benchmarks.common import free_port
 from edge_runtime.cli import main as edge_cli
 from edge_runtime.contracts import FATTY_PDFF
 from edge_runtime.sinks.audit import read_final_exams
+from edge_runtime.tools.ports import free_port
 
 pytestmark = pytest.mark.slow
 

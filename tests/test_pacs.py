@@ -19,10 +19,10 @@ import pydicom
 import pytest
 from helpers import start_server, storescu, wait_for
 
-from benchmarks.common import free_port
 from benchmarks.orthanc import Orthanc
 from edge_runtime.hospital.report import read_report
 from edge_runtime.sinks.audit import read_final_exams
+from edge_runtime.tools.ports import free_port
 from phantom.followup import write_series
 from phantom.render import profile_for, render_view
 from phantom.study import StoredStudy, write_study

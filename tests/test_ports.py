@@ -1,9 +1,10 @@
-"""Loopback ports for the servers a test or benchmark starts: Orthanc takes two at once (DICOM and HTTP), and a port
-handed out twice made it fail to start ("the TCP port of the HTTP server is ... already in use")."""
+"""Loopback ports for the servers a test, a benchmark or a federated study starts: Orthanc takes two at once (DICOM
+and HTTP), and a port handed out twice made it fail to start ("the TCP port of the HTTP server is ... already in
+use")."""
 
 from __future__ import annotations
 
-from benchmarks.common import free_port
+from edge_runtime.tools.ports import free_port
 
 
 def test_a_port_is_never_handed_out_twice_in_one_process() -> None:

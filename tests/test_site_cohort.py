@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from helpers import invoke_trainer
 
-from benchmarks.common import free_port
 from benchmarks.orthanc import Orthanc
 from edge_runtime.contracts.validation import CohortOutcome
 from edge_runtime.hospital.reference import read_reference
+from edge_runtime.tools.ports import free_port
 
 pytestmark = pytest.mark.slow
 MOVE_AE = "FLECOHORT"

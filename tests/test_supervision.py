@@ -16,11 +16,11 @@ import pytest
 import zmq
 from helpers import Source, breathed, phantom_screens, send_until_encoded, start_server, storescu, wait_for
 
-from benchmarks.common import free_port
 from benchmarks.orthanc import Orthanc
 from edge_runtime.box.health import BoxStatus
 from edge_runtime.box.supervision import GIVE_UP_AFTER, Kind, ServiceManager, Supervisor, start_thread, supervise
 from edge_runtime.sinks.audit import read_results
+from edge_runtime.tools.ports import free_port
 from phantom.study import write_study
 from phantom.subject import draw_cohort
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.tools.ports import free_port
 from trainer.federated.study import FederationError
 
 APP_FOLDER = Path(__file__).with_name("app")
@@ -77,12 +78,6 @@ def make_certificates(folder: Path) -> Certificates:
     return paths
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _tool(name: str) -> str:
     """A Flower command of this environment (beside this Python), where the SuperLink also looks for its helpers."""
     found = Path(sys.executable).with_name(name)
@@ -121,7 +116,7 @@ def run_deployment(plan_path: Path, sites: list[dict[str, Any]], work: Path, tim
         work: a folder for certificates, Flower homes and logs.
         timeout: seconds the whole study may take.
     """
-    certs, port = make_certificates(work / "tls"), _free_port()
+    certs, port = make_certificates(work / "tls"), free_port()
     home = work / "flwr-home"
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(
@@ -169,7 +164,7 @@ def _supernode(site: dict[str, Any], k: int, link: tuple[Certificates, int], wor
     site = site | {"cache": str(home / "features")}  # a site's features stay with it
     node_config = " ".join(f"{key}={json.dumps(str(value))}" for key, value in site.items() if value is not None)
     args = [_tool("flower-supernode"), "--root-certificates", str(certs.ca), "--superlink", f"127.0.0.1:{port}",
-            "--node-config", node_config, "--port", str(_free_port())]  # fmt: skip
+            "--node-config", node_config, "--port", str(free_port())]  # fmt: skip
     log = open(home / "supernode.log", "w")  # noqa: SIM115 - the process writes it
     return subprocess.Popen(_seeing_only(others, args), stdout=log, stderr=subprocess.STDOUT, env=_env(home))
 
