@@ -28,6 +28,7 @@ from edge_runtime.measure.regions import (
     KIDNEY_RULE,
     KIDNEY_VIEW_EVIDENCE,
     MIN_KIDNEY_EVIDENCE,
+    KidneyRule,
     evidence_of,
     kidney_signs,
     look_for_kidney,
@@ -42,7 +43,6 @@ from phantom.subject import Subject, draw_cohort
 CONSOLES = ("PHILIPS", "GE", "CANON")
 DISTRIBUTIONS = ("paper", "severity-rich")
 LEVELS = {"measurable": MIN_KIDNEY_EVIDENCE, "overrules a liver head": KIDNEY_VIEW_EVIDENCE}
-Rule = tuple[tuple[float, ...], float]
 
 
 def shots_of(subject: Subject) -> list[tuple[str, int]]:
@@ -74,7 +74,7 @@ def frames_of(seed: int, subjects: int) -> list[dict[str, Any]]:
     return rows
 
 
-def fitted_rule(rows: list[dict[str, Any]]) -> Rule:
+def fitted_rule(rows: list[dict[str, Any]]) -> KidneyRule:
     """A logistic rule over the signs: kidney-liver frames against every other frame a template fitted."""
     usable = [r for r in rows if r["signs"] is not None]
     x = np.array([r["signs"] for r in usable])
@@ -83,11 +83,11 @@ def fitted_rule(rows: list[dict[str, Any]]) -> Rule:
     return tuple(round(float(w), 2) for w in model.coef_[0]), round(float(model.intercept_[0]), 2)
 
 
-def evidence(row: dict[str, Any], rule: Rule) -> float:
+def evidence(row: dict[str, Any], rule: KidneyRule) -> float:
     return 0.0 if row["signs"] is None else evidence_of(np.array(row["signs"]), rule)
 
 
-def pass_rates(rows: list[dict[str, Any]], rule: Rule) -> dict[str, dict[str, str]]:
+def pass_rates(rows: list[dict[str, Any]], rule: KidneyRule) -> dict[str, dict[str, str]]:
     """Per group of frames: how many reach each level, as 'k/n'."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -101,7 +101,7 @@ def pass_rates(rows: list[dict[str, Any]], rule: Rule) -> dict[str, dict[str, st
     }
 
 
-def _reached(rows: list[dict[str, Any]], rule: Rule, level: float) -> str:
+def _reached(rows: list[dict[str, Any]], rule: KidneyRule, level: float) -> str:
     return f"{sum(evidence(r, rule) >= level for r in rows)}/{len(rows)}"
 
 

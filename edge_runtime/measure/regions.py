@@ -31,7 +31,8 @@ SMOOTH_SIGMA = 2.0  # model-input px: averages speckle before the search and the
 LONG_AXES = (44.0, 50.0, 56.0)
 SHORT_AXES = (26.0, 29.0, 32.0, 35.0)
 TILTS = tuple(range(-80, 31, 10))
-KIDNEY_RULE = ((13.32, 1.32, 3.63, 0.69), -9.18)  # kidney_evidence: weights of match and contrasts, intercept
+KidneyRule = tuple[tuple[float, ...], float]  # weights of kidney_signs, intercept
+KIDNEY_RULE: KidneyRule = ((13.32, 1.32, 3.63, 0.69), -9.18)  # kidney_evidence's rule
 MIN_KIDNEY_EVIDENCE = 0.7  # below this, no kidney is in view; at or above it, the view gate files a frame its head
 # sees as no view as a kidney-liver view (model.gate.kidney_bar)
 # Against a head that sees a liver view, the gate files a kidney-liver view only at or above this. On the 480
@@ -254,7 +255,7 @@ def kidney_signs(smooth: np.ndarray, kidney: Kidney) -> np.ndarray:
     )
 
 
-def evidence_of(signs: np.ndarray, rule: tuple[tuple[float, ...], float] = KIDNEY_RULE) -> float:
+def evidence_of(signs: np.ndarray, rule: KidneyRule = KIDNEY_RULE) -> float:
     """The logistic rule's case for a kidney, 0 to 1, from kidney_signs."""
     weights, intercept = rule
     return 1.0 / (1.0 + math.exp(-(intercept + float(np.dot(weights, signs)))))
