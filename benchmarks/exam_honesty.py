@@ -96,9 +96,13 @@ def share(rows: list[dict[str, Any]], key: str, where: Callable[[dict], bool] = 
     return float(np.mean([r[key] for r in chosen])) if chosen else None
 
 
+def _states_interval(row: dict[str, Any]) -> bool:
+    return bool(np.isfinite(row["interval_width"]))
+
+
 def median_width(rows: list[dict[str, Any]]) -> float | None:
     """The median PDFF interval width over the exams that state one (an exam without a call states none)."""
-    widths = [r["interval_width"] for r in rows if np.isfinite(r["interval_width"])]
+    widths = [r["interval_width"] for r in rows if _states_interval(r)]
     return float(np.median(widths)) if widths else None
 
 
@@ -132,6 +136,8 @@ def breakdown(rows: list[dict[str, Any]], exams: dict[str, PlayedExam], key: str
             "definite_correct": share(chosen, "correct", lambda r: r["definite"]),
             "class_set_coverage": share(chosen, "set_covers"),
             "pdff_interval_coverage": share(chosen, "interval_covers"),
+            "stated_intervals": sum(_states_interval(r) for r in chosen),
+            "stated_interval_coverage": share(chosen, "interval_covers", _states_interval),
             "pdff_interval_median_width": median_width(chosen),
             **frame_audit([exams[r["session"]] for r in chosen]),
         }
@@ -268,18 +274,28 @@ def trained_bundle(work: Path, size: int) -> Path:
     return bundle
 
 
+def _band_coverage(band: str, figures: dict[str, Any]) -> str:
+    """A band's interval coverage over all its exams (an exam stating no interval counts as a miss), and over the
+    intervals stated, which is what a conformal interval promises."""
+    stated = figures["stated_intervals"]
+    return (
+        f"{band} {_pct(figures['pdff_interval_coverage'])} ({figures['exams']}; "
+        f"{_pct(figures['stated_interval_coverage'])} of {stated} stated)"
+    )
+
+
 def sizes_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "# Definite means the same at every training size (exam-honesty --train-sizes)",
         "",
         "| subjects | certified error (on subjects) | definite share | wrong definite calls | cross-fitted error "
-        "fatty / normal | severe: results, call | interval covers per band |",
+        "fatty / normal | severe: results, call | interval covers per band (exams; of intervals stated) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         s, c = row["summary"], row["summary"]["certified"] or {}
         cv = c.get("cv_error", {})
-        bands = ", ".join(f"{b} {_pct(v['pdff_interval_coverage'])} ({v['exams']})" for b, v in row["per_band"].items())
+        bands = ", ".join(_band_coverage(b, v) for b, v in row["per_band"].items())
         lines.append(
             f"| {row['size']} | {_pct(c.get('error'))} ({c.get('subjects', 'n/a')}) | {_pct(s['definite_share'])} | "
             f"{s['definite_wrong']} ({_pct(s['definite_wrong_share'])}) | {_pct(cv.get('fatty'))} / "
