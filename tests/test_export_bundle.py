@@ -28,18 +28,19 @@ def test_export_keeps_the_gates_training_features_in_the_run_for_site_adaptation
     the bundle computes them, under the bundle's encoder hash."""
     from trainer import gate_features
     from trainer.dataset import read_cohort
+    from trainer.export.gate import SEVERE_LOOKS
     from trainer.runs import open_run
 
     bundle, run = load_bundle(bundle_dir), open_run(run_dir)
     record = json.loads((run_dir / "exports" / f"{bundle.name}.json").read_text())
     fitted = record["split"]["train"] + record["split"]["calibration"]
     path = gate_features.path_for(run_dir, bundle.meta.sha256["encoder.tflite"])
-    kept = gate_features.load(path, fitted)
+    kept = gate_features.load(path, fitted, SEVERE_LOOKS)
     assert kept is not None and set(kept.groups) == set(fitted) and len(kept.rows) == len(kept.labels)
     cohort = read_cohort(run.manifest, run.profiles, harmonisation=bundle.harmonisation, progress=False)
     first = cohort.image(fitted[0], "liver")
     np.testing.assert_array_equal(kept.views["liver"][0], bundle.encode("liver", first))
-    assert gate_features.load(path, fitted[1:]) is None  # other subjects: never mixed in
+    assert gate_features.load(path, fitted[1:], SEVERE_LOOKS) is None  # other subjects: never mixed in
 
 
 def test_bundle_json_describes_the_bundle(bundle_dir: Path) -> None:

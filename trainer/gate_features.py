@@ -4,8 +4,9 @@ Export encodes every training frame through the bundle's int8 encoder to fit the
 severe-attenuation looks and the other frames. `trainer site-adapt` refits the same gate on those frames plus the
 site's, so export keeps them in ``RUN/gate_features/<encoder SHA-256 prefix>.npz`` and site-adapt reads them
 instead of encoding the run's frames again (the longest part of an adaptation on a 2-core box). The file is keyed
-by the encoder that made the features, and names the subjects it holds: features from another encoder, or of
-other subjects, are never mixed in. The run is training-side data; bundles never carry it.
+by the encoder that made the features, and names the subjects and the severe looks it holds: features from another
+encoder, of other subjects, or of looks this release no longer teaches are never mixed in. The run is
+training-side data; bundles never carry it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class GateFeatures:
     rows: np.ndarray  # (frames, F): every frame the view head learns from
     labels: np.ndarray  # (frames,): view class index
     groups: np.ndarray  # (frames,): the subject of each frame
+    looks: tuple[float, ...]  # the severe-attenuation looks among the rows (trainer.export.gate.SEVERE_LOOKS)
 
 
 def path_for(run_path: Path, encoder_sha256: str) -> Path:
@@ -53,14 +55,15 @@ def save(features: GateFeatures, path: Path) -> None:
             rows=features.rows.astype(np.float32),
             labels=features.labels,
             groups=np.array(features.groups),
+            looks=np.array(features.looks, np.float64),
             **{f"view_{v}": features.views[v].astype(np.float32) for v in VIEWS},
         )
     os.replace(partial, path)
 
 
-def load(path: Path, ids: list[str]) -> GateFeatures | None:
-    """The kept features when the file exists, reads whole and holds exactly these subjects; else None (the caller
-    encodes the frames again and says so)."""
+def load(path: Path, ids: list[str], looks: tuple[float, ...]) -> GateFeatures | None:
+    """The kept features when the file exists, reads whole and holds exactly these subjects at these looks; else None
+    (the caller encodes the frames again and says so)."""
     if not path.is_file():
         return None
     try:
@@ -71,7 +74,8 @@ def load(path: Path, ids: list[str]) -> GateFeatures | None:
                 rows=data["rows"],
                 labels=data["labels"],
                 groups=np.array([str(s) for s in data["groups"]]),
+                looks=tuple(float(v) for v in data["looks"]),
             )
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
-    return kept if kept.ids == list(ids) else None
+    return kept if kept.ids == list(ids) and kept.looks == tuple(looks) else None

@@ -312,7 +312,7 @@ def fit_gate(cohort: Cohort, encoders: ConvertedEncoders, split: ExportSplit) ->
     if len(with_others) >= 2:
         features, labels, groups = frame_rows(cohort, encoders, fitted, views, looks.faded)
         head, view_spec = fit_view_gate(features, labels, groups)
-        kept = GateFeatures(fitted, views, features, labels, np.array(groups))
+        kept = GateFeatures(fitted, views, features, labels, np.array(groups), SEVERE_LOOKS)
     else:
         skipped = f"not fitted: {len(with_others)} subject(s) have view=other rows (2 needed)"
     report = GateFitReport(guard=guard_report, view_gate=skipped)

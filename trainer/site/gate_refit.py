@@ -27,7 +27,7 @@ from edge_runtime.model.gate import CENTRE_MAX_WIDENING, GUARD_LIMIT, Gate, Gate
 from edge_runtime.model.uncertainty import conformal_quantile
 from trainer import gate_features
 from trainer.dataset import Cohort, read_cohort
-from trainer.export.gate import fit_view_gate, frame_rows
+from trainer.export.gate import SEVERE_LOOKS, fit_view_gate, frame_rows
 from trainer.gate_features import GateFeatures
 from trainer.runs import Run
 from trainer.site.bedside import RawAnswer
@@ -186,16 +186,17 @@ def source_features(bundle: Bundle, run: Run, source: Cohort, source_ids: list[s
         source_ids: the train and calibration subjects, in the order the features are kept.
     """
     path = gate_features.path_for(run.path, bundle.meta.sha256[bundle.meta.files.encoder[VIEWS[0]]])
-    kept = gate_features.load(path, source_ids)
+    kept = gate_features.load(path, source_ids, SEVERE_LOOKS)
     if kept is not None:
         return kept
-    tqdm.write(f"{run.path}: no gate features kept for this bundle's encoder; encoding the run's training frames")
+    said = "no gate features kept for this bundle's encoder, subjects and looks"
+    tqdm.write(f"{run.path}: {said}; encoding the run's training frames")
     views = {}
     for v in VIEWS:
         shown = tqdm(source_ids, desc=f"training {v} views through the bundle", unit="subject")
         views[v] = np.stack([bundle.encode(v, source.image(sid, v)) for sid in shown])
     rows, labels, groups = frame_rows(source, BundleEncoders(bundle), source_ids, views)
-    kept = GateFeatures(source_ids, views, rows, labels, np.array(groups))
+    kept = GateFeatures(source_ids, views, rows, labels, np.array(groups), SEVERE_LOOKS)
     gate_features.save(kept, path)  # the next adaptation of this bundle reads them
     return kept
 
