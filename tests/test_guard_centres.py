@@ -4,6 +4,8 @@ the centres travel in gate.npz and bundle.json, and a damaged one is refused by 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,43 @@ def test_centres_travel_in_gate_npz_and_a_damaged_one_is_refused_by_name() -> No
     short = {"a-console": _centre(np.zeros(SIZE - 1, np.float32), texture, 7)}
     with pytest.raises(FattyLiverError, match=r"gate\.npz: a-console's guard centre has features of shape"):
         Gate.from_bytes(_gate(short, texture).to_bytes(), "gate.npz", SIZE, None, _spec({"a-console": 7}))
+
+
+def test_a_dozen_subjects_widen_their_centre_only_as_far_as_their_own_held_out_frames_need() -> None:
+    """Twelve subjects (24 frames) cannot state the guard's 2 % target, so the widening is the normal prediction
+    bound of their held-out scores: the site's own new frames stay in distribution, a console that spreads wider is
+    widened further, and a new look on the site's console that the most allowed widening (2x) would excuse is still
+    flagged."""
+    from trainer.site.gate_refit import widening_for
+
+    tensor = _speckle_frame(5)
+    texture = speckle_texture(tensor)
+    offset = np.full(SIZE, 3.0, np.float32)
+
+    def score(gate: Gate, frame: np.ndarray) -> float:
+        return gate.guard_score("liver", tensor, frame, NEW_CONSOLE)[0]
+
+    def console(spread: float) -> tuple[float, Callable[[float], Gate], np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(6)
+        local, new = ((offset + rng.normal(0, spread, (n, SIZE))).astype(np.float32) for n in (24, 2000))
+        held_out = []
+        for k in range(len(local)):
+            others = np.delete(local, k, axis=0)
+            held_out.append(score(_gate({NEW_CONSOLE: _centre(others.mean(axis=0), texture, 23)}, texture), local[k]))
+        centre = local.mean(axis=0)
+
+        def widened(by: float) -> Gate:
+            return _gate({NEW_CONSOLE: _centre(centre, texture, 24, widening=by)}, texture)
+
+        return widening_for(held_out, 0.02, subjects=12), widened, new, centre
+
+    narrow, widened, new_frames, centre = console(0.45)
+    wide = console(0.6)[0]
+    assert 1.0 <= narrow < wide < CENTRE_MAX_WIDENING
+    assert np.mean([score(widened(narrow), f) > GUARD_LIMIT for f in new_frames]) <= 0.05
+    new_look = centre + np.eye(1, SIZE, 0, dtype=np.float32)[0] * 3.4
+    assert score(widened(narrow), new_look) > GUARD_LIMIT
+    assert score(widened(CENTRE_MAX_WIDENING), new_look) <= GUARD_LIMIT
+    assert widening_for([0.2] * 30, 0.02, 15) == 1.0 and widening_for([5.0] * 30, 0.02, 15) == CENTRE_MAX_WIDENING
+    many = list(np.linspace(0.5, 1.5, 99))
+    assert widening_for(many, 0.02, 50) == pytest.approx(1.5 - 1.0 / 98)  # the 98 % conformal quantile: 98th of 99

@@ -3,21 +3,23 @@ in distribution, while an appearance neither training nor the site has shown is 
 
 - The view head is refitted on the run's training frames plus the site's, through the bundle's encoder, the site's
   frames weighted to count as much as the run's (a dozen subjects would otherwise be drowned by ninety).
-- The guard keeps the parent's spread, components and thresholds, and gains a centre for each console whose local
-  frames the parent's guard measures out of distribution, whatever profile name they carry
-  (edge_runtime.model.gate.ScannerCentre): a new console, or a known one with another B-mode generator, shifts every
-  frame by about the same offset, and refitting the whole guard on a few local frames would widen it for every
-  console (DESIGN.md, "A new scanner at a site"). A console whose frames the parent already holds in distribution
-  keeps the parent's guard.
+- The guard keeps the parent's spread, components and thresholds, and gains a centre for each console of the site,
+  whatever profile name it carries (edge_runtime.model.gate.ScannerCentre): a new console, or a known one with
+  another B-mode generator, shifts every frame by about the same offset, and refitting the whole guard on a few
+  local frames would widen it for every console (DESIGN.md, "A new scanner at a site"). Whether a console is off
+  training cannot be told from a dozen subjects when it is only a little off, so every console with enough local
+  frames is centred, widened no more than its own held-out frames need.
 Every frame is encoded once (views, other frames, severe-attenuation looks); each refit (one per nested fold, then
 the final one) is a logistic regression and a few means."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.stats import t as student_t
 from tqdm.auto import tqdm
 
 from calibration.split import ExportSplit
@@ -34,7 +36,6 @@ from trainer.site.bedside import RawAnswer
 
 LOCAL_PREFIX = "site:"  # local ids inside the combined cohort (a site's ids may repeat the run's)
 CENTRE_MIN_FRAMES = 6  # fewer local frames of a view: the console's mean is too noisy to centre the guard on
-CENTRE_FLAGGED_SHARE = 0.10  # the parent flags more of a console's local frames than this: it is re-centred
 SITE_WEIGHT_MAX = 10.0  # the most one local frame may count for in the view gate's fit
 
 
@@ -77,7 +78,6 @@ class GateRefit:
     spec: GuardSpec | None = field(default=None, init=False)  # the last fit's bundle.json parts
     view_spec: ViewGateSpec | None = field(default=None, init=False)
     textures: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, init=False)  # speckle, computed once
-    parent_shares: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict, init=False)
 
     def fit(self, local_ids: list[str]) -> Gate:
         """The gate a bundle adapted on these local subjects carries."""
@@ -95,31 +95,12 @@ class GateRefit:
         return Gate(head, parent.guards, parent.speckle, centres or None)
 
     def new_centres(self, local_ids: list[str]) -> dict[str, ScannerCentre]:
-        """A centre for each console of these local subjects whose frames the parent's guard measures out of
-        distribution (more than CENTRE_FLAGGED_SHARE flagged), given enough frames."""
+        """A centre for each console of these local subjects with at least CENTRE_MIN_FRAMES subjects."""
         by_scanner: dict[str, list[str]] = {}
         for sid in (LOCAL_PREFIX + s for s in local_ids):
             by_scanner.setdefault(self.cohort.scanner(sid, VIEWS[0]), []).append(sid)
-        shifted = {
-            k: ids
-            for k, ids in by_scanner.items()
-            if len(ids) >= CENTRE_MIN_FRAMES and self.parent_flagged_share(k, ids) > CENTRE_FLAGGED_SHARE
-        }
-        centres = {k: self.centre_of(ids) for k, ids in shifted.items()}
-        return {k: replace(c, widening=self.widening(k, shifted[k])) for k, c in centres.items()}
-
-    def parent_flagged_share(self, scanner: str, subject_ids: list[str]) -> float:
-        """The share of these subjects' view frames the parent's guard flags: their measured distance from
-        training, computed once per console."""
-        key = (scanner, tuple(subject_ids))
-        if key not in self.parent_shares:
-            parent, flagged = self.bundle.gate, []
-            for sid in subject_ids:
-                for v in VIEWS:
-                    scored = parent.guard_score(v, self.cohort.image(sid, v), self.features[v][sid], scanner)
-                    flagged.append(scored is not None and scored[0] > GUARD_LIMIT)
-            self.parent_shares[key] = float(np.mean(flagged))
-        return self.parent_shares[key]
+        enough = {k: ids for k, ids in by_scanner.items() if len(ids) >= CENTRE_MIN_FRAMES}
+        return {k: replace(self.centre_of(ids), widening=self.widening(k, ids)) for k, ids in enough.items()}
 
     def centre_of(self, subject_ids: list[str]) -> ScannerCentre:
         """The mean features and speckle texture of these subjects' view frames (one console's)."""
@@ -131,8 +112,7 @@ class GateRefit:
 
     def widening(self, scanner: str, subject_ids: list[str]) -> float:
         """The console's own spread (ScannerCentre.widening): each local subject's frames scored from the mean of
-        the others', the conformal quantile of those scores at the guard's false-alarm target, between 1 and
-        CENTRE_MAX_WIDENING (too few subjects to state the target: the most the console may widen)."""
+        the others', then widening_for those held-out scores."""
         parent = self.bundle.gate
         scores = []
         for held in subject_ids:
@@ -140,8 +120,7 @@ class GateRefit:
             probe = Gate(None, parent.guards, parent.speckle, {scanner: centre})
             for v in VIEWS:
                 scores.append(probe.guard_score(v, self.cohort.image(held, v), self.features[v][held], scanner)[0])
-        quantile = conformal_quantile(scores, 1.0 - self.bundle.meta.guard.false_alarm_target)
-        return float(np.clip(quantile, 1.0, CENTRE_MAX_WIDENING))
+        return widening_for(scores, self.bundle.meta.guard.false_alarm_target, len(subject_ids))
 
     def texture(self, subject_id: str, view: str) -> np.ndarray:
         key = (subject_id, view)
@@ -163,6 +142,21 @@ class GateRefit:
         policy = GatePolicy(gate, self.view_spec, "model")
         images = [self.cohort.image(LOCAL_PREFIX + subject_id, v) for v in VIEWS]
         return tuple(policy.route("auto", im, raw.features[v]).view for v, im in zip(VIEWS, images, strict=True))
+
+
+def widening_for(held_out_scores: list[float], false_alarm_target: float, subjects: int) -> float:
+    """How far a console's centre widens the guard, from its local frames' held-out guard scores: their conformal
+    quantile at the guard's false-alarm target when the count states it, else the normal prediction bound of their
+    logs at that target (Student's t on ``subjects`` - 1 degrees of freedom: a subject's two views are not two
+    independent witnesses). Between 1 and CENTRE_MAX_WIDENING. A dozen subjects (24 frames) cannot state 2 %; the
+    most allowed let a new look on the site's own console through, their largest score flagged the site's own frames
+    (DESIGN.md, "A new scanner at a site")."""
+    quantile = conformal_quantile(held_out_scores, 1.0 - false_alarm_target)
+    if not np.isfinite(quantile):
+        logs = np.log(np.maximum(held_out_scores, 1e-6))
+        spread = float(logs.std(ddof=1)) * math.sqrt(1.0 + 1.0 / subjects)
+        quantile = math.exp(float(logs.mean()) + float(student_t.ppf(1.0 - false_alarm_target, subjects - 1)) * spread)
+    return float(np.clip(quantile, 1.0, CENTRE_MAX_WIDENING))
 
 
 def site_weights(groups: np.ndarray) -> np.ndarray:
