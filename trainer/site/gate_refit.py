@@ -148,9 +148,9 @@ def widening_for(held_out_scores: list[float], false_alarm_target: float, subjec
     """How far a console's centre widens the guard, from its local frames' held-out guard scores: their conformal
     quantile at the guard's false-alarm target when the count states it, else the normal prediction bound of their
     logs at that target (Student's t on ``subjects`` - 1 degrees of freedom: a subject's two views are not two
-    independent witnesses). Between 1 and CENTRE_MAX_WIDENING. A dozen subjects (24 frames) cannot state 2 %; the
-    most allowed let a new look on the site's own console through, their largest score flagged the site's own frames
-    (DESIGN.md, "A new scanner at a site")."""
+    independent witnesses). Between 1 and CENTRE_MAX_WIDENING. A dozen subjects (24 frames) cannot state 2 %: the
+    most allowed lets a new look on the site's own console through, and their largest score alone flags too many of
+    the site's own frames (DESIGN.md, "A new scanner at a site")."""
     quantile = conformal_quantile(held_out_scores, 1.0 - false_alarm_target)
     if not np.isfinite(quantile):
         logs = np.log(np.maximum(held_out_scores, 1e-6))
