@@ -51,6 +51,20 @@ def test_site_check_scores_the_bedside_path_and_passes_when_every_bound_holds(
     assert "# Site acceptance test: PASS" in (tmp_path / "check" / "site_check.md").read_text()
     detail = report["subjects_detail"][0]
     assert detail["pdff_interval"][0] <= detail["pdff_estimate"] <= detail["pdff_interval"][1]
+    _each_group_says_where_its_views_went_and_how_many_frames_the_guard_flagged(
+        report, (tmp_path / "check" / "site_check.md").read_text()
+    )
+
+
+def _each_group_says_where_its_views_went_and_how_many_frames_the_guard_flagged(report: dict, page: str) -> None:
+    """A site whose failures gather in one band (the sickest livers, say) sees it in that band's row."""
+    for key in ("per_vendor", "per_band"):
+        groups = report[key].values()
+        for figure in ("view_agreement", "guard_share"):
+            pooled = sum(g[figure] * g["subjects"] for g in groups) / report["subjects"]
+            assert pooled == pytest.approx(report["metrics"][figure]), (key, figure)
+    header = "| PDFF band | subjects | definite | definite right | interval covers | MAE pp | views filed right |"
+    assert header + " guard flags |" in page
 
 
 def test_site_check_fails_and_exits_1_when_a_bound_is_missed(bundle_dir: Path, site: Path, tmp_path: Path) -> None:

@@ -42,6 +42,16 @@ class SubjectAnswer:
     def interval_covers(self) -> bool:
         return self.pdff_interval[0] <= self.pdff <= self.pdff_interval[1]
 
+    @property
+    def views_right(self) -> float:
+        """The share of its view frames the gate files under their own view."""
+        return float(np.mean([filed == view for filed, view in zip(self.views_filed, VIEWS, strict=True)]))
+
+    @property
+    def guard_share(self) -> float:
+        """The share of its view frames the guard flags."""
+        return float(np.mean(self.guard_flags))
+
 
 def exam_model(bundle: Bundle, policy: ExamPolicy | None = None) -> ExamModel:
     return ExamModel.from_bundle(bundle.meta.exam, bundle.threshold, policy or ExamPolicy())
@@ -117,8 +127,6 @@ def arrays(answers: list[SubjectAnswer]) -> dict[str, np.ndarray]:
         "covers": np.array([a.interval_covers for a in answers]),
         "definite": np.array([a.definite for a in answers]),
         "set_right": np.array([("fatty" if a.pdff >= FATTY_PDFF else "normal") in a.class_set for a in answers]),
-        "guard": np.array([np.mean(a.guard_flags) for a in answers]),
-        "views_right": np.array(
-            [np.mean([f == v for f, v in zip(a.views_filed, VIEWS, strict=True)]) for a in answers]
-        ),
+        "guard": np.array([a.guard_share for a in answers]),
+        "views_right": np.array([a.views_right for a in answers]),
     }

@@ -73,7 +73,8 @@ def with_intervals(columns: dict[str, np.ndarray], seed: int = 0) -> tuple[dict[
 
 
 def per_group(answers: list[SubjectAnswer], key) -> dict[str, dict[str, Any]]:
-    """Subjects, definite share, definite calls right, interval coverage and MAE per vendor or PDFF band."""
+    """Subjects, definite share, definite calls right, interval coverage, MAE, views filed right and guard flags per
+    vendor or PDFF band: a site whose failures gather in one group (the sickest livers, one console) sees which."""
     out = {}
     for value in sorted({key(a) for a in answers}):
         chosen = [a for a in answers if key(a) == value]
@@ -88,6 +89,8 @@ def per_group(answers: list[SubjectAnswer], key) -> dict[str, dict[str, Any]]:
             ),
             "interval_coverage": float(np.mean([a.interval_covers for a in chosen])),
             "mae": float(np.mean([abs(a.pdff_estimate - a.pdff) for a in chosen])),
+            "view_agreement": float(np.mean([a.views_right for a in chosen])),
+            "guard_share": float(np.mean([a.guard_share for a in chosen])),
         }
     return out
 

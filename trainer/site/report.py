@@ -7,6 +7,10 @@ from typing import Any
 
 from edge_runtime.validation.verdict import remedy
 
+GROUP_COLUMNS = (
+    "subjects", "definite", "definite right", "interval covers", "MAE pp", "views filed right", "guard flags",
+)  # fmt: skip
+
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
@@ -47,13 +51,12 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "| figure | site | 95 % CI |", "| --- | --- | --- |"]
     lines += [f"| {k} | {_num(v)} | {_ci(result['ci95'].get(k))} |" for k, v in result["metrics"].items()]
     for title, key in (("vendor", "per_vendor"), ("PDFF band", "per_band")):
-        lines += ["", f"| {title} | subjects | definite | definite right | interval covers | MAE pp |"]
-        lines.append("| --- | --- | --- | --- | --- | --- |")
+        lines += ["", f"| {title} | " + " | ".join(GROUP_COLUMNS) + " |", "| --- " * (len(GROUP_COLUMNS) + 1) + "|"]
         for name, g in result[key].items():
             right = "n/a" if g["definite_right"] is None else f"{g['definite_right']:.0%}"
             lines.append(
                 f"| {name} | {g['subjects']} | {g['definite_share']:.0%} | {right} | {g['interval_coverage']:.0%} | "
-                f"{g['mae']:.2f} |"
+                f"{g['mae']:.2f} | {g['view_agreement']:.0%} | {g['guard_share']:.0%} |"
             )
     lines += ["", "![ROC](roc.png) ![Bland-Altman](bland_altman.png)", ""]
     return "\n".join(lines)
