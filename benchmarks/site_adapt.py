@@ -76,7 +76,8 @@ def _scores(bundle: Path | str, test: Path, profiles: Path, criteria: str | None
     from trainer.site.check import site_check
 
     result = site_check(bundle, test, out, profiles=str(profiles), criteria_file=criteria)
-    return {"pass": result["pass"], **{k: result["metrics"].get(k) for k in FIGURES}, "ci95": result["ci95"]}
+    figures = {k: result["metrics"].get(k) for k in FIGURES}
+    return {"pass": result["pass"], **figures, "ci95": result["ci95"], "per_band": result["per_band"]}
 
 
 def _shifted_flagged(bundle: Path | str, shifted: Path) -> float:
@@ -129,6 +130,32 @@ def summary(draws: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]
     return out
 
 
+BAND_FIGURES = ("view_agreement", "guard_share", "interval_coverage", "mae")
+
+
+def pooled_bands(draws: list[dict[str, Any]], name: str) -> dict[str, dict[str, float]]:
+    """One bundle's site-check figures per PDFF band, every draw's judges pooled (weighted by subjects): where a
+    site's failures gather (the sickest livers, say) shows here, not in the means."""
+    out: dict[str, dict[str, float]] = {}
+    for band in sorted({b for d in draws for b in d[name]["per_band"]}):
+        groups = [d[name]["per_band"][band] for d in draws if band in d[name]["per_band"]]
+        subjects = sum(g["subjects"] for g in groups)
+        out[band] = {"subjects": subjects} | {
+            f: sum(g[f] * g["subjects"] for g in groups) / subjects for f in BAND_FIGURES
+        }
+    return out
+
+
+def _band_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for name in ("parent", *VARIANTS):
+        lines += ["", f"Per PDFF band, {name}, all draws' judges pooled:", ""]
+        lines += ["| band | judges | " + " | ".join(BAND_FIGURES) + " |", "| --- " * (len(BAND_FIGURES) + 2) + "|"]
+        for band, g in pooled_bands(result["draws"], name).items():
+            lines.append(f"| {band} | {g['subjects']} | " + " | ".join(f"{g[f]:.3f}" for f in BAND_FIGURES) + " |")
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
@@ -147,6 +174,7 @@ def markdown(result: dict[str, Any]) -> str:
     for figure in (*FIGURES, *SHIFTED):
         cells = [result["summary"][n].get(figure) for n in ("parent", *VARIANTS)]
         lines.append(f"| {figure} | " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += _band_lines(result)
     lines += ["", "Per draw:", "", "| draw | bundle | " + " | ".join((*FIGURES, *SHIFTED)) + " |"]
     lines.append("| --- | --- | " + " | ".join("---" for _ in (*FIGURES, *SHIFTED)) + " |")
     for k, draw in enumerate(result["draws"]):
