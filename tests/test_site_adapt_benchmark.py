@@ -17,6 +17,7 @@ def test_each_band_pools_every_draws_judges_weighted_by_how_many_it_had() -> Non
         {"recalibrated": {"per_band": {"<5": _band(20, 0.8, 2.0)}}},  # this draw's judges held no severe liver
     ]
     pooled = pooled_bands(draws, "recalibrated")
+    assert list(pooled) == ["<5", ">=15"]  # from normal to severe, as the bands are declared
     assert pooled["<5"]["subjects"] == 44
     assert pooled["<5"]["view_agreement"] == pytest.approx((24 * 1.0 + 20 * 0.8) / 44)
     assert pooled["<5"]["mae"] == pytest.approx((24 * 1.0 + 20 * 2.0) / 44)

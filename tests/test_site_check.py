@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import invoke_trainer
 
+from edge_runtime.contracts import PDFF_BANDS
+
 pytestmark = pytest.mark.slow
 
 FIGURES = {"auc", "recall", "specificity", "balanced_accuracy", "r2", "mae", "bias", "interval_coverage", "guard_share"}
@@ -63,6 +65,8 @@ def _each_group_says_where_its_views_went_and_how_many_frames_the_guard_flagged(
         for figure in ("view_agreement", "guard_share"):
             pooled = sum(g[figure] * g["subjects"] for g in groups) / report["subjects"]
             assert pooled == pytest.approx(report["metrics"][figure]), (key, figure)
+    bands = [name for name, *_ in PDFF_BANDS]
+    assert list(report["per_band"]) == [b for b in bands if b in report["per_band"]]  # normal to severe
     header = "| PDFF band | subjects | definite | definite right | interval covers | MAE pp | views filed right |"
     assert header + " guard flags |" in page
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from edge_runtime.contracts import FATTY_PDFF, AcceptanceCriteria
+from edge_runtime.contracts import FATTY_PDFF, PDFF_BANDS, AcceptanceCriteria
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.model.bundle import Bundle, load_bundle
 from edge_runtime.model.interpreter import ALL_CORES
@@ -72,11 +72,13 @@ def with_intervals(columns: dict[str, np.ndarray], seed: int = 0) -> tuple[dict[
     return point, {k: ci.get(k) for k in point}
 
 
-def per_group(answers: list[SubjectAnswer], key) -> dict[str, dict[str, Any]]:
+def per_group(answers: list[SubjectAnswer], key, order: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Subjects, definite share, definite calls right, interval coverage, MAE, views filed right and guard flags per
-    vendor or PDFF band: a site whose failures gather in one group (the sickest livers, one console) sees which."""
+    vendor or PDFF band: a site whose failures gather in one group (the sickest livers, one console) sees which. The
+    groups follow ``order`` (PDFF bands from normal to severe), else sort by name."""
     out = {}
-    for value in sorted({key(a) for a in answers}):
+    present = {key(a) for a in answers}
+    for value in [v for v in order if v in present] if order else sorted(present):
         chosen = [a for a in answers if key(a) == value]
         definite = [a for a in chosen if a.definite]
         out[value] = {
@@ -163,7 +165,7 @@ def site_check(
         "findings": [asdict(f) for f in findings],
         "unknown_scanners": unknown,
         "per_vendor": per_group(answers, lambda a: a.vendor),
-        "per_band": per_group(answers, lambda a: pdff_band(a.pdff)),
+        "per_band": per_group(answers, lambda a: pdff_band(a.pdff), [name for name, *_ in PDFF_BANDS]),
         "subjects_detail": [asdict(a) for a in answers],
     }
     write_outputs(Path(out_dir), result, columns)
