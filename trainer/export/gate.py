@@ -55,7 +55,10 @@ OTHER_ADMITTED_MAX = 0.01  # the view gate's floor admits at most this share of 
 VIEW_SWAPPED_MAX = 0.01  # ... and files at most this share of view frames under the other view (CV)
 VIEW_RECALL_BAR = 0.99  # each view's CV recall for the gate to overrule a frame's named view
 FLOORS = np.round(np.arange(0.5, 0.995, 0.01), 2)
-GUARD_METHOD = "PCA of standardised features: Mahalanobis distance per component + residual / training residual"
+GUARD_METHOD = (
+    "PCA of standardised features, each PDFF band weighted alike: Mahalanobis distance per component + residual / "
+    "training residual"
+)
 SPECKLE_METHOD = "Mahalanobis distance of the standardised speckle autocorrelations (Ledoit-Wolf covariance)"
 
 
@@ -224,8 +227,9 @@ def fit_guard(
 ) -> tuple[Gate, GuardSpec, GuardFitReport]:
     """The guard's features and speckle parts, each at half the false-alarm target (so together at most the
     target), and its false alarms on the fidelity subjects as the bedside scores them (clipping included). Each
-    subject's frames count as shown and as severe steatosis fades them, so the sickest livers stay in distribution
-    however few of them the run had (DESIGN.md, "No blind spot by severity").
+    subject's frames count as shown and as severe steatosis fades them, and each PDFF band weighs alike in the
+    features part, so the sickest livers stay in distribution however few of them the run had (DESIGN.md, "No
+    blind spot by severity").
 
     Args:
         encoders: the bundle's encoder (the fidelity frames still need encoding).
@@ -235,7 +239,10 @@ def fit_guard(
     """
     fitted = split.train + split.calibration
     groups = fitted + [s for s in fitted for _ in SEVERE_LOOKS]
-    guards = {v: fit_features(looks.all_features(v), groups, GUARD_FALSE_ALARMS / 2) for v in VIEWS}
+    pdff_of = dict(zip(cohort.ids, cohort.pdff(), strict=True))
+    pdff = np.array([pdff_of[s] for s in groups])
+    by_band = pdff if np.isfinite(pdff).all() else None  # a subject without MRI-PDFF: every frame counts alike
+    guards = {v: fit_features(looks.all_features(v), groups, GUARD_FALSE_ALARMS / 2, by_band) for v in VIEWS}
     speckle = fit_speckle_parts(looks, groups)
     gate = Gate(None, guards, speckle)
     flagged = []

@@ -1,6 +1,7 @@
 """Export step: the out-of-distribution guard's two fitted parts, per view.
 
-- Features: a PCA summary of the training frames' encoder features.
+- Features: a PCA summary of the training frames' encoder features, each PDFF band weighing alike (a run has few
+  severe livers; a summary of mostly mild ones flags the sickest patients, who then get no answer).
 - Speckle: the mean and shrunk covariance of the training frames' speckle texture (two autocorrelations).
 
 Each threshold is the (1 - target) quantile of out-of-fold scores: every subject is scored by a summary fitted
@@ -19,24 +20,29 @@ from scipy import stats
 from sklearn.covariance import LedoitWolf
 from sklearn.model_selection import GroupKFold
 
+from edge_runtime.contracts import PDFF_BANDS
 from edge_runtime.model.gate import SpeckleGuard, ViewGuard
 
 MAX_COMPONENTS = 32
 SPECKLE_MIN_SUBJECTS = 20  # fewer: the speckle part's false alarms on new subjects reach 10-30 % (DESIGN.md)
 
 
-def summarise(features: np.ndarray) -> ViewGuard:
-    """A PCA summary of (N, F) features: standardisation, principal axes and the residual they leave."""
-    mean = features.mean(axis=0)
-    std = features.std(axis=0)
+def summarise(features: np.ndarray, weights: np.ndarray | None = None) -> ViewGuard:
+    """A PCA summary of (N, F) features: standardisation, principal axes and the residual they leave, each frame
+    counting by its weight (None: alike)."""
+    w = np.ones(len(features)) if weights is None else np.asarray(weights, np.float64)
+    w = w / w.sum()
+    mean = w @ features
+    std = np.sqrt(w @ (features - mean) ** 2)
     scale = np.sqrt(std**2 + float(np.median(std)) ** 2 + 1e-12)  # near-constant features do not dominate
     z = (features - mean) / scale
     k = max(1, min(MAX_COMPONENTS, len(features) // 4))
-    _, singular, axes = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
+    centred = (z - w @ z) * np.sqrt(w * len(z))[:, None]
+    _, singular, axes = np.linalg.svd(centred, full_matrices=False)
     variances = np.maximum(singular[:k] ** 2 / max(len(z) - 1, 1), 1e-6)
     components = axes[:k]
     t = z @ components.T
-    residual = float(np.mean(np.maximum(np.sum(z * z, axis=1) - np.sum(t * t, axis=1), 0.0))) + 1e-6
+    residual = float(w @ np.maximum(np.sum(z * z, axis=1) - np.sum(t * t, axis=1), 0.0)) + 1e-6
     as32 = [np.asarray(a, np.float32) for a in (mean, scale, components, variances)]
     return ViewGuard(*as32, residual)
 
@@ -52,7 +58,10 @@ def summarise_speckle(textures: np.ndarray) -> SpeckleGuard:
 
 
 def out_of_fold_scores(
-    values: np.ndarray, groups: list[str], fit: Callable[[np.ndarray], ViewGuard | SpeckleGuard] = summarise
+    values: np.ndarray,
+    groups: list[str],
+    fit: Callable[..., ViewGuard | SpeckleGuard] = summarise,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each frame's score under a summary fitted without its subject's frames (5 folds by subject).
 
@@ -60,10 +69,12 @@ def out_of_fold_scores(
         values: (N, ...) what the summary is fitted on (features, or speckle statistics).
         groups: each frame's subject.
         fit: the summary (summarise or summarise_speckle).
+        weights: each frame's weight in the summary (summarise only), or None.
     """
     scores = np.zeros(len(values))
     for kept, held in GroupKFold(n_splits=min(5, len(set(groups)))).split(values, groups=groups):
-        scores[held] = fit(values[kept]).scores(values[held])
+        summary = fit(values[kept]) if weights is None else fit(values[kept], weights[kept])
+        scores[held] = summary.scores(values[held])
     return scores
 
 
@@ -80,10 +91,25 @@ def gaussian_bound(frames: int, dims: int, false_alarms: float) -> float:
     return float(np.sqrt((frames - 1) * (frames + 1) * dims / (frames * (frames - dims)) * f))
 
 
-def fit_features(features: np.ndarray, subjects: list[str], false_alarms: float) -> ViewGuard:
-    """The features part of one view: the PCA summary and its out-of-fold threshold."""
-    limit = threshold(out_of_fold_scores(features, subjects), false_alarms)
-    return replace(summarise(features), threshold=limit)
+SEVERITY_WEIGHT_MAX = 4.0  # the most one frame of a sparse PDFF band may count for in the guard's summary
+
+
+def severity_weights(pdff: np.ndarray) -> np.ndarray:
+    """Each frame's weight in the features part: every PDFF band counts as much as the most populated one (a run
+    has few severe livers, and a summary of mostly mild ones flags the sickest), at most SEVERITY_WEIGHT_MAX."""
+    bands = np.digitize(pdff, [hi for _, _, hi in PDFF_BANDS[:-1]])
+    counts = np.bincount(bands, minlength=len(PDFF_BANDS)).astype(float)
+    return np.minimum(counts.max() / counts[bands], SEVERITY_WEIGHT_MAX)
+
+
+def fit_features(
+    features: np.ndarray, subjects: list[str], false_alarms: float, pdff: np.ndarray | None = None
+) -> ViewGuard:
+    """The features part of one view: the PCA summary (severity-weighted when each frame's PDFF is given) and its
+    out-of-fold threshold, every frame counting once in the quantile."""
+    weights = None if pdff is None else severity_weights(pdff)
+    scores = out_of_fold_scores(features, subjects, summarise, weights)
+    return replace(summarise(features, weights), threshold=threshold(scores, false_alarms))
 
 
 def fit_speckle(textures: np.ndarray, subjects: list[str], false_alarms: float) -> SpeckleGuard:
