@@ -106,7 +106,14 @@ def fit_features(
     features: np.ndarray, subjects: list[str], false_alarms: float, pdff: np.ndarray | None = None
 ) -> ViewGuard:
     """The features part of one view: the PCA summary (severity-weighted when each frame's PDFF is given) and its
-    out-of-fold threshold, every frame counting once in the quantile."""
+    out-of-fold threshold, every frame counting once in the quantile.
+
+    Args:
+        features: (N, F) the training frames' encoder features.
+        subjects: each frame's subject (the folds keep a subject's frames together).
+        false_alarms: the share of new training-like frames the threshold may flag.
+        pdff: each frame's subject's MRI-PDFF, or None to count every frame alike.
+    """
     weights = None if pdff is None else severity_weights(pdff)
     scores = out_of_fold_scores(features, subjects, summarise, weights)
     return replace(summarise(features, weights), threshold=threshold(scores, false_alarms))
