@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.common import machine, summarise, write_reports
-from edge_runtime.contracts import FATTY_PDFF, PDFF_BANDS
+from edge_runtime.contracts import FATTY_PDFF, PDFF_BAND_NAMES
 from edge_runtime.measure.hri import FrameHri, exam_hri, measure_frame
 from edge_runtime.model.uncertainty import pdff_band
 from phantom.anatomy import CORTEX, LIVER
@@ -91,7 +91,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     both = [r for r in measured if min(r["inside_cortex"], r["inside_liver"]) >= INSIDE]
     auto, truth, pdff = ([r[k] for r in measured] for k in ("hri", "truth", "pdff"))
     exams = [r for r in rows if r["exam_hri"] is not None]
-    bands = {name: [r for r in rows if pdff_band(r["pdff"]) == name] for name, *_ in PDFF_BANDS}
+    bands = {name: [r for r in rows if pdff_band(r["pdff"]) == name] for name in PDFF_BAND_NAMES}
     return {
         "frames": len(rows),
         "measured": len(measured),

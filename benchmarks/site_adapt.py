@@ -21,7 +21,7 @@ import click
 import numpy as np
 
 from benchmarks.common import machine, write_reports
-from edge_runtime.contracts import FATTY_PDFF, PDFF_BANDS
+from edge_runtime.contracts import FATTY_PDFF, PDFF_BAND_NAMES
 from phantom.layouts import CLASSIC_LAYOUTS
 
 CANON = "phantom-canon-1280x800"
@@ -138,7 +138,7 @@ def pooled_bands(draws: list[dict[str, Any]], name: str) -> dict[str, dict[str, 
     site's failures gather (the sickest livers, say) shows here, not in the means."""
     out: dict[str, dict[str, float]] = {}
     present = {b for d in draws for b in d[name]["per_band"]}
-    for band in [b for b, *_ in PDFF_BANDS if b in present]:
+    for band in [b for b in PDFF_BAND_NAMES if b in present]:
         groups = [d[name]["per_band"][band] for d in draws if band in d[name]["per_band"]]
         subjects = sum(g["subjects"] for g in groups)
         out[band] = {"subjects": subjects} | {

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.contracts import PDFF_BANDS
+from edge_runtime.contracts import PDFF_BAND_NAMES
 from trainer.config import TrainConfig
 from trainer.dataset import Cohort
 from trainer.hri_rows import HRI_ROWS, hri_ablation_rows
@@ -162,7 +162,7 @@ def groups_section(results: dict[str, Any]) -> str:
     """Every row per vendor (AUC, accuracy, R^2) and per true PDFF band (subjects, accuracy, MAE): a mean can hide
     a scanner or a grade that does badly."""
     vendors = sorted({v for r in results.values() for v in r.get("by_vendor", {})})
-    bands = [name for name, *_ in PDFF_BANDS]
+    bands = PDFF_BAND_NAMES
     head = " | ".join(f"{v} AUC | {v} accuracy | {v} R^2" for v in vendors)
     lines = ["", "## Per vendor and per PDFF band (pooled out of fold)", "", f"| setting | {head} |",
              "| --- |" + " --- |" * (3 * len(vendors))]  # fmt: skip

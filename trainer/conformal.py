@@ -15,7 +15,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge_runtime.contracts import PDFF_BANDS, CertifiedCalls, ClassSets, CrossFittedCoverage, NormalisedPdffInterval
+from edge_runtime.contracts import (
+    PDFF_BAND_NAMES,
+    CertifiedCalls,
+    ClassSets,
+    CrossFittedCoverage,
+    NormalisedPdffInterval,
+)
 from edge_runtime.model.uncertainty import (
     band_multiplier,
     certified_thresholds,
@@ -125,7 +131,7 @@ def band_scores(estimate_pdff: np.ndarray, errors: np.ndarray, coverage: float) 
     """Each band's sorted normalised errors, by the band of the estimate (what the bedside knows, not the truth). A band
     holding too few subjects to state the coverage (a finite conformal quantile) is merged with its neighbour towards
     the middle of the scale, until every group can; every band keeps its group's scores."""
-    names = [name for name, *_ in PDFF_BANDS]
+    names = PDFF_BAND_NAMES
     bands = np.array([pdff_band(float(v)) for v in estimate_pdff])
     groups = [[name] for name in names]
     needed = fewest_for_coverage(coverage)

@@ -18,6 +18,7 @@ FATTY_PDFF = 5.0  # MRI-PDFF (%) at and above which a liver is fatty (the paper'
 DEFINITE_ERROR = 0.05  # at most this share of definite calls may be wrong, per class, certified before any is made
 P_FATTY_THRESHOLD = 0.5  # default decision threshold on the model's p_fatty
 PDFF_BANDS = (("<5", 0.0, 5.0), ("5-10", 5.0, 10.0), ("10-15", 10.0, 15.0), (">=15", 15.0, 101.0))  # PDFF % grades
+PDFF_BAND_NAMES = tuple(name for name, *_ in PDFF_BANDS)  # the grades from normal to severe, as tables list them
 HARMONISATIONS = ("none", "sector_median")  # scanner harmonisation steps preprocess_frame knows (the last step)
 Harmonisation = Literal["none", "sector_median"]
 SPECKLE_STATISTICS = ("across", "down")  # edge_runtime.model.gate.speckle_texture: lag-1 speckle autocorrelation

@@ -32,7 +32,7 @@ from edge_runtime.config import ExamPolicy
 from edge_runtime.contracts import (
     FATTY_PDFF,
     NO_CALL_SAID,
-    PDFF_BANDS,
+    PDFF_BAND_NAMES,
     VIEWS,
     CertifiedCalls,
     ExamCalibration,
@@ -119,7 +119,7 @@ class ExamModel:
             model = replace(model, pdff_coverage=coverage, spread_multiplier=multiplier)
             model = replace(model, spread_floor=normalised.spread_floor, recalibration=normalised.recalibration)
             bands = {
-                name: band_multiplier(normalised.band_scores, name, coverage, multiplier) for name, *_ in PDFF_BANDS
+                name: band_multiplier(normalised.band_scores, name, coverage, multiplier) for name in PDFF_BAND_NAMES
             }
             model = replace(model, band_multipliers=MappingProxyType(bands))
         if calibration.definite is not None:

@@ -12,6 +12,7 @@ prediction bound, which widens as the cohort shrinks; under SPECKLE_MIN_SUBJECTS
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -20,8 +21,8 @@ from scipy import stats
 from sklearn.covariance import LedoitWolf
 from sklearn.model_selection import GroupKFold
 
-from edge_runtime.contracts import PDFF_BANDS
 from edge_runtime.model.gate import SpeckleGuard, ViewGuard
+from edge_runtime.model.uncertainty import pdff_band
 
 MAX_COMPONENTS = 32
 SPECKLE_MIN_SUBJECTS = 20  # fewer: the speckle part's false alarms on new subjects reach 10-30 % (DESIGN.md)
@@ -97,9 +98,10 @@ SEVERITY_WEIGHT_MAX = 4.0  # the most one frame of a sparse PDFF band may count 
 def severity_weights(pdff: np.ndarray) -> np.ndarray:
     """Each frame's weight in the features part: every PDFF band counts as much as the most populated one (a run
     has few severe livers, and a summary of mostly mild ones flags the sickest), at most SEVERITY_WEIGHT_MAX."""
-    bands = np.digitize(pdff, [hi for _, _, hi in PDFF_BANDS[:-1]])
-    counts = np.bincount(bands, minlength=len(PDFF_BANDS)).astype(float)
-    return np.minimum(counts.max() / counts[bands], SEVERITY_WEIGHT_MAX)
+    bands = [pdff_band(float(value)) for value in pdff]
+    counts = Counter(bands)
+    most = max(counts.values())
+    return np.array([min(most / counts[band], SEVERITY_WEIGHT_MAX) for band in bands])
 
 
 def fit_features(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from edge_runtime.contracts import FATTY_PDFF, PDFF_BANDS, AcceptanceCriteria
+from edge_runtime.contracts import FATTY_PDFF, PDFF_BAND_NAMES, AcceptanceCriteria
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.model.bundle import Bundle, load_bundle
 from edge_runtime.model.interpreter import ALL_CORES
@@ -165,7 +165,7 @@ def site_check(
         "findings": [asdict(f) for f in findings],
         "unknown_scanners": unknown,
         "per_vendor": per_group(answers, lambda a: a.vendor),
-        "per_band": per_group(answers, lambda a: pdff_band(a.pdff), [name for name, *_ in PDFF_BANDS]),
+        "per_band": per_group(answers, lambda a: pdff_band(a.pdff), PDFF_BAND_NAMES),
         "subjects_detail": [asdict(a) for a in answers],
     }
     write_outputs(Path(out_dir), result, columns)
