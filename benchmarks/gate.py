@@ -27,9 +27,8 @@ import zmq
 
 from benchmarks.common import machine, summarise, time_calls, write_reports
 from edge_runtime.config import load_config
-from edge_runtime.contracts import FATTY_PDFF, OTHER_VIEW, VIEWS
+from edge_runtime.contracts import FATTY_PDFF, GUARD_LIMIT, OTHER_VIEW, VIEWS
 from edge_runtime.model.bundle import Bundle, load_bundle
-from edge_runtime.model.gate import GUARD_LIMIT
 from edge_runtime.model.served import ServedModel
 from edge_runtime.pipeline.frame import FrameContext
 from edge_runtime.pipeline.repeats import frame_fingerprint

@@ -9,13 +9,12 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from edge_runtime.contracts import VIEWS, GuardSpec, SpeckleGuardSpec
+from edge_runtime.contracts import GUARD_LIMIT, VIEWS, GuardSpec, SpeckleGuardSpec
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.model.gate import (
     CENTRE_MAX_WIDENING,
     CLIPPED,
     FEATURES,
-    GUARD_LIMIT,
     SPECKLE,
     Gate,
     GatePolicy,
@@ -54,14 +53,17 @@ def test_a_centred_console_is_in_distribution_and_a_new_look_on_it_is_not() -> N
     site_frame = offset + np.random.default_rng(2).normal(0, 0.3, SIZE).astype(np.float32)
     gate = _gate({NEW_CONSOLE: _centre(offset, texture + 0.2)}, texture + 0.2)  # training speckle is coarser
     policy = GatePolicy(gate, None, "model")
-    assert policy.guard("liver", tensor, site_frame, KNOWN_CONSOLE) == (True, FEATURES)  # the parent's guard
-    assert policy.guard("liver", tensor, site_frame, None) == (True, FEATURES)
+    assert policy.guard("liver", tensor, site_frame, KNOWN_CONSOLE)[:2] == (True, FEATURES)  # the parent's guard
+    assert policy.guard("liver", tensor, site_frame, None)[:2] == (True, FEATURES)
     centred = _gate({NEW_CONSOLE: _centre(offset, texture)}, texture + 0.2)
-    assert GatePolicy(centred, None, "model").guard("liver", tensor, site_frame, NEW_CONSOLE) == (False, None)
+    assert GatePolicy(centred, None, "model").guard("liver", tensor, site_frame, NEW_CONSOLE)[:2] == (False, None)
     new_look = site_frame + np.eye(1, SIZE, 0, dtype=np.float32)[0] * 6.0  # far from the site's own mean
-    assert GatePolicy(centred, None, "model").guard("liver", tensor, new_look, NEW_CONSOLE) == (True, FEATURES)
+    assert GatePolicy(centred, None, "model").guard("liver", tensor, new_look, NEW_CONSOLE)[:2] == (True, FEATURES)
     other_speckle = _gate({NEW_CONSOLE: _centre(offset, texture - 0.2)}, texture + 0.2)  # the site's speckle moved
-    assert GatePolicy(other_speckle, None, "model").guard("liver", tensor, site_frame, NEW_CONSOLE) == (True, SPECKLE)
+    assert GatePolicy(other_speckle, None, "model").guard("liver", tensor, site_frame, NEW_CONSOLE)[:2] == (
+        True,
+        SPECKLE,
+    )
 
 
 def test_a_centre_from_few_frames_widens_its_scores_by_one_over_n() -> None:
@@ -89,10 +91,10 @@ def test_a_console_that_spreads_wider_is_judged_on_its_own_spread_but_never_excu
     narrow = _gate({NEW_CONSOLE: _centre(features, texture)}, texture)
     wide = _gate({NEW_CONSOLE: _centre(features, texture, widening=1.8)}, texture)
     widest = _gate({NEW_CONSOLE: _centre(features, texture, widening=CENTRE_MAX_WIDENING)}, texture)
-    assert GatePolicy(narrow, None, "model").guard("liver", mild, features, NEW_CONSOLE) == (True, CLIPPED)
-    assert GatePolicy(wide, None, "model").guard("liver", mild, features, NEW_CONSOLE) == (False, None)
-    assert GatePolicy(wide, None, "model").guard("liver", mild, features, KNOWN_CONSOLE) == (True, CLIPPED)
-    assert GatePolicy(widest, None, "model").guard("liver", saturated, features, NEW_CONSOLE) == (True, CLIPPED)
+    assert GatePolicy(narrow, None, "model").guard("liver", mild, features, NEW_CONSOLE)[:2] == (True, CLIPPED)
+    assert GatePolicy(wide, None, "model").guard("liver", mild, features, NEW_CONSOLE)[:2] == (False, None)
+    assert GatePolicy(wide, None, "model").guard("liver", mild, features, KNOWN_CONSOLE)[:2] == (True, CLIPPED)
+    assert GatePolicy(widest, None, "model").guard("liver", saturated, features, NEW_CONSOLE)[:2] == (True, CLIPPED)
 
 
 def _spec(centres: dict[str, int]) -> GuardSpec:

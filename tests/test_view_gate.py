@@ -18,6 +18,7 @@ from edge_runtime.contracts import (
     FEATURE_MAP,
     VIEW_CLASSES,
     VIEWS,
+    ExamEstimate,
     FrameHeader,
     GuardSpec,
     NoCall,
@@ -297,12 +298,37 @@ def test_a_frame_whose_speckle_is_unlike_training_is_flagged_speckle(bundle_dir:
         assert "frames_out_of_distribution_features" not in counters
 
 
-def test_the_exam_says_when_most_pairs_are_outside_the_training_distribution() -> None:
-    tracker = ExamTracker(ExamPolicy(min_pairs=3), ExamModel(0.5))
-    for i in range(6):
-        estimate = tracker.add(float(i), combine_members([0.9], [12.0]), outside=i >= 2)
+def _exam_with_guard_scores(scores: list[float]) -> ExamEstimate:
+    """An exam whose pairs carry these guard scores (the larger of the pair's two frames'), in this order."""
+    tracker = ExamTracker(ExamPolicy(min_pairs=3, hold_updates=1, hold_s=0.0), ExamModel(0.5))
+    for i, score in enumerate(scores):
+        estimate = tracker.add(float(i), combine_members([0.9], [12.0]), guard_score=score)
+    return estimate
+
+
+def test_the_exam_says_when_its_pairs_lie_outside_the_training_distribution() -> None:
+    estimate = _exam_with_guard_scores([0.5, 0.5, 1.5, 1.5, 1.5, 1.5])
     assert estimate.call is None and estimate.why == NoCall.OUTSIDE_TRAINING and "outside" in estimate.reason
-    assert "4 of 6" in estimate.reason
+    assert "4 of 6" in estimate.reason and "limit 1" in estimate.reason
+
+
+def test_one_rendering_just_over_the_guard_limit_does_not_silence_the_exam() -> None:
+    """A severe liver's kidney-liver view shown at two gains, one scoring 1.01: every pair with it is flagged, and
+    a count of flagged pairs called or silenced the exam by which rendering happened to pair more often."""
+    for first in (1.01, 0.8):
+        scores = [first if i % 2 == 0 else 1.81 - first for i in range(13)]  # 7 of 13 flagged, then 6 of 13
+        estimate = _exam_with_guard_scores(scores)
+        assert estimate.why != NoCall.OUTSIDE_TRAINING and estimate.pdff is not None, (first, estimate.reason)
+
+
+def test_pairs_far_outside_training_silence_the_exam_though_a_minority() -> None:
+    estimate = _exam_with_guard_scores([0.7, 3.0] * 5 + [0.7] * 3)  # 5 of 13 pairs far beyond the limit
+    assert estimate.call is None and estimate.why == NoCall.OUTSIDE_TRAINING
+
+
+def test_a_single_wild_pair_does_not_silence_the_exam() -> None:
+    estimate = _exam_with_guard_scores([0.6] * 6 + [50.0] + [0.6] * 6)  # a glitch the guard rightly flags
+    assert estimate.why != NoCall.OUTSIDE_TRAINING and estimate.pdff is not None
 
 
 def test_gate_arrays_round_trip_and_a_wrong_shape_names_the_file() -> None:

@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.contracts import VIEWS
+from edge_runtime.contracts import GUARD_LIMIT, VIEWS
 from edge_runtime.errors import FattyLiverError
 from edge_runtime.model.bundle import load_bundle
-from edge_runtime.model.gate import GUARD_LIMIT
 from edge_runtime.model.interpreter import ALL_CORES
 from trainer.dataset import Cohort
 

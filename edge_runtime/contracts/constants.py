@@ -19,6 +19,7 @@ DEFINITE_ERROR = 0.05  # at most this share of definite calls may be wrong, per 
 P_FATTY_THRESHOLD = 0.5  # default decision threshold on the model's p_fatty
 PDFF_BANDS = (("<5", 0.0, 5.0), ("5-10", 5.0, 10.0), ("10-15", 10.0, 15.0), (">=15", 15.0, 101.0))  # PDFF % grades
 PDFF_BAND_NAMES = tuple(name for name, *_ in PDFF_BANDS)  # the grades from normal to severe, as tables list them
+GUARD_LIMIT = 1.0  # a frame's guard score above this lies outside the training distribution (1: the threshold)
 HARMONISATIONS = ("none", "sector_median")  # scanner harmonisation steps preprocess_frame knows (the last step)
 Harmonisation = Literal["none", "sector_median"]
 SPECKLE_STATISTICS = ("across", "down")  # edge_runtime.model.gate.speckle_texture: lag-1 speckle autocorrelation

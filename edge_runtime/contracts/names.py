@@ -106,7 +106,7 @@ class NoCall(StrEnum):
 
     COLLECTING = "collecting"  # fewer pairs than an answer needs
     SETTLING = "settling"  # a first call has not yet held long enough to be shown
-    OUTSIDE_TRAINING = "outside_training"  # most recent pairs lie outside the training distribution
+    OUTSIDE_TRAINING = "outside_training"  # the recent pairs lie outside the training distribution as a whole
     CANNOT_TELL = "cannot_tell"  # the model cannot tell at its certified level
     CANNOT_CERTIFY = "cannot_certify"  # the bundle's calibration is too small to certify calls on this side
     DISCORDANT = "discordant"  # the call and the PDFF interval contradict each other

@@ -37,6 +37,7 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -44,6 +45,7 @@ import numpy as np
 from edge_runtime.contracts import (
     AUTO_VIEW,
     FEATURE_MAP,
+    GUARD_LIMIT,
     SPECKLE_STATISTICS,
     VIEW_CLASSES,
     VIEWS,
@@ -67,7 +69,6 @@ CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey l
 CLIPPED, FEATURES, SPECKLE = GuardPart.CLIPPED, GuardPart.FEATURES, GuardPart.SPECKLE  # why the guard flags a frame
 SPECKLE_BOX = 7  # the speckle residual: a grey level minus the mean of its 7x7 neighbourhood
 SPECKLE_EDGE = np.ones((9, 9), np.uint8)  # the sector's rim (and anechoic holes) eroded out of the statistics
-GUARD_LIMIT = 1.0  # Gate.guard_score above this: out of distribution
 QUADRANTS = ((0, 4), (3, 7))  # two overlapping halves of the 7 rows (and of the 7 columns)
 
 
@@ -430,6 +431,15 @@ def kidney_bar(route: Route) -> float:
     return KIDNEY_VIEW_EVIDENCE if seen == VIEWS[0] else MIN_KIDNEY_EVIDENCE
 
 
+class GuardVerdict(NamedTuple):
+    """The guard's word on one frame: flagged or not (None: the bundle has no guard), the part that flags it, and
+    the score on the guard's scale (above GUARD_LIMIT: flagged), which the exam weighs over its window."""
+
+    outside: bool | None
+    part: GuardPart | None
+    score: float | None
+
+
 class GatePolicy:
     """The gate's decisions for one bundle: routing with view authority, and the guard's verdict."""
 
@@ -486,11 +496,9 @@ class GatePolicy:
             return Route(predicted, confidence, mismatch=mismatch)
         return Route(None, kept_out=GateKeptOut(predicted), mismatch=mismatch)
 
-    def guard(
-        self, view: str, tensor: np.ndarray, features: np.ndarray, scanner: str | None = None
-    ) -> tuple[bool | None, GuardPart | None]:
-        """Whether the guard flags the frame (measured from its console's centre, when the bundle has one), and which
-        part of it does; (None, None) when the bundle has no guard.
+    def guard(self, view: str, tensor: np.ndarray, features: np.ndarray, scanner: str | None = None) -> GuardVerdict:
+        """Whether the guard flags the frame (measured from its console's centre, when the bundle has one), which
+        part of it does, and its score; all None when the bundle has no guard.
 
         Args:
             view: the view the frame is filed under.
@@ -500,6 +508,7 @@ class GatePolicy:
         """
         scored = self.gate.guard_score(view, tensor, features, scanner) if self.gate else None
         if scored is None:
-            return None, None
+            return GuardVerdict(None, None, None)
         score, part = scored
-        return score > GUARD_LIMIT, part if score > GUARD_LIMIT else None
+        outside = score > GUARD_LIMIT
+        return GuardVerdict(outside, part if outside else None, float(score))

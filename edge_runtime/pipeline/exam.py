@@ -10,7 +10,9 @@ own error, fitted on the run's out-of-fold predictions, not from how much the fr
 - the **PDFF interval**: 90 % of patients like this one, wider where the ensemble disagrees (normalised
   conformal), widened further when this exam's pairs disagree;
 - a fatty call whose PDFF interval lies wholly below 5 % (or the reverse) is indeterminate: the two outputs
-  contradict each other beyond their uncertainty.
+  contradict each other beyond their uncertainty;
+- pairs the bundle's guard flags never enter the combination, and while the window's pairs lie outside training
+  as a whole (their trimmed mean guard score above the limit) there is no call.
 
 A new call is shown only after it has been the candidate for ``hold_updates`` consecutive pairs and for at least
 ``hold_s`` seconds of frame time, so the display does not flicker. docs/DESIGN.md, "The honest answer", has the
@@ -31,6 +33,7 @@ import numpy as np
 from edge_runtime.config import ExamPolicy
 from edge_runtime.contracts import (
     FATTY_PDFF,
+    GUARD_LIMIT,
     NO_CALL_SAID,
     PDFF_BAND_NAMES,
     VIEWS,
@@ -81,6 +84,7 @@ def count_flips(calls: list) -> int:
 
 
 def trimmed_mean(values: np.ndarray, trim: float) -> float:
+    """The mean after dropping ``trim`` of the values from each end: one wild value cannot move it."""
     cut = math.floor(trim * len(values))
     ordered = np.sort(values)
     return float(ordered[cut : len(values) - cut].mean())
@@ -187,8 +191,13 @@ class ExamPair:
     logit: float  # calibrated logit of the ensemble's p_fatty
     log_pdff: float  # the ensemble's log(1 + PDFF)
     spread: float  # the ensemble's spread of log(1 + PDFF)
-    outside: bool = False  # a frame of the pair lies outside the training distribution (the bundle's guard)
+    guard_score: float | None = None  # the larger of its two frames' guard scores (None: the bundle has no guard)
     clock: float = 0.0  # the server's monotonic clock when the pair came: the window and the hold use it
+
+    @property
+    def outside(self) -> bool:
+        """A frame of the pair lies outside the training distribution: the pair never enters the combination."""
+        return self.guard_score is not None and self.guard_score > GUARD_LIMIT
 
 
 STUDY_WINDOW_S = 1e9  # a stored study's pairs all count, however long the study took
@@ -214,6 +223,24 @@ class Combined:
     @property
     def pdff(self) -> float:
         return math.expm1(self.log_pdff)
+
+
+def outside_training(pairs: list[ExamPair], trim: float) -> str | None:
+    """Why the window lies outside the training distribution as a whole, or None. The verdict is the trimmed mean of
+    the pairs' guard scores against GUARD_LIMIT: a count of flagged pairs would silence an exam for one rendering
+    just over the limit (every pair with it is flagged) by which rendering happened to pair more often, and would
+    call one whose minority of pairs lies far outside; the trim keeps a single glitch from deciding."""
+    scores = np.array([p.guard_score for p in pairs if p.guard_score is not None])
+    if len(scores) == 0:
+        return None
+    typical = trimmed_mean(scores, trim)
+    if typical <= GUARD_LIMIT:
+        return None
+    flagged = int(np.sum(scores > GUARD_LIMIT))
+    return (
+        f"{NO_CALL_SAID[NoCall.OUTSIDE_TRAINING]}: {flagged} of {len(pairs)} recent pairs flagged, "
+        f"typical guard score {typical:.2f} (limit {GUARD_LIMIT:g})"
+    )
 
 
 def combine(pairs: list[ExamPair], policy: ExamPolicy, model: ExamModel) -> Combined:
@@ -302,27 +329,29 @@ class ExamTracker:
     def _hri(self) -> ExamHri | None:
         return exam_hri(list(self.hri_frames)) if self.hri_frames else None
 
-    def add(self, ts: float, members: Members, outside: bool = False, clock: float | None = None) -> ExamEstimate:
+    def add(
+        self, ts: float, members: Members, guard_score: float | None = None, clock: float | None = None
+    ) -> ExamEstimate:
         """One new pair: slide the window, recombine, apply hysteresis; returns the exam as it now stands.
 
         Args:
             ts: capture time of the pair's newer frame.
             members: the bundle's ensemble answer for the pair.
-            outside: the guard flagged a frame of the pair; such pairs never enter the combination, and while
-                they are the majority of the window the exam gives no call.
+            guard_score: the larger of the pair's two frames' guard scores (None: the bundle has no guard). A
+                pair above GUARD_LIMIT never enters the combination; the exam gives no call while its window lies
+                outside training as a whole (outside_training).
             clock: the server's monotonic seconds, so that a wall-clock jump neither empties the window nor
                 skips the hold (default: ts, for replays that have only frame times).
         """
         clock = ts if clock is None else clock
-        pair = ExamPair(ts, self.model.logit(members), members.log_pdff, members.log_pdff_spread, outside, clock)
+        pair = ExamPair(ts, self.model.logit(members), members.log_pdff, members.log_pdff_spread, guard_score, clock)
         self.pairs.append(pair)
         while len(self.pairs) > self.policy.window_pairs or clock - self.pairs[0].clock > self.policy.window_s:
             self.pairs.popleft()
         usable = [p for p in self.pairs if not p.outside]
-        if 2 * (len(self.pairs) - len(usable)) > len(self.pairs):
-            flagged = len(self.pairs) - len(usable)
-            said = f"{NO_CALL_SAID[NoCall.OUTSIDE_TRAINING]}: {flagged} of {len(self.pairs)} recent pairs"
-            self.last = self.waiting(NoCall.OUTSIDE_TRAINING, said)
+        outside = outside_training(list(self.pairs), self.policy.trim)
+        if outside is not None:
+            self.last = self.waiting(NoCall.OUTSIDE_TRAINING, outside)
             return self.last
         if len(usable) < self.policy.min_pairs:
             said = f"{NO_CALL_SAID[NoCall.COLLECTING]}: {len(usable)} of {self.policy.min_pairs} pairs"

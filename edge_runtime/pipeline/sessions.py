@@ -35,6 +35,7 @@ class ViewFeatures:
     fingerprint: np.ndarray | None = None  # frame_fingerprint of the model input: tells a frozen screen's repeats
     hri: HriReading | None = None  # a kidney-liver frame's hepatorenal index, when measured
     level: float | None = None  # the frame's median echo as displayed, before harmonisation
+    guard_score: float | None = None  # how far from training (above GUARD_LIMIT: outside; None: no guard)
 
 
 @dataclass

@@ -158,13 +158,14 @@ class GateStage:
         correlation = self.settings.repeated_frame_correlation
         if self.sessions.repeats(header.session, route.view, fingerprint, correlation, time.monotonic()):
             return Drop(counts=(Count.FRAMES_REPEATED,))
-        outside, part = self.policy.guard(route.view, frame.tensor, frame.features, header.scanner)
-        if outside:
-            frame.counts += [Count.FRAMES_OUT_OF_DISTRIBUTION, counted(part)]
+        verdict = self.policy.guard(route.view, frame.tensor, frame.features, header.scanner)
+        if verdict.outside:
+            frame.counts += [Count.FRAMES_OUT_OF_DISTRIBUTION, counted(verdict.part)]
         crop = frame.tensor if self.keep_crops else None
         frame.view, frame.confidence = route.view, route.confidence
-        kept = ViewFeatures(frame.features, header.seq, header.ts, crop, route.confidence, outside, fingerprint)
-        frame.kept, kept.level = kept, frame.level
+        kept = ViewFeatures(frame.features, header.seq, header.ts, crop, route.confidence, verdict.outside, fingerprint)
+        kept.guard_score, kept.level = verdict.score, frame.level
+        frame.kept = kept
         return frame
 
 
@@ -229,13 +230,15 @@ class ExamStage:
 
     def __call__(self, frame: FrameContext) -> FrameContext | Drop:
         outside = any(frame.paired[v].outside for v in VIEWS)
+        scores = [frame.paired[v].guard_score for v in VIEWS]
+        guard_score = None if None in scores else max(scores)
         session = self.sessions.get(frame.header.session)
         tracker = session.exam
         if frame.hri is not None and not frame.kept.outside:
             tracker.add_hri(FrameHri.of(frame.hri))
             if frame.hri.value is not None and frame.origin is not None and session.study is not None:
                 session.study.hri_measured(frame.origin, frame.hri)
-        frame.exam = tracker.add(frame.header.ts, frame.members, outside, clock=time.monotonic())
+        frame.exam = tracker.add(frame.header.ts, frame.members, guard_score, clock=time.monotonic())
         if outside and self.withhold_outside:
             return Drop(counts=(Count.RESULTS_WITHHELD_OUT_OF_DISTRIBUTION,))
         return frame

@@ -28,6 +28,7 @@ from calibration.fidelity import GateFitReport, GuardFitReport
 from calibration.split import ExportSplit
 from edge_runtime.contracts import (
     FEATURE_MAP,
+    GUARD_LIMIT,
     OTHER_VIEW,
     VIEW_CLASSES,
     VIEWS,
@@ -36,7 +37,6 @@ from edge_runtime.contracts import (
     ViewGateSpec,
 )
 from edge_runtime.model.gate import (
-    GUARD_LIMIT,
     Gate,
     SpeckleGuard,
     ViewHead,

@@ -23,9 +23,9 @@ from scipy.stats import t as student_t
 from tqdm.auto import tqdm
 
 from calibration.split import ExportSplit
-from edge_runtime.contracts import VIEWS, GuardSpec, ViewGateSpec
+from edge_runtime.contracts import GUARD_LIMIT, VIEWS, GuardSpec, ViewGateSpec
 from edge_runtime.model.bundle import Bundle
-from edge_runtime.model.gate import CENTRE_MAX_WIDENING, GUARD_LIMIT, Gate, GatePolicy, ScannerCentre, speckle_texture
+from edge_runtime.model.gate import CENTRE_MAX_WIDENING, Gate, GatePolicy, ScannerCentre, speckle_texture
 from edge_runtime.model.uncertainty import conformal_quantile
 from trainer import gate_features
 from trainer.dataset import Cohort, read_cohort
