@@ -121,6 +121,33 @@ def test_sessions_pair_within_the_window_and_stay_bounded() -> None:
     assert {e.why for e in ended} == {"capacity", "ttl"} and store.take_ended() == []
 
 
+def test_a_frame_outside_training_does_not_flag_the_pairs_after_it() -> None:
+    """A sweep's transition the gate files as a view and the guard flags is paired once, flagged; the other view's
+    next frames pair with the view's last guard-clean frame, not with it (a 28 % liver's exam lost its call to
+    three such frames, each spoiling the pairs until its view was shown again)."""
+    store = SessionStore(10, 3, 10, lambda: ExamTracker(ExamPolicy(), ExamModel(0.5)))
+    f = np.zeros(4, np.float32)
+    store.update("a", "kidney_liver", ViewFeatures(f, 1, ts=0.0, outside=False), now=0.0)
+    flagged = store.update("a", "kidney_liver", ViewFeatures(f, 2, ts=1.0, outside=True), now=1.0)
+    assert flagged is None  # no liver frame yet
+    paired = store.update("a", "liver", ViewFeatures(f, 3, ts=2.0, outside=False), now=2.0)
+    assert paired["kidney_liver"].seq == 1 and not paired["kidney_liver"].outside
+    flagged = store.update("a", "kidney_liver", ViewFeatures(f, 4, ts=3.0, outside=True), now=3.0)
+    assert flagged["kidney_liver"].seq == 4  # the flagged frame's own pair says it is outside
+    assert store.update("a", "liver", ViewFeatures(f, 5, ts=4.0, outside=False), now=4.0)["kidney_liver"].seq == 1
+    store.update("a", "kidney_liver", ViewFeatures(f, 6, ts=20.0, outside=True), now=20.0)  # the clean one is stale
+    assert store.update("a", "liver", ViewFeatures(f, 7, ts=21.0), now=21.0)["kidney_liver"].seq == 6
+
+
+def test_a_view_whose_every_frame_is_flagged_still_pairs_its_newest() -> None:
+    """A console the bundle never saw: every frame flagged, the pairs keep coming and the exam says so."""
+    store = SessionStore(10, 3, 10, lambda: ExamTracker(ExamPolicy(), ExamModel(0.5)))
+    f = np.zeros(4, np.float32)
+    for seq, view in enumerate(("kidney_liver", "liver", "kidney_liver", "liver")):
+        paired = store.update("a", view, ViewFeatures(f, seq, ts=float(seq), outside=True), now=float(seq))
+    assert paired["kidney_liver"].seq == 2 and paired["liver"].seq == 3
+
+
 def test_a_study_pairs_across_the_study_and_ends_only_when_idle_with_nothing_waiting() -> None:
     """A stored study's views pair however far apart they were stored; it ends after its idle time, but never while
     frames of it still wait for the worker (a slow pipeline must not split one study into two exams)."""

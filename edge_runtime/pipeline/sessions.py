@@ -43,7 +43,8 @@ class Session:
     """One exam in progress."""
 
     exam: ExamTracker
-    views: dict[str, ViewFeatures] = field(default_factory=dict)
+    views: dict[str, ViewFeatures] = field(default_factory=dict)  # each view's frame the other view pairs with
+    fingerprints: dict[str, np.ndarray | None] = field(default_factory=dict)  # each view's newest frame, for repeats
     last_seen: float = 0.0  # time.monotonic(): a wall-clock jump never ends an exam
     thumbnails_sent: float = -math.inf  # when this session's thumbnails last went out (monotonic)
     study: StudyTrack | None = None  # a DICOM study's session: ends when idle, pairs across the whole study
@@ -51,6 +52,17 @@ class Session:
     filed: int = 0  # frames filed as a view
     flagged: int = 0  # of them, flagged by the guard
     levels: deque[float] = field(default_factory=lambda: deque(maxlen=KEPT_LEVELS))  # filed frames' display levels
+
+
+def displaces(kept: ViewFeatures | None, new: ViewFeatures, window_s: float) -> bool:
+    """Whether a new frame replaces the session's frame of its view for the other view's later pairs: always,
+    unless the guard flags it and not the kept one, which is still within ``window_s`` of it. A single frame
+    outside training (a sweep's transition filed as a view) is paired once, flagged, instead of flagging every pair
+    until its view is shown again; a view whose frames are all flagged still pairs its newest, so the exam says it
+    is outside training."""
+    if kept is None or not new.outside or kept.outside:
+        return True
+    return new.ts - kept.ts > window_s
 
 
 @dataclass(frozen=True)
@@ -145,7 +157,10 @@ class SessionStore:
         """
         now = time.monotonic() if now is None else now
         state = self._enter(session, now, origin)
-        state.views[view] = features
+        window_s = math.inf if state.study is not None else self.pairing_window_s
+        if displaces(state.views.get(view), features, window_s):
+            state.views[view] = features
+        state.fingerprints[view] = features.fingerprint
         state.scanner, state.filed, state.flagged = scanner, state.filed + 1, state.flagged + bool(features.outside)
         if features.level is not None:
             state.levels.append(features.level)
@@ -156,7 +171,7 @@ class SessionStore:
         if other not in state.views:
             return None
         if state.study is not None or abs(state.views[other].ts - features.ts) <= self.pairing_window_s:
-            return dict(state.views)
+            return dict(state.views) | {view: features}
         return None
 
     def repeats(self, session: str, view: str, fingerprint: np.ndarray, min_correlation: float, now: float) -> bool:
@@ -172,8 +187,8 @@ class SessionStore:
             now: the current time.
         """
         state = self._sessions.get(session)
-        last = state.views.get(view) if state else None
-        if last is None or last.fingerprint is None or not same_image(last.fingerprint, fingerprint, min_correlation):
+        last = state.fingerprints.get(view) if state else None
+        if last is None or not same_image(last, fingerprint, min_correlation):
             return False
         state.last_seen = now
         return True
