@@ -65,8 +65,7 @@ def _each_group_says_where_its_views_went_and_how_many_frames_the_guard_flagged(
         for figure in ("view_agreement", "guard_share"):
             pooled = sum(g[figure] * g["subjects"] for g in groups) / report["subjects"]
             assert pooled == pytest.approx(report["metrics"][figure]), (key, figure)
-    bands = PDFF_BAND_NAMES
-    assert list(report["per_band"]) == [b for b in bands if b in report["per_band"]]  # normal to severe
+    assert list(report["per_band"]) == [b for b in PDFF_BAND_NAMES if b in report["per_band"]]  # normal to severe
     header = "| PDFF band | subjects | definite | definite right | interval covers | MAE pp | views filed right |"
     assert header + " guard flags |" in page
 

@@ -162,18 +162,17 @@ def groups_section(results: dict[str, Any]) -> str:
     """Every row per vendor (AUC, accuracy, R^2) and per true PDFF band (subjects, accuracy, MAE): a mean can hide
     a scanner or a grade that does badly."""
     vendors = sorted({v for r in results.values() for v in r.get("by_vendor", {})})
-    bands = PDFF_BAND_NAMES
     head = " | ".join(f"{v} AUC | {v} accuracy | {v} R^2" for v in vendors)
     lines = ["", "## Per vendor and per PDFF band (pooled out of fold)", "", f"| setting | {head} |",
              "| --- |" + " --- |" * (3 * len(vendors))]  # fmt: skip
     for name, r in results.items():
         cells = [c for v in vendors for c in _cells(r.get("by_vendor", {}).get(v), ("auc", "accuracy", "r2"))]
         lines.append(f"| {name} | {' | '.join(cells)} |")
-    head = " | ".join(f"{b} n | {b} accuracy | {b} MAE" for b in bands)
-    lines += ["", f"| setting | {head} |", "| --- |" + " --- |" * (3 * len(bands))]
+    head = " | ".join(f"{b} n | {b} accuracy | {b} MAE" for b in PDFF_BAND_NAMES)
+    lines += ["", f"| setting | {head} |", "| --- |" + " --- |" * (3 * len(PDFF_BAND_NAMES))]
     for name, r in results.items():
         groups = r.get("by_band", {})
-        cells = [c for b in bands for c in _band_cells(groups.get(b))]
+        cells = [c for b in PDFF_BAND_NAMES for c in _band_cells(groups.get(b))]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     return "\n".join([*lines, "", ""])
 

@@ -131,9 +131,8 @@ def band_scores(estimate_pdff: np.ndarray, errors: np.ndarray, coverage: float) 
     """Each band's sorted normalised errors, by the band of the estimate (what the bedside knows, not the truth). A band
     holding too few subjects to state the coverage (a finite conformal quantile) is merged with its neighbour towards
     the middle of the scale, until every group can; every band keeps its group's scores."""
-    names = PDFF_BAND_NAMES
     bands = np.array([pdff_band(float(v)) for v in estimate_pdff])
-    groups = [[name] for name in names]
+    groups = [[name] for name in PDFF_BAND_NAMES]
     needed = fewest_for_coverage(coverage)
     while len(groups) > 1:
         sizes = [int(np.isin(bands, group).sum()) for group in groups]
