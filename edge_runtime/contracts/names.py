@@ -173,7 +173,7 @@ class ExamEnd(StrEnum):
 
 PLAIN_COUNTERS = """
     frames_received frames_rejected frames_lost_in_transport frames_unseen_scanner frames_encoded view_mismatch
-    view_kidney_found
+    view_kidney_found view_no_kidney
     gate_rejected frames_repeated frames_out_of_distribution frames_awaiting_pair results_withheld_out_of_distribution
     results_published inference_errors sink_errors audit_write_failures exams_ended
     dicom_associations dicom_associations_refused dicom_associations_aborted dicom_objects_received

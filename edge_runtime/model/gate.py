@@ -55,7 +55,13 @@ from edge_runtime.contracts import (
     GuardSpec,
     ViewGateSpec,
 )
-from edge_runtime.measure.regions import KIDNEY_VIEW_EVIDENCE, MIN_KIDNEY_EVIDENCE, KidneyLook, look_for_kidney
+from edge_runtime.measure.regions import (
+    KIDNEY_VIEW_EVIDENCE,
+    MIN_KIDNEY_EVIDENCE,
+    NO_KIDNEY_EVIDENCE,
+    KidneyLook,
+    look_for_kidney,
+)
 from edge_runtime.pipeline.preprocess import SECTOR_FLOOR, channel_max
 
 GATE_FILE = "gate.npz"
@@ -65,6 +71,7 @@ FLOW_CONTRAST = 80  # red or blue this far above both other channels: a colour-f
 FLOW_SHARE_MAX = 0.0005  # more flow pixels than this share (25 of 50 176): a Doppler box, however little flow
 COLOUR = GateKeptOut.COLOUR  # what Gate.sort calls a frame with colour in the box
 CENTRE_MAX_WIDENING = 2.0  # the most a console's own spread may widen the guard on its frames (ScannerCentre)
+KIDNEY_LIVER_SURE = 0.99  # an 'auto' kidney-liver call of the head below this waits for the kidney finder's word
 CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey level: saturated, out of distribution
 CLIPPED, FEATURES, SPECKLE = GuardPart.CLIPPED, GuardPart.FEATURES, GuardPart.SPECKLE  # why the guard flags a frame
 SPECKLE_BOX = 7  # the speckle residual: a grey level minus the mean of its 7x7 neighbourhood
@@ -413,6 +420,7 @@ class Route:
     kept_out: GateKeptOut | None = None  # colour, other, or a view predicted below the confidence floor
     mismatch: str | None = None
     kidney: KidneyLook | None = None  # the kidney finder's look, when it filed the frame where the head would not
+    no_kidney: bool = False  # filed liver: the head saw a view it could not place, and the finder saw no kidney
 
     @property
     def by_kidney(self) -> bool:
@@ -457,8 +465,10 @@ class GatePolicy:
         """The view a frame is paired under. A named view is used as sent unless the gate confidently says otherwise
         (and wins: view_authority 'model' and a gate meeting its CV bar); the disagreement is reported whoever wins.
         An 'auto' frame needs a confident liver or kidney_liver prediction. Colour comes first: it is not a view.
-        An 'auto' or kidney-liver frame the head would not file as kidney_liver is one when the kidney finder makes
-        its case (kidney_bar).
+        The kidney finder then settles what the head cannot: an 'auto' or kidney-liver frame the head would not file
+        as kidney_liver is one when the finder makes its case (kidney_bar); an 'auto' frame the head sees as a view
+        without placing it (_unplaced_view) is the liver view when the finder sees no kidney, and waits, kept out,
+        when the finder may not look.
 
         Args:
             named: the view the frame's header names ('auto' when the source does not know).
@@ -468,15 +478,30 @@ class GatePolicy:
                 the looks actually taken; None: always.
         """
         route = self._head_route(named, tensor, features)
-        kidney_liver = VIEWS[1]
-        if route.view == kidney_liver or route.kept_out == COLOUR or named not in (AUTO_VIEW, kidney_liver):
+        if self.gate is None or self.gate.view_head is None or route.kept_out == COLOUR:
             return route
-        if self.gate is None or self.gate.view_head is None or (may_look is not None and not may_look()):
+        may_be_kidney_liver = route.view != VIEWS[1] and named in (AUTO_VIEW, VIEWS[1])
+        unplaced = self._unplaced_view(named, route, features)
+        if not may_be_kidney_liver and unplaced is None:
             return route
+        if may_look is not None and not may_look():
+            return route if unplaced is None or route.view is None else Route(None, kept_out=GateKeptOut(route.view))
         look = look_for_kidney(channel_max(tensor))
-        if look.evidence < kidney_bar(route):
-            return route
-        return Route(kidney_liver, look.evidence, mismatch=route.mismatch, kidney=look)
+        if may_be_kidney_liver and look.evidence >= kidney_bar(route):
+            return Route(VIEWS[1], look.evidence, mismatch=route.mismatch, kidney=look)
+        if unplaced is not None and look.evidence < NO_KIDNEY_EVIDENCE:
+            return Route(VIEWS[0], unplaced, mismatch=route.mismatch, no_kidney=True)
+        return route
+
+    def _unplaced_view(self, named: str, route: Route, features: np.ndarray) -> float | None:
+        """The head's probability that an 'auto' frame shows a view at all, when that clears the confidence floor
+        but the head neither files it liver nor is sure of kidney-liver (KIDNEY_LIVER_SURE); otherwise None. A head
+        fitted on few fatty livers calls their liver views kidney-liver at 0.6-0.9."""
+        if named != AUTO_VIEW or route.view == VIEWS[0]:
+            return None
+        p = dict(zip(VIEW_CLASSES, self.gate.view_head.probabilities(features), strict=True))
+        share = float(p[VIEWS[0]] + p[VIEWS[1]])
+        return share if share >= self.spec.confidence_floor and p[VIEWS[1]] < KIDNEY_LIVER_SURE else None
 
     def _head_route(self, named: str, tensor: np.ndarray, features: np.ndarray) -> Route:
         """The route the view head and view authority give."""
