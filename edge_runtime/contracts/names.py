@@ -73,7 +73,7 @@ class DropReason(StrEnum):
 
 class GateKeptOut(StrEnum):
     """What the view gate saw in a frame it keeps out of the pairing: colour in the box (never a view), a frame of no
-    view (``other``), or a view predicted below the gate's confidence floor."""
+    view (``other``), or a view predicted below the gate's confidence floor or awaiting the kidney finder's look."""
 
     COLOUR = "colour"
     OTHER = "other"

@@ -417,7 +417,7 @@ class Route:
 
     view: str | None
     confidence: float | None = None
-    kept_out: GateKeptOut | None = None  # colour, other, or a view predicted below the confidence floor
+    kept_out: GateKeptOut | None = None  # colour, other, or a view below the floor or awaiting the kidney finder
     mismatch: str | None = None
     kidney: KidneyLook | None = None  # the kidney finder's look, when it filed the frame where the head would not
     no_kidney: bool = False  # filed liver: the head saw a view it could not place, and the finder saw no kidney
@@ -496,7 +496,7 @@ class GatePolicy:
     def _unplaced_view(self, named: str, route: Route, features: np.ndarray) -> float | None:
         """The head's probability that an 'auto' frame shows a view at all, when that clears the confidence floor
         but the head neither files it liver nor is sure of kidney-liver (KIDNEY_LIVER_SURE); otherwise None. A head
-        fitted on few fatty livers calls their liver views kidney-liver at 0.6-0.9."""
+        fitted on few fatty livers calls their liver views kidney-liver at 0.6-0.93."""
         if named != AUTO_VIEW or route.view == VIEWS[0]:
             return None
         p = dict(zip(VIEW_CLASSES, self.gate.view_head.probabilities(features), strict=True))
