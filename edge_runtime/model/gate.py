@@ -494,14 +494,15 @@ class GatePolicy:
         return route
 
     def _unplaced_view(self, named: str, route: Route, features: np.ndarray) -> float | None:
-        """The head's probability that an 'auto' frame shows a view at all, when that clears the confidence floor
-        but the head neither files it liver nor is sure of kidney-liver (KIDNEY_LIVER_SURE); otherwise None. A head
-        fitted on few fatty livers calls their liver views kidney-liver at 0.6-0.93."""
+        """For an 'auto' frame the head sees as a view (liver and kidney-liver together clear the confidence floor)
+        but neither files liver nor is sure is kidney-liver (KIDNEY_LIVER_SURE): the head's liver probability, the
+        confidence the frame is filed with, so it ranks below every frame the head filed liver itself. Otherwise
+        None. A head fitted on few fatty livers calls their liver views kidney-liver at 0.6-0.93."""
         if named != AUTO_VIEW or route.view == VIEWS[0]:
             return None
         p = dict(zip(VIEW_CLASSES, self.gate.view_head.probabilities(features), strict=True))
-        share = float(p[VIEWS[0]] + p[VIEWS[1]])
-        return share if share >= self.spec.confidence_floor and p[VIEWS[1]] < KIDNEY_LIVER_SURE else None
+        sees_a_view = p[VIEWS[0]] + p[VIEWS[1]] >= self.spec.confidence_floor
+        return float(p[VIEWS[0]]) if sees_a_view and p[VIEWS[1]] < KIDNEY_LIVER_SURE else None
 
     def _head_route(self, named: str, tensor: np.ndarray, features: np.ndarray) -> Route:
         """The route the view head and view authority give."""
