@@ -51,7 +51,7 @@ from edge_runtime.wire.protocol import encode_frame
 from phantom.render import profile_for, render_other, render_view
 from phantom.subject import draw_cohort
 
-UNSURE_KIDNEY_LIVER = {"liver": 0.06, "kidney_liver": 0.93, "other": 0.01}  # how a 40-subject head saw fatty livers
+UNSURE_KIDNEY_LIVER = {"liver": 0.12, "kidney_liver": 0.87, "other": 0.01}  # how a 40-subject head saw fatty livers
 
 
 def _constant_head(features: int, favourite: str | dict[str, float]) -> ViewHead:
@@ -159,7 +159,7 @@ def test_a_kidney_the_head_did_not_see_as_a_liver_view_needs_only_a_measurable_c
 def test_a_view_the_head_cannot_place_is_the_liver_view_where_the_finder_sees_no_kidney(
     bundle_dir: Path, tmp_path: Path, screens
 ) -> None:
-    """A head fitted on 40 subjects called fatty livers' liver views kidney-liver at 0.74-0.93, so two exams got no
+    """A head fitted on 40 subjects called fatty livers' liver views kidney-liver at 0.6-0.9, so two exams got no
     liver frame at all. A kidney makes a kidney-liver view: where the finder sees none, a frame the head sees as a
     view but not surely a kidney-liver one is the liver view, counted. A kidney-liver frame keeps the head's view,
     and so does a frame whose header names its view."""
@@ -168,7 +168,7 @@ def test_a_view_the_head_cannot_place_is_the_liver_view_where_the_finder_sees_no
         server.pipeline.run(_frame(AUTO_VIEW, seq, screens[shot][1], screens[shot][0]))
     kept = server.bedside.worker.sessions.get("exam-1").views
     assert {view: features.seq for view, features in kept.items()} == {"liver": 1, "kidney_liver": 2}
-    assert kept["liver"].view_confidence == pytest.approx(0.06, abs=1e-3)  # the head's own: below any it filed
+    assert kept["liver"].view_confidence == pytest.approx(0.12, abs=1e-3)  # the head's own: below any it filed
     assert server.stats.snapshot()["counters"]["view_no_kidney"] == 1
     named = _server(bundle_dir, tmp_path, UNSURE_KIDNEY_LIVER)
     named.pipeline.run(_frame("kidney_liver", 1, screens["liver"][1], screens["liver"][0]))

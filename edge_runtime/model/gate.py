@@ -71,7 +71,10 @@ FLOW_CONTRAST = 80  # red or blue this far above both other channels: a colour-f
 FLOW_SHARE_MAX = 0.0005  # more flow pixels than this share (25 of 50 176): a Doppler box, however little flow
 COLOUR = GateKeptOut.COLOUR  # what Gate.sort calls a frame with colour in the box
 CENTRE_MAX_WIDENING = 2.0  # the most a console's own spread may widen the guard on its frames (ScannerCentre)
-KIDNEY_LIVER_SURE = 0.99  # an 'auto' kidney-liver call of the head below this waits for the kidney finder's word
+# An 'auto' kidney-liver call of the head below this is checked by the kidney finder. Above it, more kidney-liver
+# frames whose kidney the finder misses (a cine frame at 0.978, evidence 0.04) would be filed liver, and such a frame
+# spoils every pair it joins, while a liver view left unfiled only waits for the next.
+KIDNEY_LIVER_SURE = 0.9
 CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey level: saturated, out of distribution
 CLIPPED, FEATURES, SPECKLE = GuardPart.CLIPPED, GuardPart.FEATURES, GuardPart.SPECKLE  # why the guard flags a frame
 SPECKLE_BOX = 7  # the speckle residual: a grey level minus the mean of its 7x7 neighbourhood
