@@ -484,16 +484,17 @@ class GatePolicy:
         if self.gate is None or self.gate.view_head is None or route.kept_out == COLOUR:
             return route
         may_be_kidney_liver = route.view != VIEWS[1] and named in (AUTO_VIEW, VIEWS[1])
-        unplaced = self._unplaced_view(named, route, features)
-        if not may_be_kidney_liver and unplaced is None:
+        unplaced_p_liver = self._unplaced_view(named, route, features)
+        if not may_be_kidney_liver and unplaced_p_liver is None:
             return route
         if may_look is not None and not may_look():
-            return route if unplaced is None or route.view is None else Route(None, kept_out=GateKeptOut(route.view))
+            unchecked = unplaced_p_liver is not None and route.view is not None
+            return Route(None, kept_out=GateKeptOut(route.view)) if unchecked else route
         look = look_for_kidney(channel_max(tensor))
         if may_be_kidney_liver and look.evidence >= kidney_bar(route):
             return Route(VIEWS[1], look.evidence, mismatch=route.mismatch, kidney=look)
-        if unplaced is not None and look.evidence < NO_KIDNEY_EVIDENCE:
-            return Route(VIEWS[0], unplaced, mismatch=route.mismatch, no_kidney=True)
+        if unplaced_p_liver is not None and look.evidence < NO_KIDNEY_EVIDENCE:
+            return Route(VIEWS[0], unplaced_p_liver, mismatch=route.mismatch, no_kidney=True)
         return route
 
     def _unplaced_view(self, named: str, route: Route, features: np.ndarray) -> float | None:
