@@ -73,7 +73,7 @@ class DropReason(StrEnum):
 
 class GateKeptOut(StrEnum):
     """What the view gate saw in a frame it keeps out of the pairing: colour in the box (never a view), a frame of no
-    view (``other``), or a view predicted below the gate's confidence floor or awaiting the kidney finder's look."""
+    view (``other``), or a view predicted below the gate's confidence floor."""
 
     COLOUR = "colour"
     OTHER = "other"
@@ -173,7 +173,7 @@ class ExamEnd(StrEnum):
 
 PLAIN_COUNTERS = """
     frames_received frames_rejected frames_lost_in_transport frames_unseen_scanner frames_encoded view_mismatch
-    view_kidney_found view_no_kidney
+    view_kidney_found
     gate_rejected frames_repeated frames_out_of_distribution frames_awaiting_pair results_withheld_out_of_distribution
     results_published inference_errors sink_errors audit_write_failures exams_ended
     dicom_associations dicom_associations_refused dicom_associations_aborted dicom_objects_received

@@ -39,9 +39,6 @@ MIN_KIDNEY_EVIDENCE = 0.7  # below this, no kidney is in view; at or above it, t
 # kidney-liver and 480 other frames of `benchmarks kidney-rule` (two cohorts, three consoles), 64 % of kidney-liver
 # frames and 1 other (a partial contact) reach it; 86 % and 7 others (6 liver views, 1 partial contact) reach 0.7.
 KIDNEY_VIEW_EVIDENCE = 0.9
-# Below this the finder makes no case for a kidney, and a frame the view head sees as a view it cannot place is the
-# liver view (model.gate). 5 % of kidney-liver frames and 78 % of liver views of `benchmarks kidney-rule` fall below.
-NO_KIDNEY_EVIDENCE = 0.3
 CORTEX_BAND = (0.74, 0.96)  # ellipse radius: outside the pyramids (which reach about 0.70), inside the capsule (1.0)
 LIVER_BAND = (1.3, 2.2)  # ellipse radius: beyond the capsule and perirenal fat
 MAX_POLAR = 0.85  # the cortex disc stays off the poles, where a template's long axis errs most

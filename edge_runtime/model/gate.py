@@ -55,13 +55,7 @@ from edge_runtime.contracts import (
     GuardSpec,
     ViewGateSpec,
 )
-from edge_runtime.measure.regions import (
-    KIDNEY_VIEW_EVIDENCE,
-    MIN_KIDNEY_EVIDENCE,
-    NO_KIDNEY_EVIDENCE,
-    KidneyLook,
-    look_for_kidney,
-)
+from edge_runtime.measure.regions import KIDNEY_VIEW_EVIDENCE, MIN_KIDNEY_EVIDENCE, KidneyLook, look_for_kidney
 from edge_runtime.pipeline.preprocess import SECTOR_FLOOR, channel_max
 
 GATE_FILE = "gate.npz"
@@ -71,10 +65,6 @@ FLOW_CONTRAST = 80  # red or blue this far above both other channels: a colour-f
 FLOW_SHARE_MAX = 0.0005  # more flow pixels than this share (25 of 50 176): a Doppler box, however little flow
 COLOUR = GateKeptOut.COLOUR  # what Gate.sort calls a frame with colour in the box
 CENTRE_MAX_WIDENING = 2.0  # the most a console's own spread may widen the guard on its frames (ScannerCentre)
-# An 'auto' kidney-liver call of the head below this is checked by the kidney finder. Above it, more kidney-liver
-# frames whose kidney the finder misses (a cine frame at 0.978, evidence 0.04) would be filed liver, and such a frame
-# spoils every pair it joins, while a liver view left unfiled only waits for the next.
-KIDNEY_LIVER_SURE = 0.9
 CLIPPED_SHARE_MAX = 0.05  # more of the sector than this at its brightest grey level: saturated, out of distribution
 CLIPPED, FEATURES, SPECKLE = GuardPart.CLIPPED, GuardPart.FEATURES, GuardPart.SPECKLE  # why the guard flags a frame
 SPECKLE_BOX = 7  # the speckle residual: a grey level minus the mean of its 7x7 neighbourhood
@@ -420,10 +410,9 @@ class Route:
 
     view: str | None
     confidence: float | None = None
-    kept_out: GateKeptOut | None = None  # colour, other, or a view below the floor or awaiting the kidney finder
+    kept_out: GateKeptOut | None = None  # colour, other, or a view predicted below the confidence floor
     mismatch: str | None = None
     kidney: KidneyLook | None = None  # the kidney finder's look, when it filed the frame where the head would not
-    no_kidney: bool = False  # filed liver: the head saw a view it could not place, and the finder saw no kidney
 
     @property
     def by_kidney(self) -> bool:
@@ -468,10 +457,8 @@ class GatePolicy:
         """The view a frame is paired under. A named view is used as sent unless the gate confidently says otherwise
         (and wins: view_authority 'model' and a gate meeting its CV bar); the disagreement is reported whoever wins.
         An 'auto' frame needs a confident liver or kidney_liver prediction. Colour comes first: it is not a view.
-        The kidney finder then settles what the head cannot: an 'auto' or kidney-liver frame the head would not file
-        as kidney_liver is one when the finder makes its case (kidney_bar); an 'auto' frame the head sees as a view
-        without placing it (_unplaced_view) is the liver view when the finder sees no kidney, and waits, kept out,
-        when the finder may not look.
+        An 'auto' or kidney-liver frame the head would not file as kidney_liver is one when the kidney finder makes
+        its case (kidney_bar).
 
         Args:
             named: the view the frame's header names ('auto' when the source does not know).
@@ -481,32 +468,15 @@ class GatePolicy:
                 the looks actually taken; None: always.
         """
         route = self._head_route(named, tensor, features)
-        if self.gate is None or self.gate.view_head is None or route.kept_out == COLOUR:
+        kidney_liver = VIEWS[1]
+        if route.view == kidney_liver or route.kept_out == COLOUR or named not in (AUTO_VIEW, kidney_liver):
             return route
-        may_be_kidney_liver = route.view != VIEWS[1] and named in (AUTO_VIEW, VIEWS[1])
-        unplaced_p_liver = self._unplaced_view(named, route, features)
-        if not may_be_kidney_liver and unplaced_p_liver is None:
+        if self.gate is None or self.gate.view_head is None or (may_look is not None and not may_look()):
             return route
-        if may_look is not None and not may_look():
-            unchecked = unplaced_p_liver is not None and route.view is not None
-            return Route(None, kept_out=GateKeptOut(route.view)) if unchecked else route
         look = look_for_kidney(channel_max(tensor))
-        if may_be_kidney_liver and look.evidence >= kidney_bar(route):
-            return Route(VIEWS[1], look.evidence, mismatch=route.mismatch, kidney=look)
-        if unplaced_p_liver is not None and look.evidence < NO_KIDNEY_EVIDENCE:
-            return Route(VIEWS[0], unplaced_p_liver, mismatch=route.mismatch, no_kidney=True)
-        return route
-
-    def _unplaced_view(self, named: str, route: Route, features: np.ndarray) -> float | None:
-        """For an 'auto' frame the head sees as a view (liver and kidney-liver together clear the confidence floor)
-        but neither files liver nor is sure is kidney-liver (KIDNEY_LIVER_SURE): the head's liver probability, the
-        confidence the frame is filed with, so it ranks below every frame the head filed liver itself. Otherwise
-        None. A head fitted on few fatty livers calls their liver views kidney-liver at 0.6-0.93."""
-        if named != AUTO_VIEW or route.view == VIEWS[0]:
-            return None
-        p = dict(zip(VIEW_CLASSES, self.gate.view_head.probabilities(features), strict=True))
-        sees_a_view = p[VIEWS[0]] + p[VIEWS[1]] >= self.spec.confidence_floor
-        return float(p[VIEWS[0]]) if sees_a_view and p[VIEWS[1]] < KIDNEY_LIVER_SURE else None
+        if look.evidence < kidney_bar(route):
+            return route
+        return Route(kidney_liver, look.evidence, mismatch=route.mismatch, kidney=look)
 
     def _head_route(self, named: str, tensor: np.ndarray, features: np.ndarray) -> Route:
         """The route the view head and view authority give."""

@@ -148,8 +148,6 @@ class GateStage:
         if route.by_kidney:
             frame.counts.append(Count.VIEW_KIDNEY_FOUND)
             frame.kidney = route.kidney
-        if route.no_kidney:
-            frame.counts.append(Count.VIEW_NO_KIDNEY)
         if route.mismatch is not None:
             frame.counts.append(Count.VIEW_MISMATCH)
             text = f"session {header.session}: header says {header.view}, gate {route.mismatch}"
